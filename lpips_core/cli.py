@@ -1,0 +1,218 @@
+"""Command line: ``lpips-core <command> ...``.
+
+Each command is a small function that parses nothing itself and calls the
+library; errors a user can fix (missing files, unreadable images, size
+mismatches) end with exit status 2 and a one-line message on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from .images import ImageLoadError, list_images, load_tensor
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A problem the user can fix; printed as one line, exit status 2."""
+
+
+# --------------------------------------------------------------------------- helpers
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[list]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _load_pair(path0: Path, path1: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    img0, img1 = load_tensor(path0), load_tensor(path1)
+    if img0.shape != img1.shape:
+        raise CLIError(f"{path0} is {img0.shape[3]}x{img0.shape[2]} but {path1} is "
+                       f"{img1.shape[3]}x{img1.shape[2]}; LPIPS compares images of the same size")
+    return img0, img1
+
+
+def _model(args, **kwargs):
+    from .model import LPIPS
+    return LPIPS(net=args.net, version=args.version, **kwargs).eval()
+
+
+def _progress(iterable, total: int, desc: str):
+    from tqdm.auto import tqdm
+    return tqdm(iterable, total=total, desc=desc, unit="pair", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_compare(args) -> None:
+    img0, img1 = _load_pair(Path(args.img0), Path(args.img1))
+    model = _model(args)
+    with torch.inference_mode():
+        d = model(img0, img1).item()
+    if args.spatial_map:
+        from .plots import save_distance_map
+        spatial = _model(args, spatial=True)
+        with torch.inference_mode():
+            dmap = spatial(img0, img1)[0, 0]
+        save_distance_map(dmap, args.spatial_map, title=f"LPIPS {args.net} v{args.version}: {d:.4f}")
+        print(f"spatial map written to {args.spatial_map}", file=sys.stderr)
+    print(f"{d:.6f}")
+
+
+def cmd_dirs(args) -> None:
+    files0 = list_images(args.dir0)
+    dir1 = Path(args.dir1)
+    if not dir1.is_dir():
+        raise CLIError(f"{dir1}: no such directory")
+    pairs = [(p, dir1 / p.name) for p in files0 if (dir1 / p.name).is_file()]
+    missing = len(files0) - len(pairs)
+    if missing:
+        print(f"lpips-core: {missing} file(s) of {args.dir0} have no match in {dir1}; skipped",
+              file=sys.stderr)
+    if not pairs:
+        raise CLIError(f"no image in {args.dir0} has a same-named file in {dir1}")
+    model = _model(args)
+    rows = []
+    with torch.inference_mode():
+        for p0, p1 in _progress(pairs, len(pairs), "pairs"):
+            img0, img1 = _load_pair(p0, p1)
+            rows.append([p0.name, f"{model(img0, img1).item():.6f}"])
+    write_csv(args.output, ["name", "distance"], rows)
+    print(f"{len(rows)} distances written to {args.output}", file=sys.stderr)
+
+
+def cmd_allpairs(args) -> None:
+    files = list_images(args.dir)
+    if len(files) < 2:
+        raise CLIError(f"{args.dir} holds {len(files)} image(s); allpairs needs at least 2")
+    images = [load_tensor(p) for p in files]
+    for p, img in zip(files, images):
+        if img.shape != images[0].shape:
+            raise CLIError(f"{p} is {img.shape[3]}x{img.shape[2]} but {files[0]} is "
+                           f"{images[0].shape[3]}x{images[0].shape[2]}; allpairs needs one size")
+    model = _model(args)
+    batch = torch.cat(images)  # (N, 3, H, W)
+    n = len(files)
+    rows = []
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    with torch.inference_mode():
+        if hasattr(model, "pairwise"):
+            matrix = model.pairwise(batch)
+            rows = [[files[i].name, files[j].name, f"{matrix[i, j].item():.6f}"] for i, j in pairs]
+        else:
+            for i, j in _progress(pairs, len(pairs), "pairs"):
+                rows.append([files[i].name, files[j].name,
+                             f"{model(images[i], images[j]).item():.6f}"])
+    write_csv(args.output, ["image0", "image1", "distance"], rows)
+    print(f"{len(rows)} distances written to {args.output}", file=sys.stderr)
+
+
+def cmd_weights(args) -> None:
+    from .weights import converted_path, linear_weights_path, prepare_backbone, ARCH
+
+    nets = args.net or ["alex", "vgg", "squeeze"]
+    failed = []
+    for net in nets:
+        try:
+            where = prepare_backbone(net, repair=args.repair)
+            print(f"{net:8s} backbone  ok  {where}")
+        except Exception as exc:  # report every net, then fail
+            failed.append(net)
+            first = str(exc).splitlines()[0]
+            print(f"{net:8s} backbone  MISSING  {first}")
+            if args.verbose:
+                print(str(exc))
+        for version in ("0.1", "0.0"):
+            print(f"{net:8s} linear v{version}  ok  {linear_weights_path(net, version)}")
+    if failed and args.strict:
+        raise CLIError(f"backbone weights unavailable for {', '.join(failed)} "
+                       f"(run 'lpips-core weights -v' for every source tried)")
+
+
+# --------------------------------------------------------------------------- parser
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--net", default="alex", choices=["alex", "vgg", "squeeze"],
+                   help="backbone (default: alex)")
+    p.add_argument("--version", default="0.1", choices=["0.1", "0.0"],
+                   help="linear-weight version (default: 0.1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lpips-core", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="WARNING", help="logging level (INFO shows weight sources)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compare", help="distance between two images")
+    p.add_argument("img0")
+    p.add_argument("img1")
+    _add_model_args(p)
+    p.add_argument("--spatial-map", metavar="PNG", help="also save the spatial distance map")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("dirs", help="distances between same-named images of two folders")
+    p.add_argument("dir0")
+    p.add_argument("dir1")
+    p.add_argument("-o", "--output", required=True, help="CSV file to write")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_dirs)
+
+    p = sub.add_parser("allpairs", help="distances between all pairs of images in a folder")
+    p.add_argument("dir")
+    p.add_argument("-o", "--output", required=True, help="CSV file to write")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_allpairs)
+
+    p = sub.add_parser("weights", help="prepare and check backbone weights (offline sources)")
+    p.add_argument("--net", action="append", choices=["alex", "vgg", "squeeze"],
+                   help="only this backbone (repeatable)")
+    p.add_argument("--repair", action="store_true", help="re-create damaged cached files")
+    p.add_argument("--strict", action="store_true", help="exit 2 if any backbone is unavailable")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every source tried")
+    p.set_defaults(func=cmd_weights)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(message)s")
+    try:
+        args.func(args)
+    except (CLIError, ImageLoadError, FileNotFoundError) as exc:
+        print(f"lpips-core: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:  # input checks of the model (sizes, channels, ...)
+        print(f"lpips-core: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Loading images and converting between uint8 arrays and LPIPS tensors.
+
+``load_image`` and ``im2tensor`` follow the reference package: an image is an
+(H, W, 3) uint8 RGB array, and a tensor is (1, 3, H, W) float32 in [-1, 1].
+The reference reads files with OpenCV; this module uses Pillow, which gives the
+same RGB pixels for 8-bit files and is already a dependency of torchvision.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+
+class ImageLoadError(ValueError):
+    """An image file is missing, unreadable, or in a form LPIPS cannot use."""
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as an (H, W, 3) uint8 RGB array.
+
+    Grayscale and palette images are expanded to RGB, alpha is dropped (as
+    OpenCV does in the reference), 16-bit images are scaled to 8 bits, and an
+    animated file contributes its first frame.
+
+    Raises:
+        ImageLoadError: naming the file, when it is missing or not a readable image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as im:
+            im.seek(0)
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.uint32)
+                arr = (arr >> 8).clip(0, 255).astype(np.uint8) if arr.max() > 255 else arr.astype(np.uint8)
+                return np.repeat(arr[:, :, None], 3, axis=2)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"{path}: not a readable image ({exc})") from exc
+
+
+def im2tensor(image: np.ndarray, imtype=np.uint8, cent: float = 1.0,
+              factor: float = 255.0 / 2.0) -> torch.Tensor:
+    """(H, W, 3) uint8 in [0, 255] -> (1, 3, H, W) float32 in [-1, 1] (reference semantics)."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    return torch.Tensor((image / factor - cent)[:, :, :, np.newaxis].transpose((3, 2, 0, 1)))
+
+
+def tensor2im(image_tensor: torch.Tensor, imtype=np.uint8, cent: float = 1.0,
+              factor: float = 255.0 / 2.0) -> np.ndarray:
+    """First image of a (N, 3, H, W) [-1, 1] tensor -> (H, W, 3) uint8 (reference semantics)."""
+    image_numpy = image_tensor[0].detach().cpu().float().numpy()
+    image_numpy = (np.transpose(image_numpy, (1, 2, 0)) + cent) * factor
+    return image_numpy.astype(imtype)
+
+
+def load_tensor(path: str | os.PathLike) -> torch.Tensor:
+    """Read an image file straight to a (1, 3, H, W) tensor in [-1, 1]."""
+    return im2tensor(load_image(path))
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm"}
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageLoadError(f"{folder}: no such directory")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

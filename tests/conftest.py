@@ -1,0 +1,110 @@
+"""Shared fixtures: paths to ../shared, real photographs, and the reference oracle."""
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is absent (fresh clone elsewhere)")
+
+NETS = ["alex", "vgg", "squeeze"]
+
+
+@functools.lru_cache(maxsize=None)
+def backbone_available(net: str) -> bool:
+    """True when pretrained weights for ``net`` can be had here (cache, $LPIPS_CORE_WEIGHTS, ...)."""
+    from lpips_core.weights import WeightsError, load_backbone_state
+
+    try:
+        load_backbone_state(net)
+        return True
+    except WeightsError:
+        return False
+
+
+def require_backbone(net: str) -> None:
+    if not backbone_available(net):
+        pytest.skip(f"no pretrained {net} weights here (set LPIPS_CORE_WEIGHTS)")
+
+
+@functools.lru_cache(maxsize=None)
+def ours(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: bool = False):
+    """An lpips_core model; pretrained trunk when available, else a seeded random trunk."""
+    import lpips_core
+
+    if backbone_available(net):
+        return lpips_core.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial)
+    torch.manual_seed(0)
+    return lpips_core.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial, pnet_rand=True)
+
+
+@functools.lru_cache(maxsize=None)
+def reference(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: bool = False):  # noqa: A002
+    """The reference ``lpips.LPIPS`` with the same trunk weights as ``ours(...)``.
+
+    The reference's own linear weights are used (loaded by the reference code),
+    so the linear layers, the scaling, the normalisation and the reduction are
+    all checked independently; only the trunk weights are shared.
+    """
+    import lpips as reference_package
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = reference_package.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial,
+                          pnet_rand=True, verbose=False)
+    ref.net.load_state_dict(ours(net, version, lpips, spatial).net.state_dict())
+    return ref.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def photo(name: str) -> np.ndarray:
+    """A real photograph shipped with scikit-image, (H, W, 3) uint8."""
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return img[:, :, :3]
+
+
+def photo_pairs(size=(96, 128), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops of real photographs and distorted versions (noise, blur, JPEG), in [-1, 1].
+
+    Returns:
+        two (6, 3, H, W) float32 tensors.
+    """
+    import io
+
+    from PIL import Image, ImageFilter
+
+    from lpips_core import im2tensor
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    refs, dists = [], []
+    for name in ("astronaut", "coffee", "chelsea"):
+        img = photo(name)
+        y, x = rng.integers(0, img.shape[0] - h), rng.integers(0, img.shape[1] - w)
+        crop = img[y:y + h, x:x + w]
+        noisy = np.clip(crop + rng.normal(0, 12, crop.shape), 0, 255).astype(np.uint8)
+        blurred = np.asarray(Image.fromarray(crop).filter(ImageFilter.GaussianBlur(1.5)))
+        buf = io.BytesIO()
+        Image.fromarray(crop).save(buf, format="JPEG", quality=15)
+        jpeg = np.asarray(Image.open(buf).convert("RGB"))
+        for d in (noisy, blurred if name != "chelsea" else jpeg):
+            refs.append(im2tensor(crop))
+            dists.append(im2tensor(d))
+    return torch.cat(refs), torch.cat(dists)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
