@@ -181,23 +181,19 @@ class LPIPS(nn.Module):
                 for k, lin in enumerate(self.lins)}
 
     # ------------------------------------------------------------------ forward
-    def _prepare(self, in0: torch.Tensor, in1: torch.Tensor, normalize: bool):
-        in0 = checks.as_image_batch(in0, "in0")
-        in1 = checks.as_image_batch(in1, "in1")
-        checks.check_pair(in0, in1, self.pnet_type)
-        if not self._range_warned:
-            for x in (in0, in1):
-                if checks.out_of_range(x, normalize):
-                    checks.warn_range(normalize, float(x.min()), float(x.max()))
-                    self._range_warned = True
-                    break
-        dtype = self.scaling_layer.shift.dtype
-        in0, in1 = in0.to(dtype), in1.to(dtype)
+    def _check_one(self, x: torch.Tensor, name: str, normalize: bool) -> torch.Tensor:
+        x = checks.as_image_batch(x, name)
+        if not self._range_warned and checks.out_of_range(x, normalize):
+            checks.warn_range(normalize, float(x.min()), float(x.max()))
+            self._range_warned = True
+        return x
+
+    def _scale(self, x: torch.Tensor, normalize: bool) -> torch.Tensor:
+        """Checked images -> trunk input: dtype, [0,1]->[-1,1] if ``normalize``, v0.1 scaling."""
+        x = x.to(self.scaling_layer.shift.dtype)
         if normalize:  # [0, 1] -> [-1, 1]
-            in0, in1 = 2 * in0 - 1, 2 * in1 - 1
-        if self.version == "0.1":
-            in0, in1 = self.scaling_layer(in0), self.scaling_layer(in1)
-        return in0, in1
+            x = 2 * x - 1
+        return self.scaling_layer(x) if self.version == "0.1" else x
 
     def _trunk_pair(self, in0: torch.Tensor, in1: torch.Tensor):
         """Run both inputs through the trunk, in one call when their batches match."""
@@ -211,13 +207,46 @@ class LPIPS(nn.Module):
         return self.lpips and self.training and any(
             isinstance(m, nn.Dropout) and m.p > 0 for lin in self.lins for m in lin.model)
 
-    def layer_distances(self, feats0: list[torch.Tensor], feats1: list[torch.Tensor],
-                        out_hw: Sequence[int]) -> list[torch.Tensor]:
-        """Per-layer distances from raw trunk taps: (N, 1, 1, 1) each, or (N, 1, H, W) if spatial."""
+    # ------------------------------------------------------------------ feature API
+    def features(self, x: torch.Tensor, normalize: bool = False) -> list[torch.Tensor]:
+        """Unit-normalised trunk features of one image batch, for reuse across comparisons.
+
+        Args:
+            x: (N, 3, H, W) or (3, H, W) images in [-1, 1] ([0, 1] with ``normalize``).
+        Returns:
+            one (N, C_k, H_k, W_k) tensor per tap, each channel vector of unit length.
+        """
+        x = self._check_one(x, "x", normalize)
+        checks.check_pair(x, x, self.pnet_type)
+        return [normalize_tensor(t) for t in self.net(self._scale(x, normalize))]
+
+    def distance_from_features(self, feats0: list[torch.Tensor], feats1: list[torch.Tensor],
+                               out_hw: Sequence[int] | None = None,
+                               retPerLayer: bool = False):
+        """Distance between two sets of ``features()`` outputs (batches broadcast as in ``forward``).
+
+        Args:
+            feats0, feats1: lists from :meth:`features`.
+            out_hw: image size, needed only when ``spatial=True``.
+        Returns:
+            (N, 1, 1, 1) distances ((N, 1, H, W) with ``spatial``); with
+            ``retPerLayer`` the tuple (total, [per-layer]).
+        """
+        if self.spatial and out_hw is None:
+            raise ValueError("distance_from_features needs out_hw=(H, W) when spatial=True")
+        res = self._layer_distances(feats0, feats1, out_hw)
+        val = res[0]
+        for r in res[1:]:
+            val = val + r
+        return (val, res) if retPerLayer else val
+
+    def _layer_distances(self, feats0: list[torch.Tensor], feats1: list[torch.Tensor],
+                         out_hw: Sequence[int] | None) -> list[torch.Tensor]:
+        """Per-layer distances from normalised features: (N, 1, 1, 1) each, or (N, 1, H, W) if spatial."""
         res = []
         fused = not self.spatial and not self._dropout_active()
         for k in range(self.L):
-            diff = (normalize_tensor(feats0[k]) - normalize_tensor(feats1[k])) ** 2  # (N, C, h, w)
+            diff = (feats0[k] - feats1[k]) ** 2  # (N, C, h, w)
             if self.lpips and fused:
                 w = self.lins[k].conv.weight.view(1, -1)  # (1, C)
                 res.append((spatial_average(diff, keepdim=False) * w).sum(1).view(-1, 1, 1, 1))
@@ -229,6 +258,7 @@ class LPIPS(nn.Module):
                 res.append(upsample(summed, out_hw) if self.spatial else spatial_average(summed))
         return res
 
+    # ------------------------------------------------------------------ forward
     def forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool = False,
                 normalize: bool = False):
         """Distance between two image batches.
@@ -242,13 +272,13 @@ class LPIPS(nn.Module):
             (N, 1, 1, 1) distances ((N, 1, H, W) maps with ``spatial=True``),
             and with ``retPerLayer`` the tuple (total, [per-layer]).
         """
-        x0, x1 = self._prepare(in0, in1, normalize)
-        feats0, feats1 = self._trunk_pair(x0, x1)
-        res = self.layer_distances(feats0, feats1, x0.shape[2:])
-        val = res[0]
-        for r in res[1:]:
-            val = val + r
-        return (val, res) if retPerLayer else val
+        in0 = self._check_one(in0, "in0", normalize)
+        in1 = self._check_one(in1, "in1", normalize)
+        checks.check_pair(in0, in1, self.pnet_type)
+        taps0, taps1 = self._trunk_pair(self._scale(in0, normalize), self._scale(in1, normalize))
+        feats0 = [normalize_tensor(t) for t in taps0]
+        feats1 = [normalize_tensor(t) for t in taps1]
+        return self.distance_from_features(feats0, feats1, in0.shape[2:], retPerLayer)
 
 
 @functools.lru_cache(maxsize=8)
