@@ -1,0 +1,247 @@
+"""Statistics for comparing metrics: bootstrap intervals, paired tests, correlations.
+
+* :func:`bootstrap_ci`: percentile bootstrap interval of any statistic of one
+  sample, or of paired samples (``scipy.stats.bootstrap``).
+* :func:`stratified_bootstrap_ci`: interval of the mean of per-group means (the
+  paper's "average over subsets"), resampling inside each group.
+* :func:`paired_bootstrap_test`: are two metrics' 2AFC scores on the same
+  triplets different? Difference, interval and two-sided p-value.
+* :func:`correlations`: Pearson, Spearman and Kendall with p-values (``scipy.stats``).
+* :func:`fit_logistic4` / :func:`plcc`: the 4-parameter logistic mapping used
+  before the Pearson correlation in image-quality studies (VQEG), and
+  :func:`mos_correlations`, SROCC / KROCC / PLCC each with a bootstrap interval.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import optimize, stats
+
+DEFAULT_RESAMPLES = 1000
+
+
+def _vec(x, name: str = "values") -> np.ndarray:
+    try:
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().double().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    arr = np.asarray(x, dtype=np.float64).reshape(-1)
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    return arr
+
+
+# --------------------------------------------------------------------------- bootstrap
+def bootstrap_ci(data, statistic: Callable = np.mean, level: float = 0.95,
+                 n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                 paired_with=None) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval.
+
+    Args:
+        data: (N,) sample (e.g. per-triplet 2AFC agreements).
+        statistic: ``statistic(sample) -> float``, or ``statistic(x, y)`` when
+            ``paired_with`` is given; resampling keeps the pairs together.
+        level: confidence level, e.g. 0.95.
+        n_resamples: number of bootstrap resamples.
+        seed: random seed (intervals are reproducible).
+        paired_with: optional (N,) second sample paired with ``data``.
+    Returns:
+        (low, high). A constant sample gives (value, value).
+    """
+    x = _vec(data, "data")
+    samples = (x,) if paired_with is None else (x, _vec(paired_with, "paired_with"))
+    if paired_with is not None and samples[1].shape != x.shape:
+        raise ValueError(f"paired samples differ in length: {x.size} and {samples[1].size}")
+    if x.size < 2 or (paired_with is None and np.all(x == x[0])):
+        v = float(statistic(*samples))
+        return v, v
+    vectorized = paired_with is None and statistic in (np.mean, np.median)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate resamples (e.g. constant) give nan; reported as such
+        res = stats.bootstrap(samples, statistic, n_resamples=n_resamples, confidence_level=level,
+                              method="percentile", paired=paired_with is not None,
+                              vectorized=vectorized, random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def stratified_bootstrap_ci(values, groups, level: float = 0.95, n_resamples: int = DEFAULT_RESAMPLES,
+                            seed: int = 0) -> tuple[float, float]:
+    """Interval of the mean of per-group means, resampling with replacement inside each group.
+
+    This is the interval of a score averaged over subsets (e.g. 2AFC on
+    "traditional" and "cnn" averaged, as in the paper's tables).
+
+    Args:
+        values: (N,) per-item values.
+        groups: (N,) group label of each item.
+    Returns:
+        (low, high) percentile interval.
+    """
+    v = _vec(values)
+    g = np.asarray(groups).reshape(-1)
+    if g.shape != v.shape:
+        raise ValueError(f"values ({v.size}) and groups ({g.size}) differ in length")
+    rng = np.random.default_rng(seed)
+    boot = np.zeros(n_resamples)
+    labels = list(dict.fromkeys(g.tolist()))
+    for label in labels:
+        member = v[g == label]
+        idx = rng.integers(0, member.size, size=(n_resamples, member.size))
+        boot += member[idx].mean(axis=1)
+    boot /= len(labels)
+    alpha = (1 - level) / 2
+    return float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))
+
+
+def paired_bootstrap_test(scores_a, scores_b, level: float = 0.95, n_resamples: int = 10000,
+                          seed: int = 0) -> dict:
+    """Paired bootstrap test of ``mean(a) - mean(b)`` on the same items.
+
+    Items (triplets) are resampled together, so the correlation between the
+    two metrics' per-item agreements is kept. The p-value is two-sided for the
+    null "no difference", from the bootstrap distribution shifted to zero
+    (``P(|d* - d| >= |d|)``, with the +1 correction so it is never 0).
+
+    Args:
+        scores_a, scores_b: (N,) per-item scores of two metrics on the same items.
+    Returns:
+        {'difference', 'ci': (low, high), 'p_value', 'n'}.
+    """
+    a, b = _vec(scores_a, "scores_a"), _vec(scores_b, "scores_b")
+    if a.shape != b.shape:
+        raise ValueError(f"scores_a ({a.size}) and scores_b ({b.size}) must score the same items")
+    diff = a - b
+    observed = float(diff.mean())
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_resamples)
+    chunk = max(1, 2_000_000 // max(diff.size, 1))
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        idx = rng.integers(0, diff.size, size=(stop - start, diff.size))
+        boot[start:stop] = diff[idx].mean(axis=1)
+    alpha = (1 - level) / 2
+    extreme = np.sum(np.abs(boot - observed) >= abs(observed) - 1e-15)
+    p = (1 + extreme) / (1 + n_resamples)
+    return {"difference": observed,
+            "ci": (float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))),
+            "p_value": float(min(1.0, p)), "n": int(diff.size)}
+
+
+# --------------------------------------------------------------------------- correlations
+def correlations(x, y) -> dict:
+    """Pearson, Spearman and Kendall (tau-b) correlations with two-sided p-values.
+
+    Args:
+        x, y: (N,) paired samples, N >= 3.
+    Returns:
+        {'pearson': {'r', 'p'}, 'spearman': {...}, 'kendall': {...}, 'n'}; r is nan
+        when either sample is constant.
+    """
+    x, y = _vec(x, "x"), _vec(y, "y")
+    if x.shape != y.shape:
+        raise ValueError(f"x ({x.size}) and y ({y.size}) differ in length")
+    if x.size < 3:
+        raise ValueError(f"correlations need at least 3 pairs, got {x.size}")
+    out: dict = {"n": int(x.size)}
+    constant = np.all(x == x[0]) or np.all(y == y[0])
+    for name, fn in (("pearson", stats.pearsonr), ("spearman", stats.spearmanr), ("kendall", stats.kendalltau)):
+        if constant:
+            out[name] = {"r": float("nan"), "p": float("nan")}
+            continue
+        res = fn(x, y)
+        out[name] = {"r": float(res.statistic), "p": float(res.pvalue)}
+    return out
+
+
+def logistic4(x, b1: float, b2: float, b3: float, b4: float):
+    """VQEG 4-parameter logistic: ``(b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2``.
+
+    Monotonic in x, rising from b2 to b1 (falling when b1 < b2).
+    """
+    z = np.clip(-(np.asarray(x, dtype=np.float64) - b3) / (abs(b4) + 1e-12), -500, 500)
+    return (b1 - b2) / (1.0 + np.exp(z)) + b2
+
+
+def fit_logistic4(x, y, p0: Sequence[float] | None = None) -> np.ndarray:
+    """Least-squares fit of :func:`logistic4` mapping metric values ``x`` to scores ``y``.
+
+    Args:
+        x: (N,) metric values; y: (N,) subjective scores (MOS or DMOS).
+        p0: optional starting point (b1, b2, b3, b4).
+    Returns:
+        (4,) parameters. If the optimiser does not converge, the best linear fit's
+        end points are used as a logistic that is nearly linear over the data.
+    """
+    x, y = _vec(x, "x"), _vec(y, "y")
+    if p0 is None:
+        rising = stats.spearmanr(x, y).statistic >= 0 if x.size > 2 and np.std(x) > 0 else True
+        hi, lo = float(np.max(y)), float(np.min(y))
+        p0 = [hi, lo, float(np.median(x)), float(np.std(x)) or 1.0] if rising else \
+             [lo, hi, float(np.median(x)), float(np.std(x)) or 1.0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params, _ = optimize.curve_fit(logistic4, x, y, p0=list(p0), maxfev=20000)
+        if np.all(np.isfinite(params)):
+            return params
+    except (RuntimeError, optimize.OptimizeWarning, ValueError):
+        pass
+    return np.asarray(p0, dtype=np.float64)
+
+
+def plcc(x, y, params: np.ndarray | None = None) -> float:
+    """Pearson correlation between ``y`` and the logistic-mapped ``x`` (fit when ``params`` is None)."""
+    x, y = _vec(x, "x"), _vec(y, "y")
+    params = fit_logistic4(x, y) if params is None else params
+    fitted = logistic4(x, *params)
+    if np.std(fitted) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(stats.pearsonr(fitted, y).statistic)
+
+
+def mos_correlations(pred, mos, level: float = 0.95, n_resamples: int = DEFAULT_RESAMPLES,
+                     seed: int = 0) -> dict:
+    """SROCC, KROCC and PLCC (after the 4-parameter logistic fit) between a metric and MOS/DMOS.
+
+    Each comes with a paired percentile-bootstrap interval; the logistic is
+    refitted in every resample (warm-started at the full-data fit), so the PLCC
+    interval includes the fit's own uncertainty.
+
+    Args:
+        pred: (N,) metric values (distances: larger = more different).
+        mos: (N,) subjective scores.
+    Returns:
+        {'srocc': {'value', 'ci', 'p'}, 'krocc': {...}, 'plcc': {'value', 'ci', 'p'},
+        'logistic': [b1, b2, b3, b4], 'n'}.
+    """
+    x, y = _vec(pred, "pred"), _vec(mos, "mos")
+    if x.shape != y.shape:
+        raise ValueError(f"pred ({x.size}) and mos ({y.size}) differ in length")
+    if x.size < 4:
+        raise ValueError(f"MOS correlations need at least 4 images, got {x.size}")
+    params = fit_logistic4(x, y)
+    fitted = logistic4(x, *params)
+    sp, kt, pr = stats.spearmanr(x, y), stats.kendalltau(x, y), stats.pearsonr(fitted, y)
+
+    def srocc(a, b):
+        return stats.spearmanr(a, b).statistic
+
+    def krocc(a, b):
+        return stats.kendalltau(a, b).statistic
+
+    def plcc_refit(a, b):
+        return plcc(a, b, fit_logistic4(a, b, p0=params))
+
+    out = {"n": int(x.size), "logistic": [float(p) for p in params]}
+    for name, value, p, fn in (("srocc", sp.statistic, sp.pvalue, srocc),
+                               ("krocc", kt.statistic, kt.pvalue, krocc),
+                               ("plcc", pr.statistic, pr.pvalue, plcc_refit)):
+        out[name] = {"value": float(value), "p": float(p),
+                     "ci": bootstrap_ci(x, fn, level=level, n_resamples=n_resamples, seed=seed,
+                                        paired_with=y)}
+    return out
