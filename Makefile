@@ -15,7 +15,11 @@ endif
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: test book weights venv clean
+.PHONY: test book weights venv clean mini-bapps
+
+# The mini-BAPPS set (real photographs, simulated judges), built once and cached:
+# the builder keeps a complete build of the same version/configuration.
+MINI_BAPPS := data/mini_bapps/.complete
 
 venv: $(STAMP)
 
@@ -28,10 +32,15 @@ $(STAMP): requirements.txt pyproject.toml
 weights: $(STAMP)
 	$(VENV)/bin/lpips-core weights
 
-test: weights
+$(MINI_BAPPS): $(STAMP) lpips_core/mini_bapps.py lpips_core/distortions.py
+	$(PY) data_scripts/make_mini_bapps.py
+
+mini-bapps: $(MINI_BAPPS)
+
+test: weights $(MINI_BAPPS)
 	$(PY) -m pytest -q tests
 
-book: weights
+book: weights $(MINI_BAPPS)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 clean:
