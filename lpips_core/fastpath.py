@@ -8,9 +8,10 @@ distorted patch ``x0`` is
 where ``f_k`` are the unit-normalised features at tap ``k`` and ``w_kc >= 0``
 the learned weights. The 1x1 convolution has no bias, so it commutes with the
 spatial mean: each (reference, patch) pair reduces once to the vector
-``m = [mean_hw (f_k(x) - f_k(x0))^2_c]_{k,c}`` (1,472 numbers for alex, the sum
-of its tap widths), and ``d = <m, w>``. Every epoch after the first pass over
-the images is a tiny linear problem on a cached (N, 1472) matrix.
+``m = [mean_hw (f_k(x) - f_k(x0))^2_c]_{k,c}`` (the sum of the tap widths:
+1,152 numbers for alex, 1,472 for vgg, 2,240 for squeeze), and ``d = <m, w>``.
+Every epoch after the first pass over the images is a tiny linear problem on
+a cached (N, 1152) matrix (alex).
 
 What the fast path reproduces:
 

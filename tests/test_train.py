@@ -53,6 +53,16 @@ def small_config(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny 32x32 batches gain nothing from threads, and OpenMP threads on shared cores can
+    slow down a hundredfold; one thread keeps these tests quick and their floats stable."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def triplets():
     return TripletSet(n=24, size=32, seed=0)
@@ -246,6 +256,8 @@ def test_checkpoints_are_complete_and_load_weights_only(tmp_path, triplets, val_
 
 KILL_SCRIPT = """
 import sys
+import torch
+torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from train_helpers import TripletSet
 from lpips_core.train import TrainConfig, Trainer
