@@ -13,7 +13,7 @@ name        computed by                                               range / un
             measure`` (Gaussian window 11, sigma 1.5, K1 .01, K2 .03)  mean over the 3 channels (the
                                                                       paper's SSIM is on RGB)
 ``ms_ssim`` ``torchmetrics.functional.multiscale_structural_          RGB in [0, 1], 5 scales; needs
-            similarity_index_measure``                                 both sides > 160 pixels
+            similarity_index_measure``                                 both sides >= 176 pixels
 ``l1``      ``lpnorm(p=1)`` (one line of torch)                       mean absolute error, RGB [0, 1]
 ``l2``      ``lpnorm(p=2)``                                           root mean squared error, RGB [0, 1]
 ``l2_lab``  ``kornia.color.rgb_to_lab`` then the reference formula    ``0.5 * mean((dLab / 100)^2)``: the
@@ -47,8 +47,8 @@ import torch.nn as nn
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "l1": False, "l2": False,
                     "l2_lab": False, "dists": False}
 
-#: Smallest side MS-SSIM accepts with its default 11-pixel window and 5 scales.
-MS_SSIM_MIN_SIZE = 161
+#: Smallest side torchmetrics' MS-SSIM accepts (11-pixel window, 5 scales: side // 16 must exceed 10).
+MS_SSIM_MIN_SIZE = 176
 
 
 def _batch(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -107,7 +107,7 @@ def ms_ssim(img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
     """Multi-scale SSIM (Wang et al. 2003), 5 scales, on RGB.
 
     Args:
-        img0, img1: (N, 3, H, W) in [-1, 1], each side at least 161 pixels.
+        img0, img1: (N, 3, H, W) in [-1, 1], each side at least 176 pixels.
     Returns:
         (N,) MS-SSIM in [0, 1]; 1 for identical images.
     """
@@ -320,7 +320,7 @@ class TraditionalMetrics:
         return self._run(ssim, img0, img1, self._single(img0))
 
     def ms_ssim(self, img0: torch.Tensor, img1: torch.Tensor):
-        """MS-SSIM on RGB (images of at least 161x161)."""
+        """MS-SSIM on RGB (images of at least 176x176)."""
         return self._run(ms_ssim, img0, img1, self._single(img0))
 
     def lpnorm(self, img0: torch.Tensor, img1: torch.Tensor, p: float = 2.0):

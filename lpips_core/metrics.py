@@ -196,13 +196,15 @@ def _infer_net(state: dict) -> str:
     raise ValueError(f"linear layers with input channels {chans} match no trunk (alex, vgg, squeeze)")
 
 
-def load_lpips_checkpoint(path, net: str | None = None, version: str = "0.1"):
+def load_lpips_checkpoint(path, net: str | None = None, version: str | None = None):
     """An ``LPIPS`` model from a trained checkpoint or a linear-weights file.
 
     Accepts the reference's linear-weights ``.pth`` / ``.safetensors`` (keys
     ``lin<k>.model.1.weight``) and checkpoints that nest a model state dict
     (under 'model', 'state_dict', 'lpips', ...). The trunk is read from the
-    layer widths (and must agree with ``net`` and any 'net' / 'pnet_type' entry). A state dict that carries trunk weights (``net.slice*``:
+    layer widths (and must agree with ``net`` and any 'net' / 'pnet_type' entry);
+    the version from a 'version' entry (e.g. the training config), else ``version``,
+    else '0.1'. Training checkpoints of :mod:`lpips_core.train` (``config`` + ``model``) load as is. A state dict that carries trunk weights (``net.slice*``:
     'tune' or 'scratch' training) has them loaded too.
 
     Raises:
@@ -225,7 +227,7 @@ def load_lpips_checkpoint(path, net: str | None = None, version: str = "0.1"):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable or not a tensor file
         raise ValueError(f"{path}: not a readable checkpoint ({exc})") from exc
-    meta_net, state, queue = None, None, [obj]
+    meta_net, meta_version, state, queue = None, None, None, [obj]
     while queue and state is None:  # breadth-first search for the dict holding lin0.*
         cur = queue.pop(0)
         if not isinstance(cur, dict):
@@ -233,6 +235,8 @@ def load_lpips_checkpoint(path, net: str | None = None, version: str = "0.1"):
         for key in ("net", "pnet_type", "arch"):
             if meta_net is None and isinstance(cur.get(key), str):
                 meta_net = cur[key]
+        if meta_version is None and isinstance(cur.get("version"), (str, float)):
+            meta_version = str(cur["version"]).lstrip("v")
         if any(isinstance(k, str) and k.startswith("lin0.") for k in cur):
             state = cur
         else:
@@ -245,6 +249,7 @@ def load_lpips_checkpoint(path, net: str | None = None, version: str = "0.1"):
             raise ValueError(f"{path}: holds {inferred} linear weights, not {canonical_net(claimed)}")
     net = inferred
     trunk = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+    version = meta_version or version or "0.1"
     model = LPIPS(net=net, version=version, pretrained=False, pnet_rand=bool(trunk))
     if trunk:
         model.net.load_state_dict(trunk)
@@ -289,7 +294,7 @@ def make_distance(spec: str, net: str = "alex", version: str = "0.1",
         name = f"{'lpips' if lin else 'net'}-{n}" + ("" if version == "0.1" else f"-v{version}")
         return LPIPSDistance(LPIPS(net=n, version=version, lpips=lin), name=name, device=device)
     if Path(s).suffix in (".pth", ".pt", ".safetensors", ".ckpt") or Path(s).exists():
-        model = load_lpips_checkpoint(s, version=version)
+        model = load_lpips_checkpoint(s)
         return LPIPSDistance(model, name=f"trained-{model.pnet_type}", kind="checkpoint", device=device)
     raise ValueError(f"unknown metric {spec!r}; use lpips[-alex|-vgg|-squeeze], net[-<net>], "
                      f"{', '.join(TRADITIONAL)}, dists, or a checkpoint path")

@@ -38,3 +38,208 @@ def save_distance_map(dmap: torch.Tensor, path: str | os.PathLike, title: str = 
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     save_figure(fig, path)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- evaluation figures
+def _grid(n: int, width: float = 3.2, height: float = 2.8):
+    plt = _pyplot()
+    cols = min(4, max(1, n))
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return plt, fig, list(axes.flat[:n])
+
+
+def _footnote(fig, note: str) -> None:
+    if note:
+        fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True, style="italic")
+
+
+def plot_2afc_bars(scores: dict, path, title: str = "2AFC agreement", note: str = "",
+                   columns: list[str] | None = None) -> None:
+    """Grouped bars: one group per subset (and average), one bar per metric, 95% CI as error bars.
+
+    Args:
+        scores: {metric: {subset: {'score', 'ci': [lo, hi]}}} (``evaluate.score_2afc_results``).
+        note: printed under the figure (e.g. that judgments are simulated).
+    """
+    plt = _pyplot()
+    metrics = list(scores)
+    if columns is None:
+        columns = list(next(iter(scores.values())))
+    width = 0.8 / max(len(metrics), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(columns) * max(1, len(metrics) / 4)), 4))
+    cmap = plt.get_cmap("tab20")
+    x = np.arange(len(columns))
+    for i, m in enumerate(metrics):
+        vals = np.array([100 * scores[m].get(c, {}).get("score", np.nan) for c in columns])
+        lo = np.array([100 * (scores[m].get(c, {}).get("ci") or [np.nan, np.nan])[0] for c in columns])
+        hi = np.array([100 * (scores[m].get(c, {}).get("ci") or [np.nan, np.nan])[1] for c in columns])
+        err = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
+        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, vals, width, yerr=np.nan_to_num(err),
+               label=m, color=cmap(i % 20), capsize=2, error_kw={"elinewidth": 0.8})
+    ax.set_xticks(x, columns, rotation=20)
+    ax.set_ylabel("agreement (%)")
+    finite = [100 * scores[m][c]["score"] for m in metrics for c in columns
+              if c in scores[m] and np.isfinite(scores[m][c]["score"])]
+    if finite:
+        ax.set_ylim(max(0, min(finite) - 10), min(100, max(finite) + 8))
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    _footnote(fig, note)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_difference_scatter(diffs: dict, judge: np.ndarray, path, note: str = "", max_points: int = 3000,
+                            seed: int = 0) -> None:
+    """Per metric: distance difference d0 - d1 against the judgment h, with two trend lines.
+
+    The points are jittered vertically (h takes few values); the trend lines are
+    the least-squares line and the mean of h in ten quantile bins of d0 - d1.
+
+    Args:
+        diffs: {metric: (N,) d0 - d1}; judge: (N,) fraction preferring p1.
+    """
+    judge = np.asarray(judge, dtype=float)
+    plt, fig, axes = _grid(len(diffs))
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(judge.size)[:max_points]
+    for ax, (m, diff) in zip(axes, diffs.items()):
+        diff = np.asarray(diff, dtype=float)
+        ok = np.isfinite(diff)
+        d, h = diff[ok], judge[ok]
+        scale = np.std(d) or 1.0
+        sel = idx[ok[idx]]
+        ax.scatter(diff[sel] / scale, judge[sel] + rng.uniform(-0.03, 0.03, sel.size), s=3, alpha=0.25)
+        if d.size > 2 and np.std(d) > 0:
+            slope, icpt = np.polyfit(d / scale, h, 1)
+            xs = np.linspace(np.percentile(d / scale, 1), np.percentile(d / scale, 99), 50)
+            ax.plot(xs, slope * xs + icpt, color="C3", lw=1.2, label="least squares")
+            edges = np.unique(np.quantile(d / scale, np.linspace(0, 1, 11)))
+            if edges.size > 2:
+                which = np.clip(np.digitize(d / scale, edges[1:-1]), 0, edges.size - 2)
+                centers = [np.mean((d / scale)[which == k]) for k in range(edges.size - 1) if np.any(which == k)]
+                means = [np.mean(h[which == k]) for k in range(edges.size - 1) if np.any(which == k)]
+                ax.plot(centers, means, "o-", color="k", ms=3, lw=1, label="binned mean")
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("(d0 - d1) / std", fontsize=8)
+        ax.set_ylabel("h (fraction preferring p1)", fontsize=8)
+        ax.set_ylim(-0.08, 1.08)
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle("Distance difference vs judgment", y=1.0)
+    fig.tight_layout()
+    _footnote(fig, note)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_distance_distributions(distances: dict, path, note: str = "", bins: int = 40) -> None:
+    """Histogram of every distance each metric produced (d0 and d1 pooled), one panel per metric."""
+    plt, fig, axes = _grid(len(distances), height=2.4)
+    for ax, (m, d) in zip(axes, distances.items()):
+        d = np.asarray(d, dtype=float)
+        d = d[np.isfinite(d)]
+        ax.hist(d, bins=bins, color="C0", alpha=0.8)
+        ax.set_title(m, fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Distribution of distances per metric", y=1.0)
+    fig.tight_layout()
+    _footnote(fig, note)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_correlation_bars(corrs: dict, path, note: str = "",
+                          title: str = "Correlation of d0 - d1 with the judgment") -> None:
+    """Pearson, Spearman and Kendall per metric as grouped bars.
+
+    Args:
+        corrs: {metric: {'pearson': {'r'}, 'spearman': {'r'}, 'kendall': {'r'}}}.
+    """
+    plt = _pyplot()
+    metrics = list(corrs)
+    kinds = ["pearson", "spearman", "kendall"]
+    x = np.arange(len(metrics))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(metrics) + 2), 3.6))
+    for i, k in enumerate(kinds):
+        vals = [corrs[m][k]["r"] if corrs[m][k]["r"] is not None else np.nan for m in metrics]
+        ax.bar(x + (i - 1) * 0.27, vals, 0.27, label=k.capitalize())
+    ax.set_xticks(x, metrics, rotation=40, ha="right", fontsize=8)
+    ax.set_ylabel("correlation")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    _footnote(fig, note)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_speed_accuracy(points: list[dict], path, note: str = "",
+                        ylabel: str = "2AFC agreement (%), mean of subsets") -> None:
+    """Speed (pairs/s, log scale) against accuracy; one colour per architecture.
+
+    Args:
+        points: dicts with 'name', 'pairs_per_second', 'score' (0-1), optional 'ci' and 'group'.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    groups = list(dict.fromkeys(p.get("group", "other") for p in points))
+    for gi, g in enumerate(groups):
+        pts = [p for p in points if p.get("group", "other") == g]
+        xs = [p["pairs_per_second"] for p in pts]
+        ys = [100 * p["score"] for p in pts]
+        errs = np.array([[100 * (p["score"] - p["ci"][0]), 100 * (p["ci"][1] - p["score"])]
+                         if p.get("ci") else [0, 0] for p in pts]).T
+        ax.errorbar(xs, ys, yerr=np.clip(errs, 0, None), fmt="o", color=f"C{gi}", label=g, capsize=2)
+        for p, x_, y_ in zip(pts, xs, ys):
+            ax.annotate(p["name"], (x_, y_), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("pairs per second (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("Speed vs accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _footnote(fig, note)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_mos_scatter_grid(preds: dict, scores: np.ndarray, path, logistic: dict | None = None,
+                          labels: dict | None = None, stats_text: dict | None = None,
+                          ylabel: str = "DMOS (higher = worse)", title: str = "") -> None:
+    """Per metric: metric value vs subjective score, with the fitted 4-parameter logistic.
+
+    Args:
+        preds: {metric: (N,) values}; scores: (N,) MOS/DMOS.
+        logistic: {metric: [b1, b2, b3, b4]} from ``stats.fit_logistic4``.
+        labels: {metric: x-axis label}; stats_text: {metric: text shown in the panel}.
+    """
+    from .stats import logistic4
+
+    scores = np.asarray(scores, dtype=float)
+    plt, fig, axes = _grid(len(preds))
+    for ax, (m, x) in zip(axes, preds.items()):
+        x = np.asarray(x, dtype=float)
+        ax.scatter(x, scores, s=8, alpha=0.6)
+        if logistic and m in logistic and logistic[m] is not None:
+            xs = np.linspace(np.nanmin(x), np.nanmax(x), 200)
+            ax.plot(xs, logistic4(xs, *logistic[m]), color="C3", lw=1.5, label="4-param logistic")
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel((labels or {}).get(m, m), fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        if stats_text and m in stats_text:
+            ax.text(0.03, 0.97, stats_text[m], transform=ax.transAxes, fontsize=7, va="top",
+                    bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
+    if title:
+        fig.suptitle(title, y=1.0)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
