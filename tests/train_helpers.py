@@ -86,3 +86,41 @@ class TripletSet(Dataset):
         if self.delay:
             time.sleep(self.delay)
         return dict(self.items[i])
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ddp_worker(rank: int, world: int, port: int, configs: list[dict], n_train: int, n_val: int,
+               out_dir: str, result_path: str) -> None:
+    """One rank of a gloo process group: train each config, rank 0 saves the results.
+
+    Lives here (not in a test module) so ``torch.multiprocessing.spawn`` can import it.
+    """
+    import torch.distributed as dist
+
+    from lpips_core.train import TrainConfig, Trainer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        results = []
+        for i, cfg in enumerate(configs):
+            trainer = Trainer(TrainConfig(**cfg), TripletSet(n_train, 32, 0), TripletSet(n_val, 32, 1),
+                              out_dir=f"{out_dir}/run{i}")
+            trainer.fit()
+            results.append({
+                "lin": torch.cat([lin.conv.weight.detach().flatten() for lin in trainer.model.lins]),
+                "rank": torch.cat([p.detach().flatten() for p in trainer.rank_loss.parameters()]),
+                "history": trainer.history,
+                "cache": trainer.train_cache.m0 if trainer.train_cache is not None else None})
+        if rank == 0:
+            torch.save(results, result_path)
+    finally:
+        dist.destroy_process_group()
