@@ -1,0 +1,279 @@
+"""LPIPS in applications: a load-once wrapper and helpers for common questions.
+
+* :class:`ProductionLPIPS`: load official weights or a trained checkpoint once,
+  then compare tensors, arrays, PIL images or file paths, on CPU or GPU.
+* :func:`compression_quality` / :func:`jpeg_quality_curve`: how far is a
+  compressed image from its original (LPIPS beside PSNR and SSIM)?
+* :func:`set_diversity`: mean pairwise LPIPS of a set of generated images
+  (higher = more diverse), each image's features computed once.
+* :func:`augmentation_distances`: distance between an original and each of its
+  augmentations (how strong is each augmentation, perceptually?).
+
+Example:
+    >>> from lpips_core.apps import ProductionLPIPS            # doctest: +SKIP
+    >>> metric = ProductionLPIPS(net="alex")                   # doctest: +SKIP
+    >>> metric("a.png", "b.png")                               # doctest: +SKIP
+    0.2317
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Callable, Mapping, Sequence, Union
+
+import numpy as np
+import torch
+
+ImageLike = Union[str, os.PathLike, np.ndarray, torch.Tensor, "PIL.Image.Image"]  # noqa: F821
+
+
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else Apple MPS when available, else CPU."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+class ProductionLPIPS:
+    """An LPIPS metric loaded once and called many times.
+
+    Args:
+        net: 'alex' (default, fastest), 'vgg' or 'squeeze'; ignored with ``checkpoint``.
+        version: linear-weight version, '0.1' (default) or '0.0'.
+        checkpoint: a trained checkpoint or linear-weights file (see
+            :func:`lpips_core.metrics.load_lpips_checkpoint`) instead of the official weights.
+        device: 'auto' (GPU when available), 'cpu', 'cuda', 'cuda:1', ...
+        batch_size: images per trunk call in :meth:`one_to_many` and :meth:`pairwise`.
+
+    Inputs to every method may be file paths, (H, W, 3) uint8 arrays, PIL images,
+    or tensors (3, H, W) / (N, 3, H, W) in [-1, 1] (pass ``normalize=True`` for [0, 1]).
+    """
+
+    def __init__(self, net: str = "alex", version: str = "0.1", checkpoint: str | os.PathLike | None = None,
+                 device: str | torch.device | None = "auto", batch_size: int = 32):
+        from .metrics import load_lpips_checkpoint
+        from .model import LPIPS
+
+        self.device = pick_device(device)
+        if checkpoint is not None:
+            model = load_lpips_checkpoint(checkpoint)
+            self.source = str(checkpoint)
+        else:
+            model = LPIPS(net=net, version=version)
+            self.source = f"official {model.pnet_type} v{model.version}"
+        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.net = model.pnet_type
+        self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return f"ProductionLPIPS({self.source}, device={self.device})"
+
+    # ------------------------------------------------------------------ inputs
+    def to_tensor(self, image: ImageLike, normalize: bool = False) -> torch.Tensor:
+        """Any supported image -> (N, 3, H, W) float32 in [-1, 1] on this device."""
+        from .images import im2tensor, load_tensor
+
+        if isinstance(image, (str, os.PathLike)):
+            x = load_tensor(image)
+        elif isinstance(image, torch.Tensor):
+            x = image.detach().float()
+            x = x.unsqueeze(0) if x.dim() == 3 else x
+            x = x * 2 - 1 if normalize else x
+        elif isinstance(image, np.ndarray):
+            if image.dtype != np.uint8:
+                raise TypeError(f"numpy images must be uint8 (H, W, 3), got {image.dtype}; "
+                                f"pass float data as a torch tensor in [-1, 1]")
+            x = im2tensor(image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2))
+        elif hasattr(image, "convert"):  # PIL image
+            x = im2tensor(np.asarray(image.convert("RGB")))
+        else:
+            raise TypeError(f"unsupported image type {type(image).__name__}; use a path, a uint8 array, "
+                            f"a PIL image or a tensor")
+        return x.to(self.device)
+
+    def _stack(self, images: Sequence[ImageLike] | torch.Tensor, normalize: bool) -> torch.Tensor:
+        if isinstance(images, torch.Tensor):
+            return self.to_tensor(images, normalize)
+        tensors = [self.to_tensor(im, normalize) for im in images]
+        if not tensors:
+            raise ValueError("no images given")
+        shapes = {tuple(t.shape[1:]) for t in tensors}
+        if len(shapes) > 1:
+            raise ValueError(f"images must share one size to be compared; got {sorted(shapes)}")
+        return torch.cat(tensors)
+
+    # ------------------------------------------------------------------ distances
+    def features(self, images, normalize: bool = False) -> list[torch.Tensor]:
+        """Normalised trunk features of a batch, computed in chunks of ``batch_size``."""
+        x = self._stack(images, normalize)
+        with torch.inference_mode():
+            chunks = [self.model.features(x[i:i + self.batch_size]) for i in range(0, x.shape[0], self.batch_size)]
+        return [torch.cat(level) for level in zip(*chunks)]
+
+    def __call__(self, img0: ImageLike, img1: ImageLike, normalize: bool = False):
+        """Distance between two images (a float) or two equal-size batches (an (N,) tensor)."""
+        a, b = self.to_tensor(img0, normalize), self.to_tensor(img1, normalize)
+        with torch.inference_mode():
+            d = self.model(a, b).flatten().cpu()
+        single = not (isinstance(img0, torch.Tensor) and img0.dim() == 4)
+        return float(d[0]) if single and d.numel() == 1 else d
+
+    distance = __call__
+
+    def one_to_many(self, reference: ImageLike, images: Sequence[ImageLike] | torch.Tensor,
+                    normalize: bool = False) -> torch.Tensor:
+        """(M,) distances from one reference to each image; the reference's features are computed once."""
+        if hasattr(self.model, "one_to_many"):
+            with torch.inference_mode():
+                return self.model.one_to_many(self.to_tensor(reference, normalize),
+                                              self._stack(images, normalize)).flatten().cpu()
+        f_ref = self.features(self.to_tensor(reference, normalize))
+        f_all = self.features(self._stack(images, normalize))
+        with torch.inference_mode():
+            return self.model.distance_from_features(f_ref, f_all).flatten().cpu()
+
+    def pairwise(self, images: Sequence[ImageLike] | torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """(M, M) symmetric matrix of distances between all images (zero diagonal).
+
+        Each image goes through the trunk once; the M(M-1)/2 comparisons reuse its features.
+        """
+        x = self._stack(images, normalize)
+        if hasattr(self.model, "pairwise"):
+            with torch.inference_mode():
+                return self.model.pairwise(x).cpu()
+        feats = self.features(x)
+        m = x.shape[0]
+        out = torch.zeros(m, m)
+        with torch.inference_mode():
+            for i in range(m - 1):
+                fi = [f[i:i + 1] for f in feats]
+                fj = [f[i + 1:] for f in feats]
+                d = self.model.distance_from_features(fi, fj).flatten().cpu()  # broadcast 1 vs (m-i-1)
+                out[i, i + 1:] = d
+                out[i + 1:, i] = d
+        return out
+
+
+# --------------------------------------------------------------------------- helpers
+def _metric(metric: ProductionLPIPS | None) -> ProductionLPIPS:
+    return metric if metric is not None else ProductionLPIPS(device="auto")
+
+
+def compression_quality(original: ImageLike, compressed: ImageLike, metric: ProductionLPIPS | None = None) -> dict:
+    """How far a compressed image is from its original: LPIPS, PSNR (dB) and SSIM.
+
+    Returns:
+        {'lpips': float (lower = closer), 'psnr': float, 'ssim': float}.
+    """
+    from .baselines import psnr, ssim
+
+    metric = _metric(metric)
+    a, b = metric.to_tensor(original), metric.to_tensor(compressed)
+    if a.shape != b.shape:
+        raise ValueError(f"original {tuple(a.shape[2:])} and compressed {tuple(b.shape[2:])} differ in size")
+    with torch.inference_mode():
+        return {"lpips": metric(a[0], b[0]), "psnr": float(psnr(a.cpu(), b.cpu())[0]),
+                "ssim": float(ssim(a.cpu(), b.cpu())[0])}
+
+
+def jpeg_quality_curve(image: ImageLike, qualities: Sequence[int] = (5, 10, 20, 40, 60, 80, 95),
+                       metric: ProductionLPIPS | None = None) -> list[dict]:
+    """Encode ``image`` as JPEG at each quality and measure each version against the original.
+
+    Returns:
+        one dict per quality: {'quality', 'bytes', 'bits_per_pixel', 'lpips', 'psnr', 'ssim'}.
+    """
+    from PIL import Image
+
+    from .images import tensor2im
+
+    metric = _metric(metric)
+    x = metric.to_tensor(image)[:1]
+    arr = tensor2im(((x.cpu() + 1) * 127.5).round() / 127.5 - 1)  # exact uint8 round trip
+    rows = []
+    for q in qualities:
+        if not 1 <= int(q) <= 100:
+            raise ValueError(f"JPEG quality must be in 1..100, got {q}")
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="JPEG", quality=int(q))
+        decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        scores = compression_quality(arr, decoded, metric)
+        rows.append({"quality": int(q), "bytes": buf.tell(),
+                     "bits_per_pixel": 8 * buf.tell() / (arr.shape[0] * arr.shape[1]), **scores})
+    return rows
+
+
+def set_diversity(images: Sequence[ImageLike] | torch.Tensor, metric: ProductionLPIPS | None = None) -> dict:
+    """Diversity of a set (e.g. samples of a generative model): mean LPIPS over all pairs.
+
+    Returns:
+        {'mean': float, 'std': float, 'n_images': int, 'n_pairs': int, 'matrix': (M, M) tensor}.
+    """
+    metric = _metric(metric)
+    matrix = metric.pairwise(images)
+    m = matrix.shape[0]
+    if m < 2:
+        raise ValueError("diversity needs at least 2 images")
+    iu = torch.triu_indices(m, m, offset=1)
+    vals = matrix[iu[0], iu[1]]
+    return {"mean": float(vals.mean()), "std": float(vals.std()) if vals.numel() > 1 else 0.0,
+            "n_images": m, "n_pairs": int(vals.numel()), "matrix": matrix}
+
+
+def default_augmentations(seed: int = 0) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """A few common augmentations on (1, 3, H, W) tensors in [-1, 1], deterministic given ``seed``."""
+    import torchvision.transforms.v2.functional as TF
+
+    def to01(f):
+        return lambda x: f((x + 1) / 2).clamp(0, 1) * 2 - 1
+
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "horizontal flip": to01(TF.horizontal_flip),
+        "rotate 5 deg": to01(lambda x: TF.rotate(x, 5.0, interpolation=TF.InterpolationMode.BILINEAR)),
+        "brightness +20%": to01(lambda x: TF.adjust_brightness(x, 1.2)),
+        "saturation x0.5": to01(lambda x: TF.adjust_saturation(x, 0.5)),
+        "gaussian blur s=1.5": to01(lambda x: TF.gaussian_blur(x, kernel_size=9, sigma=1.5)),
+        "crop 90% + resize": to01(lambda x: TF.resized_crop(x, int(0.05 * x.shape[-2]), int(0.05 * x.shape[-1]),
+                                                            int(0.9 * x.shape[-2]), int(0.9 * x.shape[-1]),
+                                                            list(x.shape[-2:]), antialias=True)),
+        "gaussian noise s=0.05": to01(lambda x: x + 0.05 * torch.randn(x.shape, generator=g)),
+    }
+
+
+def augmentation_distances(original: ImageLike,
+                           augmentations: Mapping[str, Callable | ImageLike] | Sequence[ImageLike] | None = None,
+                           metric: ProductionLPIPS | None = None) -> dict[str, float]:
+    """LPIPS between an original and each augmented version (original's features computed once).
+
+    Args:
+        original: the image.
+        augmentations: {name: function on (1, 3, H, W) [-1, 1] tensors, or an already
+            augmented image}, a list of augmented images (named by position), or None
+            for :func:`default_augmentations`.
+    Returns:
+        {name: distance}, in the given order.
+    """
+    metric = _metric(metric)
+    x = metric.to_tensor(original)[:1]
+    if augmentations is None:
+        augmentations = default_augmentations()
+    if not isinstance(augmentations, Mapping):
+        augmentations = {str(i): a for i, a in enumerate(augmentations)}
+    names, images = [], []
+    for name, aug in augmentations.items():
+        out = aug(x.cpu()) if callable(aug) and not isinstance(aug, (str, os.PathLike)) else aug
+        t = metric.to_tensor(out)[:1]
+        if t.shape != x.shape:
+            raise ValueError(f"augmentation {name!r} changed the size {tuple(x.shape[2:])} -> {tuple(t.shape[2:])}; "
+                             f"resize back before comparing")
+        names.append(name)
+        images.append(t)
+    d = metric.one_to_many(x, torch.cat(images))
+    return {n: float(v) for n, v in zip(names, d)}

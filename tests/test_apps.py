@@ -1,0 +1,140 @@
+"""The application wrapper and helpers, checked against the reference package and by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED, needs_shared, photo, reference, require_backbone
+
+from lpips_core import apps
+from lpips_core.images import im2tensor
+
+
+@pytest.fixture(scope="module")
+def metric():
+    require_backbone("alex")
+    return apps.ProductionLPIPS(net="alex", device="cpu")
+
+
+def _crops(n=4, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    img = photo("coffee")
+    out = []
+    for _ in range(n):
+        y, x = rng.integers(0, img.shape[0] - size), rng.integers(0, img.shape[1] - size)
+        out.append(img[y:y + size, x:x + size].copy())
+    return out
+
+
+def test_inputs_of_every_kind_give_the_reference_distance(metric, tmp_path):
+    from PIL import Image
+
+    a, b = _crops(2)
+    expected = reference("alex")(im2tensor(a), im2tensor(b)).item()
+    pa, pb = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(a).save(pa)
+    Image.fromarray(b).save(pb)
+    ta, tb = im2tensor(a)[0], im2tensor(b)[0]
+    for x, y, norm in ((pa, pb, False), (str(pa), str(pb), False), (a, b, False),
+                       (Image.fromarray(a), Image.fromarray(b), False), (ta, tb, False),
+                       ((ta + 1) / 2, (tb + 1) / 2, True)):
+        d = metric(x, y, normalize=norm)
+        assert isinstance(d, float) and d == pytest.approx(expected, abs=1e-5)
+    batch = metric(torch.stack([ta, tb]), torch.stack([tb, ta]))
+    assert batch.shape == (2,) and torch.allclose(batch, torch.full((2,), expected), atol=1e-5)
+    with pytest.raises(TypeError, match="uint8"):
+        metric(a.astype(np.float32), b)
+    with pytest.raises(TypeError, match="unsupported image type"):
+        metric(3, b)
+    assert "official alex" in repr(metric) and metric.device.type == "cpu"
+
+
+def test_device_auto_picks_what_exists():
+    dev = apps.pick_device("auto")
+    assert dev.type == ("cuda" if torch.cuda.is_available() else dev.type)
+    assert apps.pick_device("cpu").type == "cpu"
+
+
+def test_checkpoint_loads_once_and_scores_like_the_model(tmp_path):
+    require_backbone("alex")
+    import lpips_core
+
+    model = lpips_core.LPIPS(net="alex")
+    state = {k: v * 0.5 for k, v in model.linear_state_dict().items()}
+    path = tmp_path / "half.pth"
+    torch.save(state, path)
+    wrapped = apps.ProductionLPIPS(checkpoint=path, device="cpu")
+    a, b = _crops(2, seed=1)
+    full = apps.ProductionLPIPS(net="alex", device="cpu")(a, b)
+    assert wrapped(a, b) == pytest.approx(0.5 * full, rel=1e-5)  # the distance is linear in the weights
+    assert str(path) in repr(wrapped)
+
+
+def test_one_to_many_and_pairwise_match_single_calls(metric):
+    crops = _crops(5, seed=2)
+    ref_model = reference("alex")
+    t = torch.cat([im2tensor(c) for c in crops])
+    d = metric.one_to_many(crops[0], crops[1:])
+    expected = torch.stack([ref_model(t[:1], t[i:i + 1]).flatten()[0] for i in range(1, 5)])
+    assert torch.allclose(d, expected, atol=1e-5)
+    m = metric.pairwise(crops)
+    assert m.shape == (5, 5) and torch.allclose(m, m.T) and torch.all(m.diagonal() == 0)
+    for i, j in ((0, 1), (2, 4), (3, 1)):
+        assert m[i, j].item() == pytest.approx(ref_model(t[i:i + 1], t[j:j + 1]).item(), abs=1e-4)
+    with pytest.raises(ValueError, match="share one size"):
+        metric.pairwise([crops[0], crops[1][:32]])
+
+
+def test_set_diversity_is_the_mean_over_pairs(metric):
+    crops = _crops(4, seed=3)
+    div = apps.set_diversity(crops, metric)
+    m = div["matrix"]
+    by_hand = np.mean([m[i, j].item() for i in range(4) for j in range(i + 1, 4)])
+    assert div["mean"] == pytest.approx(by_hand) and div["n_pairs"] == 6 and div["n_images"] == 4
+    # four copies of one image are not diverse at all
+    assert apps.set_diversity([crops[0]] * 4, metric)["mean"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        apps.set_diversity(crops[:1], metric)
+
+
+def test_jpeg_curve_gets_closer_as_quality_rises(metric):
+    img = photo("astronaut")[:128, :128].copy()
+    rows = apps.jpeg_quality_curve(img, qualities=(5, 30, 95), metric=metric)
+    lp = [r["lpips"] for r in rows]
+    ps = [r["psnr"] for r in rows]
+    assert lp[0] > lp[1] > lp[2] and ps[0] < ps[1] < ps[2]
+    assert rows[0]["bytes"] < rows[2]["bytes"]
+    q = apps.compression_quality(img, img, metric)
+    assert q["lpips"] == pytest.approx(0.0, abs=1e-6) and q["ssim"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="1..100"):
+        apps.jpeg_quality_curve(img, qualities=(0,), metric=metric)
+
+
+def test_augmentation_distances(metric):
+    img = _crops(1, size=96, seed=4)[0]
+    out = apps.augmentation_distances(img, metric=metric)
+    assert list(out) == list(apps.default_augmentations())
+    assert all(v > 0 for v in out.values())
+    # a given list of augmented images is scored as single calls would score them
+    flipped = img[:, ::-1].copy()
+    got = apps.augmentation_distances(img, [flipped, img], metric=metric)
+    assert got["0"] == pytest.approx(metric(img, flipped), abs=1e-5) and got["1"] == pytest.approx(0, abs=1e-6)
+    assert got["0"] == pytest.approx(out["horizontal flip"], abs=1e-4)
+    with pytest.raises(ValueError, match="changed the size"):
+        apps.augmentation_distances(img, {"half": lambda x: x[..., :48, :48]}, metric=metric)
+
+
+@needs_shared
+def test_live_jpeg_pair_from_files(metric):
+    """File paths of a real rated pair go straight in; the worst-rated JPEG of a reference is the farthest."""
+    import csv
+
+    root = SHARED / "data" / "live_jpeg"
+    rows = [r for r in csv.DictReader(open(root / "dmos.csv")) if r["reference"] == "refs/parrots.png"]
+    if len(rows) < 2:
+        pytest.skip("parrots not in the table")
+    rows.sort(key=lambda r: float(r["dmos_realigned"]))
+    best, worst = rows[0], rows[-1]
+    d_best = metric(root / best["reference"], root / best["distorted"])
+    d_worst = metric(root / worst["reference"], root / worst["distorted"])
+    assert d_worst > d_best
