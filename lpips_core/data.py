@@ -116,16 +116,19 @@ TABLE_COLUMNS = {"2afc": ("ref_path", "img1_path", "img2_path", "judgment"),
 class _Problems:
     """Collects bad rows of one source, then raises (strict) or warns and counts (skip)."""
 
-    def __init__(self, source: str, on_error: str, max_errors: int):
+    def __init__(self, source: str, on_error: str, max_errors: int, sink: list[str] | None = None):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error={on_error!r}: choose 'raise' (default) or 'skip'")
-        self.source, self.on_error, self.max_errors = source, on_error, max_errors
+        self.source, self.on_error, self.max_errors, self.sink = source, on_error, max_errors, sink
         self.items: list[str] = []
 
     def add(self, where: str, message: str) -> None:
         self.items.append(f"{where}: {message}")
 
     def finish(self, total: int, kept: int) -> None:
+        if self.sink is not None:  # the caller reports them (``lpips-core analyze``)
+            self.sink.extend(f"{self.source}: {item}" for item in self.items)
+            return
         if not self.items:
             return
         n = len(self.items)
@@ -186,7 +189,7 @@ def _files_by_stem(folder: Path, suffixes: set[str]) -> dict[str, Path]:
 
 
 def _bapps_records(split_dir: Path, kind: str, subsets: Sequence[str] | None, on_error: str,
-                   max_errors: int, verify: bool) -> list[Record]:
+                   max_errors: int, verify: bool, sink: list[str] | None = None) -> list[Record]:
     if _is_bapps_subset(split_dir, kind):
         folders = {split_dir.name: split_dir}
     else:
@@ -194,7 +197,7 @@ def _bapps_records(split_dir: Path, kind: str, subsets: Sequence[str] | None, on
     chosen = _choose_subsets(folders, subsets, split_dir)
     image_keys, value_dir = IMAGE_KEYS[kind], VALUE_KEY[kind]
     records: list[Record] = []
-    problems = _Problems(str(split_dir), on_error, max_errors)
+    problems = _Problems(str(split_dir), on_error, max_errors, sink)
     total = 0
     for subset in chosen:
         folder = folders[subset]
@@ -253,7 +256,7 @@ def _pick_split(root: Path, parent: Path, split: str | None, what: str) -> Path:
 
 # --------------------------------------------------------------------------- tables (CSV, JSON)
 def _table_records(path: Path, kind: str, subsets, on_error: str, max_errors: int,
-                   verify: bool) -> list[Record]:
+                   verify: bool, sink: list[str] | None = None) -> list[Record]:
     rows: list[tuple[str, dict]] = []
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -277,7 +280,7 @@ def _table_records(path: Path, kind: str, subsets, on_error: str, max_errors: in
     if missing:
         raise DataError(f"{path}: missing field(s) {', '.join(missing)}; found {', '.join(header) or 'nothing'}; "
                         f"a {kind} table needs {', '.join(columns)}[, category][, id]")
-    problems = _Problems(str(path), on_error, max_errors)
+    problems = _Problems(str(path), on_error, max_errors, sink)
     records: list[Record] = []
     chosen = None if subsets is None else ({subsets} if isinstance(subsets, str) else set(subsets))
     for where, row in _progress(rows, f"checking {path.name}"):
@@ -320,10 +323,10 @@ def _has_samples(folder: Path) -> bool:
 
 
 def _sample_records(split_dir: Path, subsets, on_error: str, max_errors: int,
-                    verify: bool) -> list[Record]:
+                    verify: bool, sink: list[str] | None = None) -> list[Record]:
     folders = {d.name: d for d in sorted(split_dir.iterdir()) if d.is_dir() and _has_samples(d)}
     chosen = _choose_subsets(folders, subsets, split_dir)
-    problems = _Problems(str(split_dir), on_error, max_errors)
+    problems = _Problems(str(split_dir), on_error, max_errors, sink)
     records: list[Record] = []
     total = 0
     for subset in chosen:
@@ -386,24 +389,28 @@ def detect_format(root: str | os.PathLike, kind: str = "2afc") -> str:
 
 def read_records(root: str | os.PathLike, kind: str = "2afc", split: str | None = None,
                  subsets: Sequence[str] | str | None = None, on_error: str = "raise",
-                 max_errors: int = MAX_ERRORS_LISTED, verify_images: bool = True) -> list[Record]:
+                 max_errors: int = MAX_ERRORS_LISTED, verify_images: bool = True,
+                 problems: list[str] | None = None) -> list[Record]:
     """Find every item under ``root`` (any supported layout) and check it, reading no pixels.
 
+    Args:
+        problems: when a list, bad rows are appended to it (one line each) and skipped
+            without raising or warning, whatever ``on_error`` says.
     Returns:
         records sorted by (subset, id) for folder layouts, in file order for tables.
     """
     root = Path(root)
     fmt = detect_format(root, kind)
     if fmt in ("csv", "json"):
-        return _table_records(root, kind, subsets, on_error, max_errors, verify_images)
+        return _table_records(root, kind, subsets, on_error, max_errors, verify_images, problems)
     if fmt == "bapps":
         if (root / kind).is_dir():
             root = _pick_split(root, root / kind, split, kind)
-        return _bapps_records(root, kind, subsets, on_error, max_errors, verify_images)
+        return _bapps_records(root, kind, subsets, on_error, max_errors, verify_images, problems)
     # per-sample folders: root is a split folder (categories inside) or the top folder
     if not any(_has_samples(d) for d in root.iterdir() if d.is_dir()):
         root = _pick_split(root, root, split, "sample")
-    return _sample_records(root, subsets, on_error, max_errors, verify_images)
+    return _sample_records(root, subsets, on_error, max_errors, verify_images, problems)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -581,6 +588,9 @@ class LPIPSDataModule:
                                    verify_images=verify_images)
         self.split = split
         self.train_dataset = self.val_dataset = self.test_dataset = None
+        # one generator for the training loaders: each epoch shuffles (and flips) differently,
+        # and the run is reproducible; val/test loaders get their own, so they do not disturb it
+        self._train_generator = torch.Generator().manual_seed(seed)
 
     def _official_splits(self) -> bool:
         parent = self.root / self.kind
@@ -614,9 +624,10 @@ class LPIPSDataModule:
         return self
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> torch.utils.data.DataLoader:
+        generator = self._train_generator if shuffle else torch.Generator().manual_seed(self.seed)
         return torch.utils.data.DataLoader(
             dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.seed), worker_init_fn=_seed_worker)
+            generator=generator, worker_init_fn=_seed_worker)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         """Shuffled (seeded) training batches, mirrored at random when ``augment``."""
