@@ -6,6 +6,8 @@ LPIPS paper uses. Module names (``slice1.0.weight``, ...) match the reference
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 import torch.nn as nn
 import torchvision.models as tvm
@@ -76,6 +78,23 @@ class Trunk(nn.Module):
     @property
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, f"slice{k + 1}") for k in range(self.N_slices)]
+
+    def iter_taps(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Yield the taps one stage at a time.
+
+        A caller that uses each tap before asking for the next (the LPIPS
+        forward computes that layer's distance) never holds more than one
+        stage's activations, which is what keeps large images in memory.
+
+        Args:
+            x: (N, 3, H, W) trunk input (already shifted/scaled); any memory format.
+        Yields:
+            (N, C_k, H_k, W_k) activations at tap k, in the memory format of the
+            computation (channels-last stays channels-last).
+        """
+        for stage in self.stages:
+            x = stage(x)
+            yield x
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         taps = []

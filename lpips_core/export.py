@@ -1,0 +1,247 @@
+"""Deployment formats for an LPIPS model: TorchScript, ONNX, dynamic int8.
+
+* ``torch.jit.script(model)`` works on an :class:`~lpips_core.LPIPS` instance:
+  ``LPIPS.__prepare_scriptable__`` hands TorchScript :class:`ScriptableLPIPS`,
+  a twin that shares the model's weights and computes the same distances
+  (``lpips_core.checks`` is plain Python, so the twin carries its own shape,
+  size and finiteness checks). ``torch.jit.trace(model, (x, y))`` traces the
+  ordinary forward (value checks are skipped while tracing).
+* :func:`export_onnx` writes an ONNX graph with a dynamic batch size and image
+  size; :func:`onnx_session` / :func:`onnx_distance` run it with onnxruntime.
+* :func:`quantize_dynamic` quantises the trunk's convolutions to int8 weights
+  with int8 activations quantised on the fly (PyTorch); :func:`quantize_onnx`
+  does the same to an ONNX file with onnxruntime. The error each costs is
+  measured in benchmarks/bench_inference.py and tests/test_export.py.
+
+Note: ``torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, ...)``
+runs on an LPIPS model but changes nothing: LPIPS has no ``nn.Linear`` (its
+"linear" layers are 1x1 convolutions, and they are <0.1% of the work). Use
+:func:`quantize_dynamic` here instead.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .backbones import MIN_INPUT_SIZE
+from .model import EPS, LPIPS
+
+
+# --------------------------------------------------------------------------- TorchScript
+class ScriptableLPIPS(nn.Module):
+    """A TorchScript-compatible twin of an :class:`LPIPS` model (same weights, same outputs).
+
+    Built by ``torch.jit.script(model)`` through ``LPIPS.__prepare_scriptable__``;
+    it can also be made directly and scripted. Eval-mode semantics (no
+    dropout), contiguous (NCHW) layout.
+
+    Args:
+        model: the LPIPS model whose trunk and linear weights are shared (not copied).
+
+    Shapes:
+        ``forward(in0, in1, retPerLayer=False, normalize=False)`` as ``LPIPS.forward``:
+        (N, 3, H, W) or (3, H, W) images -> (N, 1, 1, 1) ((N, 1, H, W) if spatial),
+        or the tuple (total, per-layer list) with ``retPerLayer``.
+    """
+
+    def __init__(self, model: LPIPS):
+        super().__init__()
+        self.stages = nn.ModuleList(model.net.stages)
+        self.register_buffer("shift", model.scaling_layer.shift)
+        self.register_buffer("scale", model.scaling_layer.scale)
+        device = model.scaling_layer.shift.device
+        self.weights: List[torch.Tensor] = [
+            model.lins[k].conv.weight.detach().reshape(-1) if model.lpips
+            else torch.ones(c, device=device) for k, c in enumerate(model.chns)]  # (C_k,) each
+        self.n_layers = model.L
+        self.scaled = model.version == "0.1"
+        self.spatial = model.spatial
+        self.min_size = MIN_INPUT_SIZE[model.pnet_type]
+        self.eps = EPS
+
+    def _as_batch(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_floating_point():
+            raise ValueError("LPIPS needs floating-point images in [-1, 1]")
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4:
+            raise ValueError("images must have shape (N, 3, H, W) or (3, H, W)")
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[1] != 3:
+            raise ValueError("images must have 3 (RGB) or 1 (grayscale) channels")
+        return x
+
+    def forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool = False,
+                normalize: bool = False) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
+        in0 = self._as_batch(in0)
+        in1 = self._as_batch(in1)
+        if in0.shape[1:] != in1.shape[1:] or (in0.shape[0] != in1.shape[0] and in0.shape[0] != 1
+                                              and in1.shape[0] != 1):
+            raise ValueError("in0 and in1 must have the same shape (or one a batch of 1)")
+        if min(in0.shape[2], in0.shape[3]) < self.min_size:
+            raise ValueError("images are too small for this trunk")
+        if not bool(torch.isfinite(in0).all()) or not bool(torch.isfinite(in1).all()):
+            raise ValueError("images contain NaN or Inf values")
+        out_hw = [in0.shape[2], in0.shape[3]]
+        x0 = in0.to(self.shift.dtype)
+        x1 = in1.to(self.shift.dtype)
+        if normalize:
+            x0 = 2 * x0 - 1
+            x1 = 2 * x1 - 1
+        if self.scaled:
+            x0 = (x0 - self.shift) / self.scale
+            x1 = (x1 - self.shift) / self.scale
+        res: List[torch.Tensor] = []
+        weights = self.weights
+        k = 0
+        for stage in self.stages:
+            x0 = stage(x0)
+            x1 = stage(x1)
+            f0 = x0 / (torch.linalg.vector_norm(x0, dim=1, keepdim=True) + self.eps)
+            f1 = x1 / (torch.linalg.vector_norm(x1, dim=1, keepdim=True) + self.eps)
+            diff = (f0 - f1).square()
+            n, c, h, w = diff.shape
+            weighted = torch.matmul(weights[k], diff.reshape(n, c, h * w))  # (N, h*w)
+            if self.spatial:
+                res.append(F.interpolate(weighted.view(n, 1, h, w), size=out_hw, mode="bilinear",
+                                         align_corners=False))
+            else:
+                res.append(weighted.mean(1).view(n, 1, 1, 1))
+            k += 1
+        val = res[0]
+        for r in res[1:]:
+            val = val + r
+        if retPerLayer:
+            return val, res
+        return val
+
+
+# --------------------------------------------------------------------------- ONNX
+def export_onnx(model: LPIPS, path: str | os.PathLike, example_size: Tuple[int, int] = (64, 64),
+                opset_version: int = 18, dynamic: bool = True) -> Path:
+    """Write ``model``'s forward as an ONNX graph (inputs ``in0``, ``in1``; output ``distance``).
+
+    Args:
+        model: an LPIPS model (exported in eval mode; value checks are not part of the graph).
+        path: destination ``.onnx`` file, written atomically (temporary file, then rename).
+        example_size: (H, W) of the example inputs used for tracing.
+        opset_version: ONNX opset.
+        dynamic: batch size, height and width are free dimensions (the two inputs
+            share them); otherwise the graph is fixed to batch 2 at ``example_size``.
+    Returns:
+        the path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    h, w = example_size
+    x0, x1 = torch.rand(2, 3, h, w) * 2 - 1, torch.rand(2, 3, h, w) * 2 - 1
+    dynamic_shapes = None
+    if dynamic:
+        low = MIN_INPUT_SIZE[model.pnet_type]
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        height = torch.export.Dim("height", min=low, max=8192)
+        width = torch.export.Dim("width", min=low, max=8192)
+        axes = {0: batch, 2: height, 3: width}
+        dynamic_shapes = {"in0": axes, "in1": axes}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (x0, x1), tmp, input_names=["in0", "in1"], output_names=["distance"],
+                              opset_version=opset_version, dynamo=True, dynamic_shapes=dynamic_shapes,
+                              external_data=False, verbose=False)
+        os.replace(tmp, path)
+    finally:
+        model.train(was_training)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def onnx_session(path: str | os.PathLike, threads: Optional[int] = None):
+    """An onnxruntime CPU session for an exported LPIPS graph.
+
+    Args:
+        threads: intra-op threads (None: onnxruntime's default).
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_distance(session, in0: torch.Tensor, in1: torch.Tensor) -> torch.Tensor:
+    """Run an exported LPIPS graph: (N, 3, H, W) float32 tensors in [-1, 1] -> (N, 1, 1, 1)."""
+    feeds = {"in0": in0.detach().float().contiguous().cpu().numpy(),
+             "in1": in1.detach().float().contiguous().cpu().numpy()}
+    return torch.from_numpy(session.run(None, feeds)[0])
+
+
+def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Dynamic int8 quantisation of an exported LPIPS graph with onnxruntime.
+
+    Convolution and MatMul weights become int8 constants; activations are
+    quantised per call from their observed range (no calibration data).
+
+    Returns:
+        the path written (atomically).
+    """
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".onnx")
+    os.close(fd)
+    try:
+        ort_quantize_dynamic(str(src), tmp, weight_type=QuantType.QUInt8)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dst
+
+
+# --------------------------------------------------------------------------- int8 (PyTorch)
+def quantize_dynamic(model: LPIPS, dtype: torch.dtype = torch.qint8) -> LPIPS:
+    """A copy of ``model`` whose trunk convolutions run in int8 (dynamic quantisation).
+
+    Weights are quantised once; activations are quantised on the fly from their
+    range, so no calibration data is needed. The 1x1 linear weights, the
+    normalisation and the reduction stay float32. Inference only, CPU (fbgemm).
+    PyTorch marks this API deprecated and warns that dynamic int8 convolution
+    is not very accurate; its warnings are silenced here and the error it costs
+    is measured instead (benchmarks/bench_inference.py).
+
+    Args:
+        model: a float LPIPS model (left unchanged).
+        dtype: torch.qint8.
+    Returns:
+        a new LPIPS model in eval mode.
+    """
+    from torch.ao.nn.quantized import dynamic as nnqd
+    from torch.ao.quantization import default_dynamic_qconfig
+    from torch.ao.quantization import quantize_dynamic as ao_quantize_dynamic
+
+    qmodel = copy.deepcopy(model).eval().cpu()
+    qmodel.channels_last = False  # quantized convolutions take NCHW float input
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qmodel.net = ao_quantize_dynamic(qmodel.net, {nn.Conv2d: default_dynamic_qconfig},
+                                         dtype=dtype, mapping={nn.Conv2d: nnqd.Conv2d})
+    return qmodel
