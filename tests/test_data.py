@@ -396,3 +396,41 @@ def test_datamodule_argument_errors(tmp_path):
     _asymmetric_bapps(tmp_path, "val", 2)
     with pytest.raises(DataError, match="nothing to train on"):
         LPIPSDataModule(tmp_path, val_split=0.5, test_split=0.49).setup()
+
+
+# --------------------------------------------------------------------------- lpips-core analyze
+def test_analyze_counts_distribution_sizes_problems_and_plot(tmp_path, capsys):
+    from lpips_core.cli import main
+
+    _bapps_2afc(tmp_path / "b", "val", "traditional", [0.0, 0.4, 1.0, 0.4])
+    _bapps_2afc(tmp_path / "b", "train", "traditional", [0.5, 0.5])
+    _bapps_jnd(tmp_path / "b", "traditional", [0.0, 1 / 3])
+    folder = tmp_path / "b" / "2afc" / "val" / "traditional"
+    _png(folder / "p1" / "000001.png", 3, size=16)           # a triplet of mixed sizes
+    np.save(folder / "judge" / "000003.npy", np.array([2.0]))  # a bad judgment
+    out = tmp_path / "report"
+    assert main(["analyze", str(tmp_path / "b"), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in text.splitlines() if line.startswith(("2afc/", "jnd/"))}
+    assert rows["2afc/val/traditional"].split()[1] == "3"  # the bad row is not counted
+    assert "0:1 0.4:1 1:1" in rows["2afc/val/traditional"]
+    assert "0.5:2" in rows["2afc/train/traditional"] and "8x8 (6)" in rows["2afc/train/traditional"]
+    assert rows["jnd/val/traditional"].split()[1] == "2"
+    assert "2 problem(s)" in text and "outside [0, 1]" in text and "images differ in size (8x8, 8x8, 16x16)" in text
+    assert (out / "judgments.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "2afc,val,traditional,3" in (out / "summary.csv").read_text()
+    assert len((out / "problems.txt").read_text().splitlines()) == 2
+    assert main(["analyze", str(tmp_path / "b"), "-o", str(out), "--strict"]) == 2
+
+
+def test_analyze_tables_and_unknown_layout(tmp_path, capsys):
+    from lpips_core.cli import main
+
+    rows = _seed_images(tmp_path / "set", 4)
+    _write_csv(tmp_path / "set" / "j.csv", rows)
+    assert main(["analyze", str(tmp_path / "set" / "j.csv"), "-o", str(tmp_path / "r")]) == 0
+    text = capsys.readouterr().out
+    assert "2afc/j/distortion" in text and "no problems found" in text
+    (tmp_path / "empty").mkdir()
+    assert main(["analyze", str(tmp_path / "empty"), "-o", str(tmp_path / "r2")]) == 2
+    assert "unknown 2afc layout" in capsys.readouterr().err
