@@ -104,6 +104,12 @@ class DistanceFunction:
     def from_features(self, f0: list[torch.Tensor], f1: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
+    def feature_key(self):
+        """Functions with equal (non-None) keys compute identical features, so an evaluation
+        can compute them once for all (e.g. 'lpips-alex', 'net-alex' and a lin-trained alex
+        share the ImageNet AlexNet taps)."""
+        return None
+
     def __call__(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
         """(N,) distances between two (N, 3, H, W) batches in [-1, 1]."""
         return self.from_features(self.features(x0), self.features(x1))
@@ -137,6 +143,11 @@ class LPIPSDistance(DistanceFunction):
     def from_features(self, f0, f1) -> torch.Tensor:
         return self.model.distance_from_features(f0, f1).flatten()
 
+    def feature_key(self):
+        if self.model.pnet_rand or self.model.pnet_tune:  # a trunk of its own
+            return None
+        return ("imagenet-trunk", self.model.pnet_type, self.model.version, str(self.device))
+
 
 class PixelDistance(DistanceFunction):
     """A traditional metric from ``lpips_core.baselines`` (psnr, ssim, ms_ssim, l1, l2, l2_lab)."""
@@ -156,6 +167,9 @@ class PixelDistance(DistanceFunction):
 
     def from_features(self, f0, f1) -> torch.Tensor:
         return self._as_distance(self.name, self._fn(f0[0], f1[0])).flatten()
+
+    def feature_key(self):
+        return ("pixels", str(self.device))
 
 
 class DISTSDistance(DistanceFunction):

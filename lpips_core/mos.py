@@ -49,6 +49,7 @@ class MOSRow:
     reference: Path
     score: float
     row: int  # 1-based line number in the CSV (header = line 1)
+    name: str = ""  # the 'distorted' entry as written in the CSV
 
 
 def read_mos_csv(path: str | Path, score_column: str | None = None, check_files: bool = True) -> list[MOSRow]:
@@ -95,7 +96,7 @@ def read_mos_csv(path: str | Path, score_column: str | None = None, check_files:
                 if missing:
                     problems.append(f"line {line}: missing {', '.join(missing)}")
                     continue
-            rows.append(MOSRow(dist, ref, score, line))
+            rows.append(MOSRow(dist, ref, score, line, rec["distorted"]))
     if problems:
         shown = "; ".join(problems[:10]) + (f"; ... ({len(problems)} in all)" if len(problems) > 10 else "")
         raise MOSDataError(f"{path}: {shown}")
@@ -234,7 +235,7 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
         "direction": ("DMOS: higher = worse, so a good distance has positive correlations" if worse_is_higher
                       else "a MOS (higher = better) gives a good distance negative SROCC/KROCC"),
         "n_resamples": n_resamples, "skipped": skipped, "metrics": {}, "seconds_total": 0.0,
-        "distances": {"ids": [str(r.distorted.relative_to(table.parent)) for r in rows],
+        "distances": {"ids": [r.name for r in rows],
                       "score": scores.tolist(), **{m: d.tolist() for m, d in dists.items()}},
     }
     for m, d in dists.items():

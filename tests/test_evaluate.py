@@ -1,0 +1,252 @@
+"""The evaluation runner: same scores as the reference's lpips/trainer.py on the same data,
+features computed once per image, intervals, reports, CLI, compare-models and the demo wiring."""
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from conftest import photo, reference, require_backbone
+
+from lpips_core import evaluate as E
+from lpips_core.cli import main
+from lpips_core.metrics import DistanceFunction, LPIPSDistance, make_distance, score_2afc
+
+SIZE = 64
+
+
+def _triplets(n: int, seed: int = 0, subsets=("traditional", "cnn")) -> list[dict]:
+    """2AFC items (the dataset contract) cut from real photographs: p0 noisy, p1 blurred or shifted."""
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    img = photo("astronaut")
+    items = []
+    for i in range(n):
+        y, x = rng.integers(0, img.shape[0] - SIZE - 4), rng.integers(0, img.shape[1] - SIZE - 4)
+        ref = img[y:y + SIZE, x:x + SIZE]
+        p0 = np.clip(ref + rng.normal(0, rng.uniform(5, 30), ref.shape), 0, 255).astype(np.uint8)
+        p1 = (np.asarray(Image.fromarray(ref).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5))))
+              if i % 2 else img[y + 2:y + 2 + SIZE, x + 2:x + 2 + SIZE])
+        t = [torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1 for a in (ref, p0, p1)]
+        items.append({"ref": t[0], "p0": t[1], "p1": t[2],
+                      "judge": torch.tensor([rng.choice([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])], dtype=torch.float32),
+                      "subset": subsets[i % len(subsets)], "id": f"{i:03d}"})
+    return items
+
+
+def _jnd(items, seed=1):
+    rng = np.random.default_rng(seed)
+    return [{"p0": it["ref"], "p1": it["p0"], "same": torch.tensor([rng.choice([0.0, 1 / 3, 2 / 3, 1.0])]),
+             "subset": it["subset"], "id": it["id"]} for it in items]
+
+
+class _FakeLoader:
+    def __init__(self, batches):
+        self.batches = batches
+
+    def load_data(self):
+        return iter(self.batches)
+
+
+def _batches(items, keys, b=4):
+    return [{k: torch.stack([it[k] for it in items[i:i + b]]) for k in keys} for i in range(0, len(items), b)]
+
+
+def test_runner_scores_equal_the_reference_trainer():
+    require_backbone("alex")
+    from lpips.trainer import score_2afc_dataset, score_jnd_dataset
+
+    items = _triplets(14)
+    ref_model = reference("alex")
+    with torch.no_grad():
+        expected, ref_out = score_2afc_dataset(_FakeLoader(_batches(items, ("ref", "p0", "p1", "judge"))),
+                                               ref_model.forward)
+    res = E.collect_2afc(["lpips-alex"], items, batch_size=5, progress=False)
+    assert np.allclose(res.d0["lpips-alex"], ref_out["d0s"], atol=1e-5)
+    assert np.allclose(res.d1["lpips-alex"], ref_out["d1s"], atol=1e-5)
+    assert score_2afc(res.d0["lpips-alex"], res.d1["lpips-alex"], res.judge) == pytest.approx(expected)
+    assert list(res.subset[:2]) == ["traditional", "cnn"] and res.ids[0] == "000"
+
+    pairs = _jnd(items)
+    with torch.no_grad():
+        jexp, _ = score_jnd_dataset(_FakeLoader(_batches(pairs, ("p0", "p1", "same"))),
+                                    lambda a, b: ref_model(a, b).flatten())
+    jres = E.collect_jnd(["lpips-alex"], pairs, batch_size=5, progress=False)
+    from lpips_core.metrics import score_jnd
+
+    assert score_jnd(jres.d["lpips-alex"], jres.same) == pytest.approx(jexp, abs=1e-9)
+
+
+class _Counting(DistanceFunction):
+    """Wraps a distance function and counts the images pushed through ``features``."""
+
+    def __init__(self, inner: DistanceFunction):
+        super().__init__(inner.device)
+        self.inner, self.name, self.kind, self.label = inner, inner.name, inner.kind, inner.label
+        self.images = 0
+        self.calls = 0
+
+    def features(self, x):
+        self.images += x.shape[0]
+        self.calls += 1
+        return self.inner.features(x)
+
+    def from_features(self, f0, f1):
+        return self.inner.from_features(f0, f1)
+
+
+def test_each_image_goes_through_the_trunk_once():
+    require_backbone("alex")
+    items = _triplets(10)
+    fn = _Counting(make_distance("lpips-alex"))
+    E.collect_2afc({"x": fn}, items, batch_size=4, progress=False)
+    assert fn.images == 3 * 10 and fn.calls == 3  # ref, p0, p1 once each; one trunk call per batch
+    fn = _Counting(make_distance("lpips-alex"))
+    E.collect_jnd({"x": fn}, _jnd(items), batch_size=4, progress=False)
+    assert fn.images == 2 * 10 and fn.calls == 3
+    # lpips-alex and net-alex share the ImageNet AlexNet: its features are computed once per batch
+    lin, net = make_distance("lpips-alex"), make_distance("net-alex")
+    assert lin.feature_key() == net.feature_key() is not None
+    with mock.patch.object(lin.model, "features", wraps=lin.model.features) as spy_lin, \
+            mock.patch.object(net.model, "features", wraps=net.model.features) as spy_net:
+        res = E.collect_2afc({"lin": lin, "net": net}, items, batch_size=5, progress=False)
+    assert spy_lin.call_count == 2 and spy_net.call_count == 0
+    with torch.inference_mode():
+        alone = net(torch.stack([it["ref"] for it in items]), torch.stack([it["p0"] for it in items]))
+    assert np.allclose(res.d0["net"], alone.numpy(), atol=1e-5)
+
+
+def test_scores_intervals_and_subset_groups():
+    rng = np.random.default_rng(0)
+    n = 400
+    subset = np.array(["traditional", "cnn"] * (n // 2))
+    judge = rng.choice([0.0, 1.0], n)
+    d0 = rng.random(n)
+    # metric "good" agrees with every judge; "bad" with none
+    res = E.TwoAFCDistances(judge=judge, subset=subset, ids=[str(i) for i in range(n)],
+                            d0={"good": np.where(judge == 1, d0 + 1, d0), "bad": np.where(judge == 1, d0, d0 + 1)},
+                            d1={"good": d0 + 0.5, "bad": d0 + 0.5}, seconds={"good": 1.0, "bad": 1.0}, timed=n)
+    scores = E.score_2afc_results(res, n_resamples=200)
+    assert scores["good"]["traditional"]["score"] == 1.0 and scores["bad"]["cnn"]["score"] == 0.0
+    assert scores["good"]["trad_cnn"]["score"] == 1.0 and scores["good"]["trad_cnn"]["n"] == n
+    assert "real_algs" not in scores["good"]
+    # a metric that agrees with half: the interval is around 0.5 and has the binomial width
+    half = E.TwoAFCDistances(judge=judge, subset=subset, ids=res.ids, d0={"h": d0}, d1={"h": d0[::-1].copy()},
+                             seconds={"h": 1.0}, timed=n)
+    cell = E.score_2afc_results(half, n_resamples=500)["h"]["mean"]
+    lo, hi = cell["ci"]
+    assert lo < cell["score"] < hi and 0.05 < hi - lo < 0.15
+    assert res.pairs_per_second("good") == 2 * n
+    corr = E.judgment_correlations(res)
+    assert corr["good"]["spearman"]["r"] > 0.8 and corr["bad"]["spearman"]["r"] < -0.8
+    tests = E.paired_tests(res, "good", n_resamples=500)
+    assert tests["bad"]["difference"] == -1.0 and tests["bad"]["p_value"] < 0.01
+
+
+def _write_bapps(root, items, pairs=None, split="val", card=None):
+    """Write items in the BAPPS layout (PNG + .npy), the on-disk format the data loaders read."""
+    from PIL import Image
+
+    for it in items:
+        folder = root / "2afc" / split / it["subset"]
+        for key in ("ref", "p0", "p1"):
+            (folder / key).mkdir(parents=True, exist_ok=True)
+            arr = ((it[key].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(folder / key / f"{it['id']}.png")
+        (folder / "judge").mkdir(exist_ok=True)
+        np.save(folder / "judge" / f"{it['id']}.npy", it["judge"].numpy())
+    for it in pairs or []:
+        folder = root / "jnd" / "val" / it["subset"]
+        for key in ("p0", "p1"):
+            (folder / key).mkdir(parents=True, exist_ok=True)
+            arr = ((it[key].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(folder / key / f"{it['id']}.png")
+        (folder / "same").mkdir(exist_ok=True)
+        np.save(folder / "same" / f"{it['id']}.npy", it["same"].numpy().astype(np.float32))
+    if card:
+        (root / "README.md").write_text(card)
+    return root
+
+
+@pytest.fixture(scope="module")
+def disk_set(tmp_path_factory):
+    items = _triplets(12)
+    root = tmp_path_factory.mktemp("bapps")
+    return _write_bapps(root, items, _jnd(items[:8]),
+                        card="# test set\nThese judgments come from a simulated observer.\n")
+
+
+def test_evaluate_cli_writes_json_and_markdown(disk_set, tmp_path, capsys):
+    require_backbone("alex")
+    out = tmp_path / "ev"
+    rc = main(["evaluate", "--data", str(disk_set), "--metrics", "lpips,l2_lab,ssim,psnr", "-o", str(out),
+               "--resamples", "100", "-q"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["2afc"]) == {"lpips-alex", "l2_lab", "ssim", "psnr"}
+    cell = results["2afc"]["lpips-alex"]["traditional"]
+    assert cell["n"] == 6 and cell["ci"][0] <= cell["score"] <= cell["ci"][1]
+    assert set(results["jnd"]["psnr"]) >= {"traditional", "cnn"}
+    assert "SIMULATED observer" in results["judgments"]
+    md = (out / "results.md").read_text()
+    assert "| lpips-alex |" in md and "SIMULATED observer" in md
+    assert "| lpips-alex |" in printed  # the table is printed too
+    assert (out / "distances_2afc.csv").read_text().startswith("id,subset,judge,lpips-alex_d0")
+
+
+def test_evaluate_a_trained_checkpoint(disk_set, tmp_path):
+    require_backbone("alex")
+    import lpips_core
+
+    ckpt = tmp_path / "w.pth"
+    torch.save(lpips_core.LPIPS(net="alex").linear_state_dict(), ckpt)  # = the official weights
+    out = tmp_path / "ck"
+    assert main(["evaluate", "--data", str(disk_set), "--model", str(ckpt), "--metrics", "lpips,lpips-alex",
+                 "-o", str(out), "--resamples", "50", "-q"]) == 0
+    r = json.loads((out / "results.json").read_text())["2afc"]
+    assert r["trained-alex"]["mean"]["score"] == pytest.approx(r["lpips-alex"]["mean"]["score"])
+
+
+def test_evaluate_errors_are_one_line(tmp_path, capsys):
+    assert main(["evaluate", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 2
+    assert "missing: no such dataset" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", "--data", str(tmp_path / "empty"), "-o", str(tmp_path / "o")]) == 2
+    assert main(["evaluate", "--data", str(tmp_path), "--metrics", "fsim", "-o", str(tmp_path / "o")]) == 2
+
+
+def test_compare_models_table_plots_and_paper_columns(disk_set, tmp_path, capsys):
+    require_backbone("alex")
+    out = tmp_path / "cmp"
+    rc = main(["compare-models", "--data", str(disk_set), "--metrics", "lpips-alex,net-alex,l2_lab,ssim,psnr",
+               "-o", str(out), "--resamples", "100", "--batch-size", "5", "-q"])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    for name in results["figures"]:
+        assert (out / name).stat().st_size > 5000, name
+    assert len(results["figures"]) == 5
+    md = (out / "results.md").read_text()
+    # the paper's published averages sit beside ours, cited as the paper's
+    assert "| lpips-alex |" in md and "78.7" in md and "76.8" in md and "68.9" in md and "69.7" in md
+    assert "the paper's numbers, not measured here" in md and "SIMULATED observer" in md
+    assert results["paired_tests"]["baseline"] == "lpips-alex"
+    assert set(results["correlations"]["ssim"]) >= {"pearson", "spearman", "kendall"}
+    assert all(v > 0 for v in results["pairs_per_second"].values())
+    assert "jnd" in results
+
+
+def test_demo_wiring_on_a_tiny_set(tmp_path):
+    """The demo trains briefly and compares the trained model (the real run uses data/mini_bapps)."""
+    require_backbone("alex")
+    items = _triplets(16, seed=5, subsets=("traditional",))
+    root = _write_bapps(tmp_path / "tiny", items[:10], split="train")
+    _write_bapps(root, items[10:], split="val")
+    results = E.run_demo(tmp_path / "demo", data=root, epochs=1, n_resamples=50, baselines=("lpips-alex", "l2_lab"),
+                         batch_size=5, progress=False, verbose=False)
+    assert set(results["2afc"]) == {"trained-alex", "lpips-alex", "l2_lab"}
+    assert (tmp_path / "demo" / "results.md").is_file() and (tmp_path / "demo" / "2afc_bars.png").is_file()
+    assert results["training"]["epochs_run"] == 1

@@ -1,0 +1,129 @@
+"""Mean-opinion-score evaluation: table reading, correlations against scipy, reports, LIVE JPEG."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from conftest import SHARED, needs_shared, photo, require_backbone
+from scipy import stats as sps
+
+from lpips_core import mos
+from lpips_core.cli import main
+
+LIVE = SHARED / "data" / "live_jpeg"
+
+
+@pytest.fixture(scope="module")
+def jpeg_table(tmp_path_factory):
+    """Two photographs, each JPEG-compressed at 5 qualities; 'score' = a made-up DMOS (100 - quality)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("mos")
+    (root / "refs").mkdir()
+    (root / "dist").mkdir()
+    rows = []
+    for name in ("astronaut", "coffee"):
+        img = photo(name)[:96, :128]
+        Image.fromarray(img).save(root / "refs" / f"{name}.png")
+        for q in (5, 15, 30, 60, 90):
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="JPEG", quality=q)
+            Image.open(buf).convert("RGB").save(root / "dist" / f"{name}_{q}.png")
+            rows.append([f"dist/{name}_{q}.png", f"refs/{name}.png", 100 - q + (3 if name == "coffee" else 0)])
+    with open(root / "scores.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["distorted", "reference", "score"])
+        w.writerows(rows)
+    return root
+
+
+def test_read_mos_csv_errors_name_the_file_and_line(tmp_path, jpeg_table):
+    rows = mos.read_mos_csv(jpeg_table / "scores.csv")
+    assert len(rows) == 10 and rows[0].row == 2 and rows[0].distorted.is_file()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("distorted,reference,score\n"
+                   f"{jpeg_table}/dist/astronaut_5.png,{jpeg_table}/refs/astronaut.png,abc\n"
+                   f"{jpeg_table}/dist/nope.png,{jpeg_table}/refs/astronaut.png,3\n")
+    with pytest.raises(mos.MOSDataError, match=r"bad.csv: line 2: score='abc' is not a number; line 3: missing .*nope.png"):
+        mos.read_mos_csv(bad)
+    bad.write_text("image,score\na.png,1\n")
+    with pytest.raises(mos.MOSDataError, match="no 'distorted' column"):
+        mos.read_mos_csv(bad)
+    bad.write_text("distorted,reference,quality\na.png,b.png,1\n")
+    with pytest.raises(mos.MOSDataError, match="no score column; name one with --score-column"):
+        mos.read_mos_csv(bad)
+    with pytest.raises(mos.MOSDataError, match="no column 'dmos'"):
+        mos.read_mos_csv(jpeg_table / "scores.csv", score_column="dmos")
+
+
+def test_evaluate_mos_reports_correlations_equal_to_scipy(jpeg_table, tmp_path):
+    require_backbone("alex")
+    out = tmp_path / "out"
+    res = mos.evaluate_mos(jpeg_table, out, metrics=["lpips-alex", "psnr", "ssim"], n_resamples=100,
+                           progress=False, verbose=False)
+    score = np.array(res["distances"]["score"])
+    for m in ("lpips-alex", "psnr", "ssim"):
+        d = np.array(res["distances"][m])
+        r = res["metrics"][m]
+        assert r["srocc"]["value"] == pytest.approx(sps.spearmanr(d, score).statistic)
+        assert r["krocc"]["value"] == pytest.approx(sps.kendalltau(d, score).statistic)
+        lo, hi = r["srocc"]["ci"]
+        assert lo <= r["srocc"]["value"] <= hi
+        # lower JPEG quality = larger distance and larger made-up DMOS
+        assert r["srocc"]["value"] > 0.8, m
+    # PSNR enters as -PSNR: check against scikit-image's PSNR of one pair
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from lpips_core.images import load_image
+
+    first = mos.read_mos_csv(jpeg_table / "scores.csv")[0]
+    assert res["distances"]["psnr"][0] == pytest.approx(
+        -peak_signal_noise_ratio(load_image(first.reference), load_image(first.distorted)), abs=1e-3)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["score_column"] == "score" and saved["n"] == 10
+    assert (out / "mos_scatter.png").stat().st_size > 5000
+    assert "| lpips-alex |" in (out / "results.md").read_text()
+
+
+def test_reference_features_are_computed_once_per_reference(jpeg_table):
+    require_backbone("alex")
+    from lpips_core.metrics import make_distance
+
+    fn = make_distance("lpips-alex")
+    calls = []
+    inner = fn.features
+    fn.features = lambda x: calls.append(x.shape[0]) or inner(x)
+    rows = mos.read_mos_csv(jpeg_table / "scores.csv")
+    mos.compute_mos_distances(rows, {"a": fn}, progress=False)
+    assert len(calls) == 10 + 2  # ten distorted images, two references
+
+
+def test_evaluate_mos_cli_and_downscaling(jpeg_table, tmp_path, capsys):
+    rc = main(["evaluate-mos", "--data", str(jpeg_table / "scores.csv"), "--metrics", "psnr,l2_lab",
+               "--max-side", "64", "--resamples", "50", "-o", str(tmp_path / "o"), "-q"])
+    assert rc == 0
+    assert "SROCC" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert saved["max_side"] == 64 and "downscaled" in saved["note"]
+    assert main(["evaluate-mos", "--data", str(tmp_path / "nothing"), "-o", str(tmp_path / "x")]) == 2
+
+
+@needs_shared
+def test_live_jpeg_two_references_downscaled(tmp_path):
+    """Real human ratings: 14 JPEG versions of two LIVE photographs (downscaled to keep it cheap)."""
+    require_backbone("alex")
+    rows = [r for r in csv.DictReader(open(LIVE / "dmos.csv")) if r["reference"] in ("refs/ocean.png", "refs/bikes.png")]
+    table = tmp_path / "sub.csv"
+    with open(table, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["distorted", "reference", "dmos", "dmos_realigned"])
+        w.writerows([[LIVE / r["distorted"], LIVE / r["reference"], r["dmos"], r["dmos_realigned"]] for r in rows])
+    res = mos.evaluate_mos(table, None, metrics=["lpips-alex", "psnr"], score_column="dmos_realigned",
+                           max_side=256, n_resamples=100, progress=False, verbose=False)
+    assert res["n"] == 14 and "DMOS: higher = worse" in res["direction"]
+    # JPEG artefacts of one photograph: more distortion, higher DMOS; both metrics rank that way
+    assert res["metrics"]["lpips-alex"]["srocc"]["value"] > 0.8
+    assert res["metrics"]["psnr"]["srocc"]["value"] > 0.6
