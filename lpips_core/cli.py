@@ -132,18 +132,6 @@ def cmd_allpairs(args) -> None:
     print(f"{len(rows)} distances written to {args.output}", file=sys.stderr)
 
 
-def cmd_analyze(args) -> None:
-    from .data_report import analyze
-
-    report = analyze(args.data_dir)
-    print(report.text())
-    written = report.save(args.output)
-    print(f"summary, problems and judgment plot written to {args.output}/ "
-          f"({', '.join(p.name for p in written)})", file=sys.stderr)
-    if args.strict and report.problems:
-        raise CLIError(f"{len(report.problems)} problem(s) in {args.data_dir} (listed above)")
-
-
 def cmd_weights(args) -> None:
     from .weights import converted_path, linear_weights_path, prepare_backbone, ARCH
 
@@ -166,12 +154,58 @@ def cmd_weights(args) -> None:
                        f"(run 'lpips-core weights -v' for every source tried)")
 
 
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluate import evaluate
+
+    evaluate(args.data, args.output, metrics=_csv_list(args.metrics), model=args.model, net=args.net,
+             version=args.version, batch_size=args.batch_size, n_resamples=args.resamples,
+             load_size=args.load_size, subsets=args.subsets, device=args.device, progress=not args.quiet)
+
+
+def cmd_evaluate_mos(args) -> None:
+    from .mos import evaluate_mos
+
+    evaluate_mos(args.data, args.output, metrics=_csv_list(args.metrics), score_column=args.score_column,
+                 n_resamples=args.resamples, max_side=args.max_side, limit=args.limit, device=args.device,
+                 progress=not args.quiet)
+
+
+def cmd_compare_models(args) -> None:
+    from .evaluate import COMPARE_METRICS, compare_models
+
+    metrics = _csv_list(args.metrics) if args.metrics else list(COMPARE_METRICS)
+    compare_models(args.data, args.output, metrics=metrics, extra=args.checkpoint or (),
+                   batch_size=args.batch_size, n_resamples=args.resamples, load_size=args.load_size,
+                   subsets=args.subsets, device=args.device, progress=not args.quiet)
+
+
+def cmd_demo(args) -> None:
+    from .evaluate import run_demo
+
+    run_demo(args.output, data=args.data, net=args.net, epochs=args.epochs, n_resamples=args.resamples,
+             device=args.device, progress=not args.quiet)
+
+
 # --------------------------------------------------------------------------- parser
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--net", default="alex", choices=["alex", "vgg", "squeeze"],
                    help="backbone (default: alex)")
     p.add_argument("--version", default="0.1", choices=["0.1", "0.0"],
                    help="linear-weight version (default: 0.1)")
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.md, figures)")
+    p.add_argument("--subsets", nargs="+", default=None, help="only these subsets")
+    p.add_argument("--batch-size", type=int, default=50, help="triplets per batch (default 50)")
+    p.add_argument("--load-size", type=int, default=64, help="patch side images are resized to (default 64)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,13 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.set_defaults(func=cmd_allpairs)
 
-    p = sub.add_parser("analyze", help="counts, judgment distribution, image sizes and problems of a dataset")
-    p.add_argument("data_dir", help="BAPPS folder (or split/subset folder), CSV/JSON table, or per-sample folders")
-    p.add_argument("-o", "--output", default="analysis", help="folder for summary.csv, problems.txt, "
-                                                              "judgments.png (default: analysis)")
-    p.add_argument("--strict", action="store_true", help="exit 2 when problems are found")
-    p.set_defaults(func=cmd_analyze)
-
     p = sub.add_parser("weights", help="prepare and check backbone weights (offline sources)")
     p.add_argument("--net", action="append", choices=["alex", "vgg", "squeeze"],
                    help="only this backbone (repeatable)")
@@ -213,6 +240,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 2 if any backbone is unavailable")
     p.add_argument("-v", "--verbose", action="store_true", help="show every source tried")
     p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("evaluate", help="2AFC/JND scores with 95%% CIs on a judgment dataset")
+    p.add_argument("--data", required=True, help="dataset folder (BAPPS layout, e.g. data/mini_bapps) or a split")
+    p.add_argument("--model", default="official", help="'official' (shipped weights) or a trained checkpoint path")
+    _add_model_args(p)
+    p.add_argument("--metrics", default="lpips,l2_lab,ssim,psnr",
+                   help="comma list: lpips (= --model), lpips-<net>, net-<net>, l2, l2_lab, l1, ssim, "
+                        "ms_ssim, psnr, dists, or checkpoint paths (default: lpips,l2_lab,ssim,psnr)")
+    _add_eval_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare-models", help="alex/vgg/squeeze x (net, lin), traditional metrics, the "
+                                              "paper's numbers, and plots")
+    p.add_argument("--data", required=True, help="dataset folder (BAPPS layout, e.g. data/mini_bapps)")
+    p.add_argument("--metrics", default=None, help="comma list replacing the default set")
+    p.add_argument("--checkpoint", action="append", help="also evaluate this trained model (repeatable)")
+    _add_eval_args(p)
+    p.set_defaults(func=cmd_compare_models)
+
+    p = sub.add_parser("evaluate-mos", help="SROCC/KROCC/PLCC of metrics with mean opinion scores (e.g. LIVE)")
+    p.add_argument("--data", required=True, help="CSV distorted,reference,<score> or its folder "
+                                                 "(e.g. ../shared/data/live_jpeg)")
+    p.add_argument("--score-column", default=None, help="score column (default: score, dmos or mos)")
+    p.add_argument("--metrics", default="lpips-alex,lpips-vgg,lpips-squeeze,psnr,ssim,ms_ssim,dists,l2_lab",
+                   help="comma list of metrics (default: all eight)")
+    p.add_argument("--max-side", type=int, default=None, help="downscale so the longer side is at most this")
+    p.add_argument("--limit", type=int, default=None, help="only the first N rows (quick check)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_evaluate_mos)
+
+    p = sub.add_parser("demo", help="build the mini set, train a lin model briefly, evaluate, plot")
+    p.add_argument("-o", "--output", default="demo_results", help="output folder (default demo_results)")
+    p.add_argument("--data", default=None, help="use this dataset instead of building data/mini_bapps")
+    p.add_argument("--net", default="alex", choices=["alex", "vgg", "squeeze"])
+    p.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
 
     return parser
 
