@@ -132,6 +132,18 @@ def cmd_allpairs(args) -> None:
     print(f"{len(rows)} distances written to {args.output}", file=sys.stderr)
 
 
+def cmd_analyze(args) -> None:
+    from .data_report import analyze
+
+    report = analyze(args.data_dir)
+    print(report.text())
+    written = report.save(args.output)
+    print(f"summary, problems and judgment plot written to {args.output}/ "
+          f"({', '.join(p.name for p in written)})", file=sys.stderr)
+    if args.strict and report.problems:
+        raise CLIError(f"{len(report.problems)} problem(s) in {args.data_dir} (listed above)")
+
+
 def cmd_weights(args) -> None:
     from .weights import converted_path, linear_weights_path, prepare_backbone, ARCH
 
@@ -232,6 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="CSV file to write")
     _add_model_args(p)
     p.set_defaults(func=cmd_allpairs)
+
+    p = sub.add_parser("analyze", help="counts, judgment distribution, image sizes and problems of a dataset")
+    p.add_argument("data_dir", help="BAPPS folder (or split/subset folder), CSV/JSON table, or per-sample folders")
+    p.add_argument("-o", "--output", default="analysis", help="folder for summary.csv, problems.txt, "
+                                                              "judgments.png (default: analysis)")
+    p.add_argument("--strict", action="store_true", help="exit 2 when problems are found")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("weights", help="prepare and check backbone weights (offline sources)")
     p.add_argument("--net", action="append", choices=["alex", "vgg", "squeeze"],
