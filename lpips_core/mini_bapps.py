@@ -549,6 +549,8 @@ Each reference patch has a pool of distorted versions ({config.train_pool} in tr
 share a reference are correlated: count the references, not the triplets, when judging
 how independent the evidence is. The JND pairs are the (reference, pool member) pairs of
 the 2afc val subset of the same name, shown in random order (same images, other question).
+A pool image appears in many triplets: its files are hard links to one file, so copy a
+file before editing it in place.
 
 ## Source photographs
 
@@ -587,9 +589,9 @@ Distance d: {observer.description}.
   {config.jnd_judges} judges per pair, so `same` is a multiple of 1/{config.jnd_judges}.
 
 The observer is a choice of this dataset: with it, a linear calibration of LPIPS can be
-shown to recover a known observer. Rebuild with another observer
-(`python data_scripts/make_mini_bapps.py --observer lab-l2`, a pixel-space distance in
-CIELAB) to see training follow the judges.
+shown to recover a known observer. Build a second set with another observer
+(`python data_scripts/make_mini_bapps.py --observer lab-l2 --out data/mini_bapps_lab`, a
+pixel-space distance in CIELAB) to see training follow the judges.
 
 ## Licence
 
