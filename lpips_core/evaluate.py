@@ -307,17 +307,35 @@ def paired_tests(res: TwoAFCDistances, baseline: str, n_resamples: int = 2000, s
 
 
 # --------------------------------------------------------------------------- data and notes
+def _dataset_root(path: Path) -> Path:
+    """The folder holding ``2afc/`` or ``jnd/`` above ``path`` (or ``path``'s own folder)."""
+    start = path if path.is_dir() else path.parent
+    for folder in [start, *list(start.parents)[:3]]:
+        if (folder / "2afc").is_dir() or (folder / "jnd").is_dir():
+            return folder
+    return start
+
+
 def judgment_note(data: str | Path | None) -> str:
-    """Where the judgments come from, for every report: the mini set's are simulated."""
+    """Where the judgments come from, for every report: the mini set's are simulated.
+
+    Reads the data card (``README.md``) of the dataset root; a card that says
+    "simulated" (the mini set's does) gives the simulated-observer warning, naming the
+    observer when the card does (a metric equal to the observer wins by construction).
+    """
+    import re
+
     if data is None:
         return "Judgments: supplied in memory (source unknown)."
-    root = Path(data)
-    for folder in [root, *list(root.parents)[:3]]:
-        card = folder / "README.md"
-        text = card.read_text(errors="replace").lower() if card.is_file() else ""
-        if "simulated" in text or folder.name == "mini_bapps":
-            return (f"Judgments come from a SIMULATED observer (see {card}), not from people; "
-                    f"scores here are agreement with that simulation, not with human perception.")
+    root = _dataset_root(Path(data))
+    card = root / "README.md"
+    text = card.read_text(errors="replace") if card.is_file() else ""
+    if "simulated" in text.lower() or root.name == "mini_bapps":
+        observer = re.search(r"observer\s+`([^`]+)`", text)
+        who = f" ({observer.group(1)})" if observer else ""
+        return (f"Judgments come from a SIMULATED observer{who} (see {card}), not from people; scores here "
+                f"are agreement with that simulation, not with human perception"
+                + (", and the metric the observer uses is favoured by construction." if who else "."))
     return f"Judgments: as stored in {root}."
 
 
