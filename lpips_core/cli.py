@@ -166,6 +166,29 @@ def cmd_weights(args) -> None:
                        f"(run 'lpips-core weights -v' for every source tried)")
 
 
+def cmd_train(args) -> None:
+    from .train import TrainConfig, run_training
+
+    fast = args.fast if args.fast is not None else args.mode == "lin"
+    config = TrainConfig(net=args.net, version=args.version, mode=args.mode, init=args.init, loss=args.loss,
+                         use_dropout=not args.no_dropout, optimizer=args.optimizer, lr=args.lr,
+                         batch_size=args.batch_size, epochs=args.epochs, decay_epochs=args.decay_epochs,
+                         schedule=args.schedule, grad_clip=args.grad_clip, patience=args.patience,
+                         seed=args.seed, flip=args.flip, fast=fast, checkpoint_every=args.checkpoint_every,
+                         num_workers=args.num_workers, device=args.device, cache_dir=args.cache_dir,
+                         progress=not args.quiet)
+    summary = run_training(args.data, args.out, config, resume=args.resume, train_subsets=args.train_subsets,
+                           val_subsets=args.val_subsets, load_size=args.load_size,
+                           baselines=not args.no_baselines)
+    from .distributed import is_main
+
+    if is_main():
+        for name, score in summary["val_2afc"].items():
+            print(f"{name:24s} val 2AFC {100 * score:6.2f}")
+        print(f"best epoch {summary['best_epoch']}; weights: {', '.join(summary['exported'])}",
+              file=sys.stderr)
+
+
 def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in str(text).split(",") if t.strip()]
 
@@ -259,6 +282,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 2 if any backbone is unavailable")
     p.add_argument("-v", "--verbose", action="store_true", help="show every source tried")
     p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("train", help="train LPIPS on 2AFC judgments (BAPPS layout; works under torchrun)")
+    p.add_argument("--data", required=True,
+                   help="dataset folder holding 2afc/train and 2afc/val (e.g. data/mini_bapps)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, history, TensorBoard, weights")
+    _add_model_args(p)
+    p.add_argument("--mode", default="lin", choices=["lin", "tune", "scratch"],
+                   help="lin: frozen trunk (default); tune: trunk trained; scratch: random trunk")
+    p.add_argument("--init", default="reference",
+                   help="linear-layer start: reference (random, as the paper), ones, v0.1, v0.0 or a .pth")
+    p.add_argument("--loss", default="ranking", choices=["ranking", "logistic"])
+    p.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
+    p.add_argument("--decay-epochs", type=int, default=None,
+                   help="last epochs with linear LR decay (default: half of --epochs)")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--schedule", default="linear", choices=["linear", "constant", "cosine", "step", "plateau"])
+    p.add_argument("--grad-clip", type=float, default=None, help="max gradient norm")
+    p.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-dropout", action="store_true", help="no dropout before the linear layers")
+    p.add_argument("--flip", action="store_true", help="random horizontal flips of whole triplets")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                   help="feature-cached training (lin mode only; default on in lin mode)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/latest.pt")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/lpips_core)")
+    p.add_argument("--load-size", type=int, default=64, help="patch side the images are resized to")
+    p.add_argument("--train-subsets", nargs="+", default=None, help="only these training subsets")
+    p.add_argument("--val-subsets", nargs="+", default=None, help="only these validation subsets")
+    p.add_argument("--no-baselines", action="store_true", help="skip the net/L2/v0.1 comparison at the end")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="2AFC/JND scores with 95%% CIs on a judgment dataset")
     p.add_argument("--data", required=True, help="dataset folder (BAPPS layout, e.g. data/mini_bapps) or a split")

@@ -22,6 +22,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -410,6 +411,25 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Temporarily use ``n`` intra-op threads (None: leave as is).
+
+    The fast path's epochs work on (batch, ~1000) matrices: a step takes a few
+    milliseconds on one thread, while OpenMP synchronisation on shared or busy
+    cores can make the same step a hundred times slower with two threads.
+    """
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 class _Indexed(Dataset):
     """Wrap a dataset so each item also carries its index (for flips and ordering)."""
 
@@ -573,8 +593,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _step(self, batch: dict, n_global: int) -> tuple[float, float, int]:
-        self.model.train()
-        self.rank_loss.train()
+        if not (self.model.training and self.rank_loss.training):  # cheap check; .train() walks all modules
+            self.model.train()
+            self.rank_loss.train()
         loss_sum, d0, d1 = self._step_module(batch)
         # DDP averages gradients over ranks: scale so the result is the global-batch mean.
         loss = loss_sum * (self.world / n_global)
@@ -738,8 +759,6 @@ class Trainer:
             the history: one dict per epoch (epoch, global_step, train_loss,
             train_2afc, val_2afc, lr, seconds).
         """
-        from tqdm.auto import tqdm
-
         cfg = self.config
         self._sums = self._fresh_sums()
         if resume:
@@ -754,46 +773,53 @@ class Trainer:
             self._caches()
         while self.state["epoch"] < cfg.epochs and not self.state["stopped_early"]:
             epoch = self.state["epoch"]
-            t0 = time.perf_counter()
-            local, n_global, flips = self._epoch_plan(epoch)
-            start = self.state["step_in_epoch"]
             lr_used = self.lr
-            images = None if cfg.fast else self._image_batches(local[start:])
-            bar = tqdm(total=len(local), initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       unit="step", disable=not cfg.progress or self.rank != 0, dynamic_ncols=True)
-            for s in range(start, len(local)):
-                if cfg.fast:
-                    m0, m1, judge = self.train_cache.select(local[s].to(self.device),
-                                                            flips[local[s]].to(self.device)
-                                                            if cfg.flip else None)
-                    batch = {"m0": m0, "m1": m1, "judge": judge}
-                else:
-                    batch = self._to_device_images(next(images), flips)
-                loss_sum, agree, n = self._step(batch, n_global[s])
-                self._sums["loss"] += loss_sum
-                self._sums["agree"] += agree
-                self._sums["items"] += n
-                self.state["step_in_epoch"] = s + 1
-                self.state["global_step"] += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / max(n, 1):.4f}")
-                writer = self._tb()
-                if writer is not None and self.state["global_step"] % cfg.log_every == 0:
-                    writer.add_scalar("train/loss", loss_sum / max(n, 1), self.state["global_step"])
-                for cb in self.callbacks:
-                    getattr(cb, "on_step_end", lambda t: None)(self)
-                if (cfg.checkpoint_every and self.state["global_step"] % cfg.checkpoint_every == 0
-                        and s + 1 < len(local)):
-                    self.state["seconds"] += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    self.save_checkpoint("latest")
-            bar.close()
-            self._end_epoch(epoch, lr_used, time.perf_counter() - t0)
+            with _torch_threads(1 if cfg.fast and self.device.type == "cpu" else None):
+                seconds = self._train_epoch(epoch)
+            self._end_epoch(epoch, lr_used, seconds)
         if self._writer:
             self._writer.flush()
         if self.out_dir is not None and self.rank == 0:
             self.plot_history()
         return self.history
+
+    def _train_epoch(self, epoch: int) -> float:
+        """Run the remaining steps of ``epoch``; return the seconds not yet added to the state."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        t0 = time.perf_counter()
+        local, n_global, flips = self._epoch_plan(epoch)
+        start = self.state["step_in_epoch"]
+        images = None if cfg.fast else self._image_batches(local[start:])
+        bar = tqdm(total=len(local), initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   unit="step", disable=not cfg.progress or self.rank != 0, dynamic_ncols=True)
+        for s in range(start, len(local)):
+            if cfg.fast:
+                idx = local[s].to(self.device)
+                m0, m1, judge = self.train_cache.select(idx, flips[local[s]].to(self.device) if cfg.flip else None)
+                batch = {"m0": m0, "m1": m1, "judge": judge}
+            else:
+                batch = self._to_device_images(next(images), flips)
+            loss_sum, agree, n = self._step(batch, n_global[s])
+            self._sums["loss"] += loss_sum
+            self._sums["agree"] += agree
+            self._sums["items"] += n
+            self.state["step_in_epoch"] = s + 1
+            self.state["global_step"] += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / max(n, 1):.4f}")
+            writer = self._tb()
+            if writer is not None and self.state["global_step"] % cfg.log_every == 0:
+                writer.add_scalar("train/loss", loss_sum / max(n, 1), self.state["global_step"])
+            for cb in self.callbacks:
+                getattr(cb, "on_step_end", lambda t: None)(self)
+            if cfg.checkpoint_every and self.state["global_step"] % cfg.checkpoint_every == 0 and s + 1 < len(local):
+                self.state["seconds"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                self.save_checkpoint("latest")
+        bar.close()
+        return time.perf_counter() - t0
 
     def _end_epoch(self, epoch: int, lr_used: float, seconds: float) -> None:
         cfg = self.config
@@ -860,3 +886,122 @@ class Trainer:
 def config_fields() -> list[str]:
     """Names of the :class:`TrainConfig` fields (for command lines and docs)."""
     return [f.name for f in fields(TrainConfig)]
+
+
+# =========================================================================== a run on a folder
+def open_split(data: str | os.PathLike, split: str, subsets: Sequence[str] | None = None,
+               load_size: int = 64) -> Dataset | None:
+    """The 2AFC ``split`` ('train'/'val') of a BAPPS-style folder, or None if it has none.
+
+    Args:
+        data: folder holding ``2afc/train`` and ``2afc/val`` (e.g. ``data/mini_bapps``
+            or a full BAPPS download).
+    """
+    from .data import TwoAFCDataset
+
+    data = Path(data)
+    if not data.is_dir():
+        raise FileNotFoundError(f"{data}: no such dataset folder (expected a BAPPS-style folder "
+                                f"with 2afc/train and 2afc/val, e.g. data/mini_bapps)")
+    if not (data / "2afc").is_dir():
+        raise FileNotFoundError(f"{data}: no 2afc/ folder inside; --data must be the dataset root "
+                                f"holding 2afc/train and 2afc/val (BAPPS layout)")
+    if not (data / "2afc" / split).is_dir():
+        return None
+    return TwoAFCDataset(data, subsets=subsets, load_size=load_size, split=split)
+
+
+@torch.no_grad()
+def compare_on(dataset: Dataset, trained: LPIPS, name: str = "trained", baselines: bool = True,
+               batch_size: int = 64, device: str | torch.device = "cpu", progress: bool = True
+               ) -> dict[str, float]:
+    """2AFC agreement of a trained model and of the usual baselines on one dataset, in one pass.
+
+    Baselines: ``net-<net>`` (the untrained "net" distance, every channel
+    weight 1), ``l2_lab`` (the paper's L2, :func:`lpips_core.baselines.l2_lab`)
+    and ``lpips-<net>`` (the official v0.1 weights). With a frozen trunk the
+    trained model and the LPIPS baselines share one trunk pass per triplet.
+
+    Returns:
+        {name: 2AFC score in [0, 1]} with ``name`` first.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    trained = trained.to(device).eval()
+    heads: dict[str, LPIPS] = {name: trained}
+    if baselines:
+        net = trained.pnet_type
+        heads[f"net-{net}"] = LPIPS(net=net, version=trained.version, lpips=False).to(device)
+        heads[f"lpips-{net}"] = LPIPS(net=net, version=trained.version).to(device)
+        from .baselines import l2_lab
+    shared_trunk = not trained.pnet_tune and not trained.pnet_rand
+    d0 = {k: [] for k in list(heads) + (["l2_lab"] if baselines else [])}
+    d1 = {k: [] for k in d0}
+    judge = []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for batch in tqdm(loader, desc="compare", unit="batch", disable=not progress, dynamic_ncols=True):
+        ref, p0, p1 = (batch[k].to(device) for k in ("ref", "p0", "p1"))
+        n = ref.shape[0]
+        images = torch.cat([ref, p0, p1])  # (3B, 3, H, W)
+        feats = trained.features(images)
+        for key, model in heads.items():
+            f = feats if (model is trained or shared_trunk) else model.features(images)
+            fr = [t[:n] for t in f]
+            d0[key].append(model.distance_from_features(fr, [t[n:2 * n] for t in f]).flatten().cpu())
+            d1[key].append(model.distance_from_features(fr, [t[2 * n:] for t in f]).flatten().cpu())
+        if baselines:
+            d0["l2_lab"].append(l2_lab(ref, p0).flatten().cpu())
+            d1["l2_lab"].append(l2_lab(ref, p1).flatten().cpu())
+        judge.append(batch["judge"].reshape(-1))
+    h = torch.cat(judge)
+    return {k: score_2afc(torch.cat(d0[k]), torch.cat(d1[k]), h) for k in d0}
+
+
+def run_training(data: str | os.PathLike, out_dir: str | os.PathLike, config: TrainConfig,
+                 resume: bool = False, train_subsets: Sequence[str] | None = None,
+                 val_subsets: Sequence[str] | None = None, load_size: int = 64,
+                 baselines: bool = True) -> dict:
+    """Train on ``<data>/2afc/train``, validate on ``<data>/2afc/val``, export, and compare.
+
+    What ``lpips-core train`` runs. Works under ``torchrun`` (joins the process
+    group from the environment). Writes into ``out_dir``: ``latest.pt``,
+    ``best.pt``, ``history.csv``, ``history.png``, ``tensorboard/``, the best
+    linear weights as ``<net>_<mode>.pth`` (reference format) and
+    ``.safetensors``, and ``summary.json``.
+
+    Returns:
+        the summary: config, best epoch, validation 2AFC of the trained model
+        and (``baselines``) of the "net" baseline, L2 (Lab) and the official
+        v0.1 weights, and the exported file names.
+    """
+    import json
+
+    ddp.init_from_env(config.device)
+    out_dir = Path(out_dir)
+    train_set = open_split(data, "train", train_subsets, load_size)
+    if train_set is None:
+        raise FileNotFoundError(f"{Path(data) / '2afc' / 'train'}: no training split")
+    val_set = open_split(data, "val", val_subsets, load_size)
+    trainer = Trainer(config, train_set, val_set, out_dir=out_dir)
+    history = trainer.fit(resume=resume)
+    if val_set is not None and (out_dir / "best.pt").is_file():
+        trainer.load_best()
+    stem = f"{trainer.model.pnet_type}_{config.mode}"
+    summary: dict[str, Any] = {
+        "data": str(data), "train_triplets": len(train_set),
+        "val_triplets": len(val_set) if val_set is not None else 0,
+        "config": asdict(config), "epochs_run": len(history),
+        "best_epoch": trainer.state["best_epoch"], "stopped_early": trainer.state["stopped_early"],
+        "train_seconds": trainer.state["seconds"], "val_2afc": {}, "exported": [],
+        "note": "2AFC agreement with the dataset's judgments (on the mini set: a SIMULATED observer)"}
+    if ddp.is_main():
+        summary["exported"] = [str(trainer.export(out_dir / f"{stem}.pth")),
+                               str(trainer.export(out_dir / f"{stem}.safetensors"))]
+        if val_set is not None:
+            summary["val_2afc"] = compare_on(val_set, trainer.model, f"trained-{stem}", baselines,
+                                             config.eval_batch_size, trainer.device, config.progress)
+        _atomic(out_dir / "summary.json",
+                lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, default=str)))
+    ddp.barrier()
+    return summary
