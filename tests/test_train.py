@@ -404,3 +404,46 @@ def test_lin_training_improves_agreement(triplets):
     history = trainer.fit()
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["val_2afc"] > before
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_train_on_a_bapps_folder(tmp_path):
+    """`lpips-core train` reads a BAPPS-style folder, trains, exports, and compares with the baselines."""
+    import json
+
+    from lpips_core.cli import main
+    from train_helpers import write_bapps
+
+    require_backbone("alex")
+    data = tmp_path / "bapps"
+    write_bapps(data, {"train": TripletSet(n=16, size=32, seed=0), "val": TripletSet(n=8, size=32, seed=1)})
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+            "--lr", "1e-3", "--load-size", "32", "--cache-dir", str(tmp_path / "cache"), "-q"]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_triplets"] == 16 and summary["val_triplets"] == 8 and summary["epochs_run"] == 2
+    assert summary["config"]["fast"] is True  # default in lin mode
+    assert set(summary["val_2afc"]) == {"trained-alex_lin", "net-alex", "l2_lab", "lpips-alex"}
+    for name in ("latest.pt", "best.pt", "history.csv", "alex_lin.pth", "alex_lin.safetensors"):
+        assert (out / name).is_file(), name
+    # the exported weights are the best checkpoint's
+    best = torch.load(out / "best.pt", weights_only=True)["model"]
+    exported = torch.load(out / "alex_lin.pth", weights_only=True)
+    assert all(torch.equal(best[k], exported[k]) for k in exported)
+    # resuming a finished run trains nothing more and reports the same scores
+    assert main(argv + ["--resume", "--no-baselines"]) == 0
+    assert json.loads((out / "summary.json").read_text())["epochs_run"] == 2
+
+
+def test_cli_train_errors_name_the_problem(tmp_path, capsys):
+    from lpips_core.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such dataset folder" in capsys.readouterr().err
+    (tmp_path / "flat").mkdir()
+    assert main(["train", "--data", str(tmp_path / "flat"), "--out", str(tmp_path / "o")]) == 2
+    assert "2afc" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "flat"), "--out", str(tmp_path / "o"),
+                 "--mode", "tune", "--fast"]) == 2
+    assert "frozen trunk" in capsys.readouterr().err

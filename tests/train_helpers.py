@@ -124,3 +124,18 @@ def ddp_worker(rank: int, world: int, port: int, configs: list[dict], n_train: i
             torch.save(results, result_path)
     finally:
         dist.destroy_process_group()
+
+
+def write_bapps(root, splits: dict[str, "TripletSet"], subset: str = "photos") -> None:
+    """Write triplets in the BAPPS layout: ``<root>/2afc/<split>/<subset>/{ref,p0,p1}/<id>.png`` + ``judge/<id>.npy``."""
+    from pathlib import Path
+
+    for split, ds in splits.items():
+        base = Path(root) / "2afc" / split / subset
+        for k in ("ref", "p0", "p1", "judge"):
+            (base / k).mkdir(parents=True, exist_ok=True)
+        for item in ds.items:
+            for k in ("ref", "p0", "p1"):
+                img = ((item[k].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+                Image.fromarray(img).save(base / k / f"{item['id']}.png")
+            np.save(base / "judge" / f"{item['id']}.npy", item["judge"].numpy().reshape(1))
