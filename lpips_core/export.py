@@ -41,7 +41,7 @@ class ScriptableLPIPS(nn.Module):
 
     Built by ``torch.jit.script(model)`` through ``LPIPS.__prepare_scriptable__``;
     it can also be made directly and scripted. Eval-mode semantics (no
-    dropout), contiguous (NCHW) layout.
+    dropout), the same memory layout as the eager model (channels-last on CPU).
 
     Args:
         model: the LPIPS model whose trunk and linear weights are shared (not copied).
@@ -66,6 +66,7 @@ class ScriptableLPIPS(nn.Module):
         self.spatial = model.spatial
         self.min_size = MIN_INPUT_SIZE[model.pnet_type]
         self.eps = EPS
+        self.channels_last = model._use_channels_last(device)
 
     def _as_batch(self, x: torch.Tensor) -> torch.Tensor:
         if not x.is_floating_point():
@@ -80,6 +81,33 @@ class ScriptableLPIPS(nn.Module):
             raise ValueError("images must have 3 (RGB) or 1 (grayscale) channels")
         return x
 
+    def _scale(self, x: torch.Tensor, normalize: bool) -> torch.Tensor:
+        x = x.to(self.shift.dtype)
+        if normalize:
+            x = 2 * x - 1
+        if self.scaled:
+            x = (x - self.shift) / self.scale
+        return x
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous()
+
+    def _unit(self, t: torch.Tensor) -> torch.Tensor:
+        return t * (1.0 / (torch.linalg.vector_norm(t, dim=1, keepdim=True) + self.eps))
+
+    def _layer(self, f0: torch.Tensor, f1: torch.Tensor, k: int, out_hw: List[int]) -> torch.Tensor:
+        diff = (f0 - f1).square()  # (N, C, h, w)
+        n, c, h, w = diff.shape
+        if self.channels_last:
+            weighted = torch.matmul(diff.permute(0, 2, 3, 1).reshape(n * h * w, c), self.weights[k]).view(n, h * w)
+        else:
+            weighted = torch.matmul(self.weights[k], diff.reshape(n, c, h * w))  # (N, h*w)
+        if self.spatial:
+            return F.interpolate(weighted.view(n, 1, h, w), size=out_hw, mode="bilinear", align_corners=False)
+        return weighted.mean(1).view(n, 1, 1, 1)
+
     def forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool = False,
                 normalize: bool = False) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
         in0 = self._as_batch(in0)
@@ -92,31 +120,27 @@ class ScriptableLPIPS(nn.Module):
         if not bool(torch.isfinite(in0).all()) or not bool(torch.isfinite(in1).all()):
             raise ValueError("images contain NaN or Inf values")
         out_hw = [in0.shape[2], in0.shape[3]]
-        x0 = in0.to(self.shift.dtype)
-        x1 = in1.to(self.shift.dtype)
-        if normalize:
-            x0 = 2 * x0 - 1
-            x1 = 2 * x1 - 1
-        if self.scaled:
-            x0 = (x0 - self.shift) / self.scale
-            x1 = (x1 - self.shift) / self.scale
+        n = in0.shape[0]
+        x0 = self._scale(in0, normalize)
+        x1 = self._scale(in1, normalize)
         res: List[torch.Tensor] = []
-        weights = self.weights
-        k = 0
-        for stage in self.stages:
-            x0 = stage(x0)
-            x1 = stage(x1)
-            f0 = x0 / (torch.linalg.vector_norm(x0, dim=1, keepdim=True) + self.eps)
-            f1 = x1 / (torch.linalg.vector_norm(x1, dim=1, keepdim=True) + self.eps)
-            diff = (f0 - f1).square()
-            n, c, h, w = diff.shape
-            weighted = torch.matmul(weights[k], diff.reshape(n, c, h * w))  # (N, h*w)
-            if self.spatial:
-                res.append(F.interpolate(weighted.view(n, 1, h, w), size=out_hw, mode="bilinear",
-                                         align_corners=False))
-            else:
-                res.append(weighted.mean(1).view(n, 1, 1, 1))
-            k += 1
+        if in0.shape[0] == in1.shape[0]:  # one trunk call for both, as the eager model
+            x = self._layout(torch.cat([x0, x1]))
+            k = 0
+            for stage in self.stages:
+                x = stage(x)
+                f = self._unit(x)
+                res.append(self._layer(f[:n], f[n:], k, out_hw))
+                k += 1
+        else:
+            x0 = self._layout(x0)
+            x1 = self._layout(x1)
+            k = 0
+            for stage in self.stages:
+                x0 = stage(x0)
+                x1 = stage(x1)
+                res.append(self._layer(self._unit(x0), self._unit(x1), k, out_hw))
+                k += 1
         val = res[0]
         for r in res[1:]:
             val = val + r

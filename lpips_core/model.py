@@ -87,10 +87,14 @@ class NetLinLayer(nn.Module):
 
 #: Largest number of pixels (images x H x W) pushed through the trunk in one call by
 #: ``forward`` when no gradient is needed. Bigger batches are split into chunks of
-#: pairs, and a single pair bigger than this runs its two images one after the
-#: other, so a 2048x2048 VGG comparison holds one image's first-stage activations
-#: at a time. 2**22 pixels is a 2048x2048 image (about 1 GB of VGG relu1_2).
-PIXEL_BUDGET = 2 ** 22
+#: pairs, and a pair bigger than this runs its two images one after the other.
+#: 2**21 pixels is 32 pairs of 128x128 (batching beyond that gains no speed on CPU).
+PIXEL_BUDGET = 2 ** 21
+
+#: Taps larger than this many elements (both images together) get their distance
+#: computed in blocks of rows, so normalised copies of a whole large tap never
+#: exist (a 2048x2048 VGG relu1_2 tap is 1 GB per image).
+BLOCK_ELEMENTS = 2 ** 24
 
 
 def _is_traced() -> bool:
@@ -341,7 +345,8 @@ class LPIPS(nn.Module):
 
         Args:
             f0, f1: (N0, C, h, w) and (N1, C, h, w) features; ``owned`` means they are
-                temporaries of this call that may be overwritten (no autograd).
+                temporaries of this call that may be overwritten (no autograd); f1 is
+                the one overwritten unless it is the broadcast batch of 1.
         Returns:
             (N, 1, 1, 1), or (N, 1, H, W) upsampled to ``out_hw`` when spatial.
         """
@@ -349,10 +354,10 @@ class LPIPS(nn.Module):
             diff = ((f0 - f1) ** 2).contiguous()  # NCHW, so dropout draws its mask in the reference's order
             weighted = self.lins[k](diff)
             return upsample(weighted, out_hw) if self.spatial else spatial_average(weighted)
-        if owned and f0.shape[0] >= f1.shape[0]:
-            diff = f0.sub_(f1).square_()  # (N, C, h, w); (f0-f1)^2 == (f1-f0)^2 bit for bit
+        if owned and f1.shape[0] >= f0.shape[0]:  # overwrite f1 (one_to_many keeps f0 = the reference)
+            diff = f1.sub_(f0).square_()  # (N, C, h, w); (f1-f0)^2 == (f0-f1)^2 bit for bit
         elif owned:
-            diff = f1.sub_(f0).square_()
+            diff = f0.sub_(f1).square_()
         else:
             diff = (f0 - f1).square()
         n, _, h, w = diff.shape
@@ -360,6 +365,37 @@ class LPIPS(nn.Module):
         if self.spatial:
             return upsample(weighted.view(n, 1, h, w), out_hw)
         return weighted.mean(1).view(n, 1, 1, 1)
+
+    def _tap_distance_blocked(self, k: int, t0: torch.Tensor, t1: torch.Tensor, out_hw: Sequence[int] | None,
+                              channels_last: bool) -> torch.Tensor:
+        """``_tap_distance`` of raw taps, computed over blocks of rows (no autograd, eval semantics).
+
+        Unit normalisation is per position, so each block gives the same values
+        as the whole; only the order of the final sum differs (float rounding).
+        """
+        n, c, h, w = torch.broadcast_shapes(t0.shape, t1.shape)
+        rows = max(1, BLOCK_ELEMENTS // 4 // max(1, n * c * w))
+        weights = self._channel_weights(k, t0.new_empty(0, dtype=_accumulation_dtype(t0.dtype)))
+        pieces = []
+        for r in range(0, h, rows):
+            f0, f1 = unit_features(t0[:, :, r:r + rows]), unit_features(t1[:, :, r:r + rows])
+            diff = (f0.sub_(f1) if f0.shape[0] >= f1.shape[0] else f1.sub_(f0)).square_()
+            block_cl = channels_last and diff.is_contiguous(memory_format=torch.channels_last)
+            pieces.append(channel_weighted_sum(diff, weights, block_cl).view(n, -1, w))  # (N, rows, w)
+            del f0, f1, diff
+        if self.spatial:
+            return upsample(torch.cat(pieces, dim=1).view(n, 1, h, w), out_hw)
+        total = pieces[0].sum((1, 2))
+        for p in pieces[1:]:
+            total += p.sum((1, 2))
+        return (total / (h * w)).view(n, 1, 1, 1)
+
+    def _taps_distance(self, k: int, t0: torch.Tensor, t1: torch.Tensor, out_hw: Sequence[int] | None,
+                       owned: bool, channels_last: bool) -> torch.Tensor:
+        """Layer-k distance from raw taps: blocked for large taps on the no-grad path."""
+        if owned and not self._dropout_active() and t0.numel() + t1.numel() > BLOCK_ELEMENTS:
+            return self._tap_distance_blocked(k, t0, t1, out_hw, channels_last)
+        return self._tap_distance(k, unit_features(t0), unit_features(t1), out_hw, owned, channels_last)
 
     def _pair_distances(self, x0: torch.Tensor, x1: torch.Tensor | None, n: int,
                         out_hw: Sequence[int], owned: bool, channels_last: bool) -> list[torch.Tensor]:
@@ -374,12 +410,14 @@ class LPIPS(nn.Module):
         res = []
         if x1 is None:
             for k, tap in enumerate(self._taps(x0)):
-                f = unit_features(tap)  # (2N, C, h, w), a fresh tensor
+                if owned and tap.numel() > BLOCK_ELEMENTS:
+                    res.append(self._taps_distance(k, tap[:n], tap[n:], out_hw, owned, channels_last))
+                    continue
+                f = unit_features(tap)  # (2N, C, h, w), a fresh tensor: one kernel for both halves
                 res.append(self._tap_distance(k, f[:n], f[n:], out_hw, owned, channels_last))
         else:
             for k, (t0, t1) in enumerate(zip(self._taps(x0), self._taps(x1))):
-                res.append(self._tap_distance(k, unit_features(t0), unit_features(t1), out_hw,
-                                              owned, channels_last))
+                res.append(self._taps_distance(k, t0, t1, out_hw, owned, channels_last))
         return res
 
     def _fused_core(self, x: torch.Tensor, n: int) -> list[torch.Tensor]:

@@ -229,6 +229,8 @@ def test_one_to_many_matches_reference_and_runs_reference_once(spatial):
     assert calls.sizes == [1, 2, 2, 1]
     assert a.shape == b.shape and _max_diff(a, b) <= TOL
     assert not a.is_inference()
+    with torch.no_grad():  # chunks of one image: the reference's features must not be overwritten
+        assert _max_diff(model.one_to_many(ref_img, imgs, chunk_size=1), b) <= TOL
 
 
 @pytest.mark.parametrize("net", ["alex", "squeeze"])
@@ -300,3 +302,18 @@ def test_models_with_compile_option_copy_and_pickle():
 def test_constructor_rejects_unknown_dtype():
     with pytest.raises(ValueError, match="dtype"):
         lpips_core.LPIPS(net="alex", pretrained=False, pnet_rand=True, dtype=torch.int8)
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+def test_large_taps_are_reduced_in_row_blocks_exactly(spatial, monkeypatch):
+    """The memory-saving blocked reduction (used for big images) gives the reference's numbers."""
+    monkeypatch.setattr(M, "BLOCK_ELEMENTS", 2 ** 12)  # force several blocks even at 64x64
+    calls = []
+    real = M.LPIPS._tap_distance_blocked
+    monkeypatch.setattr(M.LPIPS, "_tap_distance_blocked", lambda self, *a: calls.append(1) or real(self, *a))
+    model = ours("vgg", "0.1", True, spatial)
+    x, y = _rand_pair(2, (64, 48))
+    with torch.no_grad():
+        a, b = model(x, y), reference("vgg", "0.1", True, spatial)(x, y)
+    assert len(calls) == 5
+    assert a.shape == b.shape and _max_diff(a, b) <= TOL
