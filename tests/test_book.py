@@ -1,0 +1,292 @@
+"""Build the book from the notebooks' stored outputs and check every page in headless Chromium.
+
+The build uses a copy of ``_config.yml`` whose only change is
+``execute_notebooks: off`` (CI runs the notebooks once, under nbval; see
+book/validation.md), with the same ``-W -n`` flags as ``make book``. The pages
+are served from ``_build/html`` on 127.0.0.1 and opened in Debian's Chromium
+through chromedriver; one screenshot per page goes to ``_build/screenshots/``.
+Chromium and chromedriver are installed by ``make test`` (target ``browser``);
+without them this module is skipped, except in CI (``CI`` set), where that fails.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+HTML = REPO / "_build" / "html"
+SCREENSHOTS = REPO / "_build" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+#: Console messages of the theme stack itself, present on every page of any jupyter-book 1.0.4 book.
+KNOWN_CONSOLE_NOISE = (
+    "Identifier 'THEBE_JS_URL' has already been declared",  # sphinx-thebe's inline config is added twice (thebe is off)
+    "Got invalid theme mode",  # pydata-sphinx-theme on a first visit (empty localStorage)
+    "/favicon.ico",  # the browser asks for one; the book has none
+)
+
+
+def toc_docs() -> list[str]:
+    """Every document of the book, in TOC order (root first), without extension."""
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    docs = [toc["root"]]
+    for part in toc.get("parts", []):
+        docs += [chapter["file"] for chapter in part.get("chapters", [])]
+    return docs
+
+
+def source_of(doc: str) -> Path:
+    for suffix in (".ipynb", ".md"):
+        if (REPO / f"{doc}{suffix}").is_file():
+            return REPO / f"{doc}{suffix}"
+    raise FileNotFoundError(f"_toc.yml lists {doc!r}, but there is no {doc}.ipynb or {doc}.md")
+
+
+def expected_title(doc: str) -> str:
+    """The first '# ' heading of the page's source."""
+    path = source_of(doc)
+    if path.suffix == ".ipynb":
+        text = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                         if c["cell_type"] == "markdown")
+    else:
+        text = path.read_text()
+    match = re.search(r"^# (.+)$", text, flags=re.M)
+    assert match, f"{path}: no '# title' heading"
+    return match.group(1).strip()
+
+
+def notebook_facts(doc: str) -> dict:
+    """What the stored notebook says the page must show: figures, widgets, solutions."""
+    path = source_of(doc)
+    if path.suffix != ".ipynb":
+        return {"figures": 0, "widget_views": 0, "solutions": 0}
+    nb = json.loads(path.read_text())
+    figures = widget_views = solutions = 0
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        if "hide-cell" in cell.get("metadata", {}).get("tags", []):
+            solutions += 1
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW in data:
+                widget_views += 1
+            elif any(m in data for m in IMAGE_MIMES):
+                figures += 1
+    return {"figures": figures, "widget_views": widget_views, "solutions": solutions}
+
+
+def _tool_missing() -> str | None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    return f"{', '.join(missing)} missing: run `make browser` (apt-get install chromium chromium-driver)" \
+        if missing else None
+
+
+@pytest.fixture(scope="module")
+def built_book() -> Path:
+    """Build _build/html from the stored outputs (execution off), warnings as errors."""
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"
+    (REPO / "_build").mkdir(exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=REPO / "_build", delete=False) as f:
+        yaml.safe_dump(config, f, sort_keys=False, allow_unicode=True)
+    try:
+        jb = Path(sys.executable).with_name("jupyter-book")
+        proc = subprocess.run([str(jb), "build", str(REPO), "--config", f.name, "-W", "-n", "--keep-going"],
+                              cwd=REPO, capture_output=True, text=True, timeout=900)
+    finally:
+        os.unlink(f.name)
+    warnings = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines()
+                if "WARNING" in line or "ERROR" in line]
+    assert proc.returncode == 0, "book build failed:\n" + "\n".join(warnings or proc.stdout.splitlines()[-30:])
+    for doc in toc_docs():
+        assert (HTML / f"{doc}.html").is_file(), f"{doc}.html was not built"
+    return HTML
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest's output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(built_book):
+    """Serve _build/html on 127.0.0.1 (a free port) for the module's tests."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                            functools.partial(_QuietHandler, directory=str(built_book)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    missing = _tool_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="lpips-book-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,1600", f"--user-data-dir={profile}",
+                # Any host but this machine fails at once (the Colab badge, MathJax's CDN):
+                # nothing leaves the machine and no page waits on a network time-out.
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _open(driver, url: str) -> None:
+    driver.get(url)
+    deadline = time.time() + 30
+    while time.time() < deadline:  # figures below the fold load lazily in some themes: wait for all
+        pending = driver.execute_script(
+            "return Array.from(document.images).filter(i => !i.complete).length")
+        if pending == 0:
+            return
+        time.sleep(0.2)
+
+
+def _screenshot(driver, doc: str) -> Path:
+    """Full-page PNG (capped at 16000 px high) under _build/screenshots/."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{doc.replace('/', '__')}.png"
+    height = min(int(driver.execute_script("return document.documentElement.scrollHeight")), 16000)
+    driver.set_window_size(1280, max(height, 800))
+    tmp = path.with_name(f".tmp-{path.name}")  # same folder, .png suffix (selenium checks it)
+    driver.save_screenshot(str(tmp))
+    os.replace(tmp, path)
+    driver.set_window_size(1280, 1600)
+    return path
+
+
+@pytest.mark.parametrize("doc", toc_docs())
+def test_page_renders(browser, server, doc):
+    driver = browser
+    url = f"{server}/{doc}.html"
+    driver.get_log("browser")  # drop earlier pages' messages
+    _open(driver, url)
+    facts = notebook_facts(doc)
+
+    # Title: the page's <h1> and the browser title carry the source's first heading.
+    title = expected_title(doc)
+    headings = [h.text for h in driver.find_elements("css selector", "article h1") if h.is_displayed()]
+    assert any(title in h for h in headings), f"{doc}: visible <h1> {headings}, expected {title!r}"
+    assert title.split(":")[0] in driver.title
+
+    # Figures: every local image loaded, and the notebook's figures are all there.
+    images = driver.execute_script("""
+        return Array.from(document.querySelectorAll('article img')).map(i => ({
+            src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0,
+            local: /^(data:|blob:)/.test(i.currentSrc || i.src) || (i.currentSrc || i.src).startsWith(location.origin)
+        }))""")
+    broken = [i["src"] for i in images if i["local"] and not i["ok"]]
+    assert not broken, f"{doc}: figures that did not load: {[src[:120] for src in broken]}"
+    external = [i["src"][:120] for i in images if not i["local"]]
+    assert all("colab-badge" in src for src in external), f"{doc}: unexpected external images {external}"
+    loaded = sum(1 for i in images if i["local"] and i["ok"])
+    assert loaded >= facts["figures"], f"{doc}: {loaded} figures shown, the notebook has {facts['figures']}"
+
+    # No error output of any kind.
+    for selector in (".output.error", ".output.traceback", ".output.stderr", ".system-message",
+                     ".widget-error", ".jupyter-widgets-error"):
+        found = driver.find_elements("css selector", selector)
+        assert not found, f"{doc}: {len(found)} '{selector}' element(s), first: {found[0].text[:300]!r}"
+    body = driver.find_element("tag name", "body").text
+    for marker in ("Traceback (most recent call last)", "Error rendering Jupyter widget",
+                   "Could not find model"):
+        assert marker not in body, f"{doc}: page shows {marker!r}"
+
+    # Exercise solutions are folded behind a "Show solution" toggle.
+    if facts["solutions"]:
+        toggles = driver.find_elements("xpath", "//*[contains(text(), 'Show solution')]")
+        assert len(toggles) >= facts["solutions"], f"{doc}: {len(toggles)} solution toggles"
+        open_solutions = driver.execute_script(
+            "return document.querySelectorAll('details.hide[open], details.toggle-details[open]').length")
+        assert open_solutions == 0, f"{doc}: {open_solutions} solutions are unfolded on load"
+
+    # Saved widget state renders as real controls (ipywidgets HTML manager).
+    if facts["widget_views"]:
+        deadline = time.time() + 30
+        while time.time() < deadline and len(driver.find_elements("css selector", ".jupyter-widgets")) == 0:
+            time.sleep(0.3)
+        rendered = driver.find_elements("css selector", ".jupyter-widgets")
+        assert rendered, f"{doc}: none of the {facts['widget_views']} saved widgets rendered"
+
+    # No failed request for a file of the book (external hosts are blocked on purpose).
+    severe = [m["message"] for m in driver.get_log("browser")
+              if m["level"] == "SEVERE" and "127.0.0.1" in m["message"]
+              and not any(noise in m["message"] for noise in KNOWN_CONSOLE_NOISE)]
+    assert not severe, f"{doc}: browser errors: {severe}"
+
+    assert _screenshot(driver, doc).stat().st_size > 10_000
+
+
+def test_widget_controls_render(browser, server):
+    """The interactive chapter's saved controls appear: dropdowns, the strength slider, upload buttons."""
+    docs = [d for d in toc_docs() if notebook_facts(d)["widget_views"]]
+    if not any("interactive" in d for d in docs):
+        pytest.skip("no interactive chapter in the TOC")
+    doc = next(d for d in docs if "interactive" in d)
+    _open(browser, f"{server}/{doc}.html")
+    deadline = time.time() + 30
+    while time.time() < deadline and not browser.find_elements("css selector", ".widget-dropdown select"):
+        time.sleep(0.3)
+    dropdowns = browser.find_elements("css selector", ".widget-dropdown select")
+    sliders = browser.find_elements("css selector", ".widget-slider, .widget-hslider")
+    uploads = browser.find_elements("css selector", ".widget-upload, .jupyter-widgets input[type=file]")
+    assert len(dropdowns) >= 2 and sliders and uploads, \
+        f"{doc}: {len(dropdowns)} dropdowns, {len(sliders)} sliders, {len(uploads)} upload buttons rendered"
+    options = [o.text for o in dropdowns[0].find_elements("tag name", "option")]
+    assert "chelsea" in options, f"{doc}: photograph menu shows {options}"
+    # The Output widget holds the figure drawn when the notebook was saved.
+    figure = browser.execute_script(
+        "const i = document.querySelector('.widget-output img'); return i && i.naturalWidth")
+    assert figure and figure > 100, f"{doc}: the saved comparison figure is missing from the widget output"
+
+
+def test_navigation_lists_every_chapter(browser, server):
+    _open(browser, f"{server}/{toc_docs()[0]}.html")
+    links = browser.execute_script(
+        "return Array.from(document.querySelectorAll('nav.bd-links a')).map(a => a.getAttribute('href'))")
+    for doc in toc_docs()[1:]:
+        name = doc.split("/")[-1] + ".html"
+        assert any(href and href.endswith(name) for href in links), f"sidebar has no link to {doc}"
+
+
+def test_references_page_shows_bibtex(browser, server):
+    _open(browser, f"{server}/book/references.html")
+    text = browser.find_element("tag name", "body").text
+    assert "@inproceedings{zhang2018unreasonable" in text
+    assert "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric" in text
+    for key in ("krizhevsky2012imagenet", "simonyan2015vgg", "iandola2016squeezenet"):
+        assert key in text, f"references page lacks the BibTeX entry {key}"
