@@ -422,6 +422,13 @@ def markdown_table(scores: dict, title: str = "2AFC agreement (%)", note: str = 
     return "\n".join(lines)
 
 
+def _p(p: float) -> str:
+    """A p-value for a table: doubles underflow to 0 below ~1e-308."""
+    if p is None or not np.isfinite(p):
+        return "-"
+    return "<1e-300" if p < 1e-300 else f"{p:.1e}"
+
+
 def correlation_table(corrs: dict, note: str = "") -> str:
     """Markdown: Pearson / Spearman / Kendall of (d0 - d1) with the judgment, with p-values."""
     lines = ["### Correlation of distance difference (d0 - d1) with the judgment", ""]
@@ -429,7 +436,7 @@ def correlation_table(corrs: dict, note: str = "") -> str:
         lines += [f"> {note}", ""]
     lines += ["| metric | Pearson r (p) | Spearman rho (p) | Kendall tau (p) |", "|---|---|---|---|"]
     for m, c in corrs.items():
-        cells = [f"{c[k]['r']:.3f} ({c[k]['p']:.1e})" for k in ("pearson", "spearman", "kendall")]
+        cells = [f"{c[k]['r']:.3f} ({_p(c[k]['p'])})" for k in ("pearson", "spearman", "kendall")]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)

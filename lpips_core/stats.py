@@ -136,6 +136,9 @@ def paired_bootstrap_test(scores_a, scores_b, level: float = 0.95, n_resamples: 
 def correlations(x, y) -> dict:
     """Pearson, Spearman and Kendall (tau-b) correlations with two-sided p-values.
 
+    Pairs where either value is not finite (e.g. -PSNR of identical images is -inf)
+    are left out; ``n`` counts the pairs used.
+
     Args:
         x, y: (N,) paired samples, N >= 3.
     Returns:
@@ -145,6 +148,8 @@ def correlations(x, y) -> dict:
     x, y = _vec(x, "x"), _vec(y, "y")
     if x.shape != y.shape:
         raise ValueError(f"x ({x.size}) and y ({y.size}) differ in length")
+    finite = np.isfinite(x) & np.isfinite(y)
+    x, y = x[finite], y[finite]
     if x.size < 3:
         raise ValueError(f"correlations need at least 3 pairs, got {x.size}")
     out: dict = {"n": int(x.size)}

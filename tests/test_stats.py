@@ -85,6 +85,9 @@ def test_correlations_hand_computed_and_scipy():
     a, b = rng.random(50), rng.random(50)
     assert stats.correlations(a, b)["spearman"]["p"] == pytest.approx(sps.spearmanr(a, b).pvalue)
     assert np.isnan(stats.correlations(np.ones(5), x)["pearson"]["r"])
+    # non-finite pairs (-PSNR of identical images) are left out, not turned into nan
+    with_inf = stats.correlations(np.r_[x, -np.inf], np.r_[2 * x + 1, 0.0])
+    assert with_inf["n"] == 5 and with_inf["pearson"]["r"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="at least 3"):
         stats.correlations([1, 2], [1, 2])
 
