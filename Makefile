@@ -15,7 +15,7 @@ endif
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: test book weights venv clean mini-bapps
+.PHONY: test book weights venv clean mini-bapps browser
 
 # The mini-BAPPS set (real photographs, simulated judges), built once and cached:
 # the builder keeps a complete build of the same version/configuration.
@@ -37,9 +37,27 @@ $(MINI_BAPPS): $(STAMP) lpips_core/mini_bapps.py lpips_core/distortions.py
 
 mini-bapps: $(MINI_BAPPS)
 
-test: weights $(MINI_BAPPS)
-	$(PY) -m pytest -q tests
+# Notebooks are committed with their outputs and run once, under nbval: every cell
+# must run; cells marked `# NBVAL_CHECK_OUTPUT` must print what is stored
+# (book/validation.md). tests/test_book.py builds the book from those stored outputs.
+NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600
 
+test: weights $(MINI_BAPPS) browser
+	$(PY) -m pytest -q tests notebooks $(NBVAL)
+
+# Headless Chromium for tests/test_book.py: Debian's packages, installed when missing
+# (as root, or through sudo without a password; otherwise the browser test is skipped,
+# except under CI where it fails).
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "warning: chromium/chromedriver missing and no root: apt-get install chromium chromium-driver" >&2; fi
+
+# Executes the notebooks whose code changed since the last build (execute_notebooks:
+# cache in _config.yml; all of them from a fresh clone), warnings are errors.
 book: weights $(MINI_BAPPS)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 

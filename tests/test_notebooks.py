@@ -1,0 +1,197 @@
+"""The course notebooks follow the book's rules (the notebooks themselves run under nbval).
+
+`make test` executes every notebook with nbval (`--nbval-lax`, cells marked
+`# NBVAL_CHECK_OUTPUT` compared with their stored output). These tests check,
+without running a kernel, what nbval cannot: the structure every chapter
+promises (what you will learn, a Colab badge, a guarded install cell, fixed
+seeds, folded exercise solutions), that the stored outputs are complete and
+error-free (the book is built from them), that the TOC and the notebooks agree,
+and that the install cell does nothing where lpips_core is importable and
+installs from the configured repository where it is not.
+"""
+from __future__ import annotations
+
+import builtins
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
+REPO_URL = CONFIG["repository"]["url"].rstrip("/")
+BRANCH = CONFIG["repository"]["branch"]
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    return [toc["root"]] + [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
+
+
+ids = [p.stem for p in NOTEBOOKS]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks/NN_slug.ipynb found"
+
+
+def test_toc_and_notebooks_agree():
+    listed = toc_files()
+    for doc in listed:
+        assert (REPO / f"{doc}.ipynb").is_file() or (REPO / f"{doc}.md").is_file(), f"_toc.yml: {doc} does not exist"
+    for path in NOTEBOOKS:
+        assert f"notebooks/{path.stem}" in listed, f"{path.name} is not in _toc.yml"
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    in_toc_order = [int(d.split("/")[-1][:2]) for d in listed if d.startswith("notebooks/")]
+    assert in_toc_order == sorted(in_toc_order) == sorted(numbers), "chapters must appear in file-number order"
+
+
+def test_config_matches_the_decisions():
+    assert CONFIG["only_build_toc_files"] is True
+    assert CONFIG["execute"]["execute_notebooks"] == "cache"
+    assert CONFIG["execute"]["allow_errors"] is False
+    assert CONFIG["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert REPO_URL.startswith("https://github.com/")
+    for path in CONFIG["sphinx"]["config"]["nb_ipywidgets_js"]:
+        assert (REPO / "book" / "_static" / path).is_file(), f"widget script {path} is not vendored"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_opening_cell(path):
+    nb = load(path)
+    first = source(nb["cells"][0])
+    assert nb["cells"][0]["cell_type"] == "markdown" and first.startswith("# "), "must open with a '# title'"
+    assert "**You will learn**" in first, "must say what the reader will learn"
+    assert "**You need first**" in first, "must say what the reader needs to know first"
+    badge = f"https://colab.research.google.com/github/{REPO_URL.split('github.com/')[1]}/blob/{BRANCH}/notebooks/{path.name}"
+    assert f"({badge})" in first and "colab-badge.svg" in first, f"Colab badge must link to {badge}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_guarded_install_cell(path):
+    cell = code_cells(load(path))[0]
+    src = source(cell)
+    assert "import lpips_core" in src and "except ImportError" in src, "first code cell must be the guarded install"
+    assert f"git+{REPO_URL}@{BRANCH}" in src, f"install cell must install from {REPO_URL} (as _config.yml)"
+    assert not cell["outputs"], "the install cell printed something here, where it must do nothing"
+
+
+def _run_install_cell(src: str, importable: bool) -> list:
+    """Run the install cell as IPython would, recording the magics it calls."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    calls = []
+
+    class FakeShell:
+        def run_line_magic(self, name, line, *args):
+            calls.append((name, line))
+
+    real_import = builtins.__import__
+    attempts = {"n": 0}
+
+    def fake_import(name, *args, **kwargs):
+        if name == "lpips_core":
+            attempts["n"] += 1
+            if not importable and attempts["n"] == 1:
+                raise ImportError("No module named 'lpips_core'")
+        return real_import(name, *args, **kwargs)
+
+    code = TransformerManager().transform_cell(src)
+    builtins.__import__ = fake_import
+    try:
+        exec(compile(code, "<install cell>", "exec"), {"get_ipython": lambda: FakeShell()})
+    finally:
+        builtins.__import__ = real_import
+    return calls
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_install_cell_behaviour(path):
+    src = source(code_cells(load(path))[0])
+    assert _run_install_cell(src, importable=True) == [], "installs although lpips_core is importable"
+    calls = _run_install_cell(src, importable=False)
+    assert len(calls) == 1 and calls[0][0] == "pip", f"expected one %pip call, got {calls}"
+    assert f"lpips_core[all] @ git+{REPO_URL}@{BRANCH}" in calls[0][1]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_seeds_and_package_use(path):
+    code = "\n".join(source(c) for c in code_cells(load(path)))
+    assert "torch.manual_seed(" in code, "random seeds must be fixed"
+    assert re.search(r"^import lpips_core|^from lpips_core", code, flags=re.M)
+    for name in ("def normalize_tensor", "class LPIPS", "class ScalingLayer", "class NetLinLayer",
+                 "def spatial_average", "def upsample"):
+        assert name not in code, f"the notebook re-implements {name!r}: import it from lpips_core"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_exercises_with_folded_solutions(path):
+    nb = load(path)
+    assert any("## Exercises" in source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    solutions = [c for c in code_cells(nb) if "hide-cell" in c["metadata"].get("tags", [])]
+    assert 2 <= len(solutions) <= 3, f"{len(solutions)} solution cells; chapters end with 2 or 3 exercises"
+    for cell in solutions:
+        assert cell["metadata"].get("mystnb", {}).get("code_prompt_show") == "Show solution"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_stored_outputs_complete_and_clean(path):
+    nb = load(path)
+    cells = code_cells(nb)
+    counts = [c["execution_count"] for c in cells]
+    assert counts == list(range(1, len(cells) + 1)), "store the outputs of one clean top-to-bottom run"
+    for i, cell in enumerate(cells):
+        for out in cell["outputs"]:
+            assert out["output_type"] != "error", f"code cell {i} stored an error"
+            assert not (out["output_type"] == "stream" and out["name"] == "stderr"), \
+                f"code cell {i} stored stderr output: {''.join(out['text'])[:200]!r}"
+    checked = [c for c in cells if source(c).startswith("# NBVAL_CHECK_OUTPUT")]
+    assert checked, "mark the cells whose printed numbers are stable with # NBVAL_CHECK_OUTPUT"
+    for cell in checked:
+        assert any(o["output_type"] == "stream" for o in cell["outputs"]), "a checked cell must print something"
+    figures = sum(1 for c in cells for o in c["outputs"]
+                  if o.get("data", {}).keys() & {"image/png", "image/jpeg"})
+    assert figures >= 2, "a chapter shows its results as figures"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_saved_widget_state_covers_every_widget(path):
+    nb = load(path)
+    views = [o["data"][WIDGET_VIEW]["model_id"] for c in code_cells(nb) for o in c["outputs"]
+             if WIDGET_VIEW in o.get("data", {})]
+    if not views:
+        pytest.skip("no widgets in this chapter")
+    state = nb["metadata"].get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    missing = [v for v in views if v not in state]
+    assert not missing, f"widget views without saved state (the book would show nothing): {missing}"
+
+
+def test_interactive_chapter_has_its_controls():
+    path = next((p for p in NOTEBOOKS if "interactive" in p.stem), None)
+    if path is None:
+        pytest.skip("no interactive chapter")
+    state = load(path)["metadata"]["widgets"][WIDGET_STATE]["state"]
+    models = [m["model_name"] for m in state.values()]
+    for name in ("DropdownModel", "FloatSliderModel", "FileUploadModel", "OutputModel"):
+        assert name in models, f"{path.name}: no {name} in the saved widget state"
+    outputs = [m["state"].get("outputs", []) for m in state.values() if m["model_name"] == "OutputModel"]
+    assert any(o.get("data", {}).keys() & {"image/png", "image/jpeg"} for outs in outputs for o in outs), \
+        "the comparison figure drawn by the widget was not saved"
