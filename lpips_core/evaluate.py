@@ -589,7 +589,7 @@ def _paired_table(tests: dict, baseline: str) -> str:
 
 
 def write_2afc_plots(out_dir: Path, res: TwoAFCDistances, scores: dict, corrs: dict,
-                     fns: Mapping[str, DistanceFunction], note: str) -> list[Path]:
+                     groups: Mapping[str, str], note: str, speed: Mapping[str, float] | None = None) -> list[Path]:
     """The compare-models figures: bars with CIs, difference scatter, distributions, correlations, speed."""
     from . import plots
 
@@ -600,8 +600,9 @@ def write_2afc_plots(out_dir: Path, res: TwoAFCDistances, scores: dict, corrs: d
     plots.plot_difference_scatter({m: res.d0[m] - res.d1[m] for m in res.metrics}, res.judge, paths[1], note=note)
     plots.plot_distance_distributions({m: np.r_[res.d0[m], res.d1[m]] for m in res.metrics}, paths[2], note=note)
     plots.plot_correlation_bars(corrs, paths[3], note=note)
-    points = [{"name": m, "pairs_per_second": res.pairs_per_second(m), "score": scores[m]["mean"]["score"],
-               "ci": scores[m]["mean"]["ci"], "group": _group(fns[m])} for m in res.metrics]
+    speed = speed if speed is not None else {m: res.pairs_per_second(m) for m in res.metrics}
+    points = [{"name": m, "pairs_per_second": speed[m], "score": scores[m]["mean"]["score"],
+               "ci": scores[m]["mean"]["ci"], "group": groups[m]} for m in res.metrics if speed.get(m)]
     plots.plot_speed_accuracy(points, paths[4], note=note)
     return paths
 
@@ -633,16 +634,39 @@ def compare_models(data, out_dir, metrics: Sequence[str] = COMPARE_METRICS, extr
     if fns is None:
         fns, skipped = build_metrics(list(metrics) + list(extra), device=device)
     fns = dict(fns)
-    note = judgment_note(data)
     res = collect_2afc(fns, datasets["2afc"], batch_size=batch_size, device=device, progress=progress)
+    jnd = None
+    if "jnd" in datasets:
+        jres = collect_jnd(fns, datasets["jnd"], batch_size=batch_size, device=device, progress=progress)
+        jnd = score_jnd_results(jres, n_resamples=min(n_resamples, 500))
+    meta = {k: {"kind": f.kind, "label": f.label, "group": _group(f)} for k, f in fns.items()}
+    return compare_report(res, out_dir, meta, data=data, jnd_scores=jnd, skipped=skipped,
+                          n_resamples=n_resamples, baseline=baseline, title=title, verbose=verbose)
+
+
+def compare_report(res: TwoAFCDistances, out_dir, meta: Mapping[str, Mapping[str, str]], data=None,
+                   jnd_scores: dict | None = None, skipped: Mapping[str, str] | None = None,
+                   n_resamples: int = 1000, baseline: str = "lpips-alex", title: str | None = None,
+                   speed: Mapping[str, float] | None = None, verbose: bool = True) -> dict:
+    """Scores, intervals, tests, tables and figures of :func:`compare_models` from collected distances.
+
+    Args:
+        res: distances of every metric (:func:`collect_2afc`, or :func:`read_distances_csv`).
+        meta: {metric: {'kind', 'label', 'group'}}.
+        jnd_scores: output of :func:`score_jnd_results`, if any.
+        speed: pairs/s per metric; default: measured in ``res``.
+    """
+    out_dir = Path(out_dir)
+    skipped = dict(skipped or {})
+    note = judgment_note(data)
     scores = score_2afc_results(res, n_resamples=n_resamples)
     corrs = judgment_correlations(res)
-    speed = {m: res.pairs_per_second(m) for m in res.metrics}
+    speed = dict(speed) if speed is not None else {m: res.pairs_per_second(m) for m in res.metrics}
     base = baseline if baseline in res.metrics else res.metrics[0]
     tests = paired_tests(res, base)
     results: dict = {"data": str(data) if data is not None else None, "judgments": note,
                      "paper": {"values": PAPER_2AFC, "citation": PAPER_CITATION},
-                     "metrics": {k: {"kind": f.kind, "label": f.label, "group": _group(f)} for k, f in fns.items()},
+                     "metrics": {k: dict(meta[k]) for k in res.metrics},
                      "skipped": skipped, "n_triplets": int(len(res.judge)),
                      "subsets": {s: int(np.sum(res.subset == s)) for s in dict.fromkeys(res.subset.tolist())},
                      "2afc": scores, "pairs_per_second": speed, "correlations": corrs,
@@ -653,14 +677,14 @@ def compare_models(data, out_dir, metrics: Sequence[str] = COMPARE_METRICS, extr
               "measured in this run.\n")
     md.append(correlation_table(corrs))
     md.append(_paired_table(tests, base))
-    if "jnd" in datasets:
-        jres = collect_jnd(fns, datasets["jnd"], batch_size=batch_size, device=device, progress=progress)
-        results["jnd"] = score_jnd_results(jres, n_resamples=min(n_resamples, 500))
-        md.append(markdown_table(results["jnd"], "JND mAP (%), 95% bootstrap CI"))
+    if jnd_scores is not None:
+        results["jnd"] = jnd_scores
+        md.append(markdown_table(jnd_scores, "JND mAP (%), 95% bootstrap CI"))
     if skipped:
         md.append("Skipped (weights unavailable): " + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + "\n")
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = write_2afc_plots(out_dir, res, scores, corrs, fns, note)
+    figures = write_2afc_plots(out_dir, res, scores, corrs, {m: meta[m]["group"] for m in res.metrics}, note,
+                               speed=speed)
     results["figures"] = [p.name for p in figures]
     md.append("Figures: " + ", ".join(f"[{p.name}]({p.name})" for p in figures) + "\n")
     text = "\n".join(md)
@@ -673,6 +697,22 @@ def compare_models(data, out_dir, metrics: Sequence[str] = COMPARE_METRICS, extr
         print(text)
     results["_2afc_distances"] = res
     return results
+
+
+def read_distances_csv(path: str | Path) -> TwoAFCDistances:
+    """Read back :func:`write_distances_csv` (timings are not stored: ``seconds`` is empty)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    if header[:3] != ["id", "subset", "judge"] or (len(header) - 3) % 2:
+        raise ValueError(f"{path}: not a distances_2afc.csv (header {','.join(header[:5])}...)")
+    cols = list(zip(*body)) if body else [[] for _ in header]
+    metrics = [h[:-3] for h in header[3::2]]
+    return TwoAFCDistances(judge=np.array(cols[2], dtype=float), subset=np.array(cols[1]), ids=list(cols[0]),
+                           d0={m: np.array(cols[3 + 2 * i], dtype=float) for i, m in enumerate(metrics)},
+                           d1={m: np.array(cols[4 + 2 * i], dtype=float) for i, m in enumerate(metrics)})
 
 
 # --------------------------------------------------------------------------- demo

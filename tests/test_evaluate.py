@@ -237,6 +237,14 @@ def test_compare_models_table_plots_and_paper_columns(disk_set, tmp_path, capsys
     assert set(results["correlations"]["ssim"]) >= {"pearson", "spearman", "kendall"}
     assert all(v > 0 for v in results["pairs_per_second"].values())
     assert "jnd" in results
+    # the stored per-triplet distances reproduce the report (same bootstrap seed, same numbers)
+    res = E.read_distances_csv(out / "distances_2afc.csv")
+    again = E.compare_report(res, tmp_path / "again", results["metrics"], data=disk_set, n_resamples=100,
+                             speed=results["pairs_per_second"], verbose=False)
+    for m, row in results["2afc"].items():
+        for subset, cell in row.items():
+            assert again["2afc"][m][subset]["score"] == pytest.approx(cell["score"], abs=1e-6), (m, subset)
+            assert again["2afc"][m][subset]["ci"] == pytest.approx(cell["ci"], abs=1e-6), (m, subset)
 
 
 def test_demo_wiring_on_a_tiny_set(tmp_path):
