@@ -405,7 +405,7 @@ def markdown_table(scores: dict, title: str = "2AFC agreement (%)", note: str = 
             if cell is None:
                 cells.append("-")
             else:
-                lo, hi = cell["ci"]
+                lo, hi = (np.nan if v is None else v for v in (cell.get("ci") or [None, None]))
                 ci = "" if not (np.isfinite(lo) and np.isfinite(hi)) else f" [{_pct(lo)}, {_pct(hi)}]"
                 cells.append(f"{_pct(cell['score'])}{ci}")
         if paper is not None:
