@@ -1,8 +1,12 @@
-"""The paper's scores: 2AFC agreement and JND mean average precision.
+"""The paper's scores (2AFC agreement, JND mean average precision) and the one
+interface every distance is scored through.
 
-Both take distances already computed (numpy arrays or tensors), so any distance
-function can be scored the same way: LPIPS, the "net" baseline, a trained
-checkpoint, or a traditional metric.
+* :func:`score_2afc`, :func:`twoafc_scores`, :func:`score_jnd`: from distances
+  already computed (numpy arrays or tensors), exactly as ``lpips/trainer.py``.
+* :class:`DistanceFunction` and :func:`make_distance`: LPIPS (official weights,
+  the "net" baseline, a trained checkpoint), traditional metrics and DISTS behind
+  ``features(x)`` + ``from_features(f0, f1)``, so evaluation computes each image's
+  features once (:mod:`lpips_core.evaluate`, :mod:`lpips_core.mos`).
 """
 from __future__ import annotations
 
