@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np

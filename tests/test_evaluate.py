@@ -12,7 +12,7 @@ from conftest import photo, reference, require_backbone
 
 from lpips_core import evaluate as E
 from lpips_core.cli import main
-from lpips_core.metrics import DistanceFunction, LPIPSDistance, make_distance, score_2afc
+from lpips_core.metrics import DistanceFunction, make_distance, score_2afc
 
 SIZE = 64
 
