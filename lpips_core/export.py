@@ -95,7 +95,7 @@ class ScriptableLPIPS(nn.Module):
         return x.contiguous()
 
     def _unit(self, t: torch.Tensor) -> torch.Tensor:
-        return t * (1.0 / (torch.linalg.vector_norm(t, dim=1, keepdim=True) + self.eps))
+        return t / (torch.linalg.vector_norm(t, dim=1, keepdim=True) + self.eps)
 
     def _layer(self, f0: torch.Tensor, f1: torch.Tensor, k: int, out_hw: List[int]) -> torch.Tensor:
         diff = (f0 - f1).square()  # (N, C, h, w)
@@ -203,6 +203,8 @@ def onnx_session(path: str | os.PathLike, threads: Optional[int] = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    # no busy-waiting between calls: spinning threads would steal the CPU from whatever runs next
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

@@ -109,10 +109,10 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def unit_features(tap: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """``normalize_tensor`` computed as one reciprocal per position times the features.
+    """``normalize_tensor`` in three passes (norm, add, divide), any memory format.
 
     Same values as the reference ``x / (sqrt(sum x^2) + eps)`` within one
-    rounding (checked in tests/test_fast.py), finite gradient at zero vectors
+    rounding of the norm (checked in tests/test_fast.py), finite gradient at zero vectors
     (``vector_norm``), result in float32 for bf16/fp16 taps, and it keeps the
     memory format of ``tap`` (channels-last stays channels-last).
 
@@ -122,8 +122,8 @@ def unit_features(tap: torch.Tensor, eps: float = EPS) -> torch.Tensor:
         (N, C, H, W) unit-length channel vectors (0 where the vector was 0).
     """
     acc = _accumulation_dtype(tap.dtype)
-    inv = 1.0 / (torch.linalg.vector_norm(tap, dim=1, keepdim=True, dtype=acc) + eps)  # (N, 1, H, W)
-    return tap * inv
+    norm = torch.linalg.vector_norm(tap, dim=1, keepdim=True, dtype=acc)  # (N, 1, H, W)
+    return tap / norm.add_(eps) if not norm.requires_grad else tap / (norm + eps)
 
 
 def channel_weighted_sum(d: torch.Tensor, w: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -561,7 +561,8 @@ class LPIPS(nn.Module):
             res = self._layer_distances_from_images(in0, in1, normalize, owned=True)
             val = self._total(res, False)
         if not outer_inference:  # hand back ordinary tensors, usable later in autograd
-            val, res = val.clone(), [r.clone() for r in res]
+            val = val.clone()
+            res = [r.clone() for r in res] if retPerLayer else res
         return (val, res) if retPerLayer else val
 
     # ------------------------------------------------------------------ reuse across comparisons
