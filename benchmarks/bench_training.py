@@ -165,6 +165,12 @@ def main(argv=None) -> int:
     a_fast = twoafc_scores(fast_val["d0"], fast_val["d1"], fast_val["judge"])
     a_std = twoafc_scores(std_val["d0"], std_val["d1"], std_val["judge"])
     diff_se = float(np.std(a_fast - a_std, ddof=1) / np.sqrt(len(a_fast)))
+    differ = int((np.sign(fast_val["d0"] - fast_val["d1"]) != np.sign(std_val["d0"] - std_val["d1"])).sum())
+    # how far apart the two trained models are, beside how far training moved them (dropout is active
+    # in the standard loop only, so they differ; the question is whether it matters for 2AFC)
+    w_fast, w_std = (torch.cat([lin.conv.weight.detach().flatten() for lin in t.model.lins]) for t in (fast, std))
+    w_init = torch.cat([lin.conv.weight.detach().flatten() for lin in Trainer(fast_cfg, train_set).model.lins])
+    w_init = w_init.clamp(min=0)
     scores = compare_on(val_set, fast.model, "trained, fast path", batch_size=64)
     scores.update(compare_on(val_set, std.model, "trained, standard loop", baselines=False, batch_size=64))
     fast_2afc, std_2afc = scores["trained, fast path"], scores["trained, standard loop"]
@@ -201,6 +207,9 @@ def main(argv=None) -> int:
         "speedup_vs_reference_cold": ref_row["training_s"] / cold_row["training_s"],
         "val_2afc": scores, "val_2afc_gap_points": 100 * (fast_2afc - std_2afc),
         "val_2afc_gap_se_points": 100 * diff_se,
+        "val_triplets_ranked_differently": differ,
+        "lin_weights_mean_abs_diff_fast_vs_standard": float((w_fast - w_std).abs().mean()),
+        "lin_weights_mean_abs_change_in_training": float((w_std - w_init).abs().mean()),
         "val_2afc_comparable": std_epochs == E,
         "load_average_at_end": os.getloadavg()[0],
         "note": "judgments of the mini set come from a SIMULATED observer (LPIPS-VGG + logistic), not people; "
@@ -225,6 +234,9 @@ def main(argv=None) -> int:
     print(f"fast - standard: {result['val_2afc_gap_points']:+.2f} points "
           f"(paired standard error {result['val_2afc_gap_se_points']:.2f})"
           + ("" if result["val_2afc_comparable"] else " (standard run shorter: not comparable)"))
+    print(f"val triplets the two trained models rank differently: {differ} of {len(a_fast)}; linear weights: "
+          f"mean |fast - standard| {result['lin_weights_mean_abs_diff_fast_vs_standard']:.2e}, mean change "
+          f"in training {result['lin_weights_mean_abs_change_in_training']:.2e}")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
