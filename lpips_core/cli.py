@@ -12,12 +12,12 @@ import io
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
+from .atomic import atomic_write_text
 from .images import ImageLoadError, list_images, load_tensor
 
 EXIT_USAGE = 2
@@ -28,20 +28,6 @@ class CLIError(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[list]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf)

@@ -466,7 +466,7 @@ def _clean(o):
 
 
 def write_json(path: str | Path, obj) -> None:
-    from .cli import atomic_write_text
+    from .atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(_clean(obj), indent=2, default=_json_default) + "\n")
 
@@ -543,7 +543,7 @@ def evaluate(data, out_dir, metrics: Sequence[str] = DEFAULT_METRICS, model: str
     text = "\n".join(md)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "results.json", {k: v for k, v in results.items() if not k.startswith("_")})
-    from .cli import atomic_write_text
+    from .atomic import atomic_write_text
 
     atomic_write_text(out_dir / "results.md", text)
     if verbose:
@@ -690,7 +690,7 @@ def compare_report(res: TwoAFCDistances, out_dir, meta: Mapping[str, Mapping[str
     text = "\n".join(md)
     write_json(out_dir / "results.json", results)
     write_distances_csv(out_dir / "distances_2afc.csv", res)
-    from .cli import atomic_write_text
+    from .atomic import atomic_write_text
 
     atomic_write_text(out_dir / "results.md", text)
     if verbose:

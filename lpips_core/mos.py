@@ -247,7 +247,7 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
     text = mos_markdown(results)
     if out_dir is not None:
         from . import plots
-        from .cli import atomic_write_text
+        from .atomic import atomic_write_text
 
         out_dir = Path(out_dir)
         write_json(out_dir / "results.json", results)

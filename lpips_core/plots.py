@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_path
+
 
 def _pyplot():
     import matplotlib
@@ -19,11 +21,8 @@ def _pyplot():
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     """Save a matplotlib figure atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=Path(path).suffix) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
 
 
 def save_distance_map(dmap: torch.Tensor, path: str | os.PathLike, title: str = "") -> None:

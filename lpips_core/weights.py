@@ -41,6 +41,8 @@ import torch
 from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_path
+
 logger = logging.getLogger("lpips_core")
 
 #: LPIPS net name -> torchvision architecture name.
@@ -80,6 +82,10 @@ class WeightsError(RuntimeError):
     """No source could provide the weights, or a file failed its checksum."""
 
 
+class _NotKnownWeights(Exception):
+    """Converted weights whose sha256 is not the pinned one (abandons the cache write)."""
+
+
 def cache_dir() -> Path:
     """The converted-weights cache: ``$LPIPS_CORE_CACHE`` or ``~/.cache/lpips_core``."""
     return Path(os.environ.get("LPIPS_CORE_CACHE", Path.home() / ".cache" / "lpips_core"))
@@ -91,19 +97,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Write ``tensors`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # --------------------------------------------------------------------------- #
@@ -316,18 +309,15 @@ def _write_converted(arch: str, state: dict[str, torch.Tensor]) -> bool:
     path = converted_path(arch)
     if path.exists() and sha256_of(path) == CONVERTED_SHA256[arch]:
         return True
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
     try:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp)
-        if sha256_of(Path(tmp)) != CONVERTED_SHA256[arch]:
-            logger.info("lpips_core: %s weights differ from the known set; not cached", arch)
-            return False
-        os.replace(tmp, path)
-        return True
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+            if sha256_of(tmp) != CONVERTED_SHA256[arch]:
+                raise _NotKnownWeights
+    except _NotKnownWeights:
+        logger.info("lpips_core: %s weights differ from the known set; not cached", arch)
+        return False
+    return True
 
 
 def prepare_backbone(net: str, repair: bool = False) -> Path | str:
