@@ -106,14 +106,16 @@ def plot(rows: list[dict], scores: dict, path: Path, epochs: int = 10) -> None:
     a.set_xlabel(f"seconds for {epochs} epochs of lin training (log scale)")
     a.invert_yaxis()
     for i, r in enumerate(rows):
-        a.text(r["training_s"], i, f" {r['training_s']:.3g} s", va="center")
+        v = r["training_s"]
+        a.text(v, i, f" {v:,.0f} s" if v >= 10 else f" {v:.2g} s", va="center")
+    a.set_xlim(right=4 * max(r["training_s"] for r in rows))
     keys = list(scores)
     b.barh(keys, [100 * scores[k] for k in keys], color="C1")
     b.set_xlim(min(100 * v for v in scores.values()) - 5, 100)
     b.set_xlabel("validation 2AFC agreement with the simulated observer (%)")
     b.invert_yaxis()
     for i, k in enumerate(keys):
-        b.text(100 * scores[k], i, f" {100 * scores[k]:.1f}", va="center")
+        b.text(100 * scores[k], i, f" {100 * scores[k]:.2f}", va="center")
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
@@ -131,7 +133,12 @@ def main(argv=None) -> int:
     parser.add_argument("--reference-reps", type=int, default=5)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replot", action="store_true", help="only redraw the figure from the saved JSON")
     args = parser.parse_args(argv)
+    if args.replot:
+        saved = json.loads((Path(args.out) / "bench_training.json").read_text())
+        plot(saved["rows"], saved["val_2afc"], Path(args.out) / "bench_training.png", saved["epochs"])
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
