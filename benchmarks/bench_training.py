@@ -95,6 +95,17 @@ def reference_step_seconds(train_set, net: str, batch: int, reps: int) -> float:
     return statistics.median(times)
 
 
+def json_safe(obj):
+    """NaN (no value, e.g. the reference's validation time) -> null, so the file is strict JSON."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def plot(rows: list[dict], scores: dict, path: Path, epochs: int = 10) -> None:
     from lpips_core.plots import _pyplot, save_figure
 
@@ -248,7 +259,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".bench_training.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
+    tmp.write_text(json.dumps(json_safe(result), indent=2, allow_nan=False))
     os.replace(tmp, out / "bench_training.json")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
