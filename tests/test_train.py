@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import REPO, ours, photo_pairs, require_backbone
 from train_helpers import TripletSet
