@@ -291,18 +291,12 @@ class LPIPS(nn.Module):
             x = 2 * x - 1
         return self.scaling_layer(x) if self.version == "0.1" else x
 
-    def _scale_into(self, out: torch.Tensor, x: torch.Tensor, normalize: bool) -> None:
-        """``_scale`` written into a slice of a preallocated buffer (no graph, no extra copy)."""
-        x = x.to(out.dtype)
-        if normalize:
-            torch.mul(x, 2, out=out)
-            out.sub_(1)
-            x = out
+    def _scale_in_place(self, buf: torch.Tensor, normalize: bool) -> None:
+        """``_scale`` applied in place to a buffer that holds the raw images (no graph)."""
+        if normalize:  # [0, 1] -> [-1, 1]
+            buf.mul_(2).sub_(1)
         if self.version == "0.1":
-            torch.sub(x, self.scaling_layer.shift, out=out)
-            out.div_(self.scaling_layer.scale)
-        elif x is not out:
-            out.copy_(x)
+            buf.sub_(self.scaling_layer.shift).div_(self.scaling_layer.scale)
 
     def _use_channels_last(self, device: torch.device) -> bool:
         if _is_traced():
@@ -436,9 +430,10 @@ class LPIPS(nn.Module):
         buf = torch.empty((sum(im.shape[0] for im in images), *first.shape[1:]), device=first.device,
                           dtype=self.scaling_layer.shift.dtype, memory_format=fmt)
         start = 0
-        for im in images:
-            self._scale_into(buf[start:start + im.shape[0]], im, normalize)
+        for im in images:  # a plain copy (also converts dtype, expands grayscale) is ~8x faster
+            buf[start:start + im.shape[0]].copy_(im)  # than writing sub(..., out=) into a slice
             start += im.shape[0]
+        self._scale_in_place(buf, normalize)
         return buf
 
     def _layer_distances_from_images(self, in0: torch.Tensor, in1: torch.Tensor, normalize: bool,
