@@ -7,7 +7,10 @@ clear error or one warning.
 """
 from __future__ import annotations
 
+import os
+import sys
 import warnings
+from typing import Sequence
 
 import torch
 
@@ -48,23 +51,90 @@ def as_image_batch(x: torch.Tensor, name: str) -> torch.Tensor:
     return x
 
 
-def check_pair(in0: torch.Tensor, in1: torch.Tensor, net: str) -> None:
-    """Raise if the pair cannot be compared: shapes, device, size, finiteness."""
+def check_pair(in0: torch.Tensor, in1: torch.Tensor, net: str, names: tuple[str, str] = ("in0", "in1"),
+               device: torch.device | None = None) -> None:
+    """Raise if the pair cannot be compared: shapes, device, size, finiteness (in that order)."""
+    n0, n1 = names
     if in0.shape[1:] != in1.shape[1:] or (in0.shape[0] != in1.shape[0]
                                           and 1 not in (in0.shape[0], in1.shape[0])):
-        raise ValueError(f"in0 has shape {tuple(in0.shape)} and in1 has shape "
+        raise ValueError(f"{n0} has shape {tuple(in0.shape)} and {n1} has shape "
                          f"{tuple(in1.shape)}; they must match (a batch of 1 may be "
                          f"compared against a batch of N)")
+    check_device(in0, n0, device)
+    check_device(in1, n1, device)
     if in0.device != in1.device:
-        raise ValueError(f"in0 is on {in0.device} and in1 on {in1.device}; move both to one device")
-    h, w = in0.shape[-2:]
+        raise ValueError(f"{n0} is on {in0.device} and {n1} on {in1.device}; move both to one device")
+    check_size(in0, net, f"{n0} and {n1}" if n0 != n1 else n0)
+    check_finite(in0, n0)
+    if in1 is not in0:
+        check_finite(in1, n1)
+
+
+def check_images(named: Sequence[tuple[str, object]], net: str,
+                 device: torch.device | None = None) -> list[torch.Tensor]:
+    """Check one image batch or a pair; return them as float (N, 3, H, W) batches.
+
+    The order is fixed so that the most basic problem is the one reported:
+    type and shape of each argument -> the two shapes agree -> device ->
+    size -> finite values. Range warnings come after all of these (see
+    :func:`warn_if_out_of_range`), so a NaN/Inf input never also warns.
+
+    Args:
+        named: ``[(argument name, value)]``, one or two entries.
+        net: canonical net name (for the minimum size).
+        device: where the model is (None: not checked).
+    Raises:
+        TypeError: not a floating-point tensor.
+        ValueError: shape, channels, device, size or NaN/Inf, naming the argument.
+    """
+    xs = [as_image_batch(x, name) for name, x in named]
+    names = [name for name, _ in named]
+    if len(xs) == 2:
+        check_pair(xs[0], xs[1], net, (names[0], names[1]), device)
+    else:
+        check_pair(xs[0], xs[0], net, (names[0], names[0]), device)
+    return xs
+
+
+def check_device(x: torch.Tensor, name: str, device: torch.device | None = None) -> None:
+    """``x`` must hold data (not a 'meta' tensor) and be on ``device`` (the model's) when given."""
+    if x.device.type == "meta":
+        raise ValueError(f"{name} is a 'meta' tensor (a shape without values); pass real images"
+                         + (f" on {device}" if device is not None else ""))
+    if device is not None and x.device != torch.device(device):
+        raise ValueError(f"{name} is on {x.device} but the model is on {device}; move the images with "
+                         f"{name}.to('{device}') or the model with model.to('{x.device}')")
+
+
+def as_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` that exists here, or a ValueError saying what to use."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device={device!r} is not a device name; use 'cpu', 'cuda', 'cuda:1', ...") from None
+    if dev.type == "meta":
+        raise ValueError("device='meta' holds no values; use 'cpu' or 'cuda'")
+    if dev.type == "cuda" and (not torch.cuda.is_available()
+                               or (dev.index is not None and dev.index >= torch.cuda.device_count())):
+        raise ValueError(f"device={device!r} is not available here ({torch.cuda.device_count()} CUDA "
+                         f"device(s)); use device='cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} is not available here; use device='cpu'")
+    return dev
+
+
+def check_size(x: torch.Tensor, net: str, name: str = "images") -> None:
+    """Each side of the images must be at least the net's minimum (:data:`MIN_INPUT_SIZE`)."""
+    h, w = x.shape[-2:]
     low = MIN_INPUT_SIZE[net]
     if min(h, w) < low:
-        raise ValueError(f"images of {h}x{w} pixels are too small for net='{net}': each side "
+        raise ValueError(f"{name}: images of {h}x{w} pixels are too small for net='{net}': each side "
                          f"must be at least {low} pixels")
-    for name, x in (("in0", in0), ("in1", in1)):
-        if x.numel() and not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or Inf values")
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    if x.numel() and not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
 
 
 def out_of_range(x: torch.Tensor, normalize: bool, tol: float = 1e-3) -> bool:
@@ -73,6 +143,35 @@ def out_of_range(x: torch.Tensor, normalize: bool, tol: float = 1e-3) -> bool:
         return False
     low = 0.0 if normalize else -1.0
     return bool(x.min() < low - tol or x.max() > 1.0 + tol)
+
+
+def warn_if_out_of_range(xs: Sequence[torch.Tensor], normalize: bool) -> bool:
+    """Warn (once per call) when any of the checked batches ``xs`` leaves the expected range.
+
+    Returns:
+        True when a warning was issued.
+    """
+    bad = [x for x in xs if out_of_range(x, normalize)]
+    if not bad:
+        return False
+    warn_range(normalize, min(float(x.min()) for x in bad), max(float(x.max()) for x in bad))
+    return True
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside lpips_core and torch.
+
+    Entry points are reached through different depths (``model(x, y)`` passes
+    through ``nn.Module.__call__``, ``distance`` adds a frame, ``pairwise``
+    calls ``embed``), so a fixed ``stacklevel`` would point into torch or into
+    this package; the warning should point at the user's line.
+    """
+    skip = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+            os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
+    frame, level = sys._getframe(2), 2  # _getframe(k) is the frame stacklevel=k names (1: warn_range)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def warn_range(normalize: bool, lo: float, hi: float) -> None:
@@ -84,5 +183,4 @@ def warn_range(normalize: bool, lo: float, hi: float) -> None:
         msg = (f"LPIPS got images with values in [{lo:.3g}, {hi:.3g}] but expects [-1, 1]. "
                f"For 0-255 images use lpips_core.im2tensor or x / 127.5 - 1"
                + ("; for [0, 1] images pass normalize=True" if lo >= 0 else ""))
-    warnings.warn(msg, InputRangeWarning, stacklevel=4)
-
+    warnings.warn(msg, InputRangeWarning, stacklevel=_user_stacklevel())

@@ -277,12 +277,16 @@ class LPIPS(nn.Module):
                 for k, lin in enumerate(self.lins)}
 
     # ------------------------------------------------------------------ small helpers
-    def _check_one(self, x: torch.Tensor, name: str, normalize: bool) -> torch.Tensor:
-        x = checks.as_image_batch(x, name)
-        if not self._range_warned and checks.out_of_range(x, normalize):
-            checks.warn_range(normalize, float(x.min()), float(x.max()))
+    def _check_inputs(self, normalize: bool, *named: tuple[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Validate (type/shape -> pair -> device -> size -> finite), then warn once about the range.
+
+        Errors name the argument; a NaN/Inf input raises without also warning
+        (and without using up the model's one range warning).
+        """
+        xs = checks.check_images(named, self.pnet_type, self.scaling_layer.shift.device)
+        if not self._range_warned and checks.warn_if_out_of_range(xs, normalize):
             self._range_warned = True
-        return x
+        return xs
 
     def _scale(self, x: torch.Tensor, normalize: bool) -> torch.Tensor:
         """Checked images -> trunk input: dtype, [0,1]->[-1,1] if ``normalize``, v0.1 scaling."""
@@ -485,8 +489,7 @@ class LPIPS(nn.Module):
             one (N, C_k, H_k, W_k) float32 tensor per tap, each channel vector of unit length.
         """
         if not _is_traced():
-            x = self._check_one(x, "x", normalize)
-            checks.check_pair(x, x, self.pnet_type)
+            (x,) = self._check_inputs(normalize, ("x", x))
         grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.net.parameters()))
         cl = self._use_channels_last(x.device)
         with torch.set_grad_enabled(grad):
@@ -544,10 +547,8 @@ class LPIPS(nn.Module):
         """
         if _is_traced():  # value checks cannot be traced; the traced graph assumes valid input
             in0, in1 = checks.as_image_batch(in0, "in0"), checks.as_image_batch(in1, "in1")
-        else:  # called here, not in a helper, so range warnings point at the caller's line
-            in0 = self._check_one(in0, "in0", normalize)
-            in1 = self._check_one(in1, "in1", normalize)
-            checks.check_pair(in0, in1, self.pnet_type)
+        else:  # range warnings point at the caller's line (checks._user_stacklevel)
+            in0, in1 = self._check_inputs(normalize, ("in0", in0), ("in1", in1))
         if _is_traced() or self._needs_graph(in0, in1):
             res = self._layer_distances_from_images(in0, in1, normalize, owned=False)
             return self._total(res, retPerLayer)
@@ -577,12 +578,10 @@ class LPIPS(nn.Module):
         """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        ref = self._check_one(ref, "ref", normalize)
-        images = self._check_one(images, "images", normalize)
-        if ref.shape[0] != 1:
+        if isinstance(ref, torch.Tensor) and ref.dim() == 4 and ref.shape[0] != 1:
             raise ValueError(f"ref has batch size {ref.shape[0]}; one_to_many takes one reference "
                              f"image (3, H, W) or (1, 3, H, W); use forward for pairs")
-        checks.check_pair(ref, images, self.pnet_type)
+        ref, images = self._check_inputs(normalize, ("ref", ref), ("images", images))
         outer_inference = torch.is_inference_mode_enabled()
         with torch.inference_mode():
             cl = self._use_channels_last(ref.device)
@@ -615,8 +614,7 @@ class LPIPS(nn.Module):
                              "would be N x N x H x W); build the model with spatial=False")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        images = self._check_one(images, "images", normalize)
-        checks.check_pair(images, images, self.pnet_type)
+        (images,) = self._check_inputs(normalize, ("images", images))
         scales = []
         for k in range(self.L):
             w = self._channel_weights(k, images.new_empty(0, dtype=torch.float32)).detach()
@@ -628,14 +626,14 @@ class LPIPS(nn.Module):
         with torch.inference_mode():
             cl = self._use_channels_last(images.device)
             rows = []
-            for s in range(0, images.shape[0], chunk_size):
+            for s in range(0, max(images.shape[0], 1), chunk_size):  # N = 0: one empty pass gives (0, D)
                 x = self._trunk_input([images[s:s + chunk_size]], normalize, True, cl)
                 parts = []
                 for k, t in enumerate(self._taps(x)):
                     f = unit_features(t)  # (n, C, h, w)
                     n, c, h, w = f.shape
                     f.mul_((scales[k] / math.sqrt(h * w)).view(1, c, 1, 1))
-                    parts.append(f.permute(0, 2, 3, 1).reshape(n, -1))  # any fixed order works; a view if channels-last
+                    parts.append(f.permute(0, 2, 3, 1).reshape(n, h * w * c))  # any fixed order; a view if channels-last
                 rows.append(torch.cat(parts, dim=1))
             emb = torch.cat(rows)
         return emb if outer_inference else emb.clone()
@@ -683,10 +681,17 @@ def distance(img0: torch.Tensor, img1: torch.Tensor, net: str = "alex", version:
     Args:
         img0, img1: (N, 3, H, W) or (3, H, W) images in [-1, 1] ([0, 1] with ``normalize``).
         net: 'alex', 'vgg' or 'squeeze'.
-        device: where to run; defaults to ``img0``'s device.
+        device: where to run (both images are moved there); defaults to ``img0``'s device.
     Returns:
         (N,) tensor of distances.
+    Raises:
+        TypeError, ValueError: bad images (naming ``img0``/``img1``) or an unusable ``device``.
     """
-    device = torch.device(device) if device is not None else img0.device
-    model = _cached_model(canonical_net(net), str(version).lstrip("v"), str(device))
-    return model(img0.to(device), img1.to(device), normalize=normalize).flatten()
+    net = canonical_net(net)
+    for name, x in (("img0", img0), ("img1", img1)):  # before moving: type, shape, no 'meta' tensors
+        checks.check_device(checks.as_image_batch(x, name), name)
+    device = checks.as_device(device) if device is not None else img0.device
+    img0, img1 = img0.to(device), img1.to(device)
+    checks.check_images([("img0", img0), ("img1", img1)], net)
+    model = _cached_model(net, str(version).lstrip("v"), str(device))
+    return model(img0, img1, normalize=normalize).flatten()
