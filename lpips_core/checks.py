@@ -80,7 +80,8 @@ def check_images(named: Sequence[tuple[str, object]], net: str,
     :func:`warn_if_out_of_range`), so a NaN/Inf input never also warns.
 
     Args:
-        named: ``[(argument name, value)]``, one or two entries.
+        named: ``[(argument name, value)]``, one or two entries. When one of two
+            batches is empty both come back empty (broadcasting 1 against 0 pairs).
         net: canonical net name (for the minimum size).
         device: where the model is (None: not checked).
     Raises:
@@ -91,6 +92,8 @@ def check_images(named: Sequence[tuple[str, object]], net: str,
     names = [name for name, _ in named]
     if len(xs) == 2:
         check_pair(xs[0], xs[1], net, (names[0], names[1]), device)
+        if 0 in (xs[0].shape[0], xs[1].shape[0]):  # a batch of 1 against an empty batch: no pairs
+            xs = [x[:0] for x in xs]
     else:
         check_pair(xs[0], xs[0], net, (names[0], names[0]), device)
     return xs

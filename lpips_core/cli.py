@@ -293,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", action="store_true", help="random horizontal flips of whole triplets")
     p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
                    help="feature-cached training (lin mode only; default on in lin mode)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/latest.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <out>/latest.pt (or the last good checkpoint when it is damaged)")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
@@ -355,12 +356,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(message)s")
+    from .weights import WeightsError
+
     try:
         args.func(args)
-    except (CLIError, ImageLoadError, FileNotFoundError) as exc:
+    except (CLIError, ImageLoadError, FileNotFoundError, WeightsError) as exc:
         print(f"lpips-core: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:  # input checks of the model (sizes, channels, ...)
+        print(f"lpips-core: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # an output folder that cannot be written, a full disk, ...
         print(f"lpips-core: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return 0

@@ -36,6 +36,10 @@ class DownloadError(RuntimeError):
     """A download or an extraction failed; the message is one line saying what to do."""
 
 
+class _Timeout(DownloadError):
+    """The server accepted the connection but did not answer in time (retried)."""
+
+
 @dataclass(frozen=True)
 class Archive:
     """One official tarball: its file name, the folder it unpacks into, and its top folder."""
@@ -66,6 +70,8 @@ def _open(url: str, start: int, timeout: float):
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the address (--base-url)") from None
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            raise _Timeout(f"no answer from the server within {timeout:g} s") from None
         raise DownloadError(f"cannot reach {url} ({reason}); BAPPS needs internet: run this where there is "
                             f"a connection, or use the mini set (data_scripts/make_mini_bapps.py)") from None
 
@@ -102,7 +108,11 @@ def download_file(url: str, dest: str | os.PathLike, retries: int = 3, timeout: 
     last_problem = ""
     for _attempt in range(retries + 1):
         start = part.stat().st_size if part.exists() else 0
-        response = _open(url, start, timeout)
+        try:
+            response = _open(url, start, timeout)
+        except _Timeout as exc:  # a stalled server: try again, then give up with a one-line error
+            last_problem = str(exc)
+            continue
         with response:
             status = getattr(response, "status", None) or response.getcode()
             if status == 416:
@@ -126,7 +136,7 @@ def download_file(url: str, dest: str | os.PathLike, retries: int = 3, timeout: 
                 with open(part, "ab" if start else "wb") as f:
                     while True:
                         try:
-                            chunk = response.read(CHUNK)
+                            chunk = response.read1(CHUNK)  # what has arrived; read() would drop it on a timeout
                         except (OSError, socket.timeout, ConnectionError) as exc:
                             last_problem = f"connection lost ({exc})"
                             break

@@ -352,9 +352,14 @@ def _load(path: Path, key: str, flip: bool, n: int, width: int) -> FeatureCache 
     except Exception as exc:  # unreadable: rebuild rather than fail
         warnings.warn(f"feature cache {path} is unreadable ({exc}); rebuilding it", stacklevel=3)
         return None
-    ok = (isinstance(state, dict) and state.get("format") == CACHE_FORMAT and state.get("key") == key
-          and state["m0"].shape == (n, width) and state["m1"].shape == (n, width)
-          and (not flip or "m0_flip" in state))
+    try:  # a file with the right name can still hold anything: check every field before using it
+        ok = (isinstance(state, dict) and state.get("format") == CACHE_FORMAT and state.get("key") == key
+              and all(isinstance(state.get(k), torch.Tensor) and state[k].shape == (n, width) for k in
+                      (("m0", "m1", "m0_flip", "m1_flip") if flip else ("m0", "m1")))
+              and isinstance(state.get("judge"), torch.Tensor) and state["judge"].shape == (n,)
+              and all(bool(torch.isfinite(state[k]).all()) for k in ("m0", "m1", "judge")))
+    except Exception:
+        ok = False
     if not ok:
         warnings.warn(f"feature cache {path} does not match this dataset/model; rebuilding it",
                       stacklevel=3)
@@ -413,6 +418,10 @@ def load_or_build(model: LPIPS, dataset: Dataset, cache_dir: str | os.PathLike |
                     progress=progress)
     cache.key = key
     if ddp.is_main():
-        _atomic_save(cache.state(), path)
+        try:
+            _atomic_save(cache.state(), path)
+        except Exception as exc:  # full disk, read-only folder: the cache only saves time next run
+            warnings.warn(f"could not write the feature cache {path} ({type(exc).__name__}: {exc}); "
+                          f"continuing without it", stacklevel=2)
     ddp.barrier()
     return cache

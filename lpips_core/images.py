@@ -12,22 +12,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 
 class ImageLoadError(ValueError):
     """An image file is missing, unreadable, or in a form LPIPS cannot use."""
 
 
+#: Pillow modes of 16-bit greyscale files ("I" is how Pillow opens 16-bit PGM/PPM).
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as an (H, W, 3) uint8 RGB array.
 
-    Grayscale and palette images are expanded to RGB, alpha is dropped (as
-    OpenCV does in the reference), 16-bit images are scaled to 8 bits, and an
-    animated file contributes its first frame.
+    As the reference's OpenCV loader: grayscale and palette images are expanded
+    to RGB, alpha is dropped, 16-bit images keep their high byte (``v >> 8``,
+    whatever the range of the values, so a dark 16-bit image stays dark), and
+    the EXIF orientation is applied. CMYK is converted by Pillow. An animated
+    file contributes its first frame.
 
     Raises:
-        ImageLoadError: naming the file, when it is missing or not a readable image.
+        ImageLoadError: naming the file, when it is missing, damaged or truncated,
+            not an image, or holds 32-bit integer pixels outside [0, 65535].
     """
     path = Path(path)
     if not path.is_file():
@@ -36,13 +43,20 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         with Image.open(path) as im:
             im.seek(0)
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.uint32)
-                arr = (arr >> 8).clip(0, 255).astype(np.uint8) if arr.max() > 255 else arr.astype(np.uint8)
+            im = ImageOps.exif_transpose(im)
+            if im.mode in _WIDE_MODES:
+                arr = np.asarray(im).astype(np.int64)
+                if arr.size and (arr.min() < 0 or arr.max() > 65535):
+                    raise ImageLoadError(f"{path}: 32-bit integer pixels in [{arr.min()}, {arr.max()}]; "
+                                         f"save it as an 8- or 16-bit image")
+                arr = (arr >> 8).astype(np.uint8)
                 return np.repeat(arr[:, :, None], 3, axis=2)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(f"{path}: not a readable image ({exc})") from exc
+    except ImageLoadError:
+        raise
+    except Exception as exc:  # Pillow raises many types for damaged files (OSError, SyntaxError,
+        # struct.error, DecompressionBombError, ...): all mean "this file is not a usable image"
+        raise ImageLoadError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
 
 
 def im2tensor(image: np.ndarray, imtype=np.uint8, cent: float = 1.0,

@@ -28,6 +28,7 @@ import io
 import math
 import os
 import random
+import shutil
 import tempfile
 import time
 import warnings
@@ -132,6 +133,40 @@ class TrainConfig:
             bad("fast", f"the feature cache needs a frozen trunk (mode='lin'), not mode={self.mode!r}")
         if self.init not in ("reference", "ones", "v0.1", "v0.0") and not Path(self.init).is_file():
             bad("init", "choose reference, ones, v0.1, v0.0 or the path of an existing .pth/.safetensors file")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: truncated, damaged, or not a training checkpoint."""
+
+
+#: What every checkpoint written by :meth:`Trainer.save_checkpoint` holds.
+CHECKPOINT_KEYS = ("config", "model", "rank_loss", "optimizer", "scheduler", "state", "history", "ranks")
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a training checkpoint (``weights_only``) and check that it is complete.
+
+    Raises:
+        CheckpointError: naming the file, when it is truncated, damaged or not a checkpoint.
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, bit flips, not a torch file, ...
+        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or truncated "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an lpips_core training checkpoint "
+                              f"(format {ckpt.get('format') if isinstance(ckpt, dict) else '?'})")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint (no {', '.join(missing)})")
+    return ckpt
+
+
+#: Checkpoints a resumed run may start from, newest kind first: the latest, the one it
+#: replaced (kept as ``latest.prev.pt``), and the best epoch's.
+RESUME_CANDIDATES = ("latest.pt", "latest.prev.pt", "best.pt")
 
 
 #: Fields a resumed run must share with its checkpoint (others, like epochs or fast, may change).
@@ -337,13 +372,27 @@ def export_linear_weights(model: LPIPS, path: str | os.PathLike) -> Path:
 
 
 # =========================================================================== small helpers
-def _atomic(path: Path, write) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+def _atomic(path: Path, write, previous: Path | None = None, sync: bool = False) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
+
+    Args:
+        previous: keep the file being replaced under this name (renamed only
+            once the new file is complete, so one of the two is always whole).
+        sync: flush the new file to disk before the rename (checkpoints).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        if sync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -660,25 +709,70 @@ class Trainer:
                 "history": list(self.history), "world_size": self.world, "ranks": rank_states}
 
     def save_checkpoint(self, name: str = "latest") -> Path | None:
-        """Write ``<out_dir>/<name>.pt`` atomically (rank 0 only; collective under DDP)."""
+        """Write ``<out_dir>/<name>.pt`` atomically (rank 0 only; collective under DDP).
+
+        The file is written beside its destination, flushed to disk and renamed
+        into place; ``latest`` keeps the checkpoint it replaces as
+        ``latest.prev.pt``. A failed write (full disk, ...) raises OSError and
+        leaves the previous checkpoint untouched.
+        """
         payload = self.checkpoint_state()
         path = None
         if self.out_dir is not None and self.rank == 0:
             path = self.out_dir / f"{name}.pt"
-            _atomic(path, lambda tmp: torch.save(payload, tmp))
+            previous = self.out_dir / f"{name}.prev.pt" if name == "latest" else None
+            try:
+                _atomic(path, lambda tmp: torch.save(payload, tmp), previous=previous, sync=True)
+            except Exception as exc:  # torch.save reports a full disk as a RuntimeError of its zip writer
+                free = shutil.disk_usage(path.parent).free
+                raise OSError(f"could not write checkpoint {path} ({type(exc).__name__}: {exc}); "
+                              f"{free / 2**20:.1f} MiB free there. The previous checkpoint is unchanged; "
+                              f"free some space and resume (--resume)") from exc
         ddp.barrier()
         return path
 
+    def _resume_source(self) -> Path | None:
+        """The newest usable checkpoint in ``out_dir`` (None: nothing to resume from).
+
+        Damaged candidates (truncated by a crash of the disk, bit flips, ...) are
+        reported by name, renamed to ``<name>.damaged`` and skipped, so resuming
+        falls back to the last good checkpoint.
+
+        Raises:
+            CheckpointError: checkpoints exist but none is usable (each one and why).
+        """
+        found, damaged = [], []
+        for name in RESUME_CANDIDATES:
+            path = self.out_dir / name
+            if not path.is_file():
+                continue
+            try:
+                ckpt = read_checkpoint(path)
+            except CheckpointError as exc:
+                damaged.append((path, exc))
+                continue
+            found.append((int(ckpt["state"].get("global_step", 0)), -len(found), path))
+        if damaged and not found:
+            raise CheckpointError(f"no usable checkpoint in {self.out_dir}:\n  "
+                                  + "\n  ".join(str(e) for _, e in damaged)
+                                  + "\nmove them away to start a new run, or choose another output folder")
+        chosen = max(found)[2] if found else None
+        ddp.barrier()  # every rank has read the files before any is renamed
+        for path, exc in damaged:
+            if self.rank == 0:
+                os.replace(path, path.with_name(path.name + ".damaged"))
+            warnings.warn(f"{exc}; renamed to {path.name}.damaged, resuming from {chosen.name}", stacklevel=3)
+        return chosen
+
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` (``weights_only`` load)."""
+        """Restore a checkpoint written by :meth:`save_checkpoint` (``weights_only`` load).
+
+        Raises:
+            CheckpointError: the file is truncated, damaged or not a checkpoint.
+            ValueError: it comes from a run with another configuration (the field is named).
+        """
         path = Path(path)
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"{path}: not a readable checkpoint ({exc})") from exc
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not an lpips_core training checkpoint "
-                             f"(format {ckpt.get('format') if isinstance(ckpt, dict) else '?'})")
+        ckpt = read_checkpoint(path)
         saved = ckpt["config"]
         for name in RESUME_MUST_MATCH:
             if saved.get(name) != getattr(self.config, name):
@@ -752,9 +846,10 @@ class Trainer:
         """Train for ``config.epochs`` epochs (or until early stopping).
 
         Args:
-            resume: continue from ``<out_dir>/latest.pt`` if it exists (data
-                order, dropout draws, optimiser and schedule included, so the
-                result equals an uninterrupted run).
+            resume: continue from the newest usable checkpoint in ``out_dir``
+                (``latest.pt``, else ``latest.prev.pt`` or ``best.pt`` when it is
+                damaged) if there is one (data order, dropout draws, optimiser and
+                schedule included, so the result equals an uninterrupted run).
         Returns:
             the history: one dict per epoch (epoch, global_step, train_loss,
             train_2afc, val_2afc, lr, seconds).
@@ -764,11 +859,14 @@ class Trainer:
         if resume:
             if self.out_dir is None:
                 raise ValueError("resume=True needs out_dir (where latest.pt is)")
-            latest = self.out_dir / "latest.pt"
-            if latest.is_file():
-                self.load_checkpoint(latest)
+            if self.rank == 0:  # temporary files of writes a crash interrupted
+                for stale in self.out_dir.glob(".*.pt.*.tmp"):
+                    stale.unlink(missing_ok=True)
+            source = self._resume_source() if self.out_dir.is_dir() else None
+            if source is not None:
+                self.load_checkpoint(source)
             elif self.rank == 0:
-                print(f"no checkpoint at {latest}; starting a new run", flush=True)
+                print(f"no checkpoint in {self.out_dir}; starting a new run", flush=True)
         if cfg.fast:
             self._caches()
         while self.state["epoch"] < cfg.epochs and not self.state["stopped_early"]:
@@ -872,8 +970,7 @@ class Trainer:
 
     def load_best(self) -> None:
         """Load the linear (and, when tuned, trunk) weights of ``best.pt`` into the model."""
-        path = self.out_dir / "best.pt"
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = read_checkpoint(self.out_dir / "best.pt")
         if self.model.pnet_tune:
             self.model.load_state_dict(ckpt["model"])
         else:

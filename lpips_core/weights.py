@@ -82,6 +82,10 @@ class WeightsError(RuntimeError):
     """No source could provide the weights, or a file failed its checksum."""
 
 
+class DamagedWeightsError(WeightsError):
+    """A weights file exists but fails its sha256 check (truncated, altered or replaced)."""
+
+
 class _NotKnownWeights(Exception):
     """Converted weights whose sha256 is not the pinned one (abandons the cache write)."""
 
@@ -195,11 +199,15 @@ def _from_env_dir(arch: str) -> tuple[dict[str, torch.Tensor], str]:
         expected = SOURCE_SHA256.get(name) or (
             CONVERTED_SHA256.get(arch) if name.endswith(".safetensors") else None)
         if expected is not None and sha256_of(path) != expected:
-            raise WeightsError(f"{path}: sha256 mismatch (expected {expected}); "
-                               f"the file is damaged or not the one this package knows")
-        if name.endswith(".safetensors"):
-            return load_file(str(path)), str(path)
-        return _strip_features_prefix(torch.load(path, map_location="cpu", weights_only=True)), str(path)
+            raise DamagedWeightsError(f"{path}: sha256 mismatch (expected {expected}); "
+                                      f"the file is damaged or not the one this package knows")
+        try:
+            if name.endswith(".safetensors"):
+                return load_file(str(path)), str(path)
+            return _strip_features_prefix(torch.load(path, map_location="cpu", weights_only=True)), str(path)
+        except Exception as exc:  # an unpinned file that is truncated or not a state dict
+            raise DamagedWeightsError(f"{path}: not a readable weights file ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
     raise WeightsError(f"no {arch}_features.safetensors or .pth in $LPIPS_CORE_WEIGHTS={root}")
 
 
@@ -213,7 +221,7 @@ def _from_cache(arch: str) -> tuple[dict[str, torch.Tensor], str]:
         raise WeightsError(f"{path} does not exist yet")
     digest = sha256_of(path)
     if digest != CONVERTED_SHA256[arch]:
-        raise WeightsError(
+        raise DamagedWeightsError(
             f"{path}: sha256 {digest} does not match the pinned {CONVERTED_SHA256[arch]}; "
             f"the file is damaged. Run 'lpips-core weights --repair' (or delete it) to re-create it")
     return load_file(str(path)), str(path)
@@ -279,7 +287,7 @@ def load_backbone_state(net: str) -> dict[str, torch.Tensor]:
         try:
             state, where = source(arch)
         except WeightsError as exc:
-            if name == "cache" and converted_path(arch).exists():
+            if isinstance(exc, DamagedWeightsError):  # say so even when a later source works
                 logger.warning("lpips_core: %s", exc)
             failures.append(f"  - {name}: {exc}")
             continue

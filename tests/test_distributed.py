@@ -54,7 +54,7 @@ def _compare(tmp_path, configs, ddp_results, n_train, n_val):
             assert (got["cache"] - single.train_cache.m0).abs().max() <= 1e-6
         # only rank 0 wrote checkpoints, once per name
         files = sorted(p.name for p in (tmp_path / "ddp" / f"run{i}").glob("*.pt"))
-        assert files == ["best.pt", "latest.pt"]
+        assert files == ["best.pt", "latest.prev.pt", "latest.pt"]  # latest keeps the one it replaced
         ckpt = torch.load(tmp_path / "ddp" / f"run{i}" / "latest.pt", weights_only=True)
         assert ckpt["world_size"] == 2 and len(ckpt["ranks"]) == 2
 
