@@ -259,16 +259,19 @@ def _table_records(path: Path, kind: str, subsets, on_error: str, max_errors: in
                    verify: bool, sink: list[str] | None = None) -> list[Record]:
     rows: list[tuple[str, dict]] = []
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            reader.fieldnames = header
-            for i, row in enumerate(reader):
-                rows.append((f"row {i + 2}", row))  # line 1 is the header
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                header = [h.strip() for h in (reader.fieldnames or [])]
+                reader.fieldnames = header
+                for i, row in enumerate(reader):
+                    rows.append((f"row {i + 2}", row))  # line 1 is the header
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DataError(f"{path}: not a readable UTF-8 CSV table ({exc})") from exc
     else:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"{path}: not valid JSON ({exc})") from exc
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
             raise DataError(f"{path}: expected a JSON list of objects with fields "

@@ -545,3 +545,56 @@ def test_cli_compare_prints_the_reference_or_one_line(tmp_path_factory, capsys, 
         assert len(lines) == 1 and lines[0].startswith("lpips-core: error:"), err
         named = str(b) in lines[0] or b.name in lines[0] or "too small" in lines[0]
         assert named, lines[0]
+
+
+# --------------------------------------------------------------------------- judgment tables
+JUDGMENTS = {"0.25": 0.25, "1": 1.0, "0": 0.0, " 0.5 ": 0.5, "nan": None, "1.5": None, "-0.1": None, "": None,
+             "abc": None, "inf": None, "0.5;0.2": None}
+PATHS = ("ok", "ok", "ok", "missing", "empty", "damaged")
+
+
+@bounded(40)
+@given(rows=st.lists(st.tuples(st.sampled_from(PATHS), st.sampled_from(PATHS), st.sampled_from(PATHS),
+                               st.sampled_from(sorted(JUDGMENTS))), max_size=6),
+       fmt=st.sampled_from(("csv", "json")), on_error=st.sampled_from(("skip", "raise")),
+       garbage=st.sampled_from((None, None, None, b"\xff\xfe\x00\x80", b"{[", b"\x00" * 7)))
+def test_judgment_tables_give_the_valid_rows_or_one_clear_error(tmp_path_factory, rows, fmt, on_error, garbage):
+    """A CSV/JSON table of 2AFC rows: the dataset holds exactly the valid rows with their judgments
+    (``on_error='skip'``, hand-checked here), or one DataError naming the file and the bad rows."""
+    import csv as csv_module
+    import io
+    import json
+
+    from lpips_core.data import DataError, TwoAFCDataset
+
+    folder = tmp_path_factory.mktemp("table")
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(folder / "ok.png")
+    (folder / "damaged.png").write_bytes((folder / "ok.png").read_bytes()[:30])
+    names = {"ok": "ok.png", "missing": "missing.png", "empty": "", "damaged": "damaged.png"}
+    table = folder / f"t.{fmt}"
+    header = ["ref_path", "img1_path", "img2_path", "judgment"]
+    records = [[names[a], names[b], names[c], j] for a, b, c, j in rows]
+    if garbage is not None:
+        table.write_bytes(garbage)
+    elif fmt == "csv":
+        buf = io.StringIO()
+        csv_module.writer(buf).writerows([header] + records)
+        table.write_text(buf.getvalue())
+    else:
+        table.write_text(json.dumps([dict(zip(header, r)) for r in records]))
+    valid = [JUDGMENTS[j] for a, b, c, j in rows
+             if {a, b, c} == {"ok"} and JUDGMENTS[j] is not None]
+    bad = len(rows) - len(valid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skip warning
+        try:
+            ds = TwoAFCDataset(table, on_error=on_error)
+        except DataError as exc:
+            assert str(table) in str(exc)
+            assert garbage is not None or (bad and (on_error == "raise" or not valid)) or not rows, str(exc)
+            return
+    assert garbage is None and (bad == 0 or on_error == "skip")
+    assert list(ds.values) == valid
+    if valid:
+        item = ds[0]
+        assert item["ref"].shape == (3, 64, 64) and float(item["judge"]) == pytest.approx(valid[0])
