@@ -8,6 +8,7 @@ same RGB pixels for 8-bit files and is already a dependency of torchvision.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,19 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 def im2tensor(image: np.ndarray, imtype=np.uint8, cent: float = 1.0,
               factor: float = 255.0 / 2.0) -> torch.Tensor:
-    """(H, W, 3) uint8 in [0, 255] -> (1, 3, H, W) float32 in [-1, 1] (reference semantics)."""
+    """(H, W, 3) uint8 in [0, 255] -> (1, 3, H, W) float32 in [-1, 1] (reference semantics).
+
+    A float image whose values all lie in [0, 1] would land in [-1, -0.99] without
+    any error downstream (a silently wrong distance), so it gets an InputRangeWarning.
+    """
     image = np.asarray(image)
+    if image.dtype == bool or (image.dtype.kind == "f" and image.size and float(np.nanmax(image)) <= 1.0
+                               and float(np.nanmin(image)) >= 0.0 and float(np.nanmax(image)) > 0.0):
+        from .checks import InputRangeWarning
+
+        warnings.warn(f"im2tensor expects 0-255 values but got a {image.dtype} image in [0, 1]; "
+                      f"pass image * 255, or use torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1",
+                      InputRangeWarning, stacklevel=2)
     if image.ndim == 2:
         image = image[:, :, None]
     return torch.Tensor((image / factor - cent)[:, :, :, np.newaxis].transpose((3, 2, 0, 1)))
@@ -70,9 +82,15 @@ def im2tensor(image: np.ndarray, imtype=np.uint8, cent: float = 1.0,
 
 def tensor2im(image_tensor: torch.Tensor, imtype=np.uint8, cent: float = 1.0,
               factor: float = 255.0 / 2.0) -> np.ndarray:
-    """First image of a (N, 3, H, W) [-1, 1] tensor -> (H, W, 3) uint8 (reference semantics)."""
+    """First image of a (N, 3, H, W) [-1, 1] tensor -> (H, W, 3) uint8 (reference semantics).
+
+    Values outside [-1, 1] are clipped (the reference's ``astype`` wraps them around: 1.1 -> 11).
+    """
     image_numpy = image_tensor[0].detach().cpu().float().numpy()
     image_numpy = (np.transpose(image_numpy, (1, 2, 0)) + cent) * factor
+    if np.issubdtype(np.dtype(imtype), np.integer):
+        info = np.iinfo(imtype)
+        image_numpy = np.clip(np.nan_to_num(image_numpy), info.min, info.max)
     return image_numpy.astype(imtype)
 
 

@@ -598,3 +598,39 @@ def test_judgment_tables_give_the_valid_rows_or_one_clear_error(tmp_path_factory
     if valid:
         item = ds[0]
         assert item["ref"].shape == (3, 64, 64) and float(item["judge"]) == pytest.approx(valid[0])
+
+
+# --------------------------------------------------------------------------- array <-> tensor conversions
+@bounded(40)
+@given(h=st.integers(1, 12), w=st.integers(1, 12), seed=st.integers(0, 2**16), grey=st.booleans(),
+       scale=st.sampled_from((1.0, 1.0, 1.5)))
+def test_im2tensor_and_tensor2im_match_the_reference(h, w, seed, grey, scale):
+    """Equal to ``lpips.im2tensor``/``lpips.tensor2im`` in range; out of range the reference's uint8
+    cast wraps around (1.1 -> 11) where ours clips (-> 255)."""
+    import lpips
+
+    from lpips_core import im2tensor, tensor2im
+
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w) if grey else (h, w, 3), dtype=np.uint8)
+    ours_t = im2tensor(img)
+    assert torch.equal(ours_t, lpips.im2tensor(img if not grey else img[:, :, None]))
+    t = torch.from_numpy(rng.uniform(-scale, scale, (1, 3, h, w)).astype(np.float32))
+    raw = (t[0].permute(1, 2, 0).numpy() + 1) * 127.5
+    if scale == 1.0:
+        assert np.array_equal(tensor2im(t), lpips.tensor2im(t))
+    assert np.array_equal(tensor2im(t), np.clip(raw, 0, 255).astype(np.uint8))
+
+
+def test_im2tensor_warns_on_float_images_in_0_1():
+    """The classic silent mistake: a [0, 1] float image given where 0-255 is expected."""
+    from lpips_core import im2tensor
+
+    img = np.random.default_rng(0).random((8, 8, 3))
+    with pytest.warns(InputRangeWarning, match=r"in \[0, 1\]") as record:
+        im2tensor(img)
+    assert os.path.basename(record[0].filename) == "test_fuzz.py"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        im2tensor(img * 255)  # 0-255 floats are fine
+        im2tensor((img * 255).astype(np.uint8))
