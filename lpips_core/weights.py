@@ -363,9 +363,17 @@ def load_linear_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"linear weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+        if path.suffix == ".safetensors":
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or not a weights file (SafetensorError, zip errors, ...)
         raise WeightsError(f"{path}: not a readable weights file ({exc})") from exc
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict of linear weights")
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:  # would turn every distance into NaN
+        raise WeightsError(f"{path}: {', '.join(bad)} hold(s) NaN or Inf values")
+    return state

@@ -28,6 +28,7 @@ import io
 import json
 import os
 import random
+import re
 import select
 import shutil
 import signal
@@ -759,3 +760,24 @@ def test_stalled_download_times_out_keeps_its_part_and_resumes(tmp_path, mode):
         assert dest.read_bytes() == data and not part.exists()
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+@pytest.mark.parametrize("fault", ["truncated", "nan"])
+def test_damaged_linear_weights_file_is_refused_by_name(tmp_path, suffix, fault):
+    """``LPIPS(model_path=...)``: before the fix a truncated .safetensors raised safetensors' own
+    SafetensorError, and NaN weights loaded silently (every distance NaN)."""
+    from safetensors.torch import save_file
+
+    import lpips_core
+
+    model = lpips_core.LPIPS(net="alex", pnet_rand=True)
+    state = model.linear_state_dict()
+    if fault == "nan":
+        state["lin2.model.1.weight"][0, 3] = float("nan")
+    path = tmp_path / f"lin{suffix}"
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    if fault == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(W.WeightsError, match=rf"lin{re.escape(suffix)}: .*(not a readable|NaN or Inf)"):
+        lpips_core.LPIPS(net="alex", pnet_rand=True, model_path=path)
