@@ -203,6 +203,11 @@ def load_dists(device: str = "cpu") -> nn.Module:
     Same module as ``piq.DISTS()``: its ``forward(x, y)`` takes [0, 1] images and
     returns ``1 - similarity``; ``get_features`` / ``compute_distance`` are piq's.
     """
+    with torch.inference_mode(False):  # cached and reused: no inference tensors
+        return _build_dists(device)
+
+
+def _build_dists(device: str) -> nn.Module:
     import piq
     from piq.perceptual import VGG16_LAYERS
 

@@ -39,10 +39,13 @@ def ours(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: b
     """An lpips_core model; pretrained trunk when available, else a seeded random trunk."""
     import lpips_core
 
-    if backbone_available(net):
-        return lpips_core.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial)
-    torch.manual_seed(0)
-    return lpips_core.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial, pnet_rand=True)
+    # Cached for the whole session: never build it as inference tensors, even when
+    # the first caller is inside torch.inference_mode (later callers need gradients).
+    with torch.inference_mode(False):
+        if backbone_available(net):
+            return lpips_core.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial)
+        torch.manual_seed(0)
+        return lpips_core.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial, pnet_rand=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,11 +58,11 @@ def reference(net: str = "alex", version: str = "0.1", lpips: bool = True, spati
     """
     import lpips as reference_package
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.inference_mode(False):  # cached: see ours()
         warnings.simplefilter("ignore")
         ref = reference_package.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial,
                           pnet_rand=True, verbose=False)
-    ref.net.load_state_dict(ours(net, version, lpips, spatial).net.state_dict())
+        ref.net.load_state_dict(ours(net, version, lpips, spatial).net.state_dict())
     return ref.eval()
 
 

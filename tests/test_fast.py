@@ -107,8 +107,9 @@ def test_identical_inputs_give_exactly_zero(net):
 def test_inference_mode_is_used_and_outputs_are_ordinary_tensors(monkeypatch):
     model = copy.deepcopy(ours("alex")).requires_grad_(False)  # nothing needs a gradient
     modes = []
-    real = M.unit_features
-    monkeypatch.setattr(M, "unit_features", lambda t: modes.append(torch.is_inference_mode_enabled()) or real(t))
+    real = M.squared_unit_difference
+    monkeypatch.setattr(M, "squared_unit_difference",
+                        lambda *a: modes.append(torch.is_inference_mode_enabled()) or real(*a))
     x, y = _rand_pair(2)
     d = model(x, y)  # grad mode on, but no input or parameter requires grad
     assert modes and all(modes)
@@ -206,6 +207,19 @@ def test_features_are_unit_contiguous_and_reproduce_forward(net):
         norms = torch.linalg.vector_norm(f, dim=1)
         assert ((norms - 1).abs() < 1e-5).logical_or(norms == 0).all()
     assert _max_diff(d, b) <= TOL
+
+
+def test_squared_unit_difference_matches_reference_and_broadcasts():
+    import lpips
+
+    t0 = torch.relu(torch.randn(1, 32, 5, 6)).contiguous(memory_format=torch.channels_last)
+    t1 = torch.relu(torch.randn(4, 32, 5, 6)).contiguous(memory_format=torch.channels_last)
+    t0[:, :, 0] = 0  # zero feature vectors
+    expected = (lpips.normalize_tensor(t0) - lpips.normalize_tensor(t1)) ** 2
+    for a, b in ((t0, t1), (t1, t0)):
+        got = M.squared_unit_difference(a, b)
+        assert got.shape == (4, 32, 5, 6) and _max_diff(got, expected) <= 1e-7
+    assert M.squared_unit_difference(t1, t1.clone()).abs().max().item() == 0.0
 
 
 def test_unit_features_match_reference_normalisation():
@@ -317,3 +331,15 @@ def test_large_taps_are_reduced_in_row_blocks_exactly(spatial, monkeypatch):
         a, b = model(x, y), reference("vgg", "0.1", True, spatial)(x, y)
     assert len(calls) == 5
     assert a.shape == b.shape and _max_diff(a, b) <= TOL
+
+
+def test_cached_functional_model_built_in_inference_mode_still_gives_gradients():
+    M._cached_model.cache_clear()
+    x, y = _rand_pair(2)
+    with torch.inference_mode():
+        first = lpips_core.distance(x, y)  # builds and caches the model here
+    x = x.clone().requires_grad_(True)
+    d = lpips_core.distance(x, y)
+    (g,) = torch.autograd.grad(d.sum(), x)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    assert _max_diff(d.detach(), first) <= TOL
