@@ -191,20 +191,81 @@ def machine_load() -> str:
 
 
 # --------------------------------------------------------------------------- measuring
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        vals = [int(v) for v in f.readline().split()[1:]]
+    return vals[3] + vals[4], sum(vals)  # idle + iowait, total (jiffies)
+
+
+#: Wait for a quiet machine before each repetition (set from --wait-quiet), seconds at most.
+WAIT_QUIET = 0.0
+QUIET_STATS = {"waited_s": 0.0, "busy_reps": 0, "reps": 0}
+
+
+def wait_quiet(max_wait: float, busy_limit: float = 0.1, window: float = 0.3) -> bool:
+    """Block until the whole machine was at least 90% idle over ``window`` s (other users share
+    these cores), for at most ``max_wait`` s. Returns True when it was quiet."""
+    if max_wait <= 0 or not os.path.exists("/proc/stat"):
+        return True
+    start = time.perf_counter()
+    while True:
+        i0, t0 = _cpu_times()
+        time.sleep(window)
+        i1, t1 = _cpu_times()
+        busy = 1 - (i1 - i0) / max(1, t1 - t0)
+        if busy <= busy_limit:
+            QUIET_STATS["waited_s"] += time.perf_counter() - start
+            return True
+        if time.perf_counter() - start > max_wait:
+            QUIET_STATS["waited_s"] += time.perf_counter() - start
+            return False
+
+
+def _own_jiffies() -> int:
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime of this process (all threads)
+
+
 def interleaved(fa: Callable, fb: Callable, reps: int, sync: Callable, warmup: int = 1):
-    """Times of ``fa`` and ``fb`` run alternately (a b, b a, a b, ...), seconds, and their last outputs."""
+    """Times of ``fa`` and ``fb`` run alternately (a b, b a, a b, ...), seconds, and their last outputs.
+
+    With ``--wait-quiet`` each a/b pair starts once the machine looks idle, and a pair
+    during which other processes used more than 10% of the CPUs is measured again
+    (at most 3 extra attempts per repetition, none for pairs longer than 5 s; a pair kept
+    although busy is counted in QUIET_STATS)."""
     for _ in range(warmup):
         fa(), fb()
     sync()
     ta, tb, last = [], [], {}
+    quiet_mode = WAIT_QUIET > 0 and os.path.exists("/proc/stat")
     for i in range(reps):
+        QUIET_STATS["reps"] += 1
         order = ((fa, ta), (fb, tb)) if i % 2 == 0 else ((fb, tb), (fa, ta))
-        for f, store in order:
-            sync()
-            t = time.perf_counter()
-            last[id(store)] = f()
-            sync()
-            store.append(time.perf_counter() - t)
+        for attempt in range(4 if quiet_mode else 1):
+            wait_quiet(WAIT_QUIET)
+            if quiet_mode:
+                i0, t0 = _cpu_times()
+                own0 = _own_jiffies()
+            times = []
+            for f, store in order:
+                sync()
+                t = time.perf_counter()
+                last[id(store)] = f()
+                sync()
+                times.append(time.perf_counter() - t)
+            if not quiet_mode:
+                break
+            i1, t1 = _cpu_times()
+            others = (t1 - t0) - (i1 - i0) - (_own_jiffies() - own0)
+            clean = others <= 0.1 * max(1, t1 - t0)
+            if clean or sum(times) > 5.0:  # long cases (minutes) are kept: they cannot wait for quiet
+                QUIET_STATS["busy_reps"] += 0 if clean else 1
+                break
+        else:
+            QUIET_STATS["busy_reps"] += 1
+        for (f, store), dt in zip(order, times):
+            store.append(dt)
     return ta, tb, last.get(id(ta)), last.get(id(tb))
 
 
@@ -455,6 +516,8 @@ def main(argv=None) -> None:
     ap.add_argument("--only", default="", help="comma-separated case groups: exact,bf16,pairs,one,export,memory,compile")
     ap.add_argument("--compile", action="store_true", help="also time compile=True (compiles for tens of seconds)")
     ap.add_argument("--force-bf16", action="store_true", help="time bf16 even where the hardware lacks it")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                    help="before each repetition wait up to SECONDS for the machine to be idle (shared machines)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--memory-child", choices=["ours", "ref"], help=argparse.SUPPRESS)
     ap.add_argument("--net", default="vgg", help=argparse.SUPPRESS)
@@ -462,6 +525,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    global WAIT_QUIET
+    WAIT_QUIET = args.wait_quiet
     if args.memory_child:
         memory_child(args.memory_child, args.net, args.size, args.device)
         return
@@ -540,12 +605,17 @@ def main(argv=None) -> None:
                 print(f"  {r['impl']:5s} peak RSS {r['rss_peak_mb']:.0f} MB (RSS before the call "
                       f"{r['rss_before_mb']:.0f} MB){extra}, {r['seconds']:.1f} s, d = {r['distance']:.6f}")
     print(f"load average at end {machine_load()}")
+    if WAIT_QUIET > 0:
+        print(f"--wait-quiet {WAIT_QUIET:g}: {QUIET_STATS['reps'] - QUIET_STATS['busy_reps']} of {QUIET_STATS['reps']} "
+              f"repetitions ran with other processes using <= 10% of the CPUs, "
+              f"{QUIET_STATS['waited_s']:.0f} s spent waiting for quiet")
 
     out = Path(args.out)
     stem = f"inference_{dev}"
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "torch": torch.__version__,
             "device": dev, "threads": torch.get_num_threads(), "reps": reps, "quick": args.quick,
             "fp32_peak": peak, "bf16_native": bf16_support(dev)[0], "load_average_end": machine_load(),
+            "wait_quiet_s": WAIT_QUIET, "quiet_stats": QUIET_STATS,
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     atomic_write_text(out / f"{stem}.json", json.dumps({"meta": meta, "rows": [asdict(r) for r in rows],
                                                         "memory": memory}, indent=1))

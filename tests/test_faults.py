@@ -201,43 +201,53 @@ def damage(path: Path, how: str) -> None:
     path.write_bytes(bytes(data))
 
 
-@needs_shared
 def test_damaged_converted_file_is_refused_then_recreated_by_the_next_call_and_by_repair(tmp_path):
     """End to end through the command line (subprocesses): the cache file is checked against its
     pinned sha256; the next call re-creates it from its source (after a truncation); so does
-    ``lpips-core weights --repair`` (after a one-bit change)."""
+    ``lpips-core weights --repair`` (after a one-bit change); and the re-created cache, used
+    alone, gives the same distance as before the damage."""
+    from safetensors.torch import save_file
+
+    require_backbone("alex")
+    source = tmp_path / "source"  # a $LPIPS_CORE_WEIGHTS folder holding the known alexnet file
+    source.mkdir()
+    save_file({k: v.contiguous() for k, v in W.load_backbone_state("alex").items()},
+              str(source / "alexnet_features.safetensors"))
+    assert W.sha256_of(source / "alexnet_features.safetensors") == W.CONVERTED_SHA256["alexnet"]
     cache = tmp_path / "cache"
-    env = child_env(LPIPS_CORE_CACHE=cache, LPIPS_CORE_WEIGHTS=SHARED / "weights")
-    exe = [PY, "-m", "lpips_core.cli"]
-    good = cache / "squeezenet1_1_features.safetensors"
-    subprocess.run(exe + ["weights", "--net", "squeeze"], env=env, check=True, capture_output=True)
-    assert W.sha256_of(good) == W.CONVERTED_SHA256["squeezenet1_1"]
+    with_source = child_env(LPIPS_CORE_CACHE=cache, LPIPS_CORE_WEIGHTS=source)
+    cache_only = child_env(LPIPS_CORE_CACHE=cache)
+    cache_only.pop("LPIPS_CORE_WEIGHTS", None)
+    good = cache / "alexnet_features.safetensors"
+    cli = [PY, "-m", "lpips_core.cli"]
+    script = ("import torch, lpips_core; torch.manual_seed(0); x, y = torch.rand(2, 1, 3, 40, 40) * 2 - 1; "
+              "print(lpips_core.LPIPS(net='alex')(x, y).item())")
+
+    def distance(env) -> float:
+        out = subprocess.run([PY, "-c", script], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return float(out.stdout.split()[-1])
+
+    subprocess.run(cli + ["weights", "--net", "alex"], env=with_source, check=True, capture_output=True)
+    assert W.sha256_of(good) == W.CONVERTED_SHA256["alexnet"]
+    before = distance(cache_only)
 
     damage(good, "truncate")
-    no_source = dict(env)
-    no_source.pop("LPIPS_CORE_WEIGHTS")
-    probe = "from lpips_core.weights import _from_cache; _from_cache('squeezenet1_1')"
-    out = subprocess.run([PY, "-c", probe], env=no_source, capture_output=True, text=True)
+    probe = "from lpips_core.weights import _from_cache; _from_cache('alexnet')"
+    out = subprocess.run([PY, "-c", probe], env=cache_only, capture_output=True, text=True)
     assert out.returncode != 0 and "sha256" in out.stderr and "--repair" in out.stderr
-
-    # the next call re-creates it from its source ($LPIPS_CORE_WEIGHTS) and gives the right numbers
-    script = ("import torch, lpips_core; torch.manual_seed(0); x, y = torch.rand(2, 1, 3, 40, 40) * 2 - 1; "
-              "print(lpips_core.LPIPS(net='squeeze')(x, y).item())")
-    value = float(subprocess.run([PY, "-c", script], env=env, check=True, capture_output=True,
-                                 text=True).stdout.split()[-1])
-    assert W.sha256_of(good) == W.CONVERTED_SHA256["squeezenet1_1"]
-    clean = float(subprocess.run([PY, "-c", script], env=env, check=True, capture_output=True,
-                                 text=True).stdout.split()[-1])
-    assert value == clean
+    assert distance(with_source) == before  # the next call works and re-creates the cache file ...
+    assert W.sha256_of(good) == W.CONVERTED_SHA256["alexnet"]
+    assert distance(cache_only) == before  # ... which alone gives the same numbers
 
     damage(good, "bitflip")
-    out = subprocess.run(exe + ["weights", "--net", "squeeze", "--repair", "--strict"], env=env,
+    out = subprocess.run(cli + ["weights", "--net", "alex", "--repair", "--strict"], env=with_source,
                          capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "squeeze  backbone  ok" in out.stdout
-    assert W.sha256_of(good) == W.CONVERTED_SHA256["squeezenet1_1"]
-    assert sorted(p.name for p in cache.iterdir()) == ["squeezenet1_1_features.safetensors",
-                                                      "squeezenet1_1_features.safetensors.lock"]
+    assert out.returncode == 0 and "alex     backbone  ok" in out.stdout, out.stdout + out.stderr
+    assert W.sha256_of(good) == W.CONVERTED_SHA256["alexnet"]
+    assert distance(cache_only) == before
+    assert sorted(p.name for p in cache.iterdir()) == ["alexnet_features.safetensors",
+                                                      "alexnet_features.safetensors.lock"]
 
 
 def test_repair_without_any_source_removes_the_damaged_file_and_says_what_to_do(fresh_cache, offline,

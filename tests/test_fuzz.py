@@ -634,3 +634,21 @@ def test_im2tensor_warns_on_float_images_in_0_1():
         warnings.simplefilter("error")
         im2tensor(img * 255)  # 0-255 floats are fine
         im2tensor((img * 255).astype(np.uint8))
+
+
+# --------------------------------------------------------------------------- a real second device
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the 'meta' cases above stand in)")
+def test_inputs_on_another_real_device():
+    model = lpips_core.LPIPS(net="alex").cuda()
+    x = make_images(0, 2, 3, 40, 40)
+    with pytest.raises(ValueError, match="in0 is on cpu but the model is on cuda"):
+        model(x, x.cuda())
+    with pytest.raises(ValueError, match="in1 is on cpu but the model is on cuda"):
+        model(x.cuda(), x)
+    with pytest.raises(ValueError, match="images is on cpu"):
+        model.pairwise(x)
+    y = make_images(1, 2, 3, 40, 40)
+    on_gpu = lpips_core.distance(x, y, device="cuda")  # distance moves its inputs
+    assert on_gpu.device.type == "cuda"
+    with torch.no_grad():
+        assert (on_gpu.cpu() - reference("alex")(x, y).flatten()).abs().max() <= 1e-3  # TF32 convolutions
