@@ -778,13 +778,7 @@ class Trainer:
             if saved.get(name) != getattr(self.config, name):
                 raise ValueError(f"{path} was trained with {name}={saved.get(name)!r} but this run has "
                                  f"{name}={getattr(self.config, name)!r}; use the same value or a new --out")
-        if self.model.pnet_tune:
-            self.model.load_state_dict(ckpt["model"])
-        else:
-            with torch.no_grad():
-                for k, lin in enumerate(self.model.lins):
-                    lin.conv.weight.copy_(ckpt["model"][f"lin{k}.model.1.weight"])
-        self.rank_loss.load_state_dict(ckpt["rank_loss"])
+        self._load_weights(ckpt)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.state = dict(ckpt["state"])
@@ -968,9 +962,8 @@ class Trainer:
         """Write the current linear weights (``.pth`` reference format or ``.safetensors``)."""
         return export_linear_weights(self.model, path)
 
-    def load_best(self) -> None:
-        """Load the linear (and, when tuned, trunk) weights of ``best.pt`` into the model."""
-        ckpt = read_checkpoint(self.out_dir / "best.pt")
+    def _load_weights(self, ckpt: dict) -> None:
+        """Model weights (all of them when the trunk is tuned, else the linear layers) and G's."""
         if self.model.pnet_tune:
             self.model.load_state_dict(ckpt["model"])
         else:
@@ -978,6 +971,11 @@ class Trainer:
                 for k, lin in enumerate(self.model.lins):
                     lin.conv.weight.copy_(ckpt["model"][f"lin{k}.model.1.weight"])
         self.rank_loss.load_state_dict(ckpt["rank_loss"])
+
+    def load_best(self) -> None:
+        """Load the linear (and, when tuned, trunk) weights of ``best.pt`` into the model."""
+        ckpt = read_checkpoint(self.out_dir / "best.pt")
+        self._load_weights(ckpt)
 
 
 def config_fields() -> list[str]:
