@@ -96,6 +96,12 @@ PIXEL_BUDGET = 2 ** 21
 #: exist (a 2048x2048 VGG relu1_2 tap is 1 GB per image).
 BLOCK_ELEMENTS = 2 ** 24
 
+#: A trunk stage whose input map has fewer pixels than this runs in NCHW even on the
+#: channels-last path: oneDNN's channels-last convolutions lose on maps a few pixels
+#: across (alex at 64x64, stages 3-5 see 3x3 maps: a 128-image trunk call took
+#: 40.3 ms all channels-last, 36.2 ms with those stages in NCHW, on 2 CPU cores).
+SMALL_MAP_PIXELS = 16
+
 
 def _is_traced() -> bool:
     """True while torch.jit.trace, torch.export / ONNX export or torch.compile trace the model."""
@@ -351,18 +357,22 @@ class LPIPS(nn.Module):
             return self.lins[k].conv.weight.view(-1).to(like.dtype)
         return torch.ones(self.chns[k], dtype=like.dtype, device=like.device)
 
-    def _match_trunk_layout(self, x: torch.Tensor) -> None:
-        """Store a frozen trunk's convolution weights in the memory format of the input ``x``.
+    @staticmethod
+    def _stage_format(x: torch.Tensor) -> torch.memory_format:
+        """Memory format a trunk stage should run in, given its input ``x`` (N, C, h, w)."""
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            return torch.channels_last if x.shape[2] * x.shape[3] >= SMALL_MAP_PIXELS else torch.contiguous_format
+        return torch.contiguous_format
+
+    @staticmethod
+    def _match_stage_layout(stage: nn.Module, fmt: torch.memory_format) -> None:
+        """Store a frozen stage's convolution weights in memory format ``fmt``.
 
         oneDNN otherwise copies every weight into the activations' layout on every
         call (about 1 ms per alex forward on CPU). Values are unchanged; the
         state dict's keys and values are the same. A trainable trunk is left alone.
         """
-        if _is_traced() or x.dim() != 4:
-            return
-        fmt = torch.channels_last if (x.is_contiguous(memory_format=torch.channels_last)
-                                      and not x.is_contiguous()) else torch.contiguous_format
-        convs = [m for m in self.net.modules() if isinstance(m, nn.Conv2d)]
+        convs = [m for m in stage.modules() if isinstance(m, nn.Conv2d)]
         if all(c.weight.is_contiguous(memory_format=fmt) for c in convs):
             return
         if any(c.weight.requires_grad for c in convs):
@@ -373,14 +383,20 @@ class LPIPS(nn.Module):
 
     def _taps(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
         """Trunk taps one stage at a time, in ``self.dtype`` (autocast per stage, so the
-        distance arithmetic between stages stays in float32)."""
-        self._match_trunk_layout(x)
-        if self.dtype == torch.float32:
+        distance arithmetic between stages stays in float32). On the channels-last
+        path, stages fed with small maps run in NCHW (see :data:`SMALL_MAP_PIXELS`)."""
+        if _is_traced() or x.dim() != 4:
             yield from self.net.iter_taps(x)
             return
         for stage in self.net.stages:
-            with torch.autocast(x.device.type, dtype=self.dtype):
+            fmt = self._stage_format(x)
+            self._match_stage_layout(stage, fmt)
+            x = x.contiguous(memory_format=fmt)
+            if self.dtype == torch.float32:
                 x = stage(x)
+            else:
+                with torch.autocast(x.device.type, dtype=self.dtype):
+                    x = stage(x)
             yield x
 
     # ------------------------------------------------------------------ per-layer distance
@@ -411,6 +427,7 @@ class LPIPS(nn.Module):
                            channels_last: bool) -> torch.Tensor:
         """(N, C, h, w) squared differences -> layer-k distance (1x1 weights, then mean or upsample)."""
         n, _, h, w = diff.shape
+        channels_last = channels_last and not diff.is_contiguous()  # small taps may come back in NCHW
         weighted = channel_weighted_sum(diff, self._channel_weights(k, diff), channels_last)  # (N, h*w)
         if self.spatial:
             return upsample(weighted.view(n, 1, h, w), out_hw)
