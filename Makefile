@@ -42,8 +42,11 @@ mini-bapps: $(MINI_BAPPS)
 # (book/validation.md). tests/test_book.py builds the book from those stored outputs.
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600
 
+# PYTEST_ARGS: extra pytest options (e.g. PYTEST_ARGS="-k parity -x"); the slowest
+# tests and notebooks are listed at the end so the CI time budget stays visible.
+PYTEST_ARGS ?=
 test: weights $(MINI_BAPPS) browser
-	$(PY) -m pytest -q tests notebooks $(NBVAL)
+	$(PY) -m pytest -q tests notebooks $(NBVAL) --durations=25 $(PYTEST_ARGS)
 
 # Headless Chromium for tests/test_book.py: Debian's packages, installed when missing
 # (as root, or through sudo without a password; otherwise the browser test is skipped,
