@@ -21,6 +21,7 @@ runs on an LPIPS model but changes nothing: LPIPS has no ``nn.Linear`` (its
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import tempfile
 import warnings
@@ -234,13 +235,24 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".onnx")
     os.close(fd)
+    hint = _DropOrtPreprocessHint()
+    logging.getLogger().addFilter(hint)
     try:
         ort_quantize_dynamic(str(src), tmp, weight_type=QuantType.QUInt8)
         os.replace(tmp, dst)
     finally:
+        logging.getLogger().removeFilter(hint)
         if os.path.exists(tmp):
             os.unlink(tmp)
     return dst
+
+
+class _DropOrtPreprocessHint(logging.Filter):
+    """onnxruntime logs "Please consider to run pre-processing before quantization" on the
+    root logger for every graph; shape inference adds nothing to LPIPS' convolutions."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 # --------------------------------------------------------------------------- int8 (PyTorch)
