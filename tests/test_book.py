@@ -234,6 +234,18 @@ def test_page_renders(browser, server, doc):
             "return document.querySelectorAll('details.hide[open], details.toggle-details[open]').length")
         assert open_solutions == 0, f"{doc}: {open_solutions} solutions are unfolded on load"
 
+    # Equations are typeset by the vendored MathJax (no CDN: other hosts are blocked here).
+    if driver.find_elements("css selector", "article .math"):
+        deadline = time.time() + 30
+        while time.time() < deadline and not driver.find_elements("css selector", "article mjx-container"):
+            time.sleep(0.3)
+        typeset = driver.find_elements("css selector", "article mjx-container")
+        assert typeset, f"{doc}: equations are shown as raw TeX (MathJax did not load)"
+        raw = driver.execute_script(
+            "return Array.from(document.querySelectorAll('article .math')).filter("
+            "e => !e.querySelector('mjx-container') && /\\\\[a-zA-Z]/.test(e.textContent)).length")
+        assert raw == 0, f"{doc}: {raw} equation(s) left as raw TeX"
+
     # Saved widget state renders as real controls (ipywidgets HTML manager).
     if facts["widget_views"]:
         deadline = time.time() + 30
