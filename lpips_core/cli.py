@@ -131,7 +131,7 @@ def cmd_analyze(args) -> None:
 
 
 def cmd_weights(args) -> None:
-    from .weights import converted_path, linear_weights_path, prepare_backbone, ARCH
+    from .weights import linear_weights_path, prepare_backbone
 
     nets = args.net or ["alex", "vgg", "squeeze"]
     failed = []

@@ -13,7 +13,7 @@ design-document name                    lpips_core name
 ``LPIPS``                               ``lpips_core.LPIPS`` (the same class)
 ``LPIPSFeatureExtractor``               :class:`lpips_core.backbones.Trunk`
 ``LPIPSLinearLayers``                   the model's ``lins`` (:class:`~lpips_core.model.NetLinLayer`)
-``LPIPSLoss``                           :class:`lpips_core.train.BCERankingLoss`
+``LPIPSLoss``                           :class:`lpips_core.losses.BCERankingLoss`
 ``JNDDataset`` (here: 2AFC triplets)    :class:`lpips_core.data.TwoAFCDataset`
 ``LPIPSDataModule(data_dir, ...)``      :class:`lpips_core.data.LPIPSDataModule`
 ``create_lpips_trainer``,               :class:`lpips_core.train.Trainer` and
@@ -64,7 +64,8 @@ from . import data as _data
 from .backbones import Trunk, canonical_net
 from .baselines import TraditionalMetrics  # the package's class, unchanged
 from .model import LPIPS, NetLinLayer
-from .train import BCERankingLoss, clamp_linear_weights
+from .losses import BCERankingLoss
+from .train import clamp_linear_weights
 
 __all__ = ["create_lpips_model", "LPIPS", "LPIPSFeatureExtractor", "LPIPSLinearLayers", "LPIPSLoss",
            "JNDDataset", "LPIPSDataModule", "create_lpips_trainer", "LPIPSTrainer", "LPIPSEvaluator",
