@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from pathlib import Path
 
@@ -111,3 +110,22 @@ def photo_pairs(size=(96, 128), seed: int = 0) -> tuple[torch.Tensor, torch.Tens
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: small tensors gain nothing from threads on 2 shared
+    cores, and one thread keeps float reductions in a fixed order."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def empty_weights_cache(tmp_path, monkeypatch) -> Path:
+    """An empty converted-weights cache and no ``$LPIPS_CORE_WEIGHTS``: only the other sources are left."""
+    monkeypatch.setenv("LPIPS_CORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LPIPS_CORE_WEIGHTS", raising=False)
+    return tmp_path / "cache"
+

