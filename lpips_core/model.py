@@ -158,6 +158,11 @@ def squared_unit_difference(t0: torch.Tensor, t1: torch.Tensor, norm0: torch.Ten
     return diff.addcdiv_(t0, norm0, value=-1).square_()
 
 
+def is_channels_last(t: torch.Tensor) -> bool:
+    """True when ``t``'s memory is laid out (N, h, w, C) and not also plain NCHW."""
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
 def channel_weighted_sum(d: torch.Tensor, w: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """``sum_c w_c d[:, c]``: the 1x1 linear layer as one matrix-vector product.
 
@@ -360,7 +365,7 @@ class LPIPS(nn.Module):
     @staticmethod
     def _stage_format(x: torch.Tensor) -> torch.memory_format:
         """Memory format a trunk stage should run in, given its input ``x`` (N, C, h, w)."""
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        if is_channels_last(x):
             return torch.channels_last if x.shape[2] * x.shape[3] >= SMALL_MAP_PIXELS else torch.contiguous_format
         return torch.contiguous_format
 
@@ -401,7 +406,7 @@ class LPIPS(nn.Module):
 
     # ------------------------------------------------------------------ per-layer distance
     def _tap_distance(self, k: int, f0: torch.Tensor, f1: torch.Tensor, out_hw: Sequence[int] | None,
-                      owned: bool, channels_last: bool) -> torch.Tensor:
+                      owned: bool) -> torch.Tensor:
         """Layer-k distance from unit-normalised features (batches of 1 broadcast).
 
         Args:
@@ -421,20 +426,21 @@ class LPIPS(nn.Module):
             diff = f0.sub_(f1).square_()
         else:
             diff = (f0 - f1).square()
-        return self._reduce_difference(k, diff, out_hw, channels_last)
+        return self._reduce_difference(k, diff, out_hw)
 
-    def _reduce_difference(self, k: int, diff: torch.Tensor, out_hw: Sequence[int] | None,
-                           channels_last: bool) -> torch.Tensor:
-        """(N, C, h, w) squared differences -> layer-k distance (1x1 weights, then mean or upsample)."""
+    def _reduce_difference(self, k: int, diff: torch.Tensor, out_hw: Sequence[int] | None) -> torch.Tensor:
+        """(N, C, h, w) squared differences -> layer-k distance (1x1 weights, then mean or upsample).
+
+        The weighting follows ``diff``'s own layout: taps of one call can differ
+        (stages fed with small maps run in NCHW, see :data:`SMALL_MAP_PIXELS`)."""
         n, _, h, w = diff.shape
-        channels_last = channels_last and not diff.is_contiguous()  # small taps may come back in NCHW
-        weighted = channel_weighted_sum(diff, self._channel_weights(k, diff), channels_last)  # (N, h*w)
+        weighted = channel_weighted_sum(diff, self._channel_weights(k, diff), is_channels_last(diff))  # (N, h*w)
         if self.spatial:
             return upsample(weighted.view(n, 1, h, w), out_hw)
         return weighted.mean(1).view(n, 1, 1, 1)
 
-    def _tap_distance_blocked(self, k: int, t0: torch.Tensor, t1: torch.Tensor, out_hw: Sequence[int] | None,
-                              channels_last: bool) -> torch.Tensor:
+    def _tap_distance_blocked(self, k: int, t0: torch.Tensor, t1: torch.Tensor,
+                              out_hw: Sequence[int] | None) -> torch.Tensor:
         """``_tap_distance`` of raw taps, computed over blocks of rows (no autograd, eval semantics).
 
         Unit normalisation is per position, so each block gives the same values
@@ -446,8 +452,7 @@ class LPIPS(nn.Module):
         pieces = []
         for r in range(0, h, rows):
             diff = squared_unit_difference(t0[:, :, r:r + rows], t1[:, :, r:r + rows])
-            block_cl = channels_last and diff.is_contiguous(memory_format=torch.channels_last)
-            pieces.append(channel_weighted_sum(diff, weights, block_cl).view(n, -1, w))  # (N, rows, w)
+            pieces.append(channel_weighted_sum(diff, weights, is_channels_last(diff)).view(n, -1, w))  # (N, rows, w)
             del diff
         if self.spatial:
             return upsample(torch.cat(pieces, dim=1).view(n, 1, h, w), out_hw)
@@ -457,16 +462,16 @@ class LPIPS(nn.Module):
         return (total / (h * w)).view(n, 1, 1, 1)
 
     def _taps_distance(self, k: int, t0: torch.Tensor, t1: torch.Tensor, out_hw: Sequence[int] | None,
-                       owned: bool, channels_last: bool) -> torch.Tensor:
+                       owned: bool) -> torch.Tensor:
         """Layer-k distance from raw taps: blocked for large taps on the no-grad path."""
         if owned and not self._dropout_active():
             if t0.numel() + t1.numel() > BLOCK_ELEMENTS:
-                return self._tap_distance_blocked(k, t0, t1, out_hw, channels_last)
-            return self._reduce_difference(k, squared_unit_difference(t0, t1), out_hw, channels_last)
-        return self._tap_distance(k, unit_features(t0), unit_features(t1), out_hw, owned, channels_last)
+                return self._tap_distance_blocked(k, t0, t1, out_hw)
+            return self._reduce_difference(k, squared_unit_difference(t0, t1), out_hw)
+        return self._tap_distance(k, unit_features(t0), unit_features(t1), out_hw, owned)
 
     def _pair_distances(self, x0: torch.Tensor, x1: torch.Tensor | None, n: int,
-                        out_hw: Sequence[int], owned: bool, channels_last: bool) -> list[torch.Tensor]:
+                        out_hw: Sequence[int], owned: bool) -> list[torch.Tensor]:
         """Per-layer distances, computing each layer as soon as its tap exists.
 
         Args:
@@ -479,23 +484,23 @@ class LPIPS(nn.Module):
         if x1 is None:
             for k, tap in enumerate(self._taps(x0)):
                 if owned and tap.numel() > BLOCK_ELEMENTS:
-                    res.append(self._taps_distance(k, tap[:n], tap[n:], out_hw, owned, channels_last))
+                    res.append(self._taps_distance(k, tap[:n], tap[n:], out_hw, owned))
                 elif owned and not self._dropout_active():
                     norms = torch.linalg.vector_norm(tap, dim=1, keepdim=True,  # (2N, 1, h, w), one pass
                                                      dtype=_accumulation_dtype(tap.dtype)).add_(EPS)
                     diff = squared_unit_difference(tap[:n], tap[n:], norms[:n], norms[n:])
-                    res.append(self._reduce_difference(k, diff, out_hw, channels_last))
+                    res.append(self._reduce_difference(k, diff, out_hw))
                 else:
                     f = unit_features(tap)  # (2N, C, h, w)
-                    res.append(self._tap_distance(k, f[:n], f[n:], out_hw, owned, channels_last))
+                    res.append(self._tap_distance(k, f[:n], f[n:], out_hw, owned))
         else:
             for k, (t0, t1) in enumerate(zip(self._taps(x0), self._taps(x1))):
-                res.append(self._taps_distance(k, t0, t1, out_hw, owned, channels_last))
+                res.append(self._taps_distance(k, t0, t1, out_hw, owned))
         return res
 
     def _fused_core(self, x: torch.Tensor, n: int) -> list[torch.Tensor]:
         """Functional (no in-place) trunk + distances of a concatenated batch, for torch.compile."""
-        return self._pair_distances(x, None, n, x.shape[2:], owned=False, channels_last=False)
+        return self._pair_distances(x, None, n, x.shape[2:], owned=False)
 
     def _trunk_input(self, images: Sequence[torch.Tensor], normalize: bool, owned: bool,
                      channels_last: bool) -> torch.Tensor:
@@ -525,10 +530,10 @@ class LPIPS(nn.Module):
         if _is_traced() or not owned or n0 != n1 or n0 == 0:
             if n0 == n1 and n0 > 0:
                 x = self._trunk_input([in0, in1], normalize, owned, cl)
-                return self._pair_distances(x, None, n0, out_hw, owned, cl)
+                return self._pair_distances(x, None, n0, out_hw, owned)
             x0 = self._trunk_input([in0], normalize, owned, cl)
             x1 = self._trunk_input([in1], normalize, owned, cl)
-            return self._pair_distances(x0, x1, n0, out_hw, owned, cl)
+            return self._pair_distances(x0, x1, n0, out_hw, owned)
         if self._compiled_core is None and self.compile:
             self._compiled_core = torch.compile(self._fused_core)
         chunk = max(1, PIXEL_BUDGET // (2 * pixels))
@@ -538,13 +543,13 @@ class LPIPS(nn.Module):
             if 2 * a.shape[0] * pixels > PIXEL_BUDGET:  # one pair too big to run together
                 x0 = self._trunk_input([a], normalize, owned, cl)
                 x1 = self._trunk_input([b], normalize, owned, cl)
-                parts.append(self._pair_distances(x0, x1, a.shape[0], out_hw, owned, cl))
+                parts.append(self._pair_distances(x0, x1, a.shape[0], out_hw, owned))
             elif self._compiled_core is not None and not self.spatial and not self._dropout_active():
                 x = self._trunk_input([a, b], normalize, owned, channels_last=False)
                 parts.append(self._compiled_core(x, a.shape[0]))
             else:
                 x = self._trunk_input([a, b], normalize, owned, cl)
-                parts.append(self._pair_distances(x, None, a.shape[0], out_hw, owned, cl))
+                parts.append(self._pair_distances(x, None, a.shape[0], out_hw, owned))
         if len(parts) == 1:
             return parts[0]
         return [torch.cat([p[k] for p in parts]) for k in range(self.L)]
@@ -591,11 +596,9 @@ class LPIPS(nn.Module):
         res = []
         for k in range(self.L):
             f0, f1 = feats0[k], feats1[k]
-            cl = f0.dim() == 4 and not f0.is_contiguous() and f0.is_contiguous(memory_format=torch.channels_last) \
-                and f1.is_contiguous(memory_format=torch.channels_last)
-            if not cl:
+            if not (is_channels_last(f0) and f1.is_contiguous(memory_format=torch.channels_last)):
                 f0, f1 = f0.contiguous(), f1.contiguous()
-            res.append(self._tap_distance(k, f0, f1, out_hw, owned=False, channels_last=cl))
+            res.append(self._tap_distance(k, f0, f1, out_hw, owned=False))
         return self._total(res, retPerLayer)
 
     @staticmethod
@@ -664,7 +667,7 @@ class LPIPS(nn.Module):
             out = []
             for s in range(0, images.shape[0], chunk_size):
                 x = self._trunk_input([images[s:s + chunk_size]], normalize, True, cl)
-                res = [self._tap_distance(k, ref_feats[k], unit_features(t), images.shape[2:], True, cl)
+                res = [self._tap_distance(k, ref_feats[k], unit_features(t), images.shape[2:], True)
                        for k, t in enumerate(self._taps(x))]
                 out.append(self._total(res, False))
             val = torch.cat(out) if out else images.new_zeros(0, 1, *(images.shape[2:] if self.spatial else (1, 1)))
