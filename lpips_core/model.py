@@ -627,6 +627,10 @@ class LPIPS(nn.Module):
             in0, in1 = checks.as_image_batch(in0, "in0"), checks.as_image_batch(in1, "in1")
         else:  # range warnings point at the caller's line (checks._user_stacklevel)
             in0, in1 = self._check_inputs(normalize, ("in0", in0), ("in1", in1))
+        return self._checked_forward(in0, in1, retPerLayer, normalize)
+
+    def _checked_forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool, normalize: bool):
+        """``forward`` after its input checks (``distance`` checks under its own argument names)."""
         if _is_traced() or self._needs_graph(in0, in1):
             res = self._layer_distances_from_images(in0, in1, normalize, owned=False)
             return self._total(res, retPerLayer)
@@ -772,7 +776,6 @@ def distance(img0: torch.Tensor, img1: torch.Tensor, net: str = "alex", version:
     for name, x in (("img0", img0), ("img1", img1)):  # before moving: type, shape, no 'meta' tensors
         checks.check_device(checks.as_image_batch(x, name), name)
     device = checks.as_device(device) if device is not None else img0.device
-    img0, img1 = img0.to(device), img1.to(device)
-    checks.check_images([("img0", img0), ("img1", img1)], net)
     model = _cached_model(net, str(version).lstrip("v"), str(device))
-    return model(img0, img1, normalize=normalize).flatten()
+    img0, img1 = model._check_inputs(normalize, ("img0", img0.to(device)), ("img1", img1.to(device)))
+    return model._checked_forward(img0, img1, False, normalize).flatten()
