@@ -14,12 +14,19 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", *, fsync: bool = False,
+                keep_previous: str | os.PathLike | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it onto ``path`` when the block succeeds.
 
     On an exception (or a full disk) the temporary file is removed and any
     existing ``path`` is left untouched. The new file gets the usual
     permissions (0666 minus the umask), not ``mkstemp``'s private 0600.
+
+    Args:
+        suffix: of the temporary file (some writers choose the format by it).
+        fsync: flush the new file to disk before the rename (checkpoints).
+        keep_previous: keep the file being replaced under this name; it is renamed
+            only once the new file is complete, so one of the two is always whole.
 
     Example:
         >>> with atomic_path("out.csv") as tmp:
@@ -31,9 +38,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     os.close(fd)
     try:
         yield Path(tmp)
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

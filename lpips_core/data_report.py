@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .atomic import atomic_write_text
 from .data import KINDS, DataError, Record, _has_samples, detect_format, read_records
 
 VALUE_NAME = {"2afc": "judge (fraction preferring p1)", "jnd": "same (fraction answering 'same')"}
@@ -136,9 +137,7 @@ class DataReport:
 
 
 def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return path
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
@@ -32,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .atomic import atomic_path
 from .backbones import MIN_INPUT_SIZE
 from .model import EPS, LPIPS
 
@@ -166,7 +166,6 @@ def export_onnx(model: LPIPS, path: str | os.PathLike, example_size: Tuple[int, 
         the path written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
     h, w = example_size
@@ -179,19 +178,14 @@ def export_onnx(model: LPIPS, path: str | os.PathLike, example_size: Tuple[int, 
         width = torch.export.Dim("width", min=low, max=8192)
         axes = {0: batch, 2: height, 3: width}
         dynamic_shapes = {"in0": axes, "in1": axes}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        with warnings.catch_warnings():
+        with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x0, x1), tmp, input_names=["in0", "in1"], output_names=["distance"],
+            torch.onnx.export(model, (x0, x1), str(tmp), input_names=["in0", "in1"], output_names=["distance"],
                               opset_version=opset_version, dynamo=True, dynamic_shapes=dynamic_shapes,
                               external_data=False, verbose=False)
-        os.replace(tmp, path)
     finally:
         model.train(was_training)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -232,18 +226,13 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".onnx")
-    os.close(fd)
     hint = _DropOrtPreprocessHint()
     logging.getLogger().addFilter(hint)
     try:
-        ort_quantize_dynamic(str(src), tmp, weight_type=QuantType.QUInt8)
-        os.replace(tmp, dst)
+        with atomic_path(dst, suffix=".onnx") as tmp:
+            ort_quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8)
     finally:
         logging.getLogger().removeFilter(hint)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dst
 
 

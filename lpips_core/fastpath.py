@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from . import distributed as ddp
+from .atomic import atomic_path
 from .model import LPIPS
 
 #: Bump when the cached quantities or their layout change.
@@ -335,15 +335,8 @@ def extract(model: LPIPS, dataset: Dataset, flip: bool = False, batch_size: int 
 
 
 def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _load(path: Path, key: str, flip: bool, n: int, width: int) -> FeatureCache | None:

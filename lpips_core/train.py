@@ -28,7 +28,6 @@ import io
 import os
 import random
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields
@@ -42,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import distributed as ddp
 from . import fastpath
+from .atomic import atomic_path, atomic_write_text
 from .losses import BCERankingLoss, Dist2LogitLayer, LogisticRankingLoss  # noqa: F401 (public here too)
 from .metrics import score_2afc, twoafc_scores
 from .model import LPIPS
@@ -274,53 +274,24 @@ def export_linear_weights(model: LPIPS, path: str | os.PathLike) -> Path:
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        _atomic(path, lambda tmp: save_file(state, tmp))
+        with atomic_path(path) as tmp:
+            save_file(state, tmp)
     elif path.suffix in (".pth", ".pt"):
-        _atomic(path, lambda tmp: torch.save(state, tmp))
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
     else:
         raise ValueError(f"{path}: use a .pth (reference format) or .safetensors file name")
     return path
 
 
 # =========================================================================== small helpers
-def _atomic(path: Path, write, previous: Path | None = None, sync: bool = False) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
-
-    Args:
-        previous: keep the file being replaced under this name (renamed only
-            once the new file is complete, so one of the two is always whole).
-        sync: flush the new file to disk before the rename (checkpoints).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        if sync:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        if previous is not None and path.exists():
-            os.replace(path, previous)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_csv(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     if rows:
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-
-    def write(tmp):
-        with open(tmp, "w", newline="") as f:
-            f.write(buf.getvalue())
-    _atomic(path, write)
+    atomic_write_text(path, buf.getvalue())
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -633,7 +604,8 @@ class Trainer:
             path = self.out_dir / f"{name}.pt"
             previous = self.out_dir / f"{name}.prev.pt" if name == "latest" else None
             try:
-                _atomic(path, lambda tmp: torch.save(payload, tmp), previous=previous, sync=True)
+                with atomic_path(path, fsync=True, keep_previous=previous) as tmp:
+                    torch.save(payload, tmp)
             except Exception as exc:  # torch.save reports a full disk as a RuntimeError of its zip writer
                 free = shutil.disk_usage(path.parent).free
                 raise OSError(f"could not write checkpoint {path} ({type(exc).__name__}: {exc}); "
@@ -1007,7 +979,6 @@ def run_training(data: str | os.PathLike, out_dir: str | os.PathLike, config: Tr
         if val_set is not None:
             summary["val_2afc"] = compare_on(val_set, trainer.model, f"trained-{stem}", baselines,
                                              config.eval_batch_size, trainer.device, config.progress)
-        _atomic(out_dir / "summary.json",
-                lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, default=str)))
+        atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     ddp.barrier()
     return summary
