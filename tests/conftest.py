@@ -53,7 +53,9 @@ def reference(net: str = "alex", version: str = "0.1", lpips: bool = True, spati
 
     The reference's own linear weights are used (loaded by the reference code),
     so the linear layers, the scaling, the normalisation and the reduction are
-    all checked independently; only the trunk weights are shared.
+    all checked independently; only the trunk weights are shared. Those are
+    checked against their published sources in ``tests/test_trunk_weights.py``
+    (alex and vgg need nothing from ``../shared``).
     """
     import lpips as reference_package
 
