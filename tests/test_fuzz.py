@@ -54,6 +54,7 @@ import lpips_core
 from lpips_core.backbones import MIN_INPUT_SIZE
 from lpips_core.checks import InputRangeWarning
 from conftest import ours, reference
+from tolerances import PARITY_TOL, assert_parity, assert_paths_agree
 
 settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -197,8 +198,9 @@ def check_against_reference(net: str, in0, in1, normalize: bool = False) -> None
         return
     with torch.no_grad():
         expected = reference(net)(a, b, normalize=normalize)
+    # the product's 1e-5, relative for the large distances of out-of-range inputs
     scale = max(1.0, float(expected.abs().max()))
-    assert (got - expected).abs().max() <= 1e-5 * scale, (got.flatten(), expected.flatten())
+    assert (got - expected).abs().max() <= PARITY_TOL * scale, (got.flatten(), expected.flatten())
 
 
 @bounded(150)
@@ -260,21 +262,21 @@ def valid_batch(draw, net: str = "alex", max_n: int = 4):
 @bounded(40)
 @given(x=valid_batch(), seed=st.integers(0, 2**16), data=st.data())
 def test_distance_invariants(x, seed, data):
-    """d(x, x) == 0, symmetry within 1e-6, d >= 0, and batch-order independence."""
+    """d(x, x) == 0, symmetry and batch-order independence within float32 rounding, d >= 0."""
     model = ours("alex")
     y = make_images(seed, *x.shape)
     with torch.no_grad():
         dxx = model(x, x)
         dxy, dyx = model(x, y), model(y, x)
     assert torch.equal(dxx, torch.zeros_like(dxx))
-    assert (dxy - dyx).abs().max() <= 1e-6
+    assert_paths_agree(dyx, dxy, "alex", "d(y, x) vs d(x, y)")  # the two trunk halves swap places
     assert (dxy >= 0).all()
     perm = torch.tensor(data.draw(st.permutations(range(x.shape[0])), label="perm"))
     with torch.no_grad():
         permuted = model(x[perm], y[perm])
-    assert (permuted - dxy[perm]).abs().max() <= 1e-6
+    assert_paths_agree(permuted, dxy[perm], "alex", "permuted batch")
     # the functional form gives the same numbers
-    assert (lpips_core.distance(x, y) - dxy.flatten()).abs().max() <= 1e-6
+    assert_paths_agree(lpips_core.distance(x, y), dxy.flatten(), "alex", "distance()")
 
 
 @bounded(30)
@@ -291,7 +293,7 @@ def test_pairwise_is_a_symmetric_matrix_of_forward_distances(x):
     if len(i):
         with torch.no_grad():
             pairs = reference("alex")(x[i], x[j]).flatten()
-        assert (d[i, j] - pairs).abs().max() <= 1e-5
+        assert_parity(d[i, j], pairs, "pairwise")
 
 
 @bounded(30)
@@ -304,8 +306,7 @@ def test_one_to_many_equals_forward_on_each_pair(x, data):
     got = model.one_to_many(ref_in, x, chunk_size=data.draw(st.integers(1, 3)))
     with torch.no_grad():
         expected = reference("alex")(ref.expand_as(x).contiguous(), x)
-    assert got.shape == expected.shape
-    assert (got - expected).abs().max() <= 1e-5
+    assert_parity(got, expected, "one_to_many")
 
 
 @bounded(60)
@@ -330,7 +331,7 @@ def test_pairwise_and_one_to_many_inputs(x, device, chunk):
             with torch.no_grad():
                 full = torch.stack([reference("alex")(canonical(x)[i:i + 1].expand_as(canonical(x)).contiguous(),
                                                       canonical(x)).flatten() for i in range(n)])
-            assert (d - full).abs().max() <= 1e-5
+            assert_parity(d, full, "pairwise")
     ref = make_images(1, 1, 3, *size)
     try:
         got = model.one_to_many(ref, x, chunk_size=chunk)
@@ -343,7 +344,7 @@ def test_pairwise_and_one_to_many_inputs(x, device, chunk):
         if n:
             with torch.no_grad():
                 expected = reference("alex")(ref.expand(n, -1, -1, -1).contiguous(), canonical(x))
-            assert (got - expected).abs().max() <= 1e-5
+            assert_parity(got, expected, "one_to_many")
 
 
 # --------------------------------------------------------------------------- functional distance
@@ -369,8 +370,8 @@ def test_functional_distance_policy(case, device):
         return
     with torch.no_grad():
         expected = reference("alex")(a, torch.flip(a, dims=[-1])).flatten()
-    assert d.shape == expected.shape and d.dtype == torch.float32
-    assert (d - expected).abs().max() <= 1e-5
+    assert d.dtype == torch.float32
+    assert_parity(d, expected, "distance()")
 
 
 # --------------------------------------------------------------------------- warnings: order and location
