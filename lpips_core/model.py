@@ -98,8 +98,10 @@ BLOCK_ELEMENTS = 2 ** 24
 
 #: A trunk stage whose input map has fewer pixels than this runs in NCHW even on the
 #: channels-last path: oneDNN's channels-last convolutions lose on maps a few pixels
-#: across (alex at 64x64, stages 3-5 see 3x3 maps: a 128-image trunk call took
-#: 40.3 ms all channels-last, 36.2 ms with those stages in NCHW, on 2 CPU cores).
+#: across. The rule reads the stage's *input*: alex at 64x64 feeds stage 3 a 7x7 map
+#: (its max-pool then makes the 3x3 its convolution sees), so stages 4-5 run in NCHW;
+#: a 128-image trunk call took 40.3 ms all channels-last, 36.2 ms with NCHW on small
+#: maps, on 2 CPU cores.
 SMALL_MAP_PIXELS = 16
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHARED, needs_shared, photo, reference, require_backbone
+from tolerances import PARITY_TOL, assert_parity
 
 from lpips_core import apps
 from lpips_core.images import im2tensor
@@ -49,10 +50,32 @@ def test_inputs_of_every_kind_give_the_reference_distance(metric, tmp_path):
     assert "official alex" in repr(metric) and metric.device.type == "cpu"
 
 
-def test_device_auto_picks_what_exists():
-    dev = apps.pick_device("auto")
-    assert dev.type == ("cuda" if torch.cuda.is_available() else dev.type)
-    assert apps.pick_device("cpu").type == "cpu"
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def test_device_auto_picks_what_exists(monkeypatch):
+    """'auto' (and None): CUDA when torch sees a GPU, else Apple MPS when available, else CPU."""
+    # this machine, against torch's own availability checks (asked here, not through apps)
+    expected = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+    assert apps.pick_device("auto").type == expected
+    assert apps.pick_device(None).type == expected
+    # the rule itself, with availability faked (torch.device("cuda") needs no GPU to be built)
+    has_mps = getattr(torch.backends, "mps", None) is not None
+    for cuda, mps, want in ((True, False, "cuda"), (True, True, "cuda"), (False, True, "mps"),
+                            (False, False, "cpu")):
+        if mps and not has_mps:
+            continue
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        if has_mps:
+            monkeypatch.setattr(torch.backends.mps, "is_available", lambda mps=mps: mps)
+        assert apps.pick_device("auto") == torch.device(want), (cuda, mps)
+        assert apps.pick_device(None) == torch.device(want), (cuda, mps)
+        # an explicit device is taken as given, whatever is available
+        assert apps.pick_device("cpu") == torch.device("cpu")
+        assert apps.pick_device("cuda:1") == torch.device("cuda", 1)
+        assert apps.pick_device(torch.device("cpu")) == torch.device("cpu")
 
 
 def test_checkpoint_loads_once_and_scores_like_the_model(tmp_path):
@@ -88,9 +111,21 @@ def test_one_to_many_and_pairwise_match_single_calls(metric):
 def test_set_diversity_is_the_mean_over_pairs(metric):
     crops = _crops(4, seed=3)
     div = apps.set_diversity(crops, metric)
+    # the oracle: the reference package's distance of each pair i < j, one call per pair
+    ref_model = reference("alex")
+    t = torch.cat([im2tensor(c) for c in crops])
+    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
+    with torch.no_grad():
+        ref_d = np.array([ref_model(t[i:i + 1], t[j:j + 1]).item() for i, j in pairs], dtype=np.float64)
+    assert ref_d.min() > 0.01  # four different crops: a real mean, not a sum of zeros
+    assert div["mean"] == pytest.approx(ref_d.mean(), abs=PARITY_TOL)
+    # each value within PARITY_TOL moves the sample std by at most PARITY_TOL * sqrt(n / (n - 1))
+    assert div["std"] == pytest.approx(ref_d.std(ddof=1), abs=2 * PARITY_TOL)
+    assert div["n_pairs"] == 6 and div["n_images"] == 4
     m = div["matrix"]
-    by_hand = np.mean([m[i, j].item() for i in range(4) for j in range(i + 1, 4)])
-    assert div["mean"] == pytest.approx(by_hand) and div["n_pairs"] == 6 and div["n_images"] == 4
+    assert m.shape == (4, 4) and torch.equal(m, m.T) and torch.all(m.diagonal() == 0)
+    assert_parity(torch.tensor([m[i, j].item() for i, j in pairs], dtype=torch.float64),
+                  torch.from_numpy(ref_d), "diversity matrix")
     # four copies of one image are not diverse at all
     assert apps.set_diversity([crops[0]] * 4, metric)["mean"] == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="at least 2"):

@@ -22,6 +22,7 @@ import torch
 from conftest import REPO, photo, photo_pairs, reference, require_backbone
 from PIL import Image
 from torch.utils.data import DataLoader
+from tolerances import PARITY_TOL, assert_parity, assert_paths_agree
 from train_helpers import TripletSet, write_bapps
 
 import lpips_core
@@ -296,10 +297,11 @@ def test_traditional_metrics_on_single_images_match_scikit_image_and_numpy():
 
 
 # --------------------------------------------------------------------------- row 7
-def test_production_torchscript_quantize_and_onnx_give_the_reference_distances(tmp_path):
+def test_production_torchscript_and_onnx_give_the_reference_distances_linear_quantize_is_a_no_op(tmp_path):
     require_backbone("alex")
     import onnxruntime as ort
 
+    from lpips_core.export import quantize_dynamic as export_quantize_dynamic
     from lpips_core.train import export_linear_weights
 
     x, y = photo_pairs(size=(64, 64))
@@ -322,21 +324,40 @@ def test_production_torchscript_quantize_and_onnx_give_the_reference_distances(t
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated; it still works
         scripted = torch.jit.script(model)
-    assert (scripted(x, y) - model(x, y)).abs().max() <= 1e-6
-    assert torch.allclose(scripted(x, y), expected, atol=1e-5)
+    with torch.no_grad():
+        # two of our own float32 paths: their rounding order is CPU-dependent (tests/tolerances.py)
+        assert_paths_agree(scripted(x, y), model(x, y), "alex", "scripted vs eager")
+        assert_parity(scripted(x, y), expected, "scripted vs reference")
 
+    # LPIPS has no nn.Linear (its linear layers are 1x1 convolutions), so this call is a
+    # no-op by construction: it swaps no module and the distances stay the reference's
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         quantized = torch.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    # LPIPS has no nn.Linear (its linear layers are 1x1 convolutions), so this changes nothing
-    assert torch.equal(quantized(x, y), model(x, y))
+    assert [type(m) for m in quantized.modules()] == [type(m) for m in model.modules()]
+    with torch.no_grad():
+        assert torch.equal(quantized(x, y), model(x, y))
+        assert_parity(quantized(x, y), expected, "quantize_dynamic({nn.Linear}) vs reference")
+        # the quantisation the row stands for, lpips_core.export.quantize_dynamic (int8 trunk
+        # convolutions), really moves the distances, and keeps them near the reference's
+        xs, ys = photo_pairs(size=(64, 64))  # all six pairs, so that their order can be compared
+        exact = ref(xs, ys).flatten()
+        approx = export_quantize_dynamic(model)(xs, ys).flatten()
+    err = (approx - exact).abs().max().item()
+    assert err > 100 * PARITY_TOL  # quantised for real: far beyond float rounding
+    assert err < 0.25 * exact.max().item()  # int8 moves these distances by ~10% of their scale
+    order_agree = ((approx[:, None] < approx[None, :]) == (exact[:, None] < exact[None, :])).float().mean()
+    assert order_agree >= 0.9
 
     path = tmp_path / "lpips.onnx"
     torch.onnx.export(model, (x, y), str(path), opset_version=18)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     got = session.run(None, {names[0]: x.numpy(), names[1]: y.numpy()})[0]
-    assert np.abs(got - expected.numpy()).max() <= 1e-4  # the ONNX error stated by the performance issue
+    # onnxruntime runs its own kernels (not a reordering of ours), so it keeps the ONNX bound
+    # the performance issue states, 1e-4, rather than PARITY_TOL or the float32 path bound
+    assert np.abs(got - expected.numpy()).max() <= 1e-4
 
 
 # --------------------------------------------------------------------------- row 8

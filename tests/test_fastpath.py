@@ -63,20 +63,28 @@ def test_cache_width_is_the_sum_of_tap_widths():
 def test_fast_training_equals_standard_training(tmp_path, triplets, flip):
     """Without dropout and with the same data order (and flips), fast == standard after 12 Adam steps."""
     require_backbone("alex")
-    weights, ranks = {}, {}
-    for fast in (False, True):
+
+    def train(fast: bool, flip: bool):
         cfg = TrainConfig(net="alex", batch_size=5, epochs=3, use_dropout=False, lr=1e-3, fast=fast,
                           flip=flip, cache_dir=str(tmp_path / "cache"), progress=False)
         trainer = Trainer(cfg, triplets)
         trainer.fit()
-        weights[fast] = lin_weights(trainer.model)
-        ranks[fast] = torch.cat([p.detach().flatten() for p in trainer.rank_loss.parameters()])
+        return (lin_weights(trainer.model),
+                torch.cat([p.detach().flatten() for p in trainer.rank_loss.parameters()]))
+
+    weights, ranks = {}, {}
+    for fast in (False, True):
+        weights[fast], ranks[fast] = train(fast, flip)
     assert weights[False].abs().max() > 0
     assert (weights[True] - weights[False]).abs().max() <= 1e-5
     assert (ranks[True] - ranks[False]).abs().max() <= 1e-5
     if flip:  # both orientations are cached and the epoch's coins pick one
         _, flips = epoch_order(len(triplets), 0, 0)
         assert 0 < int(flips.sum()) < len(triplets)
+        # and flipping is really applied: the standard path without flips learns other
+        # weights (else both paths could ignore ``flip`` and still agree above)
+        unflipped, _ = train(False, False)
+        assert (weights[False] - unflipped).abs().max() > 100 * 1e-5
 
 
 def test_dropout_expectation_is_what_the_fast_path_uses(triplets):
