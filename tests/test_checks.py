@@ -46,17 +46,24 @@ def test_integer_images_are_rejected_with_hint():
 
 @pytest.mark.parametrize("net", NETS)
 def test_minimum_size_is_exact(net):
+    """At MIN_INPUT_SIZE both accept the images and agree; one pixel less (either side) the
+    reference's trunk fails (a feature map shrinks to nothing) and ours raises a clear error
+    first: the minimum is neither too strict nor too lax."""
+    from tolerances import assert_parity
+
     low = MIN_INPUT_SIZE[net]
     with torch.no_grad():
-        assert ours(net)(rand(1, 3, low, low), rand(1, 3, low, low)).shape == (1, 1, 1, 1)
-        # the reference itself fails (or returns NaN) one pixel below the minimum
-        try:
-            r = reference(net)(rand(1, 3, low - 1, low - 1), rand(1, 3, low - 1, low - 1))
-            assert torch.isnan(r).any()
-        except RuntimeError:
-            pass
-    with pytest.raises(ValueError, match=f"at least {low} pixels"):
-        ours(net)(rand(1, 3, low - 1, low + 5), rand(1, 3, low - 1, low + 5))
+        for h, w in ((low, low), (low, low + 5), (low + 5, low)):
+            x, y = rand(1, 3, h, w), rand(1, 3, h, w)
+            got, expected = ours(net)(x, y), reference(net)(x, y)
+            assert got.shape == expected.shape == (1, 1, 1, 1) and torch.isfinite(got).all()
+            assert_parity(got, expected, f"{net} at {h}x{w}")
+        for h, w in ((low - 1, low - 1), (low - 1, low + 5), (low + 5, low - 1)):
+            x, y = rand(1, 3, h, w), rand(1, 3, h, w)
+            with pytest.raises(RuntimeError, match="too small"):  # torch: "Output size is too small"
+                reference(net)(x, y)
+            with pytest.raises(ValueError, match=f"at least {low} pixels"):
+                ours(net)(x, y)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

@@ -198,25 +198,96 @@ def test_evaluate_cli_writes_json_and_markdown(disk_set, tmp_path, capsys):
     assert (out / "distances_2afc.csv").read_text().startswith("id,subset,judge,lpips-alex_d0")
 
 
-def test_evaluate_a_trained_checkpoint(disk_set, tmp_path):
-    require_backbone("alex")
-    import lpips_core
+def _reference_with_weights(model_path):
+    """The reference ``lpips.LPIPS(model_path=...)`` (our trunk weights, as ``reference()``)."""
+    import warnings
 
+    import lpips
+    from conftest import ours
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = lpips.LPIPS(net="alex", model_path=str(model_path), pnet_rand=True, verbose=False)
+    ref.net.load_state_dict(ours("alex").net.state_dict())
+    return ref.eval()
+
+
+def _disk_triplets(root, ids_subsets):
+    """(ref, p0, p1) batches read back from the BAPPS PNGs with PIL, in [-1, 1]."""
+    from PIL import Image
+
+    def load(subset, key, i):
+        arr = np.asarray(Image.open(root / "2afc" / "val" / subset / key / f"{i}.png").convert("RGB"))
+        return torch.from_numpy(arr.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
+
+    return [torch.stack([load(s, key, i) for i, s in ids_subsets]) for key in ("ref", "p0", "p1")]
+
+
+def test_evaluate_a_trained_checkpoint(disk_set, tmp_path):
+    """A checkpoint with its own (non-official) channel weights is evaluated with those weights:
+    per-triplet d0/d1 equal the reference lpips.LPIPS(model_path=that file) on the same images."""
+    require_backbone("alex")
+    import os
+
+    import lpips
+    from tolerances import PARITY_TOL, assert_parity
+
+    # the official v0.1 weights as the reference ships them, every channel rescaled by its own
+    # factor in [0.1, 3]: a file in the reference .pth format that is not the official model
+    official = torch.load(os.path.join(os.path.dirname(lpips.__file__), "weights", "v0.1", "alex.pth"),
+                          map_location="cpu", weights_only=True)
+    gen = torch.Generator().manual_seed(7)
+    perturbed = {k: (v * (0.1 + 2.9 * torch.rand(v.shape, generator=gen))).contiguous()
+                 for k, v in official.items()}
     ckpt = tmp_path / "w.pth"
-    torch.save(lpips_core.LPIPS(net="alex").linear_state_dict(), ckpt)  # = the official weights
+    torch.save(perturbed, ckpt)
     out = tmp_path / "ck"
     assert main(["evaluate", "--data", str(disk_set), "--model", str(ckpt), "--metrics", "lpips,lpips-alex",
                  "-o", str(out), "--resamples", "50", "-q"]) == 0
+    res = E.read_distances_csv(out / "distances_2afc.csv")
+    assert set(res.metrics) == {"trained-alex", "lpips-alex"} and len(res.ids) == 12
+    ref, p0, p1 = _disk_triplets(disk_set, list(zip(res.ids, res.subset)))
+    with torch.no_grad():
+        trained, official_ref = _reference_with_weights(ckpt), reference("alex")
+        expected = {"trained-alex": (trained(ref, p0).flatten(), trained(ref, p1).flatten()),
+                    "lpips-alex": (official_ref(ref, p0).flatten(), official_ref(ref, p1).flatten())}
+    for m, (e0, e1) in expected.items():  # the CSV keeps 8 significant digits: ~1e-9 here
+        assert_parity(torch.from_numpy(res.d0[m]), e0.double(), f"{m} d0")
+        assert_parity(torch.from_numpy(res.d1[m]), e1.double(), f"{m} d1")
+    # the reweighting matters: the trained model's distances are far from the official ones
+    moved = np.abs(res.d0["trained-alex"] - res.d0["lpips-alex"]).max()
+    assert moved > 100 * PARITY_TOL, moved
+    # and the reported 2AFC score (mean of the subsets' scores) is the one of the reference's
+    # distances with the judgments as stored (float32 .npy)
     r = json.loads((out / "results.json").read_text())["2afc"]
-    assert r["trained-alex"]["mean"]["score"] == pytest.approx(r["lpips-alex"]["mean"]["score"])
+    e0, e1 = (t.double().numpy() for t in expected["trained-alex"])
+    assert np.abs(e0 - e1).min() > 2 * PARITY_TOL  # no near-tie whose order rounding could flip
+    judge = np.array([np.load(disk_set / "2afc" / "val" / s / "judge" / f"{i}.npy").item()
+                      for i, s in zip(res.ids, res.subset)])
+    assert r["trained-alex"]["mean"]["score"] == pytest.approx(
+        np.mean([score_2afc(e0[res.subset == s], e1[res.subset == s], judge[res.subset == s])
+                 for s in ("traditional", "cnn")]), abs=1e-12)
 
 
 def test_evaluate_errors_are_one_line(tmp_path, capsys):
-    assert main(["evaluate", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 2
-    assert "missing: no such dataset" in capsys.readouterr().err
+    def one_line_error(argv, expected: str) -> None:
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        lines = captured.err.splitlines()
+        assert len(lines) == 1, captured.err  # exactly one line: no traceback, no extra messages
+        assert lines[0].startswith("lpips-core: error: ") and expected in lines[0], lines[0]
+        assert captured.out == ""
+
+    one_line_error(["evaluate", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "o")],
+                   "missing: no such dataset")
     (tmp_path / "empty").mkdir()
-    assert main(["evaluate", "--data", str(tmp_path / "empty"), "-o", str(tmp_path / "o")]) == 2
-    assert main(["evaluate", "--data", str(tmp_path), "--metrics", "fsim", "-o", str(tmp_path / "o")]) == 2
+    one_line_error(["evaluate", "--data", str(tmp_path / "empty"), "-o", str(tmp_path / "o")],
+                   "empty: no 2AFC or JND data found")
+    # an unknown metric on a readable data set (so the metric, not the data, is what fails)
+    data = _write_bapps(tmp_path / "two", _triplets(2))
+    one_line_error(["evaluate", "--data", str(data), "--metrics", "fsim", "-o", str(tmp_path / "o")],
+                   "unknown metric 'fsim'")
+    assert not (tmp_path / "o").exists()
 
 
 def test_compare_models_table_plots_and_paper_columns(disk_set, tmp_path, capsys):

@@ -115,17 +115,99 @@ def test_features_once_then_split_equals_pairwise_calls():
         assert torch.allclose(d1, fn(ref, p1), atol=1e-6)
 
 
+def _u8(x: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] made from uint8 images -> those (N, H, W, 3) uint8 images, exactly."""
+    u = ((x.double() + 1) * 127.5).permute(0, 2, 3, 1).numpy()
+    assert np.abs(u - np.round(u)).max() < 1e-4  # photo_pairs' images are uint8 / 127.5 - 1
+    return np.round(u).astype(np.uint8)
+
+
+def _skimage_distance(name: str, a: np.ndarray, b: np.ndarray) -> float:
+    """The distance ``name`` of two (H, W, 3) uint8 images, by scikit-image / numpy in float64.
+
+    SSIM: the project's SSIM is torchmetrics' (Gaussian window 11, sigma 1.5, population
+    covariance, K1 .01, K2 .03), whose SSIM map covers the whole image, the windows at the
+    border reading a mirror-reflected image (torch's 'reflect', numpy's 'reflect': edge
+    pixel not repeated). scikit-image reflects with the edge repeated (scipy's 'reflect')
+    and averages only the map 5 px away from the border, where no window reaches the
+    padding: that is a different mean (up to 3e-2 on these 64 px crops). So the
+    image is padded by 5 px the torch way first; scikit-image's cropped mean of the padded
+    image is then the mean over the original pixels with torch's border: the same
+    quantity, computed independently (numpy padding, scipy Gaussian filter, float64).
+    """
+    from skimage.color import rgb2lab
+    from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+
+    p, q = a / 255.0, b / 255.0
+    if name == "psnr":
+        return -peak_signal_noise_ratio(p, q, data_range=1.0)
+    if name == "ssim":
+        pad = ((5, 5), (5, 5), (0, 0))
+        return 1.0 - structural_similarity(np.pad(p, pad, mode="reflect"), np.pad(q, pad, mode="reflect"),
+                                           data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                                           use_sample_covariance=False, K1=0.01, K2=0.03)
+    if name == "l1":
+        return float(np.mean(np.abs(p - q)))
+    if name == "l2":  # root mean squared error
+        return float(np.sqrt(mean_squared_error(p, q)))
+    if name == "l2_lab":  # lpips.L2(colorspace='Lab'): 0.5 * mean(((Lab0 - Lab1) / 100)^2)
+        return float(0.5 * np.mean(((rgb2lab(p) - rgb2lab(q)) / 100.0) ** 2))
+    raise KeyError(name)
+
+
+def _float32_tolerances(n: int) -> dict[str, float]:
+    """How far our float32 values may be from scikit-image's float64 ones, for means over n values.
+
+    Our metrics are float32 means over ``n`` = 3 H W values (the squared or absolute
+    differences, the per-pixel Lab differences, the SSIM map), scikit-image's float64.
+    Each term carries a few float32 roundings of relative size eps and the float32 sum
+    of n terms adds a random walk of ~eps sqrt(n): relative error ~ eps sqrt(n), allowed
+    SAFETY (4) times. For PSNR = -10 log10(MSE) a relative error r of the MSE is an
+    absolute 10 / ln(10) * r dB. SSIM is a mean of ratios whose numerators and
+    denominators hold local variances E[x^2] - mu^2 (terms <= 1, 121-tap sums: ~eps
+    sqrt(121) absolute after cancellation) over denominators >= C2 = (0.03)^2: up to
+    eps sqrt(121) / C2 per pixel in flat regions, of random sign, so divided by sqrt(n)
+    in the mean. On 64 px crops these bounds (2.3e-4 dB, 5.3e-5 absolute for SSIM,
+    5.3e-5 relative) are 5x (SSIM: 1e-5 seen) to hundreds of times above the differences
+    seen, and far below the convention errors they must catch: edge-repeating instead of
+    mirror padding moves 1 - SSIM by up to 1.3e-3, the cropped mean by 3e-2, a 7x7
+    uniform window by 3e-2; a data range of 255/256 moves PSNR by 0.03 dB; a dropped 0.5
+    in L2-Lab or MSE for RMSE is a factor.
+    """
+    from tolerances import F32_EPS, SAFETY
+
+    rel = SAFETY * F32_EPS * np.sqrt(n)
+    return {"psnr": 10 / np.log(10) * rel,  # absolute, dB
+            "ssim": SAFETY * F32_EPS * np.sqrt(11 * 11) / 0.03 ** 2 / np.sqrt(n),  # absolute
+            "l1": rel, "l2": rel, "l2_lab": rel}  # relative
+
+
 def test_traditional_distance_functions_are_distances():
+    """Each traditional distance equals scikit-image's / numpy's value on the same uint8 images."""
     x0, x1 = photo_pairs(size=(64, 64))
+    a, b = _u8(x0), _u8(x1)
+    tol = _float32_tolerances(n=3 * 64 * 64)
     from lpips_core import baselines
 
     for name in ("psnr", "ssim", "l1", "l2", "l2_lab"):
         fn = make_distance(name)
         d = fn(x0, x1)
+        assert d.shape == (6,) and d.dtype == torch.float32, name
+        expected = np.array([_skimage_distance(name, a[i], b[i]) for i in range(6)])
+        if name in ("psnr", "ssim"):  # absolute tolerance
+            assert np.abs(d.double().numpy() - expected).max() <= tol[name], (name, d, expected)
+        else:
+            assert np.allclose(d.double().numpy(), expected, rtol=tol[name], atol=0), (name, d, expected)
+        # the distance function is the baselines metric turned into a distance
         raw = baselines.METRIC_FUNCTIONS[name](x0, x1)
-        expected = {"psnr": -raw, "ssim": 1 - raw}.get(name, raw)
-        assert torch.allclose(d, expected), name
-        assert (fn(x0, x0) <= d).all(), name  # identical images are the closest
+        assert torch.equal(d, {"psnr": -raw, "ssim": 1 - raw}.get(name, raw)), name
+        # identical images are the closest: -inf for -PSNR, 0 for the others
+        same = fn(x0, x0)
+        assert (same < d).all(), name
+        if name == "psnr":
+            assert torch.isneginf(same).all()
+        else:
+            assert same.abs().max() <= tol["ssim"], name
 
 
 def test_make_distance_rejects_unknown_specs_with_a_list():

@@ -101,14 +101,86 @@ def test_reference_features_are_computed_once_per_reference(jpeg_table):
     assert len(calls) == 10 + 2  # ten distorted images, two references
 
 
+def _downscaled(path, longer: int) -> np.ndarray:
+    """The image at ``path`` shrunk so its longer side is ``longer``, the way results.json states:
+    PIL's area (box) filter, sizes rounded."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    scale = longer / max(img.size)
+    return np.asarray(img.resize((round(img.width * scale), round(img.height * scale)), Image.BOX))
+
+
 def test_evaluate_mos_cli_and_downscaling(jpeg_table, tmp_path, capsys):
-    rc = main(["evaluate-mos", "--data", str(jpeg_table / "scores.csv"), "--metrics", "psnr,l2_lab",
+    """--max-side 64: the distances are those of the images box-downscaled to 64x48 (reference
+    LPIPS, scikit-image PSNR and Lab), and the correlations are scipy's on those distances."""
+    import torch
+    from conftest import backbone_available, reference
+    from PIL import Image
+    from scipy.optimize import curve_fit
+    from skimage.color import rgb2lab
+    from skimage.metrics import peak_signal_noise_ratio
+    from tolerances import F32_EPS, PARITY_TOL, SAFETY
+
+    metrics = ["psnr", "l2_lab"] + (["lpips-alex"] if backbone_available("alex") else [])
+    rc = main(["evaluate-mos", "--data", str(jpeg_table / "scores.csv"), "--metrics", ",".join(metrics),
                "--max-side", "64", "--resamples", "50", "-o", str(tmp_path / "o"), "-q"])
     assert rc == 0
     assert "SROCC" in capsys.readouterr().out
     saved = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert saved["max_side"] == 64 and "downscaled" in saved["note"]
+    assert saved["max_side"] == 64 and "downscaled to a longer side of 64 px" in saved["note"]
     assert main(["evaluate-mos", "--data", str(tmp_path / "nothing"), "-o", str(tmp_path / "x")]) == 2
+
+    # the expected distances, from images downscaled here (128x96 -> 64x48)
+    with open(jpeg_table / "scores.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert saved["distances"]["ids"] == [r["distorted"] for r in table]
+    pairs = [(_downscaled(jpeg_table / r["reference"], 64), _downscaled(jpeg_table / r["distorted"], 64))
+             for r in table]
+    for ref_img, dist_img in pairs:
+        assert ref_img.shape == dist_img.shape == (48, 64, 3)
+    # the area filter at an exact 2x: each pixel is its 2x2 block's mean (PIL rounds after each
+    # of its two separable passes, so to within one grey level)
+    block = np.asarray(photo("astronaut")[:96, :128], dtype=np.float64).reshape(48, 2, 64, 2, 3).mean((1, 3))
+    assert np.abs(pairs[0][0] - block).max() <= 1.0
+
+    def tensor(img):
+        return torch.from_numpy(img.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+
+    def logistic(x, c1, c2, c3, c4):  # VQEG 4-parameter logistic
+        return (c1 - c2) / (1 + np.exp(np.clip(-(x - c3) / abs(c4), -500, 500))) + c2
+
+    n = 3 * 48 * 64
+    rel = SAFETY * F32_EPS * np.sqrt(n)  # float32 mean of n terms vs float64 (see test_metrics)
+    expected = {
+        "psnr": np.array([-peak_signal_noise_ratio(a, b, data_range=255) for a, b in pairs]),
+        "l2_lab": np.array([0.5 * np.mean(((rgb2lab(a) - rgb2lab(b)) / 100.0) ** 2) for a, b in pairs])}
+    tol = {"psnr": 10 / np.log(10) * rel, "l2_lab": rel * expected["l2_lab"], "lpips-alex": PARITY_TOL}
+    if "lpips-alex" in metrics:
+        with torch.no_grad():
+            expected["lpips-alex"] = np.array([reference("alex")(tensor(a), tensor(b)).item() for a, b in pairs])
+    score = np.array([float(r["score"]) for r in table])
+    assert saved["distances"]["score"] == score.tolist()
+    for m in metrics:
+        got = np.array(saved["distances"][m])
+        assert np.all(np.abs(got - expected[m]) <= tol[m]), (m, got - expected[m])
+        # no two distances so close that rounding could reorder them
+        assert np.diff(np.sort(expected[m])).min() > 2 * np.max(tol[m]), m
+        r = saved["metrics"][m]
+        assert r["srocc"]["value"] == pytest.approx(sps.spearmanr(expected[m], score).statistic, abs=1e-12), m
+        assert r["krocc"]["value"] == pytest.approx(sps.kendalltau(expected[m], score).statistic, abs=1e-12), m
+        # PLCC: Pearson of the score with the reported 4-parameter logistic (VQEG form) of the distances
+        fitted = logistic(expected[m], *r["logistic"])
+        # (abs 1e-6: the distances used here differ from the reported ones by <= tol, ~1e-8 in PLCC)
+        assert r["plcc"]["value"] == pytest.approx(sps.pearsonr(fitted, score).statistic, abs=1e-6), m
+        # ... and that logistic is a least-squares fit: scipy, started there, finds no better one
+        better, _ = curve_fit(logistic, expected[m], score, p0=r["logistic"], maxfev=20000)
+        sse, best = (np.sum((logistic(expected[m], *p) - score) ** 2) for p in (r["logistic"], better))
+        assert sse <= best * (1 + 1e-4) + 1e-9, (m, sse, best)
+    # full-size images give other distances: the downscaling is what was measured
+    full = -peak_signal_noise_ratio(*(np.asarray(Image.open(jpeg_table / table[0][k]).convert("RGB"))
+                                      for k in ("reference", "distorted")), data_range=255)
+    assert abs(full - expected["psnr"][0]) > 100 * tol["psnr"]
 
 
 @needs_shared

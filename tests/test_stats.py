@@ -57,12 +57,52 @@ def test_paired_bootstrap_test_matches_a_permutation_test():
     perm = sps.permutation_test((a, b_worse), lambda x, y: np.mean(x - y), permutation_type="samples",
                                 n_resamples=2000, random_state=0)
     assert perm.pvalue < 0.01
-    # a small, noisy difference: both tests give a p-value of the same size
+    # a small, noisy difference: each test's Monte-Carlo p-value is within 4 standard errors
+    # of its exact value, computed here from the distribution it samples
     c = np.where(rng.random(n) < 0.03, 1 - a, a)
-    res_c = stats.paired_bootstrap_test(a, c, n_resamples=4000)
+    B = 4000
+    res_c = stats.paired_bootstrap_test(a, c, n_resamples=B)
     perm_c = sps.permutation_test((a, c), lambda x, y: np.mean(x - y), permutation_type="samples",
-                                  n_resamples=4000, random_state=0)
-    assert res_c["p_value"] == pytest.approx(perm_c.pvalue, abs=0.12)
+                                  n_resamples=B, random_state=0)
+    exact_boot, exact_perm = _exact_p_values(a - c)
+    assert 0.2 < exact_boot < 0.9 and 0.2 < exact_perm < 0.9  # far from 0 and 1: a real test
+    # an estimate from B resamples has standard error sqrt(p (1 - p) / B); the +1 correction
+    # (1 + hits) / (1 + B) moves it by at most 1 / (B + 1). scipy's two-sided value is twice a
+    # one-sided estimate (P(S >= |s|), the null being symmetric), so twice its error.
+    se_boot = np.sqrt(exact_boot * (1 - exact_boot) / B)
+    one_sided = exact_perm / 2
+    se_perm = 2 * np.sqrt(one_sided * (1 - one_sided) / B)
+    assert abs(res_c["p_value"] - exact_boot) <= 4 * se_boot + 1 / (B + 1), (res_c["p_value"], exact_boot)
+    assert abs(perm_c.pvalue - exact_perm) <= 4 * se_perm + 2 / (B + 1), (perm_c.pvalue, exact_perm)
+    # (the two estimates are not compared with each other: the tests resample differently, a
+    # centred bootstrap vs sign flips, and with 18 discordant items of 400 their exact
+    # p-values differ by the discreteness, ~0.09 here, more than either's sampling error)
+
+
+def _exact_p_values(diff: np.ndarray) -> tuple[float, float]:
+    """Exact (infinitely many resamples) p-values of the mean of paired differences in {-1, 0, 1}.
+
+    * The paired bootstrap (``stats.paired_bootstrap_test``) draws n items with replacement:
+      the counts (N+, N-) of +1 and -1 are multinomial with the sample's proportions, and
+      p = P(|S - s| >= |s|) for S = N+ - N-, s = k+ - k- observed.
+    * The sign-flip permutation test (scipy ``permutation_type='samples'``) flips each of the
+      k = k+ + k- non-zero differences with probability 1/2: S = 2 Bin(k, 1/2) - k and the
+      two-sided p = 2 min(P(S <= s), P(S >= s)) (scipy's definition).
+    """
+    n = diff.size
+    kp, km = int(np.sum(diff > 0)), int(np.sum(diff < 0))
+    s = kp - km
+    j = np.arange(n + 1)[:, None]  # N+
+    m = np.arange(n + 1)[None, :]  # N-
+    q = km / (n - kp)  # P(-1 | not +1)
+    joint = sps.binom.pmf(j, n, kp / n) * np.where(m <= n - j, sps.binom.pmf(m, np.maximum(n - j, 0), q), 0.0)
+    assert joint.sum() == pytest.approx(1.0, abs=1e-9)
+    boot = float(joint[np.abs(j - m - s) >= abs(s)].sum())
+    k = kp + km
+    flips = 2 * np.arange(k + 1) - k  # S for each number of +1 signs
+    pmf = sps.binom.pmf(np.arange(k + 1), k, 0.5)
+    perm = float(min(1.0, 2 * min(pmf[flips <= s].sum(), pmf[flips >= s].sum())))
+    return boot, perm
 
 
 def test_paired_test_rejects_mismatched_lengths():

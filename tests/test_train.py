@@ -332,13 +332,66 @@ def test_gradient_clipping_bounds_the_sgd_step(triplets):
     assert (after - before).norm().item() == pytest.approx(0.1 * 1e-2, rel=1e-3)
 
 
+def _plateau_by_hand(lr: float, scores: list[float], factor: float, patience: int,
+                     threshold: float = 1e-4) -> list[float]:
+    """LR in each epoch of a 'max' plateau schedule stepped with each epoch's validation score.
+
+    The rule of ReduceLROnPlateau(mode='max', threshold_mode='rel', cooldown=0): a score is an
+    improvement when it beats the best by a relative ``threshold``; after more than
+    ``patience`` epochs in a row without one, the rate is multiplied by ``factor``.
+    """
+    lrs, best, bad = [], -math.inf, 0
+    for v in scores:
+        lrs.append(lr)
+        if v > best * (1 + threshold):
+            best, bad = v, 0
+        else:
+            bad += 1
+        if bad > patience:
+            lr, bad = lr * factor, 0
+    return lrs
+
+
 def test_optimizer_and_schedule_choices(triplets, val_triplets):
-    for opt, sched in (("adamw", "cosine"), ("sgd", "step"), ("adam", "plateau")):
-        trainer = Trainer(small_config(epochs=2, optimizer=opt, schedule=sched, weight_decay=1e-4),
-                          triplets, val_triplets)
+    """Each optimiser is built with its class and hyper-parameters, and a whole training run
+    trains at the hand-computed rate in every epoch for each schedule."""
+    lr = 1e-3
+    # plateau: validation scores are scripted so that a decay must happen (and where):
+    # 0.6 best; 0.7 better; 0.7 not (1 bad); 0.65 not (2 bad > patience 1: halve); 0.8 better; 0.8 not
+    scripted = [0.60, 0.70, 0.70, 0.65, 0.80, 0.80]
+    cases = {
+        ("adamw", "cosine"): [lr * (1 + math.cos(math.pi * e / 5)) / 2 for e in range(5)],
+        ("sgd", "step"): [lr, lr, lr / 2, lr / 2, lr / 4],  # step_size 2, gamma 0.5
+        ("adam", "linear"): [lr, lr, lr, lr * 2 / 3, lr / 3],  # 2 epochs at lr, then 3 of linear decay
+        ("adam", "plateau"): [lr, lr, lr, lr, lr / 2, lr / 2],
+    }
+    assert cases[("adam", "plateau")] == pytest.approx(_plateau_by_hand(lr, scripted, 0.5, 1))
+    classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    for (opt, sched), expected_lrs in cases.items():
+        epochs = len(expected_lrs)
+        cfg = small_config(epochs=epochs, optimizer=opt, schedule=sched, weight_decay=1e-4, lr=lr,
+                           step_size=2, gamma=0.5, plateau_patience=1, decay_epochs=3)
+        trainer = Trainer(cfg, triplets, val_triplets)
+        optim = trainer.optimizer
+        assert type(optim) is classes[opt] and type(optim).__name__.lower() == opt
+        group = optim.param_groups[0]
+        assert group["lr"] == lr and group["weight_decay"] == 1e-4
+        if opt == "sgd":
+            assert group["momentum"] == 0.9 and group["dampening"] == 0 and not group["nesterov"]
+        else:
+            assert group["betas"] == (0.5, 0.999) and group["eps"] == 1e-8 and not group["amsgrad"]
+            if "decoupled_weight_decay" in group:  # torch >= 2.5: AdamW = Adam with decoupled decay
+                assert group["decoupled_weight_decay"] == (opt == "adamw")
+        assert {id(p) for g in optim.param_groups for p in g["params"]} == {id(p) for p in trainer.params}
+        if sched == "plateau":
+            scores = iter(scripted)
+            real_evaluate = trainer.evaluate
+            trainer.evaluate = lambda *a, **k: {**real_evaluate(*a, **k), "score": next(scores)}
         history = trainer.fit()
-        assert len(history) == 2 and all(np.isfinite(r["train_loss"]) for r in history)
-        assert type(trainer.optimizer).__name__.lower() == opt
+        assert len(history) == epochs and all(np.isfinite(r["train_loss"]) for r in history)
+        assert [r["lr"] for r in history] == pytest.approx(expected_lrs, rel=1e-12, abs=0), (opt, sched)
+        if sched == "plateau":
+            assert [r["val_2afc"] for r in history] == scripted
 
 
 def test_bad_configuration_is_named():
