@@ -42,11 +42,19 @@ mini-bapps: $(MINI_BAPPS)
 # (book/validation.md). tests/test_book.py builds the book from those stored outputs.
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600
 
+# Two pytest-xdist workers with one torch thread each (PYTEST_WORKERS=0 runs in one
+# process; TEST_THREADS=2 gives each worker two threads). The suite is mostly process
+# start-up, model construction and Python: one process took 395 s with two threads and
+# 410 s with one, two one-thread workers 252 s (2-core Xeon). --dist loadscope keeps a
+# notebook's cells, and a module's tests, on one worker and in order.
 # PYTEST_ARGS: extra pytest options (e.g. PYTEST_ARGS="-k parity -x"); the slowest
 # tests and notebooks are listed at the end so the CI time budget stays visible.
+PYTEST_WORKERS ?= 2
+TEST_THREADS ?= 1
 PYTEST_ARGS ?=
+XDIST := $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadscope,)
 test: weights $(MINI_BAPPS) browser
-	$(PY) -m pytest -q tests notebooks $(NBVAL) --durations=25 $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q $(XDIST) tests notebooks $(NBVAL) --durations=25 $(PYTEST_ARGS)
 
 # Headless Chromium for tests/test_book.py: Debian's packages, installed when missing
 # (as root, or through sudo without a password; otherwise the browser test is skipped,
