@@ -53,8 +53,12 @@ PYTEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 PYTEST_ARGS ?=
 XDIST := $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadscope,)
+# The budget: the whole of make test within 15 minutes on 2 cores, from a fresh clone.
+MAKE_START := $(shell date +%s)
+# tests/conftest.py prints setup/pytest/total seconds above pytest's closing line.
 test: weights $(MINI_BAPPS) browser
-	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q $(XDIST) tests notebooks $(NBVAL) --durations=25 $(PYTEST_ARGS)
+	LPIPS_CORE_MAKE_START=$(MAKE_START) OMP_NUM_THREADS=$(TEST_THREADS) \
+		$(PY) -m pytest -q $(XDIST) tests notebooks $(NBVAL) --durations=25 $(PYTEST_ARGS)
 
 # Headless Chromium for tests/test_book.py: Debian's packages, installed when missing
 # (as root, or through sudo without a password; otherwise the browser test is skipped,

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import time
 import warnings
 from pathlib import Path
 
@@ -106,6 +108,22 @@ def photo_pairs(size=(96, 128), seed: int = 0) -> tuple[torch.Tensor, torch.Tens
             refs.append(im2tensor(crop))
             dists.append(im2tensor(d))
     return torch.cat(refs), torch.cat(dists)
+
+
+_PYTEST_START = time.time()
+#: The whole of ``make test`` (setup, mini set, pytest with the notebooks and the browser
+#: test) must stay within this many seconds on 2 cores, from a fresh clone.
+MAKE_TEST_BUDGET_S = 900
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Under ``make test``, show where the time budget went, above pytest's closing line."""
+    start = os.environ.get("LPIPS_CORE_MAKE_START")
+    if start and start.isdigit():
+        now = time.time()
+        terminalreporter.write_line(
+            f"make test: setup {_PYTEST_START - int(start):.0f} s, pytest {now - _PYTEST_START:.0f} s, "
+            f"total {now - int(start):.0f} s of the {MAKE_TEST_BUDGET_S} s budget")
 
 
 @pytest.fixture(autouse=True)
