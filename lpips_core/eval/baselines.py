@@ -43,6 +43,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ..model.weights import load_backbone_state
+
 #: Metrics where a larger value means "more similar".
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "l1": False, "l2": False,
                     "l2_lab": False, "dists": False}
@@ -181,10 +183,8 @@ def dists_weights_path():
 
 
 def vgg16_features(pretrained: bool = True) -> nn.Sequential:
-    """torchvision's VGG16 ``features`` (31 modules) with ``lpips_core``'s offline ImageNet weights."""
+    """torchvision's VGG16 ``features`` (31 modules) with the package's offline ImageNet weights (:mod:`lpips_core.model.weights`)."""
     from torchvision.models.vgg import cfgs, make_layers
-
-    from .weights import load_backbone_state
 
     features = make_layers(cfgs["D"], batch_norm=False)
     if pretrained:
