@@ -258,7 +258,8 @@ class _LpipsVggDistance:
         r, k = pools.shape[:2]
         images = np.concatenate([refs[:, None], pools], axis=1).reshape(r * (k + 1), *refs.shape[1:])
         with torch.inference_mode():
-            feats = self.model.features(uint8_to_tensor(images))  # as the dataset loader reads them  # list of (R*(K+1), C, h, w)
+            # read as the dataset loader reads them; list of (R*(K+1), C, h, w)
+            feats = self.model.features(uint8_to_tensor(images))
             feats = [f.view(r, k + 1, *f.shape[1:]) for f in feats]
             f_ref = [f[:, :1].expand(-1, k, *f.shape[2:]).reshape(r * k, *f.shape[2:]) for f in feats]
             f_pool = [f[:, 1:].reshape(r * k, *f.shape[2:]) for f in feats]

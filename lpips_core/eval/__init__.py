@@ -15,7 +15,8 @@ from .distances import (DISTSDistance, DistanceFunction, LPIPSDistance, PixelDis
                         split_features)
 from .reports import (PAPER_2AFC, PAPER_CITATION, correlation_table, judgment_note, markdown_table,
                       read_distances_csv, write_distances_csv)
-from .runs import COMPARE_METRICS, DEFAULT_METRICS, build_metrics, compare_models, compare_report, evaluate, open_datasets
+from .runs import (COMPARE_METRICS, DEFAULT_METRICS, build_metrics, compare_models, compare_report, evaluate,
+                   open_datasets)
 from .scores import GROUPS, judgment_correlations, paired_tests, score_2afc_results, score_jnd_results
 
 __all__ = ["score_2afc", "score_jnd", "twoafc_scores", "TraditionalMetrics", "JNDDistances", "TwoAFCDistances",

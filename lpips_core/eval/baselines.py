@@ -183,7 +183,10 @@ def dists_weights_path():
 
 
 def vgg16_features(pretrained: bool = True) -> nn.Sequential:
-    """torchvision's VGG16 ``features`` (31 modules) with the package's offline ImageNet weights (:mod:`lpips_core.model.weights`)."""
+    """torchvision's VGG16 ``features`` (31 modules) with the package's offline ImageNet weights.
+
+    The weights come from :func:`lpips_core.model.weights.load_backbone_state` (no download).
+    """
     from torchvision.models.vgg import cfgs, make_layers
 
     features = make_layers(cfgs["D"], batch_norm=False)

@@ -1,10 +1,13 @@
 """The model layer: the network table, trunks, weights, input checks, kernels, LPIPS and its export.
 
-Imports point one way inside it::
+Imports point one way inside it (each module uses only those above it)::
 
-    nets -> weights -> trunk ----------------.
-    nets -> checks                            \\
-    kernels -> scriptable, fast -> reuse ----> lpips -> functional, loading, export
+    nets, kernels                   the network table; the distance's functional kernels
+    weights, checks                 weight sources; input checks
+    trunk                           the trunk and its taps
+    scriptable, fast, reuse         TorchScript twin; inference routes; feature reuse
+    lpips                           LPIPS (forward, the reference route)
+    functional, loading, export     distance(); models from files; ONNX and int8
 """
 from .checks import InputRangeWarning
 from .kernels import normalize_tensor

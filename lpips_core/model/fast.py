@@ -96,7 +96,7 @@ def pair_distances(model: nn.Module, x: torch.Tensor, n: int, out_hw: Sequence[i
     """Per-layer distances of one trunk call on both batches (``x``: first ``n`` images, then the rest)."""
     layers = []
     for k, tap in enumerate(model._taps(x)):
-        if tap.numel() > BLOCK_ELEMENTS:
+        if tap.numel() > BLOCK_ELEMENTS:  # no norms of the whole big tap: the blocks compute their own
             layers.append(tap_distance_blocked(model, k, tap[:n], tap[n:], out_hw))
         else:
             norms = K.unit_norms(tap)  # (2N, 1, h, w), one pass for both batches
@@ -104,9 +104,11 @@ def pair_distances(model: nn.Module, x: torch.Tensor, n: int, out_hw: Sequence[i
     return layers
 
 
-def separate_distances(model: nn.Module, x0: torch.Tensor, x1: torch.Tensor, out_hw: Sequence[int]) -> list[torch.Tensor]:
+def separate_distances(model: nn.Module, x0: torch.Tensor, x1: torch.Tensor,
+                       out_hw: Sequence[int]) -> list[torch.Tensor]:
     """Per-layer distances when the two batches run through the trunk one after the other."""
-    return [tap_distance(model, k, t0, t1, out_hw) for k, (t0, t1) in enumerate(zip(model._taps(x0), model._taps(x1)))]
+    taps = zip(model._taps(x0), model._taps(x1))  # both trunks advance one stage at a time
+    return [tap_distance(model, k, t0, t1, out_hw) for k, (t0, t1) in enumerate(taps)]
 
 
 def layer_distances(model: nn.Module, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
