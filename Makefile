@@ -32,7 +32,7 @@ $(STAMP): requirements.txt pyproject.toml
 weights: $(STAMP)
 	$(VENV)/bin/lpips-core weights
 
-$(MINI_BAPPS): $(STAMP) lpips_core/mini_bapps.py lpips_core/distortions.py
+$(MINI_BAPPS): $(STAMP) lpips_core/data/mini_bapps.py lpips_core/data/distortions.py
 	$(PY) data_scripts/make_mini_bapps.py
 
 mini-bapps: $(MINI_BAPPS)

@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import lpips_core  # noqa: E402
-from lpips_core.cli import atomic_write_text, write_csv  # noqa: E402
+from lpips_core.files import write_csv, write_text  # noqa: E402
 
 #: case -> minimum ratio (reference time / ours) asked for in issue 7.
 TARGETS = {
@@ -390,7 +390,7 @@ def export_rows(reps, images, threads) -> list[Row]:
     """TorchScript, ONNX Runtime (fp32 and int8) and PyTorch int8 against the eager model (CPU)."""
     import tempfile
 
-    from lpips_core import export as E
+    from lpips_core.model import export as E
 
     ours, ref = build_models("alex", "cpu")
     x, y = images[0][:64], images[1][:64]
@@ -487,7 +487,7 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lpips_core.plots import save_figure
+    from lpips_core.files import save_figure
 
     shown = [r for r in rows if r.ratio is not None and r.target is not None]
     if not shown:
@@ -617,7 +617,7 @@ def main(argv=None) -> None:
             "fp32_peak": peak, "bf16_native": bf16_support(dev)[0], "load_average_end": machine_load(),
             "wait_quiet_s": WAIT_QUIET, "quiet_stats": QUIET_STATS,
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    atomic_write_text(out / f"{stem}.json", json.dumps({"meta": meta, "rows": [asdict(r) for r in rows],
+    write_text(out / f"{stem}.json", json.dumps({"meta": meta, "rows": [asdict(r) for r in rows],
                                                         "memory": memory}, indent=1))
     cols = ["case", "ours_ms", "ref_ms", "ratio", "target", "max_abs_diff", "max_rel_diff", "ours_gflops",
             "ref_gflops", "ours_peak_mb", "ref_peak_mb", "reps", "note"]

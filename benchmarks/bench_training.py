@@ -47,8 +47,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lpips_core.metrics import twoafc_scores  # noqa: E402
-from lpips_core.fastpath import load_or_build  # noqa: E402
+from lpips_core.data import twoafc_scores  # noqa: E402
+from lpips_core.train.fastpath import load_or_build  # noqa: E402
 from lpips_core.train import TrainConfig, Trainer, compare_on, open_split  # noqa: E402
 
 
@@ -107,9 +107,9 @@ def json_safe(obj):
 
 
 def plot(rows: list[dict], scores: dict, path: Path, epochs: int = 10) -> None:
-    from lpips_core.plots import _pyplot, save_figure
+    from lpips_core.files import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
     names = [r["run"] for r in rows]
     a.barh(names, [r["training_s"] for r in rows], color=["C2", "C2", "C0", "C7"][:len(rows)])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lpips_core.download import ARCHIVES, BASE_URL, VAL_ONLY, DownloadError, download_bapps
+from lpips_core.data.download import ARCHIVES, BASE_URL, VAL_ONLY, DownloadError, download_bapps
 
 
 def main(argv: list[str] | None = None) -> int:

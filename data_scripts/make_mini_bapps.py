@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from lpips_core.mini_bapps import OBSERVERS, MiniBappsConfig, build_mini_bapps, default_dir
+from lpips_core.data.mini_bapps import OBSERVERS, MiniBappsConfig, build_mini_bapps, default_dir
 
 
 def main(argv: list[str] | None = None) -> int:

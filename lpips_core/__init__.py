@@ -1,19 +1,22 @@
-"""lpips_core: an exact, offline, fast implementation of LPIPS (Zhang et al., CVPR 2018)."""
+"""lpips_core: an exact, offline, fast implementation of LPIPS (Zhang et al., CVPR 2018).
+
+Layers, each importing only from itself and the ones below it::
+
+    cli, design_api          the command line; the design document's names (lpips_core.design_api)
+    apps, demo               applications: ProductionLPIPS, compression, diversity; the demo run
+    train                    TrainConfig, Trainer, the fast path, checkpoints, torchrun
+    eval                     distance functions, collection, scores, statistics, reports, plots
+    data                     images, judgment datasets and formats, the mini set, BAPPS
+    model                    the network table, trunks, weights, checks, kernels, LPIPS, export
+    files, progress          atomic file writing; the progress bar
+"""
 from .apps import ProductionLPIPS
-from .backbones import Trunk
-from .baselines import TraditionalMetrics
-from .data import JNDDataset, LPIPSDataModule, TwoAFCDataset
-# The design document's names (book/design_document.md). Its JNDDataset, LPIPSDataModule and
-# ProductionLPIPS signatures live in lpips_core.design_api only: here those names keep their own meaning.
-from .design_api import (LPIPSEvaluator, LPIPSFeatureExtractor, LPIPSLinearLayers, LPIPSLoss, LPIPSTrainer,
-                         LPIPSVisualizer, create_lpips_model, create_lpips_trainer)
-from .images import im2tensor, load_image, load_tensor, tensor2im
-from .model import LPIPS, distance, normalize_tensor
+from .data import JNDDataset, LPIPSDataModule, TwoAFCDataset, im2tensor, load_image, load_tensor, tensor2im
+from .eval import TraditionalMetrics
+from .model import LPIPS, Trunk, distance, normalize_tensor
 from .train import TrainConfig, Trainer
 
 __version__ = "0.1.0"
 __all__ = ["LPIPS", "Trunk", "distance", "normalize_tensor", "load_image", "load_tensor", "im2tensor",
            "tensor2im", "__version__", "TwoAFCDataset", "JNDDataset", "LPIPSDataModule",
-           "ProductionLPIPS", "TraditionalMetrics", "TrainConfig", "Trainer",
-           "create_lpips_model", "LPIPSFeatureExtractor", "LPIPSLinearLayers", "LPIPSLoss",
-           "create_lpips_trainer", "LPIPSTrainer", "LPIPSEvaluator", "LPIPSVisualizer"]
+           "ProductionLPIPS", "TraditionalMetrics", "TrainConfig", "Trainer"]

@@ -23,8 +23,14 @@ from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
 import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
 
-ImageLike = Union[str, os.PathLike, np.ndarray, torch.Tensor, "PIL.Image.Image"]  # noqa: F821
+from .data.images import im2tensor, load_tensor, tensor2im
+from .eval.baselines import psnr, ssim
+from .model import LPIPS, load_lpips_checkpoint
+
+ImageLike = Union[str, os.PathLike, np.ndarray, torch.Tensor, Image.Image]
 
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -32,8 +38,7 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(device)
@@ -46,7 +51,7 @@ class ProductionLPIPS:
         net: 'alex' (default, fastest), 'vgg' or 'squeeze'; ignored with ``checkpoint``.
         version: linear-weight version, '0.1' (default) or '0.0'.
         checkpoint: a trained checkpoint or linear-weights file (see
-            :func:`lpips_core.metrics.load_lpips_checkpoint`) instead of the official weights.
+            :func:`lpips_core.model.load_lpips_checkpoint`) instead of the official weights.
         device: 'auto' (GPU when available), 'cpu', 'cuda', 'cuda:1', ...
         batch_size: images per trunk call in :meth:`one_to_many` and :meth:`pairwise`.
 
@@ -56,9 +61,6 @@ class ProductionLPIPS:
 
     def __init__(self, net: str = "alex", version: str = "0.1", checkpoint: str | os.PathLike | None = None,
                  device: str | torch.device | None = "auto", batch_size: int = 32):
-        from .metrics import load_lpips_checkpoint
-        from .model import LPIPS
-
         self.device = pick_device(device)
         if checkpoint is not None:
             model = load_lpips_checkpoint(checkpoint)
@@ -76,8 +78,6 @@ class ProductionLPIPS:
     # ------------------------------------------------------------------ inputs
     def to_tensor(self, image: ImageLike, normalize: bool = False) -> torch.Tensor:
         """Any supported image -> (N, 3, H, W) float32 in [-1, 1] on this device."""
-        from .images import im2tensor, load_tensor
-
         if isinstance(image, (str, os.PathLike)):
             x = load_tensor(image)
         elif isinstance(image, torch.Tensor):
@@ -128,14 +128,9 @@ class ProductionLPIPS:
     def one_to_many(self, reference: ImageLike, images: Sequence[ImageLike] | torch.Tensor,
                     normalize: bool = False) -> torch.Tensor:
         """(M,) distances from one reference to each image; the reference's features are computed once."""
-        if hasattr(self.model, "one_to_many"):
-            with torch.inference_mode():
-                return self.model.one_to_many(self.to_tensor(reference, normalize),
-                                              self._stack(images, normalize)).flatten().cpu()
-        f_ref = self.features(self.to_tensor(reference, normalize))
-        f_all = self.features(self._stack(images, normalize))
         with torch.inference_mode():
-            return self.model.distance_from_features(f_ref, f_all).flatten().cpu()
+            return self.model.one_to_many(self.to_tensor(reference, normalize),
+                                          self._stack(images, normalize)).flatten().cpu()
 
     def pairwise(self, images: Sequence[ImageLike] | torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """(M, M) symmetric matrix of distances between all images (zero diagonal).
@@ -143,20 +138,8 @@ class ProductionLPIPS:
         Each image goes through the trunk once; the M(M-1)/2 comparisons reuse its features.
         """
         x = self._stack(images, normalize)
-        if hasattr(self.model, "pairwise"):
-            with torch.inference_mode():
-                return self.model.pairwise(x).cpu()
-        feats = self.features(x)
-        m = x.shape[0]
-        out = torch.zeros(m, m)
         with torch.inference_mode():
-            for i in range(m - 1):
-                fi = [f[i:i + 1] for f in feats]
-                fj = [f[i + 1:] for f in feats]
-                d = self.model.distance_from_features(fi, fj).flatten().cpu()  # broadcast 1 vs (m-i-1)
-                out[i, i + 1:] = d
-                out[i + 1:, i] = d
-        return out
+            return self.model.pairwise(x).cpu()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -170,8 +153,6 @@ def compression_quality(original: ImageLike, compressed: ImageLike, metric: Prod
     Returns:
         {'lpips': float (lower = closer), 'psnr': float, 'ssim': float}.
     """
-    from .baselines import psnr, ssim
-
     metric = _metric(metric)
     a, b = metric.to_tensor(original), metric.to_tensor(compressed)
     if a.shape != b.shape:
@@ -188,10 +169,6 @@ def jpeg_quality_curve(image: ImageLike, qualities: Sequence[int] = (5, 10, 20, 
     Returns:
         one dict per quality: {'quality', 'bytes', 'bits_per_pixel', 'lpips', 'psnr', 'ssim'}.
     """
-    from PIL import Image
-
-    from .images import tensor2im
-
     metric = _metric(metric)
     x = metric.to_tensor(image)[:1]
     arr = tensor2im(((x.cpu() + 1) * 127.5).round() / 127.5 - 1)  # exact uint8 round trip
@@ -227,8 +204,6 @@ def set_diversity(images: Sequence[ImageLike] | torch.Tensor, metric: Production
 
 def default_augmentations(seed: int = 0) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """A few common augmentations on (1, 3, H, W) tensors in [-1, 1], deterministic given ``seed``."""
-    import torchvision.transforms.v2.functional as TF
-
     def to01(f):
         return lambda x: f((x + 1) / 2).clamp(0, 1) * 2 - 1
 

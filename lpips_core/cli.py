@@ -7,18 +7,24 @@ mismatches) end with exit status 2 and a one-line message on stderr.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
-import os
 import sys
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
-from .atomic import atomic_write_text
-from .images import ImageLoadError, list_images, load_tensor
+from .data.images import ImageLoadError, list_images, load_tensor
+from .data.report import analyze
+from .demo import run_demo
+from .eval import COMPARE_METRICS, compare_models, evaluate
+from .eval.mos import evaluate_mos
+from .eval.plots import save_distance_map
+from .files import write_csv
+from .model import LPIPS, NETS, WeightsError
+from .model.weights import linear_weights_path, prepare_backbone
+from .progress import progress_bar
+from .train import TrainConfig, run_training
+from .train.distributed import is_main
 
 EXIT_USAGE = 2
 
@@ -28,14 +34,6 @@ class CLIError(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
-def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[list]) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
 def _load_pair(path0: Path, path1: Path) -> tuple[torch.Tensor, torch.Tensor]:
     img0, img1 = load_tensor(path0), load_tensor(path1)
     if img0.shape != img1.shape:
@@ -44,14 +42,8 @@ def _load_pair(path0: Path, path1: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return img0, img1
 
 
-def _model(args, **kwargs):
-    from .model import LPIPS
+def _model(args, **kwargs) -> LPIPS:
     return LPIPS(net=args.net, version=args.version, **kwargs).eval()
-
-
-def _progress(iterable, total: int, desc: str):
-    from tqdm.auto import tqdm
-    return tqdm(iterable, total=total, desc=desc, unit="pair", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- commands
@@ -61,7 +53,6 @@ def cmd_compare(args) -> None:
     with torch.inference_mode():
         d = model(img0, img1).item()
     if args.spatial_map:
-        from .plots import save_distance_map
         spatial = _model(args, spatial=True)
         with torch.inference_mode():
             dmap = spatial(img0, img1)[0, 0]
@@ -85,7 +76,7 @@ def cmd_dirs(args) -> None:
     model = _model(args)
     rows = []
     with torch.inference_mode():
-        for p0, p1 in _progress(pairs, len(pairs), "pairs"):
+        for p0, p1 in progress_bar(pairs, len(pairs), "pairs", unit="pair"):
             img0, img1 = _load_pair(p0, p1)
             rows.append([p0.name, f"{model(img0, img1).item():.6f}"])
     write_csv(args.output, ["name", "distance"], rows)
@@ -102,25 +93,15 @@ def cmd_allpairs(args) -> None:
             raise CLIError(f"{p} is {img.shape[3]}x{img.shape[2]} but {files[0]} is "
                            f"{images[0].shape[3]}x{images[0].shape[2]}; allpairs needs one size")
     model = _model(args)
-    batch = torch.cat(images)  # (N, 3, H, W)
     n = len(files)
-    rows = []
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     with torch.inference_mode():
-        if hasattr(model, "pairwise"):
-            matrix = model.pairwise(batch)
-            rows = [[files[i].name, files[j].name, f"{matrix[i, j].item():.6f}"] for i, j in pairs]
-        else:
-            for i, j in _progress(pairs, len(pairs), "pairs"):
-                rows.append([files[i].name, files[j].name,
-                             f"{model(images[i], images[j]).item():.6f}"])
+        matrix = model.pairwise(torch.cat(images))  # (N, N): every image through the trunk once
+    rows = [[files[i].name, files[j].name, f"{matrix[i, j].item():.6f}"] for i in range(n) for j in range(i + 1, n)]
     write_csv(args.output, ["image0", "image1", "distance"], rows)
     print(f"{len(rows)} distances written to {args.output}", file=sys.stderr)
 
 
 def cmd_analyze(args) -> None:
-    from .data_report import analyze
-
     report = analyze(args.data_dir)
     print(report.text())
     written = report.save(args.output)
@@ -131,9 +112,7 @@ def cmd_analyze(args) -> None:
 
 
 def cmd_weights(args) -> None:
-    from .weights import linear_weights_path, prepare_backbone
-
-    nets = args.net or ["alex", "vgg", "squeeze"]
+    nets = args.net or list(NETS)
     failed = []
     for net in nets:
         try:
@@ -153,8 +132,6 @@ def cmd_weights(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .train import TrainConfig, run_training
-
     fast = args.fast if args.fast is not None else args.mode == "lin"
     config = TrainConfig(net=args.net, version=args.version, mode=args.mode, init=args.init, loss=args.loss,
                          use_dropout=not args.no_dropout, optimizer=args.optimizer, lr=args.lr,
@@ -166,8 +143,6 @@ def cmd_train(args) -> None:
     summary = run_training(args.data, args.out, config, resume=args.resume, train_subsets=args.train_subsets,
                            val_subsets=args.val_subsets, load_size=args.load_size,
                            baselines=not args.no_baselines)
-    from .distributed import is_main
-
     if is_main():
         for name, score in summary["val_2afc"].items():
             print(f"{name:24s} val 2AFC {100 * score:6.2f}")
@@ -180,24 +155,18 @@ def _csv_list(text: str) -> list[str]:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluate import evaluate
-
     evaluate(args.data, args.output, metrics=_csv_list(args.metrics), model=args.model, net=args.net,
              version=args.version, batch_size=args.batch_size, n_resamples=args.resamples,
              load_size=args.load_size, subsets=args.subsets, device=args.device, progress=not args.quiet)
 
 
 def cmd_evaluate_mos(args) -> None:
-    from .mos import evaluate_mos
-
     evaluate_mos(args.data, args.output, metrics=_csv_list(args.metrics), score_column=args.score_column,
                  n_resamples=args.resamples, max_side=args.max_side, limit=args.limit, device=args.device,
                  progress=not args.quiet)
 
 
 def cmd_compare_models(args) -> None:
-    from .evaluate import COMPARE_METRICS, compare_models
-
     metrics = _csv_list(args.metrics) if args.metrics else list(COMPARE_METRICS)
     compare_models(args.data, args.output, metrics=metrics, extra=args.checkpoint or (),
                    batch_size=args.batch_size, n_resamples=args.resamples, load_size=args.load_size,
@@ -205,16 +174,13 @@ def cmd_compare_models(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .evaluate import run_demo
-
     run_demo(args.output, data=args.data, net=args.net, epochs=args.epochs, n_resamples=args.resamples,
              device=args.device, progress=not args.quiet)
 
 
 # --------------------------------------------------------------------------- parser
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--net", default="alex", choices=["alex", "vgg", "squeeze"],
-                   help="backbone (default: alex)")
+    p.add_argument("--net", default="alex", choices=list(NETS), help="backbone (default: alex)")
     p.add_argument("--version", default="0.1", choices=["0.1", "0.0"],
                    help="linear-weight version (default: 0.1)")
 
@@ -262,8 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("weights", help="prepare and check backbone weights (offline sources)")
-    p.add_argument("--net", action="append", choices=["alex", "vgg", "squeeze"],
-                   help="only this backbone (repeatable)")
+    p.add_argument("--net", action="append", choices=list(NETS), help="only this backbone (repeatable)")
     p.add_argument("--repair", action="store_true", help="re-create damaged cached files")
     p.add_argument("--strict", action="store_true", help="exit 2 if any backbone is unavailable")
     p.add_argument("-v", "--verbose", action="store_true", help="show every source tried")
@@ -341,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="build the mini set, train a lin model briefly, evaluate, plot")
     p.add_argument("-o", "--output", default="demo_results", help="output folder (default demo_results)")
     p.add_argument("--data", default=None, help="use this dataset instead of building data/mini_bapps")
-    p.add_argument("--net", default="alex", choices=["alex", "vgg", "squeeze"])
+    p.add_argument("--net", default="alex", choices=list(NETS))
     p.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
@@ -356,8 +321,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(message)s")
-    from .weights import WeightsError
-
     try:
         args.func(args)
     except (CLIError, ImageLoadError, FileNotFoundError, WeightsError) as exc:

@@ -11,24 +11,24 @@ design-document name                    lpips_core name
 ======================================  ===================================================
 ``create_lpips_model(backbone)``        ``LPIPS(net=backbone)``
 ``LPIPS``                               ``lpips_core.LPIPS`` (the same class)
-``LPIPSFeatureExtractor``               :class:`lpips_core.backbones.Trunk`
+``LPIPSFeatureExtractor``               :class:`lpips_core.model.Trunk`
 ``LPIPSLinearLayers``                   the model's ``lins`` (:class:`~lpips_core.model.NetLinLayer`)
-``LPIPSLoss``                           :class:`lpips_core.losses.BCERankingLoss`
+``LPIPSLoss``                           :class:`lpips_core.train.BCERankingLoss`
 ``JNDDataset`` (here: 2AFC triplets)    :class:`lpips_core.data.TwoAFCDataset`
 ``LPIPSDataModule(data_dir, ...)``      :class:`lpips_core.data.LPIPSDataModule`
 ``create_lpips_trainer``,               :class:`lpips_core.train.Trainer` and
 ``LPIPSTrainer``                        :class:`~lpips_core.train.TrainConfig`
-``LPIPSEvaluator``                      :func:`lpips_core.evaluate.collect_2afc`,
-                                        :func:`lpips_core.metrics.score_2afc`,
-                                        :func:`lpips_core.stats.correlations`
-``LPIPSVisualizer``                     :func:`lpips_core.plots.plot_correlation_bars`
-``TraditionalMetrics``                  :class:`lpips_core.baselines.TraditionalMetrics`
+``LPIPSEvaluator``                      :func:`lpips_core.eval.collect_2afc`,
+                                        :func:`lpips_core.eval.score_2afc`,
+                                        :func:`lpips_core.eval.stats.correlations`
+``LPIPSVisualizer``                     :func:`lpips_core.eval.plots.plot_correlation_bars`
+``TraditionalMetrics``                  :class:`lpips_core.eval.TraditionalMetrics`
 ``ProductionLPIPS(model_path, device)`` :class:`lpips_core.apps.ProductionLPIPS` (``checkpoint=``)
 ``python main.py --mode ...``           ``lpips-core train|evaluate|compare-models|demo|analyze``
 ======================================  ===================================================
 
-Two names mean something else at the package's top level, so only this module
-has the design document's meaning:
+These names live here only; the package's top level exports its own API, where two
+of them mean something else:
 
 * ``JNDDataset``: the design document used it for its 2AFC *triplet* dataset.
   ``lpips_core.JNDDataset`` is BAPPS's real JND set (pairs and "same"
@@ -50,6 +50,7 @@ Example:
 """
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import sys
@@ -61,11 +62,13 @@ import torch.nn as nn
 
 from . import apps as _apps
 from . import data as _data
-from .backbones import Trunk, canonical_net
-from .baselines import TraditionalMetrics  # the package's class, unchanged
-from .model import LPIPS, NetLinLayer
-from .losses import BCERankingLoss
-from .train import clamp_linear_weights
+from .cli import main as cli_main
+from .eval import (LPIPSDistance, TraditionalMetrics, collect_2afc, judgment_correlations, make_distance,
+                   score_2afc, score_2afc_results, twoafc_scores)
+from .eval.plots import plot_correlation_bars
+from .eval.stats import bootstrap_ci
+from .model import LPIPS, NetLinLayer, Trunk, canonical_net
+from .train import BCERankingLoss, TrainConfig, Trainer, clamp_linear_weights
 
 __all__ = ["create_lpips_model", "LPIPS", "LPIPSFeatureExtractor", "LPIPSLinearLayers", "LPIPSLoss",
            "JNDDataset", "LPIPSDataModule", "create_lpips_trainer", "LPIPSTrainer", "LPIPSEvaluator",
@@ -98,7 +101,7 @@ def create_lpips_model(backbone: str = "alexnet", pretrained: bool = True, versi
 
 
 class LPIPSFeatureExtractor(Trunk):
-    """The trunk with its taps: :class:`lpips_core.backbones.Trunk` under the design's name.
+    """The trunk with its taps: :class:`lpips_core.model.Trunk` under the design's name.
 
     ``extractor(x)`` takes (N, 3, H, W) images already shifted and scaled to the
     ImageNet statistics (``lpips_core.model.ScalingLayer`` does that for [-1, 1]
@@ -293,9 +296,7 @@ class LPIPSTrainer:
         val = dm.val_dataset if dm.val_dataset is not None and len(dm.val_dataset) else None
         return train, val, flip
 
-    def _build(self, epochs: int, val_every: int = 1, patience: int | None = None):
-        from .train import TrainConfig, Trainer
-
+    def _build(self, epochs: int, val_every: int = 1, patience: int | None = None) -> Trainer:
         train, val, flip = self._datasets()
         mode = self._mode()
         fields = dict(net=self.model.pnet_type, version=self.model.version, mode=mode,
@@ -393,7 +394,7 @@ class LPIPSEvaluator:
         model: an :class:`~lpips_core.LPIPS` model (left as it was: mode and
             ``requires_grad`` are restored after each evaluation).
         traditional: other metrics scored in the same pass (names of
-            :func:`lpips_core.metrics.make_distance`).
+            :func:`lpips_core.eval.make_distance`).
         n_resamples: bootstrap resamples for the 95% intervals.
         device: where to compute (default: the model's device).
     """
@@ -419,12 +420,8 @@ class LPIPSEvaluator:
             'spearman_p', 'kendall_r', 'kendall_p', 'n'}}: correlation of ``d0 - d1``
             with the judgment, positive when the metric agrees; PSNR and SSIM enter
             as distances, -PSNR and 1 - SSIM), and ``distances`` (the
-            :class:`lpips_core.evaluate.TwoAFCDistances`).
+            :class:`lpips_core.eval.TwoAFCDistances`).
         """
-        from .evaluate import collect_2afc, judgment_correlations, score_2afc_results
-        from .metrics import LPIPSDistance, make_distance, score_2afc, twoafc_scores
-        from .stats import bootstrap_ci
-
         grads = [p.requires_grad for p in self.model.parameters()]
         was_training = self.model.training
         try:
@@ -446,7 +443,7 @@ class LPIPSEvaluator:
 
 
 class LPIPSVisualizer:
-    """The design document's plotting helper, drawing with :mod:`lpips_core.plots`."""
+    """The design document's plotting helper, drawing with :mod:`lpips_core.eval.plots`."""
 
     def plot_correlation_comparison(self, results: Mapping, save_path: str | os.PathLike = "correlation_comparison.png",
                                     title: str = "Correlation of d0 - d1 with the judgment", note: str = "") -> Path:
@@ -455,14 +452,12 @@ class LPIPSVisualizer:
         Args:
             results: the output of :meth:`LPIPSEvaluator.evaluate_2afc_dataset`, or its
                 ``correlations`` ({metric: {'pearson_r', ...}}), or
-                :func:`lpips_core.evaluate.judgment_correlations` output.
+                :func:`lpips_core.eval.judgment_correlations` output.
             save_path: PNG to write (atomically).
             note: footnote (say where the judgments come from).
         Returns:
             the path written.
         """
-        from .plots import plot_correlation_bars
-
         corrs = results.get("correlations", results)
         nested = {m: _nested_correlations(c) for m, c in corrs.items()}
         plot_correlation_bars(nested, save_path, note=note, title=title)
@@ -475,7 +470,7 @@ class ProductionLPIPS(_apps.ProductionLPIPS):
 
     Args:
         model_path: trained checkpoint or linear-weights file (``.pth``/``.pt``/``.safetensors``,
-            see :func:`lpips_core.metrics.load_lpips_checkpoint`); None: official weights of ``net``.
+            see :func:`lpips_core.model.load_lpips_checkpoint`); None: official weights of ``net``.
         device: 'auto' (GPU when available), 'cpu', 'cuda', ...
         net, version, batch_size: as the package's class.
 
@@ -494,9 +489,7 @@ DEFAULT_OUTPUT = {"train": "runs/{backbone}_lin", "evaluate": "eval_results", "c
                   "demo": "demo_results", "analyze": "analysis"}
 
 
-def _design_parser():
-    import argparse
-
+def _design_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="main.py", description="The design document's command line; "
                                 "forwards to lpips-core (printed before it runs). Unknown options are "
                                 "passed on to the lpips-core command.")
@@ -560,8 +553,6 @@ def main_argv(argv: Sequence[str] | None = None) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python main.py --mode ...``: print the ``lpips-core`` command, then run it."""
-    from .cli import main as cli_main
-
     cmd = main_argv(argv)
     print("lpips-core " + " ".join(shlex.quote(c) for c in cmd), file=sys.stderr)
     return cli_main(cmd)

@@ -21,7 +21,7 @@ NETS = ["alex", "vgg", "squeeze"]
 @functools.lru_cache(maxsize=None)
 def backbone_available(net: str) -> bool:
     """True when pretrained weights for ``net`` can be had here (cache, $LPIPS_CORE_WEIGHTS, ...)."""
-    from lpips_core.weights import WeightsError, load_backbone_state
+    from lpips_core.model.weights import WeightsError, load_backbone_state
 
     try:
         load_backbone_state(net)

@@ -8,7 +8,7 @@ from conftest import SHARED, needs_shared, photo, reference, require_backbone
 from tolerances import PARITY_TOL, assert_parity, path_tol
 
 from lpips_core import apps
-from lpips_core.images import im2tensor
+from lpips_core.data.images import im2tensor
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import torch
 from conftest import photo, require_backbone
 from tolerances import assert_paths_agree
 
-from lpips_core import baselines as B
-from lpips_core.baselines import TraditionalMetrics
+from lpips_core.eval import baselines as B
+from lpips_core.eval.baselines import TraditionalMetrics
 
 
 def _u8_to_tensor(img: np.ndarray) -> torch.Tensor:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import lpips_core
-from lpips_core.backbones import MIN_INPUT_SIZE
-from lpips_core.checks import InputRangeWarning
+from lpips_core.model.nets import MIN_INPUT_SIZE
+from lpips_core.model.checks import InputRangeWarning
 from conftest import NETS, ours, reference
 from tolerances import assert_parity, assert_paths_agree
 
@@ -113,7 +113,7 @@ def test_functional_distance_caches_model_and_matches():
     assert d.shape == (2,)
     with torch.no_grad():
         assert (d - reference()(x, y).flatten()).abs().max() <= 1e-5
-    from lpips_core.model import _cached_model
+    from lpips_core.model.functional import _cached_model
     lpips_core.distance(x, y, net="alexnet")
     assert _cached_model.cache_info().hits >= 1
 

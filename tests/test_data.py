@@ -12,7 +12,7 @@ from PIL import Image
 
 from lpips_core.data import (DataError, JNDDataset, LPIPSDataModule, TwoAFCDataset, detect_format,
                               load_patch)
-from lpips_core.images import ImageLoadError
+from lpips_core.data.images import ImageLoadError
 
 
 # --------------------------------------------------------------------------- helpers

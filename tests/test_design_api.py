@@ -230,7 +230,7 @@ def test_evaluator_and_visualizer_match_the_reference_trainer_and_scipy(data_dir
     require_backbone("alex")
     from scipy import stats
 
-    from lpips_core import plots
+    from lpips_core.eval import plots
 
     model = create_lpips_model("alexnet")
     model.lins.requires_grad_(True)
@@ -301,7 +301,7 @@ def test_production_torchscript_and_onnx_give_the_reference_distances_linear_qua
     require_backbone("alex")
     import onnxruntime as ort
 
-    from lpips_core.export import quantize_dynamic as export_quantize_dynamic
+    from lpips_core.model.export import quantize_dynamic as export_quantize_dynamic
     from lpips_core.train import export_linear_weights
 
     x, y = photo_pairs(size=(64, 64))
@@ -339,7 +339,7 @@ def test_production_torchscript_and_onnx_give_the_reference_distances_linear_qua
     with torch.no_grad():
         assert torch.equal(quantized(x, y), model(x, y))
         assert_parity(quantized(x, y), expected, "quantize_dynamic({nn.Linear}) vs reference")
-        # the quantisation the row stands for, lpips_core.export.quantize_dynamic (int8 trunk
+        # the quantisation the row stands for, lpips_core.model.export.quantize_dynamic (int8 trunk
         # convolutions), really moves the distances, and keeps them near the reference's
         xs, ys = photo_pairs(size=(64, 64))  # all six pairs, so that their order can be compared
         exact = ref(xs, ys).flatten()

@@ -7,7 +7,7 @@ import torch.multiprocessing as mp
 
 from conftest import require_backbone
 from train_helpers import TripletSet, ddp_worker, free_port
-from lpips_core import distributed as ddp
+from lpips_core.train import distributed as ddp
 from lpips_core.train import TrainConfig, Trainer
 
 #: Max abs difference allowed between 2-process and 1-process weights. Only the

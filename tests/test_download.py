@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from lpips_core.data import JNDDataset, TwoAFCDataset
-from lpips_core.download import DownloadError, download_bapps, download_file, extract_archive
+from lpips_core.data.download import DownloadError, download_bapps, download_file, extract_archive
 
 REPO = Path(__file__).resolve().parents[1]
 

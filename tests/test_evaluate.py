@@ -10,9 +10,10 @@ import pytest
 import torch
 from conftest import photo, reference, require_backbone
 
-from lpips_core import evaluate as E
+import lpips_core.eval as E
+from lpips_core import demo
 from lpips_core.cli import main
-from lpips_core.metrics import DistanceFunction, make_distance, score_2afc
+from lpips_core.eval import DistanceFunction, make_distance, score_2afc
 
 SIZE = 64
 
@@ -75,7 +76,7 @@ def test_runner_scores_equal_the_reference_trainer():
         jexp, _ = score_jnd_dataset(_FakeLoader(_batches(pairs, ("p0", "p1", "same"))),
                                     lambda a, b: ref_model(a, b).flatten())
     jres = E.collect_jnd(["lpips-alex"], pairs, batch_size=5, progress=False)
-    from lpips_core.metrics import score_jnd
+    from lpips_core.eval import score_jnd
 
     assert score_jnd(jres.d["lpips-alex"], jres.same) == pytest.approx(jexp, abs=1e-9)
 
@@ -324,7 +325,7 @@ def test_demo_wiring_on_a_tiny_set(tmp_path):
     items = _triplets(16, seed=5, subsets=("traditional",))
     root = _write_bapps(tmp_path / "tiny", items[:10], split="train")
     _write_bapps(root, items[10:], split="val")
-    results = E.run_demo(tmp_path / "demo", data=root, epochs=1, n_resamples=50, baselines=("lpips-alex", "l2_lab"),
+    results = demo.run_demo(tmp_path / "demo", data=root, epochs=1, n_resamples=50, baselines=("lpips-alex", "l2_lab"),
                          batch_size=5, progress=False, verbose=False)
     assert set(results["2afc"]) == {"trained-alex", "lpips-alex", "l2_lab"}
     assert (tmp_path / "demo" / "results.md").is_file() and (tmp_path / "demo" / "2afc_bars.png").is_file()

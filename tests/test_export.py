@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from lpips_core import export as E
+from lpips_core.model import export as E
 from conftest import ours, photo_pairs, reference
 from tolerances import PARITY_TOL, assert_parity, assert_paths_agree
 

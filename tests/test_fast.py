@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import lpips_core
-from lpips_core import model as M
+from lpips_core.model import fast, functional, trunk
+from lpips_core.model import kernels as K
 from conftest import NETS, ours, photo, photo_pairs, reference
 from tolerances import PARITY_TOL, assert_paths_agree, float32_tol
 
@@ -65,7 +66,7 @@ def layout_spy(monkeypatch):
     and the layout its tensor really has, read from the strides: channels innermost
     (stride 1 along C: (N, h, w, C) memory) or columns innermost (plain NCHW)."""
     seen = []
-    real = M.channel_weighted_sum
+    real = K.channel_weighted_sum
 
     def spy(d, w, channels_last):
         n, c, h, wd = d.shape
@@ -76,14 +77,14 @@ def layout_spy(monkeypatch):
         seen.append((channels_last, nhwc, (h, wd)))
         return real(d, w, channels_last)
 
-    monkeypatch.setattr(M, "channel_weighted_sum", spy)
+    monkeypatch.setattr(K, "channel_weighted_sum", spy)
     return seen
 
 
 def _expected_tap_layouts(net, images, channels_last):
     """Whether each tap should be channels-last, derived from the map sizes alone.
 
-    The rule (``LPIPS._stage_format``): on the channels-last path a stage runs
+    The rule (``trunk.stage_format``): on the channels-last path a stage runs
     channels-last when its input is channels-last and has at least
     ``SMALL_MAP_PIXELS`` pixels, else NCHW (and every stage after it then gets an
     NCHW input). Stage k's input is the image for k = 0, tap k - 1 after; the tap
@@ -96,7 +97,7 @@ def _expected_tap_layouts(net, images, channels_last):
     inputs = [tuple(images.shape[2:])] + [tuple(t.shape[2:]) for t in taps[:-1]]
     layouts, cl = [], channels_last
     for h, w in inputs:
-        cl = cl and h * w >= M.SMALL_MAP_PIXELS
+        cl = cl and h * w >= trunk.SMALL_MAP_PIXELS
         layouts.append(cl)
     return layouts, [tuple(t.shape[2:]) for t in taps]
 
@@ -145,8 +146,8 @@ def test_identical_inputs_give_exactly_zero(net):
 def test_inference_mode_is_used_and_outputs_are_ordinary_tensors(monkeypatch):
     model = copy.deepcopy(ours("alex")).requires_grad_(False)  # nothing needs a gradient
     modes = []
-    real = M.squared_unit_difference
-    monkeypatch.setattr(M, "squared_unit_difference",
+    real = K.squared_unit_difference
+    monkeypatch.setattr(K, "squared_unit_difference",
                         lambda *a: modes.append(torch.is_inference_mode_enabled()) or real(*a))
     x, y = _rand_pair(2)
     d = model(x, y)  # grad mode on, but no input or parameter requires grad
@@ -194,7 +195,7 @@ def test_batch_of_one_broadcasts_like_reference():
 @pytest.mark.parametrize("budget,sizes", [(3 * 64 * 64, [2, 2, 2]), (64 * 64, [1, 1, 1, 1, 1, 1])])
 def test_chunked_and_split_pairs_match_reference(budget, sizes, monkeypatch):
     """Big inputs run in chunks of pairs, or a pair's images one after the other."""
-    monkeypatch.setattr(M, "PIXEL_BUDGET", budget)
+    monkeypatch.setattr(fast, "PIXEL_BUDGET", budget)
     model = ours("squeeze")
     x, y = _rand_pair(3)
     with torch.no_grad(), _TrunkCalls(model) as calls:
@@ -257,9 +258,9 @@ def test_squared_unit_difference_matches_reference_and_broadcasts():
     # same values up to the rounding order of the 32-term norm (tests/tolerances.py's model)
     tol = float32_tol(expected.abs().max().item(), accumulations=32)
     for a, b in ((t0, t1), (t1, t0)):
-        got = M.squared_unit_difference(a, b)
+        got = K.squared_unit_difference(a, b)
         assert got.shape == (4, 32, 5, 6) and _max_diff(got, expected) <= tol
-    assert M.squared_unit_difference(t1, t1.clone()).abs().max().item() == 0.0
+    assert K.squared_unit_difference(t1, t1.clone()).abs().max().item() == 0.0
 
 
 def test_unit_features_match_reference_normalisation():
@@ -267,7 +268,7 @@ def test_unit_features_match_reference_normalisation():
 
     t = torch.relu(torch.randn(4, 64, 9, 9)).contiguous(memory_format=torch.channels_last)
     t[:, :, :2] = 0
-    ours_f = M.unit_features(t)
+    ours_f = K.unit_features(t)
     assert ours_f.is_contiguous(memory_format=torch.channels_last)
     expected = lpips.normalize_tensor(t)
     # same values up to the rounding order of the 64-term norm (tests/tolerances.py's model)
@@ -363,10 +364,10 @@ def test_constructor_rejects_unknown_dtype():
 @pytest.mark.parametrize("spatial", [False, True])
 def test_large_taps_are_reduced_in_row_blocks_exactly(spatial, monkeypatch):
     """The memory-saving blocked reduction (used for big images) gives the reference's numbers."""
-    monkeypatch.setattr(M, "BLOCK_ELEMENTS", 2 ** 12)  # force several blocks even at 64x64
+    monkeypatch.setattr(fast, "BLOCK_ELEMENTS", 2 ** 12)  # force several blocks even at 64x64
     calls = []
-    real = M.LPIPS._tap_distance_blocked
-    monkeypatch.setattr(M.LPIPS, "_tap_distance_blocked", lambda self, *a: calls.append(1) or real(self, *a))
+    real = fast.tap_distance_blocked
+    monkeypatch.setattr(fast, "tap_distance_blocked", lambda self, *a: calls.append(1) or real(self, *a))
     model = ours("vgg", "0.1", True, spatial)
     x, y = _rand_pair(2, (64, 48))
     with torch.no_grad():
@@ -376,7 +377,7 @@ def test_large_taps_are_reduced_in_row_blocks_exactly(spatial, monkeypatch):
 
 
 def test_cached_functional_model_built_in_inference_mode_still_gives_gradients():
-    M._cached_model.cache_clear()
+    functional._cached_model.cache_clear()
     x, y = _rand_pair(2)
     with torch.inference_mode():
         first = lpips_core.distance(x, y)  # builds and caches the model here

@@ -9,7 +9,7 @@ import torch
 
 from conftest import ours, photo_pairs, reference, require_backbone
 from train_helpers import TripletSet
-from lpips_core import fastpath
+from lpips_core.train import fastpath
 from lpips_core.train import TrainConfig, Trainer, epoch_order
 
 

@@ -49,8 +49,8 @@ from PIL import Image
 
 from conftest import REPO, SHARED, needs_shared, require_backbone
 from train_helpers import TripletSet
-from lpips_core import weights as W
-from lpips_core.images import ImageLoadError, load_image
+from lpips_core.model import weights as W
+from lpips_core.data.images import ImageLoadError, load_image
 from lpips_core.train import CheckpointError, TrainConfig, Trainer, read_checkpoint
 
 TESTS = Path(__file__).resolve().parent
@@ -221,7 +221,7 @@ def test_damaged_converted_file_is_refused_then_recreated_by_the_next_call_and_b
     before = distance(cache_only)
 
     damage(good, "truncate")
-    probe = "from lpips_core.weights import _from_cache; _from_cache('alexnet')"
+    probe = "from lpips_core.model.weights import _from_cache; _from_cache('alexnet')"
     out = subprocess.run([PY, "-c", probe], env=cache_only, capture_output=True, text=True)
     assert out.returncode != 0 and "sha256" in out.stderr and "--repair" in out.stderr
     assert distance(with_source) == before  # the next call works and re-creates the cache file ...
@@ -573,7 +573,7 @@ def test_kill_inside_a_checkpoint_write_leaves_the_previous_one_whole(tmp_path, 
 
 # =========================================================================== dataset caches
 def test_half_written_feature_cache_is_detected_and_rebuilt(tmp_path, data):
-    from lpips_core import fastpath
+    from lpips_core.train import fastpath
     from conftest import ours
 
     model = ours("alex")
@@ -602,7 +602,7 @@ def test_half_written_feature_cache_is_detected_and_rebuilt(tmp_path, data):
 
 
 def test_feature_cache_that_cannot_be_written_is_skipped_with_a_warning(tmp_path, data, monkeypatch):
-    from lpips_core import fastpath
+    from lpips_core.train import fastpath
     from conftest import ours
 
     def full(obj, path):
@@ -615,7 +615,7 @@ def test_feature_cache_that_cannot_be_written_is_skipped_with_a_warning(tmp_path
 
 MINI_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    import lpips_core.mini_bapps as M
+    import lpips_core.data.mini_bapps as M
     from test_mini_bapps import TINY
     def killed_half_way(*a, **k):  # the 2AFC folders are written; now the process dies
         os.kill(os.getpid(), signal.SIGKILL)
@@ -625,7 +625,7 @@ MINI_SCRIPT = textwrap.dedent("""
 
 
 def test_mini_bapps_build_killed_half_way_is_rebuilt(tmp_path):
-    import lpips_core.mini_bapps as M
+    import lpips_core.data.mini_bapps as M
     from test_mini_bapps import TINY, _tree_hash
 
     fresh = M.build_mini_bapps(tmp_path / "fresh" / "mini", TINY)
@@ -648,14 +648,15 @@ def test_mini_bapps_build_killed_half_way_is_rebuilt(tmp_path):
 RACE_SCRIPT = textwrap.dedent("""
     import hashlib, sys, time, torch
     torch.set_num_threads(1)
-    import lpips_core.mini_bapps as M
+    import lpips_core.data.mini_bapps as M
     from test_mini_bapps import TINY
     real = M._build_into
     def counted(*a, **k):
         print("BUILT", flush=True)
         return real(*a, **k)
     M._build_into = counted
-    from lpips_core import LPIPS, fastpath
+    from lpips_core import LPIPS
+    from lpips_core.train import fastpath
     from lpips_core.data import TwoAFCDataset
     import os, pathlib
     ready = pathlib.Path(sys.argv[1])
@@ -738,7 +739,7 @@ class StallServer:
 
 @pytest.mark.parametrize("mode", ["stall-body", "stall-headers"])
 def test_stalled_download_times_out_keeps_its_part_and_resumes(tmp_path, mode):
-    from lpips_core.download import DownloadError, download_file
+    from lpips_core.data.download import DownloadError, download_file
 
     data = np.random.default_rng(0).bytes(300_000)
     server = StallServer(data)

@@ -51,8 +51,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import lpips_core
-from lpips_core.backbones import MIN_INPUT_SIZE
-from lpips_core.checks import InputRangeWarning
+from lpips_core.model.nets import MIN_INPUT_SIZE
+from lpips_core.model.checks import InputRangeWarning
 from conftest import ours, reference
 from tolerances import PARITY_TOL, assert_parity, assert_paths_agree
 
@@ -348,7 +348,7 @@ def test_pairwise_and_one_to_many_inputs(x, device, chunk):
 
 
 # --------------------------------------------------------------------------- functional distance
-@pytest.mark.filterwarnings("ignore::lpips_core.checks.InputRangeWarning")
+@pytest.mark.filterwarnings("ignore::lpips_core.model.checks.InputRangeWarning")
 @bounded(60)
 @given(case=image_case("alex"), device=st.sampled_from((None, "cpu", None, "cpu", "meta", "cuda:7", "nonsense", 3.5)))
 def test_functional_distance_policy(case, device):
@@ -399,7 +399,7 @@ def test_range_warning_points_at_the_callers_line(entry):
              "one_to_many": lambda: model.one_to_many(x, x), "pairwise": lambda: model.pairwise(x),
              "features": lambda: model.features(x), "distance": lambda: lpips_core.distance(x, x, net="alex")}
     if entry == "distance":
-        from lpips_core.model import _cached_model
+        from lpips_core.model.functional import _cached_model
 
         _cached_model("alex", "0.1", "cpu")._range_warned = False
     with pytest.warns(InputRangeWarning) as record:
@@ -456,7 +456,7 @@ STORABLE = _storable()
 def test_load_image_returns_rgb_uint8_or_names_the_file(tmp_path_factory, h, w, mode_ext, seed, damage, where):
     """Any file (any mode, format, damage) gives (H, W, 3) uint8 or an ImageLoadError naming it."""
     from lpips_core.data import load_patch
-    from lpips_core.images import ImageLoadError, load_image
+    from lpips_core.data.images import ImageLoadError, load_image
 
     mode, ext = mode_ext
     arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -8,8 +8,9 @@ import torch
 from conftest import ours, photo_pairs, reference, require_backbone
 from tolerances import assert_paths_agree
 
-from lpips_core import metrics
-from lpips_core.metrics import make_distance, score_2afc, score_jnd, twoafc_scores
+from lpips_core.eval import distances as metrics
+from lpips_core.model import load_lpips_checkpoint
+from lpips_core.eval import make_distance, score_2afc, score_jnd, twoafc_scores
 
 
 class _FakeLoader:
@@ -189,7 +190,7 @@ def test_traditional_distance_functions_are_distances():
     x0, x1 = photo_pairs(size=(64, 64))
     a, b = _u8(x0), _u8(x1)
     tol = _float32_tolerances(n=3 * 64 * 64)
-    from lpips_core import baselines
+    from lpips_core.eval import baselines
 
     for name in ("psnr", "ssim", "l1", "l2", "l2_lab"):
         fn = make_distance(name)
@@ -242,13 +243,13 @@ def test_checkpoint_round_trip_and_net_inference(tmp_path):
     with pytest.raises(ValueError, match="other.pth: no LPIPS linear weights"):
         make_distance(str(bad))
     with pytest.raises(ValueError, match="holds alex linear weights, not vgg"):
-        metrics.load_lpips_checkpoint(flat, net="vgg")
+        load_lpips_checkpoint(flat, net="vgg")
 
 
 def test_dists_distance_function_reuses_features():
     require_backbone("vgg")
     x0, x1 = photo_pairs(size=(64, 64))
-    from lpips_core import baselines
+    from lpips_core.eval import baselines
 
     fn = make_distance("dists")
     with torch.inference_mode():

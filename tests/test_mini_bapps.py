@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from lpips_core import distortions as D
-from lpips_core import mini_bapps as M
+from lpips_core.data import distortions as D
+from lpips_core.data import mini_bapps as M
 from lpips_core.data import JNDDataset, TwoAFCDataset
-from lpips_core.images import load_image
+from lpips_core.data.images import load_image
 
 from conftest import photo, reference, require_backbone
 from tolerances import PARITY_TOL

@@ -10,7 +10,7 @@ import pytest
 from conftest import SHARED, needs_shared, photo, require_backbone
 from scipy import stats as sps
 
-from lpips_core import mos
+from lpips_core.eval import mos
 from lpips_core.cli import main
 
 LIVE = SHARED / "data" / "live_jpeg"
@@ -77,7 +77,7 @@ def test_evaluate_mos_reports_correlations_equal_to_scipy(jpeg_table, tmp_path):
     # PSNR enters as -PSNR: check against scikit-image's PSNR of one pair
     from skimage.metrics import peak_signal_noise_ratio
 
-    from lpips_core.images import load_image
+    from lpips_core.data.images import load_image
 
     first = mos.read_mos_csv(jpeg_table / "scores.csv")[0]
     assert res["distances"]["psnr"][0] == pytest.approx(
@@ -90,7 +90,7 @@ def test_evaluate_mos_reports_correlations_equal_to_scipy(jpeg_table, tmp_path):
 
 def test_reference_features_are_computed_once_per_reference(jpeg_table):
     require_backbone("alex")
-    from lpips_core.metrics import make_distance
+    from lpips_core.eval import make_distance
 
     fn = make_distance("lpips-alex")
     calls = []

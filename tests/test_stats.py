@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from lpips_core import stats
+from lpips_core.eval import stats
 
 
 def test_bootstrap_ci_of_a_mean_covers_it_and_shrinks_with_n():

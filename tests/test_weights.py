@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lpips_core
-from lpips_core import weights as W
+from lpips_core.model import weights as W
 from conftest import SHARED, needs_shared
 
 

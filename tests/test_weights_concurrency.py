@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-from lpips_core import weights as W
+from lpips_core.model import weights as W
 
 SCRIPT = textwrap.dedent("""
     import sys, urllib.error
@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent("""
     def offline(self, *a, **k):
         raise urllib.error.URLError("offline")
     api.WeightsEnum.get_state_dict = offline  # behave like a machine without internet
-    from lpips_core.weights import load_backbone_state
+    from lpips_core.model.weights import load_backbone_state
     state = load_backbone_state("alex")
     print(float(state["0.weight"].double().sum()))
 """)

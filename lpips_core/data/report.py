@@ -1,11 +1,11 @@
 """What a judgment dataset holds: counts, judgment distributions, image sizes, problems.
 
-Backs ``lpips-core analyze DATA_DIR``. Works on every layout :mod:`lpips_core.data`
+Backs ``lpips-core analyze DATA_DIR``. Works on every layout :mod:`lpips_core.data.formats`
 reads (BAPPS folders, CSV/JSON tables, per-sample folders) and never stops at a bad
 row: bad rows are listed as problems.
 
 Example:
-    >>> from lpips_core.data_report import analyze          # doctest: +SKIP
+    >>> from lpips_core.data.report import analyze          # doctest: +SKIP
     >>> report = analyze('data/mini_bapps')                  # doctest: +SKIP
     >>> print(report.text()); report.save('analysis')        # doctest: +SKIP
 """
@@ -15,7 +15,6 @@ import csv
 import io
 import json
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_write_text
-from .data import KINDS, DataError, Record, _has_samples, detect_format, read_records
+from ..files import pyplot, save_figure, write_text
+from ..progress import progress_bar
+from .formats import KINDS, DataError, Record, has_samples, detect_format, read_records
 
 VALUE_NAME = {"2afc": "judge (fraction preferring p1)", "jnd": "same (fraction answering 'same')"}
 
@@ -88,8 +88,6 @@ class DataReport:
 
     def save(self, out_dir: str | os.PathLike) -> list[Path]:
         """Write ``summary.csv``, ``problems.txt`` and ``judgments.png`` (one histogram per group)."""
-        from .plots import save_figure
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         buf = io.StringIO()
@@ -98,22 +96,16 @@ class DataReport:
         for g in self.groups:
             w.writerow([g.kind, g.split, g.subset, len(g.values), f"{g.values.mean():.4f}" if len(g.values) else "",
                         json.dumps({f"{a}x{b}": n for (a, b), n in g.sizes.items()}), g.distribution()])
-        written = [_atomic_text(out_dir / "summary.csv", buf.getvalue()),
-                   _atomic_text(out_dir / "problems.txt", "".join(p + "\n" for p in self.problems))]
+        written = [write_text(out_dir / "summary.csv", buf.getvalue()),
+                   write_text(out_dir / "problems.txt", "".join(p + "\n" for p in self.problems))]
         fig = self.figure()
-        save_figure(fig, out_dir / "judgments.png")
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-        return written + [out_dir / "judgments.png"]
+        written.append(save_figure(fig, out_dir / "judgments.png"))
+        pyplot().close(fig)
+        return written
 
     def figure(self):
         """Histogram of the judgments of every group (a grid of panels)."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         n = max(len(self.groups), 1)
         cols = min(n, 3)
         rows = (n + cols - 1) // cols
@@ -134,11 +126,6 @@ class DataReport:
         fig.suptitle(f"judgment distribution: {self.root.name}", fontsize=10)
         fig.tight_layout()
         return fig
-
-
-def _atomic_text(path: Path, text: str) -> Path:
-    atomic_write_text(path, text)
-    return path
 
 
 def _table_kind(path: Path) -> str:
@@ -177,18 +164,15 @@ def find_sources(root: str | os.PathLike) -> list[tuple[str, str, Path]]:
         except DataError as exc:
             errors.append(str(exc))
             continue
-        if fmt == "samples" and not any(_has_samples(d) for d in root.iterdir() if d.is_dir()):
+        if fmt == "samples" and not any(has_samples(d) for d in root.iterdir() if d.is_dir()):
             return [(kind, d.name, d) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
         return [(kind, root.name, root)]
     raise DataError(errors[0])
 
 
 def _image_sizes(records: list[Record], problems: list[str], where: str) -> Counter:
-    from tqdm.auto import tqdm
-
     sizes: Counter = Counter()
-    for r in tqdm(records, desc=f"sizes {where}", unit="item", file=sys.stderr, leave=False,
-                  disable=len(records) < 2000):
+    for r in progress_bar(records, desc=f"sizes {where}", unit="item", leave=False, enabled=len(records) >= 2000):
         item_sizes = []
         for p in r.paths:
             with Image.open(p) as im:

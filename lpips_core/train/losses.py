@@ -9,7 +9,8 @@ predicts ``P(p1 preferred)`` and scores it with binary cross-entropy against h:
 * :class:`LogisticRankingLoss`, the simpler textbook form ``sigmoid(s (d0 - d1))``.
 
 Both offer ``probability(d0, d1)``, ``per_item(d0, d1, h)`` -> (N,) and
-``forward(d0, d1, h)`` -> the batch mean. :mod:`lpips_core.train` uses them.
+``forward(d0, d1, h)`` -> the batch mean. Training picks one with
+:func:`lpips_core.train.recipe.build_rank_loss`.
 """
 from __future__ import annotations
 

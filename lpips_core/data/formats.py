@@ -1,22 +1,8 @@
-"""Perceptual-judgment datasets: BAPPS 2AFC and JND, plus simple table and folder formats.
-
-A 2AFC item is one triplet shown to judges ("which of p0, p1 is closer to ref?")::
-
-    {'ref', 'p0', 'p1': float32 (3, H, W) in [-1, 1],
-     'judge': float32 (1,) = fraction of judges preferring p1, in [0, 1],
-     'subset': str, 'id': str}
-
-A JND item is one pair shown briefly ("are these the same?")::
-
-    {'p0', 'p1': float32 (3, H, W) in [-1, 1],
-     'same': float32 (1,) = fraction of judges answering "same", in [0, 1],
-     'subset': str, 'id': str}
-
-The default DataLoader collation batches them ((N, 3, H, W), (N, 1), lists of str).
+"""Where perceptual judgments live on disk, and reading them into records (no pixels read).
 
 Where the data can live (``root``), detected automatically:
 
-* BAPPS layout (Zhang et al. 2018, and the mini set of :mod:`lpips_core.mini_bapps`):
+* BAPPS layout (Zhang et al. 2018, and the mini set of :mod:`lpips_core.data.mini_bapps`):
   ``<bapps>/2afc/{train,val}/<subset>/{ref,p0,p1}/<id>.png`` with ``judge/<id>.npy``, and
   ``<bapps>/jnd/val/<subset>/{p0,p1}/<id>.png`` with ``same/<id>.npy``. ``root`` may be the
   dataset folder (then pass ``split='train'`` or ``'val'``; a folder with a single split
@@ -32,11 +18,6 @@ Where the data can live (``root``), detected automatically:
 Relative paths in CSV/JSON resolve against the file's folder. Bad rows (missing or
 unreadable image, judgment that is not a number in [0, 1]) are an error that names the
 file and every bad row (up to ``max_errors``); ``on_error='skip'`` drops them with a warning.
-
-Images are read as the reference repository's loader does: PIL RGB, bilinear resize to
-``load_size`` (``transforms.Resize``), ``ToTensor`` and ``Normalize((0.5,)*3, (0.5,)*3)``,
-i.e. ``x / 255 * 2 - 1``. BAPPS patches are square, where this is exactly the reference;
-non-square images are resized to ``load_size x load_size`` so that triplets batch.
 """
 from __future__ import annotations
 
@@ -50,11 +31,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
-from .images import IMAGE_SUFFIXES, ImageLoadError, load_image
+from ..progress import progress_bar
+from .images import IMAGE_SUFFIXES
 
 KINDS = ("2afc", "jnd")
 MAX_ERRORS_LISTED = 20
@@ -62,25 +42,6 @@ MAX_ERRORS_LISTED = 20
 
 class DataError(ValueError):
     """A dataset that cannot be read as asked: unknown layout, bad rows, missing subset."""
-
-
-# --------------------------------------------------------------------------- images
-def load_patch(path: str | os.PathLike, load_size: int | None = 64) -> torch.Tensor:
-    """Read one image as the reference BAPPS loader does.
-
-    Args:
-        path: image file (any format Pillow reads; grey and 16-bit are converted to 8-bit RGB).
-        load_size: side of the output square (PIL bilinear resize), or None to keep the size.
-    Returns:
-        float32 (3, load_size, load_size) tensor in [-1, 1].
-    Raises:
-        ImageLoadError: naming the file, when it is missing or unreadable.
-    """
-    arr = load_image(path)  # (H, W, 3) uint8
-    if load_size is not None and arr.shape[:2] != (load_size, load_size):
-        arr = np.array(Image.fromarray(arr).resize((load_size, load_size), Image.BILINEAR))
-    x = torch.from_numpy(arr).permute(2, 0, 1).float().div(255)  # ToTensor
-    return x.sub_(0.5).div_(0.5)  # Normalize((0.5,)*3, (0.5,)*3)
 
 
 def _image_problem(path: Path, verify: bool) -> str | None:
@@ -168,12 +129,10 @@ def _check_row(problems: _Problems, where: str, paths: Sequence[Path], raw_value
 
 
 def _progress(items: Sequence, desc: str):
-    """tqdm over long checks only (a few hundred files check silently)."""
+    """A progress bar over long checks only (a few hundred files check silently)."""
     if len(items) < 2000:
         return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, unit="item", leave=False)
+    return progress_bar(items, desc=desc, unit="item", leave=False)
 
 
 # --------------------------------------------------------------------------- BAPPS layout
@@ -321,13 +280,13 @@ SAMPLE_PARTS = ("ref", "img1", "img2")
 JUDGMENT_SUFFIX = "_judgment.txt"
 
 
-def _has_samples(folder: Path) -> bool:
+def has_samples(folder: Path) -> bool:
     return any(folder.glob(f"*{JUDGMENT_SUFFIX}"))
 
 
 def _sample_records(split_dir: Path, subsets, on_error: str, max_errors: int,
                     verify: bool, sink: list[str] | None = None) -> list[Record]:
-    folders = {d.name: d for d in sorted(split_dir.iterdir()) if d.is_dir() and _has_samples(d)}
+    folders = {d.name: d for d in sorted(split_dir.iterdir()) if d.is_dir() and has_samples(d)}
     chosen = _choose_subsets(folders, subsets, split_dir)
     problems = _Problems(str(split_dir), on_error, max_errors, sink)
     records: list[Record] = []
@@ -381,8 +340,8 @@ def detect_format(root: str | os.PathLike, kind: str = "2afc") -> str:
     subdirs = [d for d in root.iterdir() if d.is_dir()]
     if any(_is_bapps_subset(d, kind) for d in subdirs):
         return "bapps"
-    if kind == "2afc" and (any(_has_samples(d) for d in subdirs)
-                           or any(_has_samples(s) for d in subdirs for s in d.iterdir() if s.is_dir())):
+    if kind == "2afc" and (any(has_samples(d) for d in subdirs)
+                           or any(has_samples(s) for d in subdirs for s in d.iterdir() if s.is_dir())):
         return "samples"
     expected = ("<root>/2afc/<split>/<subset>/{ref,p0,p1,judge}, a CSV/JSON file, or "
                 "<split>/<category>/sample_XXX_{ref,img1,img2}.png with sample_XXX_judgment.txt"
@@ -411,239 +370,6 @@ def read_records(root: str | os.PathLike, kind: str = "2afc", split: str | None 
             root = _pick_split(root, root / kind, split, kind)
         return _bapps_records(root, kind, subsets, on_error, max_errors, verify_images, problems)
     # per-sample folders: root is a split folder (categories inside) or the top folder
-    if not any(_has_samples(d) for d in root.iterdir() if d.is_dir()):
+    if not any(has_samples(d) for d in root.iterdir() if d.is_dir()):
         root = _pick_split(root, root, split, "sample")
     return _sample_records(root, subsets, on_error, max_errors, verify_images, problems)
-
-
-# --------------------------------------------------------------------------- datasets
-class _JudgmentDataset(Dataset):
-    kind = "2afc"
-
-    def __init__(self, root: str | os.PathLike, subsets: Sequence[str] | str | None = None,
-                 load_size: int | None = 64, split: str | None = None, on_error: str = "raise",
-                 max_errors: int = MAX_ERRORS_LISTED, verify_images: bool = True,
-                 records: Sequence[Record] | None = None):
-        self.root = Path(root)
-        self.load_size = load_size
-        self.records: list[Record] = list(records) if records is not None else read_records(
-            root, self.kind, split, subsets, on_error, max_errors, verify_images)
-        self.subsets = sorted({r.subset for r in self.records})
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def values(self) -> np.ndarray:
-        """(N,) float64 judgments of every item, without reading images."""
-        return np.array([r.value for r in self.records], dtype=np.float64)
-
-    def __getitem__(self, index: int) -> dict:
-        r = self.records[index]
-        item: dict = {}
-        for key, path in zip(IMAGE_KEYS[self.kind], r.paths):
-            try:
-                item[key] = load_patch(path, self.load_size)
-            except ImageLoadError as exc:
-                raise ImageLoadError(f"item {r.subset}/{r.id}: {exc}") from exc
-        item[VALUE_KEY[self.kind]] = torch.tensor([r.value], dtype=torch.float32)
-        item["subset"] = r.subset
-        item["id"] = r.id
-        return item
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, items={len(self)}, "
-                f"subsets={self.subsets}, load_size={self.load_size})")
-
-
-class TwoAFCDataset(_JudgmentDataset):
-    """2AFC triplets (ref, p0, p1) with the fraction of judges who found p1 closer to ref.
-
-    Args:
-        root: BAPPS dataset folder (with ``split``), a split folder (``<bapps>/2afc/val``),
-            one subset folder, a CSV/JSON file, or a per-sample folder tree (see module doc).
-        subsets: subset (category) names to keep; None keeps all.
-        load_size: images are resized (PIL bilinear) to ``load_size x load_size``; None keeps size.
-        split: 'train' or 'val' when ``root`` is a dataset folder holding several splits.
-        on_error: 'raise' (default): one error listing every bad row; 'skip': warn and drop them.
-        max_errors: how many bad rows the message lists.
-        verify_images: also open every image once (Pillow ``verify``) to find damaged files
-            before training starts; False only checks that the files exist.
-    Item:
-        ``{'ref', 'p0', 'p1'}``: float32 (3, H, W) in [-1, 1]; ``'judge'``: float32 (1,) in [0, 1]
-        (fraction preferring p1); ``'subset'``, ``'id'``: str.
-
-    The mini set of :mod:`lpips_core.mini_bapps` has judgments from a SIMULATED observer
-    (LPIPS-VGG or a pixel metric through a logistic psychometric function), not from people;
-    see its ``README.md`` data card.
-
-    Example:
-        >>> ds = TwoAFCDataset('data/mini_bapps', split='val', subsets=['traditional'])  # doctest: +SKIP
-        >>> ds[0]['ref'].shape, ds[0]['judge']                                           # doctest: +SKIP
-        (torch.Size([3, 64, 64]), tensor([0.4000]))
-    """
-
-    kind = "2afc"
-
-    @property
-    def judges(self) -> np.ndarray:
-        """(N,) fraction of judges preferring p1, per triplet."""
-        return self.values
-
-
-class JNDDataset(_JudgmentDataset):
-    """JND pairs (p0, p1) with the fraction of judges who answered "same".
-
-    Args: as :class:`TwoAFCDataset` (``root`` a BAPPS folder with ``jnd/``, a split folder
-    such as ``<bapps>/jnd/val``, a subset folder, or a CSV/JSON file with ``p0_path,p1_path,same``).
-    Item:
-        ``{'p0', 'p1'}``: float32 (3, H, W) in [-1, 1]; ``'same'``: float32 (1,) in [0, 1];
-        ``'subset'``, ``'id'``: str.
-    """
-
-    kind = "jnd"
-
-    @property
-    def sames(self) -> np.ndarray:
-        """(N,) fraction of judges answering "same", per pair."""
-        return self.values
-
-
-# --------------------------------------------------------------------------- splits, augmentation, loaders
-class FlipAugment(Dataset):
-    """Mirror every image of an item left-right together (same flip for ref, p0, p1), with probability p.
-
-    The judgment is unchanged by a mirror image of the whole triplet. The flips follow
-    a generator seeded with ``seed`` (re-seeded per DataLoader worker from the loader's
-    own seed), so a run is reproducible from ``seed`` for a fixed number of workers.
-    """
-
-    def __init__(self, dataset: Dataset, p: float = 0.5, seed: int = 0):
-        self.dataset, self.p = dataset, p
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def reseed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        item = dict(self.dataset[index])
-        if torch.rand((), generator=self.generator).item() < self.p:
-            for key in ("ref", "p0", "p1"):
-                if key in item:
-                    item[key] = item[key].flip(-1)  # (3, H, W): mirror along W
-        return item
-
-
-def _seed_worker(worker_id: int) -> None:
-    info = torch.utils.data.get_worker_info()
-    if info is not None and hasattr(info.dataset, "reseed"):
-        info.dataset.reseed(info.seed % 2**63)
-
-
-class LPIPSDataModule:
-    """Train/val/test datasets and DataLoaders for judgment data, split reproducibly.
-
-    Splits:
-        * ``root`` a BAPPS dataset folder with both an official ``train`` and ``val`` split
-          (and ``split``, ``test_split`` left None): train and val are drawn from the
-          official train split (``val_split`` of it held out for model selection), and test is
-          the official ``val`` split, on which the paper reports its scores.
-        * anything else (one split folder, a CSV/JSON table, per-sample folders, or
-          ``test_split`` given): the items are shuffled with ``seed`` and cut into
-          ``1 - val_split - test_split``, ``val_split`` and ``test_split`` fractions.
-
-    Args:
-        root: any location :class:`TwoAFCDataset` / :class:`JNDDataset` accepts.
-        batch_size: items per batch (the reference trains with 50).
-        val_split: fraction held out for validation, in [0, 1).
-        test_split: fraction held out for testing, or None (see Splits).
-        seed: seeds the split, the shuffling and the flips.
-        augment: mirror training items left-right (all images of an item together), p = 0.5.
-        kind: '2afc' or 'jnd'.
-        load_size, subsets, split, on_error, verify_images: passed to the dataset.
-        num_workers: DataLoader worker processes (0 loads in the calling process).
-
-    Example:
-        >>> dm = LPIPSDataModule('data/mini_bapps', batch_size=50)    # doctest: +SKIP
-        >>> batch = next(iter(dm.train_dataloader()))                  # doctest: +SKIP
-        >>> batch['ref'].shape, batch['judge'].shape                   # doctest: +SKIP
-        (torch.Size([50, 3, 64, 64]), torch.Size([50, 1]))
-    """
-
-    def __init__(self, root: str | os.PathLike, batch_size: int = 50, val_split: float = 0.1,
-                 test_split: float | None = None, seed: int = 0, augment: bool = True,
-                 kind: str = "2afc", load_size: int | None = 64,
-                 subsets: Sequence[str] | str | None = None, split: str | None = None,
-                 num_workers: int = 0, on_error: str = "raise", verify_images: bool = True):
-        if kind not in KINDS:
-            raise ValueError(f"kind={kind!r}: choose '2afc' or 'jnd'")
-        if not 0 <= val_split < 1 or not 0 <= (test_split or 0) < 1 or val_split + (test_split or 0) >= 1:
-            raise ValueError(f"val_split={val_split}, test_split={test_split}: each must be in [0, 1) "
-                             f"and together below 1, leaving items to train on")
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}: must be at least 1")
-        self.root, self.batch_size, self.val_split, self.test_split = Path(root), batch_size, val_split, test_split
-        self.seed, self.augment, self.kind, self.num_workers = seed, augment, kind, num_workers
-        self.dataset_kwargs = dict(load_size=load_size, subsets=subsets, on_error=on_error,
-                                   verify_images=verify_images)
-        self.split = split
-        self.train_dataset = self.val_dataset = self.test_dataset = None
-        # one generator for the training loaders: each epoch shuffles (and flips) differently,
-        # and the run is reproducible; val/test loaders get their own, so they do not disturb it
-        self._train_generator = torch.Generator().manual_seed(seed)
-
-    def _official_splits(self) -> bool:
-        parent = self.root / self.kind
-        return (self.split is None and self.test_split is None and parent.is_dir()
-                and (parent / "train").is_dir() and (parent / "val").is_dir())
-
-    def setup(self) -> "LPIPSDataModule":
-        """Read and check the records and make the splits (once); returns self."""
-        if self.train_dataset is not None:
-            return self
-        cls = TwoAFCDataset if self.kind == "2afc" else JNDDataset
-        if self._official_splits():
-            pool = cls(self.root, split="train", **self.dataset_kwargs)
-            test = cls(self.root, split="val", **self.dataset_kwargs)
-            n_test = 0
-        else:
-            pool = cls(self.root, split=self.split, **self.dataset_kwargs)
-            test = None
-            n_test = int(round((self.test_split or 0) * len(pool)))
-        n = len(pool)
-        n_val = int(round(self.val_split * n))
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
-        val_idx, test_idx, train_idx = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
-        if not train_idx:
-            raise DataError(f"{self.root}: {n} item(s) leave nothing to train on after the splits")
-        subset = torch.utils.data.Subset
-        train = subset(pool, train_idx)
-        self.train_dataset = FlipAugment(train, 0.5, self.seed) if self.augment else train
-        self.val_dataset = subset(pool, val_idx)
-        self.test_dataset = test if test is not None else subset(pool, test_idx)
-        return self
-
-    def _loader(self, dataset: Dataset, shuffle: bool) -> torch.utils.data.DataLoader:
-        generator = self._train_generator if shuffle else torch.Generator().manual_seed(self.seed)
-        return torch.utils.data.DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            generator=generator, worker_init_fn=_seed_worker)
-
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        """Shuffled (seeded) training batches, mirrored at random when ``augment``."""
-        return self._loader(self.setup().train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader(self.setup().val_dataset, shuffle=False)
-
-    def test_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader(self.setup().test_dataset, shuffle=False)
-
-    def __repr__(self) -> str:
-        if self.train_dataset is None:
-            return f"LPIPSDataModule(root={str(self.root)!r}, not set up)"
-        return (f"LPIPSDataModule(root={str(self.root)!r}, train={len(self.train_dataset)}, "
-                f"val={len(self.val_dataset)}, test={len(self.test_dataset)})")

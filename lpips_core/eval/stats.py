@@ -17,19 +17,15 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 from scipy import optimize, stats
 
 DEFAULT_RESAMPLES = 1000
 
 
 def _vec(x, name: str = "values") -> np.ndarray:
-    try:
-        import torch
-
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().double().numpy()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
     arr = np.asarray(x, dtype=np.float64).reshape(-1)
     if arr.size == 0:
         raise ValueError(f"{name} is empty")

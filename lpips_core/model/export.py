@@ -1,11 +1,10 @@
 """Deployment formats for an LPIPS model: TorchScript, ONNX, dynamic int8.
 
 * ``torch.jit.script(model)`` works on an :class:`~lpips_core.LPIPS` instance:
-  ``LPIPS.__prepare_scriptable__`` hands TorchScript :class:`ScriptableLPIPS`,
-  a twin that shares the model's weights and computes the same distances
-  (``lpips_core.checks`` is plain Python, so the twin carries its own shape,
-  size and finiteness checks). ``torch.jit.trace(model, (x, y))`` traces the
-  ordinary forward (value checks are skipped while tracing).
+  ``LPIPS.__prepare_scriptable__`` hands TorchScript
+  :class:`~lpips_core.model.scriptable.ScriptableLPIPS`, a twin that shares the
+  model's weights and computes the same distances. ``torch.jit.trace(model, (x, y))``
+  traces the ordinary forward (value checks are skipped while tracing).
 * :func:`export_onnx` writes an ONNX graph with a dynamic batch size and image
   size; :func:`onnx_session` / :func:`onnx_distance` run it with onnxruntime.
 * :func:`quantize_dynamic` quantises the trunk's convolutions to int8 weights
@@ -25,129 +24,14 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .atomic import atomic_path
-from .backbones import MIN_INPUT_SIZE
-from .model import EPS, LPIPS
-
-
-# --------------------------------------------------------------------------- TorchScript
-class ScriptableLPIPS(nn.Module):
-    """A TorchScript-compatible twin of an :class:`LPIPS` model (same weights, same outputs).
-
-    Built by ``torch.jit.script(model)`` through ``LPIPS.__prepare_scriptable__``;
-    it can also be made directly and scripted. Eval-mode semantics (no
-    dropout), the same memory layout as the eager model (channels-last on CPU).
-
-    Args:
-        model: the LPIPS model whose trunk and linear weights are shared (not copied).
-
-    Shapes:
-        ``forward(in0, in1, retPerLayer=False, normalize=False)`` as ``LPIPS.forward``:
-        (N, 3, H, W) or (3, H, W) images -> (N, 1, 1, 1) ((N, 1, H, W) if spatial),
-        or the tuple (total, per-layer list) with ``retPerLayer``.
-    """
-
-    def __init__(self, model: LPIPS):
-        super().__init__()
-        self.stages = nn.ModuleList(model.net.stages)
-        self.register_buffer("shift", model.scaling_layer.shift)
-        self.register_buffer("scale", model.scaling_layer.scale)
-        device = model.scaling_layer.shift.device
-        self.weights: List[torch.Tensor] = [
-            model.lins[k].conv.weight.detach().reshape(-1) if model.lpips
-            else torch.ones(c, device=device) for k, c in enumerate(model.chns)]  # (C_k,) each
-        self.n_layers = model.L
-        self.scaled = model.version == "0.1"
-        self.spatial = model.spatial
-        self.min_size = MIN_INPUT_SIZE[model.pnet_type]
-        self.eps = EPS
-        self.channels_last = model._use_channels_last(device)
-
-    def _as_batch(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.is_floating_point():
-            raise ValueError("LPIPS needs floating-point images in [-1, 1]")
-        if x.dim() == 3:
-            x = x.unsqueeze(0)
-        if x.dim() != 4:
-            raise ValueError("images must have shape (N, 3, H, W) or (3, H, W)")
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        if x.shape[1] != 3:
-            raise ValueError("images must have 3 (RGB) or 1 (grayscale) channels")
-        return x
-
-    def _scale(self, x: torch.Tensor, normalize: bool) -> torch.Tensor:
-        x = x.to(self.shift.dtype)
-        if normalize:
-            x = 2 * x - 1
-        if self.scaled:
-            x = (x - self.shift) / self.scale
-        return x
-
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x.contiguous()
-
-    def _unit(self, t: torch.Tensor) -> torch.Tensor:
-        return t / (torch.linalg.vector_norm(t, dim=1, keepdim=True) + self.eps)
-
-    def _layer(self, f0: torch.Tensor, f1: torch.Tensor, k: int, out_hw: List[int]) -> torch.Tensor:
-        diff = (f0 - f1).square()  # (N, C, h, w)
-        n, c, h, w = diff.shape
-        if self.channels_last:
-            weighted = torch.matmul(diff.permute(0, 2, 3, 1).reshape(n * h * w, c), self.weights[k]).view(n, h * w)
-        else:
-            weighted = torch.matmul(self.weights[k], diff.reshape(n, c, h * w))  # (N, h*w)
-        if self.spatial:
-            return F.interpolate(weighted.view(n, 1, h, w), size=out_hw, mode="bilinear", align_corners=False)
-        return weighted.mean(1).view(n, 1, 1, 1)
-
-    def forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool = False,
-                normalize: bool = False) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
-        in0 = self._as_batch(in0)
-        in1 = self._as_batch(in1)
-        if in0.shape[1:] != in1.shape[1:] or (in0.shape[0] != in1.shape[0] and in0.shape[0] != 1
-                                              and in1.shape[0] != 1):
-            raise ValueError("in0 and in1 must have the same shape (or one a batch of 1)")
-        if min(in0.shape[2], in0.shape[3]) < self.min_size:
-            raise ValueError("images are too small for this trunk")
-        if not bool(torch.isfinite(in0).all()) or not bool(torch.isfinite(in1).all()):
-            raise ValueError("images contain NaN or Inf values")
-        out_hw = [in0.shape[2], in0.shape[3]]
-        n = in0.shape[0]
-        x0 = self._scale(in0, normalize)
-        x1 = self._scale(in1, normalize)
-        res: List[torch.Tensor] = []
-        if in0.shape[0] == in1.shape[0]:  # one trunk call for both, as the eager model
-            x = self._layout(torch.cat([x0, x1]))
-            k = 0
-            for stage in self.stages:
-                x = stage(x)
-                f = self._unit(x)
-                res.append(self._layer(f[:n], f[n:], k, out_hw))
-                k += 1
-        else:
-            x0 = self._layout(x0)
-            x1 = self._layout(x1)
-            k = 0
-            for stage in self.stages:
-                x0 = stage(x0)
-                x1 = stage(x1)
-                res.append(self._layer(self._unit(x0), self._unit(x1), k, out_hw))
-                k += 1
-        val = res[0]
-        for r in res[1:]:
-            val = val + r
-        if retPerLayer:
-            return val, res
-        return val
+from ..files import atomic_path
+from .lpips import LPIPS
+from .nets import MIN_INPUT_SIZE
 
 
 # --------------------------------------------------------------------------- ONNX

@@ -12,7 +12,7 @@ the centre when the border matters (the mini-set builder uses a margin of 8 pixe
 
 Example:
     >>> import numpy as np
-    >>> from lpips_core.distortions import DISTORTIONS, apply
+    >>> from lpips_core.data.distortions import DISTORTIONS, apply
     >>> img = np.full((80, 80, 3), 128, np.uint8)
     >>> out = apply(img, [("jpeg", 0.5), ("gaussian_noise", 0.2)], np.random.default_rng(0))
     >>> out.shape, out.dtype

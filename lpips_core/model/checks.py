@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from .backbones import MIN_INPUT_SIZE
+from .nets import MIN_INPUT_SIZE
 
 
 class InputRangeWarning(UserWarning):
@@ -31,7 +31,7 @@ def as_image_batch(x: torch.Tensor, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (N, 3, H, W), got "
                         f"{type(x).__name__}; convert numpy images with lpips_core.im2tensor")
-    if not (x.is_floating_point()):
+    if not x.is_floating_point():
         raise TypeError(f"{name} has dtype {x.dtype}; LPIPS needs floating-point images in "
                         f"[-1, 1]. For uint8 images use lpips_core.im2tensor(img) or "
                         f"x.float() / 127.5 - 1")
@@ -172,7 +172,8 @@ def _user_stacklevel() -> int:
     calls ``embed``), so a fixed ``stacklevel`` would point into torch or into
     this package; the warning should point at the user's line.
     """
-    skip = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # lpips_core/
+    skip = (package + os.sep,
             os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
     frame, level = sys._getframe(2), 2  # _getframe(k) is the frame stacklevel=k names (1: warn_range)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):

@@ -48,19 +48,21 @@ from typing import Sequence
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
+from ..data import FlipAugment
+from ..files import cache_root, save_torch
+from ..model import LPIPS
+from ..model import kernels as K
+from ..model.reuse import triplet_features
+from ..progress import progress_bar
 from . import distributed as ddp
-from .atomic import atomic_path
-from .model import LPIPS
 
 #: Bump when the cached quantities or their layout change.
 CACHE_FORMAT = 1
 
 
 def default_cache_dir() -> Path:
-    """``$LPIPS_CORE_CACHE/features``, else ``~/.cache/lpips_core/features``."""
-    base = os.environ.get("LPIPS_CORE_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "lpips_core"
-    return root / "features"
+    """``$LPIPS_CORE_CACHE/features``, else ``~/.cache/lpips_core/features`` (:func:`lpips_core.files.cache_root`)."""
+    return cache_root() / "features"
 
 
 # --------------------------------------------------------------------------- the reduction
@@ -77,7 +79,8 @@ def triplet_means(model: LPIPS, ref: torch.Tensor, p0: torch.Tensor,
                   p1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer, per-channel spatial means of squared feature differences.
 
-    The trunk runs once on the concatenated batch (three images per triplet).
+    The trunk runs once on the concatenated batch (three images per triplet,
+    :func:`lpips_core.model.reuse.triplet_features`).
 
     Args:
         model: an LPIPS model (only its trunk, scaling and version are used).
@@ -86,36 +89,28 @@ def triplet_means(model: LPIPS, ref: torch.Tensor, p0: torch.Tensor,
         (m0, m1): two (N, sum(model.chns)) float32 tensors, ``m0`` for (ref, p0)
         and ``m1`` for (ref, p1); entries are >= 0 and at most 4 (unit vectors).
     """
-    n = ref.shape[0]
-    feats = model.features(torch.cat([ref, p0, p1]))  # [(3N, C_k, H_k, W_k)]
-    m0 = torch.cat([((f[:n] - f[n:2 * n]) ** 2).mean([2, 3]) for f in feats], dim=1)  # (N, sum C)
-    m1 = torch.cat([((f[:n] - f[2 * n:]) ** 2).mean([2, 3]) for f in feats], dim=1)
+    f_ref, f0, f1 = triplet_features(model, ref, p0, p1)
+    m0 = torch.cat([K.squared_difference(r, f).mean([2, 3]) for r, f in zip(f_ref, f0)], dim=1)  # (N, sum C)
+    m1 = torch.cat([K.squared_difference(r, f).mean([2, 3]) for r, f in zip(f_ref, f1)], dim=1)
     return m0, m1
 
 
 def cached_distance(model: LPIPS, means: torch.Tensor) -> torch.Tensor:
     """Distances from cached means, differentiable in the linear weights.
 
-    Same arithmetic as the model's fused path: per layer ``(m_k * w_k).sum(1)``,
-    then the layers added in order.
+    Per layer ``(m_k * w_k).sum(1)``: the channel weighting of the spatial means
+    (the bias-free 1x1 layer commutes with the mean), then the layers added in order.
 
     Args:
-        model: the LPIPS model whose ``lins`` weights apply (all-ones weights
-            when ``model.lpips`` is False, i.e. the "net" baseline).
+        model: the LPIPS model whose channel weights apply (:meth:`LPIPS.channel_weights`:
+            all ones when ``model.lpips`` is False, i.e. the "net" baseline).
         means: (N, sum(model.chns)) from :func:`triplet_means`.
     Returns:
         (N, 1, 1, 1) distances.
     """
-    val = None
-    for k, sl in enumerate(layer_slices(model.chns)):
-        m = means[:, sl]  # (N, C_k)
-        if model.lpips:
-            w = model.lins[k].conv.weight.view(1, -1)  # (1, C_k)
-            r = (m * w).sum(1)
-        else:
-            r = m.sum(1)
-        val = r if val is None else val + r
-    return val.view(-1, 1, 1, 1)
+    layers = [(means[:, sl] * model.channel_weights(k, means)).sum(1)  # (N,) from (N, C_k) * (C_k,)
+              for k, sl in enumerate(layer_slices(model.chns))]
+    return K.sum_layers(layers).view(-1, 1, 1, 1)
 
 
 # --------------------------------------------------------------------------- cache keys
@@ -298,8 +293,6 @@ def extract(model: LPIPS, dataset: Dataset, flip: bool = False, batch_size: int 
     Returns:
         a :class:`FeatureCache` on the CPU (key left empty).
     """
-    from tqdm.auto import tqdm
-
     device = torch.device(device) if device is not None else next(model.parameters()).device
     n, r, w = len(dataset), ddp.rank(), ddp.world_size()
     mine = list(range(r, n, w))
@@ -309,8 +302,7 @@ def extract(model: LPIPS, dataset: Dataset, flip: bool = False, batch_size: int 
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("m0", "m1", "judge", "m0_flip", "m1_flip")}
     try:
-        for batch in tqdm(loader, desc="features", unit="batch", disable=not progress or r != 0,
-                          dynamic_ncols=True):
+        for batch in progress_bar(loader, desc="features", unit="batch", enabled=progress and r == 0):
             ref, p0, p1 = (batch[k].to(device) for k in ("ref", "p0", "p1"))
             m0, m1 = triplet_means(model, ref, p0, p1)
             parts["m0"].append(m0.float().cpu())
@@ -335,8 +327,7 @@ def extract(model: LPIPS, dataset: Dataset, flip: bool = False, batch_size: int 
 
 
 def _atomic_save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    save_torch(obj, path)
 
 
 def _load(path: Path, key: str, flip: bool, n: int, width: int) -> FeatureCache | None:
@@ -363,10 +354,6 @@ def _load(path: Path, key: str, flip: bool, n: int, width: int) -> FeatureCache 
 
 def _check_static(dataset: Dataset) -> None:
     """Refuse datasets whose items change between reads (random augmentation): a cache would freeze them."""
-    try:
-        from .data import FlipAugment
-    except ImportError:  # pragma: no cover
-        return
     stack = [dataset]
     while stack:
         ds = stack.pop()

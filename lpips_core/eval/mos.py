@@ -24,7 +24,6 @@ reused for all its distorted versions.
 from __future__ import annotations
 
 import csv
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
-from .metrics import DistanceFunction
+from ..data.images import im2tensor, load_image
+from ..files import write_json, write_text
+from ..progress import progress_bar
+from . import plots
+from .distances import DistanceFunction
+from .runs import build_metrics
+from .stats import mos_correlations
 
 MOS_METRICS = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "psnr", "ssim", "ms_ssim", "dists", "l2_lab")
 SCORE_COLUMNS = ("score", "dmos", "mos")
@@ -123,10 +129,6 @@ def resolve_table(data: str | Path) -> Path:
 
 def _load(path: Path, max_side: int | None) -> torch.Tensor:
     """(1, 3, H, W) in [-1, 1]; downscaled (PIL area filter) so the longer side is <= max_side."""
-    from PIL import Image
-
-    from .images import im2tensor, load_image
-
     img = load_image(path)
     if max_side is not None and max(img.shape[:2]) > max_side:
         scale = max_side / max(img.shape[:2])
@@ -142,15 +144,12 @@ def compute_mos_distances(rows: Sequence[MOSRow], fns: Mapping[str, DistanceFunc
     Returns:
         ({metric: (N,) distances in row order}, {metric: seconds spent computing})
     """
-    from tqdm.auto import tqdm
-
     by_ref: dict[Path, list[int]] = {}
     for i, r in enumerate(rows):
         by_ref.setdefault(r.reference, []).append(i)
     out = {m: np.full(len(rows), np.nan) for m in fns}
     seconds = dict.fromkeys(fns, 0.0)
-    bar = tqdm(total=len(rows) * len(fns), desc="MOS pairs x metrics", unit="pair", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(rows) * len(fns), desc="MOS pairs x metrics", unit="pair", enabled=progress)
     with torch.inference_mode():
         for ref_path, idx in by_ref.items():
             ref = _load(ref_path, max_side)
@@ -202,16 +201,13 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
     Args:
         data: the CSV or its folder (e.g. ``../shared/data/live_jpeg``).
         out_dir: where to write (None: write nothing).
-        metrics: specs for :func:`lpips_core.metrics.make_distance`.
+        metrics: specs for :func:`lpips_core.eval.distances.make_distance`.
         score_column: default: 'score', 'dmos' or 'mos', whichever comes first.
         max_side: downscale images so the longer side is at most this (None: full size).
         limit: use only the first ``limit`` rows (quick checks).
     Returns:
         {'metrics': {name: {'srocc', 'krocc', 'plcc', 'logistic', 'seconds'}}, 'distances', ...}.
     """
-    from .evaluate import build_metrics, write_json
-    from .stats import mos_correlations
-
     table = resolve_table(data)
     rows = read_mos_csv(table, score_column)
     if score_column is None:
@@ -246,12 +242,9 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
     results["seconds_total"] = time.perf_counter() - t0
     text = mos_markdown(results)
     if out_dir is not None:
-        from . import plots
-        from .atomic import atomic_write_text
-
         out_dir = Path(out_dir)
         write_json(out_dir / "results.json", results)
-        atomic_write_text(out_dir / "results.md", text)
+        write_text(out_dir / "results.md", text)
         plots.plot_mos_scatter_grid(
             dists, scores, out_dir / "mos_scatter.png",
             logistic={m: r["logistic"] for m, r in results["metrics"].items()},

@@ -43,6 +43,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ..model.weights import load_backbone_state
+
 #: Metrics where a larger value means "more similar".
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "l1": False, "l2": False,
                     "l2_lab": False, "dists": False}
@@ -181,10 +183,11 @@ def dists_weights_path():
 
 
 def vgg16_features(pretrained: bool = True) -> nn.Sequential:
-    """torchvision's VGG16 ``features`` (31 modules) with ``lpips_core``'s offline ImageNet weights."""
-    from torchvision.models.vgg import cfgs, make_layers
+    """torchvision's VGG16 ``features`` (31 modules) with the package's offline ImageNet weights.
 
-    from .weights import load_backbone_state
+    The weights come from :func:`lpips_core.model.weights.load_backbone_state` (no download).
+    """
+    from torchvision.models.vgg import cfgs, make_layers
 
     features = make_layers(cfgs["D"], batch_norm=False)
     if pretrained:

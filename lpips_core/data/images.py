@@ -4,6 +4,8 @@
 (H, W, 3) uint8 RGB array, and a tensor is (1, 3, H, W) float32 in [-1, 1].
 The reference reads files with OpenCV; this module uses Pillow, which gives the
 same RGB pixels for 8-bit files and is already a dependency of torchvision.
+:func:`uint8_to_tensor` is the reference *dataset* loader's conversion
+(``ToTensor`` then ``Normalize(0.5, 0.5)``, in float32), used for judgment data.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from ..model.checks import InputRangeWarning
 
 
 class ImageLoadError(ValueError):
@@ -70,14 +74,22 @@ def im2tensor(image: np.ndarray, imtype=np.uint8, cent: float = 1.0,
     image = np.asarray(image)
     if image.dtype == bool or (image.dtype.kind == "f" and image.size and float(np.nanmax(image)) <= 1.0
                                and float(np.nanmin(image)) >= 0.0 and float(np.nanmax(image)) > 0.0):
-        from .checks import InputRangeWarning
-
         warnings.warn(f"im2tensor expects 0-255 values but got a {image.dtype} image in [0, 1]; "
                       f"pass image * 255, or use torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1",
                       InputRangeWarning, stacklevel=2)
     if image.ndim == 2:
         image = image[:, :, None]
     return torch.Tensor((image / factor - cent)[:, :, :, np.newaxis].transpose((3, 2, 0, 1)))
+
+
+def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [-1, 1]: ``ToTensor`` then ``Normalize((0.5,)*3, (0.5,)*3)``.
+
+    The float32 arithmetic of the reference's BAPPS loader (``x / 255``, ``- 0.5``, ``/ 0.5``);
+    :func:`im2tensor` is the reference *package*'s (``x / 127.5 - 1`` in float64).
+    """
+    x = torch.from_numpy(images).movedim(-1, -3).float().div(255)  # ToTensor
+    return x.sub_(0.5).div_(0.5)
 
 
 def tensor2im(image_tensor: torch.Tensor, imtype=np.uint8, cent: float = 1.0,

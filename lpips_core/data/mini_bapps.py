@@ -12,7 +12,7 @@ miniature in exactly its layout::
 Source: the photographs scikit-image ships in its wheel (public-domain / CC0, listed in
 :data:`PHOTOS`), split by photograph between train and val. Each reference is a 64x64
 patch (cut from an 80x80 context so that blur, warps and shifts have real borders).
-Each reference gets a *pool* of distorted versions (:mod:`lpips_core.distortions`);
+Each reference gets a *pool* of distorted versions (:mod:`lpips_core.data.distortions`);
 every pair of pool members is one triplet, so triplets that share a reference are
 correlated (the data card says so, and gives the number of references).
 
@@ -27,18 +27,16 @@ triplet, as in BAPPS; 3 per JND pair), so it takes values in multiples of 1/5, 1
 The course uses it to show a linear calibration recovering a known observer.
 
 Example:
-    >>> from lpips_core.mini_bapps import ensure_mini_bapps   # doctest: +SKIP
+    >>> from lpips_core.data.mini_bapps import ensure_mini_bapps   # doctest: +SKIP
     >>> root = ensure_mini_bapps()      # builds once (~1-2 minutes on 2 CPU cores)  # doctest: +SKIP
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from itertools import combinations
@@ -47,11 +45,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from filelock import FileLock
 from PIL import Image
 
+from ..files import cache_root, write_csv, write_text
+from ..model import LPIPS
+from ..progress import progress_bar
 from . import distortions as D
+from .images import uint8_to_tensor
+from .judgments import score_2afc
 
-#: Bump whenever a change to this module or to :mod:`lpips_core.distortions` changes the
+#: Bump whenever a change to this module or to :mod:`lpips_core.data.distortions` changes the
 #: files a build writes: the fingerprint of a build is (version, configuration).
 BUILDER_VERSION = 1
 
@@ -145,10 +149,10 @@ def default_dir() -> Path:
     env = os.environ.get("LPIPS_CORE_MINI_BAPPS")
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]  # lpips_core/data/mini_bapps.py -> the repository
     if (repo / "pyproject.toml").is_file():
         return repo / "data" / "mini_bapps"
-    return Path.home() / ".cache" / "lpips_core" / "mini_bapps"
+    return cache_root() / "mini_bapps"
 
 
 def fingerprint(config: MiniBappsConfig) -> str:
@@ -243,17 +247,10 @@ def sample_judges(p: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray
     return rng.binomial(n, np.clip(p, 0.0, 1.0)) / n
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [-1, 1] (same as the dataset loader)."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
-
-
 class _LpipsVggDistance:
     """d(ref, each pool image) with LPIPS-VGG v0.1; features computed once per image, batched."""
 
     def __init__(self):
-        from .model import LPIPS
-
         self.model = LPIPS(net="vgg", version="0.1").eval().requires_grad_(False)
 
     def __call__(self, refs: np.ndarray, pools: np.ndarray) -> np.ndarray:
@@ -261,7 +258,8 @@ class _LpipsVggDistance:
         r, k = pools.shape[:2]
         images = np.concatenate([refs[:, None], pools], axis=1).reshape(r * (k + 1), *refs.shape[1:])
         with torch.inference_mode():
-            feats = self.model.features(_to_tensor(images))  # list of (R*(K+1), C, h, w)
+            # read as the dataset loader reads them; list of (R*(K+1), C, h, w)
+            feats = self.model.features(uint8_to_tensor(images))
             feats = [f.view(r, k + 1, *f.shape[1:]) for f in feats]
             f_ref = [f[:, :1].expand(-1, k, *f.shape[2:]).reshape(r * k, *f.shape[2:]) for f in feats]
             f_pool = [f[:, 1:].reshape(r * k, *f.shape[2:]) for f in feats]
@@ -300,11 +298,9 @@ class _Pools:
 
 def _make_pools(photos: dict[str, np.ndarray], names: Sequence[str], n_refs: int, pool: int, per_image: int,
                 config: MiniBappsConfig, rng: np.random.Generator, desc: str) -> _Pools:
-    from tqdm.auto import tqdm
-
     side = config.patch + 2 * config.margin
     refs, recipes, ref_patches, pool_patches = [], [], [], []
-    for i in tqdm(range(n_refs), desc=f"distorting {desc}", unit="ref", file=sys.stderr, leave=False):
+    for i in progress_bar(range(n_refs), desc=f"distorting {desc}", unit="ref", leave=False):
         name = names[i % len(names)]  # round-robin: every photograph contributes equally
         ref = sample_reference(photos[name], name, side, rng)
         grey = bool((ref.context[..., 0] == ref.context[..., 1]).all() and
@@ -318,12 +314,9 @@ def _make_pools(photos: dict[str, np.ndarray], names: Sequence[str], n_refs: int
 
 
 def _observe(pools: _Pools, distance: Callable, batch_refs: int, desc: str) -> None:
-    from tqdm.auto import tqdm
-
     out = []
     n = len(pools.refs)
-    for start in tqdm(range(0, n, batch_refs), desc=f"observer on {desc}", unit="batch", file=sys.stderr,
-                      leave=False):
+    for start in progress_bar(range(0, n, batch_refs), desc=f"observer on {desc}", unit="batch", leave=False):
         out.append(distance(pools.ref_patches[start:start + batch_refs], pools.pool_patches[start:start + batch_refs]))
     pools.distances = np.concatenate(out)
 
@@ -349,8 +342,6 @@ class _Writer:
 def _write_2afc(folder: Path, pools: _Pools, n_judges: int, observer: Observer, rng: np.random.Generator,
                 writer: _Writer, tag: str) -> tuple[int, float]:
     """Write one 2AFC subset; returns (triplets, the observer's own 2AFC score against its judges)."""
-    from .metrics import score_2afc
-
     for sub in ("ref", "p0", "p1", "judge"):
         (folder / sub).mkdir(parents=True)
     triplets = []
@@ -376,8 +367,8 @@ def _write_2afc(folder: Path, pools: _Pools, n_judges: int, observer: Observer, 
         ref = pools.refs[r]
         rows.append([stem, ref.photo, *ref.box, recipe_text(pools.recipes[r][i]), recipe_text(pools.recipes[r][j]),
                      f"{d0:.6f}", f"{d1:.6f}", f"{p:.6f}", f"{h:.4f}"])
-    _write_csv(folder / "metadata.csv", ["id", "photo", "crop_y", "crop_x", "crop_side", "p0_distortion",
-                                         "p1_distortion", "d0", "d1", "p_prefer_p1", "judge"], rows)
+    write_csv(folder / "metadata.csv", ["id", "photo", "crop_y", "crop_x", "crop_side", "p0_distortion",
+                                        "p1_distortion", "d0", "d1", "p_prefer_p1", "judge"], rows)
     return len(rows), float(score_2afc(np.array(d0s), np.array(d1s), np.array(hs)))
 
 
@@ -403,16 +394,9 @@ def _write_jnd(folder: Path, pools: _Pools, n_judges: int, observer: Observer, r
         np.save(folder / "same" / f"{stem}.npy", np.array([same], dtype=np.float32))
         ref = pools.refs[r]
         rows.append([stem, ref.photo, *ref.box, items[0][2], items[1][2], f"{d:.6f}", f"{p:.6f}", f"{same:.4f}"])
-    _write_csv(folder / "metadata.csv", ["id", "photo", "crop_y", "crop_x", "crop_side", "p0_distortion",
-                                         "p1_distortion", "distance", "p_same", "same"], rows)
+    write_csv(folder / "metadata.csv", ["id", "photo", "crop_y", "crop_x", "crop_side", "p0_distortion",
+                                        "p1_distortion", "distance", "p_same", "same"], rows)
     return len(rows)
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
 
 
 def build_mini_bapps(out_dir: str | os.PathLike | None = None, config: MiniBappsConfig = MiniBappsConfig(),
@@ -431,8 +415,6 @@ def build_mini_bapps(out_dir: str | os.PathLike | None = None, config: MiniBapps
     Returns:
         ``out_dir``.
     """
-    from filelock import FileLock
-
     out_dir = Path(out_dir) if out_dir is not None else default_dir()
     if config.observer not in OBSERVERS:
         raise ValueError(f"unknown observer {config.observer!r}; choose from {', '.join(OBSERVERS)}")
@@ -449,7 +431,7 @@ def build_mini_bapps(out_dir: str | os.PathLike | None = None, config: MiniBapps
             _write_card(tmp, config, stats)
             marker = {"fingerprint": fingerprint(config), "builder_version": BUILDER_VERSION,
                       "config": dataclasses.asdict(config), **stats}
-            (tmp / ".complete").write_text(json.dumps(marker, indent=1) + "\n")
+            write_text(tmp / ".complete", json.dumps(marker, indent=1) + "\n")
             if out_dir.exists():
                 old = out_dir.parent / f".{out_dir.name}.old"
                 if old.exists():
@@ -528,7 +510,7 @@ folder was drawn from a simulated observer (described below), not from people. U
 to learn, test and debug; do not report results on it as agreement with humans.
 Real human ratings are in BAPPS (`data_scripts/download_bapps.py`) and LIVE.
 
-Built by `lpips_core.mini_bapps` (builder version {BUILDER_VERSION}, seed {config.seed},
+Built by `lpips_core.data.mini_bapps` (builder version {BUILDER_VERSION}, seed {config.seed},
 observer `{config.observer}`, fingerprint `{fingerprint(config)}`) in {stats['seconds']['total']} s.
 
 ## Layout (exactly BAPPS)
@@ -566,7 +548,7 @@ nearly flat crops are redrawn.
 
 ## Distortions
 
-`lpips_core.distortions`, in the spirit of BAPPS "traditional": {families}.
+`lpips_core.data.distortions`, in the spirit of BAPPS "traditional": {families}.
 Strength is uniform in [0, 1]; each function's docstring maps it to its parameter.
 Grey photographs never get `saturation` or `hue_shift`, which would leave them unchanged.
 `traditional` subsets: one distortion per image, families distinct within a pool where
@@ -599,4 +581,4 @@ The photographs keep the licences above (public domain, CC0, or no known copyrig
 restrictions, as stated by scikit-image). The distorted patches and simulated judgments
 are derived from them and released under the same terms.
 """
-    (folder / "README.md").write_text(text)
+    write_text(folder / "README.md", text)

@@ -1,33 +1,21 @@
-"""Figures shared by the command line, the benchmarks and the book."""
+"""Figures of evaluations and training runs, shared by the command line, the benchmarks and the book.
+
+Every figure is written atomically through :func:`lpips_core.files.save_figure`.
+"""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .atomic import atomic_path
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
-    """Save a matplotlib figure atomically (temporary file, then rename)."""
-    with atomic_path(path, suffix=Path(path).suffix) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+from ..files import pyplot, save_figure
+from . import stats
 
 
 def save_distance_map(dmap: torch.Tensor, path: str | os.PathLike, title: str = "") -> None:
     """Save an (H, W) LPIPS spatial distance map as a heat-map PNG with a colour bar."""
-    plt = _pyplot()
+    plt = pyplot()
     arr = np.asarray(dmap.detach().cpu().float())
     fig, ax = plt.subplots(figsize=(4, 4 * arr.shape[0] / max(arr.shape[1], 1) + 0.4))
     im = ax.imshow(arr, cmap="magma")
@@ -41,7 +29,7 @@ def save_distance_map(dmap: torch.Tensor, path: str | os.PathLike, title: str = 
 
 # --------------------------------------------------------------------------- evaluation figures
 def _grid(n: int, width: float = 3.2, height: float = 2.8):
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(4, max(1, n))
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
@@ -63,7 +51,7 @@ def plot_2afc_bars(scores: dict, path, title: str = "2AFC agreement", note: str 
         scores: {metric: {subset: {'score', 'ci': [lo, hi]}}} (``evaluate.score_2afc_results``).
         note: printed under the figure (e.g. that judgments are simulated).
     """
-    plt = _pyplot()
+    plt = pyplot()
     metrics = list(scores)
     if columns is None:
         columns = list(next(iter(scores.values())))
@@ -158,7 +146,7 @@ def plot_correlation_bars(corrs: dict, path, note: str = "",
     Args:
         corrs: {metric: {'pearson': {'r'}, 'spearman': {'r'}, 'kendall': {'r'}}}.
     """
-    plt = _pyplot()
+    plt = pyplot()
     metrics = list(corrs)
     kinds = ["pearson", "spearman", "kendall"]
     x = np.arange(len(metrics))
@@ -184,7 +172,7 @@ def plot_speed_accuracy(points: list[dict], path, note: str = "",
     Args:
         points: dicts with 'name', 'pairs_per_second', 'score' (0-1), optional 'ci' and 'group'.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     groups = list(dict.fromkeys(p.get("group", "other") for p in points))
     for gi, g in enumerate(groups):
@@ -221,8 +209,6 @@ def plot_mos_scatter_grid(preds: dict, scores: np.ndarray, path, logistic: dict 
         logistic: {metric: [b1, b2, b3, b4]} from ``stats.fit_logistic4``.
         labels: {metric: x-axis label}; stats_text: {metric: text shown in the panel}.
     """
-    from .stats import logistic4
-
     scores = np.asarray(scores, dtype=float)
     plt, fig, axes = _grid(len(preds))
     for ax, (m, x) in zip(axes, preds.items()):
@@ -230,7 +216,7 @@ def plot_mos_scatter_grid(preds: dict, scores: np.ndarray, path, logistic: dict 
         ax.scatter(x, scores, s=8, alpha=0.6)
         if logistic and m in logistic and logistic[m] is not None:
             xs = np.linspace(np.nanmin(x), np.nanmax(x), 200)
-            ax.plot(xs, logistic4(xs, *logistic[m]), color="C3", lw=1.5, label="4-param logistic")
+            ax.plot(xs, stats.logistic4(xs, *logistic[m]), color="C3", lw=1.5, label="4-param logistic")
         ax.set_title(m, fontsize=9)
         ax.set_xlabel((labels or {}).get(m, m), fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
@@ -239,6 +225,30 @@ def plot_mos_scatter_grid(preds: dict, scores: np.ndarray, path, logistic: dict 
                     bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
     if title:
         fig.suptitle(title, y=1.0)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_training_history(history: list[dict], path: str | os.PathLike) -> None:
+    """Loss, 2AFC agreement (train and validation) and learning rate per epoch, as three panels.
+
+    Args:
+        history: the trainer's rows ({'epoch', 'train_loss', 'train_2afc', 'val_2afc' (or None), 'lr', ...}).
+    """
+    plt = pyplot()
+    ep = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    axes[0].plot(ep, [r["train_loss"] for r in history], marker="o")
+    axes[0].set(title="training loss", xlabel="epoch")
+    axes[1].plot(ep, [100 * r["train_2afc"] for r in history], marker="o", label="train")
+    val = [(r["epoch"], 100 * r["val_2afc"]) for r in history if r["val_2afc"] is not None]
+    if val:
+        axes[1].plot(*zip(*val), marker="o", label="validation")
+    axes[1].set(title="2AFC agreement (%)", xlabel="epoch")
+    axes[1].legend()
+    axes[2].plot(ep, [r["lr"] for r in history], marker="o")
+    axes[2].set(title="learning rate", xlabel="epoch")
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

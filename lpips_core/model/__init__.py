@@ -1,0 +1,23 @@
+"""The model layer: the network table, trunks, weights, input checks, kernels, LPIPS and its export.
+
+Imports point one way inside it (each module uses only those above it)::
+
+    nets, kernels                   the network table; the distance's functional kernels
+    weights, checks                 weight sources; input checks
+    trunk                           the trunk and its taps
+    scriptable, fast, reuse         TorchScript twin; inference routes; feature reuse
+    lpips                           LPIPS (forward, the reference route)
+    functional, loading, export     distance(); models from files; ONNX and int8
+"""
+from .checks import InputRangeWarning
+from .kernels import normalize_tensor
+from .lpips import LPIPS, NetLinLayer, ScalingLayer
+from .functional import distance
+from .loading import load_lpips_checkpoint
+from .nets import MIN_INPUT_SIZE, NETS, canonical_net
+from .trunk import Trunk
+from .weights import WeightsError
+
+__all__ = ["LPIPS", "NetLinLayer", "ScalingLayer", "Trunk", "distance", "normalize_tensor",
+           "load_lpips_checkpoint", "InputRangeWarning", "WeightsError", "NETS", "MIN_INPUT_SIZE",
+           "canonical_net"]

@@ -1,0 +1,144 @@
+"""The fast routes of ``LPIPS.forward``: the reference route's numbers in fewer passes.
+
+``LPIPS._checked_forward`` takes these when nothing records a graph (no gradient
+needed, not traced, no dropout) and runs them under ``torch.inference_mode``.
+Every tensor made here belongs to the call, so it is overwritten in place:
+
+* trunk input: both batches copied into one buffer and scaled in place (no ``cat`` copy);
+* pair distances: one norm per position for the whole 2N tap, then
+  :func:`~.kernels.squared_unit_difference` (no normalised copy of either tap);
+* row blocks: taps of more than :data:`BLOCK_ELEMENTS` elements are reduced in blocks
+  of rows, so normalised copies of a whole large tap never exist;
+* pixel budget: batches of more than :data:`PIXEL_BUDGET` pixels run in chunks of
+  pairs, and a pair bigger than that runs its two images one after the other;
+* compiled core: with ``compile=True`` the chunks run through
+  ``torch.compile(model._fused_core)``.
+
+Each layer's distance is computed as soon as its tap exists and the tap is then
+dropped (:meth:`~.trunk.Trunk.iter_taps`), so large images need far less memory.
+``model`` is always an :class:`~.lpips.LPIPS` (these routes sit below it and use its
+trunk, scaling and per-layer weighting).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from . import kernels as K
+
+#: Largest number of pixels (images x H x W) pushed through the trunk in one call when no
+#: gradient is needed. Bigger batches are split into chunks of pairs, and a pair bigger
+#: than this runs its two images one after the other. 2**21 pixels is 32 pairs of
+#: 128x128 (batching beyond that gains no speed on CPU).
+PIXEL_BUDGET = 2 ** 21
+
+#: Taps larger than this many elements (both images together) get their distance
+#: computed in blocks of rows (a 2048x2048 VGG relu1_2 tap is 1 GB per image).
+BLOCK_ELEMENTS = 2 ** 24
+
+
+def scale_in_place(model: nn.Module, buf: torch.Tensor, normalize: bool) -> None:
+    """``LPIPS._scale`` applied in place to a buffer holding the raw images (same values)."""
+    if normalize:  # [0, 1] -> [-1, 1]
+        buf.mul_(2).sub_(1)
+    if model.version == "0.1":
+        buf.sub_(model.scaling_layer.shift).div_(model.scaling_layer.scale)
+
+
+def trunk_input(model: nn.Module, images: Sequence[torch.Tensor], normalize: bool, channels_last: bool) -> torch.Tensor:
+    """Scaled images concatenated along the batch in one fresh buffer, in the trunk's memory format."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    first = images[0]
+    buf = torch.empty((sum(im.shape[0] for im in images), *first.shape[1:]), device=first.device,
+                      dtype=model.scaling_layer.shift.dtype, memory_format=fmt)
+    start = 0
+    for im in images:  # a plain copy (also converts dtype, expands grayscale) is ~8x faster
+        buf[start:start + im.shape[0]].copy_(im)  # than writing sub(..., out=) into a slice
+        start += im.shape[0]
+    scale_in_place(model, buf, normalize)
+    return buf
+
+
+def tap_distance_blocked(model: nn.Module, k: int, t0: torch.Tensor, t1: torch.Tensor,
+                         out_hw: Sequence[int] | None) -> torch.Tensor:
+    """Layer-k distance of raw taps, computed over blocks of rows.
+
+    Unit normalisation is per position, so each block gives the same values
+    as the whole; only the order of the final sum differs (float rounding).
+    """
+    n, c, h, w = torch.broadcast_shapes(t0.shape, t1.shape)
+    rows = max(1, BLOCK_ELEMENTS // 4 // max(1, n * c * w))
+    weights = model.channel_weights(k, t0.new_empty(0, dtype=K.accumulation_dtype(t0.dtype)))
+    pieces = []
+    for r in range(0, h, rows):
+        diff = K.squared_unit_difference(t0[:, :, r:r + rows], t1[:, :, r:r + rows])
+        pieces.append(K.channel_weighted_sum(diff, weights, K.is_channels_last(diff)).view(n, -1, w))  # (N, rows, w)
+        del diff
+    if model.spatial:
+        return K.upsample(torch.cat(pieces, dim=1).view(n, 1, h, w), out_hw)
+    total = pieces[0].sum((1, 2))
+    for p in pieces[1:]:
+        total += p.sum((1, 2))
+    return (total / (h * w)).view(n, 1, 1, 1)
+
+
+def tap_distance(model: nn.Module, k: int, t0: torch.Tensor, t1: torch.Tensor, out_hw: Sequence[int] | None,
+                 norm0: torch.Tensor | None = None, norm1: torch.Tensor | None = None) -> torch.Tensor:
+    """Layer-k distance from raw taps (batches of 1 broadcast): blocked for large taps."""
+    if t0.numel() + t1.numel() > BLOCK_ELEMENTS:
+        return tap_distance_blocked(model, k, t0, t1, out_hw)
+    return model._weigh(k, K.squared_unit_difference(t0, t1, norm0, norm1), out_hw)
+
+
+def pair_distances(model: nn.Module, x: torch.Tensor, n: int, out_hw: Sequence[int]) -> list[torch.Tensor]:
+    """Per-layer distances of one trunk call on both batches (``x``: first ``n`` images, then the rest)."""
+    layers = []
+    for k, tap in enumerate(model._taps(x)):
+        if tap.numel() > BLOCK_ELEMENTS:  # no norms of the whole big tap: the blocks compute their own
+            layers.append(tap_distance_blocked(model, k, tap[:n], tap[n:], out_hw))
+        else:
+            norms = K.unit_norms(tap)  # (2N, 1, h, w), one pass for both batches
+            layers.append(tap_distance(model, k, tap[:n], tap[n:], out_hw, norms[:n], norms[n:]))
+    return layers
+
+
+def separate_distances(model: nn.Module, x0: torch.Tensor, x1: torch.Tensor,
+                       out_hw: Sequence[int]) -> list[torch.Tensor]:
+    """Per-layer distances when the two batches run through the trunk one after the other."""
+    taps = zip(model._taps(x0), model._taps(x1))  # both trunks advance one stage at a time
+    return [tap_distance(model, k, t0, t1, out_hw) for k, (t0, t1) in enumerate(taps)]
+
+
+def layer_distances(model: nn.Module, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
+    """Checked images -> per-layer distances, chunked so one trunk call stays within :data:`PIXEL_BUDGET`.
+
+    Args:
+        in0, in1: (N0, 3, H, W), (N1, 3, H, W) checked images (N0 == N1, or one of them 1).
+    Returns:
+        one (N, 1, 1, 1) tensor per layer ((N, 1, H, W) when spatial), inference tensors.
+    """
+    cl = model.uses_channels_last(in0.device)
+    out_hw = in0.shape[2:]
+    n0, n1 = in0.shape[0], in1.shape[0]
+    if n0 != n1 or n0 == 0:  # a batch of 1 against N (or no pairs): the batches run separately
+        return separate_distances(model, trunk_input(model, [in0], normalize, cl),
+                                  trunk_input(model, [in1], normalize, cl), out_hw)
+    if model._compiled_core is None and model.compile:
+        model._compiled_core = torch.compile(model._fused_core)
+    pixels = in0.shape[2] * in0.shape[3]
+    chunk = max(1, PIXEL_BUDGET // (2 * pixels))
+    parts = []
+    for s in range(0, n0, chunk):
+        a, b = in0[s:s + chunk], in1[s:s + chunk]
+        if 2 * a.shape[0] * pixels > PIXEL_BUDGET:  # one pair too big to run together
+            parts.append(separate_distances(model, trunk_input(model, [a], normalize, cl),
+                                            trunk_input(model, [b], normalize, cl), out_hw))
+        elif model._compiled_core is not None and not model.spatial:
+            parts.append(model._compiled_core(trunk_input(model, [a, b], normalize, channels_last=False), a.shape[0]))
+        else:
+            parts.append(pair_distances(model, trunk_input(model, [a, b], normalize, cl), a.shape[0], out_hw))
+    if len(parts) == 1:
+        return parts[0]
+    return [torch.cat([p[k] for p in parts]) for k in range(model.L)]

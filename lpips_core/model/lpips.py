@@ -1,0 +1,404 @@
+"""The LPIPS metric: a drop-in replacement for the reference ``lpips.LPIPS``.
+
+Data flow (one pair), which is what :meth:`LPIPS.forward` reads as::
+
+    images in [-1, 1]           (N, 3, H, W)
+    -> input checks             shapes, device, size, finite values, range warning
+    -> ScalingLayer (v0.1)      (N, 3, H, W)
+    -> trunk taps               [(N, C_k, H_k, W_k)] k = 1..L
+    -> unit-normalise channels  each feature vector scaled to length 1
+    -> squared difference       (N, C_k, H_k, W_k)
+    -> linear 1x1 weights >= 0  (N, 1, H_k, W_k)
+    -> spatial mean             (N, 1, 1, 1)
+    -> sum over the L layers    (N, 1, 1, 1)   the distance
+
+Two routes compute it, with the same kernels (:mod:`.kernels`):
+
+* the reference route, :meth:`LPIPS._reference_layers`, written step by step as
+  above; it runs whenever autograd records (an input or a parameter requires a
+  gradient), while the model is traced or exported, and in train mode with dropout;
+* the fast routes of :mod:`.fast` otherwise: the same numbers in fewer passes
+  over buffers the call owns, in chunks of pairs and blocks of rows.
+
+Feature reuse (``one_to_many``, ``embed``, ``pairwise``) lives in :mod:`.reuse`;
+``torch.jit.script(model)`` scripts the twin of :mod:`.scriptable`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from . import checks, fast, reuse
+from . import kernels as K
+from .nets import canonical_net
+from .scriptable import ScriptableLPIPS
+from .trunk import Trunk
+from .weights import linear_weights_path, load_linear_state
+
+
+class ScalingLayer(nn.Module):
+    """Map [-1, 1] images to the statistics the ImageNet trunks were trained on (v0.1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188])[None, :, None, None])
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450])[None, :, None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.shift) / self.scale
+
+
+class NetLinLayer(nn.Module):
+    """Learned non-negative per-channel weights: dropout (training only) then a 1x1 conv to 1 channel."""
+
+    def __init__(self, chn_in: int, chn_out: int = 1, use_dropout: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Dropout()] if use_dropout else []
+        layers.append(nn.Conv2d(chn_in, chn_out, 1, stride=1, padding=0, bias=False))
+        self.model = nn.Sequential(*layers)
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self.model[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class LPIPS(nn.Module):
+    """Learned Perceptual Image Patch Similarity (Zhang et al., CVPR 2018).
+
+    Same constructor and ``forward`` as ``lpips.LPIPS`` 0.1.4, same state-dict
+    keys, same outputs (within 1e-5), but: weights load without internet,
+    gradients stay finite on all-zero features, inputs are checked, and it is
+    faster at the same numbers (see ``benchmarks/bench_inference.py`` and :mod:`.fast`):
+    one trunk call for both inputs written into one buffer, channels-last on CPU,
+    each layer's distance computed as soon as its tap is ready, the 1x1 weighting
+    and spatial mean as one matrix-vector product per layer, ``torch.inference_mode``
+    when no gradient is needed. In train mode with dropout the reference
+    computation ``lin(dropout(diff))`` is used, so training behaves exactly as with the reference.
+
+    Args:
+        pretrained: load the calibrated linear weights (v``version``) or ``model_path``.
+        net: 'alex', 'vgg' or 'squeeze' (also 'alexnet', 'vgg16', 'squeezenet').
+        version: '0.1' (current) or '0.0' (first release, no input scaling).
+        lpips: True for learned linear weights; False for the "net" baseline
+            (every channel weighted 1).
+        spatial: return a (N, 1, H, W) distance map instead of (N, 1, 1, 1).
+        pnet_rand: random trunk instead of ImageNet weights.
+        pnet_tune: make the trunk trainable.
+        use_dropout: dropout before each linear layer (active in train mode only).
+        model_path: linear weights to load instead of the shipped ones
+            (reference ``.pth`` format, or ``.safetensors``).
+        eval_mode: put the model in eval mode.
+        verbose: print a one-line summary, as the reference does.
+        channels_last: run the trunk in channels-last memory format; None picks
+            it on CPU (where oneDNN convolutions and max-pooling prefer it) and
+            for half-precision on GPU.
+        compile: run the inference path through ``torch.compile`` (compiled on
+            the first call; a few tens of seconds on CPU).
+        dtype: trunk precision: torch.float32 (exact, default), torch.bfloat16 or
+            torch.float16 (autocast; distances still accumulate in float32).
+            Worth it only where the hardware has bf16/fp16 units (AMX, GPUs).
+
+    Example:
+        >>> import torch, lpips_core
+        >>> model = lpips_core.LPIPS(net='alex')
+        >>> x, y = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+        >>> model(x, y).shape
+        torch.Size([2, 1, 1, 1])
+    """
+
+    def __init__(self, pretrained: bool = True, net: str = "alex", version: str = "0.1",
+                 lpips: bool = True, spatial: bool = False, pnet_rand: bool = False,
+                 pnet_tune: bool = False, use_dropout: bool = True,
+                 model_path: str | os.PathLike | None = None, eval_mode: bool = True,
+                 verbose: bool = False, *, channels_last: bool | None = None,
+                 compile: bool = False, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.pnet_type = canonical_net(net)
+        version = str(version).lstrip("v")
+        if version not in ("0.0", "0.1"):
+            raise ValueError(f"version={version!r} is not supported; choose '0.1' or '0.0'")
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"dtype={dtype} is not supported; choose torch.float32, "
+                             f"torch.bfloat16 or torch.float16")
+        self.version = version
+        self.pnet_tune = pnet_tune
+        self.pnet_rand = pnet_rand
+        self.spatial = spatial
+        self.lpips = lpips
+        self.channels_last = channels_last
+        self.compile = compile
+        self.dtype = dtype
+        self.scaling_layer = ScalingLayer()
+        self.net = Trunk(self.pnet_type, pretrained=not pnet_rand, requires_grad=pnet_tune)
+        self.chns = self.net.channels
+        self.L = len(self.chns)
+        self._range_warned = False
+        self._compiled_core = None
+        if verbose:
+            print(f"Setting up [{'LPIPS' if lpips else 'baseline'}] perceptual loss: trunk "
+                  f"[{self.pnet_type}], v[{version}], spatial [{'on' if spatial else 'off'}]")
+
+        if lpips:
+            lins = [NetLinLayer(c, use_dropout=use_dropout) for c in self.chns]
+            for k, lin in enumerate(lins):
+                self.add_module(f"lin{k}", lin)
+            self.lins = nn.ModuleList(lins)  # registered twice, as in the reference's state dict
+            if pretrained:
+                path = model_path if model_path is not None else linear_weights_path(self.pnet_type, version)
+                if verbose:
+                    print(f"Loading model from: {path}")
+                self.load_linear_weights(path)
+        if eval_mode:
+            self.eval()
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_compiled_core"] = None  # compiled code is rebuilt on demand, never copied or pickled
+        return state
+
+    def __prepare_scriptable__(self):
+        """``torch.jit.script(model)`` scripts an equivalent TorchScript-friendly module."""
+        return ScriptableLPIPS(self)
+
+    # ------------------------------------------------------------------ weights
+    def load_linear_weights(self, path: str | os.PathLike) -> None:
+        """Load linear weights in the reference format (keys ``lin<k>.model.<i>.weight``).
+
+        Unlike the reference (``strict=False``), a file that does not provide
+        every layer with the right shape is an error naming the file.
+        """
+        state = load_linear_state(path)
+        for k, lin in enumerate(self.lins):
+            candidates = [f"lin{k}.model.1.weight", f"lin{k}.model.0.weight",
+                          f"lins.{k}.model.1.weight", f"lins.{k}.model.0.weight"]
+            key = next((c for c in candidates if c in state), None)
+            if key is None:
+                raise ValueError(f"{path}: no weights for layer {k} (expected key 'lin{k}.model.1.weight'); "
+                                 f"is this an LPIPS linear-weights file for net='{self.pnet_type}'?")
+            weight = state[key]
+            if weight.shape != lin.conv.weight.shape:
+                raise ValueError(f"{path}: layer {k} weights have shape {tuple(weight.shape)}, "
+                                 f"net='{self.pnet_type}' needs {tuple(lin.conv.weight.shape)}")
+            with torch.no_grad():
+                lin.conv.weight.copy_(weight)
+
+    def linear_state_dict(self) -> dict[str, torch.Tensor]:
+        """The linear weights under the reference's keys (``lin<k>.model.1.weight``)."""
+        return {f"lin{k}.model.1.weight": lin.conv.weight.detach().clone()
+                for k, lin in enumerate(self.lins)}
+
+    def channel_weights(self, k: int, like: torch.Tensor) -> torch.Tensor:
+        """(C_k,) weights of layer k (all ones for the lpips=False baseline), in ``like``'s dtype.
+
+        A view of the 1x1 convolution's weight (gradients flow into it), not a copy.
+        """
+        if self.lpips:
+            return self.lins[k].conv.weight.view(-1).to(like.dtype)
+        return torch.ones(self.chns[k], dtype=like.dtype, device=like.device)
+
+    # ------------------------------------------------------------------ inputs and the trunk
+    def _check_inputs(self, normalize: bool, *named: tuple[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Validate (type/shape -> pair -> device -> size -> finite), then warn once about the range.
+
+        Errors name the argument; a NaN/Inf input raises without also warning
+        (and without using up the model's one range warning).
+        """
+        xs = checks.check_images(named, self.pnet_type, self.scaling_layer.shift.device)
+        if not self._range_warned and checks.warn_if_out_of_range(xs, normalize):
+            self._range_warned = True
+        return xs
+
+    def uses_channels_last(self, device: torch.device) -> bool:
+        """Whether the trunk runs channels-last on ``device`` (never while traced)."""
+        if K.is_traced():
+            return False
+        if self.channels_last is not None:
+            return bool(self.channels_last)
+        return device.type == "cpu" or self.dtype != torch.float32
+
+    def _scale(self, x: torch.Tensor, normalize: bool) -> torch.Tensor:
+        """Checked images -> trunk input: dtype, [0,1]->[-1,1] if ``normalize``, v0.1 scaling."""
+        x = x.to(self.scaling_layer.shift.dtype)
+        if normalize:  # [0, 1] -> [-1, 1]
+            x = 2 * x - 1
+        return self.scaling_layer(x) if self.version == "0.1" else x
+
+    def _trunk_input(self, images: Sequence[torch.Tensor], normalize: bool, channels_last: bool) -> torch.Tensor:
+        """Scaled images concatenated along the batch, in the trunk's memory format."""
+        x = torch.cat([self._scale(im, normalize) for im in images]) if len(images) > 1 \
+            else self._scale(images[0], normalize)
+        return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+    def _taps(self, x: torch.Tensor):
+        """Trunk taps one stage at a time, in ``self.dtype`` (see :meth:`Trunk.iter_taps`)."""
+        return self.net.iter_taps(x, self.dtype)
+
+    def _dropout_active(self) -> bool:
+        return self.lpips and self.training and any(
+            isinstance(m, nn.Dropout) and m.p > 0 for lin in self.lins for m in lin.model)
+
+    def _needs_reference_route(self, *inputs: torch.Tensor) -> bool:
+        """True when autograd must record (grad mode on and an input or a parameter requires grad),
+        while tracing/exporting, and with dropout active: then the reference route runs."""
+        if K.is_traced() or self._dropout_active():
+            return True
+        if not torch.is_grad_enabled():
+            return False
+        return any(x.requires_grad for x in inputs) or any(p.requires_grad for p in self.parameters())
+
+    # ------------------------------------------------------------------ per-layer distance
+    def _weigh(self, k: int, diff: torch.Tensor, out_hw: Sequence[int] | None) -> torch.Tensor:
+        """(N, C, h, w) squared differences -> layer-k distance: 1x1 weights, then mean (or upsample).
+
+        The weighting follows ``diff``'s own layout: taps of one call can differ
+        (stages fed with small maps run in NCHW, see :data:`.trunk.SMALL_MAP_PIXELS`).
+        """
+        n, _, h, w = diff.shape
+        weighted = K.channel_weighted_sum(diff, self.channel_weights(k, diff), K.is_channels_last(diff))  # (N, h*w)
+        if self.spatial:
+            return K.upsample(weighted.view(n, 1, h, w), out_hw)
+        return weighted.mean(1).view(n, 1, 1, 1)
+
+    def _layer_distance(self, k: int, f0: torch.Tensor, f1: torch.Tensor, out_hw: Sequence[int] | None,
+                        overwrite: bool = False) -> torch.Tensor:
+        """Layer-k distance from unit features (batches of 1 broadcast).
+
+        Args:
+            f0, f1: (N0, C, h, w) and (N1, C, h, w) unit features; with ``overwrite``
+                f1 is a temporary of the caller (no autograd, N1 >= N0) that holds the difference.
+        Returns:
+            (N, 1, 1, 1), or (N, 1, H, W) upsampled to ``out_hw`` when spatial.
+        """
+        if self._dropout_active():  # the reference's lin(dropout(diff)), then mean/upsample
+            diff = K.squared_difference(f0, f1).contiguous()  # NCHW: dropout draws its mask in the reference's order
+            weighted = self.lins[k](diff)
+            return K.upsample(weighted, out_hw) if self.spatial else K.spatial_average(weighted)
+        diff = f1.sub_(f0).square_() if overwrite else K.squared_difference(f0, f1)  # (f1-f0)^2 == (f0-f1)^2
+        return self._weigh(k, diff, out_hw)
+
+    def _fused_core(self, x: torch.Tensor, n: int) -> list[torch.Tensor]:
+        """Per-layer distances of a scaled, concatenated batch (first ``n`` images vs the rest).
+
+        Functional (nothing in place): the reference route of one trunk call, and
+        what ``compile=True`` hands to ``torch.compile``.
+        """
+        out_hw = x.shape[2:]
+        layers = []
+        for k, tap in enumerate(self._taps(x)):
+            f = K.unit_features(tap)  # (2N, C_k, h, w)
+            layers.append(self._layer_distance(k, f[:n], f[n:], out_hw))
+        return layers
+
+    def _reference_layers(self, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
+        """Checked images -> per-layer distances, step by step (the module docstring's data flow)."""
+        cl = self.uses_channels_last(in0.device)
+        n = in0.shape[0]
+        if n == in1.shape[0] and n > 0:  # one trunk call for both batches
+            return self._fused_core(self._trunk_input([in0, in1], normalize, cl), n)
+        taps0 = self._taps(self._trunk_input([in0], normalize, cl))  # a batch of 1 against N
+        taps1 = self._taps(self._trunk_input([in1], normalize, cl))
+        return [self._layer_distance(k, K.unit_features(t0), K.unit_features(t1), in0.shape[2:])
+                for k, (t0, t1) in enumerate(zip(taps0, taps1))]
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool = False,
+                normalize: bool = False):
+        """Distance between two image batches.
+
+        Args:
+            in0, in1: (N, 3, H, W) or (3, H, W) images in [-1, 1] ([0, 1] with
+                ``normalize=True``); 1-channel images are repeated to RGB. A batch
+                of 1 is compared with every image of the other batch.
+            retPerLayer: also return the list of per-layer distances.
+            normalize: inputs are in [0, 1].
+        Returns:
+            (N, 1, 1, 1) distances ((N, 1, H, W) maps with ``spatial=True``),
+            and with ``retPerLayer`` the tuple (total, [per-layer]).
+        """
+        if K.is_traced():  # value checks cannot be traced; the traced graph assumes valid input
+            in0, in1 = checks.as_image_batch(in0, "in0"), checks.as_image_batch(in1, "in1")
+        else:  # range warnings point at the caller's line (checks._user_stacklevel)
+            in0, in1 = self._check_inputs(normalize, ("in0", in0), ("in1", in1))
+        return self._checked_forward(in0, in1, retPerLayer, normalize)
+
+    def _checked_forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool, normalize: bool):
+        """``forward`` after its input checks (``distance`` checks under its own argument names)."""
+        if self._needs_reference_route(in0, in1):
+            layers = self._reference_layers(in0, in1, normalize)
+            total = K.sum_layers(layers)
+        else:  # nothing records a graph: the fast routes, same numbers in fewer passes
+            outer_inference = torch.is_inference_mode_enabled()
+            with torch.inference_mode():
+                layers = fast.layer_distances(self, in0, in1, normalize)
+                total = K.sum_layers(layers)
+            if not outer_inference:  # hand back ordinary tensors, usable later in autograd
+                total = total.clone()
+                layers = [r.clone() for r in layers] if retPerLayer else layers
+        return (total, layers) if retPerLayer else total
+
+    # ------------------------------------------------------------------ feature API
+    def features(self, x: torch.Tensor, normalize: bool = False) -> list[torch.Tensor]:
+        """Unit-normalised trunk features of one image batch, for reuse across comparisons.
+
+        Gradients flow when grad mode is on and the input or the trunk requires
+        them; otherwise the trunk runs without recording. The features come
+        back as ordinary contiguous (N, C, H, W) tensors usable in autograd
+        (for example by ``distance_from_features`` while training the linear layers).
+
+        Args:
+            x: (N, 3, H, W) or (3, H, W) images in [-1, 1] ([0, 1] with ``normalize``).
+        Returns:
+            one (N, C_k, H_k, W_k) float32 tensor per tap, each channel vector of unit length.
+        """
+        if not K.is_traced():
+            (x,) = self._check_inputs(normalize, ("x", x))
+        grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.net.parameters()))
+        cl = self.uses_channels_last(x.device)
+        with torch.set_grad_enabled(grad):
+            inp = self._trunk_input([x], normalize, cl) if grad else fast.trunk_input(self, [x], normalize, cl)
+            return [K.unit_features(t).contiguous() for t in self._taps(inp)]
+
+    def distance_from_features(self, feats0: list[torch.Tensor], feats1: list[torch.Tensor],
+                               out_hw: Sequence[int] | None = None,
+                               retPerLayer: bool = False):
+        """Distance between two sets of ``features()`` outputs (batches broadcast as in ``forward``).
+
+        Args:
+            feats0, feats1: lists from :meth:`features`.
+            out_hw: image size, needed only when ``spatial=True``.
+        Returns:
+            (N, 1, 1, 1) distances ((N, 1, H, W) with ``spatial``); with
+            ``retPerLayer`` the tuple (total, [per-layer]).
+        """
+        if self.spatial and out_hw is None:
+            raise ValueError("distance_from_features needs out_hw=(H, W) when spatial=True")
+        if len(feats0) != self.L or len(feats1) != self.L:
+            raise ValueError(f"expected {self.L} feature maps per image for net='{self.pnet_type}', "
+                             f"got {len(feats0)} and {len(feats1)}")
+        layers = []
+        for k, (f0, f1) in enumerate(zip(feats0, feats1)):
+            if not (K.is_channels_last(f0) and f1.is_contiguous(memory_format=torch.channels_last)):
+                f0, f1 = f0.contiguous(), f1.contiguous()
+            layers.append(self._layer_distance(k, f0, f1, out_hw))
+        total = K.sum_layers(layers)
+        return (total, layers) if retPerLayer else total
+
+    # ------------------------------------------------------------------ reuse across comparisons
+    def one_to_many(self, ref: torch.Tensor, images: torch.Tensor, normalize: bool = False,
+                    chunk_size: int = 64) -> torch.Tensor:
+        """Distances from one reference image to each of many images (see :func:`.reuse.one_to_many`)."""
+        return reuse.one_to_many(self, ref, images, normalize, chunk_size)
+
+    def embed(self, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
+        """Each image as one vector whose squared distances are the LPIPS distances (see :func:`.reuse.embed`)."""
+        return reuse.embed(self, images, normalize, chunk_size)
+
+    def pairwise(self, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
+        """All-pairs (N, N) distance matrix; each image goes through the trunk once (see :func:`.reuse.pairwise`)."""
+        return reuse.pairwise(self, images, normalize, chunk_size)

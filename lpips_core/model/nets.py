@@ -1,0 +1,75 @@
+"""The table of networks: every per-network fact the package needs, in one place.
+
+Each LPIPS trunk is torchvision's ``features`` Sequential of an ImageNet classifier,
+cut at the ReLU outputs the paper taps. The trunk (:mod:`.trunk`), the weight sources
+(:mod:`.weights`), the input checks (:mod:`.checks`), the scriptable twin, the export
+and the checkpoint loader all read their facts from :data:`NETS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch.nn as nn
+import torchvision.models as tvm
+
+
+@dataclass(frozen=True)
+class Net:
+    """What LPIPS needs to know about one trunk.
+
+    Attributes:
+        name: the LPIPS name ('alex', 'vgg', 'squeeze').
+        arch: torchvision's architecture name, which also names the weight files
+            (``<arch>_features.safetensors``).
+        build: torchvision constructor; ``build(weights=None).features`` is the trunk.
+        bounds: stage boundaries inside ``features`` (stage k is ``features[bounds[k]:bounds[k+1]]``).
+        channels: channels of each tap.
+        taps: tap names, as in the paper and the reference package.
+        min_size: smallest square input (pixels per side); smaller inputs shrink a
+            feature map to nothing (checked by tests/test_checks.py).
+        torchvision_weights: (weights enum, member) of the ImageNet weights in torchvision.
+    """
+
+    name: str
+    arch: str
+    build: Callable[..., nn.Module]
+    bounds: tuple[int, ...]
+    channels: tuple[int, ...]
+    taps: tuple[str, ...]
+    min_size: int
+    torchvision_weights: tuple[str, str]
+
+
+NETS: dict[str, Net] = {
+    "alex": Net("alex", "alexnet", tvm.alexnet, (0, 2, 5, 8, 10, 12), (64, 192, 384, 256, 256),
+                ("relu1", "relu2", "relu3", "relu4", "relu5"), 31, ("AlexNet_Weights", "IMAGENET1K_V1")),
+    "vgg": Net("vgg", "vgg16", tvm.vgg16, (0, 4, 9, 16, 23, 30), (64, 128, 256, 512, 512),
+               ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"), 16, ("VGG16_Weights", "IMAGENET1K_V1")),
+    "squeeze": Net("squeeze", "squeezenet1_1", tvm.squeezenet1_1, (0, 2, 5, 8, 10, 11, 12, 13),
+                   (64, 128, 256, 384, 384, 512, 512),
+                   ("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"), 17,
+                   ("SqueezeNet1_1_Weights", "IMAGENET1K_V1")),
+}
+
+#: Smallest input side per net (a view of :data:`NETS`).
+MIN_INPUT_SIZE: dict[str, int] = {name: net.min_size for name, net in NETS.items()}
+
+_ALIASES = {"alex": "alex", "alexnet": "alex", "vgg": "vgg", "vgg16": "vgg",
+            "squeeze": "squeeze", "squeezenet": "squeeze", "squeezenet1_1": "squeeze"}
+
+
+def canonical_net(net: str) -> str:
+    """Map accepted spellings ('alexnet', 'vgg16', 'squeezenet', ...) to alex/vgg/squeeze."""
+    key = str(net).lower()
+    if key not in _ALIASES:
+        raise ValueError(f"net={net!r} is not supported; choose 'alex', 'vgg' or 'squeeze'")
+    return _ALIASES[key]
+
+
+def net_with_channels(channels: Sequence[int]) -> str:
+    """The net whose taps have exactly these widths (e.g. read off a linear-weights file)."""
+    for name, net in NETS.items():
+        if list(channels) == list(net.channels):
+            return name
+    raise ValueError(f"linear layers with input channels {list(channels)} match no trunk (alex, vgg, squeeze)")

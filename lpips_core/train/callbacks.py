@@ -1,0 +1,84 @@
+"""What a training run records besides its checkpoints: TensorBoard scalars, history.csv, history.png.
+
+A callback is any object with some of these methods, called by :class:`~.trainer.Trainer`
+in list order (the ones here first, then the caller's)::
+
+    on_step_end(trainer)          after each optimiser step (``trainer.last_step`` holds its numbers)
+    on_epoch_end(trainer, row)    after an epoch's row is in ``trainer.history`` and saved
+    on_fit_end(trainer)           when ``fit`` returns
+
+Only rank 0 writes, and nothing is written without ``out_dir``.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from ..eval.plots import plot_training_history
+from ..files import write_dict_csv
+
+
+class TensorBoardLog:
+    """``train/loss`` every ``log_every`` steps and the epoch's scalars into ``<out_dir>/tensorboard``.
+
+    The writer opens at the first step (purging events of a crashed run from that step on).
+    """
+
+    def __init__(self, out_dir: Path | None, log_every: int, enabled: bool = True):
+        self.out_dir, self.log_every = out_dir, log_every
+        self.writer = None if (enabled and out_dir is not None) else False
+
+    def _open(self, global_step: int):
+        if self.writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # pragma: no cover - tensorboard is a training requirement
+                warnings.warn("tensorboard is not installed; TensorBoard logs are skipped", stacklevel=3)
+                self.writer = False
+                return None
+            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=global_step + 1)
+        return self.writer or None
+
+    def on_step_end(self, trainer) -> None:
+        writer = self._open(trainer.state["global_step"])
+        loss_sum, n = trainer.last_step
+        if writer is not None and trainer.state["global_step"] % self.log_every == 0:
+            writer.add_scalar("train/loss", loss_sum / max(n, 1), trainer.state["global_step"])
+
+    def on_epoch_end(self, trainer, row: dict) -> None:
+        writer = self._open(trainer.state["global_step"])
+        if writer is None:
+            return
+        step = trainer.state["global_step"]
+        writer.add_scalar("epoch/train_loss", row["train_loss"], step)
+        writer.add_scalar("epoch/train_2afc", row["train_2afc"], step)
+        writer.add_scalar("epoch/lr", row["lr"], step)
+        if row["val_2afc"] is not None:
+            writer.add_scalar("epoch/val_2afc", row["val_2afc"], step)
+        writer.flush()
+
+    def on_fit_end(self, trainer) -> None:
+        if self.writer:
+            self.writer.flush()
+
+
+class HistoryCSV:
+    """``<out_dir>/history.csv``: one row per epoch, rewritten (atomically) after every epoch."""
+
+    def __init__(self, out_dir: Path | None, enabled: bool = True):
+        self.path = out_dir / "history.csv" if (enabled and out_dir is not None) else None
+
+    def on_epoch_end(self, trainer, row: dict) -> None:
+        if self.path is not None:
+            write_dict_csv(self.path, trainer.history)
+
+
+class HistoryPlot:
+    """``<out_dir>/history.png``: loss, 2AFC agreement and learning rate per epoch, when the run ends."""
+
+    def __init__(self, out_dir: Path | None, enabled: bool = True):
+        self.path = out_dir / "history.png" if (enabled and out_dir is not None) else None
+
+    def on_fit_end(self, trainer) -> None:
+        if self.path is not None and trainer.history:
+            plot_training_history(trainer.history, self.path)
