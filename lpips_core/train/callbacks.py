@@ -1,13 +1,18 @@
-"""What a training run records besides its checkpoints: TensorBoard scalars, history.csv, history.png.
+"""What a training run records: checkpoints, TensorBoard scalars, history.csv, history.png.
 
 A callback is any object with some of these methods, called by :class:`~.trainer.Trainer`
-in list order (the ones here first, then the caller's)::
+in list order::
 
     on_step_end(trainer)          after each optimiser step (``trainer.last_step`` holds its numbers)
-    on_epoch_end(trainer, row)    after an epoch's row is in ``trainer.history`` and saved
+    on_epoch_end(trainer, row)    after an epoch's row is in ``trainer.history``
     on_fit_end(trainer)           when ``fit`` returns
 
-Only rank 0 writes, and nothing is written without ``out_dir``.
+The trainer's list is ``[EpochCheckpoints, TensorBoardLog, HistoryCSV, HistoryPlot,
+*yours, StepCheckpoints]``: a caller's ``on_epoch_end`` sees the epoch's checkpoints
+written, and a step checkpoint is written after a caller's ``on_step_end`` (so a run
+stopped there resumes at that step). Only rank 0 writes, and nothing is written
+without ``out_dir``; the checkpoint callbacks run on every rank because saving is
+collective under DDP.
 """
 from __future__ import annotations
 
@@ -16,6 +21,27 @@ from pathlib import Path
 
 from ..eval.plots import plot_training_history
 from ..files import write_dict_csv
+
+
+class EpochCheckpoints:
+    """``latest.pt`` at every epoch's end, and ``best.pt`` when validation improved in it."""
+
+    def on_epoch_end(self, trainer, row: dict) -> None:
+        trainer.save_checkpoint("latest")
+        if trainer.state["best_epoch"] == row["epoch"]:
+            trainer.save_checkpoint("best")
+
+
+class StepCheckpoints:
+    """``latest.pt`` every ``every`` optimiser steps inside an epoch (0: never; the epoch's end writes its own)."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def on_step_end(self, trainer) -> None:
+        state = trainer.state
+        if self.every and state["global_step"] % self.every == 0 and state["step_in_epoch"] < trainer.epoch_steps:
+            trainer.save_checkpoint("latest")
 
 
 class TensorBoardLog:

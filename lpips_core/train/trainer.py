@@ -44,7 +44,7 @@ from ..eval.plots import plot_training_history
 from ..progress import progress_bar
 from . import distributed as ddp
 from . import fastpath
-from .callbacks import HistoryCSV, HistoryPlot, TensorBoardLog
+from .callbacks import EpochCheckpoints, HistoryCSV, HistoryPlot, StepCheckpoints, TensorBoardLog
 from .checkpoint import (CHECKPOINT_FORMAT, RESUME_MUST_MATCH, read_checkpoint, resume_source, rng_state,
                          set_rng_state, write_checkpoint)
 from .config import TrainConfig
@@ -87,9 +87,11 @@ class Trainer:
             ``on_epoch_end(trainer, row)`` and ``on_fit_end(trainer)`` methods
             (:mod:`.callbacks`), called after the built-in ones.
 
-    Checkpoints are the loop's own (:mod:`.checkpoint`): ``latest`` at every epoch's
-    end (and every ``checkpoint_every`` steps, after the step's callbacks), ``best``
-    at every improvement, so ``fit(resume=True)`` continues exactly.
+    The loop only trains, validates and keeps ``state``; what a run records is done
+    by callbacks (:mod:`.callbacks`): checkpoints (``latest`` at every epoch's end and
+    every ``checkpoint_every`` steps, ``best`` at every improvement; written and read
+    by :mod:`.checkpoint`, so ``fit(resume=True)`` continues exactly), TensorBoard,
+    ``history.csv`` and ``history.png``.
 
     Under ``torchrun`` (process group initialised, see :mod:`.distributed`) every rank
     must build the same Trainer; the global batch is split across ranks, gradients are
@@ -113,8 +115,8 @@ class Trainer:
         self.device = ddp.local_device(config.device)
         writes = self.rank == 0
         self._tensorboard = TensorBoardLog(self.out_dir, config.log_every, enabled=writes)
-        self.callbacks = [self._tensorboard, HistoryCSV(self.out_dir, writes), HistoryPlot(self.out_dir, writes),
-                          *callbacks]
+        self.callbacks = [EpochCheckpoints(), self._tensorboard, HistoryCSV(self.out_dir, writes),
+                          HistoryPlot(self.out_dir, writes), *callbacks, StepCheckpoints(config.checkpoint_every)]
 
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
@@ -137,6 +139,7 @@ class Trainer:
         self._sums = self._fresh_sums()
         self.history: list[dict] = []
         self.last_step: tuple[float, int] = (0.0, 0)  # (loss sum, triplets) of the latest step
+        self.epoch_steps = 0  # this rank's steps in the current epoch
         self.train_cache: fastpath.FeatureCache | None = None
         self.val_cache: fastpath.FeatureCache | None = None
         self._clock: float | None = None  # start of the training time not yet in state['seconds']
@@ -208,6 +211,7 @@ class Trainer:
         cfg = self.config
         self._clock = time.perf_counter()
         local, n_global, flips = self._epoch_plan(epoch)
+        self.epoch_steps = len(local)
         start = self.state["step_in_epoch"]
         images = None if cfg.fast else self._image_batches(local[start:])
         bar = progress_bar(total=len(local), initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
@@ -224,8 +228,6 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / max(n, 1):.4f}")
             self._callback("on_step_end")
-            if cfg.checkpoint_every and self.state["global_step"] % cfg.checkpoint_every == 0 and s + 1 < len(local):
-                self.save_checkpoint("latest")  # the epoch's end writes its own
         bar.close()
         self._take_time()
         self._clock = None
@@ -248,7 +250,7 @@ class Trainer:
         return float(loss_sum.detach()), agree, int(d0.shape[0])
 
     def _end_epoch(self, epoch: int, lr_used: float) -> None:
-        """Validate, step the schedule, append the history row, decide early stopping, checkpoint."""
+        """Validate, step the schedule, append the history row, decide early stopping."""
         cfg = self.config
         loss, agree, items = ddp.all_reduce_sum(
             [self._sums["loss"], self._sums["agree"], self._sums["items"]], self.device)
@@ -275,9 +277,6 @@ class Trainer:
         self.state["epoch"] = epoch + 1
         self.state["step_in_epoch"] = 0
         self._sums = self._fresh_sums()
-        self.save_checkpoint("latest")
-        if improved:
-            self.save_checkpoint("best")
         self._callback("on_epoch_end", row)
 
     # ------------------------------------------------------------------ data
