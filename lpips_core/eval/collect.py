@@ -111,6 +111,46 @@ def _strings(batch_value, n: int) -> list[str]:
     return [str(batch_value)] * n
 
 
+def _collect(fns: dict, loader, image_keys: tuple[str, ...], pairs: tuple[tuple[int, int], ...],
+             label_key: str, kind: str, progress: bool, desc: str):
+    """The one collection pass behind :func:`collect_2afc` and :func:`collect_jnd`.
+
+    Each batch's images ``batch[k] for k in image_keys`` go through each metric's trunk
+    in one call (features shared between metrics that can share them); ``pairs`` names
+    which of those stacks each distance compares. The first batch is left out of the
+    timings (warm-up) unless it is the only one.
+
+    Returns:
+        (per metric, one (N,) float64 array per pair; labels (N,) float64; subsets;
+        ids; seconds per metric; items timed).
+    """
+    dists = {k: [[] for _ in pairs] for k in fns}
+    seconds = dict.fromkeys(fns, 0.0)
+    labels, subset, ids = [], [], []
+    timed, n_batches = 0, len(loader)
+    with torch.inference_mode():
+        for b, batch in enumerate(progress_bar(loader, n_batches, desc, unit="batch", enabled=progress)):
+            n = batch[image_keys[0]].shape[0]
+            images = torch.cat([batch[k] for k in image_keys])  # one trunk call per metric
+            timing = b > 0 or n_batches == 1
+            timed += n if timing else 0
+            shared = _SharedFeatures()
+            for name, fn in fns.items():
+                feats, t_feat = shared.get(fn, images)
+                t0 = time.perf_counter()
+                parts = split_features(feats, [n] * len(image_keys))
+                for slot, (i, j) in enumerate(pairs):
+                    dists[name][slot].append(fn.from_features(parts[i], parts[j]).float().cpu())
+                seconds[name] += (t_feat + time.perf_counter() - t0) if timing else 0.0
+            labels.append(batch[label_key].reshape(-1).double())
+            subset += _strings(batch.get("subset", "all"), n)
+            ids += _strings(batch.get("id", ""), n)
+    if not labels:
+        raise ValueError(f"the {kind} dataset is empty")
+    arrays = {k: [torch.cat(v).double().numpy() for v in slots] for k, slots in dists.items()}
+    return arrays, torch.cat(labels).numpy(), np.asarray(subset), ids, seconds, timed
+
+
 def collect_2afc(metrics, dataset, batch_size: int = 50, num_workers: int = 0, device="cpu",
                  progress: bool = True, desc: str = "2AFC") -> TwoAFCDistances:
     """Distances d(ref, p0) and d(ref, p1) of each metric on each triplet.
@@ -124,66 +164,18 @@ def collect_2afc(metrics, dataset, batch_size: int = 50, num_workers: int = 0, d
         :class:`TwoAFCDistances`.
     """
     fns = as_functions(metrics, device)
-    loader = _loader(dataset, batch_size, num_workers)
-    d0 = {k: [] for k in fns}
-    d1 = {k: [] for k in fns}
-    seconds = dict.fromkeys(fns, 0.0)
-    judge, subset, ids = [], [], []
-    timed, n_batches = 0, len(loader)
-    with torch.inference_mode():
-        for b, batch in enumerate(progress_bar(loader, n_batches, desc, unit="batch", enabled=progress)):
-            ref, p0, p1 = batch["ref"], batch["p0"], batch["p1"]  # (B, 3, H, W) each
-            n = ref.shape[0]
-            images = torch.cat([ref, p0, p1])  # (3B, 3, H, W): one trunk call per metric
-            timing = b > 0 or n_batches == 1
-            timed += n if timing else 0
-            shared = _SharedFeatures()
-            for name, fn in fns.items():
-                feats, t_feat = shared.get(fn, images)
-                t0 = time.perf_counter()
-                fr, f0, f1 = split_features(feats, [n, n, n])
-                d0[name].append(fn.from_features(fr, f0).float().cpu())
-                d1[name].append(fn.from_features(fr, f1).float().cpu())
-                seconds[name] += (t_feat + time.perf_counter() - t0) if timing else 0.0
-            judge.append(batch["judge"].reshape(-1).double())
-            subset += _strings(batch.get("subset", "all"), n)
-            ids += _strings(batch.get("id", ""), n)
-    if not judge:
-        raise ValueError("the 2AFC dataset is empty")
-    return TwoAFCDistances(judge=torch.cat(judge).numpy(), subset=np.asarray(subset), ids=ids,
-                           d0={k: torch.cat(v).double().numpy() for k, v in d0.items()},
-                           d1={k: torch.cat(v).double().numpy() for k, v in d1.items()},
-                           seconds=seconds, timed=timed)
+    d, judge, subset, ids, seconds, timed = _collect(
+        fns, _loader(dataset, batch_size, num_workers), ("ref", "p0", "p1"), ((0, 1), (0, 2)), "judge", "2AFC",
+        progress, desc)
+    return TwoAFCDistances(judge=judge, subset=subset, ids=ids, d0={k: v[0] for k, v in d.items()},
+                           d1={k: v[1] for k, v in d.items()}, seconds=seconds, timed=timed)
 
 
 def collect_jnd(metrics, dataset, batch_size: int = 50, num_workers: int = 0, device="cpu",
                 progress: bool = True, desc: str = "JND") -> JNDDistances:
     """Distances d(p0, p1) of each metric on each JND pair (both images in one trunk call)."""
     fns = as_functions(metrics, device)
-    loader = _loader(dataset, batch_size, num_workers)
-    ds = {k: [] for k in fns}
-    seconds = dict.fromkeys(fns, 0.0)
-    same, subset, ids = [], [], []
-    timed, n_batches = 0, len(loader)
-    with torch.inference_mode():
-        for b, batch in enumerate(progress_bar(loader, n_batches, desc, unit="batch", enabled=progress)):
-            p0, p1 = batch["p0"], batch["p1"]
-            n = p0.shape[0]
-            images = torch.cat([p0, p1])
-            timing = b > 0 or n_batches == 1
-            timed += n if timing else 0
-            shared = _SharedFeatures()
-            for name, fn in fns.items():
-                feats, t_feat = shared.get(fn, images)
-                t0 = time.perf_counter()
-                f0, f1 = split_features(feats, [n, n])
-                ds[name].append(fn.from_features(f0, f1).float().cpu())
-                seconds[name] += (t_feat + time.perf_counter() - t0) if timing else 0.0
-            same.append(batch["same"].reshape(-1).double())
-            subset += _strings(batch.get("subset", "all"), n)
-            ids += _strings(batch.get("id", ""), n)
-    if not same:
-        raise ValueError("the JND dataset is empty")
-    return JNDDistances(same=torch.cat(same).numpy(), subset=np.asarray(subset), ids=ids,
-                        d={k: torch.cat(v).double().numpy() for k, v in ds.items()}, seconds=seconds,
-                        timed=timed)
+    d, same, subset, ids, seconds, timed = _collect(
+        fns, _loader(dataset, batch_size, num_workers), ("p0", "p1"), ((0, 1),), "same", "JND", progress, desc)
+    return JNDDistances(same=same, subset=subset, ids=ids, d={k: v[0] for k, v in d.items()},
+                        seconds=seconds, timed=timed)
