@@ -96,12 +96,14 @@ def path_tol(expected: torch.Tensor | float, net: str = "alex", safety: float = 
         expected: the values one path produced (a distance, a map, a tap), any shape.
         net: the trunk they went through.
     """
-    magnitude = float(torch.as_tensor(expected).abs().max()) if torch.as_tensor(expected).numel() else 0.0
+    expected = torch.as_tensor(expected)
+    magnitude = float(expected.abs().max()) if expected.numel() else 0.0
     return max(float32_tol(magnitude, trunk_accumulations(net), safety), ZERO_TOL * magnitude)
 
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((torch.as_tensor(a).double() - torch.as_tensor(b).double()).abs().max()) if torch.as_tensor(a).numel() else 0.0
+    a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+    return float((a - b).abs().max()) if a.numel() else 0.0
 
 
 def assert_paths_agree(got: torch.Tensor, expected: torch.Tensor, net: str = "alex", what: str = "") -> None:
