@@ -7,6 +7,9 @@
   traces the ordinary forward (value checks are skipped while tracing).
 * :func:`export_onnx` writes an ONNX graph with a dynamic batch size and image
   size; :func:`onnx_session` / :func:`onnx_distance` run it with onnxruntime.
+* :func:`export_browser_models` writes the graphs the book's in-browser
+  playground runs with onnxruntime-web: :class:`DistanceAndMap` gives the
+  distance and the spatial map from one trunk pass.
 * :func:`quantize_dynamic` quantises the trunk's convolutions to int8 weights
   with int8 activations quantised on the fly (PyTorch); :func:`quantize_onnx`
   does the same to an ONNX file with onnxruntime. The error each costs is
@@ -26,8 +29,11 @@ import warnings
 from pathlib import Path
 from typing import Optional, Tuple
 
+import json
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..files import atomic_path
 from .lpips import LPIPS
@@ -35,6 +41,11 @@ from .nets import MIN_INPUT_SIZE
 
 
 # --------------------------------------------------------------------------- ONNX
+# optimize=False in both exports: onnxscript's optimizer folds ``norm + 1e-10`` to ``norm``
+# (the constant is "close to 0"), and a zero feature vector then gives 0/0 = NaN in
+# onnxruntime (alex at 200x200 did; tests/test_playground.py checks that size).
+
+
 def export_onnx(model: LPIPS, path: str | os.PathLike, example_size: Tuple[int, int] = (64, 64),
                 opset_version: int = 18, dynamic: bool = True) -> Path:
     """Write ``model``'s forward as an ONNX graph (inputs ``in0``, ``in1``; output ``distance``).
@@ -67,10 +78,97 @@ def export_onnx(model: LPIPS, path: str | os.PathLike, example_size: Tuple[int, 
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (x0, x1), str(tmp), input_names=["in0", "in1"], output_names=["distance"],
                               opset_version=opset_version, dynamo=True, dynamic_shapes=dynamic_shapes,
-                              external_data=False, verbose=False)
+                              external_data=False, verbose=False, optimize=False)
     finally:
         model.train(was_training)
     return path
+
+
+class DistanceAndMap(nn.Module):
+    """An LPIPS model's distance and spatial map from one trunk pass (the playground's graph).
+
+    ``forward(in0, in1)`` takes two (N, 3, H, W) float32 batches in [-1, 1] and
+    returns ``distance`` (N, 1, 1, 1), equal to ``model(in0, in1)``, and ``map``
+    (N, 1, H, W), equal to the reference's ``spatial=True`` output: each layer's
+    1x1-weighted squared differences, bilinearly resized to (H, W) and added.
+    The map's mean is close to, not exactly, the distance (bilinear resizing
+    moves weight at the borders).
+    """
+
+    def __init__(self, model: LPIPS):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, in0: torch.Tensor, in1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        n, h, w = in0.shape[0], in0.shape[2], in0.shape[3]
+        feats = self.model.features(torch.cat([in0, in1]))  # one trunk call, unit features
+        distance, spatial = None, None
+        for k, f in enumerate(feats):
+            weights = self.model.channel_weights(k, f).view(1, -1, 1, 1)
+            layer = ((f[:n] - f[n:]).square() * weights).sum(1, keepdim=True)  # (N, 1, h_k, w_k)
+            mean = layer.mean((2, 3), keepdim=True)
+            up = F.interpolate(layer, size=(h, w), mode="bilinear", align_corners=False)
+            distance = mean if distance is None else distance + mean
+            spatial = up if spatial is None else spatial + up
+        return distance, spatial
+
+
+def export_distance_and_map(model: LPIPS, path: str | os.PathLike, opset_version: int = 18) -> Path:
+    """Write :class:`DistanceAndMap` of ``model`` as ONNX (inputs ``in0``, ``in1``; outputs
+    ``distance`` (N, 1, 1, 1) and ``map`` (N, 1, H, W)); batch, height and width are free.
+
+    Returns:
+        the path written (atomically).
+    """
+    path = Path(path)
+    graph = DistanceAndMap(model)
+    low = MIN_INPUT_SIZE[model.pnet_type]
+    size = max(low, 64)
+    x0, x1 = torch.rand(1, 3, size, size) * 2 - 1, torch.rand(1, 3, size, size) * 2 - 1
+    axes = {0: torch.export.Dim("batch", min=1, max=64), 2: torch.export.Dim("height", min=low, max=8192),
+            3: torch.export.Dim("width", min=low, max=8192)}
+    with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, (x0, x1), str(tmp), input_names=["in0", "in1"],
+                          output_names=["distance", "map"], opset_version=opset_version, dynamo=True,
+                          dynamic_shapes={"in0": axes, "in1": axes}, external_data=False, verbose=False,
+                          optimize=False)
+    return path
+
+
+#: Largest image side the playground accepts: a 1024x1024 alex comparison keeps
+#: onnxruntime-web's WebAssembly heap well under its 4 GiB limit.
+BROWSER_MAX_SIDE = 1024
+
+
+def export_browser_models(out_dir: str | os.PathLike, nets: Tuple[str, ...] = ("alex", "squeeze"),
+                          version: str = "0.1") -> dict:
+    """Export the playground's fp32 graphs and a manifest (``models.json``) into ``out_dir``.
+
+    A trunk whose pretrained weights are not available here is left out of the
+    manifest with the reason (the page then offers only the others).
+
+    Returns:
+        the manifest: ``{"version", "max_side", "nets": {net: {"file", "min_side", "bytes"}},
+        "missing": {net: reason}}``.
+    """
+    from .weights import WeightsError
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest: dict = {"version": version, "max_side": BROWSER_MAX_SIDE, "nets": {}, "missing": {}}
+    for net in nets:
+        try:
+            model = LPIPS(net=net, version=version, verbose=False)
+        except WeightsError as err:
+            manifest["missing"][net] = str(err).splitlines()[0]
+            continue
+        path = export_distance_and_map(model, out / f"lpips_{net}.onnx")
+        manifest["nets"][net] = {"file": path.name, "min_side": MIN_INPUT_SIZE[net],
+                                 "bytes": path.stat().st_size}
+    with atomic_path(out / "models.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
 
 
 def onnx_session(path: str | os.PathLike, threads: Optional[int] = None):
