@@ -15,7 +15,7 @@ endif
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: test book weights venv clean mini-bapps browser
+.PHONY: test book weights venv clean mini-bapps browser playground release-check
 
 # The mini-BAPPS set (real photographs, simulated judges), built once and cached:
 # the builder keeps a complete build of the same version/configuration.
@@ -56,7 +56,8 @@ XDIST := $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist load
 # The budget: the whole of make test within 15 minutes on 2 cores, from a fresh clone.
 MAKE_START := $(shell date +%s)
 # tests/conftest.py prints setup/pytest/total seconds above pytest's closing line.
-test: weights $(MINI_BAPPS) browser
+# playground: tests/test_book.py opens the built playground page, which needs its assets.
+test: weights $(MINI_BAPPS) browser playground
 	LPIPS_CORE_MAKE_START=$(MAKE_START) OMP_NUM_THREADS=$(TEST_THREADS) \
 		$(PY) -m pytest -q $(XDIST) tests notebooks $(NBVAL) --durations=25 $(PYTEST_ARGS)
 
@@ -73,8 +74,18 @@ browser:
 
 # Executes the notebooks whose code changed since the last build (execute_notebooks:
 # cache in _config.yml; all of them from a fresh clone), warnings are errors.
-book: weights $(MINI_BAPPS)
+book: weights $(MINI_BAPPS) playground
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(PY) book/playground_assets.py --install $(PLAYGROUND) _build/html
+
+# The in-browser playground's assets (book/playground.md), never committed: onnxruntime-web
+# through `npm pack` (version and sha256 pinned in book/playground_assets.py; the tarball is
+# cached in _build/npm), the ONNX models exported from the package's weights, example pairs.
+PLAYGROUND := _build/playground
+$(PLAYGROUND)/.complete: $(STAMP) book/playground_assets.py lpips_core/model/export.py
+	$(PY) book/playground_assets.py $(PLAYGROUND)
+
+playground: weights $(PLAYGROUND)/.complete
 
 clean:
 	rm -rf _build .pytest_cache

@@ -29,6 +29,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 HTML = REPO / "_build" / "html"
 SCREENSHOTS = REPO / "_build" / "screenshots"
+#: The in-browser playground page and its build-time assets (book/playground_assets.py).
+PLAYGROUND_DOC = "book/playground"
+PLAYGROUND = REPO / "_build" / "playground"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
@@ -117,7 +120,15 @@ def built_book() -> Path:
     assert proc.returncode == 0, "book build failed:\n" + "\n".join(warnings or proc.stdout.splitlines()[-30:])
     for doc in toc_docs():
         assert (HTML / f"{doc}.html").is_file(), f"{doc}.html was not built"
+    if (PLAYGROUND / ".complete").is_file():  # as `make book` does after its build
+        subprocess.run([sys.executable, str(REPO / "book" / "playground_assets.py"), "--install",
+                        str(PLAYGROUND), str(HTML)], check=True, capture_output=True, timeout=120)
     return HTML
+
+
+def _needs_playground_assets(doc: str) -> None:
+    if doc == PLAYGROUND_DOC and not (PLAYGROUND / ".complete").is_file():
+        pytest.skip("the playground's assets are not built: run `make playground`")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -191,6 +202,7 @@ def _screenshot(driver, doc: str) -> Path:
 
 @pytest.mark.parametrize("doc", toc_docs())
 def test_page_renders(browser, server, doc):
+    _needs_playground_assets(doc)
     driver = browser
     url = f"{server}/{doc}.html"
     driver.get_log("browser")  # drop earlier pages' messages
@@ -302,3 +314,23 @@ def test_references_page_shows_bibtex(browser, server):
     assert "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric" in text
     for key in ("krizhevsky2012imagenet", "simonyan2015vgg", "iandola2016squeezenet"):
         assert key in text, f"references page lacks the BibTeX entry {key}"
+
+
+def test_playground_page_computes_an_example(browser, server):
+    """The built playground page: an example pair's button gives a distance and draws the overlay."""
+    _needs_playground_assets(PLAYGROUND_DOC)
+    _open(browser, f"{server}/{PLAYGROUND_DOC}.html")
+    deadline = time.time() + 60
+    while time.time() < deadline and not browser.find_elements("css selector", ".lp-example"):
+        time.sleep(0.3)
+    buttons = browser.find_elements("css selector", ".lp-example")
+    status = browser.find_element("css selector", ".lp-status").text
+    assert buttons, f"no example pairs on the playground page; status: {status!r}"
+    buttons[0].click()
+    while time.time() < deadline and browser.find_element("css selector", ".lp-distance").text in ("-", ""):
+        time.sleep(0.3)
+    text = browser.find_element("css selector", ".lp-distance").text
+    status = browser.find_element("css selector", ".lp-status").text
+    assert re.fullmatch(r"0\.\d{4}", text), f"distance shown: {text!r}; status: {status!r}"
+    width = browser.execute_script("return document.querySelector('.lp-overlay').width")
+    assert width == 256, f"overlay canvas is {width} px wide, the example pairs are 256x256"

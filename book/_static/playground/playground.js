@@ -224,11 +224,15 @@
         status.textContent = "Error: " + e.message;
       }
     }
+    function preview(slot, src, label) {
+      const img = document.createElement("img");
+      img.src = src instanceof Blob ? URL.createObjectURL(src) : src;
+      img.alt = label;
+      root.querySelector(`.lp-preview-${slot}`).replaceChildren(img);
+    }
     function pick(slot, src, label) {
       chosen[slot] = src;
-      const preview = root.querySelector(`.lp-preview-${slot}`);
-      preview.src = src instanceof Blob ? URL.createObjectURL(src) : src;
-      preview.alt = label;
+      preview(slot, src, label);
       run();
     }
     fileA.addEventListener("change", () => fileA.files[0] && pick("A", fileA.files[0], fileA.files[0].name));
@@ -254,8 +258,8 @@
         btn.textContent = p.name;
         btn.addEventListener("click", () => {
           chosen.A = new URL(`examples/${p.a}`, base).href;
+          preview("A", chosen.A, p.a);
           pick("B", new URL(`examples/${p.b}`, base).href, p.b);
-          root.querySelector(".lp-preview-A").src = chosen.A;
         });
         box.appendChild(btn);
       }
