@@ -1,0 +1,176 @@
+"""The published package and its workflow: wheel, sdist, licence, citation, a linted workflow.
+
+* ``python -m build`` makes a wheel and an sdist that ``twine check --strict`` accepts;
+  the wheel, installed with ``pip --no-deps`` into a fresh virtual environment (no
+  editable install, no repository on the path; the dependencies come from this
+  ``.venv`` through a ``.pth`` line, so torch is not downloaded again), runs
+  ``lpips-core compare`` from a temporary folder and prints the reference
+  ``lpips`` package's distance.
+* .github/workflows/book.yml passes zizmor (offline audits) and actionlint
+  (skipped where actionlint is not installed, failing under CI; see
+  requirements-actionlint.txt), and has the shape the README promises.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from conftest import photo, reference
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW = REPO / ".github" / "workflows" / "book.yml"
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40}$")
+
+
+def _bin(name: str) -> str | None:
+    here = Path(sys.executable).with_name(name)
+    return str(here) if here.exists() else shutil.which(name)
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+# --------------------------------------------------------------------------- workflow
+def test_workflow_passes_zizmor():
+    zizmor = _bin("zizmor")
+    if zizmor is None:
+        pytest.fail("zizmor is missing: pip install -r requirements.txt")
+    proc = subprocess.run([zizmor, "--offline", "--no-progress", str(WORKFLOW)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, f"zizmor findings:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_workflow_passes_actionlint():
+    actionlint = _bin("actionlint")
+    if actionlint is None:
+        why = "actionlint is missing: pip install -r requirements-actionlint.txt (needs github.com)"
+        pytest.fail(why) if os.environ.get("CI") else pytest.skip(why)
+    proc = subprocess.run([actionlint, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"actionlint:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_workflow_builds_tests_and_deploys_as_documented():
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    on = wf[True] if True in wf else wf["on"]  # YAML 1.1 reads the key `on` as True
+    assert on["push"]["branches"] == ["main"] and "pull_request" in on
+    assert wf["permissions"] == {}, "least privilege: nothing at the top, each job asks for its own"
+    assert "concurrency" in wf
+    build, deploy = wf["jobs"]["build"], wf["jobs"]["deploy"]
+    assert build["permissions"] == {"contents": "read"}
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["needs"] == "build" and "pull_request" in deploy["if"] and "refs/heads/main" in deploy["if"]
+    steps = build["steps"] + deploy["steps"]
+    runs = [s.get("run", "") for s in build["steps"]]
+    assert any(r.strip() == "make book" for r in runs)
+    make_test = next(s for s in build["steps"] if s.get("run", "").strip() == "make test")
+    assert make_test["if"] == "github.event_name == 'pull_request'"
+    uses = [s["uses"] for s in steps if "uses" in s]
+    assert all(PINNED.match(u) for u in uses), f"actions not pinned to a commit: {uses}"
+    names = {u.split("@")[0] for u in uses}
+    assert {"actions/upload-pages-artifact", "actions/deploy-pages", "actions/upload-artifact"} <= names
+    pages = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    assert pages["with"]["path"] == "_build/html" and pages["if"] == "github.event_name != 'pull_request'"
+    dist = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert dist["with"]["path"].rstrip("/") == "dist"
+
+
+# --------------------------------------------------------------------------- licence, citation
+def test_license_and_citation_match_the_package():
+    meta = _pyproject()["project"]
+    assert meta["license"] == {"text": "BSD-2-Clause"}
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("BSD 2-Clause License") and "Neither the name" not in text  # not BSD-3
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "BSD-2-Clause"
+    assert str(cff["version"]) == meta["version"]
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert cff["repository-code"] == config["repository"]["url"]
+    paper = cff["preferred-citation"]
+    assert paper["title"] == "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric"
+    assert paper["year"] == 2018 and [a["family-names"] for a in paper["authors"]] == \
+        ["Zhang", "Isola", "Efros", "Shechtman", "Wang"]
+
+
+# --------------------------------------------------------------------------- wheel, sdist, fresh venv
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> Path:
+    """``python -m build`` (no isolation: setuptools from this environment, nothing downloaded)."""
+    out = tmp_path_factory.mktemp("dist")
+    src = tmp_path_factory.mktemp("src") / "lpips_core"  # a clean copy: no _build/, .venv, egg-info
+    top = {".venv", "_build", "data", ".git", "runs", "demo_results", ".pytest_cache", ".hypothesis"}
+    skip = shutil.ignore_patterns("*.egg-info", "__pycache__")
+    shutil.copytree(REPO, src, ignore=lambda d, names: (set(names) & top if Path(d) == REPO else set())
+                    | skip(d, names))
+    proc = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
+def test_build_makes_a_wheel_and_an_sdist_that_twine_accepts(dist):
+    wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
+    assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in dist.iterdir())
+    proc = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", *map(str, wheels + sdists)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = zipfile.ZipFile(wheels[0]).namelist()
+    for module in ("lpips_core/model/lpips.py", "lpips_core/data/images.py", "lpips_core/eval/collect.py",
+                   "lpips_core/train/trainer.py", "lpips_core/cli.py"):
+        assert module in names, f"the wheel lacks {module}"
+    assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names)
+    assert not any(n.startswith(("tests/", "notebooks/", "book/")) for n in names)
+    with tarfile.open(sdists[0]) as tar:
+        members = tar.getnames()
+    assert any(m.endswith("/LICENSE") for m in members) and any(m.endswith("/pyproject.toml") for m in members)
+
+
+def test_installed_wheel_reproduces_the_reference(dist, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    vpy = venv / "bin" / "python"
+    purelib = Path(subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  capture_output=True, text=True, check=True).stdout.strip())
+    # dependencies (torch, lpips, ...) from this environment; lpips_core itself only from the wheel
+    (purelib / "_lpips_core_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    wheel = next(dist.glob("*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(vpy), "install", "--quiet", "--no-deps",
+                    "--no-index", "--disable-pip-version-check", str(wheel)], check=True, timeout=300)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    rng = np.random.default_rng(0)
+    crop = photo("chelsea")[:64, :80]
+    noisy = np.clip(crop + rng.normal(0, 20, crop.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(crop).save(work / "a.png")
+    Image.fromarray(noisy).save(work / "b.png")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    where = subprocess.run([str(vpy), "-c", "import importlib.util as u; print(u.find_spec('lpips_core').origin)"],
+                           cwd=work, env=env, capture_output=True, text=True, timeout=60)  # without importing torch
+    assert where.returncode == 0, where.stderr
+    assert Path(where.stdout.strip()).is_relative_to(venv), f"lpips_core imported from {where.stdout}"
+    proc = subprocess.run([str(venv / "bin" / "lpips-core"), "compare", "a.png", "b.png", "--net", "alex"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = float(proc.stdout.strip().splitlines()[-1])
+
+    import lpips as reference_package
+
+    x, y = (reference_package.im2tensor(np.asarray(Image.open(work / n).convert("RGB"))) for n in ("a.png", "b.png"))
+    with torch.no_grad():
+        want = reference("alex")(x, y).item()
+    assert abs(got - want) <= 1e-6, f"installed wheel printed {got}, the reference gives {want:.8f}"
