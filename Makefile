@@ -15,7 +15,7 @@ endif
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: test book weights venv clean mini-bapps browser playground release-check
+.PHONY: test book weights venv clean mini-bapps browser playground colab-check
 
 # The mini-BAPPS set (real photographs, simulated judges), built once and cached:
 # the builder keeps a complete build of the same version/configuration.
@@ -86,6 +86,11 @@ $(PLAYGROUND)/.complete: $(STAMP) book/playground_assets.py lpips_core/model/exp
 	$(PY) book/playground_assets.py $(PLAYGROUND)
 
 playground: weights $(PLAYGROUND)/.complete
+
+# Opt-in, not in `make test` (it runs every notebook a second time): the chapters from an
+# empty temporary folder against the installed wheel, as on Colab (book/colab_check.py).
+colab-check: weights $(MINI_BAPPS)
+	$(PY) book/colab_check.py
 
 clean:
 	rm -rf _build .pytest_cache

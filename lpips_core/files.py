@@ -155,3 +155,70 @@ def cache_root() -> Path:
     """Where cached files live: ``$LPIPS_CORE_CACHE``, else ``~/.cache/lpips_core``."""
     base = os.environ.get("LPIPS_CORE_CACHE")
     return Path(base) if base else Path.home() / ".cache" / "lpips_core"
+
+
+# --------------------------------------------------------------------------- stored results
+#: The repository the course and the package live in: the same address as
+#: ``repository.url`` / ``repository.branch`` in _config.yml (tests/test_release.py checks it).
+REPOSITORY_URL = "https://github.com/lpips-course/lpips_core"
+REPOSITORY_BRANCH = "main"
+
+
+def _raw_base() -> str:
+    """Base URL of the repository's files; ``$LPIPS_CORE_REPOSITORY_RAW`` overrides it (tests, forks)."""
+    override = os.environ.get("LPIPS_CORE_REPOSITORY_RAW")
+    if override:
+        return override.rstrip("/")
+    owner_repo = REPOSITORY_URL.removeprefix("https://github.com/").strip("/")
+    return f"https://raw.githubusercontent.com/{owner_repo}/{REPOSITORY_BRANCH}"
+
+
+def _checkout_root() -> Path | None:
+    """The repository the package is imported from (an editable install or ``PYTHONPATH``), if any."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() and (root / "lpips_core").is_dir() else None
+
+
+def stored_file(relpath: str, *, fetch: bool = True, timeout: float = 20.0) -> Path | None:
+    """A file committed to the repository (stored results, benchmark tables), wherever the package runs.
+
+    Looked up, in order: in the checkout the package is imported from; in
+    ``cache_root() / "stored"``; at the repository address (:data:`REPOSITORY_URL`,
+    branch :data:`REPOSITORY_BRANCH`) over HTTPS, saved to that cache atomically.
+    So a notebook on Colab, with the package installed from the repository and an
+    empty working directory, reads the same stored results as one in a clone.
+
+    Args:
+        relpath: path inside the repository, e.g. ``"benchmarks/results/inference_cpu.json"``.
+        fetch: allow the download (False: checkout and cache only).
+    Returns:
+        the local path, or None when no source has it (see :func:`stored_file_hint`).
+    """
+    rel = Path(relpath)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(f"stored_file: {relpath!r} must be a path inside the repository, like 'results/x.json'")
+    root = _checkout_root()
+    if root is not None and (root / rel).is_file():
+        return root / rel
+    cached = cache_root() / "stored" / rel
+    if cached.is_file():
+        return cached
+    if not fetch:
+        return None
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{_raw_base()}/{rel.as_posix()}", timeout=timeout) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return write_bytes(cached, data)
+
+
+def stored_file_hint(relpath: str, how_to_make: str = "") -> str:
+    """One line for a reader when :func:`stored_file` found nothing: where the file lives, how to get it."""
+    url = f"{REPOSITORY_URL}/blob/{REPOSITORY_BRANCH}/{relpath}"
+    make = f", or make it with `{how_to_make}`" if how_to_make else ""
+    return (f"{relpath} is not in this checkout and could not be fetched from {url} (offline?): "
+            f"clone the repository{make}.")

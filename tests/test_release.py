@@ -174,3 +174,48 @@ def test_installed_wheel_reproduces_the_reference(dist, tmp_path):
     with torch.no_grad():
         want = reference("alex")(x, y).item()
     assert abs(got - want) <= 1e-6, f"installed wheel printed {got}, the reference gives {want:.8f}"
+
+
+# --------------------------------------------------------------------------- stored results (Colab)
+def test_repository_address_is_the_one_in_config():
+    from lpips_core import files
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]
+    assert (files.REPOSITORY_URL, files.REPOSITORY_BRANCH) == (config["url"], config["branch"])
+
+
+def test_stored_file_from_checkout_cache_or_repository(tmp_path, monkeypatch):
+    """Outside a checkout the file is fetched from the repository address once, then read from the cache."""
+    import functools
+    import http.server
+    import threading
+
+    from lpips_core import files
+
+    rel = "benchmarks/results/inference_cpu.json"
+    assert files.stored_file(rel, fetch=False) == REPO / rel  # in the checkout: no download
+    served = tmp_path / "repo"
+    (served / "benchmarks" / "results").mkdir(parents=True)
+    payload = b'{"rows": []}\n'
+    (served / rel).write_bytes(payload)
+    handler = functools.partial(type("Quiet", (http.server.SimpleHTTPRequestHandler,),
+                                     {"log_message": lambda *a: None}), directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setattr(files, "_checkout_root", lambda: None)  # as an installed wheel
+    monkeypatch.setenv("LPIPS_CORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LPIPS_CORE_REPOSITORY_RAW", f"http://127.0.0.1:{httpd.server_address[1]}")
+    try:
+        got = files.stored_file(rel)
+        assert got == tmp_path / "cache" / "stored" / rel and got.read_bytes() == payload
+        assert files.stored_file("results/nothing_here.json") is None  # HTTP 404
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert files.stored_file(rel) == got  # the cache, with the server gone
+    monkeypatch.setenv("LPIPS_CORE_REPOSITORY_RAW", "http://127.0.0.1:9")  # nothing listens on port 9
+    assert files.stored_file("results/other.json") is None
+    hint = files.stored_file_hint("results/other.json", "lpips-core evaluate")
+    assert f"{files.REPOSITORY_URL}/blob/main/results/other.json" in hint and "lpips-core evaluate" in hint
+    with pytest.raises(ValueError, match="inside the repository"):
+        files.stored_file("../secrets.txt")
