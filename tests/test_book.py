@@ -334,3 +334,4 @@ def test_playground_page_computes_an_example(browser, server):
     assert re.fullmatch(r"0\.\d{4}", text), f"distance shown: {text!r}; status: {status!r}"
     width = browser.execute_script("return document.querySelector('.lp-overlay').width")
     assert width == 256, f"overlay canvas is {width} px wide, the example pairs are 256x256"
+    _screenshot(browser, f"{PLAYGROUND_DOC}_example")
