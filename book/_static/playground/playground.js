@@ -78,6 +78,7 @@
       const url = new URL(`models/${manifest.nets[net].file}`, base).href;
       sessions[net] = ort.InferenceSession.create(url, {executionProviders: ["wasm"],
                                                         graphOptimizationLevel: "all"});
+      sessions[net].catch(() => { delete sessions[net]; });  // a failed load is retried next time
     }
     return sessions[net];
   }
@@ -268,6 +269,7 @@
 
   const api = {version: "1", compare, PlaygroundError};
   api.ready = init();
+  api.ready.catch(() => {});  // reported by the page (or the caller's await), not as "uncaught"
   window.lpipsPlayground = api;
 
   function onLoad() {
