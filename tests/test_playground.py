@@ -284,3 +284,36 @@ def test_256_timings_and_no_request_leaves_the_machine(page, server, site):
     TIMINGS.parent.mkdir(exist_ok=True)
     TIMINGS.write_text(json.dumps(timings, indent=1) + "\n")
     print(json.dumps(timings))
+
+
+class _IsolatedHandler(_QuietHandler):
+    """Serves with the two headers that make a page cross-origin isolated (SharedArrayBuffer, threads)."""
+
+    def end_headers(self):
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        super().end_headers()
+
+
+def test_cross_origin_isolated_page_uses_threads(page, server, site):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                            functools.partial(_IsolatedHandler, directory=str(site["root"])))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        page.get(f"{url}/index.html")
+        info = page.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "window.lpipsPlayground.ready.then(i => done({threads: i.threads, isolated: crossOriginIsolated, "
+            "cores: navigator.hardwareConcurrency}), e => done({error: e.message}));")
+        assert "error" not in info and info["isolated"], info
+        assert info["threads"] == max(1, min(4, info["cores"])), info
+        net = next(iter(site["manifest"]["nets"]))
+        a, b = site["pairs"]["astronaut"]
+        got = _compare(page, f"{url}/pairs/{a}", f"{url}/pairs/{b}", net=net)
+        assert "error" not in got, got
+        assert abs(got["distance"] - _expected(site, a, b, net)[0]) <= BROWSER_TOL
+    finally:
+        page.get(f"{server}/index.html")
+        httpd.shutdown()
+        httpd.server_close()
