@@ -201,3 +201,16 @@ def test_interactive_chapter_has_its_controls():
     outputs = [m["state"].get("outputs", []) for m in state.values() if m["model_name"] == "OutputModel"]
     assert any(o.get("data", {}).keys() & {"image/png", "image/jpeg"} for outs in outputs for o in outs), \
         "the comparison figure drawn by the widget was not saved"
+
+
+def test_tqdm_disable_turns_the_package_bars_off(monkeypatch):
+    """The book's notebooks are executed with TQDM_DISABLE=1 so no bar is stored in them;
+    tqdm's notebook bar ignores that variable, the package's progress_bar must not."""
+    from lpips_core.progress import progress_bar
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert progress_bar(range(3), desc="x").disable
+    monkeypatch.delenv("TQDM_DISABLE")
+    bar = progress_bar(range(3), desc="x")
+    assert not bar.disable
+    bar.close()
