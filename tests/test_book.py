@@ -210,8 +210,9 @@ def _screenshot(driver, doc: str) -> Path:
 
 
 def _layout_problems(driver) -> list[str]:
-    """Code and output blocks that scroll sideways in the column, and Markdown tables
-    printed as raw text instead of rendered, on the open page."""
+    """On the open page: code and output blocks that scroll sideways in the column,
+    Markdown tables printed as raw text instead of rendered, and figures without a
+    numbered caption or with alt text that does not describe them."""
     return driver.execute_script("""
         const out = [];
         const blocks = document.querySelectorAll(
@@ -224,6 +225,14 @@ def _layout_problems(driver) -> list[str]:
         for (const b of document.querySelectorAll('article div.cell_output pre, article div.output pre')) {
             if (/^\\s*\\|[ :-]*-{3}[ :|-]*\\|\\s*$/m.test(b.textContent))
                 out.push('a Markdown table printed as text: ' + b.textContent.slice(0, 80));
+        }
+        for (const img of document.querySelectorAll('article div.cell_output img')) {
+            const fig = img.closest('figure');
+            const caption = fig && fig.querySelector('figcaption');
+            if (!caption || !/Fig\\.\\s*[\\d.]+/.test(caption.textContent))
+                out.push('a figure without a numbered caption: ' + (img.alt || img.src).slice(0, 60));
+            if (!img.alt || img.alt.length < 20 || /^[0-9a-f]{16,}|\\.(png|jpe?g)$/i.test(img.alt))
+                out.push('a figure whose alt text does not describe it: ' + (img.alt || '(none)').slice(0, 60));
         }
         return out;""")
 
@@ -300,7 +309,7 @@ def test_page_renders(browser, server, doc):
     assert not severe, f"{doc}: browser errors: {severe}"
 
     # The page reads in its column at a 1280-pixel window: nothing scrolls sideways,
-    # tables are tables.
+    # tables are tables, figures have numbered captions and alt text.
     problems = _layout_problems(driver)
     assert not problems, f"{doc}: " + "; ".join(problems[:5]) + (f" ... ({len(problems)} in all)"
                                                                if len(problems) > 5 else "")
