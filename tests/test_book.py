@@ -227,6 +227,7 @@ def _layout_problems(driver) -> list[str]:
                 out.push('a Markdown table printed as text: ' + b.textContent.slice(0, 80));
         }
         for (const img of document.querySelectorAll('article div.cell_output img')) {
+            if (img.closest('.jupyter-widgets')) continue;  // a saved widget's snapshot, drawn by the widget
             const fig = img.closest('figure');
             const caption = fig && fig.querySelector('figcaption');
             if (!caption || !/Fig\\.\\s*[\\d.]+/.test(caption.textContent))
