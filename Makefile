@@ -75,9 +75,10 @@ browser:
 	else echo "warning: chromium/chromedriver missing and no root: apt-get install chromium chromium-driver" >&2; fi
 
 # Executes the notebooks whose code changed since the last build (execute_notebooks:
-# cache in _config.yml; all of them from a fresh clone), warnings are errors.
+# cache in _config.yml; all of them from a fresh clone), warnings are errors. TQDM_DISABLE:
+# a progress bar saved in a notebook would show in the book as a frozen "0%".
 book: weights $(MINI_BAPPS) playground
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	TQDM_DISABLE=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going
 	$(PY) book/playground_assets.py --install $(PLAYGROUND) _build/html
 
 # The in-browser playground's assets (book/playground.md), never committed: onnxruntime-web

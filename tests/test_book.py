@@ -187,17 +187,66 @@ def _open(driver, url: str) -> None:
         time.sleep(0.2)
 
 
+#: Height of one screenshot tile: Chromium cannot capture a window much taller than
+#: 16,384 px (its largest texture), so long pages are captured in tiles and stitched.
+TILE = 4000
+
+
 def _screenshot(driver, doc: str) -> Path:
-    """Full-page PNG (capped at 16000 px high) under _build/screenshots/."""
+    """Full-page PNG of the whole page, however long, under _build/screenshots/."""
+    import io
+
+    from PIL import Image
+
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{doc.replace('/', '__')}.png"
-    height = min(int(driver.execute_script("return document.documentElement.scrollHeight")), 16000)
-    driver.set_window_size(1280, max(height, 800))
-    tmp = path.with_name(f".tmp-{path.name}")  # same folder, .png suffix (selenium checks it)
-    driver.save_screenshot(str(tmp))
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    driver.set_window_size(1280, min(max(height, 800), TILE))
+    tiles = []  # (page y of the tile's top, image)
+    for y in range(0, height, TILE):
+        driver.execute_script(f"window.scrollTo(0, {y})")
+        time.sleep(0.1)
+        top = int(driver.execute_script("return window.scrollY"))  # the last tile stops at the bottom
+        tiles.append((top, Image.open(io.BytesIO(driver.get_screenshot_as_png()))))
+    scale = tiles[0][1].height / min(max(height, 800), TILE)  # device pixels per CSS pixel
+    page = Image.new("RGB", (tiles[0][1].width, round(height * scale)), "white")
+    for top, tile in tiles:
+        page.paste(tile, (0, round(top * scale)))
+    tmp = path.with_name(f".tmp-{path.name}")
+    page.save(tmp, format="PNG")
     os.replace(tmp, path)
     driver.set_window_size(1280, 1600)
+    driver.execute_script("window.scrollTo(0, 0)")
     return path
+
+
+def _layout_problems(driver) -> list[str]:
+    """On the open page: code and output blocks that scroll sideways in the column,
+    Markdown tables printed as raw text instead of rendered, and figures without a
+    numbered caption or with alt text that does not describe them."""
+    return driver.execute_script("""
+        const out = [];
+        const blocks = document.querySelectorAll(
+            'article div.cell div.highlight pre, article div.cell_output pre, article div.output pre');
+        for (const b of blocks) {
+            if (b.scrollWidth > b.clientWidth + 1)
+                out.push(`scrolls sideways (${b.scrollWidth} > ${b.clientWidth} px): ` +
+                         b.textContent.split('\\n')[0].slice(0, 80));
+        }
+        for (const b of document.querySelectorAll('article div.cell_output pre, article div.output pre')) {
+            if (/^\\s*\\|[ :-]*-{3}[ :|-]*\\|\\s*$/m.test(b.textContent))
+                out.push('a Markdown table printed as text: ' + b.textContent.slice(0, 80));
+        }
+        for (const img of document.querySelectorAll('article div.cell_output img')) {
+            if (img.closest('.jupyter-widgets')) continue;  // a saved widget's snapshot, drawn by the widget
+            const fig = img.closest('figure');
+            const caption = fig && fig.querySelector('figcaption');
+            if (!caption || !/Fig\\.\\s*[\\d.]+/.test(caption.textContent))
+                out.push('a figure without a numbered caption: ' + (img.alt || img.src).slice(0, 60));
+            if (!img.alt || img.alt.length < 20 || /^[0-9a-f]{16,}|\\.(png|jpe?g)$/i.test(img.alt))
+                out.push('a figure whose alt text does not describe it: ' + (img.alt || '(none)').slice(0, 60));
+        }
+        return out;""")
 
 
 @pytest.mark.parametrize("doc", toc_docs())
@@ -271,6 +320,12 @@ def test_page_renders(browser, server, doc):
               if m["level"] == "SEVERE" and "127.0.0.1" in m["message"]
               and not any(noise in m["message"] for noise in KNOWN_CONSOLE_NOISE)]
     assert not severe, f"{doc}: browser errors: {severe}"
+
+    # The page reads in its column at a 1280-pixel window: nothing scrolls sideways,
+    # tables are tables, figures have numbered captions and alt text.
+    problems = _layout_problems(driver)
+    assert not problems, f"{doc}: " + "; ".join(problems[:5]) + (f" ... ({len(problems)} in all)"
+                                                               if len(problems) > 5 else "")
 
     assert _screenshot(driver, doc).stat().st_size > 10_000
 

@@ -26,6 +26,8 @@ REPO_URL = CONFIG["repository"]["url"].rstrip("/")
 BRANCH = CONFIG["repository"]["branch"]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+#: What a tqdm bar prints: "  0%|", "| 3/10 [".
+PROGRESS_BAR = re.compile(r"\d+%\||\|\s*\d+/\d+ \[")
 
 
 def load(path: Path) -> dict:
@@ -163,6 +165,10 @@ def test_stored_outputs_complete_and_clean(path):
             assert out["output_type"] != "error", f"code cell {i} stored an error"
             assert not (out["output_type"] == "stream" and out["name"] == "stderr"), \
                 f"code cell {i} stored stderr output: {''.join(out['text'])[:200]!r}"
+            shown = "".join(out.get("data", {}).get("text/plain", "")) + "".join(out.get("text", ""))
+            # A tqdm bar saved in a notebook renders as a frozen "0%|" in the book.
+            assert not PROGRESS_BAR.search(shown), \
+                f"code cell {i} stored a progress bar ({shown[:80]!r}): execute with TQDM_DISABLE=1"
     checked = [c for c in cells if source(c).startswith("# NBVAL_CHECK_OUTPUT")]
     assert checked, "mark the cells whose printed numbers are stable with # NBVAL_CHECK_OUTPUT"
     for cell in checked:
@@ -195,3 +201,16 @@ def test_interactive_chapter_has_its_controls():
     outputs = [m["state"].get("outputs", []) for m in state.values() if m["model_name"] == "OutputModel"]
     assert any(o.get("data", {}).keys() & {"image/png", "image/jpeg"} for outs in outputs for o in outs), \
         "the comparison figure drawn by the widget was not saved"
+
+
+def test_tqdm_disable_turns_the_package_bars_off(monkeypatch):
+    """The book's notebooks are executed with TQDM_DISABLE=1 so no bar is stored in them;
+    tqdm's notebook bar ignores that variable, the package's progress_bar must not."""
+    from lpips_core.progress import progress_bar
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert progress_bar(range(3), desc="x").disable
+    monkeypatch.delenv("TQDM_DISABLE")
+    bar = progress_bar(range(3), desc="x")
+    assert not bar.disable
+    bar.close()

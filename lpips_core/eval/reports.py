@@ -51,10 +51,11 @@ def judgment_note(data: str | Path | None) -> str:
     if "simulated" in text.lower() or root.name == "mini_bapps":
         observer = re.search(r"observer\s+`([^`]+)`", text)
         who = f" ({observer.group(1)})" if observer else ""
-        return (f"Judgments come from a SIMULATED observer{who} (see {card}), not from people; scores here "
+        # the card by its dataset-relative name: reports are shared, local paths mean nothing to readers
+        return (f"Judgments come from a SIMULATED observer{who} (see {root.name}/README.md), not from people; scores here "
                 f"are agreement with that simulation, not with human perception"
                 + (", and the metric the observer uses is favoured by construction." if who else "."))
-    return f"Judgments: as stored in {root}."
+    return f"Judgments: as stored in the dataset {root.name!r}."
 
 
 # --------------------------------------------------------------------------- tables
