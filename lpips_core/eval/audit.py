@@ -55,7 +55,8 @@ def audit_pairs(n_photos: int = 8, side: int = 320, seed: int = 0) -> tuple[torc
     """Reference/distorted pairs: centre crops of course photographs and their distortions.
 
     Args:
-        n_photos: how many of the course's photographs (validation ones first).
+        n_photos: how many of the course's photographs (validation ones first; those
+            smaller than ``side`` are skipped).
         side: crop side in pixels (the "native" size of the audit).
     Returns:
         (P, 3, side, side) references and distorted images in [0, 1] (float32), and the
@@ -63,17 +64,17 @@ def audit_pairs(n_photos: int = 8, side: int = 320, seed: int = 0) -> tuple[torc
     """
     rng = np.random.default_rng(seed)
     refs, dists, labels = [], [], []
-    for name in (VAL_PHOTOS + TRAIN_PHOTOS)[:n_photos]:
-        img = load_photo(name)
+    photos = [(name, load_photo(name)) for name in VAL_PHOTOS + TRAIN_PHOTOS]
+    photos = [(name, img) for name, img in photos if min(img.shape[:2]) >= side][:n_photos]
+    if not photos:
+        raise ValueError(f"no course photograph is {side}x{side} or larger; use a smaller side")
+    for name, img in photos:
         h, w = img.shape[:2]
-        s = min(side, h, w)
-        crop = np.ascontiguousarray(img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
+        crop = np.ascontiguousarray(img[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side])
         for dist, strength in DISTORTIONS:
             refs.append(crop)
             dists.append(apply(crop, [(dist, strength)], rng))
             labels.append(f"{name}/{dist}")
-    if len({r.shape for r in refs}) > 1:
-        raise ValueError(f"photographs smaller than side={side}; use a smaller side")
 
     def stack(images):
         return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
@@ -385,7 +386,7 @@ def run_audit(output: str | os.PathLike, n_photos: int = 8, side: int = 320,
     refs, dists, labels = audit_pairs(n_photos, side)
     impl = implementation_rows(refs, dists, progress=progress)
     protocols, values = protocol_rows(refs, dists, progress=progress)
-    result = {"lpips_core": __version__, "n_photos": n_photos, "side": side, "n_pairs": len(labels),
+    result = {"lpips_core": __version__, "n_photos": len(labels) // len(DISTORTIONS), "side": side, "n_pairs": len(labels),
               "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
               "implementations": impl, "protocols": protocols,
               "signatures": sorted({r["signature"] for r in protocols}),

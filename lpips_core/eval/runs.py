@@ -94,7 +94,8 @@ def evaluate(data, out_dir, metrics: Sequence[str] = DEFAULT_METRICS, model: str
                          for s in _metric_specs(model, net, metrics)])
     note = judgment_note(data)
     results: dict = {"data": str(data) if data is not None else None, "judgments": note,
-                     "metrics": {k: {"kind": f.kind, "label": f.label} for k, f in fns.items()},
+                     "metrics": {k: {"kind": f.kind, "label": f.label, "signature": _signature(f, load_size)}
+                                 for k, f in fns.items()},
                      "n_resamples": n_resamples}
     md = [f"# Evaluation on {data}", "", f"> {note}", ""]
     if "2afc" in datasets:
@@ -114,6 +115,7 @@ def evaluate(data, out_dir, metrics: Sequence[str] = DEFAULT_METRICS, model: str
         results["jnd"] = score_jnd_results(jres, n_resamples=min(n_resamples, 500))
         md.append(markdown_table(results["jnd"], "JND mAP (%), 95% bootstrap CI"))
         results["_jnd_distances"] = jres
+    md.append(signature_lines(results["metrics"]))
     text = "\n".join(md)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "results.json", {k: v for k, v in results.items() if not k.startswith("_")})
@@ -121,6 +123,19 @@ def evaluate(data, out_dir, metrics: Sequence[str] = DEFAULT_METRICS, model: str
     if verbose:
         print(text)
     return results
+
+
+def _signature(fn, load_size: int) -> str | None:
+    """The metric's signature at the evaluation's patch size (None for plain callables)."""
+    sig = getattr(fn, "signature", None)
+    return sig(load_size) if callable(sig) else None
+
+
+def signature_lines(metrics: Mapping[str, Mapping]) -> str:
+    """results.md's list of the metrics' signatures."""
+    lines = ["Signatures (how each number was computed):", ""]
+    lines += [f"- `{k}`: `{m['signature']}`" for k, m in metrics.items() if m.get("signature")]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- compare-models
@@ -197,7 +212,8 @@ def compare_models(data, out_dir, metrics: Sequence[str] = COMPARE_METRICS, extr
     if "jnd" in datasets:
         jres = collect_jnd(fns, datasets["jnd"], batch_size=batch_size, device=device, progress=progress)
         jnd = score_jnd_results(jres, n_resamples=min(n_resamples, 500))
-    meta = {k: {"kind": f.kind, "label": f.label, "group": _group(f)} for k, f in fns.items()}
+    meta = {k: {"kind": f.kind, "label": f.label, "group": _group(f), "signature": _signature(f, load_size)}
+            for k, f in fns.items()}
     return compare_report(res, out_dir, meta, data=data, jnd_scores=jnd, skipped=skipped,
                           n_resamples=n_resamples, baseline=baseline, title=title, verbose=verbose)
 
@@ -245,6 +261,7 @@ def compare_report(res: TwoAFCDistances, out_dir, meta: Mapping[str, Mapping[str
                                speed=speed)
     results["figures"] = [p.name for p in figures]
     md.append("Figures: " + ", ".join(f"[{p.name}]({p.name})" for p in figures) + "\n")
+    md.append(signature_lines(results["metrics"]))
     text = "\n".join(md)
     write_json(out_dir / "results.json", results)
     write_distances_csv(out_dir / "distances_2afc.csv", res)
