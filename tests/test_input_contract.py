@@ -147,3 +147,14 @@ def test_cli_compare_prints_the_signature_and_reads_arrays(tmp_path, photos01, c
         expected = float(reference()(a[:1], b[:1], normalize=True))
     assert abs(float(out) - expected) <= 1e-5
     assert "signature: lpips|net:alex|v:0.1|range:0,1|size:native|" in err
+
+
+def test_signature_names_other_weights(tmp_path):
+    from lpips_core.model import load_lpips_checkpoint
+
+    path = tmp_path / "mine.pth"
+    torch.save(ours().linear_state_dict(), path)
+    v = lpips_core.__version__
+    assert load_lpips_checkpoint(path).signature() == \
+        f"lpips|net:alex|v:0.1|range:-1,1|size:native|lin:mine.pth|lpips_core:{v}"
+    assert "|lin:untrained|" in lpips_core.LPIPS(net="alex", pretrained=False).signature()

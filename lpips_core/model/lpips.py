@@ -145,7 +145,10 @@ class LPIPS(nn.Module):
         self.compile = compile
         self.dtype = dtype
         self.input_range: InputRange = parse_input_range(input_range)
-        self.weights_source = f"v{version}" if model_path is None else os.path.basename(str(model_path))
+        # what the signature names: the linear weights' and the trunk's origin (loading.py sets both)
+        self.weights_source = (os.path.basename(str(model_path)) if model_path is not None
+                               else f"v{version}" if pretrained else "untrained")
+        self.trunk_source = "random" if pnet_rand else "imagenet"
         self.last_mask: masks.MaskReport | None = None  # what the last masked call dropped (signature)
         self.scaling_layer = ScalingLayer()
         self.net = Trunk(self.pnet_type, pretrained=not pnet_rand, requires_grad=pnet_tune)
@@ -221,8 +224,8 @@ class LPIPS(nn.Module):
 
         ``lpips|net:alex|v:0.1|range:-1,1|size:native|lpips_core:0.1.0``; fields that
         differ from the defaults are added before the package version: ``lin:<file>``
-        (linear weights other than the shipped ones), ``baseline`` (lpips=False, all
-        weights 1), ``trunk:random``, ``spatial:on``, ``dtype:bf16``/``fp16``, and after a
+        (linear weights other than the shipped ones: a file, or ``untrained``), ``baseline``
+        (lpips=False, all weights 1), ``trunk:random`` (or the file a trained trunk came from), ``spatial:on``, ``dtype:bf16``/``fp16``, and after a
         masked call ``mask:hard`` or ``mask:soft`` with ``dropped:<taps>``.
 
         Args:
@@ -237,8 +240,8 @@ class LPIPS(nn.Module):
             parts.append("baseline")
         elif self.weights_source != f"v{self.version}":
             parts.append(f"lin:{self.weights_source}")
-        if self.pnet_rand:
-            parts.append("trunk:random")
+        if self.trunk_source != "imagenet":
+            parts.append(f"trunk:{self.trunk_source}")
         if self.spatial:
             parts.append("spatial:on")
         if self.dtype != torch.float32:
