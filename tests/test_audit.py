@@ -71,6 +71,6 @@ def test_markdown_and_plot(tmp_path, pairs):
     result = {"n_pairs": 2, "n_photos": 1, "side": 64, "machine": "test", "lpips_core": "0",
               "implementations": [], "protocols": rows, "heuristic": {}}
     md = audit.audit_markdown(result)
-    assert "| resized to 256x256 | `lpips|net:alex|v:0.1|range:-1,1|size:256|" in md
+    assert "| resized to 256x256 | `lpips\\|net:alex\\|v:0.1\\|range:-1,1\\|size:256\\|" in md
     assert audit.plot_protocols(values, tmp_path / "audit.png").stat().st_size > 1000
     json.dumps(result)  # what run_audit stores must be JSON

@@ -335,7 +335,8 @@ def audit_markdown(result: dict) -> str:
               "| choice | signature | mean distance | mean abs change | max abs change | mean relative change "
               "| Spearman vs reference |", "|---|---|---|---|---|---|---|"]
     for r in result["protocols"]:
-        lines.append(f"| {r['choice']} | `{r['signature']}` | {_fmt(r['mean_distance'], '.4f')} | "
+        sig = r["signature"].replace("|", "\\|")  # a pipe inside a table cell must be escaped
+        lines.append(f"| {r['choice']} | `{sig}` | {_fmt(r['mean_distance'], '.4f')} | "
                      f"{_fmt(r['mean_abs_change'], '.4f')} | {_fmt(r['max_abs_change'], '.4f')} | "
                      f"{_fmt(r['mean_relative_change'], '+.1%')} | {_fmt(r['spearman_vs_reference'], '.3f')} |")
     if result.get("heuristic"):
