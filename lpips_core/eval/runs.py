@@ -22,7 +22,7 @@ from . import plots
 from .collect import TwoAFCDistances, as_functions, collect_2afc, collect_jnd
 from .distances import DistanceFunction, make_distance
 from .reports import (PAPER_2AFC, PAPER_CITATION, correlation_table, judgment_note, markdown_table, paired_table,
-                      write_distances_csv)
+                      signature_lines, write_distances_csv)
 from .scores import judgment_correlations, paired_tests, score_2afc_results, score_jnd_results
 
 DEFAULT_METRICS = ("lpips", "l2_lab", "ssim", "psnr")
@@ -129,13 +129,6 @@ def _signature(fn, load_size: int) -> str | None:
     """The metric's signature at the evaluation's patch size (None for plain callables)."""
     sig = getattr(fn, "signature", None)
     return sig(load_size) if callable(sig) else None
-
-
-def signature_lines(metrics: Mapping[str, Mapping]) -> str:
-    """results.md's list of the metrics' signatures."""
-    lines = ["Signatures (how each number was computed):", ""]
-    lines += [f"- `{k}`: `{m['signature']}`" for k, m in metrics.items() if m.get("signature")]
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- compare-models
