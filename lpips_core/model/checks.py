@@ -203,7 +203,9 @@ def warn_about_range(ranges: Sequence, rng: InputRange, out_of_range_warned: boo
       (``out_of_range_warned`` says whether it already fired);
     * otherwise, under the unconfirmed default '-1,1', when every batch is
       non-negative (what [0, 1] images look like): a :class:`ZeroOneRangeWarning`,
-      once per call site of the user's code.
+      once per call site of the user's code. On correct [-1, 1] data it fired for
+      none of the 15 course photographs and none of the 237 pairs of LIVE, and for
+      0.30% of the 11,662 (ref, p) pairs of 64x64 mini_bapps patches (results/audit).
 
     Returns:
         True when the out-of-range warning was issued now.
