@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,11 @@ def cmd_compare(args) -> None:
     call_range = "-1,1" if decoded or args.input_range else None
     mask = mask_from_image(args.mask) if args.mask else None
     model = _model(args)
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         d = model(img0, img1, input_range=call_range, mask=mask, mask_mode=args.mask_mode).item()
+    for w in caught:  # the model's warnings, as one line each without a Python file:line prefix
+        print(f"lpips-core: warning: {w.message}", file=sys.stderr)
     print(f"signature: {model.signature(input_range=r0 if r0 == r1 else None)}", file=sys.stderr)
     if args.spatial_map:
         spatial = _model(args, spatial=True)

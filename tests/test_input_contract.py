@@ -158,3 +158,30 @@ def test_signature_names_other_weights(tmp_path):
     assert load_lpips_checkpoint(path).signature() == \
         f"lpips|net:alex|v:0.1|range:-1,1|size:native|lin:mine.pth|lpips_core:{v}"
     assert "|lin:untrained|" in lpips_core.LPIPS(net="alex", pretrained=False).signature()
+
+
+def test_cli_compare_mask_png(tmp_path, capsys):
+    from PIL import Image
+
+    from lpips_core.cli import main
+
+    x, y = photo_pairs(size=(64, 64))
+    for name, t in (("a.png", x[0]), ("b.png", y[0])):
+        Image.fromarray(((t.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()).save(tmp_path / name)
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(tmp_path / "all.png")
+    small = np.zeros((64, 64), np.uint8)
+    small[4:60, 4:60] = 255
+    Image.fromarray(small).save(tmp_path / "small.png")
+    a, b = str(tmp_path / "a.png"), str(tmp_path / "b.png")
+    assert main(["compare", a, b, "--mask", str(tmp_path / "all.png")]) == 0
+    out, err = capsys.readouterr()
+    from lpips_core import load_tensor
+
+    with torch.no_grad():
+        expected = float(reference()(load_tensor(a), load_tensor(b)))
+    assert abs(float(out) - expected) <= 1e-5  # an all-white mask is the unmasked distance
+    assert "|range:0,255|size:native|mask:hard|lpips_core:" in err
+    assert main(["compare", a, b, "--mask", str(tmp_path / "small.png")]) == 0
+    _, err = capsys.readouterr()
+    assert "lpips-core: warning: masked LPIPS (hard): layer(s) relu3, relu4, relu5" in err
+    assert "|mask:hard|dropped:relu3,relu4,relu5|" in err
