@@ -157,7 +157,10 @@ def test_signature_names_other_weights(tmp_path):
     v = lpips_core.__version__
     assert load_lpips_checkpoint(path).signature() == \
         f"lpips|net:alex|v:0.1|range:-1,1|size:native|lin:mine.pth|lpips_core:{v}"
-    assert "|lin:untrained|" in lpips_core.LPIPS(net="alex", pretrained=False).signature()
+    assert "|lin:custom|" in lpips_core.LPIPS(net="alex", pretrained=False).signature()
+    model = lpips_core.LPIPS(net="alex", pretrained=False)
+    model.load_linear_weights(path)
+    assert "|lin:mine.pth|" in model.signature()
 
 
 def test_cli_compare_mask_png(tmp_path, capsys):

@@ -41,8 +41,8 @@ def as_image_batch(x: torch.Tensor, name: str) -> torch.Tensor:
                         f"{type(x).__name__}; convert numpy images with lpips_core.im2tensor")
     if not x.is_floating_point():
         raise TypeError(f"{name} has dtype {x.dtype}; LPIPS needs floating-point images in "
-                        f"[-1, 1]. For uint8 images use lpips_core.im2tensor(img) or "
-                        f"x.float() / 127.5 - 1")
+                        f"[-1, 1]. For uint8 images pass input_range='0,255', or use "
+                        f"lpips_core.im2tensor(img) or x.float() / 127.5 - 1")
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4:

@@ -145,9 +145,9 @@ class LPIPS(nn.Module):
         self.compile = compile
         self.dtype = dtype
         self.input_range: InputRange = parse_input_range(input_range)
-        # what the signature names: the linear weights' and the trunk's origin (loading.py sets both)
-        self.weights_source = (os.path.basename(str(model_path)) if model_path is not None
-                               else f"v{version}" if pretrained else "untrained")
+        # what the signature names: the linear weights' origin (the shipped v0.x, a file, or
+        # 'custom': set by the caller, e.g. trained in memory) and the trunk's (loading.py sets both)
+        self.weights_source = "custom"
         self.trunk_source = "random" if pnet_rand else "imagenet"
         self.last_mask: masks.MaskReport | None = None  # what the last masked call dropped (signature)
         self.scaling_layer = ScalingLayer()
@@ -170,6 +170,8 @@ class LPIPS(nn.Module):
                 if verbose:
                     print(f"Loading model from: {path}")
                 self.load_linear_weights(path)
+                if model_path is None:
+                    self.weights_source = f"v{version}"
         if eval_mode:
             self.eval()
 
@@ -203,6 +205,7 @@ class LPIPS(nn.Module):
                                  f"net='{self.pnet_type}' needs {tuple(lin.conv.weight.shape)}")
             with torch.no_grad():
                 lin.conv.weight.copy_(weight)
+        self.weights_source = os.path.basename(str(path))
 
     def linear_state_dict(self) -> dict[str, torch.Tensor]:
         """The linear weights under the reference's keys (``lin<k>.model.1.weight``)."""
@@ -223,10 +226,15 @@ class LPIPS(nn.Module):
         """How this model's numbers are computed, as one short string (in the manner of sacreBLEU).
 
         ``lpips|net:alex|v:0.1|range:-1,1|size:native|lpips_core:0.1.0``; fields that
-        differ from the defaults are added before the package version: ``lin:<file>``
-        (linear weights other than the shipped ones: a file, or ``untrained``), ``baseline``
-        (lpips=False, all weights 1), ``trunk:random`` (or the file a trained trunk came from), ``spatial:on``, ``dtype:bf16``/``fp16``, and after a
-        masked call ``mask:hard`` or ``mask:soft`` with ``dropped:<taps>``.
+        differ from the defaults are added before the package version:
+
+        * ``lin:<file>`` or ``lin:custom`` (set by the caller, e.g. trained in memory):
+          linear weights other than the shipped ones;
+        * ``baseline``: lpips=False (every channel weighted 1);
+        * ``trunk:random`` or ``trunk:<file>``: a trunk other than ImageNet's;
+        * ``spatial:on``, ``dtype:bf16`` / ``dtype:fp16``;
+        * after a masked call, ``mask:hard`` or ``mask:soft``, and ``dropped:<taps>``
+          (the signature describes the last call's mask).
 
         Args:
             size: what the images were resized to before the model ('native': not at all);
