@@ -17,9 +17,6 @@ import torch
 from .nets import MIN_INPUT_SIZE
 from .ranges import InputRange
 
-#: (min, max) of one checked batch, from the finiteness check's single pass; None when empty.
-ValueRange = "tuple[float, float] | None"
-
 
 class InputRangeWarning(UserWarning):
     """Image values fall outside the range the model expects."""
