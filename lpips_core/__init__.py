@@ -15,8 +15,8 @@ from .data import JNDDataset, LPIPSDataModule, TwoAFCDataset, im2tensor, load_im
 from .eval import TraditionalMetrics
 from .model import LPIPS, Trunk, distance, normalize_tensor
 from .train import TrainConfig, Trainer
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["LPIPS", "Trunk", "distance", "normalize_tensor", "load_image", "load_tensor", "im2tensor",
            "tensor2im", "__version__", "TwoAFCDataset", "JNDDataset", "LPIPSDataModule",
            "ProductionLPIPS", "TraditionalMetrics", "TrainConfig", "Trainer"]

@@ -29,6 +29,7 @@ from PIL import Image
 from .data.images import im2tensor, load_tensor, tensor2im
 from .eval.baselines import psnr, ssim
 from .model import LPIPS, load_lpips_checkpoint
+from .model.ranges import InputRange, parse_input_range, resolve
 
 ImageLike = Union[str, os.PathLike, np.ndarray, torch.Tensor, Image.Image]
 
@@ -54,13 +55,19 @@ class ProductionLPIPS:
             :func:`lpips_core.model.load_lpips_checkpoint`) instead of the official weights.
         device: 'auto' (GPU when available), 'cpu', 'cuda', 'cuda:1', ...
         batch_size: images per trunk call in :meth:`one_to_many` and :meth:`pairwise`.
+        input_range: the range of tensor inputs: '-1,1' (default), '0,1' or '0,255'.
+            Left at None, tensors are taken as [-1, 1] and all-non-negative ones warn
+            once per call site (they look like [0, 1] images); files, arrays and PIL
+            images are always converted correctly and never warn.
 
     Inputs to every method may be file paths, (H, W, 3) uint8 arrays, PIL images,
-    or tensors (3, H, W) / (N, 3, H, W) in [-1, 1] (pass ``normalize=True`` for [0, 1]).
+    or tensors (3, H, W) / (N, 3, H, W) in ``input_range`` (``normalize=True`` per
+    call means [0, 1]). :meth:`signature` says how the numbers were computed.
     """
 
     def __init__(self, net: str = "alex", version: str = "0.1", checkpoint: str | os.PathLike | None = None,
-                 device: str | torch.device | None = "auto", batch_size: int = 32):
+                 device: str | torch.device | None = "auto", batch_size: int = 32,
+                 input_range: str | tuple | None = None):
         self.device = pick_device(device)
         if checkpoint is not None:
             model = load_lpips_checkpoint(checkpoint)
@@ -71,19 +78,32 @@ class ProductionLPIPS:
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.net = model.pnet_type
         self.batch_size = batch_size
+        self.input_range: InputRange = parse_input_range(input_range)
+
+    def signature(self) -> str:
+        """The model's :meth:`~lpips_core.model.LPIPS.signature`, with this wrapper's input range."""
+        return self.model.signature(input_range=self.input_range)
+
+    def _model_range(self, images: Sequence, normalize: bool) -> str | None:
+        """The range the model is told: '-1,1' confirmed unless raw tensors came in an undeclared range."""
+        rng = resolve(self.input_range, None, normalize)
+        raw = any(isinstance(im, torch.Tensor) for im in images)
+        return None if raw and not rng.confirmed else "-1,1"
 
     def __repr__(self) -> str:
         return f"ProductionLPIPS({self.source}, device={self.device})"
 
     # ------------------------------------------------------------------ inputs
     def to_tensor(self, image: ImageLike, normalize: bool = False) -> torch.Tensor:
-        """Any supported image -> (N, 3, H, W) float32 in [-1, 1] on this device."""
+        """Any supported image -> (N, 3, H, W) float32 in [-1, 1] on this device.
+
+        Tensors are read in ``input_range`` (``normalize=True``: [0, 1]).
+        """
         if isinstance(image, (str, os.PathLike)):
             x = load_tensor(image)
         elif isinstance(image, torch.Tensor):
-            x = image.detach().float()
+            x = resolve(self.input_range, None, normalize).to_minus_one_one(image.detach()).float()
             x = x.unsqueeze(0) if x.dim() == 3 else x
-            x = x * 2 - 1 if normalize else x
         elif isinstance(image, np.ndarray):
             if image.dtype != np.uint8:
                 raise TypeError(f"numpy images must be uint8 (H, W, 3), got {image.dtype}; "
@@ -115,11 +135,22 @@ class ProductionLPIPS:
             chunks = [self.model.features(x[i:i + self.batch_size]) for i in range(0, x.shape[0], self.batch_size)]
         return [torch.cat(level) for level in zip(*chunks)]
 
-    def __call__(self, img0: ImageLike, img1: ImageLike, normalize: bool = False):
-        """Distance between two images (a float) or two equal-size batches (an (N,) tensor)."""
+    def __call__(self, img0: ImageLike, img1: ImageLike, normalize: bool = False,
+                 mask: ImageLike | None = None, mask_mode: str = "hard"):
+        """Distance between two images (a float) or two equal-size batches (an (N,) tensor).
+
+        Args:
+            mask: a region to compare (see :meth:`lpips_core.model.LPIPS.forward`):
+                an (N, 1, H, W) / (H, W) tensor in [0, 1], or an image file / array
+                whose non-zero pixels are the region.
+            mask_mode: 'hard' (pixels outside cannot matter) or 'soft'.
+        """
         a, b = self.to_tensor(img0, normalize), self.to_tensor(img1, normalize)
+        if mask is not None and not isinstance(mask, torch.Tensor):
+            mask = mask_from_image(mask)
         with torch.inference_mode():
-            d = self.model(a, b).flatten().cpu()
+            d = self.model(a, b, input_range=self._model_range([img0, img1], normalize),
+                           mask=mask, mask_mode=mask_mode).flatten().cpu()
         single = not (isinstance(img0, torch.Tensor) and img0.dim() == 4)
         return float(d[0]) if single and d.numel() == 1 else d
 
@@ -128,9 +159,11 @@ class ProductionLPIPS:
     def one_to_many(self, reference: ImageLike, images: Sequence[ImageLike] | torch.Tensor,
                     normalize: bool = False) -> torch.Tensor:
         """(M,) distances from one reference to each image; the reference's features are computed once."""
+        model = self._confirmed_model([reference, *images] if not isinstance(images, torch.Tensor)
+                                      else [reference, images], normalize)
         with torch.inference_mode():
-            return self.model.one_to_many(self.to_tensor(reference, normalize),
-                                          self._stack(images, normalize)).flatten().cpu()
+            return model.one_to_many(self.to_tensor(reference, normalize),
+                                     self._stack(images, normalize)).flatten().cpu()
 
     def pairwise(self, images: Sequence[ImageLike] | torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """(M, M) symmetric matrix of distances between all images (zero diagonal).
@@ -138,8 +171,35 @@ class ProductionLPIPS:
         Each image goes through the trunk once; the M(M-1)/2 comparisons reuse its features.
         """
         x = self._stack(images, normalize)
+        model = self._confirmed_model([images] if isinstance(images, torch.Tensor) else list(images), normalize)
         with torch.inference_mode():
-            return self.model.pairwise(x).cpu()
+            return model.pairwise(x).cpu()
+
+    def _confirmed_model(self, images: Sequence, normalize: bool) -> LPIPS:
+        """The model, with its input range confirmed as [-1, 1] unless raw tensors came undeclared.
+
+        The reuse routes read the model's own range; converted inputs are [-1, 1] for sure.
+        """
+        self.model.input_range = parse_input_range(self._model_range(images, normalize))
+        return self.model
+
+
+def mask_from_image(mask: ImageLike, threshold: float = 0.5) -> torch.Tensor:
+    """A mask image (path, array or PIL; white = compare) -> (1, 1, H, W) float {0, 1} tensor.
+
+    Pixels brighter than ``threshold`` (of full scale) in any channel are inside the mask.
+    """
+    if isinstance(mask, (str, os.PathLike)):
+        if not os.path.isfile(mask):
+            raise FileNotFoundError(f"{mask}: mask image not found")
+        arr = np.asarray(Image.open(mask).convert("L"))
+    elif hasattr(mask, "convert"):
+        arr = np.asarray(mask.convert("L"))
+    else:
+        arr = np.asarray(mask)
+        arr = arr.max(axis=2) if arr.ndim == 3 else arr
+    scale = 255.0 if arr.dtype == np.uint8 else 1.0
+    return torch.from_numpy((arr.astype(np.float32) / scale > threshold).astype(np.float32))[None, None]
 
 
 # --------------------------------------------------------------------------- helpers

@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from .apps import mask_from_image
 from .data.images import ImageLoadError, list_images, load_tensor
 from .data.report import analyze
 from .demo import run_demo
@@ -21,6 +24,7 @@ from .eval.mos import evaluate_mos
 from .eval.plots import save_distance_map
 from .files import write_csv
 from .model import LPIPS, NETS, WeightsError
+from .model.ranges import parse_input_range
 from .model.weights import linear_weights_path, prepare_backbone
 from .progress import progress_bar
 from .train import TrainConfig, run_training
@@ -46,19 +50,101 @@ def _model(args, **kwargs) -> LPIPS:
     return LPIPS(net=args.net, version=args.version, **kwargs).eval()
 
 
-# --------------------------------------------------------------------------- commands
+# --------------------------------------------------------------------------- compare, audit, input ranges
+#: Array files ``compare`` reads in ``--input-range`` (image files are decoded from 8 bits).
+ARRAY_SUFFIXES = {".npy", ".pt", ".pth"}
+
+
+def add_input_range_arg(p: argparse.ArgumentParser) -> None:
+    """The ``--input-range`` flag (for any command that reads arrays or tensors)."""
+    p.add_argument("--input-range", default=None, choices=["-1,1", "0,1", "0,255"],
+                   help="value range of .npy/.pt inputs (default -1,1; non-negative arrays then warn "
+                        "once: [0, 1] data?). Image files are always decoded correctly")
+
+
+def _load_any(path: Path, input_range: str | None) -> tuple[torch.Tensor, str]:
+    """An image file (decoded, range '0,255') or an array file in ``input_range`` -> ((1, 3, H, W), range)."""
+    if path.suffix.lower() not in ARRAY_SUFFIXES:
+        return load_tensor(path), "0,255"
+    if not path.is_file():
+        raise CLIError(f"{path}: no such file")
+    try:
+        x = torch.from_numpy(np.load(path)) if path.suffix.lower() == ".npy" \
+            else torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # numpy/torch raise many kinds for a damaged file
+        raise CLIError(f"{path}: cannot read an array ({type(exc).__name__}: {exc})") from None
+    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
+        raise CLIError(f"{path}: expected a (3, H, W), (H, W, 3) or (1, 3, H, W) array")
+    if x.dim() == 3 and x.shape[-1] == 3 and x.shape[0] != 3:
+        x = x.permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+    x = x if x.dim() == 4 else x[None]
+    rng = parse_input_range(input_range)
+    return (rng.prepare(x) * 2 - 1 if rng.normalize else x).float(), rng.name
+
+
 def cmd_compare(args) -> None:
-    img0, img1 = _load_pair(Path(args.img0), Path(args.img1))
+    (img0, r0), (img1, r1) = _load_any(Path(args.img0), args.input_range), _load_any(Path(args.img1), args.input_range)
+    if img0.shape != img1.shape:
+        raise CLIError(f"{args.img0} is {img0.shape[3]}x{img0.shape[2]} but {args.img1} is "
+                       f"{img1.shape[3]}x{img1.shape[2]}; LPIPS compares images of the same size")
+    decoded = r0 == r1 == "0,255"  # both from image files: [-1, 1] for sure
+    call_range = "-1,1" if decoded or args.input_range else None
+    mask = mask_from_image(args.mask) if args.mask else None
     model = _model(args)
-    with torch.inference_mode():
-        d = model(img0, img1).item()
+    with torch.inference_mode(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = model(img0, img1, input_range=call_range, mask=mask, mask_mode=args.mask_mode).item()
+    for w in caught:  # the model's warnings, as one line each without a Python file:line prefix
+        print(f"lpips-core: warning: {w.message}", file=sys.stderr)
+    print(f"signature: {model.signature(input_range=r0 if r0 == r1 else None)}", file=sys.stderr)
     if args.spatial_map:
         spatial = _model(args, spatial=True)
         with torch.inference_mode():
-            dmap = spatial(img0, img1)[0, 0]
+            dmap = spatial(img0, img1, input_range=call_range)[0, 0]
         save_distance_map(dmap, args.spatial_map, title=f"LPIPS {args.net} v{args.version}: {d:.4f}")
         print(f"spatial map written to {args.spatial_map}", file=sys.stderr)
     print(f"{d:.6f}")
+
+
+def cmd_audit(args) -> None:
+    from .eval.audit import run_audit
+
+    live = [p for p in args.live if Path(p).is_dir()]
+    result = run_audit(args.output, n_photos=args.photos, side=args.side, live=live,
+                       mini_bapps=args.mini_bapps, progress=not args.quiet)
+    for r in result["implementations"]:
+        diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
+        print(f"{r['implementation'][:40]:40s} {r['net']:5s} max |diff| to lpips {diff}")
+    for r in result["protocols"]:
+        print(f"{r['choice'][:40]:40s} mean |change| {r['mean_abs_change']:.4f}")
+    print(f"audit.json, audit.md and audit.png written to {args.output}", file=sys.stderr)
+
+
+def _add_compare_and_audit(sub) -> None:
+    p = sub.add_parser("compare", help="distance between two images (or .npy/.pt arrays)")
+    p.add_argument("img0")
+    p.add_argument("img1")
+    _add_model_args(p)
+    p.add_argument("--spatial-map", metavar="PNG", help="also save the spatial distance map")
+    add_input_range_arg(p)
+    p.add_argument("--mask", metavar="PNG", help="compare only this region (white = inside): each layer "
+                                                 "uses the positions whose receptive field lies inside it")
+    p.add_argument("--mask-mode", default="hard", choices=["hard", "soft"],
+                   help="hard (default: pixels outside cannot matter) or soft (leaks context)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("audit", help="other LPIPS implementations and protocol choices vs the reference")
+    p.add_argument("-o", "--output", default="results/audit", help="output folder (default results/audit)")
+    p.add_argument("--photos", type=int, default=8, help="course photographs to use (default 8)")
+    p.add_argument("--side", type=int, default=320, help="centre-crop side in pixels (default 320)")
+    p.add_argument("--live", nargs="*", default=["../shared/data/live_jpeg", "../shared/data/live_blur_noise"],
+                   help="LIVE folders for the [0, 1] heuristic's rates (missing ones are skipped)")
+    p.add_argument("--mini-bapps", default="data/mini_bapps", help="mini set folder for the heuristic's rates")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_audit)
+
+
+# --------------------------------------------------------------------------- commands
 
 
 def cmd_dirs(args) -> None:
@@ -200,12 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="WARNING", help="logging level (INFO shows weight sources)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("compare", help="distance between two images")
-    p.add_argument("img0")
-    p.add_argument("img1")
-    _add_model_args(p)
-    p.add_argument("--spatial-map", metavar="PNG", help="also save the spatial distance map")
-    p.set_defaults(func=cmd_compare)
+    _add_compare_and_audit(sub)
 
     p = sub.add_parser("dirs", help="distances between same-named images of two folders")
     p.add_argument("dir0")

@@ -196,6 +196,10 @@ def test_evaluate_cli_writes_json_and_markdown(disk_set, tmp_path, capsys):
     md = (out / "results.md").read_text()
     assert "| lpips-alex |" in md and "SIMULATED observer" in md
     assert "| lpips-alex |" in printed  # the table is printed too
+    # every number carries its signature (issue 14): in results.json and results.md
+    sig = results["metrics"]["lpips-alex"]["signature"]
+    assert sig.startswith("lpips|net:alex|v:0.1|range:-1,1|size:64|lpips_core:")
+    assert f"`{sig}`" in md and results["metrics"]["psnr"]["signature"].startswith("psnr|range:-1,1|size:64|")
     assert (out / "distances_2afc.csv").read_text().startswith("id,subset,judge,lpips-alex_d0")
 
 
@@ -306,6 +310,8 @@ def test_compare_models_table_plots_and_paper_columns(disk_set, tmp_path, capsys
     assert "| lpips-alex |" in md and "78.7" in md and "76.8" in md and "68.9" in md and "69.7" in md
     assert "the paper's numbers, not measured here" in md and "SIMULATED observer" in md
     assert results["paired_tests"]["baseline"] == "lpips-alex"
+    assert results["metrics"]["net-alex"]["signature"].startswith("lpips|net:alex|v:0.1|range:-1,1|size:64|baseline|")
+    assert "`lpips|net:alex|v:0.1|range:-1,1|size:64|baseline|" in md
     assert set(results["correlations"]["ssim"]) >= {"pearson", "spearman", "kendall"}
     assert all(v > 0 for v in results["pairs_per_second"].values())
     assert "jnd" in results

@@ -86,6 +86,8 @@ def test_evaluate_mos_reports_correlations_equal_to_scipy(jpeg_table, tmp_path):
     assert saved["score_column"] == "score" and saved["n"] == 10
     assert (out / "mos_scatter.png").stat().st_size > 5000
     assert "| lpips-alex |" in (out / "results.md").read_text()
+    sig = saved["metrics"]["lpips-alex"]["signature"]  # how the number was computed (issue 14)
+    assert sig.startswith("lpips|net:alex|v:0.1|range:-1,1|size:native|") and f"`{sig}`" in (out / "results.md").read_text()
 
 
 def test_reference_features_are_computed_once_per_reference(jpeg_table):

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 
 from ..model import LPIPS, NETS, canonical_net, load_lpips_checkpoint
+from ..model.ranges import parse_input_range
+from ..version import __version__
 from . import baselines
 
 
@@ -62,6 +64,10 @@ class DistanceFunction:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
+    def signature(self, size: str | int = "native") -> str:
+        """How this metric's numbers were computed (see :meth:`lpips_core.model.LPIPS.signature`)."""
+        return f"{self.name}|range:-1,1|size:{size}|lpips_core:{__version__}"
+
 
 def split_features(feats: list[torch.Tensor], sizes: list[int]) -> list[list[torch.Tensor]]:
     """Split a features list computed on a concatenated batch back into its parts."""
@@ -85,6 +91,8 @@ class LPIPSDistance(DistanceFunction):
         if model.spatial:
             raise ValueError("evaluation needs a model with spatial=False")
         self.model = model.to(self.device).eval()
+        # evaluation feeds images decoded from files, [-1, 1] for sure: no [0, 1] heuristic
+        self.model.input_range = parse_input_range("-1,1")
         if freeze:
             self.model.requires_grad_(False)
         self.kind = kind or ("lpips" if model.lpips else "net")
@@ -96,6 +104,9 @@ class LPIPSDistance(DistanceFunction):
 
     def from_features(self, f0, f1) -> torch.Tensor:
         return self.model.distance_from_features(f0, f1).flatten()
+
+    def signature(self, size: str | int = "native") -> str:
+        return self.model.signature(size=size)
 
     def feature_key(self):
         if self.model.pnet_rand or self.model.pnet_tune:  # a trunk of its own

@@ -38,6 +38,7 @@ from ..files import write_json, write_text
 from ..progress import progress_bar
 from . import plots
 from .distances import DistanceFunction
+from .reports import signature_lines
 from .runs import build_metrics
 from .stats import mos_correlations
 
@@ -238,9 +239,11 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
         res = mos_correlations(d, scores, n_resamples=n_resamples)
         res["seconds"] = seconds[m]
         res["label"] = fns[m].label
+        sig = getattr(fns[m], "signature", None)  # how the number was computed (issue 14)
+        res["signature"] = sig("native" if max_side is None else f"longer-side-{max_side}") if callable(sig) else None
         results["metrics"][m] = res
     results["seconds_total"] = time.perf_counter() - t0
-    text = mos_markdown(results)
+    text = mos_markdown(results) + "\n" + signature_lines(results["metrics"])
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_json(out_dir / "results.json", results)

@@ -163,3 +163,10 @@ def read_distances_csv(path: str | Path) -> TwoAFCDistances:
     return TwoAFCDistances(judge=np.array(cols[2], dtype=float), subset=np.array(cols[1]), ids=list(cols[0]),
                            d0={m: np.array(cols[3 + 2 * i], dtype=float) for i, m in enumerate(metrics)},
                            d1={m: np.array(cols[4 + 2 * i], dtype=float) for i, m in enumerate(metrics)})
+
+
+def signature_lines(metrics: dict) -> str:
+    """results.md's list of the metrics' signatures."""
+    lines = ["Signatures (how each number was computed):", ""]
+    lines += [f"- `{k}`: `{m['signature']}`" for k, m in metrics.items() if m.get("signature")]
+    return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from . import plots
 from .collect import TwoAFCDistances, as_functions, collect_2afc, collect_jnd
 from .distances import DistanceFunction, make_distance
 from .reports import (PAPER_2AFC, PAPER_CITATION, correlation_table, judgment_note, markdown_table, paired_table,
-                      write_distances_csv)
+                      signature_lines, write_distances_csv)
 from .scores import judgment_correlations, paired_tests, score_2afc_results, score_jnd_results
 
 DEFAULT_METRICS = ("lpips", "l2_lab", "ssim", "psnr")
@@ -94,7 +94,8 @@ def evaluate(data, out_dir, metrics: Sequence[str] = DEFAULT_METRICS, model: str
                          for s in _metric_specs(model, net, metrics)])
     note = judgment_note(data)
     results: dict = {"data": str(data) if data is not None else None, "judgments": note,
-                     "metrics": {k: {"kind": f.kind, "label": f.label} for k, f in fns.items()},
+                     "metrics": {k: {"kind": f.kind, "label": f.label, "signature": _signature(f, load_size)}
+                                 for k, f in fns.items()},
                      "n_resamples": n_resamples}
     md = [f"# Evaluation on {data}", "", f"> {note}", ""]
     if "2afc" in datasets:
@@ -114,6 +115,7 @@ def evaluate(data, out_dir, metrics: Sequence[str] = DEFAULT_METRICS, model: str
         results["jnd"] = score_jnd_results(jres, n_resamples=min(n_resamples, 500))
         md.append(markdown_table(results["jnd"], "JND mAP (%), 95% bootstrap CI"))
         results["_jnd_distances"] = jres
+    md.append(signature_lines(results["metrics"]))
     text = "\n".join(md)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "results.json", {k: v for k, v in results.items() if not k.startswith("_")})
@@ -121,6 +123,12 @@ def evaluate(data, out_dir, metrics: Sequence[str] = DEFAULT_METRICS, model: str
     if verbose:
         print(text)
     return results
+
+
+def _signature(fn, load_size: int) -> str | None:
+    """The metric's signature at the evaluation's patch size (None for plain callables)."""
+    sig = getattr(fn, "signature", None)
+    return sig(load_size) if callable(sig) else None
 
 
 # --------------------------------------------------------------------------- compare-models
@@ -197,7 +205,8 @@ def compare_models(data, out_dir, metrics: Sequence[str] = COMPARE_METRICS, extr
     if "jnd" in datasets:
         jres = collect_jnd(fns, datasets["jnd"], batch_size=batch_size, device=device, progress=progress)
         jnd = score_jnd_results(jres, n_resamples=min(n_resamples, 500))
-    meta = {k: {"kind": f.kind, "label": f.label, "group": _group(f)} for k, f in fns.items()}
+    meta = {k: {"kind": f.kind, "label": f.label, "group": _group(f), "signature": _signature(f, load_size)}
+            for k, f in fns.items()}
     return compare_report(res, out_dir, meta, data=data, jnd_scores=jnd, skipped=skipped,
                           n_resamples=n_resamples, baseline=baseline, title=title, verbose=verbose)
 
@@ -245,6 +254,7 @@ def compare_report(res: TwoAFCDistances, out_dir, meta: Mapping[str, Mapping[str
                                speed=speed)
     results["figures"] = [p.name for p in figures]
     md.append("Figures: " + ", ".join(f"[{p.name}]({p.name})" for p in figures) + "\n")
+    md.append(signature_lines(results["metrics"]))
     text = "\n".join(md)
     write_json(out_dir / "results.json", results)
     write_distances_csv(out_dir / "distances_2afc.csv", res)

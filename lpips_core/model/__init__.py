@@ -2,22 +2,25 @@
 
 Imports point one way inside it (each module uses only those above it)::
 
-    nets, kernels                   the network table; the distance's functional kernels
+    nets, kernels, ranges           the network table; the distance's functional kernels; input ranges
     weights, checks                 weight sources; input checks
     trunk                           the trunk and its taps
-    scriptable, fast, reuse         TorchScript twin; inference routes; feature reuse
+    scriptable, fast, reuse, masks  TorchScript twin; inference routes; feature reuse; masked LPIPS
     lpips                           LPIPS (forward, the reference route)
     functional, loading, export     distance(); models from files; ONNX and int8
 """
-from .checks import InputRangeWarning
+from .checks import InputRangeWarning, ZeroOneRangeWarning
 from .kernels import normalize_tensor
 from .lpips import LPIPS, NetLinLayer, ScalingLayer
 from .functional import distance
 from .loading import load_lpips_checkpoint
+from .masks import MaskedLayerWarning
+from .ranges import InputRange, parse_input_range
 from .nets import MIN_INPUT_SIZE, NETS, canonical_net
 from .trunk import Trunk
 from .weights import WeightsError
 
 __all__ = ["LPIPS", "NetLinLayer", "ScalingLayer", "Trunk", "distance", "normalize_tensor",
-           "load_lpips_checkpoint", "InputRangeWarning", "WeightsError", "NETS", "MIN_INPUT_SIZE",
+           "load_lpips_checkpoint", "InputRangeWarning", "ZeroOneRangeWarning", "MaskedLayerWarning",
+           "InputRange", "parse_input_range", "WeightsError", "NETS", "MIN_INPUT_SIZE",
            "canonical_net"]

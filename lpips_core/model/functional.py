@@ -19,16 +19,22 @@ def _cached_model(net: str, version: str, device: str) -> LPIPS:
 
 
 def distance(img0: torch.Tensor, img1: torch.Tensor, net: str = "alex", version: str = "0.1",
-             normalize: bool = False, device: str | torch.device | None = None) -> torch.Tensor:
+             normalize: bool = False, device: str | torch.device | None = None, *,
+             input_range: str | tuple | None = None, mask: torch.Tensor | None = None,
+             mask_mode: str = "hard") -> torch.Tensor:
     """Functional LPIPS: ``(N,)`` distances between two image batches.
 
     The model is built once per (net, version, device) and reused; its weights
     are frozen, so gradients flow only to inputs that require them.
 
     Args:
-        img0, img1: (N, 3, H, W) or (3, H, W) images in [-1, 1] ([0, 1] with ``normalize``).
+        img0, img1: (N, 3, H, W) or (3, H, W) images in [-1, 1] ([0, 1] with
+            ``normalize``, or in ``input_range``).
         net: 'alex', 'vgg' or 'squeeze'.
         device: where to run (both images are moved there); defaults to ``img0``'s device.
+        input_range: '-1,1' (default; all-non-negative inputs then warn once per call
+            site), '0,1' (= ``normalize=True``) or '0,255' (8-bit, uint8 accepted).
+        mask, mask_mode: masked LPIPS (see :meth:`LPIPS.forward` and :mod:`.masks`).
     Returns:
         (N,) tensor of distances.
     Raises:
@@ -36,8 +42,15 @@ def distance(img0: torch.Tensor, img1: torch.Tensor, net: str = "alex", version:
     """
     net = canonical_net(net)
     for name, x in (("img0", img0), ("img1", img1)):  # before moving: type, shape, no 'meta' tensors
+        if isinstance(x, torch.Tensor) and not x.is_floating_point() and input_range is not None:
+            continue  # integer images are checked after the '0,255' conversion
         checks.check_device(checks.as_image_batch(x, name), name)
     device = checks.as_device(device) if device is not None else img0.device
     model = _cached_model(net, str(version).lstrip("v"), str(device))
-    img0, img1 = model._check_inputs(normalize, ("img0", img0.to(device)), ("img1", img1.to(device)))
-    return model._checked_forward(img0, img1, False, normalize).flatten()
+    rng = model._range(input_range, normalize)
+    img0, img1 = model._check_inputs(rng, ("img0", img0.to(device)), ("img1", img1.to(device)))
+    if mask is not None:
+        from .masks import masked_distance
+
+        return masked_distance(model, img0, img1, mask, mask_mode, rng.normalize)[0].flatten()
+    return model._checked_forward(img0, img1, False, rng.normalize).flatten()

@@ -77,8 +77,10 @@ def load_lpips_checkpoint(path: str | os.PathLike, net: str | None = None, versi
     trunk = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
     version = meta_version or version or "0.1"
     model = LPIPS(net=net, version=version, pretrained=False, pnet_rand=bool(trunk))
+    model.weights_source = os.path.basename(str(path))  # for model.signature()
     if trunk:
         model.net.load_state_dict(trunk)
+        model.trunk_source = model.weights_source
     for k, lin in enumerate(model.lins):
         key = _layer_key(state, k)
         if key is None or state[key].shape != lin.conv.weight.shape:

@@ -31,9 +31,11 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from . import checks, fast, reuse
+from ..version import __version__
+from . import checks, fast, masks, reuse
 from . import kernels as K
 from .nets import canonical_net
+from .ranges import InputRange, parse_input_range, resolve
 from .scriptable import ScriptableLPIPS
 from .trunk import Trunk
 from .weights import linear_weights_path, load_linear_state
@@ -103,6 +105,13 @@ class LPIPS(nn.Module):
         dtype: trunk precision: torch.float32 (exact, default), torch.bfloat16 or
             torch.float16 (autocast; distances still accumulate in float32).
             Worth it only where the hardware has bf16/fp16 units (AMX, GPUs).
+        input_range: the images' convention: '-1,1' (the reference's), '0,1'
+            (what ``normalize=True`` means per call) or '0,255' (8-bit images,
+            uint8 tensors accepted). Left at None (= '-1,1' unconfirmed), inputs
+            that are all non-negative get one :class:`~.checks.ZeroOneRangeWarning`
+            per call site; passing '-1,1' confirms the range and silences it.
+
+    Every result can be traced to how it was computed with :meth:`signature`.
 
     Example:
         >>> import torch, lpips_core
@@ -117,7 +126,8 @@ class LPIPS(nn.Module):
                  pnet_tune: bool = False, use_dropout: bool = True,
                  model_path: str | os.PathLike | None = None, eval_mode: bool = True,
                  verbose: bool = False, *, channels_last: bool | None = None,
-                 compile: bool = False, dtype: torch.dtype = torch.float32):
+                 compile: bool = False, dtype: torch.dtype = torch.float32,
+                 input_range: str | tuple | None = None):
         super().__init__()
         self.pnet_type = canonical_net(net)
         version = str(version).lstrip("v")
@@ -134,6 +144,12 @@ class LPIPS(nn.Module):
         self.channels_last = channels_last
         self.compile = compile
         self.dtype = dtype
+        self.input_range: InputRange = parse_input_range(input_range)
+        # what the signature names: the linear weights' origin (the shipped v0.x, a file, or
+        # 'custom': set by the caller, e.g. trained in memory) and the trunk's (loading.py sets both)
+        self.weights_source = "custom"
+        self.trunk_source = "random" if pnet_rand else "imagenet"
+        self.last_mask: masks.MaskReport | None = None  # what the last masked call dropped (signature)
         self.scaling_layer = ScalingLayer()
         self.net = Trunk(self.pnet_type, pretrained=not pnet_rand, requires_grad=pnet_tune)
         self.chns = self.net.channels
@@ -154,6 +170,8 @@ class LPIPS(nn.Module):
                 if verbose:
                     print(f"Loading model from: {path}")
                 self.load_linear_weights(path)
+                if model_path is None:
+                    self.weights_source = f"v{version}"
         if eval_mode:
             self.eval()
 
@@ -187,6 +205,7 @@ class LPIPS(nn.Module):
                                  f"net='{self.pnet_type}' needs {tuple(lin.conv.weight.shape)}")
             with torch.no_grad():
                 lin.conv.weight.copy_(weight)
+        self.weights_source = os.path.basename(str(path))
 
     def linear_state_dict(self) -> dict[str, torch.Tensor]:
         """The linear weights under the reference's keys (``lin<k>.model.1.weight``)."""
@@ -202,15 +221,62 @@ class LPIPS(nn.Module):
             return self.lins[k].conv.weight.view(-1).to(like.dtype)
         return torch.ones(self.chns[k], dtype=like.dtype, device=like.device)
 
+    # ------------------------------------------------------------------ signature
+    def signature(self, size: str | int = "native", input_range: str | tuple | None = None) -> str:
+        """How this model's numbers are computed, as one short string (in the manner of sacreBLEU).
+
+        ``lpips|net:alex|v:0.1|range:-1,1|size:native|lpips_core:0.1.0``; fields that
+        differ from the defaults are added before the package version:
+
+        * ``lin:<file>`` or ``lin:custom`` (set by the caller, e.g. trained in memory):
+          linear weights other than the shipped ones;
+        * ``baseline``: lpips=False (every channel weighted 1);
+        * ``trunk:random`` or ``trunk:<file>``: a trunk other than ImageNet's;
+        * ``spatial:on``, ``dtype:bf16`` / ``dtype:fp16``;
+        * after a masked call, ``mask:hard`` or ``mask:soft``, and ``dropped:<taps>``
+          (the signature describes the last call's mask).
+
+        Args:
+            size: what the images were resized to before the model ('native': not at all);
+                the model never resizes, so callers that do say so here.
+            input_range: the range of the call being described (default: the model's).
+        """
+        rng = parse_input_range(input_range) if input_range is not None else self.input_range
+        parts = ["lpips", f"net:{self.pnet_type}", f"v:{self.version}", f"range:{rng.name}",
+                 f"size:{size}"]
+        if not self.lpips:
+            parts.append("baseline")
+        elif self.weights_source != f"v{self.version}":
+            parts.append(f"lin:{self.weights_source}")
+        if self.trunk_source != "imagenet":
+            parts.append(f"trunk:{self.trunk_source}")
+        if self.spatial:
+            parts.append("spatial:on")
+        if self.dtype != torch.float32:
+            parts.append(f"dtype:{ {torch.bfloat16: 'bf16', torch.float16: 'fp16'}[self.dtype]}")
+        if self.last_mask is not None:
+            parts.extend(self.last_mask.signature_fields())
+        parts.append(f"lpips_core:{__version__}")
+        return "|".join(parts)
+
     # ------------------------------------------------------------------ inputs and the trunk
-    def _check_inputs(self, normalize: bool, *named: tuple[str, torch.Tensor]) -> list[torch.Tensor]:
-        """Validate (type/shape -> pair -> device -> size -> finite), then warn once about the range.
+    def _range(self, input_range: str | tuple | InputRange | None, normalize: bool) -> InputRange:
+        """The input range of one call (its ``input_range``, else ``normalize``, else the model's)."""
+        return resolve(self.input_range, input_range, normalize)
+
+    def _check_inputs(self, normalize: bool | InputRange, *named: tuple[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Validate (type/shape -> pair -> device -> size -> finite), then the range warnings.
 
         Errors name the argument; a NaN/Inf input raises without also warning
-        (and without using up the model's one range warning).
+        (and without using up the model's one range warning). '0,255' inputs come
+        back divided by 255 (the trunk then maps [0, 1] to [-1, 1]). The range
+        warnings reuse the finiteness check's min/max (:func:`.checks.warn_about_range`).
         """
-        xs = checks.check_images(named, self.pnet_type, self.scaling_layer.shift.device)
-        if not self._range_warned and checks.warn_if_out_of_range(xs, normalize):
+        rng = normalize if isinstance(normalize, InputRange) else self._range(None, normalize)
+        if rng.name == "0,255":
+            named = [(name, rng.prepare(x)) for name, x in named]
+        xs, ranges = checks.check_images_and_ranges(named, self.pnet_type, self.scaling_layer.shift.device)
+        if checks.warn_about_range(ranges, rng, self._range_warned):
             self._range_warned = True
         return xs
 
@@ -308,24 +374,36 @@ class LPIPS(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool = False,
-                normalize: bool = False):
+                normalize: bool = False, *, input_range: str | tuple | None = None,
+                mask: torch.Tensor | None = None, mask_mode: str = "hard"):
         """Distance between two image batches.
 
         Args:
             in0, in1: (N, 3, H, W) or (3, H, W) images in [-1, 1] ([0, 1] with
-                ``normalize=True``); 1-channel images are repeated to RGB. A batch
-                of 1 is compared with every image of the other batch.
+                ``normalize=True``, or in ``input_range``); 1-channel images are
+                repeated to RGB. A batch of 1 is compared with every image of the other batch.
             retPerLayer: also return the list of per-layer distances.
-            normalize: inputs are in [0, 1].
+            normalize: inputs are in [0, 1] (the reference's spelling of ``input_range='0,1'``).
+            input_range: this call's range ('-1,1', '0,1', '0,255'); default: the model's.
+            mask: (N, 1, H, W) or (1, 1, H, W) (also (H, W)) region to compare, {0, 1} or
+                weights in [0, 1]. With ``mask_mode='hard'`` each layer averages only the
+                positions whose receptive field lies entirely inside the mask (pixels
+                outside cannot change the distance); ``'soft'`` weights every position
+                by the mask averaged over its cell (simpler, leaks context). See :mod:`.masks`.
         Returns:
             (N, 1, 1, 1) distances ((N, 1, H, W) maps with ``spatial=True``),
             and with ``retPerLayer`` the tuple (total, [per-layer]).
         """
+        rng = self._range(input_range, normalize)
         if K.is_traced():  # value checks cannot be traced; the traced graph assumes valid input
             in0, in1 = checks.as_image_batch(in0, "in0"), checks.as_image_batch(in1, "in1")
         else:  # range warnings point at the caller's line (checks._user_stacklevel)
-            in0, in1 = self._check_inputs(normalize, ("in0", in0), ("in1", in1))
-        return self._checked_forward(in0, in1, retPerLayer, normalize)
+            in0, in1 = self._check_inputs(rng, ("in0", in0), ("in1", in1))
+        if mask is not None:
+            total, layers, self.last_mask = masks.masked_distance(self, in0, in1, mask, mask_mode, rng.normalize)
+            return (total, layers) if retPerLayer else total
+        self.last_mask = None
+        return self._checked_forward(in0, in1, retPerLayer, rng.normalize)
 
     def _checked_forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool, normalize: bool):
         """``forward`` after its input checks (``distance`` checks under its own argument names)."""
@@ -358,6 +436,7 @@ class LPIPS(nn.Module):
         """
         if not K.is_traced():
             (x,) = self._check_inputs(normalize, ("x", x))
+        normalize = self._range(None, normalize).normalize
         grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.net.parameters()))
         cl = self.uses_channels_last(x.device)
         with torch.set_grad_enabled(grad):

@@ -8,10 +8,25 @@ and the checkpoint loader all read their facts from :data:`NETS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch.nn as nn
 import torchvision.models as tvm
+
+
+class ReceptiveField(NamedTuple):
+    """Which input pixels one position of a tap sees (square, the same along both axes).
+
+    Position ``i`` of the tap sees input pixels ``offset + i * jump`` to
+    ``offset + i * jump + size - 1`` (a negative ``offset`` reaches into the
+    zero padding, which holds no pixel). Derived from the kernel, stride and
+    padding of every convolution and pooling before the tap (a Fire module counts
+    as its 3x3 branch); tests/test_mask.py measures them with gradients.
+    """
+
+    size: int
+    jump: int
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -29,6 +44,7 @@ class Net:
         min_size: smallest square input (pixels per side); smaller inputs shrink a
             feature map to nothing (checked by tests/test_checks.py).
         torchvision_weights: (weights enum, member) of the ImageNet weights in torchvision.
+        receptive_fields: one :class:`ReceptiveField` per tap (what masked LPIPS needs).
     """
 
     name: str
@@ -39,17 +55,24 @@ class Net:
     taps: tuple[str, ...]
     min_size: int
     torchvision_weights: tuple[str, str]
+    receptive_fields: tuple[ReceptiveField, ...] = ()
 
 
 NETS: dict[str, Net] = {
     "alex": Net("alex", "alexnet", tvm.alexnet, (0, 2, 5, 8, 10, 12), (64, 192, 384, 256, 256),
-                ("relu1", "relu2", "relu3", "relu4", "relu5"), 31, ("AlexNet_Weights", "IMAGENET1K_V1")),
+                ("relu1", "relu2", "relu3", "relu4", "relu5"), 31, ("AlexNet_Weights", "IMAGENET1K_V1"),
+                tuple(ReceptiveField(*f) for f in ((11, 4, -2), (51, 8, -18), (99, 16, -34), (131, 16, -50),
+                                                   (163, 16, -66)))),
     "vgg": Net("vgg", "vgg16", tvm.vgg16, (0, 4, 9, 16, 23, 30), (64, 128, 256, 512, 512),
-               ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"), 16, ("VGG16_Weights", "IMAGENET1K_V1")),
+               ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"), 16, ("VGG16_Weights", "IMAGENET1K_V1"),
+               tuple(ReceptiveField(*f) for f in ((5, 1, -2), (14, 2, -6), (40, 4, -18), (92, 8, -42),
+                                                  (196, 16, -90)))),
     "squeeze": Net("squeeze", "squeezenet1_1", tvm.squeezenet1_1, (0, 2, 5, 8, 10, 11, 12, 13),
                    (64, 128, 256, 384, 384, 512, 512),
                    ("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"), 17,
-                   ("SqueezeNet1_1_Weights", "IMAGENET1K_V1")),
+                   ("SqueezeNet1_1_Weights", "IMAGENET1K_V1"),
+                   tuple(ReceptiveField(*f) for f in ((3, 2, 0), (23, 4, -8), (63, 8, -24), (111, 16, -40),
+                                                      (143, 16, -56), (175, 16, -72), (207, 16, -88)))),
 }
 
 #: Smallest input side per net (a view of :data:`NETS`).

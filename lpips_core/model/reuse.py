@@ -52,6 +52,7 @@ def one_to_many(model: nn.Module, ref: torch.Tensor, images: torch.Tensor, norma
         raise ValueError(f"ref has batch size {ref.shape[0]}; one_to_many takes one reference "
                          f"image (3, H, W) or (1, 3, H, W); use forward for pairs")
     ref, images = model._check_inputs(normalize, ("ref", ref), ("images", images))
+    normalize = model._range(None, normalize).normalize  # the model's input_range may ask for it
     out_hw = images.shape[2:]
     outer_inference = torch.is_inference_mode_enabled()
     with torch.inference_mode():
@@ -87,6 +88,7 @@ def embed(model: nn.Module, images: torch.Tensor, normalize: bool = False, chunk
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     (images,) = model._check_inputs(normalize, ("images", images))
+    normalize = model._range(None, normalize).normalize  # the model's input_range may ask for it
     scales = []
     for k in range(model.L):
         w = model.channel_weights(k, images.new_empty(0, dtype=torch.float32)).detach()
