@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -135,10 +136,15 @@ def save_torch(obj: Any, path: str | os.PathLike, *, fsync: bool = False,
 
 
 def pyplot():
-    """matplotlib's pyplot on the file backend (Agg, unless a backend was chosen already)."""
+    """matplotlib's pyplot on the file backend (Agg), unless pyplot is in use already.
+
+    A notebook (inline backend) or an application has imported pyplot with its own
+    backend: switching it to Agg here would silently stop its later figures.
+    """
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

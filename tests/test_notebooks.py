@@ -214,3 +214,16 @@ def test_tqdm_disable_turns_the_package_bars_off(monkeypatch):
     bar = progress_bar(range(3), desc="x")
     assert not bar.disable
     bar.close()
+
+
+def test_package_plots_keep_the_notebook_backend():
+    """files.pyplot() must not switch a notebook's backend to Agg (its later inline
+    figures would silently disappear); run in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt; "
+            "from lpips_core.files import pyplot; pyplot(); print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "MPLBACKEND": ""})
+    assert out.stdout.strip() == "svg", out.stdout + out.stderr
