@@ -192,7 +192,7 @@ def _centre_crop(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 def _resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if img.shape[:2] == tuple(hw):
         return img
-    return np.asarray(Image.fromarray(img).resize((hw[1], hw[0]), Image.BICUBIC))
+    return np.array(Image.fromarray(img).resize((hw[1], hw[0]), Image.BICUBIC))  # writable, for torch
 
 
 def apply_plan(img0: np.ndarray, img1: np.ndarray, plan: SizePlan) -> tuple[np.ndarray, np.ndarray]:

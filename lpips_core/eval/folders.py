@@ -304,7 +304,7 @@ def _finish(plan: _Plan, gathered: list[dict[str, str]], output: Path | None, se
     missing = [k for k in keys if k not in texts]
     if missing:  # cannot happen unless a rank lost rows: never write an incomplete table silently
         raise RuntimeError(f"{len(missing)} pair(s) have no distance after the run (first: {missing[0]})")
-    rows = [(k, float(texts[k])) for k in keys]
+    rows = [(k, float(np.float32(texts[k]))) for k in keys]  # the float32 each text was written from
     summary = summarize(rows, n_resamples=n_resamples)
     summary.update({"signature": {k: v for k, v in settings.items()
                                   if k not in ("size_mismatch", "max_side", "batch_size")},
