@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.images import ImageLoadError
-from ..data.pairs import (SIZE_POLICIES, ImageDataset, PairSizeError, collate_items, fit_max_side, header_size,
+from ..data.pairs import (SIZE_POLICIES, ImageDataset, PairSizeError, check_input_range, collate_items, fit_max_side, header_size,
                           list_images_recursive, to_model_range)
 from ..files import atomic_path, write_csv, write_json, write_text
 from ..model import LPIPS
@@ -142,7 +142,8 @@ def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str =
     if model is None:
         model = LPIPS(net=net, version=version)
     model = model.to(device).eval().requires_grad_(False)
-    dataset = ImageDataset([folder / f for f in files], size, size_mismatch)
+    dataset = ImageDataset([folder / f for f in files], size, size_mismatch,
+                           None if device.type == "cuda" else check_input_range(input_range))
     n = len(files)
     emb_path = output.with_name(f".{output.name}.emb.tmp")
     try:

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..data.images import ImageLoadError
-from ..data.pairs import (PairDataset, PairList, SizePlan, collate_items, header_size, match_pairs, plan_size,
+from ..data.pairs import (PairDataset, PairList, SizePlan, check_input_range, collate_items, header_size, match_pairs, plan_size,
                           size_batches, to_model_range)
 from ..files import write_csv, write_json
 from ..model import LPIPS
@@ -230,6 +230,7 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
         ResumeError: ``resume`` with an earlier run's files of other settings.
     """
     rank, world = _rank_world()
+    check_input_range(input_range)
     device = resolve_device(device)
     output = Path(output) if output is not None else None
     if model is None:
@@ -265,7 +266,7 @@ def _compute(model: LPIPS, plan: _Plan, mine: list[int], output: Path | None, ra
              resume: bool, settings: dict, batch_size: int, workers: int, device: torch.device,
              input_range: str, progress: bool) -> dict[str, str]:
     """This rank's batches -> {key: value text}, each batch appended to the part file as it finishes."""
-    dataset = PairDataset(plan.pairs, plan.sizes)
+    dataset = PairDataset(plan.pairs, plan.sizes, None if device.type == "cuda" else input_range)
     loader = DataLoader(dataset, batch_sampler=[plan.batches[b] for b in mine], num_workers=workers,
                         collate_fn=collate_items, pin_memory=device.type == "cuda",
                         persistent_workers=False)
