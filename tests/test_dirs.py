@@ -311,5 +311,5 @@ def test_allpairs_blocks_match_reference(tmp_path):
     assert len(pairs) == 21 and abs(float(pairs[0]["distance"]) - expected[0, 1]) <= PARITY_TOL
     # the block size changes nothing but the order of the work
     one_block = allpairs(folder, tmp_path / "one.npy", recursive=True, device="cpu", progress=False)
-    assert_paths_agree(torch.from_numpy(one_block.load(mmap=False)), torch.from_numpy(np.asarray(m)), "alex",
+    assert_paths_agree(torch.from_numpy(one_block.load(mmap=False)), torch.from_numpy(np.array(m)), "alex",
                        "block sizes")
