@@ -32,7 +32,7 @@ from ..data.images import ImageLoadError
 from ..data.pairs import (PairDataset, PairList, SizePlan, check_input_range, collate_items, header_size, match_pairs, plan_size,
                           size_batches, to_model_range)
 from ..files import write_csv, write_json
-from ..model import LPIPS
+from ..model import LPIPS, MIN_INPUT_SIZE
 from ..progress import progress_bar
 from . import resumable
 from .stats import bootstrap_ci
@@ -94,8 +94,6 @@ def _gather(obj, device: torch.device) -> list:
     if g is None:
         return [obj]
     out = [None] * g.get_world_size()
-    if g.get_backend() == "nccl":
-        torch.cuda.set_device(device)
     g.all_gather_object(out, obj)
     return out
 
@@ -179,10 +177,16 @@ class _Plan:
 def _make_plan(dir0, dir1, recursive: bool, size_mismatch: str, max_side: int | None, batch_size: int,
                output: Path | None, resume: bool, settings: dict) -> _Plan:
     pairs = match_pairs(dir0, dir1, recursive)
+    low = MIN_INPUT_SIZE[settings["net"]]
     plans = []
     for i in range(len(pairs)):
         p0, p1 = pairs.paths(i)
         plans.append(plan_size(header_size(p0), header_size(p1), size_mismatch, max_side, (str(p0), str(p1))))
+        if min(plans[-1].size) < low:
+            h, w = plans[-1].size
+            fix = "a larger --max-side" if max_side else "larger images or another --net"
+            raise ImageLoadError(f"{p0} and {p1} compare at {w}x{h} pixels, too small for net="
+                                 f"'{settings['net']}' (each side at least {low}); use {fix}")
     batches = size_batches([p.size for p in plans], batch_size)
     done: dict[str, str] = {}
     if output is not None and resume:
@@ -232,6 +236,8 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     rank, world = _rank_world()
     check_input_range(input_range)
     device = resolve_device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # nccl's object collectives run on the current device
     output = Path(output) if output is not None else None
     if model is None:
         model = LPIPS(net=net, version=version)
@@ -248,13 +254,25 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     if error is not None:
         raise error
     mine = plan.todo[rank::world]
-    rows = _compute(model, plan, mine, output, rank, world, resume, settings, batch_size, workers, device,
-                    input_range, progress)
-    gathered = _gather(rows, device)
+    try:
+        rows, error = _compute(model, plan, mine, output, rank, world, resume, settings, batch_size, workers,
+                               device, input_range, progress), None
+    except (ImageLoadError, ValueError) as exc:  # every rank must reach the gather, or the others would wait
+        rows, error = {}, exc
+    gathered = _gather((rows, error), device)
+    errors = [e for _, e in gathered if e is not None]
+    if errors:
+        raise errors[0]
     result = None
     if rank == 0:
-        result = _finish(plan, gathered, output, settings, size_mismatch, max_side, n_resamples, progress)
+        try:
+            result = _finish(plan, [r for r, _ in gathered], output, settings, size_mismatch, max_side,
+                             n_resamples, progress)
+        except (OSError, RuntimeError) as exc:  # e.g. a full disk: passed on so no rank waits
+            result = exc
     result = _broadcast(result, device) if world > 1 else result
+    if isinstance(result, Exception):
+        raise result
     if output is not None:  # every rank removes its own part once rank 0 wrote the CSV
         part = resumable.part_path(output, rank)
         if part.exists():
