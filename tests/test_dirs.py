@@ -216,6 +216,11 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     # without --resume the stale part is discarded and the run starts over
     assert main(["dirs", str(a), str(b), "-o", str(out), "-q", "--batch-size", "2", "--workers", "0"]) == 0
     assert len(read_rows(out)) == 3 and not resumable.part_files(out)
+    finished = out.read_bytes()
+    capsys.readouterr()
+    # --resume of a finished run computes nothing and writes the same table
+    assert main(["dirs", str(a), str(b), "-o", str(out), "-q", "--batch-size", "2", "--workers", "0", "--resume"]) == 0
+    assert out.read_bytes() == finished and "(0 computed now, 3 from the earlier run)" in capsys.readouterr().err
 
 
 def _dirs_cmd(a: Path, b: Path, out: Path, *extra: str) -> list[str]:
