@@ -221,6 +221,11 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     # --resume of a finished run computes nothing and writes the same table
     assert main(["dirs", str(a), str(b), "-o", str(out), "-q", "--batch-size", "2", "--workers", "0", "--resume"]) == 0
     assert out.read_bytes() == finished and "(0 computed now, 3 from the earlier run)" in capsys.readouterr().err
+    # ... and refuses to extend a finished table made with other settings
+    assert main(["dirs", str(a), str(b), "-o", str(out), "-q", "--version", "0.0", "--workers", "0",
+                 "--batch-size", "2", "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "version='0.1' there, '0.0' now" in err[0]
 
 
 def _dirs_cmd(a: Path, b: Path, out: Path, *extra: str) -> list[str]:

@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.images import ImageLoadError
-from ..data.pairs import (SIZE_POLICIES, ImageDataset, PairSizeError, check_input_range, collate_items, fit_max_side, header_size,
-                          list_images_recursive, to_model_range)
+from ..data.pairs import (SIZE_POLICIES, ImageDataset, PairSizeError, check_input_range, collate_items,
+                          fit_max_side, header_size, list_images_recursive, to_model_range)
 from ..files import atomic_path, write_csv, write_json, write_text
 from ..model import LPIPS
 from ..progress import progress_bar
@@ -95,7 +95,9 @@ def _embed_all(model: LPIPS, dataset: ImageDataset, emb_path: Path, batch_size: 
     return emb, total / n
 
 
-def _block(emb: np.ndarray, mean: torch.Tensor, s: int, e: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _block(emb: np.ndarray, mean: torch.Tensor, s: int, e: int,
+           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows s..e of the embeddings, centred, on ``device``, and their squared norms: (b, D), (b,)."""
     x = torch.from_numpy(np.ascontiguousarray(emb[s:e])).to(device).sub_(mean)  # (b, D) centred
     return x, x.pow(2).sum(1)
 

@@ -17,8 +17,8 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Sequence
@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..data.images import ImageLoadError
-from ..data.pairs import (PairDataset, PairList, SizePlan, check_input_range, collate_items, header_size, match_pairs, plan_size,
-                          size_batches, to_model_range)
+from ..data.pairs import (PairDataset, PairList, SizePlan, check_input_range, collate_items, header_size,
+                          match_pairs, plan_size, size_batches, to_model_range)
 from ..files import write_csv, write_json
 from ..model import LPIPS, MIN_INPUT_SIZE
 from ..progress import progress_bar
@@ -190,7 +190,13 @@ def _make_plan(dir0, dir1, recursive: bool, size_mismatch: str, max_side: int | 
     batches = size_batches([p.size for p in plans], batch_size)
     done: dict[str, str] = {}
     if output is not None and resume:
-        if output.is_file():
+        if output.is_file():  # a finished table: its summary says which settings made it
+            summary_file = summary_path(output)
+            if not summary_file.is_file():
+                raise resumable.ResumeError(f"{output} has no {summary_file.name} to tell its settings; "
+                                            f"run without --resume to recompute it")
+            found = json.loads(summary_file.read_text()).get("settings", {})
+            resumable.check_same_settings(summary_file, found, settings)
             done.update(resumable.read_table(output, HEADER))
         for part in resumable.part_files(output):
             done.update(resumable.read_part(part, settings))
@@ -328,7 +334,7 @@ def _finish(plan: _Plan, gathered: list[dict[str, str]], output: Path | None, se
     summary.update({"signature": {k: v for k, v in settings.items()
                                   if k not in ("size_mismatch", "max_side", "batch_size")},
                     "dir0": str(plan.pairs.dir0), "dir1": str(plan.pairs.dir1), "size_mismatch": size_mismatch,
-                    "max_side": max_side, "only_in_dir0": len(plan.pairs.only0),
+                    "max_side": max_side, "settings": settings, "only_in_dir0": len(plan.pairs.only0),
                     "only_in_dir1": len(plan.pairs.only1)})
     result = FolderResult(rows, summary, plan.pairs, computed=sum(len(g) for g in gathered))
     if output is not None:

@@ -55,7 +55,13 @@ def _check_settings(path: Path, line: str, settings: Mapping) -> None:
         found = None
     if found is None:
         raise ResumeError(f"{path}: not an lpips-core part file (first line {line[:40]!r}); delete it")
+    check_same_settings(path, found, settings)
+
+
+def check_same_settings(path: Path, found: Mapping, settings: Mapping) -> None:
+    """Raise :class:`ResumeError` naming every setting in which ``found`` (read from ``path``) differs."""
     want = json.loads(json.dumps(dict(settings), sort_keys=True))
+    found = dict(found)
     diff = sorted(k for k in set(found) | set(want) if found.get(k) != want.get(k))
     if diff:
         parts = ", ".join(f"{k}={found.get(k)!r} there, {want.get(k)!r} now" for k in diff)
