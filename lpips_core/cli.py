@@ -205,8 +205,9 @@ def _add_folder_args(p: argparse.ArgumentParser) -> None:
                    help="images of different sizes: error (default), resize (to the first's size), crop "
                         "(centre, to the common size)")
     p.add_argument("--max-side", type=int, default=None, help="downscale so the longer side is at most this")
-    p.add_argument("--input-range", default="-1,1", choices=list(INPUT_RANGES),
-                   help="range the metric is fed: -1,1 (LPIPS's own, default) or 0,1 (normalize=True)")
+    p.add_argument("--input-range", default="-1,1", choices=list(INPUT_RANGES), metavar="RANGE",
+                   help="range the metric is fed: 0,1 (normalize=True) or -1,1 (LPIPS's own, the default; "
+                        "written --input-range=-1,1, since a value starting with '-' needs the '=')")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
