@@ -71,15 +71,16 @@ def cmd_dirs(args) -> None:
                                   recursive=args.recursive, batch_size=args.batch_size, workers=args.workers,
                                   device=args.device, size_mismatch=args.size_mismatch, max_side=args.max_side,
                                   input_range=args.input_range, resume=args.resume, n_resamples=args.resamples,
-                                  progress=not args.quiet)
+                                  plot=not args.no_plot, progress=not args.quiet)
         if is_main():
             if result.pairs.only0 or result.pairs.only1:
                 print(f"lpips-core: {result.pairs.report()}", file=sys.stderr)
             print(summary_text(result.summary))
             done = "" if result.computed == len(result.rows) else \
                 f" ({result.computed} computed now, {len(result.rows) - result.computed} from the earlier run)"
+            plot = f", plot in {result.plot_file}" if result.plot_file else ""
             print(f"{len(result.rows)} distances written to {args.output}{done}; summary in "
-                  f"{result.summary_file}", file=sys.stderr)
+                  f"{result.summary_file}{plot}", file=sys.stderr)
     finally:
         if distributed:
             cleanup()
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run with the same "
                                                          "options and compute only the missing pairs")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CI (default 1000)")
+    p.add_argument("--no-plot", action="store_true", help="do not draw <stem>.png (histogram, subfolder means)")
     p.set_defaults(func=cmd_dirs)
 
     p = sub.add_parser("allpairs", help="N x N distances between all images of a folder (.npy memmap, in blocks)")

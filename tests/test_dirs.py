@@ -127,6 +127,7 @@ def test_folder_distances_match_reference_and_summary(tmp_path):
     assert abs(s["by_folder"]["sub"]["mean"] - np.mean(sub)) <= PARITY_TOL
     assert s["signature"]["net"] == "alex" and s["signature"]["input_range"] == "-1,1"
     assert res.table()["distance"].tolist() == pytest.approx(d.tolist())
+    assert res.plot_file == tmp_path / "out.png" and Image.open(res.plot_file).size[0] > 400
     # the same pairs fed in [0, 1] with normalize=True: another route to the same numbers
     other = evaluate_folders(a, b, None, recursive=True, batch_size=2, input_range="0,1", device="cpu", progress=False)
     assert_paths_agree(torch.tensor([v for _, v in other.rows]), torch.tensor(d), "alex", "input_range 0,1")
@@ -230,7 +231,7 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
 
 def _dirs_cmd(a: Path, b: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "lpips_core.cli", "dirs", str(a), str(b), "-o", str(out), "-r", "-q",
-            "--batch-size", "1", "--workers", "0", "--device", "cpu", *extra]
+            "--batch-size", "1", "--workers", "0", "--device", "cpu", "--no-plot", *extra]
 
 
 def test_sigkill_at_random_points_then_resume(tmp_path):
@@ -275,7 +276,7 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path):
     multi = tmp_path / "multi.csv"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "lpips_core.cli", "dirs", str(a), str(b), "-o", str(multi), "-r", "-q", "--batch-size", "2",
-           "--workers", "0", "--device", "cpu"]
+           "--workers", "0", "--device", "cpu", "--no-plot"]
     run = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert multi.read_bytes() == single.read_bytes()

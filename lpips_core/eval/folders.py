@@ -34,7 +34,7 @@ from ..data.pairs import (PairDataset, PairList, SizePlan, check_input_range, co
 from ..files import write_csv, write_json
 from ..model import LPIPS, MIN_INPUT_SIZE
 from ..progress import progress_bar
-from . import resumable
+from . import plots, resumable
 from .stats import bootstrap_ci
 
 HEADER = ("path", "distance")
@@ -147,7 +147,7 @@ class FolderResult:
         summary: see :func:`summarize`, plus 'signature', the folders, the size policy
             and the unmatched counts.
         pairs: the matching (with the unmatched files).
-        output, summary_file: the files written (None without ``output``).
+        output, summary_file, plot_file: the files written (None without ``output``).
     """
 
     rows: list[tuple[str, float]]
@@ -155,6 +155,7 @@ class FolderResult:
     pairs: PairList
     output: Path | None = None
     summary_file: Path | None = None
+    plot_file: Path | None = None
     computed: int = field(default=0)
 
     def table(self):
@@ -213,7 +214,7 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
                      recursive: bool = False, batch_size: int = 16, workers: int = 0,
                      device: str | torch.device = "auto", size_mismatch: str = "error",
                      max_side: int | None = None, input_range: str = "-1,1", resume: bool = False,
-                     n_resamples: int = 1000, progress: bool = True) -> FolderResult:
+                     n_resamples: int = 1000, plot: bool = True, progress: bool = True) -> FolderResult:
     """LPIPS of every pair of two folders matched by relative path.
 
     Args:
@@ -231,6 +232,7 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
         input_range: '-1,1' (files mapped as the reference does) or '0,1' (``normalize=True``).
         resume: keep the rows of an earlier, interrupted run with the same settings.
         n_resamples: bootstrap resamples of the interval.
+        plot: with ``output``, also draw ``<stem>.png`` (histogram, mean and interval, subfolder means).
         progress: show a progress bar (pairs/s) on stderr.
     Returns:
         a :class:`FolderResult` (on every rank when distributed).
@@ -273,7 +275,7 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     if rank == 0:
         try:
             result = _finish(plan, [r for r, _ in gathered], output, settings, size_mismatch, max_side,
-                             n_resamples, progress)
+                             n_resamples, plot)
         except (OSError, RuntimeError) as exc:  # e.g. a full disk: passed on so no rank waits
             result = exc
     result = _broadcast(result, device) if world > 1 else result
@@ -320,7 +322,7 @@ def _compute(model: LPIPS, plan: _Plan, mine: list[int], output: Path | None, ra
 
 
 def _finish(plan: _Plan, gathered: list[dict[str, str]], output: Path | None, settings: dict,
-            size_mismatch: str, max_side: int | None, n_resamples: int, progress: bool) -> FolderResult:
+            size_mismatch: str, max_side: int | None, n_resamples: int, plot: bool) -> FolderResult:
     """Rank 0: merge the earlier rows with every rank's new rows, write the CSV and the summary."""
     texts = dict(plan.done)
     for part in gathered:
@@ -341,4 +343,10 @@ def _finish(plan: _Plan, gathered: list[dict[str, str]], output: Path | None, se
         write_csv(output, HEADER, [(k, texts[k]) for k in keys])
         result.output = output
         result.summary_file = write_json(summary_path(output), summary)
+        if plot:
+            result.plot_file = output.with_name(output.stem + ".png")
+            sig = summary["signature"]
+            plots.plot_folder_distances([v for _, v in rows], summary, result.plot_file,
+                                        f"LPIPS {sig['net']} v{sig['version']}: {plan.pairs.dir0.name} vs "
+                                        f"{plan.pairs.dir1.name}, {len(rows)} pairs")
     return result
