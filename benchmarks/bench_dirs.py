@@ -5,8 +5,9 @@ photographs, scikit-image's, and distorted versions from
 :mod:`lpips_core.data.distortions`), then times, in the same run, each of these as
 its own process (imports, model construction and writing the results included):
 
-* ``ours``: ``lpips-core dirs a b -o out.csv`` (DataLoader workers decode while the
-  trunk runs, same-size pairs batched, the fast path of :mod:`lpips_core.model.fast`);
+* ``ours``: ``lpips-core dirs a b -o out.csv --no-plot`` (DataLoader workers decode while
+  the trunk runs, same-size pairs batched, the fast path of :mod:`lpips_core.model.fast`;
+  the summary with its bootstrap interval is computed, the plot is left out as the others draw none);
 * ``reference``: the reference package's ``lpips_2dirs.py`` way: for each file, load,
   ``lpips.im2tensor``, one ``forward`` per pair, a line written per pair (Pillow loads
   the files: the reference's OpenCV is not installed here; same pixels for 8-bit PNG);
@@ -136,7 +137,7 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
 
         t1 = time.perf_counter()
         rc = main(["dirs", str(a), str(b), "-o", str(out), "--net", net, "--device", device, "-q",
-                   "--batch-size", str(batch_size), "--workers", str(workers), "--resamples", "200"])
+                   "--batch-size", str(batch_size), "--workers", str(workers), "--no-plot"])
         assert rc == 0
     elif kind == "reference":
         import lpips

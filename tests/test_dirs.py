@@ -105,6 +105,20 @@ def test_size_policy_by_hand():
     assert size_batches([(1, 1), (2, 2), (1, 1), (1, 1), (2, 2)], 2) == [[0, 2], [3], [1, 4]]
 
 
+def test_header_size_follows_exif_rotation(tmp_path):
+    """Sizes are planned from headers alone: an EXIF orientation of 6 (rotate 90) swaps them."""
+    from lpips_core.data.pairs import header_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for suffix in ("png", "jpg"):
+        path = tmp_path / f"rot.{suffix}"
+        Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(path, exif=exif.tobytes())
+        assert header_size(path) == (40, 20)  # stored 40 wide, 20 high; shown 20 wide, 40 high
+    plain = save(tmp_path / "plain.png", np.zeros((20, 40, 3), np.uint8))
+    assert header_size(plain) == (20, 40)
+
+
 # --------------------------------------------------------------------------- values and summary
 def test_folder_distances_match_reference_and_summary(tmp_path):
     keys = ["p0.png", "p1.png", "sub/q0.png", "sub/q1.png", "sub/q2.png", "sub/deep/r0.png"]

@@ -121,7 +121,10 @@ def header_size(path: str | os.PathLike) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             w, h = im.size
-            orientation = im.getexif().get(0x0112, 1)
+            # Pillow's PNG getexif() decodes the whole image when no eXIf chunk came before the
+            # pixels; such a late chunk is missed here and PairDataset reports the size it decodes to
+            late = im.format == "PNG" and "exif" not in im.info
+            orientation = 1 if late else im.getexif().get(0x0112, 1)
     except FileNotFoundError:
         raise ImageLoadError(f"{path}: no such image file") from None
     except Exception as exc:  # Pillow's many error types all mean "not a usable image"
