@@ -24,6 +24,7 @@ bound on 2 CPU cores; on a GPU >= 10x the reference loop on the same GPU.
 Usage::
 
     python benchmarks/bench_dirs.py                   # 1,000 pairs of 512x512 (run it on an idle machine)
+    python benchmarks/bench_dirs.py --reps 3          # each contender 3 times, rotated order, medians
     python benchmarks/bench_dirs.py --pairs 40        # a quick check that everything runs
     python benchmarks/bench_dirs.py --device cuda
 
@@ -36,6 +37,7 @@ import csv
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -258,7 +260,8 @@ def write_report(summary: dict, results: Path) -> str:
     rows = [{**r, "loop_pairs_per_s": r.get("loop_pairs_per_s", n / r["loop_s"])} for r in summary["rows"]]
     threads = summary["threads"]
     md = [f"{n} pairs of {summary['size']}x{summary['size']} PNG, {summary['net']}, {summary['device']}, "
-          f"{threads} torch thread(s), {summary['workers']} DataLoader worker(s) for ours; "
+          f"{threads} torch thread(s), {summary['workers']} DataLoader worker(s) for ours, "
+          f"median of {summary.get('reps', 1)} run(s) each; "
           f"{m['cpu']} ({m['cores']} cores, 1-minute load {m['load_1min']:.1f} at the end)",
           "", "| command | whole command s | pairs/s | inside the command s | pairs/s inside |",
           "|---|---:|---:|---:|---:|"]
@@ -296,6 +299,7 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of ours")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of every contender")
     p.add_argument("--trunk-pairs", type=int, default=64, help="pairs the trunk-only bound is timed on")
+    p.add_argument("--reps", type=int, default=1, help="repetitions of every contender (medians reported)")
     p.add_argument("--data", type=Path, default=REPO / "runs" / "bench_dirs_data")
     p.add_argument("--skip", nargs="*", default=[], help="contenders to leave out (e.g. torchmetrics)")
     p.add_argument("--results", type=Path, default=RESULTS)
@@ -320,11 +324,17 @@ def main(argv=None) -> None:
     work.mkdir(exist_ok=True)
     kinds = [k for k in ("decode", "trunk", "reference", "torchmetrics", "ours") if k not in args.skip]
     res = {}
-    for kind in kinds:
-        print(f"running {kind} ...", file=sys.stderr)
-        res[kind] = run_child(kind, args, a, b, work / f"{kind}.csv")
-        print(f"  {kind}: wall {res[kind]['wall_s']:.1f} s (setup {res[kind]['setup_s']:.1f} s, "
-              f"loop {res[kind]['loop_s']:.1f} s)", file=sys.stderr)
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    for rep in range(args.reps):  # rotated order, so a busy spell of the machine hits each contender in turn
+        order = kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]
+        for kind in order:
+            print(f"rep {rep + 1}/{args.reps}: running {kind} ...", file=sys.stderr)
+            r = run_child(kind, args, a, b, work / f"{kind}.csv")
+            runs[kind].append(r)
+            print(f"  {kind}: wall {r['wall_s']:.1f} s (setup {r['setup_s']:.1f} s, loop {r['loop_s']:.1f} s)",
+                  file=sys.stderr)
+    res = {k: {**v[0], **{f: statistics.median(r[f] for r in v) for f in ("wall_s", "setup_s", "loop_s")}}
+           for k, v in runs.items()}  # medians over the repetitions
     n = args.pairs
     rows = []
     labels = {"reference": "reference loop (lpips)", "torchmetrics": "torchmetrics, pair by pair",
@@ -341,7 +351,7 @@ def main(argv=None) -> None:
                          "wall_s": r["wall_s"], "loop_pairs_per_s": n / r["loop_s"]})
     summary: dict = {"pairs": n, "size": args.size, "net": args.net, "device": args.device,
                      "batch_size": args.batch_size, "workers": args.workers, "threads": args.threads,
-                     "machine": machine(), "rows": rows, "raw": res}
+                     "reps": args.reps, "machine": machine(), "rows": rows, "raw": runs}
     if "ours" in res and "reference" in res:
         ours, ref = _read(work / "ours.csv"), _read(work / "reference.csv")
         summary["max_abs_diff_vs_reference"] = max(abs(ours[k] - ref[k]) for k in ref)

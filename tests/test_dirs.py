@@ -253,7 +253,11 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
     keys = [f"d{i % 2}/im{i:02d}.png" for i in range(40)]
     a, b = make_folders(tmp_path, keys, [(96, 96)] * len(keys))
     whole = tmp_path / "whole.csv"
-    evaluate_folders(a, b, whole, recursive=True, batch_size=1, device="cpu", progress=False)
+    model = lpips_core.LPIPS(net="alex")
+    start = time.perf_counter()
+    evaluate_folders(a, b, whole, model=model, recursive=True, batch_size=1, device="cpu", progress=False,
+                     plot=False)
+    compute_s = time.perf_counter() - start  # how long the pairs take here: kills land inside that span
     out, part = tmp_path / "out.csv", resumable.part_path(tmp_path / "out.csv", 0)
     rng = random.Random(1)
     mid_run_kills = 0
@@ -266,7 +270,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
             if part.exists() and part.read_bytes().count(b"\n") - 1 > before:  # this run wrote a row
                 break
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.4) * compute_s)
         if proc.poll() is not None:
             assert proc.returncode == 0, proc.stderr.read().decode()
             break
@@ -275,7 +279,8 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
         rows = part.read_bytes().count(b"\n") - 1
         mid_run_kills += before < rows < len(keys)
     if not out.exists():  # the last resume in this process (the same code as the command)
-        evaluate_folders(a, b, out, recursive=True, batch_size=1, device="cpu", progress=False, resume=True)
+        evaluate_folders(a, b, out, recursive=True, batch_size=1, device="cpu", progress=False, resume=True,
+                         plot=False)
     assert mid_run_kills >= 1, "no kill landed while the run was writing"
     assert out.read_bytes() == whole.read_bytes()
     assert not part.exists()
