@@ -17,18 +17,20 @@ import torch
 
 from .apps import mask_from_image
 from .data.images import ImageLoadError, list_images, load_tensor
+from .data.pairs import INPUT_RANGES, SIZE_POLICIES
 from .data.report import analyze
 from .demo import run_demo
 from .eval import COMPARE_METRICS, compare_models, evaluate
+from .eval.allpairs import allpairs
+from .eval.folders import evaluate_folders, summary_text
 from .eval.mos import evaluate_mos
+from .eval.resumable import ResumeError
 from .eval.plots import save_distance_map
-from .files import write_csv
 from .model import LPIPS, NETS, WeightsError
 from .model.ranges import parse_input_range
 from .model.weights import linear_weights_path, prepare_backbone
-from .progress import progress_bar
 from .train import TrainConfig, run_training
-from .train.distributed import is_main
+from .train.distributed import cleanup, init_from_env, is_main
 
 EXIT_USAGE = 2
 
@@ -148,43 +150,45 @@ def _add_compare_and_audit(sub) -> None:
 
 
 def cmd_dirs(args) -> None:
-    files0 = list_images(args.dir0)
-    dir1 = Path(args.dir1)
-    if not dir1.is_dir():
-        raise CLIError(f"{dir1}: no such directory")
-    pairs = [(p, dir1 / p.name) for p in files0 if (dir1 / p.name).is_file()]
-    missing = len(files0) - len(pairs)
-    if missing:
-        print(f"lpips-core: {missing} file(s) of {args.dir0} have no match in {dir1}; skipped",
-              file=sys.stderr)
-    if not pairs:
-        raise CLIError(f"no image in {args.dir0} has a same-named file in {dir1}")
-    model = _model(args)
-    rows = []
-    with torch.inference_mode():
-        for p0, p1 in progress_bar(pairs, len(pairs), "pairs", unit="pair"):
-            img0, img1 = _load_pair(p0, p1)
-            rows.append([p0.name, f"{model(img0, img1).item():.6f}"])
-    write_csv(args.output, ["name", "distance"], rows)
-    print(f"{len(rows)} distances written to {args.output}", file=sys.stderr)
+    distributed = init_from_env(args.device if args.device != "auto" else
+                                ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        result = evaluate_folders(args.dir0, args.dir1, args.output, net=args.net, version=args.version,
+                                  recursive=args.recursive, batch_size=args.batch_size, workers=args.workers,
+                                  device=args.device, size_mismatch=args.size_mismatch, max_side=args.max_side,
+                                  input_range=args.input_range, resume=args.resume, n_resamples=args.resamples,
+                                  plot=not args.no_plot, progress=not args.quiet)
+        if is_main():
+            if result.pairs.only0 or result.pairs.only1:
+                print(f"lpips-core: {result.pairs.report()}", file=sys.stderr)
+            print(summary_text(result.summary))
+            done = "" if result.computed == len(result.rows) else \
+                f" ({result.computed} computed now, {len(result.rows) - result.computed} from the earlier run)"
+            plot = f", plot in {result.plot_file}" if result.plot_file else ""
+            print(f"{len(result.rows)} distances written to {args.output}{done}; summary in "
+                  f"{result.summary_file}{plot}", file=sys.stderr)
+            print(f"signature: {result.summary['signature']['lpips']}", file=sys.stderr)
+    finally:
+        if distributed:
+            cleanup()
 
 
 def cmd_allpairs(args) -> None:
-    files = list_images(args.dir)
-    if len(files) < 2:
-        raise CLIError(f"{args.dir} holds {len(files)} image(s); allpairs needs at least 2")
-    images = [load_tensor(p) for p in files]
-    for p, img in zip(files, images):
-        if img.shape != images[0].shape:
-            raise CLIError(f"{p} is {img.shape[3]}x{img.shape[2]} but {files[0]} is "
-                           f"{images[0].shape[3]}x{images[0].shape[2]}; allpairs needs one size")
-    model = _model(args)
-    n = len(files)
-    with torch.inference_mode():
-        matrix = model.pairwise(torch.cat(images))  # (N, N): every image through the trunk once
-    rows = [[files[i].name, files[j].name, f"{matrix[i, j].item():.6f}"] for i in range(n) for j in range(i + 1, n)]
-    write_csv(args.output, ["image0", "image1", "distance"], rows)
-    print(f"{len(rows)} distances written to {args.output}", file=sys.stderr)
+    out = Path(args.output)
+    csv_out = args.csv
+    if out.suffix.lower() == ".csv":  # the earlier interface: a CSV of pairs; the matrix goes beside it
+        csv_out, out = out, out.with_suffix(".npy")
+    result = allpairs(args.dir, out, net=args.net, version=args.version, recursive=args.recursive,
+                      batch_size=args.batch_size, block_mb=args.block_mb, workers=args.workers, device=args.device,
+                      size_mismatch=args.size_mismatch, max_side=args.max_side, input_range=args.input_range,
+                      pairs_csv=csv_out, progress=not args.quiet)
+    s = result.summary
+    print(f"{s['n_images']} images, {s['n_pairs']} pairs  mean {s['mean']:.4f}  std {s['std']:.4f}  "
+          f"min {s['min']:.4f} ({' ~ '.join(s['closest_pair'])})  max {s['max']:.4f}")
+    extra = f" and {csv_out}" if csv_out else ""
+    print(f"{s['n_images']}x{s['n_images']} matrix written to {out}{extra}; rows in "
+          f"{out.with_suffix('')}.files.txt", file=sys.stderr)
+    print(f"signature: {s['signature']['lpips']}", file=sys.stderr)
 
 
 def cmd_analyze(args) -> None:
@@ -281,6 +285,21 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def _add_folder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-r", "--recursive", action="store_true", help="also images in subfolders")
+    p.add_argument("--batch-size", type=int, default=16, help="same-size images per trunk call (default 16)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images (default 2)")
+    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--size-mismatch", default="error", choices=list(SIZE_POLICIES),
+                   help="images of different sizes: error (default), resize (to the first's size), crop "
+                        "(centre, to the common size)")
+    p.add_argument("--max-side", type=int, default=None, help="downscale so the longer side is at most this")
+    p.add_argument("--input-range", default="-1,1", choices=list(INPUT_RANGES), metavar="RANGE",
+                   help="range the metric is fed: 0,1 (normalize=True) or -1,1 (LPIPS's own, the default; "
+                        "written --input-range=-1,1, since a value starting with '-' needs the '=')")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lpips-core", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="WARNING", help="logging level (INFO shows weight sources)")
@@ -288,17 +307,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_compare_and_audit(sub)
 
-    p = sub.add_parser("dirs", help="distances between same-named images of two folders")
-    p.add_argument("dir0")
-    p.add_argument("dir1")
-    p.add_argument("-o", "--output", required=True, help="CSV file to write")
+    p = sub.add_parser("dirs", help="distances between the images of two folders with the same relative path "
+                                    "(batched, resumable; works under torchrun)")
+    p.add_argument("dir0", help="first folder (e.g. ground truth); its images set the size with --size-mismatch resize")
+    p.add_argument("dir1", help="second folder (e.g. renders)")
+    p.add_argument("-o", "--output", required=True, help="CSV to write (path,distance); the summary goes to "
+                                                         "<stem>.summary.json")
     _add_model_args(p)
+    _add_folder_args(p)
+    p.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run with the same "
+                                                         "options and compute only the missing pairs")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CI (default 1000)")
+    p.add_argument("--no-plot", action="store_true", help="do not draw <stem>.png (histogram, subfolder means)")
     p.set_defaults(func=cmd_dirs)
 
-    p = sub.add_parser("allpairs", help="distances between all pairs of images in a folder")
+    p = sub.add_parser("allpairs", help="N x N distances between all images of a folder (.npy memmap, in blocks)")
     p.add_argument("dir")
-    p.add_argument("-o", "--output", required=True, help="CSV file to write")
+    p.add_argument("-o", "--output", required=True, help=".npy matrix to write (a name ending in .csv writes "
+                                                         "the pairs as CSV and the matrix beside it)")
+    p.add_argument("--csv", default=None, help="also write image0,image1,distance for every pair")
+    p.add_argument("--block-mb", type=int, default=256, help="memory for one block of embeddings (default 256)")
     _add_model_args(p)
+    _add_folder_args(p)
     p.set_defaults(func=cmd_allpairs)
 
     p = sub.add_parser("analyze", help="counts, judgment distribution, image sizes and problems of a dataset")
@@ -404,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(message)s")
     try:
         args.func(args)
-    except (CLIError, ImageLoadError, FileNotFoundError, WeightsError) as exc:
+    except (CLIError, ImageLoadError, ResumeError, FileNotFoundError, WeightsError) as exc:
         print(f"lpips-core: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:  # input checks of the model (sizes, channels, ...)

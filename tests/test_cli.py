@@ -131,10 +131,10 @@ def test_dirs_writes_csv_matching_reference(image_dir, tmp_path):
     out = tmp_path / "out.csv"
     assert main(["dirs", str(a), str(b), "-o", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert [r["name"] for r in rows] == ["im0.png", "im1.png", "im2.png"]
+    assert [r["path"] for r in rows] == ["im0.png", "im1.png", "im2.png"]
     for r in rows:
         with torch.no_grad():
-            expected = reference("alex")(lpips_core.load_tensor(a / r["name"]), lpips_core.load_tensor(b / r["name"])).item()
+            expected = reference("alex")(lpips_core.load_tensor(a / r["path"]), lpips_core.load_tensor(b / r["path"])).item()
         assert abs(float(r["distance"]) - expected) < 1e-5
 
 

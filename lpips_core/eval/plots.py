@@ -139,6 +139,42 @@ def plot_distance_distributions(distances: dict, path, note: str = "", bins: int
     plt.close(fig)
 
 
+def plot_folder_distances(distances, summary: dict, path, title: str = "", max_folders: int = 20) -> None:
+    """``lpips-core dirs``: histogram of the pair distances with the mean and its interval, and
+    (with several subfolders) the mean per subfolder, the ``max_folders`` largest ones.
+
+    Args:
+        distances: (N,) distances of the pairs.
+        summary: :func:`lpips_core.eval.folders.summarize`'s dict.
+    """
+    plt = pyplot()
+    folders = sorted(summary["by_folder"].items(), key=lambda kv: -kv[1]["n"])[:max_folders]
+    two = len(folders) > 1
+    fig, axes = plt.subplots(1, 2 if two else 1, figsize=(9 if two else 4.8, 3.2), squeeze=False)
+    ax = axes[0, 0]
+    d = np.asarray(distances, dtype=float)
+    ax.hist(d, bins=min(50, max(5, d.size // 4)), color="C0", alpha=0.8)
+    lo, hi = summary["ci95"]
+    ax.axvspan(lo, hi, color="C1", alpha=0.25, label=f"{100 * summary['ci_level']:.0f}% CI of the mean")
+    ax.axvline(summary["mean"], color="C1", label=f"mean {summary['mean']:.4f}")
+    ax.set_xlabel("LPIPS distance")
+    ax.set_ylabel("pairs")
+    ax.legend(fontsize=7)
+    if two:
+        bx = axes[0, 1]
+        names = [k for k, _ in folders][::-1]
+        bx.barh(names, [v["mean"] for _, v in folders][::-1], color="C0")
+        for i, (_, v) in enumerate(folders[::-1]):
+            bx.text(v["mean"], i, f" n={v['n']}", va="center", fontsize=7)
+        bx.set_xlim(0, max(v["mean"] for _, v in folders) * 1.2)  # room for the counts
+        bx.set_xlabel("mean distance per subfolder")
+        bx.tick_params(labelsize=7)
+    fig.suptitle(title or f"{summary['n_pairs']} pairs", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
 def plot_correlation_bars(corrs: dict, path, note: str = "",
                           title: str = "Correlation of d0 - d1 with the judgment") -> None:
     """Pearson, Spearman and Kendall per metric as grouped bars.

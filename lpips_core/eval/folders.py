@@ -1,0 +1,354 @@
+"""LPIPS between two folders of images: batched, resumable, sharded over ranks (``lpips-core dirs``).
+
+:func:`evaluate_folders` pairs the files of two folders by relative path, decodes
+them in DataLoader workers, runs same-size pairs through the metric in batches, and
+returns a :class:`FolderResult` (one row per pair, plus a summary with a bootstrap
+interval and per-subfolder means). With an ``output`` CSV it is resumable: every
+finished batch is appended to a part file (see :mod:`.resumable`) and ``resume=True``
+computes only the missing pairs. Under ``torchrun`` (a process group initialised by
+the caller) rank ``r`` takes batches ``r, r + W, r + 2W, ...`` of one fixed batch
+plan, rank 0 gathers the rows and writes the CSV: every pair is computed in the same
+batch as in one process, so the CSV is the same, byte for byte.
+
+Example:
+    >>> from lpips_core.eval.folders import evaluate_folders            # doctest: +SKIP
+    >>> res = evaluate_folders("renders", "gt", "lpips.csv", recursive=True)  # doctest: +SKIP
+    >>> res.summary["mean"], res.summary["ci95"]                        # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from ..data.images import ImageLoadError
+from ..data.pairs import (PairDataset, PairList, SizePlan, check_input_range, collate_items, header_size,
+                          match_pairs, plan_size, size_batches, to_model_range)
+from ..files import write_csv, write_json
+from ..model import LPIPS, MIN_INPUT_SIZE
+from ..progress import progress_bar
+from . import plots, resumable
+from .stats import bootstrap_ci
+
+HEADER = ("path", "distance")
+
+
+def value_text(d: float) -> str:
+    """A float32 distance as text that reads back to the same float32 ('%.9g')."""
+    return "%.9g" % d
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; under torchrun, 'cuda' -> this rank's GPU (LOCAL_RANK)."""
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device='cuda' but CUDA is not available here; use --device cpu or auto")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def metric_signature(model: LPIPS, input_range: str, max_side: int | None = None) -> dict:
+    """What the distances depend on, stored in the summary and in part files.
+
+    ``signature`` is the model's own :meth:`LPIPS.signature` for 8-bit image files
+    (``range:0,255``; ``size:native`` or the ``--max-side`` bound), the string the
+    command line prints; the other fields are kept for reading them without parsing.
+    """
+    size = "native" if max_side is None else f"max-side-{max_side}"
+    return {"lpips": model.signature(size=size, input_range="0,255"), "net": model.pnet_type,
+            "version": model.version, "input_range": input_range, "lpips_core": __version__}
+
+
+# --------------------------------------------------------------------------- ranks
+def _group():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def _rank_world() -> tuple[int, int]:
+    g = _group()
+    return (g.get_rank(), g.get_world_size()) if g else (0, 1)
+
+
+def _broadcast(obj, device: torch.device):
+    g = _group()
+    if g is None:
+        return obj
+    box = [obj]
+    g.broadcast_object_list(box, src=0, device=device if g.get_backend() == "nccl" else None)
+    return box[0]
+
+
+def _gather(obj, device: torch.device) -> list:
+    g = _group()
+    if g is None:
+        return [obj]
+    out = [None] * g.get_world_size()
+    g.all_gather_object(out, obj)
+    return out
+
+
+# --------------------------------------------------------------------------- summary
+def summarize(rows: Sequence[tuple[str, float]], level: float = 0.95, n_resamples: int = 1000,
+              seed: int = 0) -> dict:
+    """Mean, median, spread and a percentile-bootstrap interval of the mean; means per subfolder.
+
+    Args:
+        rows: (relative path, distance) pairs.
+    Returns:
+        {'n_pairs', 'mean', 'median', 'std', 'min', 'max', 'ci95': [low, high],
+        'ci_level', 'n_resamples', 'by_folder': {folder: {'n', 'mean'}}} ('.' is the top folder).
+    """
+    d = np.array([v for _, v in rows], dtype=np.float64)
+    lo, hi = bootstrap_ci(d, np.mean, level=level, n_resamples=n_resamples, seed=seed)
+    folders: dict[str, list[float]] = {}
+    for key, v in rows:
+        folders.setdefault(str(PurePosixPath(key).parent), []).append(v)
+    return {"n_pairs": int(d.size), "mean": float(d.mean()), "median": float(np.median(d)),
+            "std": float(d.std(ddof=1)) if d.size > 1 else 0.0, "min": float(d.min()), "max": float(d.max()),
+            "ci95": [lo, hi], "ci_level": level, "n_resamples": n_resamples,
+            "by_folder": {k: {"n": len(v), "mean": float(np.mean(v))} for k, v in sorted(folders.items())}}
+
+
+def summary_text(summary: dict) -> str:
+    """The summary as a few lines for the terminal."""
+    lines = [f"{summary['n_pairs']} pairs  mean {summary['mean']:.4f}  median {summary['median']:.4f}  "
+             f"{100 * summary['ci_level']:.0f}% CI [{summary['ci95'][0]:.4f}, {summary['ci95'][1]:.4f}]  "
+             f"min {summary['min']:.4f}  max {summary['max']:.4f}"]
+    folders = summary["by_folder"]
+    if len(folders) > 1:
+        width = max(len(k) for k in folders)
+        lines += [f"  {k:{width}s}  n={v['n']:<6d} mean {v['mean']:.4f}" for k, v in folders.items()]
+    return "\n".join(lines)
+
+
+def summary_path(output: str | os.PathLike) -> Path:
+    """``out.csv`` -> ``out.summary.json``."""
+    output = Path(output)
+    return output.with_name(output.stem + ".summary.json")
+
+
+@dataclass
+class FolderResult:
+    """What :func:`evaluate_folders` returns.
+
+    Attributes:
+        rows: (relative path, distance) per pair, sorted by path.
+        summary: see :func:`summarize`, plus 'signature', the folders, the size policy
+            and the unmatched counts.
+        pairs: the matching (with the unmatched files).
+        output, summary_file, plot_file: the files written (None without ``output``).
+    """
+
+    rows: list[tuple[str, float]]
+    summary: dict
+    pairs: PairList
+    output: Path | None = None
+    summary_file: Path | None = None
+    plot_file: Path | None = None
+    computed: int = field(default=0)
+
+    def table(self):
+        """The rows as a pandas DataFrame (columns path, distance)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(HEADER))
+
+
+# --------------------------------------------------------------------------- the run
+@dataclass
+class _Plan:
+    pairs: PairList
+    sizes: list[SizePlan]  # per pair
+    batches: list[list[int]]  # every batch of the run, in order
+    todo: list[int]  # indices into batches still to compute
+    done: dict[str, str]  # rows found from earlier runs
+
+
+def _make_plan(dir0, dir1, recursive: bool, size_mismatch: str, max_side: int | None, batch_size: int,
+               output: Path | None, resume: bool, settings: dict) -> _Plan:
+    pairs = match_pairs(dir0, dir1, recursive)
+    low = MIN_INPUT_SIZE[settings["net"]]
+    plans = []
+    for i in range(len(pairs)):
+        p0, p1 = pairs.paths(i)
+        plans.append(plan_size(header_size(p0), header_size(p1), size_mismatch, max_side, (str(p0), str(p1))))
+        if min(plans[-1].size) < low:
+            h, w = plans[-1].size
+            fix = "a larger --max-side" if max_side else "larger images or another --net"
+            raise ImageLoadError(f"{p0} and {p1} compare at {w}x{h} pixels, too small for net="
+                                 f"'{settings['net']}' (each side at least {low}); use {fix}")
+    batches = size_batches([p.size for p in plans], batch_size)
+    done: dict[str, str] = {}
+    if output is not None and resume:
+        if output.is_file():  # a finished table: its summary says which settings made it
+            summary_file = summary_path(output)
+            if not summary_file.is_file():
+                raise resumable.ResumeError(f"{output} has no {summary_file.name} to tell its settings; "
+                                            f"run without --resume to recompute it")
+            found = json.loads(summary_file.read_text()).get("settings", {})
+            resumable.check_same_settings(summary_file, found, settings)
+            done.update(resumable.read_table(output, HEADER))
+        for part in resumable.part_files(output):
+            done.update(resumable.read_part(part, settings))
+    elif output is not None:
+        for part in resumable.part_files(output):  # a fresh run: earlier parts must not leak into it
+            part.unlink()
+    keys = pairs.keys
+    todo = [b for b, idx in enumerate(batches) if any(keys[i] not in done for i in idx)]
+    return _Plan(pairs, plans, batches, todo, {k: v for k, v in done.items() if k in set(keys)})
+
+
+def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: str | os.PathLike | None = None, *,
+                     net: str = "alex", version: str = "0.1", model: LPIPS | None = None,
+                     recursive: bool = False, batch_size: int = 16, workers: int = 0,
+                     device: str | torch.device = "auto", size_mismatch: str = "error",
+                     max_side: int | None = None, input_range: str = "-1,1", resume: bool = False,
+                     n_resamples: int = 1000, plot: bool = True, progress: bool = True) -> FolderResult:
+    """LPIPS of every pair of two folders matched by relative path.
+
+    Args:
+        dir0, dir1: the folders (e.g. ground truth and renders); ``dir0``'s image sets the size
+            under ``size_mismatch='resize'``.
+        output: CSV to write (``path,distance``, sorted by path) and, beside it,
+            ``<stem>.summary.json``; None computes in memory only.
+        net, version: the official LPIPS model, unless ``model`` is given.
+        recursive: match files in subfolders too.
+        batch_size: pairs per metric call (same-size pairs only).
+        workers: DataLoader worker processes decoding images (0: in this process).
+        device: 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'.
+        size_mismatch: 'error', 'resize' or 'crop' (see :func:`~lpips_core.data.pairs.plan_size`).
+        max_side: downscale pairs whose longer side exceeds this.
+        input_range: '-1,1' (files mapped as the reference does) or '0,1' (``normalize=True``).
+        resume: keep the rows of an earlier, interrupted run with the same settings.
+        n_resamples: bootstrap resamples of the interval.
+        plot: with ``output``, also draw ``<stem>.png`` (histogram, mean and interval, subfolder means).
+        progress: show a progress bar (pairs/s) on stderr.
+    Returns:
+        a :class:`FolderResult` (on every rank when distributed).
+    Raises:
+        ImageLoadError: a missing folder, no matching file, an unreadable image, or
+            sizes that differ under ``size_mismatch='error'`` (naming the files).
+        ResumeError: ``resume`` with an earlier run's files of other settings.
+    """
+    rank, world = _rank_world()
+    check_input_range(input_range)
+    device = resolve_device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # nccl's object collectives run on the current device
+    output = Path(output) if output is not None else None
+    if model is None:  # the workers convert the decoded files: the range is known, never guessed
+        model = LPIPS(net=net, version=version, input_range=input_range)
+    model = model.to(device).eval().requires_grad_(False)
+    settings = {**metric_signature(model, input_range, max_side), "size_mismatch": size_mismatch,
+                "max_side": max_side,
+                "batch_size": batch_size}
+    try:
+        plan = _make_plan(dir0, dir1, recursive, size_mismatch, max_side, batch_size, output, resume, settings) \
+            if rank == 0 else None
+        error = None
+    except (ImageLoadError, resumable.ResumeError, ValueError) as exc:
+        plan, error = None, exc
+    plan, error = _broadcast((plan, error), device) if world > 1 else (plan, error)
+    if error is not None:
+        raise error
+    mine = plan.todo[rank::world]
+    try:
+        rows, error = _compute(model, plan, mine, output, rank, world, resume, settings, batch_size, workers,
+                               device, input_range, progress), None
+    except (ImageLoadError, ValueError) as exc:  # every rank must reach the gather, or the others would wait
+        rows, error = {}, exc
+    gathered = _gather((rows, error), device)
+    errors = [e for _, e in gathered if e is not None]
+    if errors:
+        raise errors[0]
+    result = None
+    if rank == 0:
+        try:
+            result = _finish(plan, [r for r, _ in gathered], output, settings, size_mismatch, max_side,
+                             n_resamples, plot)
+        except (OSError, RuntimeError) as exc:  # e.g. a full disk: passed on so no rank waits
+            result = exc
+    result = _broadcast(result, device) if world > 1 else result
+    if isinstance(result, Exception):
+        raise result
+    if output is not None:  # every rank removes its own part once rank 0 wrote the CSV
+        part = resumable.part_path(output, rank)
+        if part.exists():
+            part.unlink()
+    return result
+
+
+def _compute(model: LPIPS, plan: _Plan, mine: list[int], output: Path | None, rank: int, world: int,
+             resume: bool, settings: dict, batch_size: int, workers: int, device: torch.device,
+             input_range: str, progress: bool) -> dict[str, str]:
+    """This rank's batches -> {key: value text}, each batch appended to the part file as it finishes."""
+    dataset = PairDataset(plan.pairs, plan.sizes, None if device.type == "cuda" else input_range)
+    loader = DataLoader(dataset, batch_sampler=[plan.batches[b] for b in mine], num_workers=workers,
+                        collate_fn=collate_items, pin_memory=device.type == "cuda",
+                        persistent_workers=False)
+    writer = resumable.PartWriter(resumable.part_path(output, rank), settings, resume) if output else None
+    n_todo = sum(len(plan.batches[b]) for b in mine)
+    desc = "pairs" if world == 1 else f"pairs (rank 0 of {world})"
+    bar = progress_bar(total=n_todo, desc=desc, unit="pair", enabled=progress and rank == 0)
+    rows: dict[str, str] = {}
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                if batch["errors"]:
+                    raise ImageLoadError(batch["errors"][0])
+                x = to_model_range(batch["images"].to(device, non_blocking=True), input_range)  # (B, 2, 3, H, W)
+                d = model(x[:, 0], x[:, 1], input_range=input_range).flatten().cpu().tolist()
+                new = [(plan.pairs.keys[i], value_text(v)) for i, v in zip(batch["index"].tolist(), d)]
+                if writer is not None:
+                    writer.write(new)
+                rows.update(new)
+                bar.update(len(new))
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def _finish(plan: _Plan, gathered: list[dict[str, str]], output: Path | None, settings: dict,
+            size_mismatch: str, max_side: int | None, n_resamples: int, plot: bool) -> FolderResult:
+    """Rank 0: merge the earlier rows with every rank's new rows, write the CSV and the summary."""
+    texts = dict(plan.done)
+    for part in gathered:
+        texts.update(part)
+    keys = plan.pairs.keys
+    missing = [k for k in keys if k not in texts]
+    if missing:  # cannot happen unless a rank lost rows: never write an incomplete table silently
+        raise RuntimeError(f"{len(missing)} pair(s) have no distance after the run (first: {missing[0]})")
+    rows = [(k, float(np.float32(texts[k]))) for k in keys]  # the float32 each text was written from
+    summary = summarize(rows, n_resamples=n_resamples)
+    summary.update({"signature": {k: v for k, v in settings.items()
+                                  if k not in ("size_mismatch", "max_side", "batch_size")},
+                    "dir0": str(plan.pairs.dir0), "dir1": str(plan.pairs.dir1), "size_mismatch": size_mismatch,
+                    "max_side": max_side, "settings": settings, "only_in_dir0": len(plan.pairs.only0),
+                    "only_in_dir1": len(plan.pairs.only1)})
+    result = FolderResult(rows, summary, plan.pairs, computed=sum(len(g) for g in gathered))
+    if output is not None:
+        write_csv(output, HEADER, [(k, texts[k]) for k in keys])
+        result.output = output
+        result.summary_file = write_json(summary_path(output), summary)
+        if plot:
+            result.plot_file = output.with_name(output.stem + ".png")
+            sig = summary["signature"]
+            plots.plot_folder_distances([v for _, v in rows], summary, result.plot_file,
+                                        f"LPIPS {sig['net']} v{sig['version']}: {plan.pairs.dir0.name} vs "
+                                        f"{plan.pairs.dir1.name}, {len(rows)} pairs")
+    return result
