@@ -17,7 +17,9 @@ from .data.images import ImageLoadError, list_images, load_tensor
 from .data.report import analyze
 from .demo import run_demo
 from .eval import COMPARE_METRICS, compare_models, evaluate
-from .eval.mos import evaluate_mos
+from .eval.runs import build_metrics
+from .eval.mos import MOS_ALL_METRICS, MOSDataError, evaluate_mos, seed_cache
+from .eval.mos_cache import DistanceCache
 from .eval.plots import save_distance_map
 from .files import write_csv
 from .model import LPIPS, NETS, WeightsError
@@ -161,9 +163,18 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_evaluate_mos(args) -> None:
-    evaluate_mos(args.data, args.output, metrics=_csv_list(args.metrics), score_column=args.score_column,
+    metrics = list(MOS_ALL_METRICS) if args.metrics.strip() == "all" else _csv_list(args.metrics)
+    cache = DistanceCache(args.cache) if args.cache else None
+    if args.seed_cache:
+        if cache is None:
+            raise MOSDataError("--seed-cache needs --cache FILE to write the seeded distances to")
+        fns, _ = build_metrics(metrics, device=args.device)
+        info = seed_cache(cache, args.seed_cache, fns)
+        print(f"lpips-core: seeded {info['added']} distances from {args.seed_cache}; recomputed rows agree to "
+              + ", ".join(f"{m} {d:.1e}" for m, d in info["checked"].items()), file=sys.stderr)
+    evaluate_mos(args.data, args.output, metrics=metrics, score_column=args.score_column,
                  n_resamples=args.resamples, max_side=args.max_side, limit=args.limit, device=args.device,
-                 progress=not args.quiet)
+                 progress=not args.quiet, group_column=args.group_column, cache=cache)
 
 
 def cmd_compare_models(args) -> None:
@@ -292,10 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate-mos", help="SROCC/KROCC/PLCC of metrics with mean opinion scores (e.g. LIVE)")
     p.add_argument("--data", required=True, help="CSV distorted,reference,<score> or its folder "
                                                  "(e.g. ../shared/data/live_jpeg)")
-    p.add_argument("--score-column", default=None, help="score column (default: score, dmos or mos)")
+    p.add_argument("--score-column", default=None, help="score column (default: score, dmos, mos or dmos_realigned)")
     p.add_argument("--metrics", default="lpips-alex,lpips-vgg,lpips-squeeze,psnr,ssim,ms_ssim,dists,l2_lab",
-                   help="comma list of metrics (default: all eight)")
+                   help="comma list of metrics (default: these eight; 'all': also v0.0 and the "
+                        "'net' baselines)")
     p.add_argument("--max-side", type=int, default=None, help="downscale so the longer side is at most this")
+    p.add_argument("--group-column", default="auto", help="column grouping the rows, reported pooled and per "
+                   "group (default: 'distortion' when present; '' for none)")
+    p.add_argument("--cache", default=None, help="JSON file of per-image distances, read and extended")
+    p.add_argument("--seed-cache", default=None, metavar="RESULTS_JSON",
+                   help="fill --cache from a stored evaluate-mos results.json (a few rows are recomputed "
+                        "and must agree to 1e-6)")
     p.add_argument("--limit", type=int, default=None, help="only the first N rows (quick check)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
