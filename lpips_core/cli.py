@@ -160,7 +160,7 @@ def _csv_list(text: str) -> list[str]:
 def cmd_evaluate(args) -> None:
     evaluate(args.data, args.output, metrics=_csv_list(args.metrics), model=args.model, net=args.net,
              version=args.version, batch_size=args.batch_size, n_resamples=args.resamples,
-             load_size=args.load_size, subsets=args.subsets, device=args.device, progress=not args.quiet)
+             load_size=args.load_size or None, subsets=args.subsets, device=args.device, progress=not args.quiet)
 
 
 def cmd_evaluate_mos(args) -> None:
@@ -187,7 +187,7 @@ def cmd_score_published(args) -> None:
 def cmd_compare_models(args) -> None:
     metrics = _csv_list(args.metrics) if args.metrics else list(COMPARE_METRICS)
     compare_models(args.data, args.output, metrics=metrics, extra=args.checkpoint or (),
-                   batch_size=args.batch_size, n_resamples=args.resamples, load_size=args.load_size,
+                   batch_size=args.batch_size, n_resamples=args.resamples, load_size=args.load_size or None,
                    subsets=args.subsets, device=args.device, progress=not args.quiet)
 
 
@@ -207,7 +207,8 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.md, figures)")
     p.add_argument("--subsets", nargs="+", default=None, help="only these subsets")
     p.add_argument("--batch-size", type=int, default=50, help="triplets per batch (default 50)")
-    p.add_argument("--load-size", type=int, default=64, help="patch side images are resized to (default 64)")
+    p.add_argument("--load-size", type=int, default=64,
+                   help="patch side images are resized to (default 64; 0: full size, one triplet per batch)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -136,14 +136,14 @@ def typed_table(tmp_path_factory):
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="JPEG", quality=q)
             Image.open(buf).convert("RGB").save(root / f"{name}_q{q}.png")
-            rows.append([f"{name}_q{q}.png", f"{name}.png", "jpeg", 80 - 20 * k + rng.normal(0, 3)])
+            rows.append([f"{name}_q{q}.png", f"{name}.png", "jpeg", 80 - 20 * k + rng.normal(0, 3), 2 + k])
         for k, sigma in enumerate((40, 20, 10, 4)):
             noisy = np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
             Image.fromarray(noisy).save(root / f"{name}_n{sigma}.png")
-            rows.append([f"{name}_n{sigma}.png", f"{name}.png", "wn", 70 - 15 * k + rng.normal(0, 3)])
+            rows.append([f"{name}_n{sigma}.png", f"{name}.png", "wn", 70 - 15 * k + rng.normal(0, 3), 3.0])
     with open(root / "dmos.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["distorted", "reference", "distortion", "dmos_realigned"])
+        w.writerow(["distorted", "reference", "distortion", "dmos_realigned", "dmos_std"])
         w.writerows(rows)
     return root
 
@@ -271,3 +271,62 @@ def test_stored_three_type_results_are_consistent():
     for m in ("psnr", "lpips-alex", "lpips-vgg", "dists"):
         stored = dict(zip(jpeg["ids"], jpeg[m]))
         assert all(stored[i] == x for i, x in zip(ids, d[m]) if i in stored), m
+
+
+# --------------------------------------------------------------------------- 2AFC derived from DMOS
+def _load_script():
+    spec = importlib.util.spec_from_file_location("make_live_2afc", REPO / "data_scripts" / "make_live_2afc.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_live_2afc_layout_judgments_and_full_size_evaluate(typed_table, tmp_path):
+    """Builder: all pairs per reference, Thurstone h by hand (math.erf), majority labels; then
+    `lpips-core evaluate --load-size 0` on it gives the per-image distances of evaluate-mos
+    (scikit-image PSNR at full size), and scoring from those distances gives the same 2AFC."""
+    import math
+
+    from lpips_core.data import TwoAFCDataset
+    from lpips_core.data.live_2afc import read_manifest
+    from lpips_core.eval.derived import score_from_mos
+
+    out = tmp_path / "live2afc"
+    mres = mos.evaluate_mos(typed_table, tmp_path / "mos", metrics=["psnr", "l2_lab"], n_resamples=20,
+                            progress=False, verbose=False, paired=False)
+    assert _load_script().main(["--table", str(typed_table / "dmos.csv"), "--out", str(out),
+                                "--score-from", str(tmp_path / "mos" / "results.json"),
+                                "--results", str(tmp_path / "scored"), "--resamples", "50"]) == 0
+    card = (out / "README.md").read_text()
+    assert "Derived from human DMOS ratings" in card and "human 2AFC" not in card
+    table = {r["distorted"]: r for r in csv.DictReader(open(typed_table / "dmos.csv"))}
+    manifest = read_manifest(out / "triplets.csv")
+    # 2 references x C(8, 2) pairs; 4 x 4 of each reference's pairs mix the two types
+    assert len(manifest) == 56 and sum(r["subset"] == "cross" for r in manifest) == 32
+    for r in manifest:
+        a, b = table[r["p0"]], table[r["p1"]]
+        assert a["reference"] == b["reference"]
+        z = (float(a["dmos_realigned"]) - float(b["dmos_realigned"])) / math.hypot(float(a["dmos_std"]),
+                                                                                float(b["dmos_std"]))
+        assert r["h"] == pytest.approx(0.5 * (1 + math.erf(z / math.sqrt(2))), abs=1e-6)
+        assert r["h_majority"] == float(float(a["dmos_realigned"]) > float(b["dmos_realigned"]))
+        sub = out / "2afc" / "val" / r["subset"]
+        assert np.load(sub / "judge" / f"{r['id']}.npy")[0] == pytest.approx(r["h"], abs=1e-6)
+        assert (sub / "p1" / f"{r['id']}.png").resolve() == (typed_table / r["p1"]).resolve()
+    assert len(TwoAFCDataset(out, load_size=None)) == 56
+
+    assert main(["evaluate", "--data", str(out), "--metrics", "psnr,l2_lab", "--load-size", "0",
+                 "--resamples", "50", "-o", str(tmp_path / "ev"), "-q"]) == 0
+    ev = json.loads((tmp_path / "ev" / "results.json").read_text())
+    scored = json.loads((tmp_path / "scored" / "results.json").read_text())
+    for m in ("psnr", "l2_lab"):
+        for s in ("jpeg", "wn", "cross"):
+            assert ev["2afc"][m][s]["score"] == pytest.approx(scored["2afc"]["h"][m][s]["score"], abs=1e-6), (m, s)
+    with open(tmp_path / "ev" / "distances_2afc.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    psnr = dict(zip(mres["distances"]["ids"], mres["distances"]["psnr"]))
+    by_id = {f"{r['subset']}/{r['id']}": r for r in manifest}
+    for r in rows:
+        t = by_id[f"{r['subset']}/{r['id']}"]
+        assert float(r["psnr_d0"]) == pytest.approx(psnr[t["p0"]], abs=1e-5)
+        assert float(r["psnr_d1"]) == pytest.approx(psnr[t["p1"]], abs=1e-5)
