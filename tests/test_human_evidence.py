@@ -212,6 +212,15 @@ def test_distance_cache_is_read_and_keyed_by_content(typed_table, tmp_path):
     (tmp_path / "stored.json").write_text(json.dumps(stored))
     info = mos.seed_cache(DistanceCache(), tmp_path / "stored.json", fns)
     assert info["added"] == len(rows) and info["checked"]["psnr"] == 0.0
+    # the command line: --seed-cache fills --cache, and the run reads it
+    assert main(["evaluate-mos", "--data", str(typed_table), "--metrics", "psnr", "--resamples", "20", "-q",
+                 "--cache", str(tmp_path / "cli.json"), "--seed-cache", str(tmp_path / "stored.json"),
+                 "-o", str(tmp_path / "cli")]) == 0
+    assert len(DistanceCache(tmp_path / "cli.json")) == len(rows)
+    saved = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert saved["distances"]["psnr"] == first["psnr"].tolist()
+    assert main(["evaluate-mos", "--data", str(typed_table), "--seed-cache", str(tmp_path / "stored.json"),
+                 "-o", str(tmp_path / "x")]) == 2
 
 
 @needs_shared
