@@ -21,14 +21,14 @@ from pathlib import Path
 from lpips_core.data import DataError
 from lpips_core.data.live_2afc import derive_triplets, read_rated_table, write_bapps_layout
 
-DEFAULT_TABLE = Path(os.environ.get("LPIPS_CORE_LIVE", "../shared/data")) / "live_three_types.csv"
+DEFAULT_TABLE = Path(os.environ.get("LPIPS_CORE_HUMAN_DATA", "../shared/data")) / "live_three_types.csv"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", default=str(DEFAULT_TABLE),
-                        help="DMOS table with distortion and dmos_std columns (default: $LPIPS_CORE_LIVE/"
-                             "live_three_types.csv, $LPIPS_CORE_LIVE defaulting to ../shared/data)")
+                        help="DMOS table with distortion and dmos_std columns (default: $LPIPS_CORE_HUMAN_DATA/"
+                             "live_three_types.csv, $LPIPS_CORE_HUMAN_DATA defaulting to ../shared/data)")
     parser.add_argument("--out", default="data/live_2afc", help="dataset folder (default: data/live_2afc)")
     parser.add_argument("--std-scale", type=float, default=1.0, help="multiply LIVE's per-image std (default 1)")
     parser.add_argument("--copy", action="store_true", help="copy the images instead of linking them")
