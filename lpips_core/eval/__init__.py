@@ -6,7 +6,8 @@ Modules, in the order results flow through them::
     collect                every metric's distances on a 2AFC / JND set, one pass over the data
     stats, scores          bootstrap intervals, paired tests, correlations; 2AFC / JND scores
     reports, plots         Markdown tables, the paper's numbers, distance files, figures
-    runs, mos              ``lpips-core evaluate`` / ``compare-models`` / ``evaluate-mos``
+    runs, mos, mos_cache   ``lpips-core evaluate`` / ``compare-models`` / ``evaluate-mos`` (per-image cache)
+    published, derived     ``score-published`` (real BAPPS judgments, no images); 2AFC derived from DMOS
 """
 from ..data.judgments import score_2afc, score_jnd, twoafc_scores
 from .baselines import TraditionalMetrics

@@ -158,7 +158,8 @@ def make_distance(spec: str, net: str = "alex", version: str = "0.1",
     """Build a distance function from a short name.
 
     Args:
-        spec: 'lpips' (official weights of ``net``), 'lpips-<net>' / 'lin-<net>',
+        spec: 'lpips' (official weights of ``net``), 'lpips-<net>' / 'lin-<net>'
+            (a '-v0.0' / '-v0.1' suffix picks the linear-weight version),
             'net' / 'net-<net>' (untrained baseline, all channel weights 1),
             'l2' (RGB), 'l2_lab' (the paper's L2), 'l1', 'ssim', 'ms_ssim', 'psnr',
             'dists', or a path to a trained checkpoint / linear-weights file.
@@ -173,6 +174,9 @@ def make_distance(spec: str, net: str = "alex", version: str = "0.1",
     if low == "dists":
         return DISTSDistance(device)
     head, _, tail = low.partition("-")
+    for suffix in ("-v0.0", "-v0.1"):  # 'lpips-vgg-v0.0': the version in the name
+        if tail.endswith(suffix):
+            tail, version = tail[: -len(suffix)], suffix[2:]
     if head in ("lpips", "lin", "net") and (tail in ("", *NETS, "alexnet", "vgg16", "squeezenet")):
         n = canonical_net(tail or net)
         lin = head != "net"

@@ -24,6 +24,7 @@ reused for all its distorted versions.
 from __future__ import annotations
 
 import csv
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +39,17 @@ from ..files import write_json, write_text
 from ..progress import progress_bar
 from . import plots
 from .distances import DistanceFunction
+from .mos_cache import DistanceCache, seed_from_results
 from .reports import signature_lines
 from .runs import build_metrics
-from .stats import mos_correlations
+from .stats import mos_correlations, paired_correlation_test
 
 MOS_METRICS = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "psnr", "ssim", "ms_ssim", "dists", "l2_lab")
-SCORE_COLUMNS = ("score", "dmos", "mos")
+#: Every metric the three-type LIVE table is scored with (``--metrics all``).
+MOS_ALL_METRICS = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "lpips-alex-v0.0", "lpips-vgg-v0.0",
+                   "lpips-squeeze-v0.0", "net-alex", "net-vgg", "net-squeeze", "psnr", "ssim", "ms_ssim",
+                   "dists", "l2_lab")
+SCORE_COLUMNS = ("score", "dmos", "mos", "dmos_realigned")
 
 
 class MOSDataError(ValueError):
@@ -57,16 +63,19 @@ class MOSRow:
     score: float
     row: int  # 1-based line number in the CSV (header = line 1)
     name: str = ""  # the 'distorted' entry as written in the CSV
+    group: str = ""  # e.g. the distortion type ('' when the table has no group column)
 
 
-def read_mos_csv(path: str | Path, score_column: str | None = None, check_files: bool = True) -> list[MOSRow]:
-    """Read a ``distorted,reference,score`` table.
+def read_mos_csv(path: str | Path, score_column: str | None = None, check_files: bool = True,
+                 group_column: str | None = None) -> list[MOSRow]:
+    """Read a ``distorted,reference,score[,group]`` table.
 
     Args:
         path: the CSV file; relative image paths resolve against its folder.
         score_column: column holding the subjective score; default: the first of
-            'score', 'dmos', 'mos' present.
+            'score', 'dmos', 'mos', 'dmos_realigned' present.
         check_files: fail (listing the rows) when an image file is missing.
+        group_column: column that groups rows (e.g. 'distortion'); None: none.
     Raises:
         MOSDataError naming the file, the column or the rows that are wrong.
     """
@@ -87,6 +96,9 @@ def read_mos_csv(path: str | Path, score_column: str | None = None, check_files:
                                    f"{','.join(header)})")
         elif score_column not in header:
             raise MOSDataError(f"{path}: no column '{score_column}' (header is {','.join(header)})")
+        if group_column is not None and group_column not in header:
+            raise MOSDataError(f"{path}: no group column '{group_column}' (header is {','.join(header)}); "
+                               f"name another with --group-column or pass --group-column ''")
         rows, problems = [], []
         for line, rec in enumerate(reader, start=2):
             rec = {(k or "").strip(): (v or "").strip() for k, v in rec.items()}
@@ -103,7 +115,11 @@ def read_mos_csv(path: str | Path, score_column: str | None = None, check_files:
                 if missing:
                     problems.append(f"line {line}: missing {', '.join(missing)}")
                     continue
-            rows.append(MOSRow(dist, ref, score, line, rec["distorted"]))
+            group = rec[group_column] if group_column is not None else ""
+            if group_column is not None and not group:
+                problems.append(f"line {line}: empty {group_column}")
+                continue
+            rows.append(MOSRow(dist, ref, score, line, rec["distorted"], group))
     if problems:
         shown = "; ".join(problems[:10]) + (f"; ... ({len(problems)} in all)" if len(problems) > 10 else "")
         raise MOSDataError(f"{path}: {shown}")
@@ -138,37 +154,128 @@ def _load(path: Path, max_side: int | None) -> torch.Tensor:
     return im2tensor(img)
 
 
+def _metric_groups(fns: Mapping[str, DistanceFunction]) -> list[list[str]]:
+    """Metrics that share ``feature_key`` (e.g. lpips-vgg and net-vgg) in one group, in order."""
+    groups: dict = {}
+    for name, fn in fns.items():
+        key = fn.feature_key()
+        groups.setdefault(key if key is not None else ("own", name), []).append(name)
+    return list(groups.values())
+
+
 def compute_mos_distances(rows: Sequence[MOSRow], fns: Mapping[str, DistanceFunction],
-                          max_side: int | None = None, progress: bool = True) -> tuple[dict, dict]:
-    """Distance of each metric for each row, references' features computed once.
+                          max_side: int | None = None, progress: bool = True,
+                          cache: DistanceCache | None = None) -> tuple[dict, dict]:
+    """Distance of each metric for each row; features of each image computed once.
+
+    A reference's features are computed once for all its distorted versions, metrics
+    with the same ``feature_key`` share one trunk pass, and pairs found in ``cache``
+    are not recomputed (new ones are added to it, saved after every reference).
 
     Returns:
-        ({metric: (N,) distances in row order}, {metric: seconds spent computing})
+        ({metric: (N,) distances in row order}, {metric: seconds spent computing in this
+        call; shared features count towards every metric that used them})
     """
     by_ref: dict[Path, list[int]] = {}
     for i, r in enumerate(rows):
         by_ref.setdefault(r.reference, []).append(i)
     out = {m: np.full(len(rows), np.nan) for m in fns}
     seconds = dict.fromkeys(fns, 0.0)
-    bar = progress_bar(total=len(rows) * len(fns), desc="MOS pairs x metrics", unit="pair", enabled=progress)
+    todo = {m: set(range(len(rows))) for m in fns}
+    if cache is not None:
+        for m in fns:
+            for i, r in enumerate(rows):
+                value = cache.get(m, r.distorted, r.reference, max_side)
+                if value is not None:
+                    out[m][i] = value
+                    todo[m].discard(i)
+    bar = progress_bar(total=sum(len(t) for t in todo.values()), desc="MOS pairs x metrics", unit="pair",
+                       enabled=progress)
     with torch.inference_mode():
-        for ref_path, idx in by_ref.items():
-            ref = _load(ref_path, max_side)
-            distorted = {i: _load(rows[i].distorted, max_side) for i in idx}
-            for i, img in distorted.items():
-                if img.shape != ref.shape:
-                    raise MOSDataError(f"line {rows[i].row}: {rows[i].distorted} is {img.shape[3]}x{img.shape[2]} "
-                                       f"but {ref_path} is {ref.shape[3]}x{ref.shape[2]}")
-            for name, fn in fns.items():
+        for group in _metric_groups(fns):
+            first = fns[group[0]]
+            for ref_path, idx in by_ref.items():
+                need = [i for i in idx if any(i in todo[m] for m in group)]
+                if not need:
+                    continue
+                ref = _load(ref_path, max_side)
                 t0 = time.perf_counter()
-                f_ref = fn.features(ref)  # once per reference
-                for i, img in distorted.items():
-                    out[name][i] = float(fn.from_features(f_ref, fn.features(img))[0])
-                    bar.update(1)
+                f_ref = first.features(ref)  # once per reference
+                t_feat = time.perf_counter() - t0
+                for i in need:
+                    img = _load(rows[i].distorted, max_side)
+                    if img.shape != ref.shape:
+                        raise MOSDataError(f"line {rows[i].row}: {rows[i].distorted} is {img.shape[3]}x"
+                                           f"{img.shape[2]} but {ref_path} is {ref.shape[3]}x{ref.shape[2]}")
+                    t0 = time.perf_counter()
+                    f_img = first.features(img)
+                    t_feat += time.perf_counter() - t0
+                    for m in group:
+                        if i in todo[m]:
+                            t0 = time.perf_counter()
+                            out[m][i] = float(fns[m].from_features(f_ref, f_img)[0])
+                            seconds[m] += time.perf_counter() - t0
+                            if cache is not None:
+                                cache.put(m, rows[i].distorted, rows[i].reference, max_side, out[m][i])
+                            bar.update(1)
+                    del f_img
                 del f_ref
-                seconds[name] += time.perf_counter() - t0
+                for m in group:
+                    seconds[m] += t_feat
+                if cache is not None:
+                    cache.save()
     bar.close()
     return out, seconds
+
+
+def check_cached(rows: Sequence[MOSRow], fns: Mapping[str, DistanceFunction], cache: DistanceCache,
+                 n: int = 3, tol: float = 1e-6, max_side: int | None = None) -> dict[str, float]:
+    """Recompute the first ``n`` cached rows of each metric; raise if any differs by more than ``tol``.
+
+    Returns:
+        {metric: largest absolute difference seen}.
+    """
+    worst = {}
+    for m, fn in fns.items():
+        picked = [r for r in rows if cache.get(m, r.distorted, r.reference, max_side) is not None][:n]
+        if not picked:
+            continue
+        fresh, _ = compute_mos_distances(picked, {m: fn}, max_side=max_side, progress=False)
+        stored = np.array([cache.get(m, r.distorted, r.reference, max_side) for r in picked])
+        worst[m] = float(np.max(np.abs(fresh[m] - stored)))
+        if not worst[m] <= tol:
+            raise MOSDataError(f"{cache.path}: cached {m} distances differ from a fresh computation by "
+                               f"{worst[m]:.2e} (> {tol:g}) on {picked[0].name}; delete the cache to recompute")
+    return worst
+
+
+def seed_cache(cache: DistanceCache, results_json: str | Path, fns: Mapping[str, DistanceFunction],
+               table: str | Path | None = None, n_check: int = 3, tol: float = 1e-6) -> dict:
+    """Fill ``cache`` from a stored ``evaluate-mos`` results.json, after checking it is reproducible.
+
+    Args:
+        results_json: the stored run (its ``distances`` and ``table``, e.g. results/live_jpeg).
+        fns: the metrics to take from it (others in the file are ignored).
+        table: the CSV that run read (default: the path stored in the file).
+        n_check: recompute this many rows of each metric; any difference over ``tol`` raises.
+    Returns:
+        {'added': entries added, 'checked': {metric: largest difference}}.
+    """
+    stored = json.loads(Path(results_json).read_text())
+    if stored.get("max_side") is not None:
+        raise MOSDataError(f"{results_json}: computed at max_side={stored['max_side']}; seed only full-size runs")
+    table = Path(table or stored["table"])
+    if not table.is_file():
+        raise MOSDataError(f"{results_json}: the table it was computed on, {table}, is absent; pass table=")
+    rows = read_mos_csv(table, stored.get("score_column"))
+    stored["distances"] = {k: v for k, v in stored["distances"].items() if k in ("ids", "score", *fns)}
+    seeded = DistanceCache()
+    added = seed_from_results(seeded, stored, rows)
+    checked = check_cached(rows, {m: f for m, f in fns.items() if m in seeded.entries}, seeded, n=n_check, tol=tol)
+    for m, entries in seeded.entries.items():
+        cache.entries.setdefault(m, {}).update(entries)
+    cache.save()
+    return {"added": added, "checked": checked}
 
 
 def _fmt(c: dict) -> str:
@@ -177,9 +284,10 @@ def _fmt(c: dict) -> str:
 
 
 def mos_markdown(results: dict) -> str:
-    """Table: metric x (SROCC, KROCC, PLCC), each with its 95% interval, plus timing."""
-    lines = [f"### Agreement with human ratings: {results['table']} ({results['score_column']}, "
-             f"{results['n']} images)", "",
+    """Tables: metric x (SROCC, KROCC, PLCC) pooled, SROCC per group, paired tests; each with 95% intervals."""
+    groups = results.get("groups") or {}
+    pooled = f"pooled over {results['n']} images" if groups else f"{results['n']} images"
+    lines = [f"### Agreement with human ratings: {results['table']} ({results['score_column']}, {pooled})", "",
              f"> {results['note']}", "",
              "| metric | SROCC [95% CI] | KROCC [95% CI] | PLCC (logistic) [95% CI] | seconds |",
              "|---|---|---|---|---|"]
@@ -187,53 +295,107 @@ def mos_markdown(results: dict) -> str:
         lines.append(f"| {m} | {_fmt(r['srocc'])} | {_fmt(r['krocc'])} | {_fmt(r['plcc'])} | {r['seconds']:.1f} |")
     lines += ["", f"Correlations are of each metric as a distance (PSNR as -PSNR, SSIM/MS-SSIM as 1 - value) "
               f"with the score; {results['direction']}. Intervals: paired percentile bootstrap, "
-              f"{results['n_resamples']} resamples, the logistic refitted in each.", ""]
+              f"{results['n_resamples']} resamples, the logistic refitted in each. Seconds: computed in "
+              f"this run (0 where every distance came from the cache).", ""]
+    if groups:
+        names = list(groups)
+        lines += [f"#### SROCC per {results['group_column']} [95% CI]", "",
+                  "| metric | pooled | " + " | ".join(f"{g} ({results['group_n'][g]})" for g in names) + " |",
+                  "|---" * (len(names) + 2) + "|"]
+        for m, r in results["metrics"].items():
+            lines.append(f"| {m} | {_fmt(r['srocc'])} | " + " | ".join(_fmt(groups[g][m]["srocc"]) for g in names)
+                         + " |")
+        lines += ["", "| metric | PLCC pooled | " + " | ".join(f"PLCC {g}" for g in names) + " |",
+                  "|---" * (len(names) + 2) + "|"]
+        for m, r in results["metrics"].items():
+            lines.append(f"| {m} | {_fmt(r['plcc'])} | " + " | ".join(_fmt(groups[g][m]["plcc"]) for g in names)
+                         + " |")
+        lines.append("")
+    tests = results.get("paired_tests") or {}
+    if tests:
+        lines += ["#### Paired bootstrap tests on the pooled set: SROCC(LPIPS) - SROCC(traditional)", "",
+                  "| LPIPS | vs | difference [95% CI] | p |", "|---|---|---|---|"]
+        for a, row in tests.items():
+            for b, t in row.items():
+                lo, hi = t["ci"]
+                lines.append(f"| {a} | {b} | {t['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] | {t['p_value']:.4f} |")
+        lines += ["", f"Images resampled together ({results['n_resamples']} resamples); positive = LPIPS "
+                  "ranks the images closer to the human ordering.", ""]
     if results.get("skipped"):
         lines.append("Skipped: " + "; ".join(f"{k} ({v})" for k, v in results["skipped"].items()) + "\n")
     return "\n".join(lines)
 
 
+def _note(table: Path, groups: Sequence[str], max_side: int | None) -> str:
+    if "live" in str(table).lower():
+        what = (f"LIVE IQA Release 2, {', '.join(groups)} on one realigned DMOS scale" if len(groups) > 1
+                else "LIVE IQA Release 2, JPEG subset")
+        text = f"Real human ratings ({what}; evaluation only). "
+    else:
+        text = "Ratings as stored in the table. "
+    return text + ("Full-size images." if max_side is None else f"Images downscaled to a longer side of {max_side} px.")
+
+
+def _table_header(table: Path) -> list[str]:
+    with open(table, newline="") as f:
+        return [h.strip() for h in next(csv.reader(f), [])]
+
+
 def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: Sequence[str] = MOS_METRICS,
                  score_column: str | None = None, n_resamples: int = 1000, max_side: int | None = None,
                  limit: int | None = None, device: str = "cpu", progress: bool = True,
-                 fns: Mapping[str, DistanceFunction] | None = None, verbose: bool = True) -> dict:
+                 fns: Mapping[str, DistanceFunction] | None = None, verbose: bool = True,
+                 group_column: str | None = "auto", cache: str | Path | DistanceCache | None = None,
+                 paired: bool = True) -> dict:
     """Correlate every metric with subjective scores; write results.json, results.md, mos_scatter.png.
 
     Args:
         data: the CSV or its folder (e.g. ``../shared/data/live_jpeg``).
         out_dir: where to write (None: write nothing).
         metrics: specs for :func:`lpips_core.eval.distances.make_distance`.
-        score_column: default: 'score', 'dmos' or 'mos', whichever comes first.
+        score_column: default: 'score', 'dmos', 'mos' or 'dmos_realigned', whichever comes first.
         max_side: downscale images so the longer side is at most this (None: full size).
         limit: use only the first ``limit`` rows (quick checks).
+        group_column: column whose values group the rows (e.g. 'distortion'): correlations are
+            reported pooled and per group. 'auto': 'distortion' when the table has it; None: no groups.
+        cache: a :class:`DistanceCache` or its JSON path: per-image distances read and written there.
+        paired: also test each LPIPS metric against each traditional one on the pooled set.
     Returns:
-        {'metrics': {name: {'srocc', 'krocc', 'plcc', 'logistic', 'seconds'}}, 'distances', ...}.
+        {'metrics': {name: {'srocc', 'krocc', 'plcc', 'logistic', 'seconds'}}, 'groups': {group: {name:
+        {...}}}, 'paired_tests', 'distances', ...}.
     """
     table = resolve_table(data)
-    rows = read_mos_csv(table, score_column)
+    header = _table_header(table)
+    if group_column == "auto":
+        group_column = "distortion" if "distortion" in header else None
+    group_column = group_column or None
+    rows = read_mos_csv(table, score_column, group_column=group_column)
     if score_column is None:
-        with open(table, newline="") as f:
-            header = next(csv.reader(f))
-        score_column = next(c for c in SCORE_COLUMNS if c in [h.strip() for h in header])
+        score_column = next(c for c in SCORE_COLUMNS if c in header)
     if limit is not None:
         rows = rows[:limit]
     skipped: dict = {}
     if fns is None:
         fns, skipped = build_metrics(metrics, device=device)
+    if cache is not None and not isinstance(cache, DistanceCache):
+        cache = DistanceCache(cache)
     t0 = time.perf_counter()
-    dists, seconds = compute_mos_distances(rows, fns, max_side=max_side, progress=progress)
+    dists, seconds = compute_mos_distances(rows, fns, max_side=max_side, progress=progress, cache=cache)
     scores = np.array([r.score for r in rows])
+    labels = np.array([r.group for r in rows])
+    group_names = list(dict.fromkeys(labels.tolist())) if group_column else []
     worse_is_higher = "dmos" in score_column.lower()
     results = {
         "table": str(table), "score_column": score_column, "n": len(rows), "max_side": max_side,
-        "note": ("Real human ratings (LIVE IQA Release 2, JPEG subset; evaluation only). "
-                 if "live" in str(table).lower() else "Ratings as stored in the table. ")
-                + ("Full-size images." if max_side is None else f"Images downscaled to a longer side of {max_side} px."),
+        "note": _note(table, group_names, max_side),
         "direction": ("DMOS: higher = worse, so a good distance has positive correlations" if worse_is_higher
                       else "a MOS (higher = better) gives a good distance negative SROCC/KROCC"),
         "n_resamples": n_resamples, "skipped": skipped, "metrics": {}, "seconds_total": 0.0,
-        "distances": {"ids": [r.name for r in rows],
-                      "score": scores.tolist(), **{m: d.tolist() for m, d in dists.items()}},
+        "group_column": group_column, "group_n": {g: int(np.sum(labels == g)) for g in group_names},
+        "groups": {}, "paired_tests": {},
+        "distances": {"ids": [r.name for r in rows], "score": scores.tolist(),
+                      **({"group": labels.tolist()} if group_column else {}),
+                      **{m: d.tolist() for m, d in dists.items()}},
     }
     for m, d in dists.items():
         res = mos_correlations(d, scores, n_resamples=n_resamples)
@@ -242,6 +404,16 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
         sig = getattr(fns[m], "signature", None)  # how the number was computed (issue 14)
         res["signature"] = sig("native" if max_side is None else f"longer-side-{max_side}") if callable(sig) else None
         results["metrics"][m] = res
+    if len(group_names) > 1:
+        for g in group_names:
+            mask = labels == g
+            results["groups"][g] = {m: mos_correlations(d[mask], scores[mask], n_resamples=n_resamples)
+                                    for m, d in dists.items()}
+    if paired:
+        trad = [m for m in dists if fns[m].kind == "traditional"]
+        for a in (m for m in dists if fns[m].kind == "lpips"):
+            results["paired_tests"][a] = {b: paired_correlation_test(dists[a], dists[b], scores,
+                                                                     n_resamples=n_resamples) for b in trad}
     results["seconds_total"] = time.perf_counter() - t0
     text = mos_markdown(results) + "\n" + signature_lines(results["metrics"])
     if out_dir is not None:
@@ -255,7 +427,8 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
             stats_text={m: f"SROCC {r['srocc']['value']:.3f}\nPLCC {r['plcc']['value']:.3f}"
                         for m, r in results["metrics"].items()},
             ylabel=f"{score_column}" + (" (higher = worse)" if worse_is_higher else ""),
-            title=f"Metrics vs {score_column}: {table.parent.name} ({len(rows)} images)")
+            title=f"Metrics vs {score_column}: {table.parent.name if not group_names else table.stem} "
+                  f"({len(rows)} images)", groups=labels if len(group_names) > 1 else None)
     if verbose:
         print(text)
     return results

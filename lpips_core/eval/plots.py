@@ -237,28 +237,35 @@ def plot_speed_accuracy(points: list[dict], path, note: str = "",
 
 def plot_mos_scatter_grid(preds: dict, scores: np.ndarray, path, logistic: dict | None = None,
                           labels: dict | None = None, stats_text: dict | None = None,
-                          ylabel: str = "DMOS (higher = worse)", title: str = "") -> None:
+                          ylabel: str = "DMOS (higher = worse)", title: str = "",
+                          groups: np.ndarray | None = None) -> None:
     """Per metric: metric value vs subjective score, with the fitted 4-parameter logistic.
 
     Args:
         preds: {metric: (N,) values}; scores: (N,) MOS/DMOS.
         logistic: {metric: [b1, b2, b3, b4]} from ``stats.fit_logistic4``.
         labels: {metric: x-axis label}; stats_text: {metric: text shown in the panel}.
+        groups: (N,) group of each point (e.g. distortion type): one colour per group.
     """
     scores = np.asarray(scores, dtype=float)
     plt, fig, axes = _grid(len(preds))
-    for ax, (m, x) in zip(axes, preds.items()):
+    names = list(dict.fromkeys(np.asarray(groups).tolist())) if groups is not None else [None]
+    for k, (ax, (m, x)) in enumerate(zip(axes, preds.items())):
         x = np.asarray(x, dtype=float)
-        ax.scatter(x, scores, s=8, alpha=0.6)
+        for j, g in enumerate(names):
+            mask = np.ones(x.size, bool) if g is None else np.asarray(groups) == g
+            ax.scatter(x[mask], scores[mask], s=8, alpha=0.6, color=f"C{j}", label=g)
         if logistic and m in logistic and logistic[m] is not None:
             xs = np.linspace(np.nanmin(x), np.nanmax(x), 200)
-            ax.plot(xs, stats.logistic4(xs, *logistic[m]), color="C3", lw=1.5, label="4-param logistic")
+            ax.plot(xs, stats.logistic4(xs, *logistic[m]), color="k", lw=1.2, label="4-param logistic")
         ax.set_title(m, fontsize=9)
         ax.set_xlabel((labels or {}).get(m, m), fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         if stats_text and m in stats_text:
             ax.text(0.03, 0.97, stats_text[m], transform=ax.transAxes, fontsize=7, va="top",
                     bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
+        if groups is not None and k == 0:
+            ax.legend(fontsize=7, loc="lower right")
     if title:
         fig.suptitle(title, y=1.0)
     fig.tight_layout()

@@ -82,6 +82,7 @@ def evaluate(data, out_dir, metrics: Sequence[str] = DEFAULT_METRICS, model: str
         out_dir: where results.json, results.md and distances_2afc.csv go.
         metrics: specs for :func:`make_distance`; 'lpips' stands for ``model``.
         model: 'official' (shipped weights of ``net``) or a trained checkpoint path.
+        load_size: side images are resized to; None keeps each at full size (one triplet per batch).
         datasets: {'2afc': dataset, 'jnd': dataset} to use instead of reading ``data``.
     Returns:
         the results dict written to results.json.
@@ -90,6 +91,8 @@ def evaluate(data, out_dir, metrics: Sequence[str] = DEFAULT_METRICS, model: str
     datasets = dict(datasets) if datasets is not None else open_datasets(data, load_size, subsets)
     if not datasets:
         raise FileNotFoundError(f"{data}: no 2AFC or JND data")
+    if load_size is None:
+        batch_size = 1  # full-size images differ in size between references, so they cannot share a batch
     fns = as_functions([make_distance(s, net=net, version=version, device=device)
                          for s in _metric_specs(model, net, metrics)])
     note = judgment_note(data)
@@ -196,6 +199,8 @@ def compare_models(data, out_dir, metrics: Sequence[str] = COMPARE_METRICS, extr
     datasets = dict(datasets) if datasets is not None else open_datasets(data, load_size, subsets)
     if "2afc" not in datasets:
         raise FileNotFoundError(f"{data}: compare-models needs 2AFC data")
+    if load_size is None:
+        batch_size = 1  # full-size images differ in size between references
     skipped: dict[str, str] = {}
     if fns is None:
         fns, skipped = build_metrics(list(metrics) + list(extra), device=device)

@@ -246,3 +246,41 @@ def mos_correlations(pred, mos, level: float = 0.95, n_resamples: int = DEFAULT_
                      "ci": bootstrap_ci(x, fn, level=level, n_resamples=n_resamples, seed=seed,
                                         paired_with=y)}
     return out
+
+
+def paired_correlation_test(pred_a, pred_b, mos, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                            level: float = 0.95) -> dict:
+    """Paired bootstrap test of ``SROCC(a, mos) - SROCC(b, mos)`` on the same images.
+
+    Images are resampled together (the two metrics' predictions stay paired with
+    the score); the p-value is two-sided for "no difference", from the bootstrap
+    distribution shifted to zero, as in :func:`paired_bootstrap_test`. Compare
+    absolute correlations by giving both metrics the same sign (distances).
+
+    Args:
+        pred_a, pred_b: (N,) two metrics' values on the same images.
+        mos: (N,) subjective scores.
+    Returns:
+        {'difference', 'ci': (low, high), 'p_value', 'n'}.
+    """
+    a, b, y = _vec(pred_a, "pred_a"), _vec(pred_b, "pred_b"), _vec(mos, "mos")
+    if not a.shape == b.shape == y.shape:
+        raise ValueError(f"pred_a ({a.size}), pred_b ({b.size}) and mos ({y.size}) must be the same images")
+    ra, rb, ry = (stats.rankdata(v) for v in (a, b, y))
+    observed = float(stats.spearmanr(a, y).statistic - stats.spearmanr(b, y).statistic)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(n_resamples, a.size))
+
+    def rowwise_spearman(r):  # Pearson of the ranks of each resample (ties get average ranks)
+        x, z = stats.rankdata(r[idx], axis=1), stats.rankdata(ry[idx], axis=1)
+        x, z = x - x.mean(1, keepdims=True), z - z.mean(1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (x * z).sum(1) / np.sqrt((x * x).sum(1) * (z * z).sum(1))
+
+    boot = rowwise_spearman(ra) - rowwise_spearman(rb)
+    boot = boot[np.isfinite(boot)]
+    alpha = (1 - level) / 2
+    extreme = np.sum(np.abs(boot - observed) >= abs(observed) - 1e-15)
+    return {"difference": observed,
+            "ci": (float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))),
+            "p_value": float(min(1.0, (1 + extreme) / (1 + boot.size))), "n": int(a.size)}
