@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -41,18 +40,14 @@ EXAMPLES = (("chelsea", "gaussian_blur", 0.4), ("chelsea", "jpeg", 0.8), ("astro
 EXAMPLE_SIDE = 256
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch_ort(dest: Path, cache: Path) -> Path:
     """``npm pack onnxruntime-web@ORT_VERSION`` (cached in ``cache``), check the sha256, unpack ORT_FILES to ``dest``."""
+    from lpips_core.model.weights import sha256_of
+
     tgz = cache / f"onnxruntime-web-{ORT_VERSION}.tgz"
-    if not tgz.is_file() or sha256(tgz) != ORT_SHA256:
+    if not tgz.is_file() or sha256_of(tgz) != ORT_SHA256:
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             if shutil.which("npm") is None:
@@ -60,7 +55,7 @@ def fetch_ort(dest: Path, cache: Path) -> Path:
             subprocess.run(["npm", "pack", f"onnxruntime-web@{ORT_VERSION}", "--pack-destination", tmp,
                             "--silent"], check=True, stdout=subprocess.DEVNULL)
             got = Path(tmp) / tgz.name
-            digest = sha256(got)
+            digest = sha256_of(got)
             if digest != ORT_SHA256:
                 sys.exit(f"playground: {got.name} has sha256 {digest}, expected {ORT_SHA256} "
                          "(book/playground_assets.py pins it): refusing to vendor it")

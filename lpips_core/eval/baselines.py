@@ -347,10 +347,11 @@ class TraditionalMetrics:
             x = x.to(self.device)
         return x * 2 - 1 if self.input_range == (0.0, 1.0) else x
 
-    def _run(self, fn, img0, img1, single: bool):
+    def _run(self, fn, img0, img1):
+        """``fn`` on the prepared pair: a float for one (3, H, W) pair, else the (N,) tensor."""
         with torch.inference_mode():
             out = fn(self._prep(img0, "img0"), self._prep(img1, "img1"))
-        return float(out[0]) if single else out
+        return float(out[0]) if self._single(img0) else out
 
     @staticmethod
     def _single(img0: torch.Tensor) -> bool:
@@ -359,32 +360,32 @@ class TraditionalMetrics:
     @_ClassOrInstanceMethod
     def psnr(self, img0: torch.Tensor, img1: torch.Tensor):
         """PSNR in dB: a float for (3, H, W) inputs, an (N,) tensor for batches."""
-        return self._run(psnr, img0, img1, self._single(img0))
+        return self._run(psnr, img0, img1)
 
     @_ClassOrInstanceMethod
     def ssim(self, img0: torch.Tensor, img1: torch.Tensor):
         """SSIM on RGB: a float for (3, H, W) inputs, an (N,) tensor for batches."""
-        return self._run(ssim, img0, img1, self._single(img0))
+        return self._run(ssim, img0, img1)
 
     @_ClassOrInstanceMethod
     def ms_ssim(self, img0: torch.Tensor, img1: torch.Tensor):
         """MS-SSIM on RGB (images of at least 176x176)."""
-        return self._run(ms_ssim, img0, img1, self._single(img0))
+        return self._run(ms_ssim, img0, img1)
 
     @_ClassOrInstanceMethod
     def lpnorm(self, img0: torch.Tensor, img1: torch.Tensor, p: float = 2.0):
         """``(mean |x - y|^p)^(1/p)`` on RGB in [0, 1] (p=1: MAE, p=2: RMSE)."""
-        return self._run(functools.partial(lpnorm, p=p), img0, img1, self._single(img0))
+        return self._run(functools.partial(lpnorm, p=p), img0, img1)
 
     @_ClassOrInstanceMethod
     def l2_lab(self, img0: torch.Tensor, img1: torch.Tensor):
         """The paper's L2 baseline in CIELAB."""
-        return self._run(l2_lab, img0, img1, self._single(img0))
+        return self._run(l2_lab, img0, img1)
 
     @_ClassOrInstanceMethod
     def dists(self, img0: torch.Tensor, img1: torch.Tensor):
         """DISTS distance (piq, offline weights)."""
-        return self._run(dists, img0, img1, self._single(img0))
+        return self._run(dists, img0, img1)
 
     @_ClassOrInstanceMethod
     def compute_all_metrics(self, img0: torch.Tensor, img1: torch.Tensor,
@@ -401,8 +402,7 @@ class TraditionalMetrics:
         unknown = [n for n in include if n not in METRIC_FUNCTIONS]
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; choose from {sorted(METRIC_FUNCTIONS)}")
-        single = self._single(img0)
-        return {name: self._run(METRIC_FUNCTIONS[name], img0, img1, single) for name in include}
+        return {name: self._run(METRIC_FUNCTIONS[name], img0, img1) for name in include}
 
 
 @functools.lru_cache(maxsize=None)
