@@ -158,7 +158,7 @@ def cmd_dirs(args) -> None:
     try:
         result = evaluate_folders(args.dir0, args.dir1, args.output, net=args.net, version=args.version,
                                   recursive=args.recursive, batch_size=args.batch_size, workers=args.workers,
-                                  device=args.device, size_mismatch=args.size_mismatch, max_side=args.max_side,
+                                  streams=args.streams, device=args.device, size_mismatch=args.size_mismatch, max_side=args.max_side,
                                   input_range=args.input_range, resume=args.resume, n_resamples=args.resamples,
                                   plot=not args.no_plot, progress=not args.quiet)
         if is_main():
@@ -182,7 +182,8 @@ def cmd_allpairs(args) -> None:
     if out.suffix.lower() == ".csv":  # the earlier interface: a CSV of pairs; the matrix goes beside it
         csv_out, out = out, out.with_suffix(".npy")
     result = allpairs(args.dir, out, net=args.net, version=args.version, recursive=args.recursive,
-                      batch_size=args.batch_size, block_mb=args.block_mb, workers=args.workers, device=args.device,
+                      batch_size=args.batch_size, block_mb=args.block_mb,
+                      workers=2 if args.workers is None else args.workers, device=args.device,
                       size_mismatch=args.size_mismatch, max_side=args.max_side, input_range=args.input_range,
                       pairs_csv=csv_out, progress=not args.quiet)
     s = result.summary
@@ -307,7 +308,9 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
 def _add_folder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="also images in subfolders")
     p.add_argument("--batch-size", type=int, default=16, help="same-size images per trunk call (default 16)")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images (default 2)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader processes decoding images (default 2; dirs on a CPU: 0, its streams "
+                        "decode; with --streams, per stream)")
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--size-mismatch", default="error", choices=list(SIZE_POLICIES),
                    help="images of different sizes: error (default), resize (to the first's size), crop "
@@ -336,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_folder_args(p)
     p.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run with the same "
                                                          "options and compute only the missing pairs")
+    p.add_argument("--streams", type=int, default=None,
+                   help="batches run at once on a CPU, each by its own thread on its share of the cores "
+                        "(default: one per torch thread, at most 4; 1 on a GPU)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CI (default 1000)")
     p.add_argument("--no-plot", action="store_true", help="do not draw <stem>.png (histogram, subfolder means)")
     p.set_defaults(func=cmd_dirs)

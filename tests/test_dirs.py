@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,10 +27,11 @@ from conftest import REPO, photo, reference, require_backbone
 from tolerances import PARITY_TOL, assert_paths_agree
 from lpips_core.cli import main
 from lpips_core.data.images import ImageLoadError
-from lpips_core.data.pairs import PairSizeError, match_pairs, plan_size, size_batches
+from lpips_core.data.pairs import PairSizeError, match_pairs, plan_size, size_batches, to_model_range
 from lpips_core.eval import resumable
 from lpips_core.eval.allpairs import allpairs
 from lpips_core.eval.folders import evaluate_folders
+from lpips_core.eval.streams import run_in_streams
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -181,6 +183,71 @@ def test_unreadable_image_in_a_worker_is_one_line(tmp_path, capsys):
                  "--batch-size", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "i1.png" in err[0] and not (tmp_path / "o.csv").exists()
+
+
+def test_uint8_conversion_is_the_references_im2tensor_for_every_value():
+    """All 256 8-bit values: to_model_range's float32 arithmetic equals the reference's im2tensor
+    (float64 ``v / 127.5 - 1``, then float32) and ``v / 255`` in float64 then float32, bit for bit."""
+    import lpips
+
+    v = np.arange(256, dtype=np.uint8).reshape(1, 256, 1).repeat(3, axis=2)  # (1, 256, 3): one image
+    ref = lpips.im2tensor(v)  # (1, 3, 1, 256)
+    ours = to_model_range(torch.from_numpy(v).permute(2, 0, 1)[None])
+    assert ours.dtype == torch.float32 and torch.equal(ours, ref)
+    zero_one = torch.from_numpy((np.arange(256, dtype=np.float64) / 255).astype(np.float32))
+    assert torch.equal(to_model_range(torch.arange(256, dtype=torch.uint8), "0,1"), zero_one)
+
+
+# --------------------------------------------------------------------------- streams
+def test_streams_give_the_same_csv_as_one_batch_at_a_time(tmp_path):
+    """Batches run by 3 threads at once (decoding in the threads, or in a worker each) write the
+    same CSV, byte for byte, as one loop; and the distances are the reference's."""
+    keys = [f"s{i % 2}/im{i:02d}.png" for i in range(9)]
+    a, b = make_folders(tmp_path, keys, [(64, 64) if i % 3 else (48, 80) for i in range(len(keys))])
+    outs = {}
+    for name, streams, workers in (("loop", 1, 0), ("threads", 3, 0), ("workers", 2, 1)):
+        outs[name] = tmp_path / f"{name}.csv"
+        evaluate_folders(a, b, outs[name], recursive=True, batch_size=2, streams=streams, workers=workers,
+                         device="cpu", progress=False, plot=False)
+    assert outs["threads"].read_bytes() == outs["loop"].read_bytes() == outs["workers"].read_bytes()
+    for r in read_rows(outs["threads"]):
+        assert abs(float(r["distance"]) - ref_distance(a / r["path"], b / r["path"])) <= PARITY_TOL, r
+    assert torch.get_num_threads() == 1  # the streams' thread counts did not leak into the caller
+
+
+def test_unreadable_image_under_streams_is_one_error_and_stops_every_stream(tmp_path):
+    keys = [f"im{i}.png" for i in range(8)]
+    a, b = make_folders(tmp_path, keys)
+    data = (b / "im5.png").read_bytes()
+    (b / "im5.png").write_bytes(data[:len(data) // 2])  # header intact: fails while decoding, in a thread
+    before = threading.active_count()
+    with pytest.raises(ImageLoadError, match="im5.png"):
+        evaluate_folders(a, b, tmp_path / "o.csv", batch_size=1, streams=2, device="cpu", progress=False)
+    assert threading.active_count() == before and not (tmp_path / "o.csv").exists()
+
+
+def test_run_in_streams_yields_every_result_once_on_the_threads_asked_for():
+    seen_threads = []
+
+    def work(batch):
+        seen_threads.append(torch.get_num_threads())
+        return sum(batch)
+
+    batches = [[i, i + 1] for i in range(0, 40, 2)]
+    got = sorted(run_in_streams(batches, lambda shared: iter(shared), work, streams=3, threads_per_stream=1))
+    assert got == sorted(sum(b) for b in batches) and set(seen_threads) == {1}
+
+    def fails(batch):
+        if batch[0] == 10:
+            raise RuntimeError("batch 10 failed")
+        return batch[0]
+
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="batch 10 failed"):
+        list(run_in_streams(batches, lambda shared: iter(shared), fails, streams=2))
+    assert threading.active_count() == before  # every stream joined before the error came out
+    with pytest.raises(ValueError, match="streams=0"):
+        evaluate_folders(".", ".", streams=0)
 
 
 # --------------------------------------------------------------------------- resume

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from conftest import REPO, SHARED, needs_shared, require_backbone
 from train_helpers import TripletSet
@@ -163,6 +163,77 @@ def test_exif_orientation_is_applied_like_opencv(tmp_path):
     rotated = save(Image.fromarray(arr), tmp_path / "rotated.jpg", quality=95, exif=exif.tobytes())
     decoded = load_image(plain)
     assert np.array_equal(load_image(rotated), np.rot90(decoded, k=-1))
+
+
+def _png_variants(tmp_path: Path) -> dict[str, tuple[Path, bool]]:
+    """PNG files of every kind load_image meets -> (path, whether libspng may decode it)."""
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (33, 47), dtype=np.uint8)
+    grey = rgb[:, :, 1]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display: Pillow rotates, so libspng must not be used
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "a renderer")  # an ordinary text chunk: still plain
+    raw_exif = PngImagePlugin.PngInfo()
+    raw_exif.add_text("Raw profile type exif", "exif\n      0\n")  # Pillow reads EXIF from this chunk too
+    pal = Image.fromarray(rgb).quantize(16)
+    files = {
+        "rgb": (save(Image.fromarray(rgb), tmp_path / "rgb.png"), True),
+        "rgba": (save(Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), tmp_path / "rgba.png"), True),
+        "grey": (save(Image.fromarray(grey), tmp_path / "grey.png"), True),
+        "grey_alpha": (save(Image.fromarray(np.dstack([grey, alpha]), "LA"), tmp_path / "la.png"), True),
+        "interlaced": (tmp_path / "interlaced.png", True),
+        "text": (save(Image.fromarray(rgb), tmp_path / "text.png", pnginfo=info), True),
+        "exif_rotated": (save(Image.fromarray(rgb), tmp_path / "exif.png", exif=exif.tobytes()), False),
+        "raw_exif_text": (save(Image.fromarray(rgb), tmp_path / "rawexif.png", pnginfo=raw_exif), False),
+        "transparent_rgb": (save(Image.fromarray(rgb), tmp_path / "trns.png", transparency=(1, 2, 3)), False),
+        "palette": (save(pal, tmp_path / "pal.png"), False),
+        "grey16": (tmp_path / "grey16.png", False),
+        "animated": (tmp_path / "anim.png", False),
+    }
+    # Pillow writes no Adam7 PNG: an interlaced file by hand (7 passes, each filtered rows of its pixels)
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    raw = b"".join(b"\x00" + rgb[y, x0::dx].tobytes() for x0, y0, dx, dy in passes
+                   for y in range(y0, rgb.shape[0], dy) if rgb[y, x0::dx].size)
+    ihdr = struct.pack(">IIBBBBB", 47, 33, 8, 2, 0, 0, 1)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    files["interlaced"][0].write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+                                       + chunk(b"IEND", b""))
+    files["grey16"][0].write_bytes(png_bytes(rng.integers(0, 65536, (20, 30)).astype(np.uint16), 16, 0))
+    Image.fromarray(rgb).save(files["animated"][0], save_all=True, append_images=[Image.fromarray(255 - rgb)])
+    return files
+
+
+def test_png_fast_path_gives_pillows_pixels(tmp_path, monkeypatch):
+    """libspng (pyspng) decodes only plain 8-bit PNG, and gives Pillow's pixels for each of them;
+    the oracle is the same function with pyspng removed (Pillow alone)."""
+    import lpips_core.data.images as images
+
+    pytest.importorskip("pyspng")
+    files = _png_variants(tmp_path)
+    fast = {name: load_image(path) for name, (path, _) in files.items()}
+    for name, (path, plain) in files.items():
+        assert images._is_plain_png(path.read_bytes()) == plain, name
+        assert (images._load_plain_png(path) is not None) == plain, name  # the fast path really ran
+    monkeypatch.setattr(images, "pyspng", None)
+    for name, (path, _) in files.items():
+        slow = load_image(path)
+        assert fast[name].dtype == np.uint8 and fast[name].shape == slow.shape, name
+        assert np.array_equal(fast[name], slow), name
+    assert fast["exif_rotated"].shape[:2] == (47, 33)  # Pillow's rotation was applied
+
+
+def test_damaged_plain_png_is_an_error_naming_the_file(tmp_path):
+    """A plain PNG whose pixel data is corrupt: libspng refuses it and Pillow's error names the file."""
+    path = save(Image.fromarray(np.random.default_rng(6).integers(0, 256, (40, 40, 3), dtype=np.uint8)),
+                tmp_path / "bad.png")
+    data = bytearray(path.read_bytes())
+    start = data.index(b"IDAT") + 4
+    data[start + 10:start + 60] = bytes(50)  # zeros inside the compressed stream (and a wrong CRC)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageLoadError, match=str(path)):
+        load_image(path)
 
 
 # =========================================================================== weights

@@ -81,7 +81,8 @@ def _embed_all(model: LPIPS, dataset: ImageDataset, emb_path: Path, batch_size: 
         for batch in loader:
             if batch["errors"]:
                 raise ImageLoadError(batch["errors"][0])
-            x = to_model_range(batch["image"].to(device, non_blocking=True), input_range)  # (B, 3, H, W)
+            x = to_model_range(batch["image"].to(device, non_blocking=True), input_range)  # (B, H, W, 3)
+            x = x.permute(0, 3, 1, 2)  # (B, 3, H, W), channels-last memory
             e = model.embed(x, normalize=input_range == "0,1", chunk_size=batch_size).cpu().numpy()  # (B, D)
             if emb is None:
                 emb = np.lib.format.open_memmap(emb_path, mode="w+", dtype=np.float32, shape=(n, e.shape[1]))
@@ -141,11 +142,11 @@ def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str =
         raise ImageLoadError(f"{folder} holds {len(files)} image(s); allpairs needs at least 2")
     size = _target_size(folder, files, size_mismatch, max_side)
     device = resolve_device(device)
-    if model is None:  # the workers convert the decoded files: the range is known, never guessed
+    if model is None:  # the files' range is known, never guessed
         model = LPIPS(net=net, version=version, input_range=input_range)
     model = model.to(device).eval().requires_grad_(False)
-    dataset = ImageDataset([folder / f for f in files], size, size_mismatch,
-                           None if device.type == "cuda" else check_input_range(input_range))
+    check_input_range(input_range)
+    dataset = ImageDataset([folder / f for f in files], size, size_mismatch)
     n = len(files)
     emb_path = output.with_name(f".{output.name}.emb.tmp")
     try:
