@@ -335,7 +335,7 @@ def main(argv=None) -> None:
     p.add_argument("--workers", default="auto", help="DataLoader workers of ours (default: the command's)")
     p.add_argument("--streams", default="auto", help="--streams of ours (default: the command's)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of every contender")
-    p.add_argument("--trunk-pairs", type=int, default=64, help="pairs the trunk-only bound is timed on")
+    p.add_argument("--trunk-pairs", type=int, default=200, help="pairs the trunk-only bound is timed on")
     p.add_argument("--reps", type=int, default=1, help="repetitions of every contender (medians reported)")
     p.add_argument("--data", type=Path, default=REPO / "runs" / "bench_dirs_data")
     p.add_argument("--skip", nargs="*", default=[], help="contenders to leave out (e.g. torchmetrics)")

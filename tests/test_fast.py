@@ -205,6 +205,26 @@ def test_chunked_and_split_pairs_match_reference(budget, sizes, monkeypatch):
     assert _max_diff(a, b) <= TOL and all(_max_diff(p, q) <= TOL for p, q in zip(la, lb))
 
 
+def test_cpu_budget_is_per_thread(monkeypatch):
+    """On a CPU a trunk call holds at most CPU_PIXELS_PER_THREAD pixels per torch thread (and never
+    more than PIXEL_BUDGET): chunk sizes by hand for 3 pairs of 64x64, with the reference's numbers."""
+    monkeypatch.setattr(fast, "PIXEL_BUDGET", 4 * 64 * 64)
+    monkeypatch.setattr(fast, "CPU_PIXELS_PER_THREAD", 2 * 64 * 64)  # one pair per thread
+    model = ours("alex")
+    x, y = _rand_pair(3)
+    b = reference("alex")(x, y)
+    n = torch.get_num_threads()
+    try:
+        for threads, sizes in ((1, [2, 2, 2]), (2, [4, 2]), (3, [4, 2])):  # 3 threads: PIXEL_BUDGET caps it
+            torch.set_num_threads(threads)
+            with torch.no_grad(), _TrunkCalls(model) as calls:
+                a = model(x, y)
+            assert calls.sizes == sizes, threads
+            assert _max_diff(a, b) <= TOL
+    finally:
+        torch.set_num_threads(n)
+
+
 def test_grayscale_float64_and_normalize_on_fast_path():
     model = ours("alex")
     x, y = _rand_pair(2)
