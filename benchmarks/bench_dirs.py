@@ -6,8 +6,8 @@ photographs, scikit-image's, and distorted versions from
 its own process (imports, model construction and writing the results included):
 
 * ``ours``: ``lpips-core dirs a b -o out.csv --no-plot`` at its defaults (on a CPU one
-  batch per torch thread, each thread decoding and running whole batches, see
-  :mod:`lpips_core.eval.streams`; same-size pairs batched; the fast path of
+  DataLoader worker per torch thread, each decoding and running whole batches, see
+  :mod:`lpips_core.eval.batch_workers`; same-size pairs batched; the fast path of
   :mod:`lpips_core.model.fast`; the summary with its bootstrap interval is computed,
   the plot is left out as the others draw none);
 * ``reference``: the reference package's ``lpips_2dirs.py`` way: for each file, load,
@@ -18,9 +18,14 @@ its own process (imports, model construction and writing the results included):
 All three use the same trunk weights (copied from ours, as tests/conftest.py does).
 Beside them: ``decode`` (every pair decoded, one thread, no model) and the trunk
 alone on pre-decoded pairs in memory, in batches of ``--batch-size``, no files: one
-batch at a time on all threads (``trunk``) and, on a CPU, one batch per thread
-(``trunk-streams``). The faster of the two is the trunk-only bound: no folder
-evaluation can beat it on this machine.
+batch at a time on all threads (``trunk``) and, on a CPU, one batch per worker process
+as ``dirs`` runs them (``trunk-workers``, warmed up before the clock starts). The
+faster of the two is the trunk-only bound: no folder evaluation can beat it here.
+
+Repetitions run the contenders forward, then backward (ours stays next to the trunk-only
+runs and the reference loop), and every ratio is taken within one repetition: on a shared
+machine whose speed drifts over minutes, a ratio of medians from different minutes is not
+a ratio. The reports give the median of the repetitions' ratios and each one.
 
 Targets (issue 15): ours >= 1.5x the reference loop and within 20% of the trunk-only
 bound on 2 CPU cores; on a GPU >= 10x the reference loop on the same GPU.
@@ -130,7 +135,7 @@ def _pil_rgb(path) -> np.ndarray:
 
 
 def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_size: int, workers: str,
-          streams: str, trunk_pairs: int) -> dict:
+          trunk_pairs: int) -> dict:
     """Run one contender; returns {'setup_s', 'loop_s', ...} measured inside the process."""
     import torch
 
@@ -142,8 +147,7 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
         from lpips_core.cli import main
 
         t1 = time.perf_counter()
-        chosen = [f"--{name}={value}" for name, value in (("workers", workers), ("streams", streams))
-                  if value != "auto"]  # otherwise the command's defaults
+        chosen = [f"--workers={workers}"] if workers != "auto" else []  # otherwise the command's default
         rc = main(["dirs", str(a), str(b), "-o", str(out), "--net", net, "--device", device, "-q",
                    "--batch-size", str(batch_size), "--no-plot", *chosen])
         assert rc == 0
@@ -174,41 +178,39 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
         t1 = time.perf_counter()
         for name in names:
             load_image(a / name), load_image(b / name)
-    elif kind in ("trunk", "trunk-streams"):
+    elif kind in ("trunk", "trunk-workers"):
         import lpips_core
         from lpips_core.data.images import load_image
         from lpips_core.data.pairs import to_model_range
-        from lpips_core.eval.streams import auto_streams, run_in_streams
+        from lpips_core.eval.batch_workers import BatchDistances, auto_workers, distance_loader
 
         model = lpips_core.LPIPS(net=net).to(device).eval()
         m = min(trunk_pairs, len(names))
-        u8 = torch.stack([torch.stack([torch.from_numpy(load_image(d / n)).permute(2, 0, 1) for d in (a, b)])
-                          for n in names[:m]]).to(device)  # (m, 2, 3, H, W)
-        x = to_model_range(u8)  # converted before the clock starts: only the metric is timed
+        u8 = torch.stack([torch.stack([torch.from_numpy(load_image(d / n)) for d in (a, b)])
+                          for n in names[:m]])  # (m, 2, H, W, 3), as the pair datasets give them
         starts = list(range(0, m, batch_size))
-        streams = auto_streams(torch.device(device)) if kind == "trunk-streams" else 1
-
-        def run(s: int):
-            return model(x[s:s + batch_size, 0], x[s:s + batch_size, 1])
-
-        def each(shared):  # the streams' "loader": batch starts taken from the shared list
-            return (idx[0] for idx in shared)
-
-        def run_all(todo: list[int]) -> None:
-            if streams == 1:  # one batch at a time on every thread
-                for s in todo:
-                    run(s)
-            else:  # as lpips-core dirs on a CPU: one batch per thread, each on its own core(s)
-                list(run_in_streams([[s] for s in todo], each, run, streams,
-                                    max(1, torch.get_num_threads() // streams)))
-
-        with torch.inference_mode():
-            run_all(starts[:streams])  # warm-up (oneDNN primitives of each thread, CUDA kernels)
-            sync()
+        if kind == "trunk":  # one batch at a time in this process, on every thread; converted beforehand
+            x = to_model_range(u8.to(device)).permute(0, 1, 4, 2, 3)
+            with torch.inference_mode():
+                model(x[:batch_size, 0], x[:batch_size, 1])  # warm-up (oneDNN primitives, CUDA kernels)
+                sync()
+                t1 = time.perf_counter()
+                for s in starts:
+                    model(x[s:s + batch_size, 0], x[s:s + batch_size, 1])
+                sync()
+            info.update(pairs_timed=m, workers=0)
+        else:  # as lpips-core dirs on a CPU: whole batches in worker processes, pairs read from memory
+            workers = auto_workers()
+            items = [{"index": i, "images": u8[i]} for i in range(m)]
+            todo = [list(range(s, min(s + batch_size, m))) for s in starts]
+            batches = todo[:workers]  # the sampler's list, refilled: first one warm-up batch per worker
+            loader = distance_loader(BatchDistances(items, model), batches, workers,
+                                     max(1, torch.get_num_threads() // max(1, workers)), persistent=True)
+            list(loader)  # the timed pass below reuses these warmed-up workers
+            batches[:] = todo
             t1 = time.perf_counter()
-            run_all(starts)
-            sync()
-        info.update(pairs_timed=m, streams=streams)
+            list(loader)
+            info.update(pairs_timed=m, workers=workers)
     else:
         raise ValueError(kind)
     sync()
@@ -218,20 +220,19 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
 
 # --------------------------------------------------------------------------- parent
 def ours_setup(args) -> str:
-    """How ``lpips-core dirs`` was run, for the table: batch size, streams, workers."""
-    import torch
+    """How ``lpips-core dirs`` was run, for the table: batch size and workers."""
+    from lpips_core.eval.batch_workers import auto_workers
 
-    from lpips_core.eval.streams import auto_streams
-
-    streams = auto_streams(torch.device(args.device), args.threads) if args.streams == "auto" else int(args.streams)
-    workers = (0 if streams > 1 else 2) if args.workers == "auto" else int(args.workers)
-    return f"b{args.batch_size}, {streams} stream{'s' * (streams != 1)}, {workers} worker{'s' * (workers != 1)}"
+    cpu = args.device == "cpu"
+    workers = (auto_workers(args.threads) if cpu else 2) if args.workers == "auto" else int(args.workers)
+    what = "computing" if cpu else "decoding"
+    return f"b{args.batch_size}, {workers} {what} worker{'s' * (workers != 1)}"
 
 
 def run_child(kind: str, args, a: Path, b: Path, out: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--data", str(args.data),
            "--net", args.net, "--device", args.device, "--batch-size", str(args.batch_size),
-           "--workers", args.workers, "--streams", args.streams, "--out", str(out),
+           "--workers", args.workers, "--out", str(out),
            "--trunk-pairs", str(args.trunk_pairs)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads),
            "MKL_NUM_THREADS": str(args.threads)}
@@ -295,7 +296,8 @@ def write_report(summary: dict, results: Path) -> str:
     rows = [{**r, "loop_pairs_per_s": r.get("loop_pairs_per_s", n / r["loop_s"])} for r in summary["rows"]]
     threads = summary["threads"]
     md = [f"{n} pairs of {summary['size']}x{summary['size']} PNG, {summary['net']}, {summary['device']}, "
-          f"{threads} torch thread(s), median of {summary.get('reps', 1)} run(s) each; "
+          f"{threads} torch thread(s), median of {summary.get('reps', 1)} run(s) each (ratios: median of "
+          f"each repetition's own ratio); "
           f"{m['cpu']} ({m['cores']} cores, 1-minute load {m['load_1min']:.1f} at the end)",
           "", "| command | whole command s | pairs/s | inside the command s | pairs/s inside |",
           "|---|---:|---:|---:|---:|"]
@@ -303,17 +305,22 @@ def write_report(summary: dict, results: Path) -> str:
         wall, rate = (f"{r['wall_s']:.1f}", f"{r['pairs_per_s']:.2f}") if r["wall_s"] is not None else ("-", "-")
         md.append(f"| {r['name']} | {wall} | {rate} | {r['loop_s']:.1f} | {r['loop_pairs_per_s']:.2f} |")
     md.append("")
+    def reps(key: str) -> str:  # each repetition's own ratio, when there are several
+        values = summary.get(key, [])
+        return f" (by repetition: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+
     if "speedup_vs_reference" in summary:
-        md.append(f"ours vs the reference loop: {summary['speedup_vs_reference']:.2f}x as whole commands "
-                  f"(target {summary['target_vs_reference']}x); max |ours - reference| "
-                  f"{summary['max_abs_diff_vs_reference']:.1e}  ")
+        md.append(f"ours vs the reference loop: {summary['speedup_vs_reference']:.2f}x as whole commands"
+                  f"{reps('speedups_vs_reference')}; target {summary['target_vs_reference']}x; "
+                  f"max |ours - reference| {summary['max_abs_diff_vs_reference']:.1e}  ")
     if "speedup_vs_torchmetrics" in summary:
-        md.append(f"ours vs torchmetrics pair by pair: {summary['speedup_vs_torchmetrics']:.2f}x  ")
+        md.append(f"ours vs torchmetrics pair by pair: {summary['speedup_vs_torchmetrics']:.2f}x"
+                  f"{reps('speedups_vs_torchmetrics')}  ")
     if "ours_loop_over_trunk" in summary:
-        how = "1 batch per thread" if summary.get("trunk_bound_streams", 1) > 1 else "1 batch at a time"
+        how = "1 batch per worker" if summary.get("trunk_bound_workers", 0) else "1 batch at a time"
         md.append(f"ours inside the command / trunk-only bound ({how}, the faster): "
-                  f"{summary['ours_loop_over_trunk']:.2f} (whole command {summary['ours_wall_over_trunk']:.2f}; "
-                  f"target <= {TARGET_VS_TRUNK})  ")
+                  f"{summary['ours_loop_over_trunk']:.2f}{reps('ours_loop_over_trunk_by_rep')}; whole command "
+                  f"{summary['ours_wall_over_trunk']:.2f}; target <= {TARGET_VS_TRUNK}  ")
     if "decode_s_per_pair" in summary:
         md.append(f"where the time goes, per pair: decode {1000 * summary['decode_s_per_pair']:.1f} ms "
                   f"(one thread), trunk {1000 * summary['trunk_s_per_pair']:.1f} ms")
@@ -333,7 +340,6 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", default="auto", help="DataLoader workers of ours (default: the command's)")
-    p.add_argument("--streams", default="auto", help="--streams of ours (default: the command's)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of every contender")
     p.add_argument("--trunk-pairs", type=int, default=200, help="pairs the trunk-only bound is timed on")
     p.add_argument("--reps", type=int, default=1, help="repetitions of every contender (medians reported)")
@@ -346,7 +352,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.child:
         res = child(args.child, args.data / "a", args.data / "b", args.out, args.net, args.device,
-                    args.batch_size, args.workers, args.streams, args.trunk_pairs)
+                    args.batch_size, args.workers, args.trunk_pairs)
         print(json.dumps(res))
         return
     if args.replot:
@@ -359,12 +365,13 @@ def main(argv=None) -> None:
           file=sys.stderr)
     work = args.data / "outputs"
     work.mkdir(exist_ok=True)
-    kinds = [k for k in ("decode", "trunk", "trunk-streams", "reference", "torchmetrics", "ours")
-             if k not in args.skip and not (k == "trunk-streams" and args.device != "cpu")]
+    # ours sits between the trunk-only runs and the reference loop it is divided by
+    kinds = [k for k in ("decode", "trunk", "trunk-workers", "ours", "reference", "torchmetrics")
+             if k not in args.skip and not (k == "trunk-workers" and args.device != "cpu")]
     res = {}
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
-    for rep in range(args.reps):  # rotated order, so a busy spell of the machine hits each contender in turn
-        order = kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]
+    for rep in range(args.reps):  # forward, then backward, ...: ours stays next to what it is compared with
+        order = kinds if rep % 2 == 0 else kinds[::-1]
         for kind in order:
             print(f"rep {rep + 1}/{args.reps}: running {kind} ...", file=sys.stderr)
             r = run_child(kind, args, a, b, work / f"{kind}.csv")
@@ -377,7 +384,7 @@ def main(argv=None) -> None:
     rows = []
     labels = {"reference": "reference loop (lpips)", "torchmetrics": "torchmetrics, pair by pair",
               "ours": f"lpips-core dirs ({ours_setup(args)})", "decode": "decode only (lpips_core.load_image)",
-              "trunk": "trunk only, 1 batch at a time", "trunk-streams": "trunk only, 1 batch per thread"}
+              "trunk": "trunk only, 1 batch at a time", "trunk-workers": "trunk only, 1 batch per worker"}
     for kind in kinds:
         r = res[kind]
         if kind.startswith("trunk"):  # timed on trunk_pairs pairs, no files: its rate is a bound on the loop
@@ -388,25 +395,39 @@ def main(argv=None) -> None:
             rows.append({"name": labels[kind], "pairs_per_s": n / r["wall_s"], "loop_s": r["loop_s"],
                          "wall_s": r["wall_s"], "loop_pairs_per_s": n / r["loop_s"]})
     summary: dict = {"pairs": n, "size": args.size, "net": args.net, "device": args.device,
-                     "batch_size": args.batch_size, "workers": args.workers, "streams": args.streams,
+                     "batch_size": args.batch_size, "workers": args.workers,
                      "threads": args.threads,
                      "reps": args.reps, "machine": machine(), "rows": rows, "raw": runs}
+    # Ratios are taken within each repetition (contenders run minutes apart, and this shared
+    # machine's speed drifts by tens of percent over a run), then the median over repetitions.
+    def per_rep(ratio) -> list[float]:
+        return [ratio(rep) for rep in range(args.reps)]
+
+    def bound_s(rep: int) -> tuple[float, int]:  # the faster trunk-only run of this repetition, for n pairs
+        r = min((runs[k][rep] for k in ("trunk", "trunk-workers") if k in runs),
+                key=lambda r: r["loop_s"] / r["pairs_timed"])
+        return n * r["loop_s"] / r["pairs_timed"], r["workers"]
+
     if "ours" in res and "reference" in res:
         ours, ref = _read(work / "ours.csv"), _read(work / "reference.csv")
         summary["max_abs_diff_vs_reference"] = max(abs(ours[k] - ref[k]) for k in ref)
-        summary["speedup_vs_reference"] = res["reference"]["wall_s"] / res["ours"]["wall_s"]
+        summary["speedups_vs_reference"] = per_rep(lambda i: runs["reference"][i]["wall_s"] / runs["ours"][i]["wall_s"])
+        summary["speedup_vs_reference"] = statistics.median(summary["speedups_vs_reference"])
         summary["target_vs_reference"] = TARGET_VS_REFERENCE["cuda" if args.device.startswith("cuda") else "cpu"]
     if "ours" in res and "torchmetrics" in res:
-        summary["speedup_vs_torchmetrics"] = res["torchmetrics"]["wall_s"] / res["ours"]["wall_s"]
-    trunks = [res[k] for k in ("trunk", "trunk-streams") if k in res]
+        summary["speedups_vs_torchmetrics"] = per_rep(
+            lambda i: runs["torchmetrics"][i]["wall_s"] / runs["ours"][i]["wall_s"])
+        summary["speedup_vs_torchmetrics"] = statistics.median(summary["speedups_vs_torchmetrics"])
+    trunks = [res[k] for k in ("trunk", "trunk-workers") if k in res]
     if trunks:  # the bound: the faster way of running the trunk alone
         best = min(trunks, key=lambda r: r["loop_s"] / r["pairs_timed"])
-        summary["trunk_bound_streams"] = best["streams"]
+        summary["trunk_bound_workers"] = best["workers"]
     if "ours" in res and trunks:
-        bound = n * best["loop_s"] / best["pairs_timed"]
-        summary["trunk_bound_s"] = bound
-        summary["ours_loop_over_trunk"] = res["ours"]["loop_s"] / bound
-        summary["ours_wall_over_trunk"] = res["ours"]["wall_s"] / bound
+        summary["trunk_bound_s"] = n * best["loop_s"] / best["pairs_timed"]
+        summary["ours_loop_over_trunk_by_rep"] = per_rep(lambda i: runs["ours"][i]["loop_s"] / bound_s(i)[0])
+        summary["ours_wall_over_trunk_by_rep"] = per_rep(lambda i: runs["ours"][i]["wall_s"] / bound_s(i)[0])
+        summary["ours_loop_over_trunk"] = statistics.median(summary["ours_loop_over_trunk_by_rep"])
+        summary["ours_wall_over_trunk"] = statistics.median(summary["ours_wall_over_trunk_by_rep"])
     if "decode" in res and trunks:
         summary["decode_s_per_pair"] = res["decode"]["loop_s"] / n
         summary["trunk_s_per_pair"] = best["loop_s"] / best["pairs_timed"]

@@ -158,7 +158,7 @@ def cmd_dirs(args) -> None:
     try:
         result = evaluate_folders(args.dir0, args.dir1, args.output, net=args.net, version=args.version,
                                   recursive=args.recursive, batch_size=args.batch_size, workers=args.workers,
-                                  streams=args.streams, device=args.device, size_mismatch=args.size_mismatch, max_side=args.max_side,
+                                  device=args.device, size_mismatch=args.size_mismatch, max_side=args.max_side,
                                   input_range=args.input_range, resume=args.resume, n_resamples=args.resamples,
                                   plot=not args.no_plot, progress=not args.quiet)
         if is_main():
@@ -309,8 +309,8 @@ def _add_folder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="also images in subfolders")
     p.add_argument("--batch-size", type=int, default=16, help="same-size images per trunk call (default 16)")
     p.add_argument("--workers", type=int, default=None,
-                   help="DataLoader processes decoding images (default 2; dirs on a CPU: 0, its streams "
-                        "decode; with --streams, per stream)")
+                   help="DataLoader processes decoding images (default 2); for dirs on a CPU they also "
+                        "compute whole batches (default: one per torch thread, at most 4)")
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--size-mismatch", default="error", choices=list(SIZE_POLICIES),
                    help="images of different sizes: error (default), resize (to the first's size), crop "
@@ -339,9 +339,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_folder_args(p)
     p.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run with the same "
                                                          "options and compute only the missing pairs")
-    p.add_argument("--streams", type=int, default=None,
-                   help="batches run at once on a CPU, each by its own thread on its share of the cores "
-                        "(default: one per torch thread, at most 4; 1 on a GPU)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CI (default 1000)")
     p.add_argument("--no-plot", action="store_true", help="do not draw <stem>.png (histogram, subfolder means)")
     p.set_defaults(func=cmd_dirs)

@@ -13,7 +13,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from lpips_core.data.pairs import PairSizeError, match_pairs, plan_size, size_ba
 from lpips_core.eval import resumable
 from lpips_core.eval.allpairs import allpairs
 from lpips_core.eval.folders import evaluate_folders
-from lpips_core.eval.streams import run_in_streams
+from lpips_core.eval.batch_workers import auto_workers
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -198,56 +197,36 @@ def test_uint8_conversion_is_the_references_im2tensor_for_every_value():
     assert torch.equal(to_model_range(torch.arange(256, dtype=torch.uint8), "0,1"), zero_one)
 
 
-# --------------------------------------------------------------------------- streams
-def test_streams_give_the_same_csv_as_one_batch_at_a_time(tmp_path):
-    """Batches run by 3 threads at once (decoding in the threads, or in a worker each) write the
-    same CSV, byte for byte, as one loop; and the distances are the reference's."""
+# --------------------------------------------------------------------------- computing workers
+def test_computing_workers_give_the_same_csv_as_this_process(tmp_path):
+    """On a CPU the DataLoader workers decode and compute whole batches: 1 or 2 of them write the
+    same CSV, byte for byte, as this process alone; and the distances are the reference's."""
     keys = [f"s{i % 2}/im{i:02d}.png" for i in range(9)]
     a, b = make_folders(tmp_path, keys, [(64, 64) if i % 3 else (48, 80) for i in range(len(keys))])
     outs = {}
-    for name, streams, workers in (("loop", 1, 0), ("threads", 3, 0), ("workers", 2, 1)):
-        outs[name] = tmp_path / f"{name}.csv"
-        evaluate_folders(a, b, outs[name], recursive=True, batch_size=2, streams=streams, workers=workers,
-                         device="cpu", progress=False, plot=False)
-    assert outs["threads"].read_bytes() == outs["loop"].read_bytes() == outs["workers"].read_bytes()
-    for r in read_rows(outs["threads"]):
+    for workers in (0, 1, 2):
+        outs[workers] = tmp_path / f"w{workers}.csv"
+        evaluate_folders(a, b, outs[workers], recursive=True, batch_size=2, workers=workers, device="cpu",
+                         progress=False, plot=False)
+    assert outs[1].read_bytes() == outs[0].read_bytes() == outs[2].read_bytes()
+    for r in read_rows(outs[2]):
         assert abs(float(r["distance"]) - ref_distance(a / r["path"], b / r["path"])) <= PARITY_TOL, r
-    assert torch.get_num_threads() == 1  # the streams' thread counts did not leak into the caller
+    with pytest.raises(ValueError, match="workers=-1"):
+        evaluate_folders(a, b, workers=-1)
 
 
-def test_unreadable_image_under_streams_is_one_error_and_stops_every_stream(tmp_path):
+def test_unreadable_image_in_a_computing_worker_is_one_error(tmp_path):
     keys = [f"im{i}.png" for i in range(8)]
     a, b = make_folders(tmp_path, keys)
     data = (b / "im5.png").read_bytes()
-    (b / "im5.png").write_bytes(data[:len(data) // 2])  # header intact: fails while decoding, in a thread
-    before = threading.active_count()
+    (b / "im5.png").write_bytes(data[:len(data) // 2])  # header intact: fails while decoding, in a worker
     with pytest.raises(ImageLoadError, match="im5.png"):
-        evaluate_folders(a, b, tmp_path / "o.csv", batch_size=1, streams=2, device="cpu", progress=False)
-    assert threading.active_count() == before and not (tmp_path / "o.csv").exists()
+        evaluate_folders(a, b, tmp_path / "o.csv", batch_size=1, workers=2, device="cpu", progress=False)
+    assert not (tmp_path / "o.csv").exists()
 
 
-def test_run_in_streams_yields_every_result_once_on_the_threads_asked_for():
-    seen_threads = []
-
-    def work(batch):
-        seen_threads.append(torch.get_num_threads())
-        return sum(batch)
-
-    batches = [[i, i + 1] for i in range(0, 40, 2)]
-    got = sorted(run_in_streams(batches, lambda shared: iter(shared), work, streams=3, threads_per_stream=1))
-    assert got == sorted(sum(b) for b in batches) and set(seen_threads) == {1}
-
-    def fails(batch):
-        if batch[0] == 10:
-            raise RuntimeError("batch 10 failed")
-        return batch[0]
-
-    before = threading.active_count()
-    with pytest.raises(RuntimeError, match="batch 10 failed"):
-        list(run_in_streams(batches, lambda shared: iter(shared), fails, streams=2))
-    assert threading.active_count() == before  # every stream joined before the error came out
-    with pytest.raises(ValueError, match="streams=0"):
-        evaluate_folders(".", ".", streams=0)
+def test_auto_workers_one_per_thread_up_to_four():
+    assert [auto_workers(t) for t in (1, 2, 3, 4, 16)] == [0, 2, 3, 4, 4]
 
 
 # --------------------------------------------------------------------------- resume

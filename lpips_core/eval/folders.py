@@ -36,7 +36,7 @@ from ..model import LPIPS, MIN_INPUT_SIZE
 from ..progress import progress_bar
 from . import plots, resumable
 from .stats import bootstrap_ci
-from .streams import auto_streams, run_in_streams
+from .batch_workers import BatchDistances, auto_workers, distance_loader
 
 HEADER = ("path", "distance")
 
@@ -217,8 +217,7 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
                      recursive: bool = False, batch_size: int = 16, workers: int | None = None,
                      device: str | torch.device = "auto", size_mismatch: str = "error",
                      max_side: int | None = None, input_range: str = "-1,1", resume: bool = False,
-                     n_resamples: int = 1000, plot: bool = True, progress: bool = True,
-                     streams: int | None = None) -> FolderResult:
+                     n_resamples: int = 1000, plot: bool = True, progress: bool = True) -> FolderResult:
     """LPIPS of every pair of two folders matched by relative path.
 
     Args:
@@ -229,8 +228,11 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
         net, version: the official LPIPS model, unless ``model`` is given.
         recursive: match files in subfolders too.
         batch_size: pairs per metric call (same-size pairs only).
-        workers: DataLoader worker processes decoding images, per stream (0: the
-            stream's own thread decodes); None: 0 on a CPU with several streams, else 2.
+        workers: DataLoader worker processes. On a CPU they decode and compute whole
+            batches, each on its share of the torch threads (see :mod:`.batch_workers`;
+            0: this process does both); on a GPU they decode. None: on a CPU one per
+            torch thread (at most 4, none for one thread), on a GPU 2. The numbers do
+            not depend on it beyond float32 rounding.
         device: 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'.
         size_mismatch: 'error', 'resize' or 'crop' (see :func:`~lpips_core.data.pairs.plan_size`).
         max_side: downscale pairs whose longer side exceeds this.
@@ -239,9 +241,6 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
         n_resamples: bootstrap resamples of the interval.
         plot: with ``output``, also draw ``<stem>.png`` (histogram, mean and interval, subfolder means).
         progress: show a progress bar (pairs/s) on stderr.
-        streams: batches run at once, each by its own thread on its share of the
-            torch threads (see :mod:`.streams`); None: one per torch thread on a CPU
-            (at most 4), 1 on a GPU. The numbers do not depend on it.
     Returns:
         a :class:`FolderResult` (on every rank when distributed).
     Raises:
@@ -251,12 +250,11 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     """
     rank, world = _rank_world()
     check_input_range(input_range)
-    for name, value in (("streams", streams), ("workers", workers)):
-        if value is not None and value < (1 if name == "streams" else 0):
-            raise ValueError(f"{name}={value}; use at least {1 if name == 'streams' else 0}")
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers={workers}; use 0 (this process) or more")
     device = resolve_device(device)
-    streams = auto_streams(device) if streams is None else streams
-    workers = (0 if streams > 1 else 2) if workers is None else workers
+    if workers is None:
+        workers = auto_workers() if device.type == "cpu" else 2
     if device.type == "cuda":
         torch.cuda.set_device(device)  # nccl's object collectives run on the current device
     output = Path(output) if output is not None else None
@@ -277,8 +275,8 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
         raise error
     mine = plan.todo[rank::world]
     try:
-        rows, error = _compute(model, plan, mine, output, rank, world, resume, settings, batch_size, workers,
-                               device, input_range, progress, streams), None
+        rows, error = _compute(model, plan, mine, output, rank, world, resume, settings, workers, device,
+                               input_range, progress), None
     except (ImageLoadError, ValueError) as exc:  # every rank must reach the gather, or the others would wait
         rows, error = {}, exc
     gathered = _gather((rows, error), device)
@@ -303,53 +301,49 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
 
 
 def _compute(model: LPIPS, plan: _Plan, mine: list[int], output: Path | None, rank: int, world: int,
-             resume: bool, settings: dict, batch_size: int, workers: int, device: torch.device,
-             input_range: str, progress: bool, streams: int) -> dict[str, str]:
+             resume: bool, settings: dict, workers: int, device: torch.device, input_range: str,
+             progress: bool) -> dict[str, str]:
     """This rank's batches -> {key: value text}, each batch appended to the part file as it finishes."""
     dataset = PairDataset(plan.pairs, plan.sizes)
-
-    def loader(batch_sampler) -> DataLoader:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate_items,
-                          pin_memory=device.type == "cuda", persistent_workers=False)
-
-    def distances(batch: dict) -> list[tuple[str, str]]:
-        if batch["errors"]:
-            raise ImageLoadError(batch["errors"][0])
-        x = to_model_range(batch["images"].to(device, non_blocking=True), input_range)  # (B, 2, H, W, 3)
-        x = x.permute(0, 1, 4, 2, 3)  # (B, 2, 3, H, W), still channels-last memory
-        d = model(x[:, 0], x[:, 1], input_range=input_range).flatten().cpu().tolist()
-        return [(plan.pairs.keys[i], value_text(v)) for i, v in zip(batch["index"].tolist(), d)]
-
     my_batches = [plan.batches[b] for b in mine]
+
+    def rows_of(index: torch.Tensor, distances: list[float]) -> list[tuple[str, str]]:
+        return [(plan.pairs.keys[i], value_text(v)) for i, v in zip(index.tolist(), distances)]
+
+    def on_cpu():  # the workers decode and compute whole batches (none: this process does)
+        threads = max(1, torch.get_num_threads() // max(1, workers))
+        for item in distance_loader(BatchDistances(dataset, model, input_range), my_batches, workers, threads):
+            if item["errors"]:
+                raise ImageLoadError(item["errors"][0])
+            yield rows_of(item["index"], item["distances"])
+
+    def on_gpu():  # the workers decode, this process runs the model
+        loader = DataLoader(dataset, batch_sampler=my_batches, num_workers=workers, collate_fn=collate_items,
+                            pin_memory=True)
+        with torch.inference_mode():
+            for batch in loader:
+                if batch["errors"]:
+                    raise ImageLoadError(batch["errors"][0])
+                x = to_model_range(batch["images"].to(device, non_blocking=True), input_range)  # (B, 2, H, W, 3)
+                x = x.permute(0, 1, 4, 2, 3)  # (B, 2, 3, H, W), channels-last memory
+                yield rows_of(batch["index"], model(x[:, 0], x[:, 1], input_range=input_range).flatten().tolist())
+
     writer = resumable.PartWriter(resumable.part_path(output, rank), settings, resume) if output else None
     n_todo = sum(len(idx) for idx in my_batches)
     desc = "pairs" if world == 1 else f"pairs (rank 0 of {world})"
     bar = progress_bar(total=n_todo, desc=desc, unit="pair", enabled=progress and rank == 0)
     rows: dict[str, str] = {}
-    streams = min(streams, max(1, len(my_batches)))
     try:
-        if streams == 1:  # reference path: one loop, the loader's workers decode ahead
-            with torch.inference_mode():
-                results = (distances(batch) for batch in loader(my_batches))
-                for new in results:
-                    _record(new, rows, writer, bar)
-        else:  # CPU fast path: `streams` batches at once, each decoded and run by its own thread
-            threads = max(1, torch.get_num_threads() // streams)
-            for new in run_in_streams(my_batches, loader, distances, streams, threads):
-                _record(new, rows, writer, bar)
+        for new in (on_cpu() if device.type == "cpu" else on_gpu()):
+            if writer is not None:  # appended as soon as it is done, so a killed run keeps it
+                writer.write(new)
+            rows.update(new)
+            bar.update(len(new))
     finally:
         bar.close()
         if writer is not None:
             writer.close()
     return rows
-
-
-def _record(new: list[tuple[str, str]], rows: dict[str, str], writer, bar) -> None:
-    """One finished batch: appended to the part file (so a killed run keeps it), kept, counted."""
-    if writer is not None:
-        writer.write(new)
-    rows.update(new)
-    bar.update(len(new))
 
 
 def _finish(plan: _Plan, gathered: list[dict[str, str]], output: Path | None, settings: dict,
