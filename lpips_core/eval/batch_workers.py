@@ -4,8 +4,10 @@ On a CPU, one batch on all T cores leaves cores waiting at every layer's barrier
 and decoding the next batch then competes with the trunk for the same cores.
 :func:`distance_loader` instead gives each DataLoader worker whole batches to decode
 *and* run through the metric on ``threads // workers`` torch threads; the main
-process only collects the distances. On 2 cores, AlexNet at 512x512 runs 1.2x faster
-this way than one batch at a time on both threads (``benchmarks/bench_dirs.py``).
+process only collects the distances, and decoding fills whatever the trunk leaves
+idle. On 2 cores, 400 pairs of 512x512 took 64-65 ms a pair this way against 66-69 ms
+computed in the main process with decoding in between; ``benchmarks/bench_dirs.py``
+puts the whole command at 1.12x the trunk alone.
 
 Processes, not threads: two Python threads running the same model for the first
 time gave different float32 distances for the same pair (up to 7e-4; oneDNN's lazy
