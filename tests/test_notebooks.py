@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,9 @@ def _run_install_cell(src: str, importable: bool) -> list:
 
     class FakeShell:
         def run_line_magic(self, name, line, *args):
-            calls.append((name, line))
+            # IPython expands {expr} in a magic's line from the caller's namespace (var_expand)
+            caller = sys._getframe(1)
+            calls.append((name, line.format_map({**caller.f_globals, **caller.f_locals})))
 
     real_import = builtins.__import__
     attempts = {"n": 0}
