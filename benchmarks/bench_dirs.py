@@ -221,11 +221,13 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
 # --------------------------------------------------------------------------- parent
 def ours_setup(args) -> str:
     """How ``lpips-core dirs`` was run, for the table: batch size and workers."""
-    from lpips_core.eval.batch_workers import auto_workers
+    import torch
 
-    cpu = args.device == "cpu"
-    workers = (auto_workers(args.threads) if cpu else 2) if args.workers == "auto" else int(args.workers)
-    what = "computing" if cpu else "decoding"
+    from lpips_core.eval.batch_workers import default_workers
+
+    device = torch.device(args.device)
+    workers = default_workers(device, args.threads) if args.workers == "auto" else int(args.workers)
+    what = "computing" if device.type == "cpu" else "decoding"
     return f"b{args.batch_size}, {workers} {what} worker{'s' * (workers != 1)}"
 
 

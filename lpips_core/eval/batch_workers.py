@@ -35,6 +35,17 @@ def auto_workers(threads: int | None = None) -> int:
     return 0 if threads <= 1 else min(threads, MAX_AUTO_WORKERS)
 
 
+def default_workers(device: torch.device, threads: int | None = None) -> int:
+    """``dirs``'s DataLoader workers: computing ones on a CPU (:func:`auto_workers`), 2 decoding ones on a GPU."""
+    return auto_workers(threads) if device.type == "cpu" else 2
+
+
+def pair_distances(model: torch.nn.Module, images: torch.Tensor, input_range: str = "-1,1") -> torch.Tensor:
+    """(B, 2, H, W, 3) uint8 pairs (as the pair datasets give them, any device) -> (B,) distances."""
+    x = to_model_range(images, input_range).permute(0, 1, 4, 2, 3)  # (B, 2, 3, H, W), channels-last memory
+    return model(x[:, 0], x[:, 1], input_range=input_range).flatten()
+
+
 class BatchDistances(Dataset):
     """Item ``idx`` (a list of pair indices) -> that batch's distances, computed when the item is loaded.
 
@@ -56,8 +67,7 @@ class BatchDistances(Dataset):
         if batch["errors"]:
             return {"index": batch["index"], "errors": batch["errors"]}
         with torch.inference_mode():
-            x = to_model_range(batch["images"], self.input_range).permute(0, 1, 4, 2, 3)  # (B, 2, 3, H, W)
-            d = self.model(x[:, 0], x[:, 1], input_range=self.input_range).flatten()
+            d = pair_distances(self.model, batch["images"], self.input_range)
         return {"index": batch["index"], "distances": d.tolist(), "errors": []}
 
 

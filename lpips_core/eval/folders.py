@@ -30,13 +30,13 @@ from torch.utils.data import DataLoader
 from .. import __version__
 from ..data.images import ImageLoadError
 from ..data.pairs import (PairDataset, PairList, SizePlan, check_input_range, collate_items, header_size,
-                          match_pairs, plan_size, size_batches, to_model_range)
+                          match_pairs, plan_size, size_batches)
 from ..files import write_csv, write_json
 from ..model import LPIPS, MIN_INPUT_SIZE
 from ..progress import progress_bar
 from . import plots, resumable
 from .stats import bootstrap_ci
-from .batch_workers import BatchDistances, auto_workers, distance_loader
+from .batch_workers import BatchDistances, default_workers, distance_loader, pair_distances
 
 HEADER = ("path", "distance")
 
@@ -253,8 +253,7 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     if workers is not None and workers < 0:
         raise ValueError(f"workers={workers}; use 0 (this process) or more")
     device = resolve_device(device)
-    if workers is None:
-        workers = auto_workers() if device.type == "cpu" else 2
+    workers = default_workers(device) if workers is None else workers
     if device.type == "cuda":
         torch.cuda.set_device(device)  # nccl's object collectives run on the current device
     output = Path(output) if output is not None else None
@@ -324,9 +323,8 @@ def _compute(model: LPIPS, plan: _Plan, mine: list[int], output: Path | None, ra
             for batch in loader:
                 if batch["errors"]:
                     raise ImageLoadError(batch["errors"][0])
-                x = to_model_range(batch["images"].to(device, non_blocking=True), input_range)  # (B, 2, H, W, 3)
-                x = x.permute(0, 1, 4, 2, 3)  # (B, 2, 3, H, W), channels-last memory
-                yield rows_of(batch["index"], model(x[:, 0], x[:, 1], input_range=input_range).flatten().tolist())
+                d = pair_distances(model, batch["images"].to(device, non_blocking=True), input_range)
+                yield rows_of(batch["index"], d.tolist())
 
     writer = resumable.PartWriter(resumable.part_path(output, rank), settings, resume) if output else None
     n_todo = sum(len(idx) for idx in my_batches)
