@@ -16,6 +16,7 @@ Pillow.
 """
 from __future__ import annotations
 
+import io
 import os
 import warnings
 import zlib
@@ -57,12 +58,14 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageLoadError(f"{path}: no such image file")
+    data = None
     if pyspng is not None and path.suffix.lower() == ".png":  # fast path: the same pixels as below
-        arr = _load_plain_png(path)
+        data = path.read_bytes()
+        arr = _load_plain_png(data)
         if arr is not None:
             return arr
-    try:
-        with Image.open(path) as im:
+    try:  # the bytes already read are not read again
+        with Image.open(io.BytesIO(data) if data is not None else path) as im:
             im.seek(0)
             im.load()
             im = ImageOps.exif_transpose(im)
@@ -114,9 +117,8 @@ def _is_plain_png(data: bytes) -> bool:
     return False
 
 
-def _load_plain_png(path: Path) -> np.ndarray | None:
-    """(H, W, 3) uint8 through libspng, or None to let Pillow decode (and explain any damage)."""
-    data = path.read_bytes()
+def _load_plain_png(data: bytes) -> np.ndarray | None:
+    """A PNG file's bytes -> (H, W, 3) uint8 through libspng, or None to let Pillow decode (and explain damage)."""
     if not _is_plain_png(data):
         return None
     try:
