@@ -297,7 +297,7 @@ def plot_agreement_by_margin(margin: dict, path, note: str = "", subsets: list[s
             ax.errorbar(x + shift, y, yerr=[y - lo, hi - y], marker="o", ms=3, lw=1, capsize=2,
                         color=cmap(i), label=m)
             if i == 0:
-                ax.plot(x, [100 * r["oracle"] for r in rows], "k--", lw=0.8, label="oracle bound")
+                ax.plot(x, [100 * r["oracle"] for r in rows], "k--", lw=0.8, label=f"oracle bound ({m}'s bins)")
         ax.axhline(50, color="grey", lw=0.5)
         ax.set(title=s, xlabel="|d0 - d1| / (d0 + d1)", ylim=(40, 100))
         ax.grid(alpha=0.3)
