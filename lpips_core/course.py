@@ -18,9 +18,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from .files import stored_file, stored_file_hint
 
-__all__ = ["glue", "human_data_dir", "stored_json"]
+__all__ = ["glue", "glue_score", "glue_test", "human_data_dir", "stored_json"]
 
 
 def stored_json(relpath: str) -> dict | None:
@@ -52,10 +55,37 @@ def glue(name: str, value: Any) -> Any:
     In the book a Markdown cell writes ``{glue:text}`name:.1f``` and MyST-NB pastes the value
     stored in this cell's output, so the prose cannot drift from the computation. Without
     ``myst_nb`` (a Colab kernel) nothing is recorded: the notebook's Markdown shows the role.
+    NumPy and one-element torch scalars are stored as Python numbers (their repr,
+    ``np.float64(0.9)``, would not format).
     """
+    if isinstance(value, np.generic) or (isinstance(value, torch.Tensor) and value.numel() == 1):
+        value = value.item()
     try:
         from myst_nb import glue as record
     except ImportError:
         return value
     record(name, value, display=False)
     return value
+
+
+def glue_score(name: str, cell: dict, scale: float = 100.0) -> None:
+    """Glue a score with its interval: ``name`` (the value), ``name_lo``, ``name_hi``, times ``scale``.
+
+    Args:
+        cell: {'score' or 'value', 'ci': [low, high]} as the evaluation functions return them.
+    """
+    value = cell["score"] if "score" in cell else cell["value"]
+    glue(name, scale * float(value))
+    glue(f"{name}_lo", scale * float(cell["ci"][0]))
+    glue(f"{name}_hi", scale * float(cell["ci"][1]))
+
+
+def glue_test(name: str, test: dict, scale: float = 100.0) -> None:
+    """Glue a paired test: ``name`` (difference), ``name_lo``, ``name_hi`` (times ``scale``) and ``name_p``,
+    the p-value as text (``'p = 0.20'``, or ``'p < 0.001'`` at the resampling floor)."""
+    from .eval.stats import format_p
+
+    glue(name, scale * float(test["difference"]))
+    glue(f"{name}_lo", scale * float(test["ci"][0]))
+    glue(f"{name}_hi", scale * float(test["ci"][1]))
+    glue(f"{name}_p", format_p(test["p_value"], test.get("n_resamples", 10_000)))

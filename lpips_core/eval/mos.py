@@ -283,6 +283,29 @@ def _fmt(c: dict) -> str:
     return f"{c['value']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def summary_table(results: dict, metrics: Sequence[str] | None = None, per_group: bool = False) -> str:
+    """A compact Markdown table of an :func:`evaluate_mos` result: SROCC, KROCC and PLCC with intervals,
+    or (``per_group``) pooled SROCC beside each group's.
+
+    Args:
+        metrics: rows to show, in order (default: all).
+    """
+    names = [m for m in (metrics or results["metrics"]) if m in results["metrics"]]
+    if per_group and results.get("groups"):
+        groups = list(results["groups"])
+        head = "| metric | pooled SROCC | " + " | ".join(f"{g} ({results['group_n'][g]})" for g in groups) + " |"
+        lines = [head, "|---" * (len(groups) + 2) + "|"]
+        for m in names:
+            lines.append(f"| {m} | {_fmt(results['metrics'][m]['srocc'])} | "
+                         + " | ".join(f"{results['groups'][g][m]['srocc']['value']:.3f}" for g in groups) + " |")
+    else:
+        lines = ["| metric | SROCC [95% CI] | KROCC [95% CI] | PLCC [95% CI] |", "|---|---|---|---|"]
+        for m in names:
+            r = results["metrics"][m]
+            lines.append(f"| {m} | {_fmt(r['srocc'])} | {_fmt(r['krocc'])} | {_fmt(r['plcc'])} |")
+    return "\n".join(lines) + f"\n\nIntervals resample {_resampled(results)}.\n"
+
+
 def mos_markdown(results: dict) -> str:
     """Tables: metric x (SROCC, KROCC, PLCC) pooled, SROCC per group, paired tests; each with 95% intervals."""
     groups = results.get("groups") or {}

@@ -20,6 +20,7 @@ licence allows evaluation and cross-validated experiments, not released weights.
 """
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,11 +248,12 @@ def calibrate_on_live(table: str | Path, net: str = "alex", n_folds: int = 7, he
 def summary(result: CalibrationResult, table: str | Path = "", n_resamples: int = 1000) -> dict:
     """What the course shows: folds, held-out scores (scenes resampled) and the paired differences."""
     trained = [m for m in result.models if m not in (NET, OFFICIAL)]
+    pairs = ([(t, OFFICIAL) for t in trained] + [(t, NET) for t in trained] + [(OFFICIAL, NET)]
+             + list(itertools.combinations(trained, 2)))
     tests: dict = {}
     for subset in (None, "cross"):
-        key = subset or "all"
-        tests[key] = {f"{a} - {b}": result.paired(a, b, subset, n_resamples=10 * n_resamples)
-                      for a, b in [(t, OFFICIAL) for t in trained] + [(t, NET) for t in trained] + [(OFFICIAL, NET)]}
+        tests[subset or "all"] = {f"{a} - {b}": result.paired(a, b, subset, n_resamples=10 * n_resamples)
+                                  for a, b in pairs}
     return {"table": str(table), "note": ("Judgments DERIVED FROM HUMAN DMOS RATINGS (LIVE IQA Release 2, 237 "
                                           "images of 29 scenes) by Thurstone case III; held-out scenes only."),
             "result": result.to_json(), "folds": result.folds(), "heads": {k: dict(v) for k, v in HEADS.items()},
