@@ -49,8 +49,8 @@ def human_data_dir() -> Path:
     return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def glue(name: str, value: Any) -> Any:
-    """Record ``value`` under ``name`` for the book's prose, and return it.
+def glue(name: str, value: Any) -> None:
+    """Record ``value`` under ``name`` for the book's prose.
 
     In the book a Markdown cell writes ``{glue:text}`name:.1f``` and MyST-NB pastes the value
     stored in this cell's output, so the prose cannot drift from the computation. Without
@@ -63,9 +63,8 @@ def glue(name: str, value: Any) -> Any:
     try:
         from myst_nb import glue as record
     except ImportError:
-        return value
+        return
     record(name, value, display=False)
-    return value
 
 
 def glue_score(name: str, cell: dict, scale: float = 100.0) -> None:

@@ -218,3 +218,30 @@ def test_training_on_cached_triplets_equals_the_fast_path(tmp_path):
         assert torch.equal(a.conv.weight, b.conv.weight)
     with pytest.raises(ValueError, match="net='vgg'"):
         Trainer(TrainConfig(**{**config, "net": "vgg"}), CachedTriplets(cache, "alex")).fit()
+
+
+def test_stored_results_keep_the_promises_the_book_reads():
+    """The stored results the chapters load: no scene on both sides of a calibration fold, no score
+    above the oracle bound, intervals that resample scenes (no ../shared needed)."""
+    import json
+
+    from conftest import REPO
+
+    from lpips_core.studies.calibration import CalibrationResult
+
+    calib = json.loads((REPO / "results" / "live_calibration" / "results.json").read_text())
+    result = CalibrationResult.from_json(calib["result"])
+    for f in range(int(result.fold.max()) + 1):
+        assert not set(result.scene[result.fold == f]) & set(result.scene[result.fold != f]), f
+    assert np.all(np.isfinite(np.concatenate([result.d0[m] for m in result.models])))
+    pub = json.loads((REPO / "results" / "bapps_val_published" / "results.json").read_text())
+    for model, row in pub["2afc"].items():
+        for s in SUBSETS:
+            assert row[s]["score"] <= pub["oracle_bound"][s]["score"], (model, s)
+    der = json.loads((REPO / "results" / "live_2afc" / "results.json").read_text())
+    for label in ("h", "h_majority"):
+        bound = der["reference_rows"][label]["oracle bound"]
+        for model, row in der["2afc"][label].items():
+            assert all(row[s]["score"] <= bound[s]["score"] + 1e-12 for s in der["subsets"]), (label, model)
+    for name in ("live_jpeg", "live_three_types"):
+        assert json.loads((REPO / "results" / name / "results.json").read_text())["resampled"] == "scenes"

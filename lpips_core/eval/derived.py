@@ -120,6 +120,8 @@ def score_from_mos(manifest_csv: str | Path, mos_results_json: str | Path, out_d
     results: dict = {"triplets": str(manifest_csv), "mos_results": str(mos_results_json), "note": NOTE,
                      "n_triplets": len(manifest), "n_resamples": n_resamples, "2afc": {}, "reference_rows": {},
                      "scene_tests": {}, "scenes": scenes,
+                     # how sharp the model's judgments are: the share of near-certain triplets
+                     "h_sharp": float(np.mean([r["h"] < 0.05 or r["h"] > 0.95 for r in manifest])),
                      "n_scenes": {s: len({r["reference"] for r in manifest if r["subset"] == s})
                                   for s in dict.fromkeys(r["subset"] for r in manifest)}}
     md = [f"# 2AFC on LIVE triplets derived from DMOS ({len(manifest)} triplets)", "", f"> {NOTE}", ""]
