@@ -174,6 +174,14 @@ def fp32_peak(device: str, threads: int) -> dict:
     return info
 
 
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``), or the platform's word for it."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def bf16_support(device: str) -> tuple[bool, str]:
     if device == "cuda":
         ok = torch.cuda.is_bf16_supported()
@@ -613,7 +621,8 @@ def main(argv=None) -> None:
     out = Path(args.out)
     stem = f"inference_{dev}"
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "torch": torch.__version__,
-            "device": dev, "threads": torch.get_num_threads(), "reps": reps, "quick": args.quick,
+            "device": dev, "cpu": cpu_model(), "threads": torch.get_num_threads(), "reps": reps,
+            "quick": args.quick,
             "fp32_peak": peak, "bf16_native": bf16_support(dev)[0], "load_average_end": machine_load(),
             "wait_quiet_s": WAIT_QUIET, "quiet_stats": QUIET_STATS,
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -13,8 +13,11 @@ For AlexNet and SqueezeNet it scores, with every channel weight 1 (the paper's
 * the same architecture with PyTorch's default random initialisation, three seeds,
 
 plus LPIPS v0.1 (the trained trunk with its learned weights), and reports the
-Spearman correlation (SROCC) with DMOS pooled over all 237 images, with a
-paired-bootstrap 95% interval, and per distortion type. Writes
+Spearman correlation (SROCC) with DMOS pooled over all 237 images, with a 95%
+interval that resamples whole reference scenes (29), per distortion type, and
+paired tests (scenes resampled) of each trained trunk against its random ones
+and against LPIPS. ``--rescore`` recomputes the statistics from the stored
+distances without running a trunk. Writes
 ``results/random_trunks_live/{results.json,results.md,srocc.png}``.
 
 Evaluation only: the ratings are never used to fit anything.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -37,8 +41,8 @@ sys.path.insert(0, str(REPO))
 
 import lpips_core  # noqa: E402
 from lpips_core.eval.distances import LPIPSDistance  # noqa: E402
-from lpips_core.eval.mos import compute_mos_distances, read_mos_csv  # noqa: E402
-from lpips_core.eval.stats import mos_correlations  # noqa: E402
+from lpips_core.eval.mos import compute_mos_distances, read_mos_csv, scene_of  # noqa: E402
+from lpips_core.eval.stats import cluster_correlation_test, format_p, mos_correlations  # noqa: E402
 from lpips_core.files import pyplot, save_figure, write_json, write_text  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -58,11 +62,32 @@ def metrics(nets: list[str]) -> dict[str, LPIPSDistance]:
     return out
 
 
+def score(distances: dict[str, np.ndarray], dmos: np.ndarray, types: np.ndarray, scenes: np.ndarray,
+          nets: list[str]) -> dict:
+    """Pooled SROCC with scene-resampled intervals, per-type SROCC, and paired tests (scenes resampled):
+    each trunk's trained "net" against each of its random trunks and against LPIPS."""
+    out: dict = {"metrics": {}, "paired": {}}
+    for name, d in distances.items():
+        pooled = mos_correlations(d, dmos, clusters=scenes)["srocc"]
+        per_type = {t: float(stats.spearmanr(d[types == t], dmos[types == t]).statistic)
+                    for t in sorted(set(types))}
+        out["metrics"][name] = {"srocc": pooled["value"], "ci": pooled["ci"], "per_type": per_type,
+                                "distances": np.asarray(d).tolist()}
+    for net in nets:
+        trained = f"{net} trained, net"
+        for other in [f"{net} random #{s}, net" for s in SEEDS] + [f"{net} trained, LPIPS"]:
+            out["paired"][f"{trained} - {other}"] = cluster_correlation_test(
+                distances[trained], distances[other], dmos, scenes, n_resamples=2000)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "live_three_types.csv"))
     p.add_argument("--nets", default="alex,squeeze")
     p.add_argument("-o", "--output", default=str(REPO / "results" / "random_trunks_live"))
+    p.add_argument("--rescore", action="store_true",
+                   help="recompute the statistics from the distances stored in OUTPUT/results.json")
     args = p.parse_args(argv)
     table = Path(args.data)
     rows = read_mos_csv(table, score_column="dmos_realigned")
@@ -70,29 +95,40 @@ def main(argv: list[str] | None = None) -> int:
         kind = {r["distorted"]: r["distortion"] for r in csv.DictReader(f)}
     types = np.array([kind[r.name] for r in rows])
     dmos = np.array([r.score for r in rows])
-    fns = metrics(args.nets.split(","))
-    distances, seconds = compute_mos_distances(rows, fns)
-    results = {"data": f"LIVE Release 2, {len(rows)} images ({', '.join(sorted(set(types)))}), realigned DMOS "
-                       "(real human ratings; evaluation only)",
-               "command": "python data_scripts/random_trunks_on_live.py", "torch": torch.__version__,
-               "metrics": {}}
-    for name, d in distances.items():
-        pooled = mos_correlations(d, dmos)["srocc"]
-        per_type = {t: float(stats.spearmanr(d[types == t], dmos[types == t]).statistic)
-                    for t in sorted(set(types))}
-        results["metrics"][name] = {"srocc": pooled["value"], "ci": pooled["ci"], "per_type": per_type,
-                                    "seconds": seconds[name], "distances": d.tolist()}
-    results["images"] = [r.name for r in rows]
+    scenes = np.array([scene_of(r) for r in rows])
+    nets = args.nets.split(",")
     out = Path(args.output)
+    if args.rescore:
+        stored = json.loads((out / "results.json").read_text())
+        if stored["images"] != [r.name for r in rows]:
+            raise SystemExit(f"{out / 'results.json'} was computed on other images than {table}")
+        distances = {n: np.asarray(m["distances"]) for n, m in stored["metrics"].items()}
+        seconds = {n: m.get("seconds") for n, m in stored["metrics"].items()}
+    else:
+        distances, seconds = compute_mos_distances(rows, metrics(nets))
+    scored = score(distances, dmos, types, scenes, nets)
+    for name, m in scored["metrics"].items():
+        m["seconds"] = seconds[name]
+    results = {"data": f"LIVE Release 2: {len(rows)} of its 779 distorted images ({', '.join(sorted(set(types)))}) "
+                       f"from {len(set(scenes.tolist()))} scenes, realigned DMOS (real human ratings; evaluation "
+                       "only; not comparable with results on all of LIVE)",
+               "command": "python data_scripts/random_trunks_on_live.py", "torch": torch.__version__,
+               "resampled": f"whole reference scenes ({len(set(scenes.tolist()))})", **scored,
+               "images": [r.name for r in rows], "scenes": scenes.tolist()}
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results)
     kinds = sorted(set(types))
     lines = [f"# Trained vs random trunks on LIVE ({len(rows)} images, real human DMOS)", "",
+             f"Intervals resample {results['resampled']}.", "",
              "| metric | SROCC pooled [95% CI] | " + " | ".join(kinds) + " |",
              "|---|---|" + "---|" * len(kinds)]
     for name, m in results["metrics"].items():
         lines.append(f"| {name} | {m['srocc']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}] | "
                      + " | ".join(f"{m['per_type'][k]:.3f}" for k in kinds) + " |")
+    lines += ["", "| paired SROCC difference | [95% CI] | p |", "|---|---|---|"]
+    for name, t in results["paired"].items():
+        lines.append(f"| {name} | {t['difference']:+.3f} [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}] | "
+                     f"{format_p(t['p_value'], t['n_resamples'])} |")
     write_text(out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(results, out / "srocc.png")
@@ -110,7 +146,7 @@ def plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(names) + 1.2))
     ax.barh(names, vals, xerr=err, color=colours)
     ax.invert_yaxis()
-    ax.set(xlabel="SROCC with DMOS, 237 LIVE images (95% CI)", xlim=(0, 1),
+    ax.set(xlabel="SROCC with DMOS, 237 LIVE images (95% CI, scenes resampled)", xlim=(0, 1),
            title="trained (blue) vs random (red) trunks, real human ratings")
     fig.tight_layout()
     save_figure(fig, path, dpi=110)

@@ -444,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate_mos)
 
     p = sub.add_parser("score-published", help="2AFC on real BAPPS judgments from published per-triplet "
-                                               "distances (no images), human ceiling, judge statistics")
+                                               "distances (no images), one judge's agreement and the oracle "
+                                               "bound, agreement by margin, judge statistics")
     p.add_argument("data", help="folder of <model>/<subset>.csv (e.g. ../shared/data/bapps_val_published)")
     p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.md, a figure)")
     p.add_argument("--subsets", nargs="+", default=None, help="only these subsets")

@@ -15,7 +15,7 @@ from .collect import JNDDistances, TwoAFCDistances, collect_2afc, collect_jnd
 from .distances import (DISTSDistance, DistanceFunction, LPIPSDistance, PixelDistance, make_distance,
                         split_features)
 from .reports import (PAPER_2AFC, PAPER_CITATION, correlation_table, judgment_note, markdown_table,
-                      read_distances_csv, write_distances_csv)
+                      paired_table, read_distances_csv, write_distances_csv)
 from .runs import (COMPARE_METRICS, DEFAULT_METRICS, build_metrics, compare_models, compare_report, evaluate,
                    open_datasets)
 from .scores import GROUPS, judgment_correlations, paired_tests, score_2afc_results, score_jnd_results
@@ -23,6 +23,6 @@ from .scores import GROUPS, judgment_correlations, paired_tests, score_2afc_resu
 __all__ = ["score_2afc", "score_jnd", "twoafc_scores", "TraditionalMetrics", "JNDDistances", "TwoAFCDistances",
            "collect_2afc", "collect_jnd", "DISTSDistance", "DistanceFunction", "LPIPSDistance", "PixelDistance",
            "make_distance", "split_features", "PAPER_2AFC", "PAPER_CITATION", "correlation_table",
-           "judgment_note", "markdown_table", "read_distances_csv", "write_distances_csv", "COMPARE_METRICS",
+           "judgment_note", "markdown_table", "paired_table", "read_distances_csv", "write_distances_csv", "COMPARE_METRICS",
            "DEFAULT_METRICS", "build_metrics", "compare_models", "compare_report", "evaluate", "open_datasets",
            "GROUPS", "judgment_correlations", "paired_tests", "score_2afc_results", "score_jnd_results"]

@@ -42,7 +42,7 @@ from .distances import DistanceFunction
 from .mos_cache import DistanceCache, seed_from_results
 from .reports import signature_lines
 from .runs import build_metrics
-from .stats import mos_correlations, paired_correlation_test
+from .stats import cluster_correlation_test, format_p, mos_correlations, paired_correlation_test
 
 MOS_METRICS = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "psnr", "ssim", "ms_ssim", "dists", "l2_lab")
 #: Every metric the three-type LIVE table is scored with (``--metrics all``).
@@ -283,6 +283,29 @@ def _fmt(c: dict) -> str:
     return f"{c['value']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def summary_table(results: dict, metrics: Sequence[str] | None = None, per_group: bool = False) -> str:
+    """A compact Markdown table of an :func:`evaluate_mos` result: SROCC, KROCC and PLCC with intervals,
+    or (``per_group``) pooled SROCC beside each group's.
+
+    Args:
+        metrics: rows to show, in order (default: all).
+    """
+    names = [m for m in (metrics or results["metrics"]) if m in results["metrics"]]
+    if per_group and results.get("groups"):
+        groups = list(results["groups"])
+        head = "| metric | pooled SROCC | " + " | ".join(f"{g} ({results['group_n'][g]})" for g in groups) + " |"
+        lines = [head, "|---" * (len(groups) + 2) + "|"]
+        for m in names:
+            lines.append(f"| {m} | {_fmt(results['metrics'][m]['srocc'])} | "
+                         + " | ".join(f"{results['groups'][g][m]['srocc']['value']:.3f}" for g in groups) + " |")
+    else:
+        lines = ["| metric | SROCC [95% CI] | KROCC [95% CI] | PLCC [95% CI] |", "|---|---|---|---|"]
+        for m in names:
+            r = results["metrics"][m]
+            lines.append(f"| {m} | {_fmt(r['srocc'])} | {_fmt(r['krocc'])} | {_fmt(r['plcc'])} |")
+    return "\n".join(lines) + f"\n\nIntervals resample {_resampled(results)}.\n"
+
+
 def mos_markdown(results: dict) -> str:
     """Tables: metric x (SROCC, KROCC, PLCC) pooled, SROCC per group, paired tests; each with 95% intervals."""
     groups = results.get("groups") or {}
@@ -295,8 +318,8 @@ def mos_markdown(results: dict) -> str:
         lines.append(f"| {m} | {_fmt(r['srocc'])} | {_fmt(r['krocc'])} | {_fmt(r['plcc'])} | {r['seconds']:.1f} |")
     lines += ["", f"Correlations are of each metric as a distance (PSNR as -PSNR, SSIM/MS-SSIM as 1 - value) "
               f"with the score; {results['direction']}. Intervals: paired percentile bootstrap, "
-              f"{results['n_resamples']} resamples, the logistic refitted in each. Seconds: computed in "
-              f"this run (0 where every distance came from the cache).", ""]
+              f"{results['n_resamples']} resamples of {_resampled(results)}, the logistic refitted in each. "
+              f"Seconds: computed in this run (0 where every distance came from the cache).", ""]
     if groups:
         names = list(groups)
         lines += [f"#### SROCC per {results['group_column']} [95% CI]", "",
@@ -318,19 +341,48 @@ def mos_markdown(results: dict) -> str:
         for a, row in tests.items():
             for b, t in row.items():
                 lo, hi = t["ci"]
-                lines.append(f"| {a} | {b} | {t['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] | {t['p_value']:.4f} |")
-        lines += ["", f"Images resampled together ({results['n_resamples']} resamples); positive = LPIPS "
-                  "ranks the images closer to the human ordering.", ""]
+                lines.append(f"| {a} | {b} | {t['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
+                             f"{format_p(t['p_value'], t.get('n_resamples', results['n_resamples']))} |")
+        lines += ["", f"{_resampled(results).capitalize()} resampled, the two metrics kept paired "
+                  f"({results['n_resamples']} resamples); positive = LPIPS ranks the images closer to the "
+                  "human ordering.", ""]
     if results.get("skipped"):
         lines.append("Skipped: " + "; ".join(f"{k} ({v})" for k, v in results["skipped"].items()) + "\n")
     return "\n".join(lines)
 
 
-def _note(table: Path, groups: Sequence[str], max_side: int | None) -> str:
+def scene_of(row: MOSRow) -> str:
+    """The reference scene of a rated image: its reference's file name without extension.
+
+    LIVE keeps the same photograph in two folders (JPEG and blur/noise); by name they are one scene.
+    """
+    return row.reference.stem
+
+
+def _resampled(results: dict) -> str:
+    if results.get("resampled", "images") == "scenes":
+        return f"whole reference scenes ({results.get('n_scenes', '?')})"
+    return "single images"
+
+
+#: LIVE IQA Release 2 rates 779 distorted images of 29 references (5 distortion types).
+LIVE_RELEASE2_IMAGES = 779
+
+
+def _note(table: Path, rows: Sequence[MOSRow], max_side: int | None) -> str:
+    """What the ratings are; for LIVE, which part of it (so nobody compares it with full-LIVE numbers)."""
+    groups: dict[str, set] = {}
+    counts: dict[str, int] = {}
+    for r in rows:
+        g = r.group or "jpeg"
+        groups.setdefault(g, set()).add(scene_of(r))
+        counts[g] = counts.get(g, 0) + 1
     if "live" in str(table).lower():
-        what = (f"LIVE IQA Release 2, {', '.join(groups)} on one realigned DMOS scale" if len(groups) > 1
-                else "LIVE IQA Release 2, JPEG subset")
-        text = f"Real human ratings ({what}; evaluation only). "
+        parts = ", ".join(f"{counts[g]} {g} from {len(groups[g])} scenes" for g in groups)
+        scale = " on one realigned DMOS scale" if len(groups) > 1 else ""
+        text = (f"Real human ratings (LIVE IQA Release 2: {len(rows)} of its {LIVE_RELEASE2_IMAGES} distorted "
+                f"images, {parts}{scale}; evaluation only). Not comparable with results published on all of "
+                "LIVE. ")
     else:
         text = "Ratings as stored in the table. "
     return text + ("Full-size images." if max_side is None else f"Images downscaled to a longer side of {max_side} px.")
@@ -346,7 +398,7 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
                  limit: int | None = None, device: str = "cpu", progress: bool = True,
                  fns: Mapping[str, DistanceFunction] | None = None, verbose: bool = True,
                  group_column: str | None = "auto", cache: str | Path | DistanceCache | None = None,
-                 paired: bool = True) -> dict:
+                 paired: bool = True, resample: str = "scenes") -> dict:
     """Correlate every metric with subjective scores; write results.json, results.md, mos_scatter.png.
 
     Args:
@@ -360,10 +412,15 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
             reported pooled and per group. 'auto': 'distortion' when the table has it; None: no groups.
         cache: a :class:`DistanceCache` or its JSON path: per-image distances read and written there.
         paired: also test each LPIPS metric against each traditional one on the pooled set.
+        resample: 'scenes' (default): intervals and paired tests resample whole reference scenes
+            (the distorted versions of one photograph are not independent ratings); 'images': single
+            images, as if every rating were independent (narrower, and too optimistic).
     Returns:
         {'metrics': {name: {'srocc', 'krocc', 'plcc', 'logistic', 'seconds'}}, 'groups': {group: {name:
         {...}}}, 'paired_tests', 'distances', ...}.
     """
+    if resample not in ("scenes", "images"):
+        raise ValueError(f"resample={resample!r}: use 'scenes' or 'images'")
     table = resolve_table(data)
     header = _table_header(table)
     if group_column == "auto":
@@ -383,37 +440,44 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
     dists, seconds = compute_mos_distances(rows, fns, max_side=max_side, progress=progress, cache=cache)
     scores = np.array([r.score for r in rows])
     labels = np.array([r.group for r in rows])
+    scenes = np.array([scene_of(r) for r in rows])
+    clusters = scenes if resample == "scenes" else None
     group_names = list(dict.fromkeys(labels.tolist())) if group_column else []
     worse_is_higher = "dmos" in score_column.lower()
     results = {
         "table": str(table), "score_column": score_column, "n": len(rows), "max_side": max_side,
-        "note": _note(table, group_names, max_side),
+        "note": _note(table, rows, max_side),
         "direction": ("DMOS: higher = worse, so a good distance has positive correlations" if worse_is_higher
                       else "a MOS (higher = better) gives a good distance negative SROCC/KROCC"),
-        "n_resamples": n_resamples, "skipped": skipped, "metrics": {}, "seconds_total": 0.0,
+        "n_resamples": n_resamples, "resampled": resample, "n_scenes": len(set(scenes.tolist())),
+        "skipped": skipped, "metrics": {}, "seconds_total": 0.0,
         "group_column": group_column, "group_n": {g: int(np.sum(labels == g)) for g in group_names},
         "groups": {}, "paired_tests": {},
-        "distances": {"ids": [r.name for r in rows], "score": scores.tolist(),
+        "distances": {"ids": [r.name for r in rows], "score": scores.tolist(), "scene": scenes.tolist(),
                       **({"group": labels.tolist()} if group_column else {}),
                       **{m: d.tolist() for m, d in dists.items()}},
     }
     for m, d in dists.items():
-        res = mos_correlations(d, scores, n_resamples=n_resamples)
+        res = mos_correlations(d, scores, n_resamples=n_resamples, clusters=clusters)
         res["seconds"] = seconds[m]
-        res["label"] = fns[m].label
+        res["label"], res["kind"] = fns[m].label, fns[m].kind
         sig = getattr(fns[m], "signature", None)  # how the number was computed (issue 14)
         res["signature"] = sig("native" if max_side is None else f"longer-side-{max_side}") if callable(sig) else None
         results["metrics"][m] = res
     if len(group_names) > 1:
         for g in group_names:
             mask = labels == g
-            results["groups"][g] = {m: mos_correlations(d[mask], scores[mask], n_resamples=n_resamples)
+            results["groups"][g] = {m: mos_correlations(d[mask], scores[mask], n_resamples=n_resamples,
+                                                        clusters=None if clusters is None else clusters[mask])
                                     for m, d in dists.items()}
     if paired:
         trad = [m for m in dists if fns[m].kind == "traditional"]
         for a in (m for m in dists if fns[m].kind == "lpips"):
-            results["paired_tests"][a] = {b: paired_correlation_test(dists[a], dists[b], scores,
-                                                                     n_resamples=n_resamples) for b in trad}
+            results["paired_tests"][a] = {
+                b: (cluster_correlation_test(dists[a], dists[b], scores, clusters, n_resamples=n_resamples)
+                    if clusters is not None else
+                    paired_correlation_test(dists[a], dists[b], scores, n_resamples=n_resamples))
+                for b in trad}
     results["seconds_total"] = time.perf_counter() - t0
     text = mos_markdown(results) + "\n" + signature_lines(results["metrics"])
     if out_dir is not None:

@@ -273,6 +273,75 @@ def plot_mos_scatter_grid(preds: dict, scores: np.ndarray, path, logistic: dict 
     plt.close(fig)
 
 
+def plot_agreement_by_margin(margin: dict, path, note: str = "", subsets: list[str] | None = None) -> None:
+    """People's agreement with a metric against the metric's relative margin, one panel per subset.
+
+    Args:
+        margin: {model: {subset: [bin rows]}} from :func:`lpips_core.eval.published.margin_tables`
+            (rows with 'low', 'high', 'n', 'agreement', 'ci', 'oracle'; scores in [0, 1]).
+        subsets: panels to draw (default: every subset, 'all' first).
+    """
+    models = list(margin)
+    first = margin[models[0]]
+    subsets = subsets or (["all"] + [s for s in first if s != "all"])
+    plt, fig, axes = _grid(len(subsets), width=3.3, height=2.9)
+    cmap = plt.get_cmap("tab10")
+    for ax, s in zip(axes, subsets):
+        for i, m in enumerate(models):
+            rows = [r for r in margin[m][s] if r["n"]]
+            x = np.array([(r["low"] + r["high"]) / 2 for r in rows])
+            y = np.array([100 * r["agreement"] for r in rows])
+            lo = np.array([100 * r["ci"][0] for r in rows])
+            hi = np.array([100 * r["ci"][1] for r in rows])
+            shift = (i - (len(models) - 1) / 2) * 0.008  # side by side, not on top of each other
+            ax.errorbar(x + shift, y, yerr=[y - lo, hi - y], marker="o", ms=3, lw=1, capsize=2,
+                        color=cmap(i), label=m)
+            if i == 0:
+                ax.plot(x, [100 * r["oracle"] for r in rows], "k--", lw=0.8, label=f"oracle bound ({m}'s bins)")
+        ax.axhline(50, color="grey", lw=0.5)
+        ax.set(title=s, xlabel="|d0 - d1| / (d0 + d1)", ylim=(40, 100))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("people agreeing (%)")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    _footnote(fig, note)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_paired_differences(tests: dict, path, title: str = "paired differences", note: str = "",
+                            scale: float = 100.0, unit: str = "points") -> None:
+    """Forest plot of paired differences with their intervals, one panel per group of tests.
+
+    Args:
+        tests: {panel: {comparison: {'difference', 'ci': (low, high)}}} (e.g. from
+            :func:`lpips_core.eval.stats.cluster_bootstrap_test`); values are multiplied by ``scale``.
+    """
+    plt = pyplot()
+    panels = list(tests)
+    rows = max(len(tests[p]) for p in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.45 * rows + 1.2), squeeze=False,
+                             sharey=True)
+    for ax, panel in zip(axes[0], panels):
+        names = list(tests[panel])
+        y = np.arange(len(names))[::-1]
+        diff = np.array([scale * tests[panel][n]["difference"] for n in names])
+        lo = np.array([scale * tests[panel][n]["ci"][0] for n in names])
+        hi = np.array([scale * tests[panel][n]["ci"][1] for n in names])
+        excludes = (lo > 0) | (hi < 0)
+        ax.errorbar(diff, y, xerr=[diff - lo, hi - diff], fmt="none", ecolor="grey", capsize=3)
+        ax.scatter(diff, y, c=np.where(excludes, "C3", "C0"), zorder=3, s=18)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(y, names, fontsize=7)
+        ax.set(title=panel, xlabel=f"difference ({unit})")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _footnote(fig, note)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
 def plot_training_history(history: list[dict], path: str | os.PathLike) -> None:
     """Loss, 2AFC agreement (train and validation) and learning rate per epoch, as three panels.
 

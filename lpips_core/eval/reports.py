@@ -11,8 +11,10 @@ import numpy as np
 from ..files import write_csv
 from .collect import TwoAFCDistances
 from .scores import GROUPS
+from .stats import format_p
 
 #: The paper's 2AFC agreement (%), poster table; DESIGN.md section 3. Cited, not reproduced.
+#: "human" is one judge's agreement with the panel, not a ceiling (see ``published.oracle_bound``).
 PAPER_2AFC = {
     "human": {"trad_cnn": 82.6, "real_algs": 69.5},
     "l2_lab": {"trad_cnn": 68.9}, "ssim": {"trad_cnn": 69.7}, "fsimc": {"trad_cnn": 70.0},
@@ -169,4 +171,25 @@ def signature_lines(metrics: dict) -> str:
     """results.md's list of the metrics' signatures."""
     lines = ["Signatures (how each number was computed):", ""]
     lines += [f"- `{k}`: `{m['signature']}`" for k, m in metrics.items() if m.get("signature")]
+    return "\n".join(lines) + "\n"
+
+
+def paired_table(tests: Mapping[str, dict], title: str = "", scale: float = 100.0) -> str:
+    """Paired tests as a Markdown table: difference, 95% interval and p (``p < 1/B`` at the floor).
+
+    Args:
+        tests: {'a - b': {'difference', 'ci', 'p_value', 'n_resamples'}} (e.g. from
+            :func:`.stats.cluster_bootstrap_test`); values are multiplied by ``scale``
+            (100: 2AFC points; 1: correlation differences).
+    Returns:
+        the table, with a line saying which intervals exclude zero.
+    """
+    digits = 1 if scale >= 100 else 3
+    lines = ([f"**{title}**", ""] if title else []) + ["| comparison | difference [95% CI] | p | interval excludes 0 |",
+                                                     "|---|---|---|---|"]
+    for name, t in tests.items():
+        lo, hi = (scale * v for v in t["ci"])
+        lines.append(f"| {name} | {scale * t['difference']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] | "
+                     f"{format_p(t['p_value'], t.get('n_resamples', 10_000))} | "
+                     f"{'yes' if lo > 0 or hi < 0 else 'no'} |")
     return "\n".join(lines) + "\n"

@@ -20,35 +20,72 @@ def _cell(value: float, ci: tuple[float, float], n: int) -> dict:
 
 
 def score_2afc_results(res: TwoAFCDistances, n_resamples: int = 1000, seed: int = 0,
-                       level: float = 0.95) -> dict:
+                       level: float = 0.95, clusters=None) -> dict:
     """2AFC score per metric and subset with bootstrap intervals, plus subset averages.
 
+    Args:
+        clusters: (N,) cluster of each triplet (e.g. its reference scene): intervals then resample
+            whole clusters (:func:`.stats.cluster_bootstrap_ci`), because triplets built from one
+            photograph are not independent. None: triplets resampled one by one (stratified by
+            subset for the averages).
     Returns:
         {metric: {subset: {'score', 'ci', 'n'}, 'mean': ..., 'trad_cnn': ..., 'real_algs': ...}}
         where 'mean' averages all subsets' scores (each subset weighs the same, as in the paper)
         and the group keys appear when all their subsets are present.
     """
     subsets = list(dict.fromkeys(res.subset.tolist()))
+    groups = {"mean": tuple(subsets)}
+    groups.update({g: members for g, members in GROUPS.items() if all(x in subsets for x in members)})
     out: dict = {}
     for m in res.metrics:
         per = twoafc_scores(res.d0[m], res.d1[m], res.judge)  # (N,) agreement per triplet
         row: dict = {}
         for s in subsets:
             mask = res.subset == s
-            row[s] = _cell(per[mask].mean(), stats.bootstrap_ci(per[mask], level=level, n_resamples=n_resamples,
-                                                          seed=seed), mask.sum())
-        groups = {"mean": tuple(subsets)}
-        groups.update({g: members for g, members in GROUPS.items() if all(x in subsets for x in members)})
+            row[s] = _cell(per[mask].mean(), subset_mean_interval(per[mask], res.subset[mask], None if clusters is None
+                                                       else np.asarray(clusters)[mask], level, n_resamples, seed),
+                           mask.sum())
         for g, members in groups.items():
             if g == "mean" and len(subsets) == 1:
                 row[g] = row[subsets[0]]
                 continue
             mask = np.isin(res.subset, members)
             value = float(np.mean([row[x]["score"] for x in members]))
-            row[g] = _cell(value, stats.stratified_bootstrap_ci(per[mask], res.subset[mask], level=level,
-                                                          n_resamples=n_resamples, seed=seed), mask.sum())
+            row[g] = _cell(value, subset_mean_interval(per[mask], res.subset[mask], None if clusters is None
+                                            else np.asarray(clusters)[mask], level, n_resamples, seed), mask.sum())
         out[m] = row
     return out
+
+
+def _mean_of_subset_means(values: np.ndarray, codes: np.ndarray) -> float:
+    """Mean over subsets of each subset's mean; nan when a resample lost a subset entirely."""
+    present = np.unique(codes)
+    return float(np.mean([values[codes == c].mean() for c in present]))
+
+
+def subset_mean_interval(per: np.ndarray, subset: np.ndarray, clusters=None, level: float = 0.95,
+                         n_resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of the mean of subset means of ``per`` (one subset: of its mean).
+
+    Args:
+        per: (N,) per-triplet values; subset: (N,) subset names.
+        clusters: (N,) cluster labels: resample whole clusters; None: triplets, within each subset.
+    """
+    names = list(dict.fromkeys(subset.tolist()))
+    if clusters is None:
+        if len(names) == 1:
+            return stats.bootstrap_ci(per, level=level, n_resamples=n_resamples, seed=seed)
+        return stats.stratified_bootstrap_ci(per, subset, level=level, n_resamples=n_resamples, seed=seed)
+    codes = np.array([names.index(x) for x in subset.tolist()], dtype=np.float64)
+
+    def statistic(x, c):
+        return _mean_of_subset_means(x, c) if np.unique(c).size == len(names) else float("nan")
+
+    if len(set(np.asarray(clusters).tolist())) < 2:  # one scene: nothing to resample
+        v = float(per.mean())
+        return v, v
+    return stats.cluster_bootstrap_ci(per, statistic, clusters, level=level, n_resamples=n_resamples, seed=seed,
+                                      paired_with=codes)
 
 
 def score_jnd_results(res: JNDDistances, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:

@@ -6,6 +6,11 @@
   paper's "average over subsets"), resampling inside each group.
 * :func:`paired_bootstrap_test`: are two metrics' 2AFC scores on the same
   triplets different? Difference, interval and two-sided p-value.
+* :func:`cluster_bootstrap_test`, :func:`cluster_correlation_test`,
+  :func:`cluster_bootstrap_ci`: the same questions when items come in clusters
+  that are not independent (the distorted versions of one reference scene):
+  whole clusters are resampled, never single items.
+* :func:`format_p`: a bootstrap p-value as text, ``p < 1/B`` at the resampling floor.
 * :func:`correlations`: Pearson, Spearman and Kendall with p-values (``scipy.stats``).
 * :func:`fit_logistic4` / :func:`plcc`: the 4-parameter logistic mapping used
   before the Pearson correlation in image-quality studies (VQEG), and
@@ -120,12 +125,133 @@ def paired_bootstrap_test(scores_a, scores_b, level: float = 0.95, n_resamples: 
         stop = min(start + chunk, n_resamples)
         idx = rng.integers(0, diff.size, size=(stop - start, diff.size))
         boot[start:stop] = diff[idx].mean(axis=1)
+    return {**_test_result(observed, boot, level), "n": int(diff.size)}
+
+
+def _test_result(observed: float, boot: np.ndarray, level: float) -> dict:
+    """Difference, percentile interval and two-sided p-value of a bootstrap distribution.
+
+    The p-value is ``(1 + #{|d* - d| >= |d|}) / (1 + B)``: the distribution shifted to
+    zero, with the +1 correction so that it is never 0; its floor is ``1 / (1 + B)``.
+    """
+    boot = boot[np.isfinite(boot)]
     alpha = (1 - level) / 2
-    extreme = np.sum(np.abs(boot - observed) >= abs(observed) - 1e-15)
-    p = (1 + extreme) / (1 + n_resamples)
-    return {"difference": observed,
+    extreme = int(np.sum(np.abs(boot - observed) >= abs(observed) - 1e-15))
+    return {"difference": float(observed),
             "ci": (float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))),
-            "p_value": float(min(1.0, p)), "n": int(diff.size)}
+            "p_value": float(min(1.0, (1 + extreme) / (1 + boot.size))), "n_resamples": int(boot.size)}
+
+
+def format_p(p_value: float, n_resamples: int) -> str:
+    """A bootstrap p-value as text: ``'p = 0.20'``, or ``'p < 0.001'`` at the floor of B = 1000 resamples.
+
+    No resampled difference as extreme as the observed one gives ``p = 1 / (1 + B)``; all that is
+    known then is that p is below about 1/B, so that is what is printed.
+    """
+    if p_value <= 1.0 / (1 + n_resamples) + 1e-12:
+        return f"p < {1.0 / n_resamples:.2g}"
+    return f"p = {p_value:.2g}" if p_value < 0.01 else f"p = {p_value:.2f}"
+
+
+# --------------------------------------------------------------------------- cluster bootstrap
+def _cluster_index(clusters, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Cluster labels -> (labels in first-seen order, the item indices of each cluster)."""
+    g = np.asarray(clusters).reshape(-1)
+    if g.size != n:
+        raise ValueError(f"clusters ({g.size}) and values ({n}) differ in length")
+    labels = np.array(list(dict.fromkeys(g.tolist())), dtype=object)
+    members = [np.flatnonzero(g == lab) for lab in labels]
+    if len(labels) < 2:
+        raise ValueError(f"a cluster bootstrap needs at least 2 clusters, got {len(labels)}")
+    return labels, members
+
+
+def cluster_draws(n_clusters: int, n_resamples: int, seed: int = 0) -> np.ndarray:
+    """(n_resamples, n_clusters) cluster indices drawn with replacement; the draws every cluster
+    function here uses, so a test can repeat them with a plain loop."""
+    return np.random.default_rng(seed).integers(0, n_clusters, size=(n_resamples, n_clusters))
+
+
+def cluster_bootstrap_test(scores_a, scores_b, clusters, level: float = 0.95, n_resamples: int = 10000,
+                           seed: int = 0) -> dict:
+    """Paired test of ``mean(a) - mean(b)`` resampling whole clusters (e.g. reference scenes).
+
+    Items of one cluster (all the triplets built from one photograph) are not independent,
+    so resampling items makes intervals too narrow. Here each resample draws as many clusters
+    as there are, with replacement, and takes the mean difference over all their items
+    (the pooled mean, as the observed one is).
+
+    Args:
+        scores_a, scores_b: (N,) per-item scores of two metrics on the same items.
+        clusters: (N,) cluster label of each item.
+    Returns:
+        {'difference', 'ci': (low, high), 'p_value', 'n_resamples', 'n', 'clusters'}.
+    """
+    a, b = _vec(scores_a, "scores_a"), _vec(scores_b, "scores_b")
+    if a.shape != b.shape:
+        raise ValueError(f"scores_a ({a.size}) and scores_b ({b.size}) must score the same items")
+    diff = a - b
+    labels, members = _cluster_index(clusters, diff.size)
+    sums = np.array([diff[m].sum() for m in members])  # (K,)
+    counts = np.array([m.size for m in members], dtype=np.float64)
+    draws = cluster_draws(len(labels), n_resamples, seed)  # (B, K)
+    boot = sums[draws].sum(1) / counts[draws].sum(1)
+    return {**_test_result(float(diff.mean()), boot, level), "n": int(diff.size), "clusters": len(labels)}
+
+
+def _resampled_items(members: list[np.ndarray], draws: np.ndarray):
+    """For each row of cluster draws, the concatenated item indices of the drawn clusters."""
+    for row in draws:
+        yield np.concatenate([members[k] for k in row])
+
+
+def cluster_bootstrap_ci(data, statistic: Callable, clusters, level: float = 0.95,
+                         n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                         paired_with=None) -> tuple[float, float]:
+    """Percentile interval of ``statistic`` resampling whole clusters (items of a cluster stay together).
+
+    Args:
+        data: (N,) values; statistic: ``statistic(x) -> float``, or ``statistic(x, y)`` with ``paired_with``.
+        clusters: (N,) cluster label of each item.
+    Returns:
+        (low, high); resamples where the statistic is undefined (nan) are left out.
+    """
+    x = _vec(data, "data")
+    y = None if paired_with is None else _vec(paired_with, "paired_with")
+    _, members = _cluster_index(clusters, x.size)
+    boot = []
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        for idx in _resampled_items(members, cluster_draws(len(members), n_resamples, seed)):
+            boot.append(statistic(x[idx]) if y is None else statistic(x[idx], y[idx]))
+    boot = np.asarray(boot, dtype=np.float64)
+    boot = boot[np.isfinite(boot)]
+    alpha = (1 - level) / 2
+    return float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))
+
+
+def cluster_correlation_test(pred_a, pred_b, mos, clusters, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                             level: float = 0.95) -> dict:
+    """Paired test of ``SROCC(a, mos) - SROCC(b, mos)`` resampling whole clusters (reference scenes).
+
+    As :func:`paired_correlation_test`, but a resample draws clusters with replacement and
+    keeps every image of a drawn cluster, so images of one scene never count as independent.
+
+    Returns:
+        {'difference', 'ci', 'p_value', 'n_resamples', 'n', 'clusters'}.
+    """
+    a, b, y = _vec(pred_a, "pred_a"), _vec(pred_b, "pred_b"), _vec(mos, "mos")
+    if not a.shape == b.shape == y.shape:
+        raise ValueError(f"pred_a ({a.size}), pred_b ({b.size}) and mos ({y.size}) must be the same images")
+    labels, members = _cluster_index(clusters, a.size)
+    observed = float(stats.spearmanr(a, y).statistic - stats.spearmanr(b, y).statistic)
+    boot = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a resample of one constant cluster has no correlation (nan)
+        for idx in _resampled_items(members, cluster_draws(len(labels), n_resamples, seed)):
+            boot.append(stats.spearmanr(a[idx], y[idx]).statistic - stats.spearmanr(b[idx], y[idx]).statistic)
+    return {**_test_result(observed, np.asarray(boot, dtype=np.float64), level), "n": int(a.size),
+            "clusters": len(labels)}
 
 
 # --------------------------------------------------------------------------- correlations
@@ -206,7 +332,7 @@ def plcc(x, y, params: np.ndarray | None = None) -> float:
 
 
 def mos_correlations(pred, mos, level: float = 0.95, n_resamples: int = DEFAULT_RESAMPLES,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, clusters=None) -> dict:
     """SROCC, KROCC and PLCC (after the 4-parameter logistic fit) between a metric and MOS/DMOS.
 
     Each comes with a paired percentile-bootstrap interval; the logistic is
@@ -216,15 +342,19 @@ def mos_correlations(pred, mos, level: float = 0.95, n_resamples: int = DEFAULT_
     Args:
         pred: (N,) metric values (distances: larger = more different).
         mos: (N,) subjective scores.
+        clusters: (N,) cluster of each image (its reference scene): the intervals then
+            resample whole scenes (:func:`cluster_bootstrap_ci`); None: single images.
     Returns:
         {'srocc': {'value', 'ci', 'p'}, 'krocc': {...}, 'plcc': {'value', 'ci', 'p'},
-        'logistic': [b1, b2, b3, b4], 'n'}.
+        'logistic': [b1, b2, b3, b4], 'n', 'resampled': 'images' or 'clusters'}.
     """
     x, y = _vec(pred, "pred"), _vec(mos, "mos")
     if x.shape != y.shape:
         raise ValueError(f"pred ({x.size}) and mos ({y.size}) differ in length")
     if x.size < 4:
         raise ValueError(f"MOS correlations need at least 4 images, got {x.size}")
+    if clusters is not None and len(set(np.asarray(clusters).reshape(-1).tolist())) < 2:
+        clusters = None  # one scene: its images are all there is to resample
     params = fit_logistic4(x, y)
     fitted = logistic4(x, *params)
     sp, kt, pr = stats.spearmanr(x, y), stats.kendalltau(x, y), stats.pearsonr(fitted, y)
@@ -238,13 +368,17 @@ def mos_correlations(pred, mos, level: float = 0.95, n_resamples: int = DEFAULT_
     def plcc_refit(a, b):
         return plcc(a, b, fit_logistic4(a, b, p0=params))
 
-    out = {"n": int(x.size), "logistic": [float(p) for p in params]}
+    out = {"n": int(x.size), "logistic": [float(p) for p in params],
+           "resampled": "images" if clusters is None else "clusters"}
     for name, value, p, fn in (("srocc", sp.statistic, sp.pvalue, srocc),
                                ("krocc", kt.statistic, kt.pvalue, krocc),
                                ("plcc", pr.statistic, pr.pvalue, plcc_refit)):
-        out[name] = {"value": float(value), "p": float(p),
-                     "ci": bootstrap_ci(x, fn, level=level, n_resamples=n_resamples, seed=seed,
-                                        paired_with=y)}
+        if clusters is None:
+            ci = bootstrap_ci(x, fn, level=level, n_resamples=n_resamples, seed=seed, paired_with=y)
+        else:
+            ci = cluster_bootstrap_ci(x, fn, clusters, level=level, n_resamples=n_resamples, seed=seed,
+                                      paired_with=y)
+        out[name] = {"value": float(value), "p": float(p), "ci": ci}
     return out
 
 
@@ -278,9 +412,4 @@ def paired_correlation_test(pred_a, pred_b, mos, n_resamples: int = DEFAULT_RESA
             return (x * z).sum(1) / np.sqrt((x * x).sum(1) * (z * z).sum(1))
 
     boot = rowwise_spearman(ra) - rowwise_spearman(rb)
-    boot = boot[np.isfinite(boot)]
-    alpha = (1 - level) / 2
-    extreme = np.sum(np.abs(boot - observed) >= abs(observed) - 1e-15)
-    return {"difference": observed,
-            "ci": (float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))),
-            "p_value": float(min(1.0, (1 + extreme) / (1 + boot.size))), "n": int(a.size)}
+    return {**_test_result(observed, boot, level), "n": int(a.size)}

@@ -272,6 +272,28 @@ class FeatureCache:
         return out
 
 
+class CachedTriplets(Dataset):
+    """A 2AFC dataset given by its cached means only: train on features computed elsewhere.
+
+    For triplets whose images cannot or need not be read again (full-size photographs whose
+    per-image means were computed once, as in :mod:`lpips_core.studies.calibration`).
+    :func:`load_or_build` returns ``cache`` for it, after checking the width against the model;
+    it has no images, so it serves the fast path only (``TrainConfig(fast=True)``).
+
+    Args:
+        cache: the means and judgments; ``net``: the trunk they were computed with.
+    """
+
+    def __init__(self, cache: FeatureCache, net: str):
+        self.cache, self.net = cache, net
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, i: int) -> dict:
+        raise TypeError("CachedTriplets holds feature means, not images: train it with TrainConfig(fast=True)")
+
+
 def _flip(x: torch.Tensor) -> torch.Tensor:
     return torch.flip(x, dims=[-1])
 
@@ -381,8 +403,15 @@ def load_or_build(model: LPIPS, dataset: Dataset, cache_dir: str | os.PathLike |
         cache_dir: folder of cache files (default :func:`default_cache_dir`).
         flip: also cache flipped triplets.
     Returns:
-        :class:`FeatureCache` on the CPU, its ``key`` set.
+        :class:`FeatureCache` on the CPU, its ``key`` set (a :class:`CachedTriplets`: its own cache).
     """
+    if isinstance(dataset, CachedTriplets):
+        width = sum(model.chns)
+        if dataset.net != model.pnet_type or dataset.cache.m0.shape[1] != width or flip:
+            raise ValueError(f"these cached means come from net={dataset.net!r} ({dataset.cache.m0.shape[1]} "
+                             f"channels, no flips); the model is net={model.pnet_type!r} ({width} channels)"
+                             + (" and flip=True needs images" if flip else ""))
+        return dataset.cache
     _check_static(dataset)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = cache_key(dataset, model, flip)
