@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:  make book   and   make test
-# Each creates .venv when missing, installs the pinned requirements and the
+# Each creates .venv when missing, installs the hash-locked requirements and the
 # package (editable), prepares the offline weights, then does its job.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -23,10 +23,19 @@ MINI_BAPPS := data/mini_bapps/.complete
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# Every package is installed in pip's hash-checking mode from requirements-lock.txt (versions
+# and sha256 of the whole environment; regenerate it from requirements.txt as its header says).
+# The build backend first (setuptools: its lock entry), so that the sdists in the lock and the
+# package itself are built with a hash-checked setuptools, not one fetched for an isolated build.
+LOCK := requirements-lock.txt
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
+
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	awk '/^setuptools==/{keep=1} keep && /^ +# via/{keep=0} keep' $(LOCK) > $(VENV)/build-lock.txt
+	$(PIP_INSTALL) --require-hashes --no-deps -r $(VENV)/build-lock.txt
+	$(PIP_INSTALL) --require-hashes --no-build-isolation -r $(LOCK)
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
 	@touch $@
 
 weights: $(STAMP)

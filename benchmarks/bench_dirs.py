@@ -103,8 +103,9 @@ def _reference_model(net: str, device: str):
     import lpips
 
     import lpips_core
+    from lpips_core.model.safe_load import weights_only_loads
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), weights_only_loads():  # its .pth, restricted
         warnings.simplefilter("ignore")
         ref = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
     ref.net.load_state_dict(lpips_core.LPIPS(net=net).net.state_dict())
@@ -116,11 +117,13 @@ def _torchmetrics_model(net: str, device: str):
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
     import lpips_core
+    from lpips_core.model.safe_load import weights_only_loads
 
     real = tm_lpips._get_tv_model_features
     tm_lpips._get_tv_model_features = lambda name, pretrained=False: real(name, pretrained=False)  # offline
     try:
-        metric = LearnedPerceptualImagePatchSimilarity(net_type=net, reduction="mean")
+        with weights_only_loads():  # its linear weights' .pth, restricted
+            metric = LearnedPerceptualImagePatchSimilarity(net_type=net, reduction="mean")
     finally:
         tm_lpips._get_tv_model_features = real
     metric.net.net.load_state_dict(lpips_core.LPIPS(net=net).net.state_dict())

@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 import lpips_core  # noqa: E402
 from lpips_core.files import write_csv, write_text  # noqa: E402
+from lpips_core.model.safe_load import weights_only_loads  # noqa: E402
 
 #: case -> minimum ratio (reference time / ours) asked for in issue 7.
 TARGETS = {
@@ -121,7 +122,7 @@ def build_models(net: str, device: str, **kwargs):
     import lpips
 
     ours = lpips_core.LPIPS(net=net, **kwargs).to(device).eval()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), weights_only_loads():  # its .pth, restricted
         warnings.simplefilter("ignore")
         ref = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
     ref.net.load_state_dict(ours.net.state_dict())

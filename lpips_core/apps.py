@@ -26,7 +26,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-from .data.images import im2tensor, load_tensor, tensor2im
+from .data.images import ImageLoadError, im2tensor, load_tensor, open_image, tensor2im
 from .eval.baselines import psnr, ssim
 from .model import LPIPS, load_lpips_checkpoint
 from .model.ranges import InputRange, parse_input_range, resolve
@@ -192,7 +192,13 @@ def mask_from_image(mask: ImageLike, threshold: float = 0.5) -> torch.Tensor:
     if isinstance(mask, (str, os.PathLike)):
         if not os.path.isfile(mask):
             raise FileNotFoundError(f"{mask}: mask image not found")
-        arr = np.asarray(Image.open(mask).convert("L"))
+        try:
+            with open_image(mask) as im:  # the pixel budget, checked from the header
+                arr = np.asarray(im.convert("L"))
+        except ImageLoadError as exc:
+            raise ImageLoadError(f"mask {exc}") from None
+        except Exception as exc:  # truncated or damaged: Pillow's many error types
+            raise ImageLoadError(f"mask {mask}: not a readable image ({type(exc).__name__}: {exc})") from exc
     elif hasattr(mask, "convert"):
         arr = np.asarray(mask.convert("L"))
     else:

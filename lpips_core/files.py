@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import http.client
 import io
 import json
 import math
@@ -65,10 +66,49 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", *, fsync: bool = 
             os.unlink(tmp)
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically; returns the path."""
+@contextlib.contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Temporary paths for several files that form one result; all are moved into place together.
+
+    Each temporary file lies beside its destination (the same file system). Only when the
+    block succeeds are they renamed into place, one right after the other; on an exception
+    every temporary file is removed and every earlier file is left as it was, so a failure
+    half-way never pairs new files with old ones.
+
+    Example:
+        >>> with atomic_paths(["m.npy", "m.files.txt"]) as (matrix, names):  # doctest: +SKIP
+        ...     np.save(matrix, m); names.write_text("a.png\\nb.png\\n")
+    """
+    paths = [Path(p) for p in paths]
+    tmps: list[Path] = []
+    try:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+            os.close(fd)
+            tmps.append(Path(tmp))
+        yield list(tmps)
+        umask = os.umask(0)
+        os.umask(umask)
+        for tmp in tmps:
+            os.chmod(tmp, 0o666 & ~umask)
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str, errors: str = "strict") -> Path:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically; returns the path.
+
+    Args:
+        errors: the encoder's error handler; ``"surrogateescape"`` writes file names that
+            are not UTF-8 (as ``os.listdir`` gives them) back as their original bytes.
+    """
     with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with open(tmp, "w", newline="", encoding="utf-8", errors=errors) as f:
             f.write(text)
     return Path(path)
 
@@ -80,13 +120,18 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> Path:
-    """A CSV file with one header line, then ``rows`` (``csv`` module dialect, CRLF line ends)."""
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence],
+              errors: str = "strict") -> Path:
+    """A CSV file with one header line, then ``rows`` (``csv`` module dialect, CRLF line ends).
+
+    Args:
+        errors: as :func:`write_text` (``"surrogateescape"`` for rows of file names).
+    """
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(header)
     writer.writerows(rows)
-    return write_text(path, buf.getvalue())
+    return write_text(path, buf.getvalue(), errors)
 
 
 def write_dict_csv(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
@@ -150,11 +195,20 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a matplotlib figure atomically (the format follows the file name's suffix)."""
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120, metadata: dict | None = None) -> Path:
+    """Save a matplotlib figure atomically (the format follows the file name's suffix).
+
+    Args:
+        metadata: passed to ``savefig`` (for PNG: text chunks, e.g. ``{"Software": ...}``).
+    """
     with atomic_path(path, suffix=Path(path).suffix) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata=metadata)
     return Path(path)
+
+
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (``surrogateescape``) shown as U+FFFD."""
+    return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
 
 
 def cache_root() -> Path:
@@ -185,7 +239,47 @@ def _checkout_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / "lpips_core").is_dir() else None
 
 
-def stored_file(relpath: str, *, fetch: bool = True, timeout: float = 20.0) -> Path | None:
+#: Largest stored file fetched from the repository (the stored results are a few MB at most).
+STORED_MAX_BYTES = 64 * 2 ** 20
+#: A fetched copy older than this is fetched again when the repository is reachable.
+STORED_MAX_AGE_S = 7 * 24 * 3600
+
+
+def _stored_digest_path(cached: Path) -> Path:
+    return cached.with_name(cached.name + ".sha256")
+
+
+def _stored_copy_intact(cached: Path) -> bool:
+    """The cached copy is whole: its sha256 is the one recorded when it was fetched."""
+    import hashlib
+
+    record = _stored_digest_path(cached)
+    if not (cached.is_file() and record.is_file()):
+        return False
+    expected = record.read_text(encoding="ascii", errors="replace").split()[:1]
+    return expected == [hashlib.sha256(cached.read_bytes()).hexdigest()]
+
+
+def _fetch_stored(url: str, timeout: float, max_bytes: int) -> bytes | None:
+    """The body at ``url``, at most ``max_bytes`` (checked from Content-Length and while reading), or None."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            if length is not None and (not length.isdigit() or int(length) > max_bytes):
+                return None
+            data = response.read(max_bytes + 1)
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
+        return None
+    if len(data) > max_bytes or (length is not None and len(data) != int(length)):
+        return None  # too large, or cut short
+    return data
+
+
+def stored_file(relpath: str, *, fetch: bool = True, timeout: float = 20.0,
+                max_bytes: int = STORED_MAX_BYTES, max_age_s: float = STORED_MAX_AGE_S) -> Path | None:
     """A file committed to the repository (stored results, benchmark tables), wherever the package runs.
 
     Looked up, in order: in the checkout the package is imported from; in
@@ -194,12 +288,21 @@ def stored_file(relpath: str, *, fetch: bool = True, timeout: float = 20.0) -> P
     So a notebook on Colab, with the package installed from the repository and an
     empty working directory, reads the same stored results as one in a clone.
 
+    A fetched file is at most ``max_bytes`` (a larger or cut-short answer is not
+    kept), and its sha256 is recorded beside the cached copy (``<name>.sha256``): a
+    copy that no longer matches it (damaged, truncated, edited) is never returned,
+    and one older than ``max_age_s`` is fetched again when the repository answers
+    (kept when it does not).
+
     Args:
         relpath: path inside the repository, e.g. ``"benchmarks/results/inference_cpu.json"``.
         fetch: allow the download (False: checkout and cache only).
     Returns:
         the local path, or None when no source has it (see :func:`stored_file_hint`).
     """
+    import hashlib
+    import time
+
     rel = Path(relpath)
     if rel.is_absolute() or ".." in rel.parts:
         raise ValueError(f"stored_file: {relpath!r} must be a path inside the repository, like 'results/x.json'")
@@ -207,19 +310,18 @@ def stored_file(relpath: str, *, fetch: bool = True, timeout: float = 20.0) -> P
     if root is not None and (root / rel).is_file():
         return root / rel
     cached = cache_root() / "stored" / rel
-    if cached.is_file():
+    intact = _stored_copy_intact(cached)
+    if intact and (not fetch or time.time() - cached.stat().st_mtime < max_age_s):
         return cached
     if not fetch:
         return None
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{_raw_base()}/{rel.as_posix()}", timeout=timeout) as response:
-            data = response.read()
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-    return write_bytes(cached, data)
+    data = _fetch_stored(f"{_raw_base()}/{rel.as_posix()}", timeout, max_bytes)
+    if data is None:
+        return cached if intact else None  # a stale but whole copy beats nothing when offline
+    with atomic_paths([cached, _stored_digest_path(cached)]) as (tmp, record):
+        tmp.write_bytes(data)
+        record.write_text(hashlib.sha256(data).hexdigest() + "\n", encoding="ascii")
+    return cached
 
 
 def stored_file_hint(relpath: str, how_to_make: str = "") -> str:

@@ -61,7 +61,10 @@ def reference(net: str = "alex", version: str = "0.1", lpips: bool = True, spati
     """
     import lpips as reference_package
 
-    with warnings.catch_warnings(), torch.inference_mode(False):  # cached: see ours()
+    from lpips_core.model.safe_load import weights_only_loads
+
+    # cached: see ours(); its linear weights are a .pth it torch.loads: restricted, as SECURITY.md says
+    with warnings.catch_warnings(), torch.inference_mode(False), weights_only_loads():
         warnings.simplefilter("ignore")
         ref = reference_package.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial,
                           pnet_rand=True, verbose=False)

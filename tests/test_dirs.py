@@ -280,7 +280,13 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
                  "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "batch_size=1 there, 2 now" in err[0]
-    # without --resume the stale part is discarded and the run starts over
+    # without --resume the stale part is not deleted silently: the run says what it holds (issue 24) ...
+    assert main(["dirs", str(a), str(b), "-o", str(out), "-q", "--batch-size", "2", "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "from an interrupted run" in err[0] and "batch_size=1 there, 2 now" in err[0]
+    # ... and once the user deletes it, the run starts over
+    for part in resumable.part_files(out):
+        part.unlink()
     assert main(["dirs", str(a), str(b), "-o", str(out), "-q", "--batch-size", "2", "--workers", "0"]) == 0
     assert len(read_rows(out)) == 3 and not resumable.part_files(out)
     finished = out.read_bytes()

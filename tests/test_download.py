@@ -118,10 +118,22 @@ class _Server:
 
 
 @pytest.fixture
-def server():
+def server(tmp_path, monkeypatch):
+    """The server, with the archives' pinned sha256 those of the files it serves (the official
+    pins cannot match these small tarballs) and an empty first-use record."""
+    import dataclasses
+    import hashlib
+
+    from lpips_core.data import download
+
+    monkeypatch.setenv("LPIPS_CORE_CACHE", str(tmp_path / "cache"))
     with _Server() as s:
         s.files["jnd.tar.gz"] = _tarball("jnd/val", "jnd")
         s.files["twoafc_val.tar.gz"] = _tarball("val", "2afc")
+        for key in ("jnd", "twoafc_val"):
+            info = download.ARCHIVES[key]
+            monkeypatch.setitem(download.ARCHIVES, key, dataclasses.replace(
+                info, sha256=hashlib.sha256(s.files[info.name]).hexdigest()))
         yield s
 
 
@@ -175,7 +187,7 @@ def test_corrupt_archive_leaves_no_partial_dataset(server, tmp_path):
     good = server.files["twoafc_val.tar.gz"]
     server.files["twoafc_val.tar.gz"] = good[: len(good) // 2] + bytes(len(good) // 2)  # truncated, zero-filled
     out = tmp_path / "bapps"
-    with pytest.raises(DownloadError, match="damaged archive"):
+    with pytest.raises(DownloadError, match="damaged archive|sha256"):  # refused by its sha256 first
         download_bapps(out, ["twoafc_val"], base_url=server.url, progress=False)
     assert not (out / "2afc" / "val").exists()
     assert not _leftovers(out)

@@ -70,6 +70,16 @@ def _pairs(folder: Path) -> dict:
     made["mismatch"] = (made["astronaut"][0], made["coffee"][0])
     rgba = np.dstack([photo("coffee")[:48, :72], np.full((48, 72), 128, np.uint8)])
     made["alpha"] = (_save(folder / "alpha.png", rgba), made["astronaut"][0])
+    from test_hostile_inputs import png_bomb
+
+    made["bomb"] = (png_bomb(folder / "bomb.png", 14_000).name, made["astronaut"][0])  # 0.9 MB, 196 M pixels
+    rng = np.random.default_rng(1)
+    for ext, kw in (("png", {}), ("jpg", {"quality": 80}), ("gif", {}), ("bmp", {}), ("webp", {"quality": 80}),
+                    ("lossless.webp", {"lossless": True})):
+        h, w = (int(v) for v in rng.integers(1, 300, 2))
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(img).save(folder / f"size.{ext}", **kw)
+        made[f"size.{ext}"] = (f"size.{ext}", (w, h))
     return made
 
 
@@ -236,6 +246,29 @@ def test_bad_inputs_give_clear_messages(page, server, site):
     assert "image A has transparent pixels" in alpha.get("error", ""), alpha
     unknown = _compare(page, *map(url, site["pairs"]["astronaut"]), net="vgg")
     assert 'net "vgg" is not available here' in unknown.get("error", ""), unknown
+
+
+def test_bombs_are_refused_from_the_header_before_either_image_is_decoded(page, server, site):
+    """A 14000x14000 PNG of 0.9 MB: before the fix both images were decoded (gigabytes) before any
+    size check. Now its header is read and refused, as image A or as image B."""
+    net = next(iter(site["manifest"]["nets"]))
+    bomb, ok = (f"{server}/pairs/{n}" for n in site["pairs"]["bomb"])
+    budget = site["manifest"].get("max_pixels", site["manifest"]["max_side"] ** 2)
+    for a, b, label in ((bomb, ok, "A"), (ok, bomb, "B")):
+        got = _compare(page, a, b, net=net)
+        assert f"image {label}: {bomb} declares 14000x14000 = 196000000 pixels, over this page's budget of " \
+               f"{budget} pixels" in got.get("error", ""), got
+
+
+def test_header_sizes_match_pillow(page, server, site):
+    """The page's header reader against Pillow, for every format it accepts."""
+    for name, (_, (w, h)) in ((k, v) for k, v in site["pairs"].items() if k.startswith("size.")):
+        got = page.execute_async_script("""
+            const [url, done] = arguments;
+            fetch(url).then(r => r.arrayBuffer()).then(b => done(window.lpipsPlayground.headerSize(b)),
+                                                        e => done({error: e.message}));""",
+                                        f"{server}/pairs/{name}")
+        assert got == {"w": w, "h": h}, (name, got)
 
 
 def test_file_url_says_to_serve_over_http(page, server, site):

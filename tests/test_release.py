@@ -130,6 +130,60 @@ def test_workflow_builds_tests_and_deploys_as_documented():
     assert dist["with"]["path"].rstrip("/") == "dist"
 
 
+# --------------------------------------------------------------------------- the locked environment
+LOCK = REPO / "requirements-lock.txt"
+_REQ = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _locked() -> dict[str, tuple[str, list[str]]]:
+    """{normalised name: (version, [sha256, ...])} of requirements-lock.txt, read here line by line."""
+    out, name = {}, None
+    for line in LOCK.read_text().splitlines():
+        m = _REQ.match(line)
+        if m:
+            name = _norm(m.group(1))
+            out[name] = (m.group(2), [])
+        for h in re.findall(r"--hash=sha256:([0-9a-f]{64})", line):
+            out[name][1].append(h)
+    return out
+
+
+def test_the_environment_is_locked_with_hashes_and_installed_from_the_lock():
+    """Every package of the lock has a version and at least one sha256; every direct pin of
+    requirements.txt is in it with the same version (torch 2.14.1, torchvision 0.29.1 included);
+    the environment running this test holds the locked versions; make installs with --require-hashes."""
+    from importlib import metadata
+
+    locked = _locked()
+    assert len(locked) > 150 and all(hashes for _, hashes in locked.values()), \
+        [n for n, (_, h) in locked.items() if not h]
+    direct = {_norm(m.group(1)): m.group(2) for line in (REPO / "requirements.txt").read_text().splitlines()
+              if (m := _REQ.match(line))}
+    assert {n: locked.get(n, ("missing",))[0] for n in direct} == direct
+    assert locked["torch"][0] == "2.14.1" and locked["torchvision"][0] == "0.29.1"
+    installed = {_norm(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    differ = {n: (v, installed[n]) for n, (v, _) in locked.items()
+              if n in installed and installed[n].split("+")[0] != v}
+    assert not differ, f"installed versions differ from the lock: {differ}"
+    recipe = (REPO / "Makefile").read_text()
+    assert re.search(r"--require-hashes --no-build-isolation -r \$\(LOCK\)", recipe)
+    assert "LOCK := requirements-lock.txt" in recipe and "-r requirements.txt" not in recipe
+    actionlint = (REPO / "requirements-actionlint.txt").read_text()
+    assert re.search(r"--hash=sha256:[0-9a-f]{64}", actionlint)
+
+
+def test_workflow_container_is_pinned_by_digest():
+    """A tag can be re-pointed to another image; a digest cannot."""
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    image = wf["jobs"]["build"]["container"]
+    image = image["image"] if isinstance(image, dict) else image
+    assert re.fullmatch(r"[\w./-]+(:[\w.-]+)?@sha256:[0-9a-f]{64}", image), image
+
+
 # --------------------------------------------------------------------------- licence, citation
 def test_license_and_citation_match_the_package():
     meta = _pyproject()["project"]

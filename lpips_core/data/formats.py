@@ -21,8 +21,6 @@ file and every bad row (up to ``max_errors``); ``on_error='skip'`` drops them wi
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import warnings
@@ -31,10 +29,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..progress import progress_bar
-from .images import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES, ImageTooLargeError, open_image
+from .textfiles import read_csv_rows, read_json, read_small_text
 
 KINDS = ("2afc", "jnd")
 MAX_ERRORS_LISTED = 20
@@ -50,8 +48,10 @@ def _image_problem(path: Path, verify: bool) -> str | None:
         return f"missing image {path}"
     if verify:
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:  # the pixel budget, from the header
                 im.verify()
+        except ImageTooLargeError as exc:
+            return str(exc)
         except Exception as exc:  # Pillow raises many types for damaged files
             return f"unreadable image {path} ({type(exc).__name__}: {exc})"
     return None
@@ -217,21 +217,15 @@ def _pick_split(root: Path, parent: Path, split: str | None, what: str) -> Path:
 def _table_records(path: Path, kind: str, subsets, on_error: str, max_errors: int,
                    verify: bool, sink: list[str] | None = None) -> list[Record]:
     rows: list[tuple[str, dict]] = []
+    width_problems: dict[str, str] = {}
     if path.suffix.lower() == ".csv":
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as f:
-                reader = csv.DictReader(f)
-                header = [h.strip() for h in (reader.fieldnames or [])]
-                reader.fieldnames = header
-                for i, row in enumerate(reader):
-                    rows.append((f"row {i + 2}", row))  # line 1 is the header
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise DataError(f"{path}: not a readable UTF-8 CSV table ({exc})") from exc
+        header, csv_rows = read_csv_rows(path, DataError)  # UTF-8 (a BOM is fine), size-checked
+        for row in csv_rows:
+            rows.append((f"row {row.line}", row.values))  # line 1 is the header
+            if row.problem:
+                width_problems[f"row {row.line}"] = row.problem
     else:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: not valid JSON ({exc})") from exc
+        data = read_json(path, DataError)
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
             raise DataError(f"{path}: expected a JSON list of objects with fields "
                             f"{', '.join(TABLE_COLUMNS[kind])}[, category]")
@@ -248,6 +242,9 @@ def _table_records(path: Path, kind: str, subsets, on_error: str, max_errors: in
     for where, row in _progress(rows, f"checking {path.name}"):
         subset = str(row.get("category") or "default").strip()
         if chosen is not None and subset not in chosen:
+            continue
+        if where in width_problems:
+            problems.add(where, width_problems[where])
             continue
         paths = []
         for c in columns[:-1]:
@@ -307,9 +304,13 @@ def _sample_records(split_dir: Path, subsets, on_error: str, max_errors: int,
             where = f"{subset}/{sample}"
             jpath = folder / f"{sample}{JUDGMENT_SUFFIX}"
             paths = [by_name.get((sample, part), folder / f"{sample}_{part}.png") for part in SAMPLE_PARTS]
-            raw = jpath.read_text(encoding="utf-8").strip() if jpath.is_file() else None
-            if raw is None:
+            if not jpath.is_file():
                 problems.add(where, f"missing judgment file {jpath}")
+                continue
+            try:
+                raw = read_small_text(jpath, DataError)  # one number, UTF-8
+            except DataError as exc:
+                problems.add(where, f"unreadable judgment file: {exc}")
                 continue
             value = _check_row(problems, where, paths, raw, f"judgment in {jpath}", verify)
             if value is not None:

@@ -13,14 +13,24 @@ same pixels (PNG is lossless). Every other file, every PNG carrying anything
 that could change the result (an EXIF orientation, transparency, a palette,
 16 bits, an animation) and every PNG with a failing chunk checksum goes through
 Pillow.
+
+Every decode path (:func:`load_image`, :func:`open_image` for masks and headers,
+the folder commands, the datasets) first reads the image's size from its header and
+refuses, naming the file, one whose pixel count exceeds :func:`max_pixels`: a PNG of
+a few hundred KB can declare 14000x14000 pixels (a decompression bomb, 561 MiB once
+decoded). The budget is ``$LPIPS_CORE_MAX_PIXELS`` (default: Pillow's own
+``MAX_IMAGE_PIXELS``, 89.5 million pixels, 256 MiB as 8-bit RGB).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
 import zlib
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -36,6 +46,78 @@ except ImportError:  # pragma: no cover - Pillow decodes everything then
 
 class ImageLoadError(ValueError):
     """An image file is missing, unreadable, or in a form LPIPS cannot use."""
+
+
+class ImageTooLargeError(ImageLoadError):
+    """An image whose header declares more pixels than :func:`max_pixels` allows (not decoded)."""
+
+
+#: Environment variable holding the pixel budget (width x height) of one image.
+MAX_PIXELS_ENV = "LPIPS_CORE_MAX_PIXELS"
+#: Default budget: Pillow's own decompression-bomb threshold (1024**3 // 4 // 3 pixels).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+def max_pixels() -> int:
+    """The pixel budget of one image: ``$LPIPS_CORE_MAX_PIXELS``, else :data:`DEFAULT_MAX_PIXELS`.
+
+    Read on every call, so DataLoader workers and subprocesses follow the same setting.
+    """
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: expected a whole number of pixels "
+                         f"(width x height) >= 1, e.g. {MAX_PIXELS_ENV}=200000000")
+    return int(raw)
+
+
+def check_pixel_budget(path: str | os.PathLike, width: int, height: int) -> None:
+    """Raise :class:`ImageTooLargeError` (one line naming ``path`` and the fix) above the budget."""
+    budget, n = max_pixels(), int(width) * int(height)
+    if n > budget:
+        raise ImageTooLargeError(
+            f"{path}: {width}x{height} = {n:,} pixels, over the budget of {budget:,} pixels per image "
+            f"(a decompression bomb, or a very large image); not decoded. If the image is genuine, raise "
+            f"the limit: {MAX_PIXELS_ENV}={n} (environment variable), or downscale it first")
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def open_image(source: str | os.PathLike | io.BytesIO, path: str | os.PathLike | None = None
+               ) -> Iterator[Image.Image]:
+    """``Image.open`` with the pixel budget checked from the header, before any pixel is decoded.
+
+    Args:
+        source: a file path or the file's bytes (``io.BytesIO``).
+        path: the name used in errors (default: ``source``).
+    Yields:
+        the opened (not yet decoded) image; decode it inside the block.
+    Raises:
+        ImageLoadError: naming the file when it is missing, not an image, or over the budget.
+    """
+    path = source if path is None else path
+    budget = max_pixels()
+    try:
+        with _PILLOW_LIMIT_LOCK, warnings.catch_warnings():
+            # Our budget decides; Pillow's own bomb check (2x its limit) must not refuse first
+            # when the user raised the budget, nor warn below it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if Image.MAX_IMAGE_PIXELS is not None and 2 * Image.MAX_IMAGE_PIXELS < budget:
+                Image.MAX_IMAGE_PIXELS = -(-budget // 2)  # Pillow refuses above twice its limit
+            im = Image.open(source)
+    except FileNotFoundError:
+        raise ImageLoadError(f"{path}: no such image file") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{path}: {exc}; not decoded. If the image is genuine, raise the limit "
+                                 f"with {MAX_PIXELS_ENV} (environment variable)") from None
+    except Exception as exc:  # Pillow's many error types all mean "not a usable image"
+        raise ImageLoadError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+    with im:
+        check_pixel_budget(path, *im.size)
+        yield im
 
 
 #: Pillow modes of 16-bit greyscale files ("I" is how Pillow opens 16-bit PGM/PPM).
@@ -54,6 +136,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     Raises:
         ImageLoadError: naming the file, when it is missing, damaged or truncated,
             not an image, or holds 32-bit integer pixels outside [0, 65535].
+        ImageTooLargeError: its header declares more than :func:`max_pixels` pixels
+            (checked before decoding).
     """
     path = Path(path)
     if not path.is_file():
@@ -61,17 +145,17 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     data = None
     if pyspng is not None and path.suffix.lower() == ".png":  # fast path: the same pixels as below
         data = path.read_bytes()
-        arr = _load_plain_png(data)
+        arr = _load_plain_png(data, path)
         if arr is not None:
             return arr
     try:  # the bytes already read are not read again
-        with Image.open(io.BytesIO(data) if data is not None else path) as im:
+        with open_image(io.BytesIO(data) if data is not None else path, path) as im:
             im.seek(0)
             im.load()
             im = ImageOps.exif_transpose(im)
             if im.mode in _WIDE_MODES:
-                arr = np.asarray(im).astype(np.int64)
-                if arr.size and (arr.min() < 0 or arr.max() > 65535):
+                arr = np.asarray(im)  # uint16 (any byte order) or int32 ("I"): no int64 copy
+                if arr.dtype.kind == "i" and arr.size and (arr.min() < 0 or arr.max() > 65535):
                     raise ImageLoadError(f"{path}: 32-bit integer pixels in [{arr.min()}, {arr.max()}]; "
                                          f"save it as an 8- or 16-bit image")
                 arr = (arr >> 8).astype(np.uint8)
@@ -117,10 +201,15 @@ def _is_plain_png(data: bytes) -> bool:
     return False
 
 
-def _load_plain_png(data: bytes) -> np.ndarray | None:
-    """A PNG file's bytes -> (H, W, 3) uint8 through libspng, or None to let Pillow decode (and explain damage)."""
+def _load_plain_png(data: bytes, path: str | os.PathLike = "PNG data") -> np.ndarray | None:
+    """A PNG file's bytes -> (H, W, 3) uint8 through libspng, or None to let Pillow decode (and explain damage).
+
+    Raises:
+        ImageTooLargeError: IHDR declares more pixels than the budget (nothing decoded).
+    """
     if not _is_plain_png(data):
         return None
+    check_pixel_budget(path, int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"))
     try:
         arr = pyspng.load(data, format="RGB")  # grey repeated, alpha dropped: as convert("RGB")
     except Exception:  # noqa: BLE001 - damaged data: Pillow's path raises the named error
@@ -136,6 +225,14 @@ def im2tensor(image: np.ndarray, imtype=np.uint8, cent: float = 1.0,
     any error downstream (a silently wrong distance), so it gets an InputRangeWarning.
     """
     image = np.asarray(image)
+    if image.dtype == np.uint8 and (imtype, cent, factor) == (np.uint8, 1.0, 255.0 / 2.0):
+        # the reference's float64 ``v / 127.5 - 1`` rounded to float32, computed in float32 (exactly
+        # the same 256 values, see to_model_range) without a float64 copy of a large image
+        with warnings.catch_warnings():  # a read-only array (Pillow's) is only read here: the float copy is new
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x = torch.from_numpy(np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None]))
+        x = x.permute(2, 0, 1)[None].to(torch.float32, memory_format=torch.contiguous_format)
+        return x.mul_(2).sub_(255).div_(255)
     if image.dtype == bool or (image.dtype.kind == "f" and image.size and float(np.nanmax(image)) <= 1.0
                                and float(np.nanmin(image)) >= 0.0 and float(np.nanmax(image)) > 0.0):
         warnings.warn(f"im2tensor expects 0-255 values but got a {image.dtype} image in [0, 1]; "

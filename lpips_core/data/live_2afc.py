@@ -33,6 +33,7 @@ from scipy.stats import norm
 
 from ..files import write_csv, write_text
 from .formats import DataError
+from .textfiles import read_csv_rows
 
 CROSS = "cross"
 BUILDER_VERSION = 1
@@ -72,27 +73,29 @@ def read_rated_table(path: str | Path, score_column: str = "dmos_realigned", std
     if not path.is_file():
         raise DataError(f"{path}: no such CSV (expected e.g. ../shared/data/live_three_types.csv)")
     out, problems = [], []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        for col in ("distorted", "reference", type_column, score_column, std_column):
-            if col not in header:
-                raise DataError(f"{path}: no '{col}' column (header is {','.join(header)})")
-        for line, rec in enumerate(reader, start=2):
-            try:
-                dmos, std = float(rec[score_column]), float(rec[std_column])
-            except ValueError:
-                problems.append(f"line {line}: {score_column}/{std_column} not numbers")
-                continue
-            if not (np.isfinite(dmos) and np.isfinite(std) and std > 0):
-                problems.append(f"line {line}: {std_column}={rec[std_column]!r} must be a positive number")
-                continue
-            dist, ref = path.parent / rec["distorted"], path.parent / rec["reference"]
-            missing = [str(p) for p in (dist, ref) if not p.is_file()]
-            if missing:
-                problems.append(f"line {line}: missing {', '.join(missing)}")
-                continue
-            out.append(RatedImage(dist, ref, rec["distorted"], rec[type_column], dmos, std))
+    header, records = read_csv_rows(path, DataError)  # UTF-8 (a BOM is fine), size-checked
+    for col in ("distorted", "reference", type_column, score_column, std_column):
+        if col not in header:
+            raise DataError(f"{path}: no '{col}' column (header is {','.join(header)})")
+    for record in records:
+        line, rec = record.line, record.values
+        if record.problem:
+            problems.append(f"line {line}: {record.problem}")
+            continue
+        try:
+            dmos, std = float(rec[score_column]), float(rec[std_column])
+        except ValueError:
+            problems.append(f"line {line}: {score_column}/{std_column} not numbers")
+            continue
+        if not (np.isfinite(dmos) and np.isfinite(std) and std > 0):
+            problems.append(f"line {line}: {std_column}={rec[std_column]!r} must be a positive number")
+            continue
+        dist, ref = path.parent / rec["distorted"], path.parent / rec["reference"]
+        missing = [str(p) for p in (dist, ref) if not p.is_file()]
+        if missing:
+            problems.append(f"line {line}: missing {', '.join(missing)}")
+            continue
+        out.append(RatedImage(dist, ref, rec["distorted"], rec[type_column], dmos, std))
     if problems:
         raise DataError(f"{path}: " + "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)"
                                                                   if len(problems) > 5 else ""))

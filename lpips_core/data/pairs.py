@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .images import IMAGE_SUFFIXES, ImageLoadError, load_image
+from .images import IMAGE_SUFFIXES, ImageLoadError, load_image, open_image
 
 SIZE_POLICIES = ("error", "resize", "crop")
 
@@ -48,7 +48,9 @@ class PairSizeError(ImageLoadError):
 def list_images_recursive(folder: str | os.PathLike, recursive: bool = False) -> list[str]:
     """Relative POSIX paths of the image files in ``folder`` (and its subfolders), sorted.
 
-    Hidden files and folders (names starting with '.') are skipped.
+    Hidden files and folders (names starting with '.') are skipped. Symbolic links to
+    folders are followed, but each real folder is walked once (the first path to it in
+    sorted order): a link cycle or a second link to the same folder adds no file twice.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -57,7 +59,13 @@ def list_images_recursive(folder: str | os.PathLike, recursive: bool = False) ->
         return sorted(p.name for p in folder.iterdir()
                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
     found = []
+    walked: set[tuple[int, int]] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in walked:  # reached again through a link: a cycle or an alias
+            dirs[:] = []
+            continue
+        walked.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel = Path(root).relative_to(folder)
         found += [(rel / f).as_posix() for f in files
@@ -117,18 +125,21 @@ def match_pairs(dir0: str | os.PathLike, dir1: str | os.PathLike, recursive: boo
 
 # --------------------------------------------------------------------------- sizes
 def header_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(H, W) of an image file as :func:`~.images.load_image` will return it, from its header only."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
+    """(H, W) of an image file as :func:`~.images.load_image` will return it, from its header only.
+
+    Raises:
+        ImageLoadError: naming the file: missing, not an image, or over the pixel budget
+            (:func:`~.images.max_pixels`).
+    """
+    with open_image(path) as im:
+        w, h = im.size
+        try:
             # Pillow's PNG getexif() decodes the whole image when no eXIf chunk came before the
             # pixels; such a late chunk is missed here and PairDataset reports the size it decodes to
             late = im.format == "PNG" and "exif" not in im.info
             orientation = 1 if late else im.getexif().get(0x0112, 1)
-    except FileNotFoundError:
-        raise ImageLoadError(f"{path}: no such image file") from None
-    except Exception as exc:  # Pillow's many error types all mean "not a usable image"
-        raise ImageLoadError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+        except Exception as exc:  # Pillow's many error types all mean "not a usable image"
+            raise ImageLoadError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
     return (w, h) if orientation in _SWAPPING_ORIENTATIONS else (h, w)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .formats import DataError
+from .textfiles import read_text
 
 VAL_SUBSETS = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
 _ID = re.compile(r"2afc/(?P<split>[^/]+)/(?P<subset>[^/]+)/p0/(?P<num>[^/.]+)\.png$")
@@ -77,19 +79,19 @@ def read_published_csv(path: str | Path, subset: str | None = None, model: str |
         raise DataError(f"{path}: no such file (expected <model>/<subset>.csv of published distances)")
     subset = subset or path.stem
     ids, cols = [], [[], [], [], []]
-    with open(path, newline="") as f:
-        for line, row in enumerate(csv.reader(f), start=1):
-            if not row:
-                continue
-            where = f"{path}, line {line}"
-            if len(row) != 5:
-                raise DataError(f"{where}: {len(row)} columns, expected 5 (p0 path, d0, d1, score, h)")
-            try:
-                ids.append(triplet_id(row[0]))
-            except ValueError as exc:
-                raise DataError(f"{where}: {exc}") from None
-            for col, name, value in zip(cols, ("d0", "d1", "score", "h"), row[1:]):
-                col.append(_float(value, where, name))
+    text = read_text(path, DataError)  # UTF-8 (a BOM is fine), size-checked
+    for line, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if not row:
+            continue
+        where = f"{path}, line {line}"
+        if len(row) != 5:
+            raise DataError(f"{where}: {len(row)} columns, expected 5 (p0 path, d0, d1, score, h)")
+        try:
+            ids.append(triplet_id(row[0]))
+        except ValueError as exc:
+            raise DataError(f"{where}: {exc}") from None
+        for col, name, value in zip(cols, ("d0", "d1", "score", "h"), row[1:]):
+            col.append(_float(value, where, name))
     if not ids:
         raise DataError(f"{path}: no triplets")
     d0, d1, score, h = (np.asarray(c) for c in cols)

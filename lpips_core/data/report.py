@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..files import pyplot, save_figure, write_text
 from ..progress import progress_bar
+from .images import ImageLoadError, open_image
+from .textfiles import read_csv_rows, read_json
 from .formats import KINDS, DataError, Record, has_samples, detect_format, read_records
 
 VALUE_NAME = {"2afc": "judge (fraction preferring p1)", "jnd": "same (fraction answering 'same')"}
@@ -130,14 +131,13 @@ class DataReport:
 
 def _table_kind(path: Path) -> str:
     """'jnd' for a table whose fields are p0_path/p1_path/same, else '2afc'."""
-    try:
+    try:  # a table that cannot be read is reported by read_records, as a 2AFC table
         if path.suffix.lower() == ".csv":
-            with open(path, newline="", encoding="utf-8-sig") as f:
-                fields = next(csv.reader(f), [])
+            fields = read_csv_rows(path, DataError)[0]
         else:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(path, DataError)
             fields = list(data[0]) if isinstance(data, list) and data and isinstance(data[0], dict) else []
-    except (OSError, ValueError):
+    except DataError:
         return "2afc"
     fields = [f.strip() for f in fields]
     return "jnd" if "same" in fields and "ref_path" not in fields else "2afc"
@@ -175,8 +175,14 @@ def _image_sizes(records: list[Record], problems: list[str], where: str) -> Coun
     for r in progress_bar(records, desc=f"sizes {where}", unit="item", leave=False, enabled=len(records) >= 2000):
         item_sizes = []
         for p in r.paths:
-            with Image.open(p) as im:
-                item_sizes.append(im.size)
+            try:
+                with open_image(p) as im:  # header only, within the pixel budget
+                    item_sizes.append(im.size)
+            except ImageLoadError as exc:
+                problems.append(f"{where}/{r.subset}/{r.id}: {exc}")
+                break
+        if len(item_sizes) < len(r.paths):
+            continue
         sizes.update(item_sizes)
         if len(set(item_sizes)) > 1:
             problems.append(f"{where}/{r.subset}/{r.id}: images differ in size "

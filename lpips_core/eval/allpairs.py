@@ -12,7 +12,10 @@ Memory stays bounded by a block, not by the number of images:
    nearest neighbour) are accumulated over the blocks.
 
 Outputs next to ``output`` (``out.npy``): ``out.files.txt`` (row order),
-``out.summary.json``, ``out.images.csv`` and, on request, a CSV of all pairs.
+``out.summary.json``, ``out.images.csv`` and, on request, a CSV of all pairs. They are
+one result: all are written to temporary files and renamed into place together at the
+end (:func:`lpips_core.files.atomic_paths`), so a failure never leaves a new matrix
+beside old row names; options and output paths are checked before any image is read.
 """
 from __future__ import annotations
 
@@ -27,10 +30,10 @@ from torch.utils.data import DataLoader
 from ..data.images import ImageLoadError
 from ..data.pairs import (SIZE_POLICIES, ImageDataset, PairSizeError, check_input_range, collate_items,
                           fit_max_side, header_size, list_images_recursive, to_model_range)
-from ..files import atomic_path, write_csv, write_json, write_text
+from ..files import atomic_paths, write_csv, write_json, write_text
 from ..model import LPIPS
 from ..progress import progress_bar
-from .folders import metric_signature, resolve_device, value_text
+from .folders import check_run_options, metric_signature, resolve_device, value_text
 
 #: Pairs up to which the exact median of all distances is computed (it needs them all in memory).
 MEDIAN_MAX_PAIRS = 20_000_000
@@ -137,6 +140,12 @@ def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str =
     folder, output = Path(folder), Path(output)
     if size_mismatch not in SIZE_POLICIES:
         raise ValueError(f"size_mismatch={size_mismatch!r}; choose one of {', '.join(SIZE_POLICIES)}")
+    check_input_range(input_range)
+    check_run_options(workers=workers, batch_size=batch_size, max_side=max_side)
+    if block_mb < 1:
+        raise ValueError(f"block_mb={block_mb} (--block-mb); use 1 or more")
+    targets = output_files(output, pairs_csv)
+    _check_targets(targets)
     files = list_images_recursive(folder, recursive)
     if len(files) < 2:
         raise ImageLoadError(f"{folder} holds {len(files)} image(s); allpairs needs at least 2")
@@ -145,32 +154,60 @@ def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str =
     if model is None:  # the files' range is known, never guessed
         model = LPIPS(net=net, version=version, input_range=input_range)
     model = model.to(device).eval().requires_grad_(False)
-    check_input_range(input_range)
     dataset = ImageDataset([folder / f for f in files], size, size_mismatch)
     n = len(files)
     emb_path = output.with_name(f".{output.name}.emb.tmp")
-    try:
-        emb, mean = _embed_all(model, dataset, emb_path, batch_size, workers, device, input_range, progress)
-        summary = _fill_matrix(emb, mean, output, n, block_mb, device, progress)
-    finally:
-        if emb_path.exists():
-            emb_path.unlink()
-    summary.update({"closest_pair": [files[i] for i in summary.pop("argmin")],
-                    "farthest_pair": [files[i] for i in summary.pop("argmax")],
-                    "image_size": list(size), "folder": str(folder), "size_mismatch": size_mismatch,
-                    "signature": metric_signature(model, input_range, max_side)})
-    stem = output.with_suffix("")
-    write_text(stem.with_name(stem.name + ".files.txt"), "".join(f + "\n" for f in files))
-    per_image = summary.pop("per_image")
-    write_csv(stem.with_name(stem.name + ".images.csv"), ["image", "mean_distance", "nearest", "nearest_distance"],
-              [(files[i], value_text(per_image["mean"][i]), files[per_image["nn"][i]],
-                value_text(per_image["nn_d"][i])) for i in range(n)])
-    write_json(stem.with_name(stem.name + ".summary.json"), summary)
-    if pairs_csv is not None:
-        m = np.load(output, mmap_mode="r")
-        write_csv(pairs_csv, ["image0", "image1", "distance"],
-                  ((files[i], files[j], value_text(m[i, j])) for i in range(n) for j in range(i + 1, n)))
+    # every output of the run is written to a temporary file first and all are renamed together
+    with atomic_paths(list(targets.values())) as tmps:
+        tmp = dict(zip(targets, tmps))
+        try:
+            emb, mean = _embed_all(model, dataset, emb_path, batch_size, workers, device, input_range, progress)
+            summary = _fill_matrix(emb, mean, tmp["matrix"], n, block_mb, device, progress)
+        finally:
+            if emb_path.exists():
+                emb_path.unlink()
+        summary.update({"closest_pair": [files[i] for i in summary.pop("argmin")],
+                        "farthest_pair": [files[i] for i in summary.pop("argmax")],
+                        "image_size": list(size), "folder": str(folder), "size_mismatch": size_mismatch,
+                        "signature": metric_signature(model, input_range, max_side)})
+        # file names are written as the file system gave them (undecodable bytes included)
+        write_text(tmp["files"], "".join(f + "\n" for f in files), errors="surrogateescape")
+        per_image = summary.pop("per_image")
+        write_csv(tmp["images"], ["image", "mean_distance", "nearest", "nearest_distance"],
+                  [(files[i], value_text(per_image["mean"][i]), files[per_image["nn"][i]],
+                    value_text(per_image["nn_d"][i])) for i in range(n)], errors="surrogateescape")
+        write_json(tmp["summary"], summary)
+        if pairs_csv is not None:
+            m = np.load(tmp["matrix"], mmap_mode="r")
+            write_csv(tmp["pairs"], ["image0", "image1", "distance"],
+                      ((files[i], files[j], value_text(m[i, j])) for i in range(n) for j in range(i + 1, n)),
+                      errors="surrogateescape")
+            del m
     return AllPairsResult(output, files, summary)
+
+
+def output_files(output: Path, pairs_csv: str | os.PathLike | None = None) -> dict[str, Path]:
+    """The files one :func:`allpairs` run writes, by role: matrix, files, images, summary[, pairs]."""
+    stem = output.with_suffix("")
+    files = {"matrix": output, "files": stem.with_name(stem.name + ".files.txt"),
+             "images": stem.with_name(stem.name + ".images.csv"),
+             "summary": stem.with_name(stem.name + ".summary.json")}
+    if pairs_csv is not None:
+        files["pairs"] = Path(pairs_csv)
+    return files
+
+
+def _check_targets(targets: dict[str, Path]) -> None:
+    """Before any image is read: no output is a folder, and the output folders can be created."""
+    for path in targets.values():
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder; name the file to write (e.g. {path / 'lpips.npy'})")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cannot create the output folder {path.parent} ({exc.strerror or exc})") from None
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise ValueError(f"{path.parent} is not writable; choose another output")
 
 
 def _fill_matrix(emb: np.ndarray, mean64: np.ndarray, output: Path, n: int, block_mb: int,
@@ -184,8 +221,8 @@ def _fill_matrix(emb: np.ndarray, mean64: np.ndarray, output: Path, n: int, bloc
     nn_d, nn = np.full(n, np.inf), np.zeros(n, np.int64)
     starts = list(range(0, n, rows))
     bar = progress_bar(total=len(starts) * (len(starts) + 1) // 2, desc="blocks", unit="block", enabled=progress)
-    with atomic_path(output, suffix=".npy") as tmp, torch.inference_mode():
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, n))
+    with torch.inference_mode():  # ``output`` is a temporary file of the run (see allpairs)
+        out = np.lib.format.open_memmap(output, mode="w+", dtype=np.float32, shape=(n, n))
         for bi, s0 in enumerate(starts):
             e0 = min(n, s0 + rows)
             x0, sq0 = _block(emb, mean, s0, e0, device)

@@ -21,7 +21,6 @@ against distorted versions made by :mod:`lpips_core.data.distortions`):
 """
 from __future__ import annotations
 
-import csv
 import os
 import platform
 from pathlib import Path
@@ -33,8 +32,10 @@ import torch.nn.functional as F
 
 from ..data.distortions import apply
 from ..data.mini_bapps import TRAIN_PHOTOS, VAL_PHOTOS, load_photo
+from ..data.textfiles import read_csv_rows
 from ..files import pyplot, save_figure, write_json, write_text
 from ..model import LPIPS
+from ..model.safe_load import weights_only_loads
 from ..progress import progress_bar
 from ..version import __version__
 
@@ -89,7 +90,7 @@ def _reference(net: str, version: str = "0.1"):
 
     import lpips
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), weights_only_loads():  # its linear weights: a .pth it torch.loads
         warnings.simplefilter("ignore")
         ref = lpips.LPIPS(net=net, version=version, pnet_rand=True, verbose=False)
     ref.net.load_state_dict(LPIPS(net=net, version=version).net.state_dict())
@@ -106,7 +107,8 @@ def _torchmetrics_per_image(net: str) -> Callable[[torch.Tensor, torch.Tensor], 
     """
     from torchmetrics.functional.image.lpips import _lpips_update, _NoTrainLpips
 
-    module = _NoTrainLpips(net=net, pnet_rand=True)
+    with weights_only_loads():  # its linear weights: a .pth it torch.loads
+        module = _NoTrainLpips(net=net, pnet_rand=True)
     module.net.load_state_dict(LPIPS(net=net).net.state_dict())
     return lambda x, y: _lpips_update(x, y, net=module, normalize=False).reshape(-1)
 
@@ -257,9 +259,9 @@ def protocol_rows(refs01: torch.Tensor, dists01: torch.Tensor, batch: int = 4,
 
 # --------------------------------------------------------------------------- the [0, 1] heuristic
 def _min_uint8(path: str | os.PathLike) -> int:
-    from PIL import Image
+    from ..data.images import load_image
 
-    return int(np.asarray(Image.open(path).convert("RGB")).min())
+    return int(load_image(path).min())
 
 
 def zero_one_heuristic_rates(mini_bapps: str | os.PathLike | None = "data/mini_bapps",
@@ -294,7 +296,7 @@ def zero_one_heuristic_rates(mini_bapps: str | os.PathLike | None = "data/mini_b
         table = Path(root) / "dmos.csv"
         if not table.is_file():
             continue
-        rows = list(csv.DictReader(open(table, newline="")))
+        rows = [r.values for r in read_csv_rows(table, ValueError)[1]]
         mins = {}
         for r in rows:
             for k in ("distorted", "reference"):

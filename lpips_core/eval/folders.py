@@ -31,7 +31,7 @@ from .. import __version__
 from ..data.images import ImageLoadError
 from ..data.pairs import (PairDataset, PairList, SizePlan, check_input_range, collate_items, header_size,
                           match_pairs, plan_size, size_batches)
-from ..files import write_csv, write_json
+from ..files import printable, write_csv, write_json
 from ..model import LPIPS, MIN_INPUT_SIZE
 from ..progress import progress_bar
 from . import plots, resumable
@@ -128,7 +128,7 @@ def summary_text(summary: dict) -> str:
     lines = [f"{summary['n_pairs']} pairs  mean {summary['mean']:.4f}  median {summary['median']:.4f}  "
              f"{100 * summary['ci_level']:.0f}% CI [{summary['ci95'][0]:.4f}, {summary['ci95'][1]:.4f}]  "
              f"min {summary['min']:.4f}  max {summary['max']:.4f}"]
-    folders = summary["by_folder"]
+    folders = {printable(k): v for k, v in summary["by_folder"].items()}
     if len(folders) > 1:
         width = max(len(k) for k in folders)
         lines += [f"  {k:{width}s}  n={v['n']:<6d} mean {v['mean']:.4f}" for k, v in folders.items()]
@@ -139,6 +139,12 @@ def summary_path(output: str | os.PathLike) -> Path:
     """``out.csv`` -> ``out.summary.json``."""
     output = Path(output)
     return output.with_name(output.stem + ".summary.json")
+
+
+def plot_path(output: str | os.PathLike) -> Path:
+    """``out.csv`` -> ``out.png`` (the histogram)."""
+    output = Path(output)
+    return output.with_name(output.stem + ".png")
 
 
 @dataclass
@@ -169,6 +175,24 @@ class FolderResult:
 
 
 # --------------------------------------------------------------------------- the run
+def check_run_options(workers: int | None = None, batch_size: int = 1, max_side: int | None = None,
+                      n_resamples: int = 1) -> None:
+    """The numeric options of ``dirs``/``allpairs``, checked before anything is computed.
+
+    Raises:
+        ValueError: naming the option and the values it takes.
+    """
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers={workers}; use 0 (this process) or more")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} (--batch-size); use 1 or more")
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side={max_side} (--max-side); use 1 or more pixels, or leave it out")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples={n_resamples} (--resamples); the bootstrap interval needs 1 or more "
+                         f"(1000 is the default)")
+
+
 @dataclass
 class _Plan:
     pairs: PairList
@@ -178,8 +202,56 @@ class _Plan:
     done: dict[str, str]  # rows found from earlier runs
 
 
+def check_outputs(output: Path, plot: bool) -> None:
+    """Everything about the output files that can be checked before the first pair is computed.
+
+    Raises:
+        ResumeError: naming the file: the CSV, its summary or its figure is a folder; the folder
+            cannot be created or written; a ``<stem>.png`` that ``dirs`` did not draw is in the way.
+    """
+    targets = [output, summary_path(output)] + ([plot_path(output)] if plot else [])
+    for target in targets:
+        if target.is_dir():
+            raise resumable.ResumeError(f"{target} is a folder; --output names the CSV file to write "
+                                        f"(e.g. {target / 'lpips.csv'})")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise resumable.ResumeError(f"cannot create the output folder {output.parent} ({exc.strerror or exc}); "
+                                    f"choose another --output") from None
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        raise resumable.ResumeError(f"{output.parent} is not writable; choose another --output")
+    if plot and plot_path(output).exists() and not plots.is_folder_plot(plot_path(output)):
+        raise resumable.ResumeError(f"{plot_path(output)} exists and was not drawn by lpips-core dirs; it is not "
+                                    f"replaced: move it, choose another --output, or pass --no-plot")
+
+
+def _refuse_unfinished_work(output: Path, settings: dict) -> None:
+    """A run without ``resume`` must not silently delete the rows an interrupted run left.
+
+    Part files without a finished row are removed; otherwise this raises, saying how many
+    rows there are, whether ``--resume`` can use them, and how to start over instead.
+    """
+    n, parts = resumable.finished_rows(output)
+    if not parts:
+        return
+    if n == 0:
+        for part in parts:
+            part.unlink(missing_ok=True)
+        return
+    names = ", ".join(str(p) for p in parts)
+    diffs = [resumable.settings_difference(found, settings) if found is not None else "not a part file"
+             for found in map(resumable.part_settings, parts)]
+    diff = next((d for d in diffs if d), "")
+    how = (f"they were computed with other options ({diff}): resume with those" if diff
+           else "add --resume to keep them and compute only the rest")
+    raise resumable.ResumeError(f"{n} distance(s) from an interrupted run are in {names}: {how}; or delete "
+                                f"{'it' if len(parts) == 1 else 'them'} to start over (nothing was computed "
+                                f"or deleted now)")
+
+
 def _make_plan(dir0, dir1, recursive: bool, size_mismatch: str, max_side: int | None, batch_size: int,
-               output: Path | None, resume: bool, settings: dict) -> _Plan:
+               output: Path | None, resume: bool, settings: dict, plot: bool = True) -> _Plan:
     pairs = match_pairs(dir0, dir1, recursive)
     low = MIN_INPUT_SIZE[settings["net"]]
     plans = []
@@ -193,6 +265,8 @@ def _make_plan(dir0, dir1, recursive: bool, size_mismatch: str, max_side: int | 
                                  f"'{settings['net']}' (each side at least {low}); use {fix}")
     batches = size_batches([p.size for p in plans], batch_size)
     done: dict[str, str] = {}
+    if output is not None:
+        check_outputs(output, plot)
     if output is not None and resume:
         if output.is_file():  # a finished table: its summary says which settings made it
             summary_file = summary_path(output)
@@ -205,8 +279,7 @@ def _make_plan(dir0, dir1, recursive: bool, size_mismatch: str, max_side: int | 
         for part in resumable.part_files(output):
             done.update(resumable.read_part(part, settings))
     elif output is not None:
-        for part in resumable.part_files(output):  # a fresh run: earlier parts must not leak into it
-            part.unlink()
+        _refuse_unfinished_work(output, settings)
     keys = pairs.keys
     todo = [b for b, idx in enumerate(batches) if any(keys[i] not in done for i in idx)]
     return _Plan(pairs, plans, batches, todo, {k: v for k, v in done.items() if k in set(keys)})
@@ -250,8 +323,7 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     """
     rank, world = _rank_world()
     check_input_range(input_range)
-    if workers is not None and workers < 0:
-        raise ValueError(f"workers={workers}; use 0 (this process) or more")
+    check_run_options(workers=workers, batch_size=batch_size, max_side=max_side, n_resamples=n_resamples)
     device = resolve_device(device)
     workers = default_workers(device) if workers is None else workers
     if device.type == "cuda":
@@ -264,8 +336,8 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
                 "max_side": max_side,
                 "batch_size": batch_size}
     try:
-        plan = _make_plan(dir0, dir1, recursive, size_mismatch, max_side, batch_size, output, resume, settings) \
-            if rank == 0 else None
+        plan = _make_plan(dir0, dir1, recursive, size_mismatch, max_side, batch_size, output, resume, settings,
+                          plot) if rank == 0 else None
         error = None
     except (ImageLoadError, resumable.ResumeError, ValueError) as exc:
         plan, error = None, exc
@@ -292,10 +364,11 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     result = _broadcast(result, device) if world > 1 else result
     if isinstance(result, Exception):
         raise result
-    if output is not None:  # every rank removes its own part once rank 0 wrote the CSV
-        part = resumable.part_path(output, rank)
-        if part.exists():
-            part.unlink()
+    if output is not None:  # the CSV is written: every rank removes its own part, rank 0 any other
+        resumable.part_path(output, rank).unlink(missing_ok=True)
+        if rank == 0:  # parts of ranks this run did not have (a two-rank run resumed in one process)
+            for part in resumable.part_files(output):
+                part.unlink(missing_ok=True)
     return result
 
 
@@ -363,11 +436,11 @@ def _finish(plan: _Plan, gathered: list[dict[str, str]], output: Path | None, se
                     "only_in_dir1": len(plan.pairs.only1)})
     result = FolderResult(rows, summary, plan.pairs, computed=sum(len(g) for g in gathered))
     if output is not None:
-        write_csv(output, HEADER, [(k, texts[k]) for k in keys])
+        write_csv(output, HEADER, [(k, texts[k]) for k in keys], errors="surrogateescape")  # names as on disk
         result.output = output
         result.summary_file = write_json(summary_path(output), summary)
         if plot:
-            result.plot_file = output.with_name(output.stem + ".png")
+            result.plot_file = plot_path(output)
             sig = summary["signature"]
             plots.plot_folder_distances([v for _, v in rows], summary, result.plot_file,
                                         f"LPIPS {sig['net']} v{sig['version']}: {plan.pairs.dir0.name} vs "

@@ -23,8 +23,6 @@ reused for all its distorted versions.
 """
 from __future__ import annotations
 
-import csv
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ import torch
 from PIL import Image
 
 from ..data.images import im2tensor, load_image
+from ..data.textfiles import read_csv_rows, read_json
 from ..files import write_json, write_text
 from ..progress import progress_bar
 from . import plots
@@ -82,44 +81,45 @@ def read_mos_csv(path: str | Path, score_column: str | None = None, check_files:
     path = Path(path)
     if not path.is_file():
         raise MOSDataError(f"{path}: no such CSV file")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        for needed in ("distorted", "reference"):
-            if needed not in header:
-                raise MOSDataError(f"{path}: no '{needed}' column (header is {','.join(header) or 'empty'}); "
-                                   f"expected distorted,reference,<score>")
+    header, records = read_csv_rows(path, MOSDataError)  # UTF-8 (a BOM is fine), size-checked
+    for needed in ("distorted", "reference"):
+        if needed not in header:
+            raise MOSDataError(f"{path}: no '{needed}' column (header is {','.join(header) or 'empty'}); "
+                               f"expected distorted,reference,<score>")
+    if score_column is None:
+        score_column = next((c for c in SCORE_COLUMNS if c in header), None)
         if score_column is None:
-            score_column = next((c for c in SCORE_COLUMNS if c in header), None)
-            if score_column is None:
-                raise MOSDataError(f"{path}: no score column; name one with --score-column (header is "
-                                   f"{','.join(header)})")
-        elif score_column not in header:
-            raise MOSDataError(f"{path}: no column '{score_column}' (header is {','.join(header)})")
-        if group_column is not None and group_column not in header:
-            raise MOSDataError(f"{path}: no group column '{group_column}' (header is {','.join(header)}); "
-                               f"name another with --group-column or pass --group-column ''")
-        rows, problems = [], []
-        for line, rec in enumerate(reader, start=2):
-            rec = {(k or "").strip(): (v or "").strip() for k, v in rec.items()}
-            try:
-                score = float(rec[score_column])
-                if not np.isfinite(score):
-                    raise ValueError
-            except ValueError:
-                problems.append(f"line {line}: {score_column}={rec[score_column]!r} is not a number")
+            raise MOSDataError(f"{path}: no score column; name one with --score-column (header is "
+                               f"{','.join(header)})")
+    elif score_column not in header:
+        raise MOSDataError(f"{path}: no column '{score_column}' (header is {','.join(header)})")
+    if group_column is not None and group_column not in header:
+        raise MOSDataError(f"{path}: no group column '{group_column}' (header is {','.join(header)}); "
+                           f"name another with --group-column or pass --group-column ''")
+    rows, problems = [], []
+    for record in records:
+        line, rec = record.line, record.values
+        if record.problem:
+            problems.append(f"line {line}: {record.problem}")
+            continue
+        try:
+            score = float(rec[score_column])
+            if not np.isfinite(score):
+                raise ValueError
+        except ValueError:
+            problems.append(f"line {line}: {score_column}={rec[score_column]!r} is not a number")
+            continue
+        dist, ref = path.parent / rec["distorted"], path.parent / rec["reference"]
+        if check_files:
+            missing = [str(p) for p in (dist, ref) if not p.is_file()]
+            if missing:
+                problems.append(f"line {line}: missing {', '.join(missing)}")
                 continue
-            dist, ref = path.parent / rec["distorted"], path.parent / rec["reference"]
-            if check_files:
-                missing = [str(p) for p in (dist, ref) if not p.is_file()]
-                if missing:
-                    problems.append(f"line {line}: missing {', '.join(missing)}")
-                    continue
-            group = rec[group_column] if group_column is not None else ""
-            if group_column is not None and not group:
-                problems.append(f"line {line}: empty {group_column}")
-                continue
-            rows.append(MOSRow(dist, ref, score, line, rec["distorted"], group))
+        group = rec[group_column] if group_column is not None else ""
+        if group_column is not None and not group:
+            problems.append(f"line {line}: empty {group_column}")
+            continue
+        rows.append(MOSRow(dist, ref, score, line, rec["distorted"], group))
     if problems:
         shown = "; ".join(problems[:10]) + (f"; ... ({len(problems)} in all)" if len(problems) > 10 else "")
         raise MOSDataError(f"{path}: {shown}")
@@ -261,7 +261,9 @@ def seed_cache(cache: DistanceCache, results_json: str | Path, fns: Mapping[str,
     Returns:
         {'added': entries added, 'checked': {metric: largest difference}}.
     """
-    stored = json.loads(Path(results_json).read_text())
+    stored = read_json(results_json, MOSDataError)
+    if not isinstance(stored, dict) or not isinstance(stored.get("distances"), dict):
+        raise MOSDataError(f"{results_json}: not an evaluate-mos results.json (no 'distances' block)")
     if stored.get("max_side") is not None:
         raise MOSDataError(f"{results_json}: computed at max_side={stored['max_side']}; seed only full-size runs")
     table = Path(table or stored["table"])
@@ -389,8 +391,7 @@ def _note(table: Path, rows: Sequence[MOSRow], max_side: int | None) -> str:
 
 
 def _table_header(table: Path) -> list[str]:
-    with open(table, newline="") as f:
-        return [h.strip() for h in next(csv.reader(f), [])]
+    return read_csv_rows(table, MOSDataError)[0]
 
 
 def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: Sequence[str] = MOS_METRICS,

@@ -13,10 +13,11 @@ what it finished.
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..data.textfiles import read_json
 from ..files import write_json
 
 CACHE_VERSION = 1
@@ -31,6 +32,18 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _checked_entries(path: Path, entries) -> dict[str, dict[str, float]]:
+    """The cache's entries, each a finite number (-PSNR is negative), or a ValueError naming the entry."""
+    if not isinstance(entries, dict) or not all(isinstance(v, dict) for v in entries.values()):
+        raise ValueError(f"{path}: 'entries' is not {{metric: {{key: distance}}}}; delete the file to recompute")
+    for metric, values in entries.items():
+        for key, d in values.items():
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d):
+                raise ValueError(f"{path}: {metric} {key}: {d!r} is not a finite distance; delete the file "
+                                 f"(or that entry) to recompute")
+    return {m: {k: float(d) for k, d in v.items()} for m, v in entries.items()}
+
+
 class DistanceCache:
     """Distances of (metric, distorted file, reference file, max_side), read from and written to ``path``.
 
@@ -43,11 +56,12 @@ class DistanceCache:
         self.entries: dict[str, dict[str, float]] = {}
         self._digests: dict[Path, str] = {}
         if self.path is not None and self.path.is_file():
-            data = json.loads(self.path.read_text())
-            if data.get("version") != CACHE_VERSION:
-                raise ValueError(f"{self.path}: distance cache version {data.get('version')!r}, expected "
+            data = read_json(self.path, ValueError)
+            version = data.get("version") if isinstance(data, dict) else None
+            if version != CACHE_VERSION:
+                raise ValueError(f"{self.path}: distance cache version {version!r}, expected "
                                  f"{CACHE_VERSION}; delete the file to recompute")
-            self.entries = {m: dict(v) for m, v in data["entries"].items()}
+            self.entries = _checked_entries(self.path, data.get("entries"))
 
     def key(self, distorted: Path, reference: Path, max_side: int | None) -> str:
         for p in (distorted, reference):

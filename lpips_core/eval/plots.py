@@ -9,7 +9,7 @@ import os
 import numpy as np
 import torch
 
-from ..files import pyplot, save_figure
+from ..files import printable, pyplot, save_figure
 from . import stats
 
 
@@ -139,6 +139,22 @@ def plot_distance_distributions(distances: dict, path, note: str = "", bins: int
     plt.close(fig)
 
 
+#: The PNG text chunk ``Software`` of the figures ``lpips-core dirs`` draws: a file without it
+#: is not replaced (it is someone's image that happens to have the same name).
+FOLDER_PLOT_SOFTWARE = "lpips-core dirs"
+
+
+def is_folder_plot(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a PNG that :func:`plot_folder_distances` wrote (its ``Software`` text chunk)."""
+    from ..data.images import ImageLoadError, open_image
+
+    try:
+        with open_image(path) as im:  # the header and the text chunks before the pixels only
+            return im.format == "PNG" and im.info.get("Software") == FOLDER_PLOT_SOFTWARE
+    except ImageLoadError:
+        return False
+
+
 def plot_folder_distances(distances, summary: dict, path, title: str = "", max_folders: int = 20) -> None:
     """``lpips-core dirs``: histogram of the pair distances with the mean and its interval, and
     (with several subfolders) the mean per subfolder, the ``max_folders`` largest ones.
@@ -162,16 +178,16 @@ def plot_folder_distances(distances, summary: dict, path, title: str = "", max_f
     ax.legend(fontsize=7)
     if two:
         bx = axes[0, 1]
-        names = [k for k, _ in folders][::-1]
+        names = [printable(k) for k, _ in folders][::-1]
         bx.barh(names, [v["mean"] for _, v in folders][::-1], color="C0")
         for i, (_, v) in enumerate(folders[::-1]):
             bx.text(v["mean"], i, f" n={v['n']}", va="center", fontsize=7)
         bx.set_xlim(0, max(v["mean"] for _, v in folders) * 1.2)  # room for the counts
         bx.set_xlabel("mean distance per subfolder")
         bx.tick_params(labelsize=7)
-    fig.suptitle(title or f"{summary['n_pairs']} pairs", fontsize=9)
+    fig.suptitle(printable(title) or f"{summary['n_pairs']} pairs", fontsize=9)
     fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, metadata={"Software": FOLDER_PLOT_SOFTWARE})
     plt.close(fig)
 
 

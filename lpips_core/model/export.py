@@ -149,14 +149,16 @@ def export_browser_models(out_dir: str | os.PathLike, nets: Tuple[str, ...] = ("
     manifest with the reason (the page then offers only the others).
 
     Returns:
-        the manifest: ``{"version", "max_side", "nets": {net: {"file", "min_side", "bytes"}},
+        the manifest: ``{"version", "max_side", "max_pixels" (the page's pixel budget, checked
+        from each file's header before decoding), "nets": {net: {"file", "min_side", "bytes"}},
         "missing": {net: reason}}``.
     """
     from .weights import WeightsError
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    manifest: dict = {"version": version, "max_side": BROWSER_MAX_SIDE, "nets": {}, "missing": {}}
+    manifest: dict = {"version": version, "max_side": BROWSER_MAX_SIDE, "max_pixels": BROWSER_MAX_SIDE ** 2,
+                      "nets": {}, "missing": {}}
     for net in nets:
         try:
             model = LPIPS(net=net, version=version, verbose=False)

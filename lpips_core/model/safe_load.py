@@ -1,0 +1,58 @@
+"""Every ``torch.load`` restricted to tensors and plain containers, also inside other libraries.
+
+``lpips_core`` passes ``weights_only=True`` to each of its own ``torch.load`` calls. The
+libraries it builds models with load files too: torchvision and ``torch.hub`` (whose
+``load_state_dict_from_url`` passes ``weights_only=False`` unless told otherwise), the
+reference ``lpips`` package and torchmetrics (which rely on torch's default, which the
+environment variable ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turns off). Inside
+:func:`weights_only_loads` each of those calls runs with ``weights_only=True``, so a
+planted pickle raises ``UnpicklingError`` instead of running its code.
+
+Example:
+    >>> with weights_only_loads():                                  # doctest: +SKIP
+    ...     ref = lpips.LPIPS(net="alex", pnet_rand=True)  # loads its .pth restricted
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from typing import Iterator
+
+import torch
+
+_LOCK = threading.RLock()
+_DEPTH = 0
+_ORIGINAL = None
+
+
+def _restricted(load):
+    @functools.wraps(load)
+    def restricted_load(*args, **kwargs):
+        kwargs["weights_only"] = True  # whatever the caller asked for
+        return load(*args, **kwargs)
+
+    restricted_load.__lpips_core_restricted__ = True
+    return restricted_load
+
+
+@contextlib.contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """Within the block, ``torch.load`` (looked up by any library as ``torch.load``) is ``weights_only=True``.
+
+    Nested and concurrent blocks are fine: ``torch.load`` is restored when the last one ends.
+    """
+    global _DEPTH, _ORIGINAL
+    with _LOCK:
+        if _DEPTH == 0:
+            _ORIGINAL = torch.load
+            torch.load = _restricted(_ORIGINAL)
+        _DEPTH += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _DEPTH -= 1
+            if _DEPTH == 0:
+                torch.load = _ORIGINAL
+                _ORIGINAL = None
