@@ -15,7 +15,7 @@ endif
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: test book weights venv clean mini-bapps browser playground colab-check
+.PHONY: test check lint book weights venv clean mini-bapps browser playground colab-check
 
 # The mini-BAPPS set (real photographs, simulated judges), built once and cached:
 # the builder keeps a complete build of the same version/configuration.
@@ -67,10 +67,26 @@ MAKE_START := $(shell date +%s)
 # tests/conftest.py prints setup/pytest/total seconds above pytest's closing line.
 # The playground's assets first (tests/test_book.py opens the built playground page); where
 # they cannot be built (no npm, no registry) the playground's browser checks skip instead.
-test: weights $(MINI_BAPPS) browser
+test: lint weights $(MINI_BAPPS) browser
 	@$(MAKE) --no-print-directory playground || echo "warning: playground assets not built (npm?): their browser checks are skipped" >&2
 	LPIPS_CORE_MAKE_START=$(MAKE_START) OMP_NUM_THREADS=$(TEST_THREADS) \
 		$(PY) -m pytest -q $(XDIST) tests notebooks $(NBVAL) --durations=25 $(PYTEST_ARGS)
+
+# The code checks, the first step of `make test` and of `make check`: ruff (lint and format,
+# one line length: pyproject.toml), the import layers (import-linter: the contract in
+# pyproject.toml), and the types (mypy; strict on lpips_core/model and lpips_core/train).
+LINTED := lpips_core tests benchmarks data_scripts book/*.py main.py
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy lpips_core/model lpips_core/train
+
+# A developer's answer in under two minutes: the code checks, then every test not marked
+# `slow` (the notebooks, the browser, fault injection and multi-process runs are: see
+# tests/conftest.py). `make test` runs everything.
+check: lint weights $(MINI_BAPPS)
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q $(XDIST) -m "not slow" tests --durations=10 $(PYTEST_ARGS)
 
 # Headless Chromium for tests/test_book.py: Debian's packages, installed when missing
 # (as root, or through sudo without a password; otherwise the browser test is skipped,

@@ -251,7 +251,7 @@ def interleaved(fa: Callable, fb: Callable, reps: int, sync: Callable, warmup: i
     for i in range(reps):
         QUIET_STATS["reps"] += 1
         order = ((fa, ta), (fb, tb)) if i % 2 == 0 else ((fb, tb), (fa, ta))
-        for attempt in range(4 if quiet_mode else 1):
+        for _attempt in range(4 if quiet_mode else 1):
             wait_quiet(WAIT_QUIET)
             if quiet_mode:
                 i0, t0 = _cpu_times()
@@ -273,7 +273,7 @@ def interleaved(fa: Callable, fb: Callable, reps: int, sync: Callable, warmup: i
                 break
         else:
             QUIET_STATS["busy_reps"] += 1
-        for (f, store), dt in zip(order, times):
+        for (_f, store), dt in zip(order, times):
             store.append(dt)
     return ta, tb, last.get(id(ta)), last.get(id(tb))
 
@@ -591,7 +591,7 @@ def main(argv=None) -> None:
                                                              photo_crops(n_many + 1, 256, seed=5))))
     if "export" in groups and dev == "cpu":
         plan.append(("exports", lambda: export_rows(max(3, reps // 2), small, args.threads)))
-    for name, run in tqdm(plan, desc="cases", unit="case", file=sys.stderr):
+    for _name, run in tqdm(plan, desc="cases", unit="case", file=sys.stderr):
         out = run()
         rows.extend(out if isinstance(out, list) else [out])
 

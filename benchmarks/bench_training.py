@@ -48,8 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lpips_core.data import twoafc_scores  # noqa: E402
-from lpips_core.train.fastpath import load_or_build  # noqa: E402
 from lpips_core.train import TrainConfig, Trainer, compare_on, open_split  # noqa: E402
+from lpips_core.train.fastpath import load_or_build  # noqa: E402
 
 
 def time_fast(cfg: TrainConfig, train_set, val_set) -> tuple[Trainer, dict]:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Callable, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Callable, Union
 
 import numpy as np
 import torch
@@ -27,22 +28,12 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from .data.images import ImageLoadError, im2tensor, load_tensor, open_image, tensor2im
+from .devices import resolve_device
 from .eval.baselines import psnr, ssim
 from .model import LPIPS, load_lpips_checkpoint
 from .model.ranges import InputRange, parse_input_range, resolve
 
 ImageLike = Union[str, os.PathLike, np.ndarray, torch.Tensor, Image.Image]
-
-
-def pick_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else Apple MPS when available, else CPU."""
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
 
 
 class ProductionLPIPS:
@@ -68,7 +59,7 @@ class ProductionLPIPS:
     def __init__(self, net: str = "alex", version: str = "0.1", checkpoint: str | os.PathLike | None = None,
                  device: str | torch.device | None = "auto", batch_size: int = 32,
                  input_range: str | tuple | None = None):
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         if checkpoint is not None:
             model = load_lpips_checkpoint(checkpoint)
             self.source = str(checkpoint)

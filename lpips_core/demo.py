@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .data import mini_bapps
 from .eval import DistanceFunction, LPIPSDistance, build_metrics, compare_models

@@ -54,8 +54,9 @@ import argparse
 import os
 import shlex
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -63,8 +64,16 @@ import torch.nn as nn
 from . import apps as _apps
 from . import data as _data
 from .cli import main as cli_main
-from .eval import (LPIPSDistance, TraditionalMetrics, collect_2afc, judgment_correlations, make_distance,
-                   score_2afc, score_2afc_results, twoafc_scores)
+from .eval import (
+    LPIPSDistance,
+    TraditionalMetrics,
+    collect_2afc,
+    judgment_correlations,
+    make_distance,
+    score_2afc,
+    score_2afc_results,
+    twoafc_scores,
+)
 from .eval.plots import plot_correlation_bars
 from .eval.stats import bootstrap_ci
 from .model import LPIPS, NetLinLayer, Trunk, canonical_net
@@ -138,7 +147,7 @@ class LPIPSLinearLayers(nn.ModuleList):
         super().__init__([NetLinLayer(int(c), use_dropout=use_dropout) for c in channels])
 
     @classmethod
-    def from_model(cls, model: LPIPS) -> "LPIPSLinearLayers":
+    def from_model(cls, model: LPIPS) -> LPIPSLinearLayers:
         """The linear layers of ``model`` (the same modules: training one trains the other)."""
         if not model.lpips:
             raise ValueError("this model has no linear layers (lpips=False, the 'net' baseline)")
@@ -148,13 +157,13 @@ class LPIPSLinearLayers(nn.ModuleList):
 
     @classmethod
     def pretrained(cls, backbone: str = "alexnet", version: str = "0.1",
-                   use_dropout: bool = True) -> "LPIPSLinearLayers":
+                   use_dropout: bool = True) -> LPIPSLinearLayers:
         """The calibrated weights shipped for ``backbone`` (loaded by :class:`~lpips_core.LPIPS`)."""
         model = LPIPS(net=canonical_net(backbone), version=version, pnet_rand=True, use_dropout=use_dropout)
         return cls.from_model(model)
 
     @property
-    def lins(self) -> "LPIPSLinearLayers":
+    def lins(self) -> LPIPSLinearLayers:
         # lets lpips_core.train.clamp_linear_weights (which reads ``model.lins``) clamp these layers
         return self
 
@@ -163,7 +172,7 @@ class LPIPSLinearLayers(nn.ModuleList):
         """(C_k,) channel weights of each layer."""
         return [lin.conv.weight.view(-1) for lin in self]
 
-    def clamp_(self) -> "LPIPSLinearLayers":
+    def clamp_(self) -> LPIPSLinearLayers:
         """Clamp every weight to >= 0, as training does after each step."""
         clamp_linear_weights(self)
         return self

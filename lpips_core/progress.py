@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 from tqdm.auto import tqdm
 

@@ -18,7 +18,7 @@ needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is abse
 NETS = ["alex", "vgg", "squeeze"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def backbone_available(net: str) -> bool:
     """True when pretrained weights for ``net`` can be had here (cache, $LPIPS_CORE_WEIGHTS, ...)."""
     from lpips_core.model.weights import WeightsError, load_backbone_state
@@ -35,7 +35,7 @@ def require_backbone(net: str) -> None:
         pytest.skip(f"no pretrained {net} weights here (set LPIPS_CORE_WEIGHTS)")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ours(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: bool = False):
     """An lpips_core model; pretrained trunk when available, else a seeded random trunk."""
     import lpips_core
@@ -49,7 +49,7 @@ def ours(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: b
         return lpips_core.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial, pnet_rand=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: bool = False):  # noqa: A002
     """The reference ``lpips.LPIPS`` with the same trunk weights as ``ours(...)``.
 
@@ -72,7 +72,7 @@ def reference(net: str = "alex", version: str = "0.1", lpips: bool = True, spati
     return ref.eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photo(name: str) -> np.ndarray:
     """A real photograph shipped with scikit-image, (H, W, 3) uint8."""
     import skimage.data
@@ -117,6 +117,19 @@ _PYTEST_START = time.time()
 #: The whole of ``make test`` (setup, mini set, pytest with the notebooks and the browser
 #: test) must stay within this many seconds on 2 cores, from a fresh clone.
 MAKE_TEST_BUDGET_S = 900
+
+
+#: Test modules that are slow as a whole (subprocesses, browsers, killed runs, builds); marked
+#: ``slow`` here so that ``make check`` (``-m "not slow"``) leaves them, and the notebooks, to
+#: ``make test``. Single slow tests elsewhere carry ``@pytest.mark.slow`` themselves.
+SLOW_MODULES = {"test_book.py", "test_playground.py", "test_faults.py", "test_release.py", "test_distributed.py",
+                "test_weights_concurrency.py", "test_hostile_inputs.py", "test_trunk_weights.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_MODULES or item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -56,26 +56,39 @@ def _mps_available() -> bool:
 
 
 def test_device_auto_picks_what_exists(monkeypatch):
-    """'auto' (and None): CUDA when torch sees a GPU, else Apple MPS when available, else CPU."""
-    # this machine, against torch's own availability checks (asked here, not through apps)
+    """'auto' (and None): CUDA when torch sees a GPU, else Apple MPS when available, else CPU; the one rule
+    (lpips_core.devices) that ProductionLPIPS, dirs and allpairs share."""
+    from lpips_core.devices import resolve_device
+
+    # this machine, against torch's own availability checks (asked here, not through lpips_core)
     expected = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
-    assert apps.pick_device("auto").type == expected
-    assert apps.pick_device(None).type == expected
+    assert resolve_device("auto").type == expected
+    assert resolve_device(None).type == expected
+    assert apps.ProductionLPIPS.__init__.__globals__["resolve_device"] is resolve_device
     # the rule itself, with availability faked (torch.device("cuda") needs no GPU to be built)
     has_mps = getattr(torch.backends, "mps", None) is not None
-    for cuda, mps, want in ((True, False, "cuda"), (True, True, "cuda"), (False, True, "mps"),
+    for cuda, mps, want in ((True, False, "cuda:0"), (True, True, "cuda:0"), (False, True, "mps"),
                             (False, False, "cpu")):
         if mps and not has_mps:
             continue
         monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
         if has_mps:
             monkeypatch.setattr(torch.backends.mps, "is_available", lambda mps=mps: mps)
-        assert apps.pick_device("auto") == torch.device(want), (cuda, mps)
-        assert apps.pick_device(None) == torch.device(want), (cuda, mps)
-        # an explicit device is taken as given, whatever is available
-        assert apps.pick_device("cpu") == torch.device("cpu")
-        assert apps.pick_device("cuda:1") == torch.device("cuda", 1)
-        assert apps.pick_device(torch.device("cpu")) == torch.device("cpu")
+        assert resolve_device("auto") == torch.device(want), (cuda, mps)
+        assert resolve_device(None) == torch.device(want), (cuda, mps)
+        # folder runs allow CUDA only
+        assert resolve_device("auto", accelerators=("cuda",)) == torch.device(want if cuda else "cpu")
+        # an explicit device is taken as given when it exists here; a bare 'cuda' is this rank's GPU
+        assert resolve_device("cpu") == torch.device("cpu")
+        if cuda:
+            assert resolve_device("cuda:1") == torch.device("cuda", 1)
+            monkeypatch.setenv("LOCAL_RANK", "1")
+            assert resolve_device("cuda") == torch.device("cuda", 1)
+            monkeypatch.delenv("LOCAL_RANK")
+        else:
+            with pytest.raises(ValueError, match="CUDA is not available"):
+                resolve_device("cuda:1")
+        assert resolve_device(torch.device("cpu")) == torch.device("cpu")
 
 
 def test_checkpoint_loads_once_and_scores_like_the_model(tmp_path):

@@ -3,12 +3,12 @@ import warnings
 
 import pytest
 import torch
-
-import lpips_core
-from lpips_core.model.nets import MIN_INPUT_SIZE
-from lpips_core.model.checks import InputRangeWarning
 from conftest import NETS, ours, reference
 from tolerances import assert_parity, assert_paths_agree
+
+import lpips_core
+from lpips_core.model.checks import InputRangeWarning
+from lpips_core.model.nets import MIN_INPUT_SIZE
 
 
 def rand(*shape):

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, needs_shared, photo, reference
 from PIL import Image
 
 import lpips_core
 from lpips_core.cli import main
-from conftest import SHARED, needs_shared, photo, reference
 
 EX = SHARED / "fixtures" / "bapps_examples"
 

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFilter
-
 from conftest import photo, reference, require_backbone
+from PIL import Image, ImageFilter
 from tolerances import ZERO_TOL, float32_tol
 
 

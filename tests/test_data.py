@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lpips_core.data import (DataError, JNDDataset, LPIPSDataModule, TwoAFCDataset, detect_format,
-                              load_patch)
+from lpips_core.data import DataError, JNDDataset, LPIPSDataModule, TwoAFCDataset, detect_format, load_patch
 from lpips_core.data.images import ImageLoadError
 
 

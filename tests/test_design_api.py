@@ -21,15 +21,26 @@ import pytest
 import torch
 from conftest import REPO, photo, photo_pairs, reference, require_backbone
 from PIL import Image
-from torch.utils.data import DataLoader
 from tolerances import PARITY_TOL, assert_parity, assert_paths_agree
+from torch.utils.data import DataLoader
 from train_helpers import TripletSet, write_bapps
 
 import lpips_core
 from lpips_core import design_api
-from lpips_core.design_api import (JNDDataset, LPIPSDataModule, LPIPSEvaluator, LPIPSFeatureExtractor,
-                                   LPIPSLinearLayers, LPIPSLoss, LPIPSTrainer, LPIPSVisualizer, ProductionLPIPS,
-                                   TraditionalMetrics, create_lpips_model, create_lpips_trainer)
+from lpips_core.design_api import (
+    JNDDataset,
+    LPIPSDataModule,
+    LPIPSEvaluator,
+    LPIPSFeatureExtractor,
+    LPIPSLinearLayers,
+    LPIPSLoss,
+    LPIPSTrainer,
+    LPIPSVisualizer,
+    ProductionLPIPS,
+    TraditionalMetrics,
+    create_lpips_model,
+    create_lpips_trainer,
+)
 
 N_TRAIN, N_VAL = 40, 24
 
@@ -367,6 +378,7 @@ def _run_main(*args: str, env_extra: dict | None = None) -> subprocess.Completed
                           cwd=REPO, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_main_py_forwards_every_mode_to_lpips_core(data_dir, tmp_path):
     require_backbone("alex")
     from lpips_core.cli import build_parser, cmd_analyze, cmd_compare_models, cmd_demo

@@ -19,18 +19,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, photo, reference, require_backbone
 from PIL import Image
+from tolerances import PARITY_TOL, assert_paths_agree
 
 import lpips_core
-from conftest import REPO, photo, reference, require_backbone
-from tolerances import PARITY_TOL, assert_paths_agree
 from lpips_core.cli import main
 from lpips_core.data.images import ImageLoadError
 from lpips_core.data.pairs import PairSizeError, match_pairs, plan_size, size_batches, to_model_range
 from lpips_core.eval import resumable
 from lpips_core.eval.allpairs import allpairs
-from lpips_core.eval.folders import evaluate_folders
 from lpips_core.eval.batch_workers import auto_workers
+from lpips_core.eval.folders import evaluate_folders
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -132,7 +132,7 @@ def test_folder_distances_match_reference_and_summary(tmp_path):
     expected = {k: ref_distance(a / k, b / k) for k in keys}
     for r in rows:
         assert abs(float(r["distance"]) - expected[r["path"]]) <= PARITY_TOL, r
-        assert "%.9g" % np.float32(r["distance"]) == r["distance"]  # the text reads back to its float32
+        assert "{:.9g}".format(np.float32(r["distance"])) == r["distance"]  # the text reads back to its float32
     d = np.array([float(r["distance"]) for r in rows])
     s = json.loads((tmp_path / "out.summary.json").read_text())
     assert s["n_pairs"] == 6 and s["mean"] == pytest.approx(d.mean()) and s["median"] == pytest.approx(np.median(d))
@@ -306,6 +306,7 @@ def _dirs_cmd(a: Path, b: Path, out: Path, *extra: str) -> list[str]:
             "--batch-size", "1", "--workers", "0", "--device", "cpu", "--no-plot", *extra]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume(tmp_path):
     """A real process killed with SIGKILL while it writes; ``--resume`` until done; the CSV is unchanged."""
     keys = [f"d{i % 2}/im{i:02d}.png" for i in range(40)]
@@ -345,6 +346,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
 
 
 # --------------------------------------------------------------------------- torchrun
+@pytest.mark.slow
 def test_torchrun_two_ranks_equal_one_process(tmp_path):
     keys = [f"g{i % 3}/im{i}.png" for i in range(11)]  # 11 pairs, batches of 2: uneven shards
     a, b = make_folders(tmp_path, keys, [(64, 64) if i % 4 else (48, 72) for i in range(len(keys))])

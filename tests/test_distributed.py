@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from conftest import require_backbone
 from train_helpers import TripletSet, ddp_worker, free_port
-from lpips_core.train import distributed as ddp
+
 from lpips_core.train import TrainConfig, Trainer
+from lpips_core.train import distributed as ddp
 
 #: Max abs difference allowed between 2-process and 1-process weights. Only the
 #: order of float32 additions differs (each rank sums half the batch, then gloo

@@ -9,10 +9,10 @@ import warnings
 
 import pytest
 import torch
-
-from lpips_core.model import export as E
 from conftest import ours, photo_pairs, reference
 from tolerances import PARITY_TOL, assert_parity, assert_paths_agree
+
+from lpips_core.model import export as E
 
 
 def _rand_pair(n=2, hw=(64, 64), seed=0):

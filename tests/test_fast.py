@@ -9,12 +9,12 @@ import pickle
 
 import pytest
 import torch
+from conftest import NETS, ours, photo, photo_pairs, reference
+from tolerances import PARITY_TOL, assert_paths_agree, float32_tol
 
 import lpips_core
 from lpips_core.model import fast, functional, trunk
 from lpips_core.model import kernels as K
-from conftest import NETS, ours, photo, photo_pairs, reference
-from tolerances import PARITY_TOL, assert_paths_agree, float32_tol
 
 #: Every ``<= TOL`` below compares with the reference package: the product claim.
 #: Two of our own paths are compared with ``assert_paths_agree`` (tests/tolerances.py).

@@ -6,11 +6,10 @@ import time
 
 import pytest
 import torch
-
 from conftest import ours, photo_pairs, reference, require_backbone
 from train_helpers import TripletSet
-from lpips_core.train import fastpath
-from lpips_core.train import TrainConfig, Trainer, epoch_order
+
+from lpips_core.train import TrainConfig, Trainer, epoch_order, fastpath
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -45,12 +45,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, PngImagePlugin
-
 from conftest import REPO, SHARED, needs_shared, require_backbone
+from PIL import Image, PngImagePlugin
 from train_helpers import TripletSet
-from lpips_core.model import weights as W
+
 from lpips_core.data.images import ImageLoadError, load_image
+from lpips_core.model import weights as W
 from lpips_core.train import CheckpointError, TrainConfig, Trainer, read_checkpoint
 
 TESTS = Path(__file__).resolve().parent
@@ -644,8 +644,9 @@ def test_kill_inside_a_checkpoint_write_leaves_the_previous_one_whole(tmp_path, 
 
 # =========================================================================== dataset caches
 def test_half_written_feature_cache_is_detected_and_rebuilt(tmp_path, data):
-    from lpips_core.train import fastpath
     from conftest import ours
+
+    from lpips_core.train import fastpath
 
     model = ours("alex")
     first = fastpath.load_or_build(model, data[0], tmp_path, progress=False)
@@ -673,8 +674,9 @@ def test_half_written_feature_cache_is_detected_and_rebuilt(tmp_path, data):
 
 
 def test_feature_cache_that_cannot_be_written_is_skipped_with_a_warning(tmp_path, data, monkeypatch):
-    from lpips_core.train import fastpath
     from conftest import ours
+
+    from lpips_core.train import fastpath
 
     def full(obj, path):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -696,8 +698,9 @@ MINI_SCRIPT = textwrap.dedent("""
 
 
 def test_mini_bapps_build_killed_half_way_is_rebuilt(tmp_path):
-    import lpips_core.data.mini_bapps as M
     from test_mini_bapps import TINY, _tree_hash
+
+    import lpips_core.data.mini_bapps as M
 
     fresh = M.build_mini_bapps(tmp_path / "fresh" / "mini", TINY)
     out = tmp_path / "killed" / "mini"
@@ -753,7 +756,7 @@ def test_four_processes_build_the_mini_set_and_its_feature_cache_at_once(tmp_pat
     procs = [subprocess.Popen([PY, "-c", script, str(ready)], env=child_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     results = [p.communicate(timeout=300) for p in procs]
-    for p, (stdout, stderr) in zip(procs, results):
+    for p, (_stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stderr[-2000:]
     lines = [ln for stdout, _ in results for ln in stdout.splitlines()]
     assert lines.count("BUILT") == 1

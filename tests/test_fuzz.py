@@ -46,15 +46,15 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import ours, reference
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from tolerances import PARITY_TOL, assert_parity, assert_paths_agree
 
 import lpips_core
-from lpips_core.model.nets import MIN_INPUT_SIZE
 from lpips_core.model.checks import InputRangeWarning
-from conftest import ours, reference
-from tolerances import PARITY_TOL, assert_parity, assert_paths_agree
+from lpips_core.model.nets import MIN_INPUT_SIZE
 
 settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

@@ -41,11 +41,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, backbone_available, photo, require_backbone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import REPO, backbone_available, photo, require_backbone
 from lpips_core.cli import main
 from lpips_core.data.images import ImageLoadError, load_image
 

@@ -21,8 +21,14 @@ from scipy import stats as sps
 
 from lpips_core.data import twoafc_scores
 from lpips_core.eval import published
-from lpips_core.eval.stats import (cluster_bootstrap_ci, cluster_bootstrap_test, cluster_correlation_test,
-                                   cluster_draws, format_p, paired_bootstrap_test)
+from lpips_core.eval.stats import (
+    cluster_bootstrap_ci,
+    cluster_bootstrap_test,
+    cluster_correlation_test,
+    cluster_draws,
+    format_p,
+    paired_bootstrap_test,
+)
 from lpips_core.studies.calibration import scene_folds
 
 PUBLISHED = SHARED / "data" / "bapps_val_published"

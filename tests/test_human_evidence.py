@@ -303,7 +303,6 @@ def test_make_live_2afc_layout_judgments_and_full_size_evaluate(typed_table, tmp
 
     from lpips_core.data import TwoAFCDataset
     from lpips_core.data.live_2afc import read_manifest
-    from lpips_core.eval.derived import score_from_mos
 
     out = tmp_path / "live2afc"
     mres = mos.evaluate_mos(typed_table, tmp_path / "mos", metrics=["psnr", "l2_lab"], n_resamples=20,

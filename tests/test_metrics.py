@@ -9,8 +9,8 @@ from conftest import ours, photo_pairs, reference, require_backbone
 from tolerances import assert_paths_agree
 
 from lpips_core.eval import distances as metrics
-from lpips_core.model import load_lpips_checkpoint
 from lpips_core.eval import make_distance, score_2afc, score_jnd, twoafc_scores
+from lpips_core.model import load_lpips_checkpoint
 
 
 class _FakeLoader:

@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from lpips_core.data import distortions as D
-from lpips_core.data import mini_bapps as M
-from lpips_core.data import JNDDataset, TwoAFCDataset
-from lpips_core.data.images import load_image
-
 from conftest import photo, reference, require_backbone
 from tolerances import PARITY_TOL
+
+from lpips_core.data import JNDDataset, TwoAFCDataset
+from lpips_core.data import distortions as D
+from lpips_core.data import mini_bapps as M
+from lpips_core.data.images import load_image
 
 #: metadata.csv stores distances with 6 decimals (rounding <= 5e-7), on top of the parity claim
 CSV_TOL = PARITY_TOL + 5e-7
@@ -215,7 +214,8 @@ def test_lpips_vgg_observer_matches_reference_package(tmp_path):
     for subset in SUBSETS_2AFC:
         folder = out / subset
         meta = pd.read_csv(folder / "metadata.csv", dtype={"id": str})
-        load = lambda k: torch.stack([TwoAFCDataset(folder)[i][k] for i in range(len(meta))])  # noqa: E731
+        load = lambda k, folder=folder, meta=meta: torch.stack(  # noqa: E731
+            [TwoAFCDataset(folder)[i][k] for i in range(len(meta))])
         with torch.no_grad():
             d0 = ref_model(load("ref"), load("p0")).flatten().numpy()
             d1 = ref_model(load("ref"), load("p1")).flatten().numpy()

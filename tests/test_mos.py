@@ -10,8 +10,8 @@ import pytest
 from conftest import SHARED, needs_shared, photo, require_backbone
 from scipy import stats as sps
 
-from lpips_core.eval import mos
 from lpips_core.cli import main
+from lpips_core.eval import mos
 
 LIVE = SHARED / "data" / "live_jpeg"
 
@@ -186,6 +186,7 @@ def test_evaluate_mos_cli_and_downscaling(jpeg_table, tmp_path, capsys):
 
 
 @needs_shared
+@pytest.mark.slow
 def test_live_jpeg_two_references_downscaled(tmp_path):
     """Real human ratings: 14 JPEG versions of two LIVE photographs (downscaled to keep it cheap)."""
     require_backbone("alex")

@@ -3,7 +3,6 @@ import itertools
 
 import pytest
 import torch
-
 from conftest import NETS, ours, photo_pairs, reference
 from tolerances import PARITY_TOL as TOL  # the product claim, the same on every CPU
 

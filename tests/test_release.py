@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import photo, reference
 from PIL import Image
 
-from conftest import photo, reference
 from lpips_core.model.weights import sha256_of
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,13 +19,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, ours, photo_pairs, require_backbone
 from train_helpers import TripletSet
+
 from lpips_core import LPIPS
-from lpips_core.train import (BCERankingLoss, Dist2LogitLayer, LogisticRankingLoss, TrainConfig, Trainer,
-                              build_optimizer, build_scheduler, clamp_linear_weights, epoch_order,
-                              export_linear_weights, linear_decay_factor)
+from lpips_core.train import (
+    BCERankingLoss,
+    Dist2LogitLayer,
+    LogisticRankingLoss,
+    TrainConfig,
+    Trainer,
+    build_optimizer,
+    build_scheduler,
+    clamp_linear_weights,
+    epoch_order,
+    export_linear_weights,
+    linear_decay_factor,
+)
 
 TESTS = Path(__file__).resolve().parent
 
@@ -386,7 +396,8 @@ def test_optimizer_and_schedule_choices(triplets, val_triplets):
         if sched == "plateau":
             scores = iter(scripted)
             real_evaluate = trainer.evaluate
-            trainer.evaluate = lambda *a, **k: {**real_evaluate(*a, **k), "score": next(scores)}
+            trainer.evaluate = lambda *a, scores=scores, real=real_evaluate, **k: {**real(*a, **k),  # noqa: E731
+                                                                                   "score": next(scores)}
         history = trainer.fit()
         assert len(history) == epochs and all(np.isfinite(r["train_loss"]) for r in history)
         assert [r["lr"] for r in history] == pytest.approx(expected_lrs, rel=1e-12, abs=0), (opt, sched)
@@ -463,8 +474,9 @@ def test_cli_train_on_a_bapps_folder(tmp_path):
     """`lpips-core train` reads a BAPPS-style folder, trains, exports, and compares with the baselines."""
     import json
 
-    from lpips_core.cli import main
     from train_helpers import write_bapps
+
+    from lpips_core.cli import main
 
     require_backbone("alex")
     data = tmp_path / "bapps"

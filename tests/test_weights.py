@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, needs_shared
 
 import lpips_core
 from lpips_core.model import weights as W
-from conftest import SHARED, needs_shared
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def test_four_processes_first_use_end_with_one_correct_file(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     results = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_out, err) in zip(procs, results):
         assert p.returncode == 0, err
     sums = {out.strip() for out, _ in results}
     assert len(sums) == 1  # every process saw the same weights

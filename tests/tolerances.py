@@ -62,7 +62,7 @@ SAFETY = 4.0
 ZERO_TOL = 16 * F32_EPS
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trunk_accumulations(net: str) -> int:
     """Sum over the trunk's convolutions of their fan-in (in_channels / groups * kh * kw).
 

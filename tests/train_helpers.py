@@ -126,7 +126,7 @@ def ddp_worker(rank: int, world: int, port: int, configs: list[dict], n_train: i
         dist.destroy_process_group()
 
 
-def write_bapps(root, splits: dict[str, "TripletSet"], subset: str = "photos") -> None:
+def write_bapps(root, splits: dict[str, TripletSet], subset: str = "photos") -> None:
     """Write triplets in the BAPPS layout: ``<root>/2afc/<split>/<subset>/{ref,p0,p1}/<id>.png`` + ``judge/<id>.npy``."""
     from pathlib import Path
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -75,7 +75,7 @@ class LPIPSDataModule:
         return (self.split is None and self.test_split is None and parent.is_dir()
                 and (parent / "train").is_dir() and (parent / "val").is_dir())
 
-    def setup(self) -> "LPIPSDataModule":
+    def setup(self) -> LPIPSDataModule:
         """Read and check the records and make the splits (once); returns self."""
         if self.train_dataset is not None:
             return self

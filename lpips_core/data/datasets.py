@@ -24,8 +24,8 @@ non-square images are resized to ``load_size x load_size`` so that triplets batc
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

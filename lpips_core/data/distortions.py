@@ -21,7 +21,8 @@ Example:
 from __future__ import annotations
 
 import io
-from typing import Callable, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageEnhance

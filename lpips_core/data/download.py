@@ -37,9 +37,9 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 BASE_URL = "https://perceptual-similarity.s3.us-west-2.amazonaws.com/dataset"
 CHUNK = 1 << 20

@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -292,7 +292,7 @@ def _sample_records(split_dir: Path, subsets, on_error: str, max_errors: int,
         folder = folders[subset]
         files = {p.name: p for p in folder.iterdir()}
         by_name: dict[tuple[str, str], Path] = {}
-        for name, p in files.items():
+        for _name, p in files.items():
             for part in SAMPLE_PARTS:
                 tag = f"_{part}"
                 if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.endswith(tag):

@@ -20,21 +20,23 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..model.ranges import RANGE_NAMES, parse_input_range
 from .images import IMAGE_SUFFIXES, ImageLoadError, load_image, open_image
 
 SIZE_POLICIES = ("error", "resize", "crop")
 
-#: Input ranges the metric can be fed: '-1,1' (LPIPS's own) or '0,1' (``normalize=True``).
-INPUT_RANGES = ("-1,1", "0,1")
+#: Input ranges a folder run can feed the metric (files are decoded to 8 bits first, so the
+#: choice is what the 8-bit values become): '-1,1' (LPIPS's own) or '0,1' (``normalize=True``).
+INPUT_RANGES = tuple(name for name in RANGE_NAMES if name != "0,255")
 
 #: EXIF orientations that swap width and height (rotations by 90 degrees).
 _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
@@ -322,9 +324,11 @@ def collate_items(items: Sequence[dict]) -> dict:
 
 
 def check_input_range(input_range: str) -> str:
-    if input_range not in INPUT_RANGES:
+    """The canonical name of a range a folder run can feed (any spelling :func:`parse_input_range` reads)."""
+    name = parse_input_range(input_range).name
+    if name not in INPUT_RANGES:
         raise ValueError(f"input_range={input_range!r}; choose one of {', '.join(INPUT_RANGES)}")
-    return input_range
+    return name
 
 
 def to_model_range(x: torch.Tensor, input_range: str = "-1,1") -> torch.Tensor:
@@ -337,7 +341,7 @@ def to_model_range(x: torch.Tensor, input_range: str = "-1,1") -> torch.Tensor:
     table look-up (a gather is 10x slower than this arithmetic on a CPU). Float input is
     taken to be converted already and returned as it is.
     """
-    check_input_range(input_range)
+    input_range = check_input_range(input_range)
     if x.dtype != torch.uint8:
         return x
     y = x.to(torch.float32)

@@ -23,9 +23,9 @@ import numpy as np
 
 from ..files import pyplot, save_figure, write_text
 from ..progress import progress_bar
+from .formats import KINDS, DataError, Record, detect_format, has_samples, read_records
 from .images import ImageLoadError, open_image
 from .textfiles import read_csv_rows, read_json
-from .formats import KINDS, DataError, Record, has_samples, detect_format, read_records
 
 VALUE_NAME = {"2afc": "judge (fraction preferring p1)", "jnd": "same (fraction answering 'same')"}
 

@@ -28,12 +28,22 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.images import ImageLoadError
-from ..data.pairs import (SIZE_POLICIES, ImageDataset, PairSizeError, check_input_range, collate_items,
-                          fit_max_side, header_size, list_images_recursive, to_model_range)
+from ..data.pairs import (
+    SIZE_POLICIES,
+    ImageDataset,
+    PairSizeError,
+    check_input_range,
+    collate_items,
+    fit_max_side,
+    header_size,
+    list_images_recursive,
+    to_model_range,
+)
+from ..devices import resolve_device
 from ..files import atomic_paths, write_csv, write_json, write_text
 from ..model import LPIPS
 from ..progress import progress_bar
-from .folders import check_run_options, metric_signature, resolve_device, value_text
+from .folders import FOLDER_ACCELERATORS, check_run_options, metric_signature, value_text
 
 #: Pairs up to which the exact median of all distances is computed (it needs them all in memory).
 MEDIAN_MAX_PAIRS = 20_000_000
@@ -150,7 +160,7 @@ def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str =
     if len(files) < 2:
         raise ImageLoadError(f"{folder} holds {len(files)} image(s); allpairs needs at least 2")
     size = _target_size(folder, files, size_mismatch, max_side)
-    device = resolve_device(device)
+    device = resolve_device(device, accelerators=FOLDER_ACCELERATORS)
     if model is None:  # the files' range is known, never guessed
         model = LPIPS(net=net, version=version, input_range=input_range)
     model = model.to(device).eval().requires_grad_(False)

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -128,7 +129,7 @@ def _piq_vgg(reduction: str = "mean") -> torch.nn.Module:
     weights = [lins[f"lin{k}.model.1.weight"].view(1, -1, 1, 1) for k in range(5)]
     model = piq.LPIPS.__new__(piq.LPIPS)
     piq.ContentLoss.__init__(model, feature_extractor=vgg16_features(),
-                             layers=[VGG16_LAYERS[l] for l in ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")],
+                             layers=[VGG16_LAYERS[t] for t in ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")],
                              weights=weights, replace_pooling=False, distance="mse", reduction=reduction,
                              normalize_features=True)
     return model.eval()
@@ -320,7 +321,7 @@ def _fmt(v, spec: str = ".2e") -> str:
 
 def audit_markdown(result: dict) -> str:
     """The audit as a markdown page (tables of both parts and the heuristic's rates)."""
-    lines = [f"# LPIPS audit: implementations and protocol choices", "",
+    lines = ["# LPIPS audit: implementations and protocol choices", "",
              f"{result['n_pairs']} pairs: {result['n_photos']} course photographs (skimage.data, centre "
              f"crops of {result['side']}x{result['side']}) x {len(DISTORTIONS)} distortions "
              f"({', '.join(f'{d} {s}' for d, s in DISTORTIONS)}). Machine: {result['machine']}. "

@@ -45,10 +45,10 @@ import torch
 import torch.nn as nn
 
 from ..model.weights import load_backbone_state
+from .registry import METRICS
 
-#: Metrics where a larger value means "more similar".
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "l1": False, "l2": False,
-                    "l2_lab": False, "dists": False}
+#: Metrics where a larger value means "more similar" (a view of the registry).
+HIGHER_IS_BETTER = {m.name: m.higher_is_better for m in METRICS.values() if m.kind in ("traditional", "learned")}
 
 #: Smallest side torchmetrics' MS-SSIM accepts (11-pixel window, 5 scales: side // 16 must exceed 10).
 MS_SSIM_MIN_SIZE = 176
@@ -219,7 +219,7 @@ def _build_dists(device: str) -> nn.Module:
     alpha, beta = weights["alpha"], weights["beta"]  # (1, 1475, 1, 1) each, summing to 1 together
     layer_weights = list(torch.split(alpha, DISTS_CHANNELS, dim=1)) + list(torch.split(beta, DISTS_CHANNELS, dim=1))
     model = piq.DISTS.__new__(piq.DISTS)
-    piq.ContentLoss.__init__(model, feature_extractor=vgg16_features(), layers=[VGG16_LAYERS[l] for l in DISTS_LAYERS],
+    piq.ContentLoss.__init__(model, feature_extractor=vgg16_features(), layers=[VGG16_LAYERS[t] for t in DISTS_LAYERS],
                              weights=layer_weights, replace_pooling=True, reduction="none",
                              normalize_features=False, allow_layers_weights_mismatch=True)
     return model.to(device).eval()
@@ -337,7 +337,7 @@ class TraditionalMetrics:
         self.device = torch.device(device) if device is not None else None
 
     @classmethod
-    def design_document_default(cls) -> "TraditionalMetrics":
+    def design_document_default(cls) -> TraditionalMetrics:
         """The instance class-level calls use: images in [0, 1], computed where they are."""
         return _design_document_metrics(cls)
 
@@ -405,6 +405,6 @@ class TraditionalMetrics:
         return {name: self._run(METRIC_FUNCTIONS[name], img0, img1) for name in include}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _design_document_metrics(cls: type) -> TraditionalMetrics:
     return cls(input_range=(0.0, 1.0))

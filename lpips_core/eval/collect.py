@@ -15,8 +15,8 @@ one pass over the data, so each image is also read from disk once. Evaluation
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.judgments import twoafc_scores
 from ..data.live_2afc import CROSS, read_manifest
 from ..files import write_json, write_text
 from . import plots
 from .collect import TwoAFCDistances
-from ..data.judgments import twoafc_scores
 from .published import JUDGE_AGREEMENT, ORACLE_BOUND, reference_rows
 from .reports import markdown_table
 from .scores import score_2afc_results

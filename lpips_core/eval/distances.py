@@ -15,6 +15,7 @@ from ..model import LPIPS, NETS, canonical_net, load_lpips_checkpoint
 from ..model.ranges import parse_input_range
 from ..version import __version__
 from . import baselines
+from .registry import list_metrics, metric_info
 
 
 # --------------------------------------------------------------------------- distance functions
@@ -117,8 +118,7 @@ class LPIPSDistance(DistanceFunction):
 class PixelDistance(DistanceFunction):
     """A traditional metric from :mod:`.baselines` (psnr, ssim, ms_ssim, l1, l2, l2_lab)."""
 
-    LABELS = {"psnr": "-PSNR (dB)", "ssim": "1 - SSIM", "ms_ssim": "1 - MS-SSIM", "l1": "L1 (RGB)",
-              "l2": "L2 (RGB, RMSE)", "l2_lab": "L2 (Lab)"}
+    LABELS = {name: metric_info(name).label for name in list_metrics("traditional")}
 
     def __init__(self, name: str, device: str | torch.device = "cpu"):
         if name not in self.LABELS:
@@ -150,7 +150,7 @@ class DISTSDistance(DistanceFunction):
         return baselines.dists_from_features(self.model, f0, f1).flatten()
 
 
-TRADITIONAL = ("l2", "l2_lab", "l1", "ssim", "ms_ssim", "psnr")
+TRADITIONAL = tuple(list_metrics("traditional"))
 
 
 def make_distance(spec: str, net: str = "alex", version: str = "0.1",

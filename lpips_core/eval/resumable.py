@@ -18,8 +18,8 @@ import io
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 MAGIC = "# lpips-core part "
 
@@ -235,7 +235,7 @@ class PartWriter:
         if not self._file.closed:
             self._file.close()
 
-    def __enter__(self) -> "PartWriter":
+    def __enter__(self) -> PartWriter:
         return self
 
     def __exit__(self, *exc) -> None:

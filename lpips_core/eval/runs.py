@@ -10,8 +10,8 @@ Both collect through :mod:`.collect`, score through :mod:`.scores` and write thr
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,13 +21,21 @@ from ..model import WeightsError
 from . import plots
 from .collect import TwoAFCDistances, as_functions, collect_2afc, collect_jnd
 from .distances import DistanceFunction, make_distance
-from .reports import (PAPER_2AFC, PAPER_CITATION, correlation_table, judgment_note, markdown_table, paired_table,
-                      signature_lines, write_distances_csv)
+from .registry import METRIC_SETS
+from .reports import (
+    PAPER_2AFC,
+    PAPER_CITATION,
+    correlation_table,
+    judgment_note,
+    markdown_table,
+    paired_table,
+    signature_lines,
+    write_distances_csv,
+)
 from .scores import judgment_correlations, paired_tests, score_2afc_results, score_jnd_results
 
-DEFAULT_METRICS = ("lpips", "l2_lab", "ssim", "psnr")
-COMPARE_METRICS = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "net-alex", "net-vgg", "net-squeeze",
-                   "l2_lab", "l2", "l1", "ssim", "psnr", "dists")
+DEFAULT_METRICS = METRIC_SETS["evaluate"]
+COMPARE_METRICS = METRIC_SETS["compare"]
 
 
 def open_datasets(data: str | Path, load_size: int = 64, subsets: Sequence[str] | None = None,
@@ -248,7 +256,8 @@ def compare_report(res: TwoAFCDistances, out_dir, meta: Mapping[str, Mapping[str
     md.append("Pairs/s: distances per second on this machine (features included, data loading excluded), "
               "measured in this run.\n")
     md.append(correlation_table(corrs))
-    md.append(paired_table(tests, base))
+    md.append(paired_table({f"{m} - {base}": t for m, t in tests.items()},
+                           f"Paired bootstrap test against {base} (same triplets), 2AFC points"))
     if jnd_scores is not None:
         results["jnd"] = jnd_scores
         md.append(markdown_table(jnd_scores, "JND mAP (%), 95% bootstrap CI"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -79,15 +79,6 @@ def check_pair(in0: torch.Tensor, in1: torch.Tensor, net: str, names: tuple[str,
     return [r0, check_finite(in1, n1) if in1 is not in0 else r0]
 
 
-def check_images(named: Sequence[tuple[str, object]], net: str,
-                 device: torch.device | None = None) -> list[torch.Tensor]:
-    """Check one image batch or a pair; return them as float (N, 3, H, W) batches.
-
-    :func:`check_images_and_ranges` also returns each batch's (min, max).
-    """
-    return check_images_and_ranges(named, net, device)[0]
-
-
 def check_images_and_ranges(named: Sequence[tuple[str, object]], net: str,
                             device: torch.device | None = None) -> tuple[list[torch.Tensor], list]:
     """Check one image batch or a pair; return them as float (N, 3, H, W) batches and their (min, max).
@@ -95,7 +86,7 @@ def check_images_and_ranges(named: Sequence[tuple[str, object]], net: str,
     The order is fixed so that the most basic problem is the one reported:
     type and shape of each argument -> the two shapes agree -> device ->
     size -> finite values. Range warnings come after all of these (see
-    :func:`warn_if_out_of_range`), so a NaN/Inf input never also warns.
+    :func:`warn_about_range`), so a NaN/Inf input never also warns.
 
     Args:
         named: ``[(argument name, value)]``, one or two entries. When one of two
@@ -167,28 +158,6 @@ def check_finite(x: torch.Tensor, name: str):
         raise ValueError(f"{name} contains NaN or Inf values")
     lo, hi = lo_hi.tolist()
     return lo, hi
-
-
-def out_of_range(x: torch.Tensor, normalize: bool, tol: float = 1e-3) -> bool:
-    """True when ``x`` leaves [-1, 1] (or [0, 1] with ``normalize=True``) by more than ``tol``."""
-    if x.numel() == 0:
-        return False
-    low = 0.0 if normalize else -1.0
-    lo, hi = torch.aminmax(x)  # one pass
-    return bool(lo < low - tol or hi > 1.0 + tol)
-
-
-def warn_if_out_of_range(xs: Sequence[torch.Tensor], normalize: bool) -> bool:
-    """Warn (once per call) when any of the checked batches ``xs`` leaves the expected range.
-
-    Returns:
-        True when a warning was issued.
-    """
-    bad = [x for x in xs if out_of_range(x, normalize)]
-    if not bad:
-        return False
-    warn_range(normalize, min(float(x.min()) for x in bad), max(float(x.max()) for x in bad))
-    return True
 
 
 def warn_about_range(ranges: Sequence, rng: InputRange, out_of_range_warned: bool,

@@ -23,13 +23,12 @@ runs on an LPIPS model but changes nothing: LPIPS has no ``nn.Linear`` (its
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Optional, Tuple
-
-import json
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -39,14 +38,13 @@ from ..files import atomic_path
 from .lpips import LPIPS
 from .nets import MIN_INPUT_SIZE
 
-
 # --------------------------------------------------------------------------- ONNX
 # optimize=False in both exports: onnxscript's optimizer folds ``norm + 1e-10`` to ``norm``
 # (the constant is "close to 0"), and a zero feature vector then gives 0/0 = NaN in
 # onnxruntime (alex at 200x200 did; tests/test_playground.py checks that size).
 
 
-def export_onnx(model: LPIPS, path: str | os.PathLike, example_size: Tuple[int, int] = (64, 64),
+def export_onnx(model: LPIPS, path: str | os.PathLike, example_size: tuple[int, int] = (64, 64),
                 opset_version: int = 18, dynamic: bool = True) -> Path:
     """Write ``model``'s forward as an ONNX graph (inputs ``in0``, ``in1``; output ``distance``).
 
@@ -99,7 +97,7 @@ class DistanceAndMap(nn.Module):
         super().__init__()
         self.model = model.eval()
 
-    def forward(self, in0: torch.Tensor, in1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, in0: torch.Tensor, in1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, h, w = in0.shape[0], in0.shape[2], in0.shape[3]
         feats = self.model.features(torch.cat([in0, in1]))  # one trunk call, unit features
         distance, spatial = None, None
@@ -141,7 +139,7 @@ def export_distance_and_map(model: LPIPS, path: str | os.PathLike, opset_version
 BROWSER_MAX_SIDE = 1024
 
 
-def export_browser_models(out_dir: str | os.PathLike, nets: Tuple[str, ...] = ("alex", "squeeze"),
+def export_browser_models(out_dir: str | os.PathLike, nets: tuple[str, ...] = ("alex", "squeeze"),
                           version: str = "0.1") -> dict:
     """Export the playground's fp32 graphs and a manifest (``models.json``) into ``out_dir``.
 

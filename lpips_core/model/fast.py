@@ -21,7 +21,7 @@ trunk, scaling and per-layer weighting).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn

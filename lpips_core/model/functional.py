@@ -8,6 +8,7 @@ import torch
 from . import checks
 from .lpips import LPIPS
 from .nets import canonical_net
+from .versions import canonical_version
 
 
 @functools.lru_cache(maxsize=8)
@@ -46,7 +47,7 @@ def distance(img0: torch.Tensor, img1: torch.Tensor, net: str = "alex", version:
             continue  # integer images are checked after the '0,255' conversion
         checks.check_device(checks.as_image_batch(x, name), name)
     device = checks.as_device(device) if device is not None else img0.device
-    model = _cached_model(net, str(version).lstrip("v"), str(device))
+    model = _cached_model(net, canonical_version(version), str(device))
     rng = model._range(input_range, normalize)
     img0, img1 = model._check_inputs(rng, ("img0", img0.to(device)), ("img1", img1.to(device)))
     if mask is not None:

@@ -62,7 +62,7 @@ def load_lpips_checkpoint(path: str | os.PathLike, net: str | None = None, versi
             if meta_net is None and isinstance(cur.get(key), str):
                 meta_net = cur[key]
         if meta_version is None and isinstance(cur.get("version"), (str, float)):
-            meta_version = str(cur["version"]).lstrip("v")
+            meta_version = str(cur["version"])  # LPIPS() reads the spelling (model.versions)
         if any(isinstance(k, str) and k.startswith("lin0.") for k in cur):
             state = cur
         else:

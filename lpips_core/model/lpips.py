@@ -26,7 +26,7 @@ Feature reuse (``one_to_many``, ``embed``, ``pairwise``) lives in :mod:`.reuse`;
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -38,6 +38,7 @@ from .nets import canonical_net
 from .ranges import InputRange, parse_input_range, resolve
 from .scriptable import ScriptableLPIPS
 from .trunk import Trunk
+from .versions import canonical_version
 from .weights import linear_weights_path, load_linear_state
 
 
@@ -130,9 +131,7 @@ class LPIPS(nn.Module):
                  input_range: str | tuple | None = None):
         super().__init__()
         self.pnet_type = canonical_net(net)
-        version = str(version).lstrip("v")
-        if version not in ("0.0", "0.1"):
-            raise ValueError(f"version={version!r} is not supported; choose '0.1' or '0.0'")
+        version = canonical_version(version)
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"dtype={dtype} is not supported; choose torch.float32, "
                              f"torch.bfloat16 or torch.float16")

@@ -7,11 +7,12 @@ and the checkpoint loader all read their facts from :data:`NETS`.
 """
 from __future__ import annotations
 
+import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch.nn as nn
-import torchvision.models as tvm
 
 
 class ReceptiveField(NamedTuple):
@@ -36,8 +37,8 @@ class Net:
     Attributes:
         name: the LPIPS name ('alex', 'vgg', 'squeeze').
         arch: torchvision's architecture name, which also names the weight files
-            (``<arch>_features.safetensors``).
-        build: torchvision constructor; ``build(weights=None).features`` is the trunk.
+            (``<arch>_features.safetensors``) and its constructor in ``torchvision.models``
+            (:meth:`build`).
         bounds: stage boundaries inside ``features`` (stage k is ``features[bounds[k]:bounds[k+1]]``).
         channels: channels of each tap.
         taps: tap names, as in the paper and the reference package.
@@ -49,7 +50,6 @@ class Net:
 
     name: str
     arch: str
-    build: Callable[..., nn.Module]
     bounds: tuple[int, ...]
     channels: tuple[int, ...]
     taps: tuple[str, ...]
@@ -57,17 +57,25 @@ class Net:
     torchvision_weights: tuple[str, str]
     receptive_fields: tuple[ReceptiveField, ...] = ()
 
+    def build(self) -> nn.Module:
+        """torchvision's classifier without weights (``.features`` is the trunk).
+
+        torchvision is imported here, not with the package: it costs about as much as
+        importing torch, and most uses of the package never build a trunk.
+        """
+        return getattr(importlib.import_module("torchvision.models"), self.arch)(weights=None)
+
 
 NETS: dict[str, Net] = {
-    "alex": Net("alex", "alexnet", tvm.alexnet, (0, 2, 5, 8, 10, 12), (64, 192, 384, 256, 256),
+    "alex": Net("alex", "alexnet", (0, 2, 5, 8, 10, 12), (64, 192, 384, 256, 256),
                 ("relu1", "relu2", "relu3", "relu4", "relu5"), 31, ("AlexNet_Weights", "IMAGENET1K_V1"),
                 tuple(ReceptiveField(*f) for f in ((11, 4, -2), (51, 8, -18), (99, 16, -34), (131, 16, -50),
                                                    (163, 16, -66)))),
-    "vgg": Net("vgg", "vgg16", tvm.vgg16, (0, 4, 9, 16, 23, 30), (64, 128, 256, 512, 512),
+    "vgg": Net("vgg", "vgg16", (0, 4, 9, 16, 23, 30), (64, 128, 256, 512, 512),
                ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"), 16, ("VGG16_Weights", "IMAGENET1K_V1"),
                tuple(ReceptiveField(*f) for f in ((5, 1, -2), (14, 2, -6), (40, 4, -18), (92, 8, -42),
                                                   (196, 16, -90)))),
-    "squeeze": Net("squeeze", "squeezenet1_1", tvm.squeezenet1_1, (0, 2, 5, 8, 10, 11, 12, 13),
+    "squeeze": Net("squeeze", "squeezenet1_1", (0, 2, 5, 8, 10, 11, 12, 13),
                    (64, 128, 256, 384, 384, 512, 512),
                    ("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"), 17,
                    ("SqueezeNet1_1_Weights", "IMAGENET1K_V1"),

@@ -62,6 +62,9 @@ _SPELLINGS = {"-1,1": "-1,1", "(-1,1)": "-1,1", "[-1,1]": "-1,1",
               "0,255": "0,255", "(0,255)": "0,255", "[0,255]": "0,255", "uint8": "0,255"}
 _BOUNDS = {"-1,1": (-1.0, 1.0), "0,1": (0.0, 1.0), "0,255": (0.0, 255.0)}
 
+#: The ranges there are, by their canonical names (command-line choices read this).
+RANGE_NAMES = tuple(_BOUNDS)
+
 #: The default: [-1, 1], not confirmed by the caller (the heuristic may warn).
 DEFAULT = InputRange("-1,1", -1.0, 1.0, confirmed=False)
 

@@ -9,6 +9,7 @@ always an :class:`~.lpips.LPIPS` (these functions sit below it and use its trunk
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn as nn
 

@@ -6,7 +6,7 @@ LPIPS paper uses (:data:`lpips_core.model.nets.NETS`). Module names (``slice1.0.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -66,7 +66,7 @@ class Trunk(nn.Module):
         super().__init__()
         self.net = canonical_net(net)
         spec = NETS[self.net]
-        features = spec.build(weights=None).features
+        features = spec.build().features
         if pretrained:
             features.load_state_dict(load_backbone_state(self.net))
         self.channels: list[int] = list(spec.channels)

@@ -33,9 +33,9 @@ import io
 import logging
 import os
 import pickle
+import re
 import subprocess
 import sys
-import re
 import tarfile
 import tempfile
 import urllib.parse
@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.models as tvm
 from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
@@ -260,6 +259,8 @@ def check_hub_file(path: Path) -> None:
 
 
 def _from_torchvision(arch: str) -> tuple[dict[str, torch.Tensor], str]:
+    import torchvision.models as tvm  # only on this fallback route (see nets.Net.build)
+
     enum_name, member = next(n.torchvision_weights for n in NETS.values() if n.arch == arch)
     weights = getattr(getattr(tvm, enum_name), member)
     cached = torchvision_cache_file(weights.url)

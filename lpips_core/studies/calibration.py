@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..data.images import im2tensor, load_image
+from ..data.judgments import twoafc_scores
 from ..data.live_2afc import DerivedTriplet, RatedImage, derive_triplets, read_rated_table
 from ..eval.collect import TwoAFCDistances
 from ..eval.scores import score_2afc_results
 from ..eval.stats import cluster_bootstrap_test
-from ..data.judgments import twoafc_scores
 from ..files import write_json
 from ..model import LPIPS
 from ..model import kernels as K
@@ -170,7 +170,7 @@ class CalibrationResult:
                 "d1": {m: v.tolist() for m, v in self.d1.items()}, "zero_share": self.zero_share}
 
     @classmethod
-    def from_json(cls, d: Mapping) -> "CalibrationResult":
+    def from_json(cls, d: Mapping) -> CalibrationResult:
         arr = (lambda v, dt=np.float64: np.asarray(v, dtype=dt))
         return cls(d["net"], np.asarray(d["subset"]), np.asarray(d["scene"]), arr(d["judge"]),
                    arr(d["judge_majority"]), arr(d["fold"], np.int64), {m: arr(v) for m, v in d["d0"].items()},

@@ -1,10 +1,11 @@
 """Everything that defines a training run, checked on construction and saved in every checkpoint."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..model import canonical_net
+from ..model.nets import canonical_net
+from ..model.versions import VERSIONS, canonical_version
 
 MODES = ("lin", "tune", "scratch")
 LOSSES = ("ranking", "logistic")
@@ -55,7 +56,10 @@ class TrainConfig:
     progress: bool = True           # tqdm bars
 
     def __post_init__(self):
-        self.version = str(self.version).lstrip("v")
+        try:
+            self.version = canonical_version(self.version)
+        except ValueError:
+            pass  # validate() names the field
         if self.decay_epochs is None:
             self.decay_epochs = self.epochs // 2
         self.validate()
@@ -65,7 +69,7 @@ class TrainConfig:
         def bad(name, allowed):
             raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is not valid; {allowed}")
         canonical_net(self.net)
-        if self.version not in ("0.1", "0.0"):
+        if self.version not in VERSIONS:
             bad("version", "choose '0.1' or '0.0'")
         for name, allowed in (("mode", MODES), ("loss", LOSSES), ("optimizer", OPTIMIZERS),
                               ("schedule", SCHEDULES)):
@@ -88,8 +92,3 @@ class TrainConfig:
             bad("fast", f"the feature cache needs a frozen trunk (mode='lin'), not mode={self.mode!r}")
         if self.init not in ("reference", "ones", "v0.1", "v0.0") and not Path(self.init).is_file():
             bad("init", "choose reference, ones, v0.1, v0.0 or the path of an existing .pth/.safetensors file")
-
-
-def config_fields() -> list[str]:
-    """Names of the :class:`TrainConfig` fields (for command lines and docs)."""
-    return [f.name for f in fields(TrainConfig)]

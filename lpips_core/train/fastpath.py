@@ -41,9 +41,9 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
@@ -260,7 +260,7 @@ class FeatureCache:
             m1 = torch.where(f, self.m1_flip[idx], m1)
         return m0, m1, self.judge[idx]
 
-    def to(self, device: str | torch.device) -> "FeatureCache":
+    def to(self, device: str | torch.device) -> FeatureCache:
         move = (lambda t: None if t is None else t.to(device))
         return FeatureCache(move(self.m0), move(self.m1), move(self.judge),
                             move(self.m0_flip), move(self.m1_flip), self.key)

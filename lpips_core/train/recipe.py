@@ -7,8 +7,8 @@ then a linear decay, and the linear weights clamped to >= 0 after every step.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn as nn

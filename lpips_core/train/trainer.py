@@ -28,9 +28,10 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,17 +41,30 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import score_2afc, twoafc_scores
 from ..eval import LPIPSDistance, collect_2afc
-from ..eval.plots import plot_training_history
 from ..progress import progress_bar
 from . import distributed as ddp
 from . import fastpath
 from .callbacks import EpochCheckpoints, HistoryCSV, HistoryPlot, StepCheckpoints, TensorBoardLog
-from .checkpoint import (CHECKPOINT_FORMAT, RESUME_MUST_MATCH, read_checkpoint, resume_source, rng_state,
-                         set_rng_state, write_checkpoint)
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    RESUME_MUST_MATCH,
+    read_checkpoint,
+    resume_source,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
 from .config import TrainConfig
 from .objective import RankingObjective
-from .recipe import (build_model, build_optimizer, build_rank_loss, build_scheduler, clamp_linear_weights,
-                     export_linear_weights, trainable_parameters)
+from .recipe import (
+    build_model,
+    build_optimizer,
+    build_rank_loss,
+    build_scheduler,
+    clamp_linear_weights,
+    export_linear_weights,
+    trainable_parameters,
+)
 from .sampling import Indexed, epoch_order, global_batches
 
 
@@ -424,11 +438,3 @@ class Trainer:
     def export(self, path: str | os.PathLike) -> Path:
         """Write the current linear weights (``.pth`` reference format or ``.safetensors``)."""
         return export_linear_weights(self.model, path)
-
-    def plot_history(self, path: str | os.PathLike | None = None) -> Path | None:
-        """Loss, 2AFC agreement and learning rate per epoch, as a PNG (default ``<out_dir>/history.png``)."""
-        if not self.history:
-            return None
-        path = Path(path) if path is not None else self.out_dir / "history.png"
-        plot_training_history(self.history, path)
-        return path
