@@ -22,7 +22,7 @@ design-document name                    lpips_core name
                                         :func:`lpips_core.eval.score_2afc`,
                                         :func:`lpips_core.eval.stats.correlations`
 ``LPIPSVisualizer``                     :func:`lpips_core.eval.plots.plot_correlation_bars`
-``TraditionalMetrics``                  :class:`lpips_core.eval.TraditionalMetrics`
+``TraditionalMetrics``                  :class:`lpips_core.eval.TraditionalMetrics`, callable on the class
 ``ProductionLPIPS(model_path, device)`` :class:`lpips_core.apps.ProductionLPIPS` (``checkpoint=``)
 ``python main.py --mode ...``           ``lpips-core train|evaluate|compare-models|demo|analyze``
 ======================================  ===================================================
@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import functools
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -66,7 +67,6 @@ from . import data as _data
 from .cli import main as cli_main
 from .eval import (
     LPIPSDistance,
-    TraditionalMetrics,
     collect_2afc,
     judgment_correlations,
     make_distance,
@@ -74,6 +74,7 @@ from .eval import (
     score_2afc_results,
     twoafc_scores,
 )
+from .eval.baselines import TraditionalMetrics as _CoreTraditionalMetrics
 from .eval.plots import plot_correlation_bars
 from .eval.stats import bootstrap_ci
 from .model import LPIPS, NetLinLayer, Trunk, canonical_net
@@ -82,6 +83,47 @@ from .train import BCERankingLoss, TrainConfig, Trainer, clamp_linear_weights
 __all__ = ["create_lpips_model", "LPIPS", "LPIPSFeatureExtractor", "LPIPSLinearLayers", "LPIPSLoss",
            "JNDDataset", "LPIPSDataModule", "create_lpips_trainer", "LPIPSTrainer", "LPIPSEvaluator",
            "LPIPSVisualizer", "TraditionalMetrics", "ProductionLPIPS", "main_argv", "main"]
+
+class _ClassOrInstanceMethod:
+    """A method that works on an instance and, as the design document's ``@staticmethod``, on the class.
+
+    ``TraditionalMetrics.psnr(a, b)`` binds to one shared instance with the document's
+    conventions (images in [0, 1]); ``TraditionalMetrics(...).psnr(a, b)`` to that instance.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        target = obj if obj is not None else _document_metrics()
+        return getattr(_CoreTraditionalMetrics, self.name).__get__(target, owner)
+
+
+class TraditionalMetrics(_CoreTraditionalMetrics):
+    """The design document's ``TraditionalMetrics``: the core class, whose metrics can also be called
+    on the class itself (``TraditionalMetrics.psnr(img1, img2)``, images in [0, 1], as the
+    document's ``torch.rand(3, 224, 224)`` examples).
+
+    Example:
+        >>> import torch
+        >>> img1, img2 = torch.rand(3, 224, 224), torch.rand(3, 224, 224)
+        >>> isinstance(TraditionalMetrics.psnr(img1, img2), float)  # the design document's call
+        True
+    """
+
+    psnr = _ClassOrInstanceMethod("psnr")
+    ssim = _ClassOrInstanceMethod("ssim")
+    ms_ssim = _ClassOrInstanceMethod("ms_ssim")
+    lpnorm = _ClassOrInstanceMethod("lpnorm")
+    l2_lab = _ClassOrInstanceMethod("l2_lab")
+    dists = _ClassOrInstanceMethod("dists")
+    compute_all_metrics = _ClassOrInstanceMethod("compute_all_metrics")
+
+
+@functools.cache
+def _document_metrics() -> _CoreTraditionalMetrics:
+    return _CoreTraditionalMetrics(input_range=(0.0, 1.0))
+
 
 #: The 2AFC loss module of the design document: the paper's ranking network G + BCE against h.
 #: ``LPIPSLoss()(d0, d1, judge)`` with d0, d1 (N, 1, 1, 1) distances and judge the

