@@ -13,6 +13,7 @@ import random
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ class CheckpointError(ValueError):
 CHECKPOINT_KEYS = ("config", "model", "rank_loss", "optimizer", "scheduler", "state", "history", "ranks")
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a training checkpoint (``weights_only``) and check that it is complete.
 
     Raises:
@@ -61,20 +62,21 @@ RESUME_MUST_MATCH = ("net", "version", "mode", "loss", "use_dropout", "optimizer
                      "schedule", "seed", "flip")
 
 
-def rng_state() -> dict:
+def rng_state() -> dict[str, Any]:
     """The torch, numpy, Python (and CUDA) random-number states, in a ``weights_only``-loadable form."""
-    np_state = np.random.get_state()
+    # legacy=True (the default): the tuple form, never the dict one
+    np_state = cast("tuple[str, np.ndarray[Any, np.dtype[np.uint32]], int, int, float]", np.random.get_state())
     py_state = random.getstate()
     state = {"torch": torch.get_rng_state(),
              "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
                        "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
              "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]}}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]  # torch: unannotated
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     """Restore :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
@@ -86,7 +88,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def write_checkpoint(payload: dict, path: Path, keep_previous: Path | None = None) -> Path:
+def write_checkpoint(payload: dict[str, Any], path: Path, keep_previous: Path | None = None) -> Path:
     """Write ``payload`` to ``path`` atomically and flushed to disk.
 
     Raises:
@@ -112,7 +114,8 @@ def resume_source(out_dir: Path) -> Path | None:
     Raises:
         CheckpointError: checkpoints exist but none is usable (each one and why).
     """
-    found, damaged = [], []
+    found: list[tuple[int, int, Path]] = []  # (global step, -candidate order, path)
+    damaged: list[tuple[Path, CheckpointError]] = []
     for name in RESUME_CANDIDATES:
         path = out_dir / name
         if not path.is_file():
@@ -129,8 +132,9 @@ def resume_source(out_dir: Path) -> Path | None:
                               + "\nmove them away to start a new run, or choose another output folder")
     chosen = max(found)[2] if found else None
     ddp.barrier()  # every rank has read the files before any is renamed
-    for path, exc in damaged:
+    for path, err in damaged:
+        assert chosen is not None  # damaged and nothing found raised above
         if ddp.is_main():
             os.replace(path, path.with_name(path.name + ".damaged"))
-        warnings.warn(f"{exc}; renamed to {path.name}.damaged, resuming from {chosen.name}", stacklevel=3)
+        warnings.warn(f"{err}; renamed to {path.name}.damaged, resuming from {chosen.name}", stacklevel=3)
     return chosen

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn, cast
 
 from ..model.nets import canonical_net
 from ..model.versions import VERSIONS, canonical_version
@@ -55,7 +56,7 @@ class TrainConfig:
     cache_dir: str | None = None    # fast-path feature cache (None: ~/.cache/lpips_core/features)
     progress: bool = True           # tqdm bars
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         try:
             self.version = canonical_version(self.version)
         except ValueError:
@@ -66,7 +67,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and its allowed values."""
-        def bad(name, allowed):
+        def bad(name: str, allowed: str) -> NoReturn:
             raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is not valid; {allowed}")
         canonical_net(self.net)
         if self.version not in VERSIONS:
@@ -78,7 +79,7 @@ class TrainConfig:
         for name in ("batch_size", "epochs", "val_every", "eval_batch_size", "log_every", "step_size"):
             if int(getattr(self, name)) < 1:
                 bad(name, "it must be >= 1")
-        if not 0 <= self.decay_epochs <= self.epochs:
+        if not 0 <= cast(int, self.decay_epochs) <= self.epochs:  # __post_init__ replaced None
             bad("decay_epochs", f"it must be between 0 and epochs={self.epochs}")
         if self.lr < 0:
             bad("lr", "it must be >= 0")

@@ -41,9 +41,10 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
@@ -114,7 +115,13 @@ def cached_distance(model: LPIPS, means: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- cache keys
-def _hash_tensor(h, t: torch.Tensor) -> None:
+class _Hasher(Protocol):
+    """What the cache keys use of a ``hashlib`` hash object."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+def _hash_tensor(h: _Hasher, t: torch.Tensor) -> None:
     t = t.detach().cpu().contiguous()
     h.update(str((tuple(t.shape), str(t.dtype))).encode())
     h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -123,7 +130,7 @@ def _hash_tensor(h, t: torch.Tensor) -> None:
 _SIMPLE = (str, int, float, bool, type(None), Path)
 
 
-def _simple_attrs(obj) -> list[str]:
+def _simple_attrs(obj: object) -> list[str]:
     out = []
     for k, v in sorted(vars(obj).items()) if hasattr(obj, "__dict__") else []:
         if isinstance(v, _SIMPLE):
@@ -133,7 +140,7 @@ def _simple_attrs(obj) -> list[str]:
     return out
 
 
-def _roots(ds) -> list[Path]:
+def _roots(ds: object) -> list[Path]:
     roots = []
     for name in ("root", "roots", "dataroot", "dataroots"):
         v = getattr(ds, name, None)
@@ -143,7 +150,7 @@ def _roots(ds) -> list[Path]:
     return roots
 
 
-def _fingerprint_into(h, ds) -> None:
+def _fingerprint_into(h: _Hasher, ds: Dataset[dict[str, Any]]) -> None:
     fp = getattr(ds, "fingerprint", None)
     if callable(fp):
         h.update(f"fingerprint:{fp()}".encode())
@@ -156,7 +163,8 @@ def _fingerprint_into(h, ds) -> None:
         for sub in ds.datasets:
             _fingerprint_into(h, sub)
         return
-    h.update(f"{type(ds).__module__}.{type(ds).__qualname__} n={len(ds)}".encode())
+    # cast: torch's Dataset declares no __len__; the map-style datasets used here all have one
+    h.update(f"{type(ds).__module__}.{type(ds).__qualname__} n={len(cast(Sized, ds))}".encode())
     h.update("|".join(_simple_attrs(ds)).encode())
     records = getattr(ds, "records", None)
     if isinstance(records, (list, tuple)) and records:  # lpips_core.data: one Record per item
@@ -176,7 +184,7 @@ def _fingerprint_into(h, ds) -> None:
                     rel = os.path.relpath(os.path.join(dirpath, name), root)
                     h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns}\n".encode())
         return
-    for i in range(len(ds)):  # in-memory data: hash the content itself
+    for i in range(len(cast(Sized, ds))):  # in-memory data: hash the content itself
         item = ds[i]
         for key in sorted(item):
             v = item[key]
@@ -187,7 +195,7 @@ def _fingerprint_into(h, ds) -> None:
                 h.update(repr(v).encode())
 
 
-def dataset_fingerprint(dataset: Dataset) -> str:
+def dataset_fingerprint(dataset: Dataset[dict[str, Any]]) -> str:
     """A hex digest that changes whenever the dataset's items could change.
 
     Uses ``dataset.fingerprint()`` if the dataset defines it; for datasets
@@ -208,12 +216,13 @@ def trunk_fingerprint(model: LPIPS) -> str:
     for name, t in sorted(model.net.state_dict().items()):
         h.update(name.encode())
         _hash_tensor(h, t)
-    _hash_tensor(h, model.scaling_layer.shift)
-    _hash_tensor(h, model.scaling_layer.scale)
+    # registered buffers, which nn.Module's __getattr__ types as Tensor | Module
+    _hash_tensor(h, cast(torch.Tensor, model.scaling_layer.shift))
+    _hash_tensor(h, cast(torch.Tensor, model.scaling_layer.scale))
     return h.hexdigest()
 
 
-def cache_key(dataset: Dataset, model: LPIPS, flip: bool) -> str:
+def cache_key(dataset: Dataset[dict[str, Any]], model: LPIPS, flip: bool) -> str:
     """The cache file's name: dataset + net + version + trunk weights + transform + format."""
     parts = [f"format={CACHE_FORMAT}", f"net={model.pnet_type}", f"version={model.version}",
              f"trunk={trunk_fingerprint(model)}", f"flip={bool(flip)}",
@@ -257,22 +266,24 @@ class FeatureCache:
                 raise ValueError("this cache holds no flipped features; build it with flip=True")
             f = flips.view(-1, 1)
             m0 = torch.where(f, self.m0_flip[idx], m0)
-            m1 = torch.where(f, self.m1_flip[idx], m1)
+            m1 = torch.where(f, cast(torch.Tensor, self.m1_flip)[idx], m1)  # set together with m0_flip
         return m0, m1, self.judge[idx]
 
     def to(self, device: str | torch.device) -> FeatureCache:
-        move = (lambda t: None if t is None else t.to(device))
-        return FeatureCache(move(self.m0), move(self.m1), move(self.judge),
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return FeatureCache(self.m0.to(device), self.m1.to(device), self.judge.to(device),
                             move(self.m0_flip), move(self.m1_flip), self.key)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         out = {"format": CACHE_FORMAT, "key": self.key, "m0": self.m0, "m1": self.m1, "judge": self.judge}
         if self.m0_flip is not None:
             out.update(m0_flip=self.m0_flip, m1_flip=self.m1_flip)
         return out
 
 
-class CachedTriplets(Dataset):
+class CachedTriplets(Dataset[dict[str, Any]]):
     """A 2AFC dataset given by its cached means only: train on features computed elsewhere.
 
     For triplets whose images cannot or need not be read again (full-size photographs whose
@@ -290,7 +301,7 @@ class CachedTriplets(Dataset):
     def __len__(self) -> int:
         return len(self.cache)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         raise TypeError("CachedTriplets holds feature means, not images: train it with TrainConfig(fast=True)")
 
 
@@ -299,7 +310,7 @@ def _flip(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def extract(model: LPIPS, dataset: Dataset, flip: bool = False, batch_size: int = 64,
+def extract(model: LPIPS, dataset: Dataset[dict[str, Any]], flip: bool = False, batch_size: int = 64,
             num_workers: int = 0, progress: bool = True,
             device: str | torch.device | None = None) -> FeatureCache:
     """One pass of the trunk over a 2AFC dataset, reduced to per-channel means.
@@ -316,7 +327,7 @@ def extract(model: LPIPS, dataset: Dataset, flip: bool = False, batch_size: int 
         a :class:`FeatureCache` on the CPU (key left empty).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    n, r, w = len(dataset), ddp.rank(), ddp.world_size()
+    n, r, w = len(cast(Sized, dataset)), ddp.rank(), ddp.world_size()  # torch's Dataset declares no __len__
     mine = list(range(r, n, w))
     loader = DataLoader(Subset(dataset, mine), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, generator=torch.Generator())
@@ -345,10 +356,10 @@ def extract(model: LPIPS, dataset: Dataset, flip: bool = False, batch_size: int 
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(len(order))
         local = {k: torch.cat([part[k] for _, part in gathered if len(part[k])])[inverse] for k in keys}
-    return FeatureCache(**{k: local[k] for k in keys})
+    return FeatureCache(local["m0"], local["m1"], local["judge"], local.get("m0_flip"), local.get("m1_flip"))
 
 
-def _atomic_save(obj, path: Path) -> None:
+def _atomic_save(obj: dict[str, Any], path: Path) -> None:
     save_torch(obj, path)
 
 
@@ -374,7 +385,7 @@ def _load(path: Path, key: str, flip: bool, n: int, width: int) -> FeatureCache 
                         state.get("m1_flip"), key)
 
 
-def _check_static(dataset: Dataset) -> None:
+def _check_static(dataset: Dataset[dict[str, Any]]) -> None:
     """Refuse datasets whose items change between reads (random augmentation): a cache would freeze them."""
     stack = [dataset]
     while stack:
@@ -389,7 +400,7 @@ def _check_static(dataset: Dataset) -> None:
             stack.extend(ds.datasets)
 
 
-def load_or_build(model: LPIPS, dataset: Dataset, cache_dir: str | os.PathLike | None = None,
+def load_or_build(model: LPIPS, dataset: Dataset[dict[str, Any]], cache_dir: str | os.PathLike[str] | None = None,
                   flip: bool = False, batch_size: int = 64, num_workers: int = 0,
                   progress: bool = True) -> FeatureCache:
     """The dataset's feature cache: read from ``cache_dir`` if a matching file exists, else built.
@@ -419,9 +430,10 @@ def load_or_build(model: LPIPS, dataset: Dataset, cache_dir: str | os.PathLike |
     width = sum(model.chns)
     cache = None
     if ddp.broadcast_object(path.is_file()):
-        cache = _load(path, key, flip, len(dataset), width)
+        cache = _load(path, key, flip, len(cast(Sized, dataset)), width)
     hit = ddp.all_gather_object(cache is not None)
     if all(hit):
+        assert cache is not None  # hit holds this rank's own `cache is not None`
         return cache
     cache = extract(model, dataset, flip=flip, batch_size=batch_size, num_workers=num_workers,
                     progress=progress)

@@ -15,6 +15,7 @@ Both offer ``probability(d0, d1)``, ``per_item(d0, d1, h)`` -> (N,) and
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -46,7 +47,7 @@ class Dist2LogitLayer(nn.Module):
     def forward(self, d0: torch.Tensor, d1: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
         """(N, 1, 1, 1) distances -> (N, 1, 1, 1) probability that p1 is the closer patch."""
         x = torch.cat((d0, d1, d0 - d1, d0 / (d1 + eps), d1 / (d0 + eps)), dim=1)  # (N, 5, 1, 1)
-        return self.model(x)
+        return cast(torch.Tensor, self.model(x))  # nn.Module.__call__ is typed as returning Any
 
 
 class BCERankingLoss(nn.Module):
@@ -66,7 +67,7 @@ class BCERankingLoss(nn.Module):
 
     def probability(self, d0: torch.Tensor, d1: torch.Tensor) -> torch.Tensor:
         """(N, 1, 1, 1) estimate of h."""
-        return self.net(d0, d1)
+        return cast(torch.Tensor, self.net(d0, d1))  # nn.Module.__call__ is typed as returning Any
 
     def per_item(self, d0: torch.Tensor, d1: torch.Tensor, judge: torch.Tensor) -> torch.Tensor:
         """(N,) loss of each triplet (``nn.BCELoss`` semantics, log clamped at -100)."""

@@ -7,10 +7,10 @@ model with the usual baselines on the validation split (:func:`compare_on`).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -23,9 +23,12 @@ from . import distributed as ddp
 from .config import TrainConfig
 from .trainer import Trainer
 
+if TYPE_CHECKING:
+    from ..eval.distances import DistanceFunction
 
-def open_split(data: str | os.PathLike, split: str, subsets: Sequence[str] | None = None,
-               load_size: int = 64) -> Dataset | None:
+
+def open_split(data: str | os.PathLike[str], split: str, subsets: Sequence[str] | None = None,
+               load_size: int = 64) -> Dataset[dict[str, Any]] | None:
     """The 2AFC ``split`` ('train'/'val') of a BAPPS-style folder, or None if it has none.
 
     Args:
@@ -44,7 +47,7 @@ def open_split(data: str | os.PathLike, split: str, subsets: Sequence[str] | Non
     return TwoAFCDataset(data, subsets=subsets, load_size=load_size, split=split)
 
 
-def compare_on(dataset: Dataset, trained: LPIPS, name: str = "trained", baselines: bool = True,
+def compare_on(dataset: Dataset[dict[str, Any]], trained: LPIPS, name: str = "trained", baselines: bool = True,
                batch_size: int = 64, device: str | torch.device = "cpu", progress: bool = True
                ) -> dict[str, float]:
     """2AFC agreement of a trained model and of the usual baselines on one dataset, in one pass.
@@ -59,7 +62,8 @@ def compare_on(dataset: Dataset, trained: LPIPS, name: str = "trained", baseline
         {name: 2AFC score in [0, 1]} with ``name`` first.
     """
     device = torch.device(device)
-    fns = {name: LPIPSDistance(trained, name=name, kind="checkpoint", device=device, freeze=False)}
+    fns: dict[str, DistanceFunction] = {
+        name: LPIPSDistance(trained, name=name, kind="checkpoint", device=device, freeze=False)}
     if baselines:
         net = trained.pnet_type
         fns[f"net-{net}"] = LPIPSDistance(LPIPS(net=net, version=trained.version, lpips=False), device=device)
@@ -69,10 +73,10 @@ def compare_on(dataset: Dataset, trained: LPIPS, name: str = "trained", baseline
     return {k: score_2afc(res.d0[k], res.d1[k], res.judge) for k in fns}
 
 
-def run_training(data: str | os.PathLike, out_dir: str | os.PathLike, config: TrainConfig,
+def run_training(data: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: TrainConfig,
                  resume: bool = False, train_subsets: Sequence[str] | None = None,
                  val_subsets: Sequence[str] | None = None, load_size: int = 64,
-                 baselines: bool = True) -> dict:
+                 baselines: bool = True) -> dict[str, Any]:
     """Train on ``<data>/2afc/train``, validate on ``<data>/2afc/val``, export, and compare.
 
     What ``lpips-core train`` runs. Works under ``torchrun`` (joins the process
@@ -98,8 +102,8 @@ def run_training(data: str | os.PathLike, out_dir: str | os.PathLike, config: Tr
         trainer.load_best()
     stem = f"{trainer.model.pnet_type}_{config.mode}"
     summary: dict[str, Any] = {
-        "data": str(data), "train_triplets": len(train_set),
-        "val_triplets": len(val_set) if val_set is not None else 0,
+        "data": str(data), "train_triplets": len(cast(Sized, train_set)),  # torch's Dataset declares no __len__
+        "val_triplets": len(cast(Sized, val_set)) if val_set is not None else 0,
         "config": asdict(config), "epochs_run": len(history),
         "best_epoch": trainer.state["best_epoch"], "stopped_early": trainer.state["stopped_early"],
         "train_seconds": trainer.state["seconds"], "val_2afc": {}, "exported": [],

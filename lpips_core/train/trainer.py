@@ -28,10 +28,10 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 import torch
@@ -67,9 +67,14 @@ from .recipe import (
 )
 from .sampling import Indexed, epoch_order, global_batches
 
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from ..model.lpips import NetLinLayer
+
 
 @contextlib.contextmanager
-def _torch_threads(n: int | None):
+def _torch_threads(n: int | None) -> Iterator[None]:
     """Temporarily use ``n`` intra-op threads (None: leave as is).
 
     The fast path's epochs work on (batch, ~1000) matrices: a step takes a few
@@ -85,6 +90,19 @@ def _torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+class TrainState(TypedDict):
+    """``Trainer.state``: where the loop is and how validation went (saved in every checkpoint)."""
+
+    epoch: int                 # epochs completed
+    step_in_epoch: int         # steps of the current epoch done
+    global_step: int
+    best_score: float | None   # best validation 2AFC so far
+    best_epoch: int | None     # its epoch (1-based)
+    epochs_since_best: int
+    stopped_early: bool
+    seconds: float             # training time, validation not counted
 
 
 class Trainer:
@@ -113,14 +131,15 @@ class Trainer:
     rank 0 writes files.
     """
 
-    def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Dataset | None = None,
-                 out_dir: str | os.PathLike | None = None, callbacks: Sequence[Any] = ()):
+    def __init__(self, config: TrainConfig, train_set: Dataset[dict[str, Any]],
+                 val_set: Dataset[dict[str, Any]] | None = None,
+                 out_dir: str | os.PathLike[str] | None = None, callbacks: Sequence[Any] = ()):
         config.validate()
         needs_val = [n for n, on in (("patience", config.patience is not None),
                                      ("schedule='plateau'", config.schedule == "plateau")) if on]
         if needs_val and val_set is None:
             raise ValueError(f"{', '.join(needs_val)} needs a validation set (val_set=...)")
-        if len(train_set) == 0:
+        if len(cast(Sized, train_set)) == 0:  # torch's Dataset declares no __len__
             raise ValueError("the training set is empty")
         self.config = config
         self.train_set, self.val_set = train_set, val_set
@@ -148,10 +167,10 @@ class Trainer:
         self.params = trainable_parameters(self.model, self.rank_loss)
         self.optimizer = build_optimizer(config, self.params)
         self.scheduler = build_scheduler(config, self.optimizer)
-        self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": None,
-                      "best_epoch": None, "epochs_since_best": 0, "stopped_early": False, "seconds": 0.0}
+        self.state: TrainState = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": None,
+                                  "best_epoch": None, "epochs_since_best": 0, "stopped_early": False, "seconds": 0.0}
         self._sums = self._fresh_sums()
-        self.history: list[dict] = []
+        self.history: list[dict[str, Any]] = []
         self.last_step: tuple[float, int] = (0.0, 0)  # (loss sum, triplets) of the latest step
         self.epoch_steps = 0  # this rank's steps in the current epoch
         self.train_cache: fastpath.FeatureCache | None = None
@@ -159,7 +178,7 @@ class Trainer:
         self._clock: float | None = None  # start of the training time not yet in state['seconds']
 
     @staticmethod
-    def _fresh_sums() -> dict:
+    def _fresh_sums() -> dict[str, float]:
         return {"loss": 0.0, "agree": 0.0, "items": 0.0}
 
     @property
@@ -167,11 +186,11 @@ class Trainer:
         return float(self.optimizer.param_groups[0]["lr"])
 
     @property
-    def _writer(self):
+    def _writer(self) -> SummaryWriter | None:
         """The TensorBoard writer (None until the first step, or without out_dir)."""
         return self._tensorboard.writer or None
 
-    def _callback(self, event: str, *args) -> None:
+    def _callback(self, event: str, *args: object) -> None:
         for cb in self.callbacks:
             fn = getattr(cb, event, None)
             if fn is not None:
@@ -185,7 +204,7 @@ class Trainer:
             self._clock = now
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, resume: bool = False) -> list[dict]:
+    def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         """Train for ``config.epochs`` epochs (or until early stopping).
 
         Args:
@@ -231,7 +250,8 @@ class Trainer:
         bar = progress_bar(total=len(local), initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
                            enabled=cfg.progress and self.rank == 0)
         for s in range(start, len(local)):
-            batch = self._cached_batch(local[s], flips) if cfg.fast else self._to_device_images(next(images), flips)
+            batch = (self._cached_batch(local[s], flips) if cfg.fast  # images is None only when cfg.fast
+                     else self._to_device_images(next(cast("Iterator[dict[str, Any]]", images)), flips))
             loss_sum, agree, n = self._step(batch, n_global[s])
             self._sums["loss"] += loss_sum
             self._sums["agree"] += agree
@@ -246,7 +266,7 @@ class Trainer:
         self._take_time()
         self._clock = None
 
-    def _step(self, batch: dict, n_global: int) -> tuple[float, float, int]:
+    def _step(self, batch: dict[str, torch.Tensor], n_global: int) -> tuple[float, float, int]:
         """One optimiser step on this rank's share of a global batch; returns (loss sum, agreement sum, triplets)."""
         if not (self.model.training and self.rank_loss.training):  # cheap check; .train() walks all modules
             self.model.train()
@@ -269,21 +289,21 @@ class Trainer:
         loss, agree, items = ddp.all_reduce_sum(
             [self._sums["loss"], self._sums["agree"], self._sums["items"]], self.device)
         last = epoch + 1 == cfg.epochs
-        val = None
+        val: float | None = None
         if self.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or last or cfg.patience):
             val = self.evaluate()["score"]
         if cfg.schedule == "plateau":
             if val is not None:
-                self.scheduler.step(val)
+                cast(torch.optim.lr_scheduler.ReduceLROnPlateau, self.scheduler).step(val)  # schedule='plateau'
         else:
             self.scheduler.step()
-        row = {"epoch": epoch + 1, "global_step": self.state["global_step"],
-               "train_loss": loss / max(items, 1), "train_2afc": agree / max(items, 1),
-               "val_2afc": val, "lr": lr_used, "seconds": round(self.state["seconds"], 3)}
+        row: dict[str, Any] = {"epoch": epoch + 1, "global_step": self.state["global_step"],
+                               "train_loss": loss / max(items, 1), "train_2afc": agree / max(items, 1),
+                               "val_2afc": val, "lr": lr_used, "seconds": round(self.state["seconds"], 3)}
         self.history.append(row)
         improved = val is not None and (self.state["best_score"] is None or val > self.state["best_score"])
         if improved:
-            self.state.update(best_score=val, best_epoch=epoch + 1, epochs_since_best=0)
+            self.state.update({"best_score": val, "best_epoch": epoch + 1, "epochs_since_best": 0})
         elif val is not None:
             self.state["epochs_since_best"] += 1
             if cfg.patience is not None and self.state["epochs_since_best"] >= cfg.patience:
@@ -308,18 +328,18 @@ class Trainer:
 
     def _epoch_plan(self, epoch: int) -> tuple[list[torch.Tensor], list[int], torch.Tensor]:
         """This rank's index batches for ``epoch``, the global batch sizes, and the flip coins."""
-        perm, flips = epoch_order(len(self.train_set), self.config.seed, epoch)
+        perm, flips = epoch_order(len(cast(Sized, self.train_set)), self.config.seed, epoch)
         batches = global_batches(perm, self.config.batch_size, self.world)
         local = [b[self.rank::self.world] for b in batches]
         return local, [len(b) for b in batches], flips
 
-    def _image_batches(self, local: list[torch.Tensor]):
+    def _image_batches(self, local: list[torch.Tensor]) -> Iterator[dict[str, Any]]:
         loader = DataLoader(Indexed(self.train_set), batch_sampler=[b.tolist() for b in local],
                             num_workers=self.config.num_workers,
                             generator=torch.Generator().manual_seed(self.config.seed))
         return iter(loader)
 
-    def _to_device_images(self, batch: dict, flips: torch.Tensor) -> dict:
+    def _to_device_images(self, batch: dict[str, Any], flips: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {k: batch[k].to(self.device) for k in ("ref", "p0", "p1", "judge")}
         if self.config.flip:
             f = flips[batch["index"]].to(self.device).view(-1, 1, 1, 1)
@@ -327,14 +347,14 @@ class Trainer:
                 out[k] = torch.where(f, torch.flip(out[k], dims=[-1]), out[k])
         return out
 
-    def _cached_batch(self, idx: torch.Tensor, flips: torch.Tensor) -> dict:
-        m0, m1, judge = self.train_cache.select(idx.to(self.device),
-                                                flips[idx].to(self.device) if self.config.flip else None)
+    def _cached_batch(self, idx: torch.Tensor, flips: torch.Tensor) -> dict[str, torch.Tensor]:
+        cache = cast(fastpath.FeatureCache, self.train_cache)  # fit() built it (_caches) before a fast run's steps
+        m0, m1, judge = cache.select(idx.to(self.device), flips[idx].to(self.device) if self.config.flip else None)
         return {"m0": m0, "m1": m1, "judge": judge}
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self, dataset: Dataset | None = None) -> dict:
+    def evaluate(self, dataset: Dataset[dict[str, Any]] | None = None) -> dict[str, Any]:
         """2AFC agreement of the current model on ``dataset`` (default: the validation set).
 
         Returns:
@@ -348,11 +368,12 @@ class Trainer:
             if self.config.fast:
                 self._caches()
                 c = self.val_cache
+                assert c is not None  # _caches() just built it: val_set is not None
                 d0 = fastpath.cached_distance(self.model, c.m0).view(-1).cpu().numpy()
                 d1 = fastpath.cached_distance(self.model, c.m1).view(-1).cpu().numpy()
                 judge = c.judge.cpu().numpy()
                 return {"score": score_2afc(d0, d1, judge), "d0": d0, "d1": d1, "judge": judge}
-        mine = list(range(self.rank, len(dataset), self.world))
+        mine = list(range(self.rank, len(cast(Sized, dataset)), self.world))
         local = (mine, *(np.zeros(0, np.float32) for _ in range(3)))
         if mine:
             fn = LPIPSDistance(self.model, name="model", device=self.device, freeze=False)
@@ -365,7 +386,7 @@ class Trainer:
         return {"score": score_2afc(d0, d1, judge), "d0": d0, "d1": d1, "judge": judge}
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint_state(self) -> dict:
+    def checkpoint_state(self) -> dict[str, Any]:
         """Everything needed to continue exactly (collective under DDP: every rank must call)."""
         rank_states = ddp.all_gather_object({"rng": rng_state(), "sums": dict(self._sums)})
         if self.model.pnet_tune:
@@ -392,7 +413,7 @@ class Trainer:
         ddp.barrier()
         return path
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (``weights_only`` load).
 
         Raises:
@@ -409,7 +430,7 @@ class Trainer:
         self._load_weights(ckpt)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.state = dict(ckpt["state"])
+        self.state = cast(TrainState, dict(ckpt["state"]))  # written from a TrainState by checkpoint_state
         self.history = list(ckpt["history"])
         ranks = ckpt["ranks"]
         if len(ranks) == self.world:
@@ -420,21 +441,21 @@ class Trainer:
                           f"data order is kept but dropout draws will differ", stacklevel=2)
             self._sums = {k: sum(r["sums"][k] for r in ranks) / self.world for k in ranks[0]["sums"]}
 
-    def _load_weights(self, ckpt: dict) -> None:
+    def _load_weights(self, ckpt: dict[str, Any]) -> None:
         """Model weights (all of them when the trunk is tuned, else the linear layers) and G's."""
         if self.model.pnet_tune:
             self.model.load_state_dict(ckpt["model"])
         else:
             with torch.no_grad():
-                for k, lin in enumerate(self.model.lins):
+                for k, lin in enumerate(cast("Iterable[NetLinLayer]", self.model.lins)):  # a ModuleList
                     lin.conv.weight.copy_(ckpt["model"][f"lin{k}.model.1.weight"])
         self.rank_loss.load_state_dict(ckpt["rank_loss"])
 
     def load_best(self) -> None:
         """Load the linear (and, when tuned, trunk) weights of ``best.pt`` into the model."""
-        self._load_weights(read_checkpoint(self.out_dir / "best.pt"))
+        self._load_weights(read_checkpoint(cast(Path, self.out_dir) / "best.pt"))  # needs out_dir, as before
 
     # ------------------------------------------------------------------ results
-    def export(self, path: str | os.PathLike) -> Path:
+    def export(self, path: str | os.PathLike[str]) -> Path:
         """Write the current linear weights (``.pth`` reference format or ``.safetensors``)."""
         return export_linear_weights(self.model, path)
