@@ -66,7 +66,8 @@ class Trunk(nn.Module):
         super().__init__()
         self.net = canonical_net(net)
         spec = NETS[self.net]
-        features = spec.build().features
+        # pretrained: every parameter is overwritten by the loaded weights, so none is initialised
+        features = spec.features(initialise=not pretrained)
         if pretrained:
             features.load_state_dict(load_backbone_state(self.net))
         self.channels: list[int] = list(spec.channels)
