@@ -71,7 +71,8 @@ class Net:
         torchvision is imported here, not with the package: it costs about as much as
         importing torch, and most uses of the package never build a trunk.
         """
-        return getattr(importlib.import_module("torchvision.models"), self.arch)(weights=None)
+        model: nn.Module = getattr(importlib.import_module("torchvision.models"), self.arch)(weights=None)
+        return model
 
 
 NETS: dict[str, Net] = {

@@ -7,6 +7,7 @@ LPIPS paper uses (:data:`lpips_core.model.nets.NETS`). Module names (``slice1.0.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -66,7 +67,7 @@ class Trunk(nn.Module):
         super().__init__()
         self.net = canonical_net(net)
         spec = NETS[self.net]
-        features = spec.build().features
+        features = cast(nn.Sequential, spec.build().features)  # alexnet, vgg16, squeezenet1_1: a Sequential
         if pretrained:
             features.load_state_dict(load_backbone_state(self.net))
         self.channels: list[int] = list(spec.channels)
