@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from types import FrameType
 
 import torch
 
@@ -26,7 +27,7 @@ class ZeroOneRangeWarning(InputRangeWarning):
     """Every input is non-negative under the default [-1, 1] convention: probably [0, 1] images."""
 
 
-def as_image_batch(x: torch.Tensor, name: str) -> torch.Tensor:
+def as_image_batch(x: object, name: str) -> torch.Tensor:
     """Return ``x`` as a float (N, 3, H, W) batch, or raise a clear error.
 
     Accepts (C, H, W) (batched to N=1) and (N, C, H, W), with C = 3 (RGB) or 1
@@ -57,7 +58,7 @@ def as_image_batch(x: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def check_pair(in0: torch.Tensor, in1: torch.Tensor, net: str, names: tuple[str, str] = ("in0", "in1"),
-               device: torch.device | None = None) -> list:
+               device: torch.device | None = None) -> list[tuple[float, float] | None]:
     """Raise if the pair cannot be compared: shapes, device, size, finiteness (in that order).
 
     Returns:
@@ -80,7 +81,8 @@ def check_pair(in0: torch.Tensor, in1: torch.Tensor, net: str, names: tuple[str,
 
 
 def check_images_and_ranges(named: Sequence[tuple[str, object]], net: str,
-                            device: torch.device | None = None) -> tuple[list[torch.Tensor], list]:
+                            device: torch.device | None = None
+                            ) -> tuple[list[torch.Tensor], list[tuple[float, float] | None]]:
     """Check one image batch or a pair; return them as float (N, 3, H, W) batches and their (min, max).
 
     The order is fixed so that the most basic problem is the one reported:
@@ -144,7 +146,7 @@ def check_size(x: torch.Tensor, net: str, name: str = "images") -> None:
                          f"must be at least {low} pixels")
 
 
-def check_finite(x: torch.Tensor, name: str):
+def check_finite(x: torch.Tensor, name: str) -> tuple[float, float] | None:
     """Raise if ``x`` holds NaN or Inf; return its (min, max) as floats (None when empty).
 
     One min/max pass (NaN propagates into both, +-Inf shows up in one) instead of
@@ -160,7 +162,7 @@ def check_finite(x: torch.Tensor, name: str):
     return lo, hi
 
 
-def warn_about_range(ranges: Sequence, rng: InputRange, out_of_range_warned: bool,
+def warn_about_range(ranges: Sequence[tuple[float, float] | None], rng: InputRange, out_of_range_warned: bool,
                      tol: float = 1e-3) -> bool:
     """The range warnings of one call, from each batch's (min, max) (no pass over the data).
 
@@ -176,18 +178,18 @@ def warn_about_range(ranges: Sequence, rng: InputRange, out_of_range_warned: boo
     Returns:
         True when the out-of-range warning was issued now.
     """
-    ranges = [r for r in ranges if r is not None]
-    if not ranges:
+    known = [r for r in ranges if r is not None]
+    if not known:
         return False
     low = -1.0 if rng.name == "-1,1" else 0.0
-    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    lo, hi = min(r[0] for r in known), max(r[1] for r in known)
     if lo < low - tol or hi > 1.0 + tol:
         if out_of_range_warned:
             return False
         warn_range(rng.name != "-1,1", lo, hi)
         return True
     if not rng.confirmed and lo >= 0.0:
-        warn_zero_one(lo, hi, len(ranges))
+        warn_zero_one(lo, hi, len(known))
     return False
 
 
@@ -222,6 +224,7 @@ def _user_stacklevel() -> int:
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # lpips_core/
     skip = (package + os.sep,
             os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
+    frame: FrameType | None  # None past the outermost frame
     frame, level = sys._getframe(2), 2  # _getframe(k) is the frame stacklevel=k names (1: warn_range)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
         frame, level = frame.f_back, level + 1

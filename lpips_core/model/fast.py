@@ -22,11 +22,14 @@ trunk, scaling and per-layer weighting).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 import torch
-import torch.nn as nn
 
 from . import kernels as K
+
+if TYPE_CHECKING:  # the model these functions serve; lpips.py imports this module
+    from .lpips import LPIPS
 
 #: Largest number of pixels (images x H x W) pushed through the trunk in one call when no
 #: gradient is needed. Bigger batches are split into chunks of pairs, and a pair bigger
@@ -52,12 +55,13 @@ def pixel_budget(device: torch.device) -> int:
 BLOCK_ELEMENTS = 2 ** 24
 
 
-def scale_in_place(model: nn.Module, buf: torch.Tensor, normalize: bool) -> None:
+def scale_in_place(model: LPIPS, buf: torch.Tensor, normalize: bool) -> None:
     """``LPIPS._scale`` applied in place to a buffer holding the raw images (same values)."""
     if normalize:  # [0, 1] -> [-1, 1]
         buf.mul_(2).sub_(1)
     if model.version == "0.1":
-        shift, scale = model.scaling_layer.shift, model.scaling_layer.scale
+        # registered buffers, which nn.Module's __getattr__ types as Tensor | Module
+        shift, scale = cast(torch.Tensor, model.scaling_layer.shift), cast(torch.Tensor, model.scaling_layer.scale)
         if buf.dim() == 4 and buf.shape[1] > 1 and not buf.is_contiguous() and \
                 buf.is_contiguous(memory_format=torch.channels_last):
             # NHWC memory is N*H rows of W*C values: a (1, C, 1, 1) broadcast there has an inner
@@ -70,12 +74,12 @@ def scale_in_place(model: nn.Module, buf: torch.Tensor, normalize: bool) -> None
             buf.sub_(shift).div_(scale)
 
 
-def trunk_input(model: nn.Module, images: Sequence[torch.Tensor], normalize: bool, channels_last: bool) -> torch.Tensor:
+def trunk_input(model: LPIPS, images: Sequence[torch.Tensor], normalize: bool, channels_last: bool) -> torch.Tensor:
     """Scaled images concatenated along the batch in one fresh buffer, in the trunk's memory format."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     first = images[0]
     buf = torch.empty((sum(im.shape[0] for im in images), *first.shape[1:]), device=first.device,
-                      dtype=model.scaling_layer.shift.dtype, memory_format=fmt)
+                      dtype=cast(torch.Tensor, model.scaling_layer.shift).dtype, memory_format=fmt)  # a buffer
     start = 0
     for im in images:  # a plain copy (also converts dtype, expands grayscale) is ~8x faster
         buf[start:start + im.shape[0]].copy_(im)  # than writing sub(..., out=) into a slice
@@ -84,14 +88,16 @@ def trunk_input(model: nn.Module, images: Sequence[torch.Tensor], normalize: boo
     return buf
 
 
-def tap_distance_blocked(model: nn.Module, k: int, t0: torch.Tensor, t1: torch.Tensor,
-                         out_hw: Sequence[int] | None) -> torch.Tensor:
+def tap_distance_blocked(model: LPIPS, k: int, t0: torch.Tensor, t1: torch.Tensor,
+                         out_hw: Sequence[int]) -> torch.Tensor:
     """Layer-k distance of raw taps, computed over blocks of rows.
 
     Unit normalisation is per position, so each block gives the same values
     as the whole; only the order of the final sum differs (float rounding).
     """
-    n, c, h, w = torch.broadcast_shapes(t0.shape, t1.shape)
+    # torch.broadcast_shapes has no annotations; it returns a torch.Size
+    shape: torch.Size = torch.broadcast_shapes(t0.shape, t1.shape)  # type: ignore[no-untyped-call]
+    n, c, h, w = shape
     rows = max(1, BLOCK_ELEMENTS // 4 // max(1, n * c * w))
     weights = model.channel_weights(k, t0.new_empty(0, dtype=K.accumulation_dtype(t0.dtype)))
     pieces = []
@@ -100,14 +106,15 @@ def tap_distance_blocked(model: nn.Module, k: int, t0: torch.Tensor, t1: torch.T
         pieces.append(K.channel_weighted_sum(diff, weights, K.is_channels_last(diff)).view(n, -1, w))  # (N, rows, w)
         del diff
     if model.spatial:
-        return K.upsample(torch.cat(pieces, dim=1).view(n, 1, h, w), out_hw)
+        # F.interpolate takes any int sequence (here a torch.Size); List[int] is for TorchScript
+        return K.upsample(torch.cat(pieces, dim=1).view(n, 1, h, w), cast("list[int]", out_hw))
     total = pieces[0].sum((1, 2))
     for p in pieces[1:]:
         total += p.sum((1, 2))
     return (total / (h * w)).view(n, 1, 1, 1)
 
 
-def tap_distance(model: nn.Module, k: int, t0: torch.Tensor, t1: torch.Tensor, out_hw: Sequence[int] | None,
+def tap_distance(model: LPIPS, k: int, t0: torch.Tensor, t1: torch.Tensor, out_hw: Sequence[int],
                  norm0: torch.Tensor | None = None, norm1: torch.Tensor | None = None) -> torch.Tensor:
     """Layer-k distance from raw taps (batches of 1 broadcast): blocked for large taps."""
     if t0.numel() + t1.numel() > BLOCK_ELEMENTS:
@@ -115,7 +122,7 @@ def tap_distance(model: nn.Module, k: int, t0: torch.Tensor, t1: torch.Tensor, o
     return model._weigh(k, K.squared_unit_difference(t0, t1, norm0, norm1), out_hw)
 
 
-def pair_distances(model: nn.Module, x: torch.Tensor, n: int, out_hw: Sequence[int]) -> list[torch.Tensor]:
+def pair_distances(model: LPIPS, x: torch.Tensor, n: int, out_hw: Sequence[int]) -> list[torch.Tensor]:
     """Per-layer distances of one trunk call on both batches (``x``: first ``n`` images, then the rest)."""
     layers = []
     for k, tap in enumerate(model._taps(x)):
@@ -127,14 +134,14 @@ def pair_distances(model: nn.Module, x: torch.Tensor, n: int, out_hw: Sequence[i
     return layers
 
 
-def separate_distances(model: nn.Module, x0: torch.Tensor, x1: torch.Tensor,
+def separate_distances(model: LPIPS, x0: torch.Tensor, x1: torch.Tensor,
                        out_hw: Sequence[int]) -> list[torch.Tensor]:
     """Per-layer distances when the two batches run through the trunk one after the other."""
     taps = zip(model._taps(x0), model._taps(x1))  # both trunks advance one stage at a time
     return [tap_distance(model, k, t0, t1, out_hw) for k, (t0, t1) in enumerate(taps)]
 
 
-def layer_distances(model: nn.Module, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
+def layer_distances(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
     """Checked images -> per-layer distances, chunked so one trunk call stays within :func:`pixel_budget`.
 
     Args:
@@ -148,8 +155,10 @@ def layer_distances(model: nn.Module, in0: torch.Tensor, in1: torch.Tensor, norm
     if n0 != n1 or n0 == 0:  # a batch of 1 against N (or no pairs): the batches run separately
         return separate_distances(model, trunk_input(model, [in0], normalize, cl),
                                   trunk_input(model, [in1], normalize, cl), out_hw)
-    if model._compiled_core is None and model.compile:
-        model._compiled_core = torch.compile(model._fused_core)
+    # model.compile is the constructor's flag, an instance attribute that shadows nn.Module.compile
+    if model._compiled_core is None and cast(bool, model.compile):
+        # lpips.py leaves _compiled_core unannotated (None), so mypy types it as None
+        model._compiled_core = torch.compile(model._fused_core)  # type: ignore[assignment]
     pixels, budget = in0.shape[2] * in0.shape[3], pixel_budget(in0.device)
     chunk = max(1, budget // (2 * pixels))
     parts = []

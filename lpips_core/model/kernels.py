@@ -27,7 +27,8 @@ EPS = 1e-10
 
 def is_traced() -> bool:
     """True while torch.jit.trace, torch.export / ONNX export or torch.compile trace the model."""
-    return bool(torch.jit.is_tracing() or torch.compiler.is_compiling()
+    # torch.jit.is_tracing is defined without annotations in torch
+    return bool(torch.jit.is_tracing() or torch.compiler.is_compiling()  # type: ignore[no-untyped-call]
                 or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export())
 
 
@@ -54,13 +55,14 @@ def normalize_tensor(feat: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     Returns:
         (N, C, H, W), each (n, :, h, w) vector of norm ~1 (or 0 where it was 0).
     """
-    norm = torch.linalg.vector_norm(feat, dim=1, keepdim=True)  # (N, 1, H, W)
+    norm: torch.Tensor = torch.linalg.vector_norm(feat, dim=1, keepdim=True)  # (N, 1, H, W)
     return feat / (norm + eps)
 
 
 def unit_norms(tap: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     """(N, C, h, w) -> (N, 1, h, w) channel norms plus ``eps``, accumulated in float32 for bf16/fp16."""
-    return torch.linalg.vector_norm(tap, dim=1, keepdim=True, dtype=accumulation_dtype(tap.dtype)).add_(eps)
+    norm: torch.Tensor = torch.linalg.vector_norm(tap, dim=1, keepdim=True, dtype=accumulation_dtype(tap.dtype))
+    return norm.add_(eps)
 
 
 def unit_features(tap: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -76,7 +78,8 @@ def unit_features(tap: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     Returns:
         (N, C, H, W) unit-length channel vectors (0 where the vector was 0).
     """
-    norm = torch.linalg.vector_norm(tap, dim=1, keepdim=True, dtype=accumulation_dtype(tap.dtype))  # (N, 1, H, W)
+    norm: torch.Tensor = torch.linalg.vector_norm(tap, dim=1, keepdim=True,
+                                                  dtype=accumulation_dtype(tap.dtype))  # (N, 1, H, W)
     return tap / norm.add_(eps) if not norm.requires_grad else tap / (norm + eps)
 
 

@@ -27,7 +27,9 @@ An all-ones mask gives the unmasked distance in both modes.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +37,9 @@ import torch.nn.functional as F
 from . import kernels as K
 from .checks import _user_stacklevel
 from .nets import NETS, ReceptiveField
+
+if TYPE_CHECKING:  # the model these functions serve; lpips.py imports this module
+    from .lpips import LPIPS
 
 MODES = ("hard", "soft")
 
@@ -103,9 +108,10 @@ def position_weights(mask: torch.Tensor, rf: ReceptiveField, tap_hw: tuple[int, 
     return eroded[..., :h, :w]
 
 
-def _layer_maps(model, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
+def _layer_maps(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
     """Per-layer weighted maps (N, 1, h, w) of two checked batches (before any spatial mean)."""
     cl = model.uses_channels_last(in0.device)
+    pairs: Iterator[tuple[torch.Tensor, torch.Tensor]]  # per tap: (in0's, in1's)
     if in0.shape[0] == in1.shape[0]:
         n = in0.shape[0]
         taps = model._taps(model._trunk_input([in0, in1], normalize, cl))
@@ -126,7 +132,7 @@ def _layer_maps(model, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) ->
     return maps
 
 
-def masked_distance(model, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Tensor, mode: str,
+def masked_distance(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Tensor, mode: str,
                     normalize: bool) -> tuple[torch.Tensor, list[torch.Tensor], MaskReport]:
     """Masked LPIPS of two checked batches (see the module docstring).
 
@@ -145,7 +151,7 @@ def masked_distance(model, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Ten
         raise ValueError("mask needs spatial=False (a masked distance is one number per image); "
                          "multiply the spatial map by the mask instead")
     n = max(in0.shape[0], in1.shape[0])
-    m = check_mask(mask, n, tuple(in0.shape[-2:]), in0.device)
+    m = check_mask(mask, n, cast("tuple[int, int]", tuple(in0.shape[-2:])), in0.device)  # (H, W) of a 4-d batch
     spec = NETS[model.pnet_type]
     grad = torch.is_grad_enabled() and (in0.requires_grad or in1.requires_grad
                                         or any(p.requires_grad for p in model.parameters()))
@@ -153,7 +159,8 @@ def masked_distance(model, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Ten
         maps = _layer_maps(model, in0, in1, normalize)
         layers, dropped = [], []
         for k, weighted in enumerate(maps):
-            wts = position_weights(m, spec.receptive_fields[k], tuple(weighted.shape[-2:]), mode)
+            tap_hw = cast("tuple[int, int]", tuple(weighted.shape[-2:]))  # (h, w) of a 4-d map
+            wts = position_weights(m, spec.receptive_fields[k], tap_hw, mode)
             wts = wts.expand(weighted.shape[0], -1, -1, -1)
             total_w = wts.sum(dim=(1, 2, 3))  # (N,)
             empty = total_w <= 0

@@ -80,10 +80,12 @@ class Net:
         """
         build = getattr(importlib.import_module("torchvision.models"), self.arch)
         if initialise:
-            return build(weights=None).features
+            features: nn.Sequential = build(weights=None).features
+            return features
         with torch.device("meta"):  # shapes only: no memory, no initialisation
             model = build(weights=None)
-        return model.features.to_empty(device="cpu")
+        empty: nn.Sequential = model.features.to_empty(device="cpu")
+        return empty
 
 
 NETS: dict[str, Net] = {

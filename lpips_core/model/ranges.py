@@ -69,7 +69,7 @@ RANGE_NAMES = tuple(_BOUNDS)
 DEFAULT = InputRange("-1,1", -1.0, 1.0, confirmed=False)
 
 
-def parse_input_range(value: str | tuple | list | InputRange | None) -> InputRange:
+def parse_input_range(value: str | tuple[float, ...] | list[float] | InputRange | None) -> InputRange:
     """``"-1,1"`` / ``"0,1"`` / ``"0,255"`` (or a tuple such as ``(0, 1)``) -> :class:`InputRange`.
 
     None gives the unconfirmed default (:data:`DEFAULT`).
@@ -95,7 +95,7 @@ def parse_input_range(value: str | tuple | list | InputRange | None) -> InputRan
     return InputRange(key, *_BOUNDS[key])
 
 
-def resolve(model_range: InputRange, input_range: str | tuple | InputRange | None,
+def resolve(model_range: InputRange, input_range: str | tuple[float, ...] | InputRange | None,
             normalize: bool) -> InputRange:
     """The range of one call: the call's ``input_range``, else ``normalize=True``, else the model's.
 

