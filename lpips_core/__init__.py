@@ -16,6 +16,7 @@ The names below are loaded on first use (PEP 562): ``import lpips_core`` costs l
 more than ``import torch``, and a process that computes a distance never loads the
 training, evaluation or plotting stacks.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -25,15 +26,41 @@ from .version import __version__
 
 #: Public name -> the module that owns it.
 _EXPORTS = {
-    "LPIPS": ".model", "Trunk": ".model", "distance": ".model", "normalize_tensor": ".model",
-    "load_image": ".data", "load_tensor": ".data", "im2tensor": ".data", "tensor2im": ".data",
-    "TwoAFCDataset": ".data", "JNDDataset": ".data", "LPIPSDataModule": ".data",
-    "ProductionLPIPS": ".apps", "TraditionalMetrics": ".eval", "TrainConfig": ".train", "Trainer": ".train",
+    "LPIPS": ".model",
+    "Trunk": ".model",
+    "distance": ".model",
+    "normalize_tensor": ".model",
+    "load_image": ".data",
+    "load_tensor": ".data",
+    "im2tensor": ".data",
+    "tensor2im": ".data",
+    "TwoAFCDataset": ".data",
+    "JNDDataset": ".data",
+    "LPIPSDataModule": ".data",
+    "ProductionLPIPS": ".apps",
+    "TraditionalMetrics": ".eval",
+    "TrainConfig": ".train",
+    "Trainer": ".train",
 }
 
-__all__ = ["LPIPS", "Trunk", "distance", "normalize_tensor", "load_image", "load_tensor", "im2tensor",
-           "tensor2im", "__version__", "TwoAFCDataset", "JNDDataset", "LPIPSDataModule",
-           "ProductionLPIPS", "TraditionalMetrics", "TrainConfig", "Trainer"]
+__all__ = [
+    "LPIPS",
+    "Trunk",
+    "distance",
+    "normalize_tensor",
+    "load_image",
+    "load_tensor",
+    "im2tensor",
+    "tensor2im",
+    "__version__",
+    "TwoAFCDataset",
+    "JNDDataset",
+    "LPIPSDataModule",
+    "ProductionLPIPS",
+    "TraditionalMetrics",
+    "TrainConfig",
+    "Trainer",
+]
 
 if TYPE_CHECKING:  # what static tools see; at run time __getattr__ loads them
     from .apps import ProductionLPIPS

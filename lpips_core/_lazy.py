@@ -5,14 +5,16 @@ A package's ``__init__`` lists what it exports and from which of its modules;
 module only when one of its names (or the submodule itself) is first asked for,
 so importing one corner of the package does not load all of it.
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any, Callable
 
 
-def lazy_exports(package: str, exports: dict[str, str],
-                 namespace: dict[str, Any]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(
+    package: str, exports: dict[str, str], namespace: dict[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for ``package``.
 
     Args:

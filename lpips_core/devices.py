@@ -5,6 +5,7 @@
 this process's GPU (``LOCAL_RANK``). An explicit device that cannot be used here is
 an error that says what to pass instead.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,9 @@ def _available(kind: str) -> bool:
     return False
 
 
-def resolve_device(device: str | torch.device | None = "auto",
-                   accelerators: Sequence[str] = ACCELERATORS) -> torch.device:
+def resolve_device(
+    device: str | torch.device | None = "auto", accelerators: Sequence[str] = ACCELERATORS
+) -> torch.device:
     """``'auto'`` (or None), ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'`` or a ``torch.device`` -> ``torch.device``.
 
     Args:

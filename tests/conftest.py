@@ -1,4 +1,5 @@
 """Shared fixtures: paths to ../shared, real photographs, and the reference oracle."""
+
 from __future__ import annotations
 
 import functools
@@ -66,8 +67,9 @@ def reference(net: str = "alex", version: str = "0.1", lpips: bool = True, spati
     # cached: see ours(); its linear weights are a .pth it torch.loads: restricted, as SECURITY.md says
     with warnings.catch_warnings(), torch.inference_mode(False), weights_only_loads():
         warnings.simplefilter("ignore")
-        ref = reference_package.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial,
-                          pnet_rand=True, verbose=False)
+        ref = reference_package.LPIPS(
+            net=net, version=version, lpips=lpips, spatial=spatial, pnet_rand=True, verbose=False
+        )
         ref.net.load_state_dict(ours(net, version, lpips, spatial).net.state_dict())
     return ref.eval()
 
@@ -101,7 +103,7 @@ def photo_pairs(size=(96, 128), seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     for name in ("astronaut", "coffee", "chelsea"):
         img = photo(name)
         y, x = rng.integers(0, img.shape[0] - h), rng.integers(0, img.shape[1] - w)
-        crop = img[y:y + h, x:x + w]
+        crop = img[y : y + h, x : x + w]
         noisy = np.clip(crop + rng.normal(0, 12, crop.shape), 0, 255).astype(np.uint8)
         blurred = np.asarray(Image.fromarray(crop).filter(ImageFilter.GaussianBlur(1.5)))
         buf = io.BytesIO()
@@ -122,8 +124,16 @@ MAKE_TEST_BUDGET_S = 900
 #: Test modules that are slow as a whole (subprocesses, browsers, killed runs, builds); marked
 #: ``slow`` here so that ``make check`` (``-m "not slow"``) leaves them, and the notebooks, to
 #: ``make test``. Single slow tests elsewhere carry ``@pytest.mark.slow`` themselves.
-SLOW_MODULES = {"test_book.py", "test_playground.py", "test_faults.py", "test_release.py", "test_distributed.py",
-                "test_weights_concurrency.py", "test_hostile_inputs.py", "test_trunk_weights.py"}
+SLOW_MODULES = {
+    "test_book.py",
+    "test_playground.py",
+    "test_faults.py",
+    "test_release.py",
+    "test_distributed.py",
+    "test_weights_concurrency.py",
+    "test_hostile_inputs.py",
+    "test_trunk_weights.py",
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -139,7 +149,8 @@ def pytest_terminal_summary(terminalreporter):
         now = time.time()
         terminalreporter.write_line(
             f"make test: setup {_PYTEST_START - int(start):.0f} s, pytest {now - _PYTEST_START:.0f} s, "
-            f"total {now - int(start):.0f} s of the {MAKE_TEST_BUDGET_S} s budget")
+            f"total {now - int(start):.0f} s of the {MAKE_TEST_BUDGET_S} s budget"
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -164,4 +175,3 @@ def empty_weights_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("LPIPS_CORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("LPIPS_CORE_WEIGHTS", raising=False)
     return tmp_path / "cache"
-

@@ -4,6 +4,7 @@ Tolerances (tests/tolerances.py): TorchScript and trace against eager are two of
 our own float32 paths (``assert_paths_agree``); anything against the reference
 package is the product claim (``PARITY_TOL``); onnxruntime keeps its own 1e-4.
 """
+
 import copy
 import warnings
 

@@ -1,4 +1,5 @@
 """Finite gradients where the reference gives NaN, without changing forward values."""
+
 import lpips
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """Numerical parity with the reference ``lpips`` 0.1.4 package (max abs diff <= 1e-5)."""
+
 import itertools
 
 import pytest

@@ -1,4 +1,5 @@
 """Published values: the reference repository's example triplet and torchmetrics' documented squeeze values."""
+
 import torch
 from conftest import SHARED, needs_shared, require_backbone
 

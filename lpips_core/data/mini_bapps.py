@@ -30,6 +30,7 @@ Example:
     >>> from lpips_core.data.mini_bapps import ensure_mini_bapps   # doctest: +SKIP
     >>> root = ensure_mini_bapps()      # builds once (~1-2 minutes on 2 CPU cores)  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -103,11 +104,20 @@ class Observer:
 
 
 OBSERVERS: dict[str, Observer] = {
-    "lpips-vgg": Observer("lpips-vgg", "official LPIPS-VGG v0.1 distance (lpips_core.LPIPS(net='vgg'))",
-                          temperature=0.05, jnd_threshold=0.12, jnd_temperature=0.03),
-    "lab-l2": Observer("lab-l2", "mean CIE76 colour difference (Euclidean distance in CIELAB, "
-                                 "skimage.color.deltaE_cie76) over the 64x64 patch",
-                       temperature=2.0, jnd_threshold=4.0, jnd_temperature=1.5),
+    "lpips-vgg": Observer(
+        "lpips-vgg",
+        "official LPIPS-VGG v0.1 distance (lpips_core.LPIPS(net='vgg'))",
+        temperature=0.05,
+        jnd_threshold=0.12,
+        jnd_temperature=0.03,
+    ),
+    "lab-l2": Observer(
+        "lab-l2",
+        "mean CIE76 colour difference (Euclidean distance in CIELAB, skimage.color.deltaE_cie76) over the 64x64 patch",
+        temperature=2.0,
+        jnd_threshold=4.0,
+        jnd_temperature=1.5,
+    ),
 }
 
 
@@ -191,30 +201,34 @@ class Reference:
     context: np.ndarray  # (patch + 2 margin, same, 3) uint8
 
 
-def sample_reference(photo: np.ndarray, name: str, side: int, rng: np.random.Generator,
-                     tries: int = 20, min_std: float = 6.0) -> Reference:
+def sample_reference(
+    photo: np.ndarray, name: str, side: int, rng: np.random.Generator, tries: int = 20, min_std: float = 6.0
+) -> Reference:
     """A random square crop at a random scale (1x to 3x), resized to ``side``; flat crops are redrawn."""
     h, w = photo.shape[:2]
     for _ in range(tries):
         crop = int(min(side * rng.uniform(1.0, 3.0), h, w))
         y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-        region = photo[y:y + crop, x:x + crop]
-        context = np.array(Image.fromarray(region).resize((side, side), Image.LANCZOS)) if crop != side else region.copy()
+        region = photo[y : y + crop, x : x + crop]
+        context = (
+            np.array(Image.fromarray(region).resize((side, side), Image.LANCZOS)) if crop != side else region.copy()
+        )
         if context.std() >= min_std:
             break
     return Reference(name, (y, x, crop), context)
 
 
 def _centre(img: np.ndarray, margin: int) -> np.ndarray:
-    return img[margin:img.shape[0] - margin, margin:img.shape[1] - margin]
+    return img[margin : img.shape[0] - margin, margin : img.shape[1] - margin]
 
 
 #: distortions that do nothing to a grey image (left out for grey photographs)
 COLOUR_ONLY = ("saturation", "hue_shift")
 
 
-def draw_steps(rng: np.random.Generator, pool: int, per_image: int,
-               grey: bool = False) -> list[list[tuple[str, float]]]:
+def draw_steps(
+    rng: np.random.Generator, pool: int, per_image: int, grey: bool = False
+) -> list[list[tuple[str, float]]]:
     """Distortion recipes for one pool: distinct families across the pool where possible,
     ``per_image`` distinct families per image, strengths uniform in [0, 1]."""
     names = [n for n in D.DISTORTIONS if not (grey and n in COLOUR_ONLY)]
@@ -297,15 +311,24 @@ class _Pools:
     distances: np.ndarray | None = None  # (R, K) observer distance d(ref, pool member)
 
 
-def _make_pools(photos: dict[str, np.ndarray], names: Sequence[str], n_refs: int, pool: int, per_image: int,
-                config: MiniBappsConfig, rng: np.random.Generator, desc: str) -> _Pools:
+def _make_pools(
+    photos: dict[str, np.ndarray],
+    names: Sequence[str],
+    n_refs: int,
+    pool: int,
+    per_image: int,
+    config: MiniBappsConfig,
+    rng: np.random.Generator,
+    desc: str,
+) -> _Pools:
     side = config.patch + 2 * config.margin
     refs, recipes, ref_patches, pool_patches = [], [], [], []
     for i in progress_bar(range(n_refs), desc=f"distorting {desc}", unit="ref", leave=False):
         name = names[i % len(names)]  # round-robin: every photograph contributes equally
         ref = sample_reference(photos[name], name, side, rng)
-        grey = bool((ref.context[..., 0] == ref.context[..., 1]).all() and
-                    (ref.context[..., 1] == ref.context[..., 2]).all())
+        grey = bool(
+            (ref.context[..., 0] == ref.context[..., 1]).all() and (ref.context[..., 1] == ref.context[..., 2]).all()
+        )
         steps = draw_steps(rng, pool, per_image, grey)
         refs.append(ref)
         recipes.append(steps)
@@ -318,7 +341,9 @@ def _observe(pools: _Pools, distance: Callable, batch_refs: int, desc: str) -> N
     out = []
     n = len(pools.refs)
     for start in progress_bar(range(0, n, batch_refs), desc=f"observer on {desc}", unit="batch", leave=False):
-        out.append(distance(pools.ref_patches[start:start + batch_refs], pools.pool_patches[start:start + batch_refs]))
+        out.append(
+            distance(pools.ref_patches[start : start + batch_refs], pools.pool_patches[start : start + batch_refs])
+        )
     pools.distances = np.concatenate(out)
 
 
@@ -340,8 +365,9 @@ class _Writer:
         self.first.setdefault(key, path)
 
 
-def _write_2afc(folder: Path, pools: _Pools, n_judges: int, observer: Observer, rng: np.random.Generator,
-                writer: _Writer, tag: str) -> tuple[int, float]:
+def _write_2afc(
+    folder: Path, pools: _Pools, n_judges: int, observer: Observer, rng: np.random.Generator, writer: _Writer, tag: str
+) -> tuple[int, float]:
     """Write one 2AFC subset; returns (triplets, the observer's own 2AFC score against its judges)."""
     for sub in ("ref", "p0", "p1", "judge"):
         (folder / sub).mkdir(parents=True)
@@ -366,15 +392,42 @@ def _write_2afc(folder: Path, pools: _Pools, n_judges: int, observer: Observer, 
         np.save(folder / "judge" / f"{stem}.npy", np.array([h], dtype=np.float32))
         d0s.append(d0), d1s.append(d1), hs.append(h)
         ref = pools.refs[r]
-        rows.append([stem, ref.photo, *ref.box, recipe_text(pools.recipes[r][i]), recipe_text(pools.recipes[r][j]),
-                     f"{d0:.6f}", f"{d1:.6f}", f"{p:.6f}", f"{h:.4f}"])
-    write_csv(folder / "metadata.csv", ["id", "photo", "crop_y", "crop_x", "crop_side", "p0_distortion",
-                                        "p1_distortion", "d0", "d1", "p_prefer_p1", "judge"], rows)
+        rows.append(
+            [
+                stem,
+                ref.photo,
+                *ref.box,
+                recipe_text(pools.recipes[r][i]),
+                recipe_text(pools.recipes[r][j]),
+                f"{d0:.6f}",
+                f"{d1:.6f}",
+                f"{p:.6f}",
+                f"{h:.4f}",
+            ]
+        )
+    write_csv(
+        folder / "metadata.csv",
+        [
+            "id",
+            "photo",
+            "crop_y",
+            "crop_x",
+            "crop_side",
+            "p0_distortion",
+            "p1_distortion",
+            "d0",
+            "d1",
+            "p_prefer_p1",
+            "judge",
+        ],
+        rows,
+    )
     return len(rows), float(score_2afc(np.array(d0s), np.array(d1s), np.array(hs)))
 
 
-def _write_jnd(folder: Path, pools: _Pools, n_judges: int, observer: Observer, rng: np.random.Generator,
-               writer: _Writer, tag: str) -> int:
+def _write_jnd(
+    folder: Path, pools: _Pools, n_judges: int, observer: Observer, rng: np.random.Generator, writer: _Writer, tag: str
+) -> int:
     for sub in ("p0", "p1", "same"):
         (folder / sub).mkdir(parents=True)
     pairs = [(r, k) for r in range(len(pools.refs)) for k in range(pools.pool_patches.shape[1])]
@@ -386,8 +439,10 @@ def _write_jnd(folder: Path, pools: _Pools, n_judges: int, observer: Observer, r
         p = float(psychometric((observer.jnd_threshold - d) / observer.jnd_temperature))
         same = float(sample_judges(np.array([p]), n_judges, rng)[0])
         stem = f"{idx:06d}"
-        items = [((tag, r, "ref"), pools.ref_patches[r], "none"),
-                 ((tag, r, k), pools.pool_patches[r, k], recipe_text(pools.recipes[r][k]))]
+        items = [
+            ((tag, r, "ref"), pools.ref_patches[r], "none"),
+            ((tag, r, k), pools.pool_patches[r, k], recipe_text(pools.recipes[r][k])),
+        ]
         if rng.random() < 0.5:  # which side shows the reference is random
             items.reverse()
         for side, (key, arr, _) in zip(("p0", "p1"), items):
@@ -395,13 +450,31 @@ def _write_jnd(folder: Path, pools: _Pools, n_judges: int, observer: Observer, r
         np.save(folder / "same" / f"{stem}.npy", np.array([same], dtype=np.float32))
         ref = pools.refs[r]
         rows.append([stem, ref.photo, *ref.box, items[0][2], items[1][2], f"{d:.6f}", f"{p:.6f}", f"{same:.4f}"])
-    write_csv(folder / "metadata.csv", ["id", "photo", "crop_y", "crop_x", "crop_side", "p0_distortion",
-                                        "p1_distortion", "distance", "p_same", "same"], rows)
+    write_csv(
+        folder / "metadata.csv",
+        [
+            "id",
+            "photo",
+            "crop_y",
+            "crop_x",
+            "crop_side",
+            "p0_distortion",
+            "p1_distortion",
+            "distance",
+            "p_same",
+            "same",
+        ],
+        rows,
+    )
     return len(rows)
 
 
-def build_mini_bapps(out_dir: str | os.PathLike | None = None, config: MiniBappsConfig = MiniBappsConfig(),
-                     force: bool = False, batch_refs: int = 4) -> Path:
+def build_mini_bapps(
+    out_dir: str | os.PathLike | None = None,
+    config: MiniBappsConfig = MiniBappsConfig(),
+    force: bool = False,
+    batch_refs: int = 4,
+) -> Path:
     """Build the mini set into ``out_dir`` (default :func:`default_dir`) unless it is already complete.
 
     The set is written into a temporary sibling folder and renamed into place only when
@@ -430,8 +503,12 @@ def build_mini_bapps(out_dir: str | os.PathLike | None = None, config: MiniBapps
         try:
             stats = _build_into(tmp, config, batch_refs)
             _write_card(tmp, config, stats)
-            marker = {"fingerprint": fingerprint(config), "builder_version": BUILDER_VERSION,
-                      "config": dataclasses.asdict(config), **stats}
+            marker = {
+                "fingerprint": fingerprint(config),
+                "builder_version": BUILDER_VERSION,
+                "config": dataclasses.asdict(config),
+                **stats,
+            }
             write_text(tmp / ".complete", json.dumps(marker, indent=1) + "\n")
             if out_dir.exists():
                 old = out_dir.parent / f".{out_dir.name}.old"
@@ -464,8 +541,9 @@ def _build_into(tmp: Path, config: MiniBappsConfig, batch_refs: int) -> dict:
     seeds = rng.spawn(3)
     train = _make_pools(photos, TRAIN_PHOTOS, config.train_refs, config.train_pool, 1, config, seeds[0], "train")
     val = _make_pools(photos, VAL_PHOTOS, config.val_refs, config.val_pool, 1, config, seeds[1], "val")
-    comp = _make_pools(photos, VAL_PHOTOS, config.compositions_refs, config.val_pool, 2, config, seeds[2],
-                       "compositions")
+    comp = _make_pools(
+        photos, VAL_PHOTOS, config.compositions_refs, config.val_pool, 2, config, seeds[2], "compositions"
+    )
     t_distort = time.perf_counter() - start
     for pools, desc in ((train, "train"), (val, "val"), (comp, "compositions")):
         _observe(pools, distance, batch_refs, desc)
@@ -474,33 +552,52 @@ def _build_into(tmp: Path, config: MiniBappsConfig, batch_refs: int) -> dict:
     judge_rng = np.random.default_rng([config.seed, 1])
     writer = _Writer()
     written = {
-        "2afc/train/traditional": _write_2afc(tmp / "2afc" / "train" / "traditional", train, config.train_judges,
-                                              observer, judge_rng, writer, "train"),
-        "2afc/val/traditional": _write_2afc(tmp / "2afc" / "val" / "traditional", val, config.val_judges,
-                                            observer, judge_rng, writer, "val"),
-        "2afc/val/compositions": _write_2afc(tmp / "2afc" / "val" / "compositions", comp, config.val_judges,
-                                             observer, judge_rng, writer, "comp"),
-        "jnd/val/traditional": _write_jnd(tmp / "jnd" / "val" / "traditional", val, config.jnd_judges,
-                                          observer, judge_rng, writer, "val"),
-        "jnd/val/compositions": _write_jnd(tmp / "jnd" / "val" / "compositions", comp, config.jnd_judges,
-                                           observer, judge_rng, writer, "comp"),
+        "2afc/train/traditional": _write_2afc(
+            tmp / "2afc" / "train" / "traditional", train, config.train_judges, observer, judge_rng, writer, "train"
+        ),
+        "2afc/val/traditional": _write_2afc(
+            tmp / "2afc" / "val" / "traditional", val, config.val_judges, observer, judge_rng, writer, "val"
+        ),
+        "2afc/val/compositions": _write_2afc(
+            tmp / "2afc" / "val" / "compositions", comp, config.val_judges, observer, judge_rng, writer, "comp"
+        ),
+        "jnd/val/traditional": _write_jnd(
+            tmp / "jnd" / "val" / "traditional", val, config.jnd_judges, observer, judge_rng, writer, "val"
+        ),
+        "jnd/val/compositions": _write_jnd(
+            tmp / "jnd" / "val" / "compositions", comp, config.jnd_judges, observer, judge_rng, writer, "comp"
+        ),
     }
     sizes = {k: v[0] if isinstance(v, tuple) else v for k, v in written.items()}
     scores = {k: round(v[1], 4) for k, v in written.items() if isinstance(v, tuple)}
-    references = {"2afc/train/traditional": len(train.refs), "2afc/val/traditional": len(val.refs),
-                  "2afc/val/compositions": len(comp.refs), "jnd/val/traditional": len(val.refs),
-                  "jnd/val/compositions": len(comp.refs)}
+    references = {
+        "2afc/train/traditional": len(train.refs),
+        "2afc/val/traditional": len(val.refs),
+        "2afc/val/compositions": len(comp.refs),
+        "jnd/val/traditional": len(val.refs),
+        "jnd/val/compositions": len(comp.refs),
+    }
     n_images = sum(len(p.refs) * (1 + p.pool_patches.shape[1]) for p in (train, val, comp))
-    return {"sizes": sizes, "references": references, "distinct_images": n_images, "observer_2afc_score": scores,
-            "seconds": {"distort": round(t_distort, 1), "observer": round(t_observe, 1),
-                        "total": round(time.perf_counter() - start, 1)}}
+    return {
+        "sizes": sizes,
+        "references": references,
+        "distinct_images": n_images,
+        "observer_2afc_score": scores,
+        "seconds": {
+            "distort": round(t_distort, 1),
+            "observer": round(t_observe, 1),
+            "total": round(time.perf_counter() - start, 1),
+        },
+    }
 
 
 def _write_card(folder: Path, config: MiniBappsConfig, stats: dict) -> None:
     observer = OBSERVERS[config.observer]
     sizes, refs = stats["sizes"], stats["references"]
-    photo_rows = "\n".join(f"| `{n}` | {PHOTOS[n][0]} | {PHOTOS[n][1]} | {'val' if n in VAL_PHOTOS else 'train'} |"
-                           for n in VAL_PHOTOS + TRAIN_PHOTOS)
+    photo_rows = "\n".join(
+        f"| `{n}` | {PHOTOS[n][0]} | {PHOTOS[n][1]} | {'val' if n in VAL_PHOTOS else 'train'} |"
+        for n in VAL_PHOTOS + TRAIN_PHOTOS
+    )
     size_rows = "\n".join(f"| `{k}` | {v} | {refs[k]} |" for k, v in sizes.items())
     families = ", ".join(f"`{n}`" for n in D.DISTORTIONS)
     score_text = ", ".join(f"{v:.3f} on `{k}`" for k, v in stats["observer_2afc_score"].items())
@@ -512,7 +609,7 @@ to learn, test and debug; do not report results on it as agreement with humans.
 Real human ratings are in BAPPS (`data_scripts/download_bapps.py`) and LIVE.
 
 Built by `lpips_core.data.mini_bapps` (builder version {BUILDER_VERSION}, seed {config.seed},
-observer `{config.observer}`, fingerprint `{fingerprint(config)}`) in {stats['seconds']['total']} s.
+observer `{config.observer}`, fingerprint `{fingerprint(config)}`) in {stats["seconds"]["total"]} s.
 
 ## Layout (exactly BAPPS)
 

@@ -35,6 +35,7 @@ PSNR, SSIM and MS-SSIM are similarities (higher = closer); :data:`HIGHER_IS_BETT
 says which, and :func:`as_distance` turns each into a distance (lower = closer)
 for ranking-based scores such as 2AFC.
 """
+
 from __future__ import annotations
 
 import functools
@@ -118,12 +119,13 @@ def ms_ssim(img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
 
     a, b = _pair(img0, img1)
     if min(a.shape[-2:]) < MS_SSIM_MIN_SIZE:
-        raise ValueError(f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIZE}x{MS_SSIM_MIN_SIZE} "
-                         f"pixels (5 scales of an 11-pixel window); got {a.shape[-1]}x{a.shape[-2]}. "
-                         f"Leave ms_ssim out for small patches such as BAPPS' 64x64")
+        raise ValueError(
+            f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIZE}x{MS_SSIM_MIN_SIZE} "
+            f"pixels (5 scales of an 11-pixel window); got {a.shape[-1]}x{a.shape[-2]}. "
+            f"Leave ms_ssim out for small patches such as BAPPS' 64x64"
+        )
     # normalize="relu" keeps negative contrast terms from producing NaN powers (torchmetrics' advice).
-    return multiscale_structural_similarity_index_measure(a, b, data_range=1.0, reduction="none",
-                                                          normalize="relu")
+    return multiscale_structural_similarity_index_measure(a, b, data_range=1.0, reduction="none", normalize="relu")
 
 
 def lpnorm(img0: torch.Tensor, img1: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -176,8 +178,10 @@ def dists_weights_path():
     try:
         path = importlib.resources.files("DISTS_pytorch") / "weights.pt"
     except ModuleNotFoundError as exc:
-        raise RuntimeError("DISTS needs the package DISTS_pytorch for its alpha/beta weights: "
-                           "pip install DISTS_pytorch==0.1 (it is in requirements.txt)") from exc
+        raise RuntimeError(
+            "DISTS needs the package DISTS_pytorch for its alpha/beta weights: "
+            "pip install DISTS_pytorch==0.1 (it is in requirements.txt)"
+        ) from exc
     if not path.is_file():
         raise RuntimeError(f"{path}: missing; reinstall DISTS_pytorch==0.1")
     return path
@@ -219,9 +223,16 @@ def _build_dists(device: str) -> nn.Module:
     alpha, beta = weights["alpha"], weights["beta"]  # (1, 1475, 1, 1) each, summing to 1 together
     layer_weights = list(torch.split(alpha, DISTS_CHANNELS, dim=1)) + list(torch.split(beta, DISTS_CHANNELS, dim=1))
     model = piq.DISTS.__new__(piq.DISTS)
-    piq.ContentLoss.__init__(model, feature_extractor=vgg16_features(), layers=[VGG16_LAYERS[t] for t in DISTS_LAYERS],
-                             weights=layer_weights, replace_pooling=True, reduction="none",
-                             normalize_features=False, allow_layers_weights_mismatch=True)
+    piq.ContentLoss.__init__(
+        model,
+        feature_extractor=vgg16_features(),
+        layers=[VGG16_LAYERS[t] for t in DISTS_LAYERS],
+        weights=layer_weights,
+        replace_pooling=True,
+        reduction="none",
+        normalize_features=False,
+        allow_layers_weights_mismatch=True,
+    )
     return model.to(device).eval()
 
 
@@ -229,8 +240,9 @@ def dists_resize(x01: torch.Tensor) -> torch.Tensor:
     """piq's DISTS input rule: shorter side > 256 is resized (bilinear) to 256."""
     h, w = x01.shape[-2:]
     if min(h, w) > 256:
-        x01 = torch.nn.functional.interpolate(x01, scale_factor=256 / min(h, w),
-                                              recompute_scale_factor=False, mode="bilinear")
+        x01 = torch.nn.functional.interpolate(
+            x01, scale_factor=256 / min(h, w), recompute_scale_factor=False, mode="bilinear"
+        )
     return x01
 
 
@@ -308,8 +320,7 @@ class TraditionalMetrics:
         ['l1', 'l2', 'l2_lab', 'psnr', 'ssim']
     """
 
-    def __init__(self, input_range: tuple[float, float] | str = (-1.0, 1.0),
-                 device: str | torch.device | None = None):
+    def __init__(self, input_range: tuple[float, float] | str = (-1.0, 1.0), device: str | torch.device | None = None):
         rng = parse_input_range(input_range)
         if rng.name == "0,255":
             raise ValueError(f"input_range must be (-1, 1) or (0, 1), got {input_range}")
@@ -357,8 +368,9 @@ class TraditionalMetrics:
         """DISTS distance (piq, offline weights)."""
         return self._run(dists, img0, img1)
 
-    def compute_all_metrics(self, img0: torch.Tensor, img1: torch.Tensor,
-                            include: tuple[str, ...] = ("psnr", "ssim", "l1", "l2", "l2_lab")) -> dict:
+    def compute_all_metrics(
+        self, img0: torch.Tensor, img1: torch.Tensor, include: tuple[str, ...] = ("psnr", "ssim", "l1", "l2", "l2_lab")
+    ) -> dict:
         """Every metric in ``include`` for one pair (floats) or a batch ((N,) tensors).
 
         Args:

@@ -5,6 +5,7 @@
 ``features(x)`` + ``from_features(f0, f1)``, so evaluation computes each image's
 features once (:mod:`.collect`, :mod:`.mos`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -86,8 +87,14 @@ class LPIPSDistance(DistanceFunction):
             gradients either way).
     """
 
-    def __init__(self, model: LPIPS, name: str | None = None, kind: str | None = None,
-                 device: str | torch.device = "cpu", freeze: bool = True):
+    def __init__(
+        self,
+        model: LPIPS,
+        name: str | None = None,
+        kind: str | None = None,
+        device: str | torch.device = "cpu",
+        freeze: bool = True,
+    ):
         super().__init__(device)
         if model.spatial:
             raise ValueError("evaluation needs a model with spatial=False")
@@ -153,8 +160,9 @@ class DISTSDistance(DistanceFunction):
 TRADITIONAL = tuple(list_metrics("traditional"))
 
 
-def make_distance(spec: str, net: str = "alex", version: str = "0.1",
-                  device: str | torch.device = "cpu") -> DistanceFunction:
+def make_distance(
+    spec: str, net: str = "alex", version: str = "0.1", device: str | torch.device = "cpu"
+) -> DistanceFunction:
     """Build a distance function from a short name.
 
     Args:
@@ -185,5 +193,7 @@ def make_distance(spec: str, net: str = "alex", version: str = "0.1",
     if Path(s).suffix in (".pth", ".pt", ".safetensors", ".ckpt") or Path(s).exists():
         model = load_lpips_checkpoint(s)
         return LPIPSDistance(model, name=f"trained-{model.pnet_type}", kind="checkpoint", device=device)
-    raise ValueError(f"unknown metric {spec!r}; use lpips[-alex|-vgg|-squeeze], net[-<net>], "
-                     f"{', '.join(TRADITIONAL)}, dists, or a checkpoint path")
+    raise ValueError(
+        f"unknown metric {spec!r}; use lpips[-alex|-vgg|-squeeze], net[-<net>], "
+        f"{', '.join(TRADITIONAL)}, dists, or a checkpoint path"
+    )

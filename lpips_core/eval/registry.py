@@ -17,6 +17,7 @@ Example:
     >>> metric_info("psnr").label
     '-PSNR (dB)'
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,37 +57,74 @@ class MetricInfo:
 def _lpips(net: str, lin: bool, version: str = "0.1") -> MetricInfo:
     kind = "lpips" if lin else "net"
     name = f"{kind}-{net}" + ("" if version == "0.1" else f"-v{version}")
-    what = (f"LPIPS, {net} trunk, official v{version} linear weights" if lin
-            else f"{net} ImageNet features, unit-normalised, every channel weight 1 (the paper's 'net')")
+    what = (
+        f"LPIPS, {net} trunk, official v{version} linear weights"
+        if lin
+        else f"{net} ImageNet features, unit-normalised, every channel weight 1 (the paper's 'net')"
+    )
     return MetricInfo(name, name, kind, False, what)
 
 
 #: The one table of metrics.
-METRICS: dict[str, MetricInfo] = {m.name: m for m in [
-    *(_lpips(net, lin, v) for lin in (True, False) for net in ("alex", "vgg", "squeeze")
-      for v in (VERSIONS if lin else VERSIONS[:1])),
-    MetricInfo("l2", "L2 (RGB, RMSE)", "traditional", False, "root mean squared RGB difference, images in [0, 1]"),
-    MetricInfo("l2_lab", "L2 (Lab)", "traditional", False, "the paper's L2 baseline: 0.5 * mean((dLab / 100)^2)"),
-    MetricInfo("l1", "L1 (RGB)", "traditional", False, "mean absolute RGB difference, images in [0, 1]"),
-    MetricInfo("ssim", "1 - SSIM", "traditional", True, "SSIM (Gaussian 11x11 window, sigma 1.5; torchmetrics)"),
-    MetricInfo("ms_ssim", "1 - MS-SSIM", "traditional", True, "MS-SSIM (torchmetrics; sides >= 176 px)"),
-    MetricInfo("psnr", "-PSNR (dB)", "traditional", True, "PSNR in dB (torchmetrics, data_range 1)"),
-    MetricInfo("dists", "DISTS", "learned", False, "DISTS (Ding et al. 2022), piq's model with the authors' weights"),
-]}
+METRICS: dict[str, MetricInfo] = {
+    m.name: m
+    for m in [
+        *(
+            _lpips(net, lin, v)
+            for lin in (True, False)
+            for net in ("alex", "vgg", "squeeze")
+            for v in (VERSIONS if lin else VERSIONS[:1])
+        ),
+        MetricInfo("l2", "L2 (RGB, RMSE)", "traditional", False, "root mean squared RGB difference, images in [0, 1]"),
+        MetricInfo("l2_lab", "L2 (Lab)", "traditional", False, "the paper's L2 baseline: 0.5 * mean((dLab / 100)^2)"),
+        MetricInfo("l1", "L1 (RGB)", "traditional", False, "mean absolute RGB difference, images in [0, 1]"),
+        MetricInfo("ssim", "1 - SSIM", "traditional", True, "SSIM (Gaussian 11x11 window, sigma 1.5; torchmetrics)"),
+        MetricInfo("ms_ssim", "1 - MS-SSIM", "traditional", True, "MS-SSIM (torchmetrics; sides >= 176 px)"),
+        MetricInfo("psnr", "-PSNR (dB)", "traditional", True, "PSNR in dB (torchmetrics, data_range 1)"),
+        MetricInfo(
+            "dists", "DISTS", "learned", False, "DISTS (Ding et al. 2022), piq's model with the authors' weights"
+        ),
+    ]
+}
 
 #: The metric lists the commands use by default.
 METRIC_SETS: dict[str, tuple[str, ...]] = {
     # lpips-core evaluate: 'lpips' is the official weights of --net
     "evaluate": ("lpips", "l2_lab", "ssim", "psnr"),
     # lpips-core compare-models: the paper's three trunks, calibrated and not, and the baselines
-    "compare": ("lpips-alex", "lpips-vgg", "lpips-squeeze", "net-alex", "net-vgg", "net-squeeze",
-                "l2_lab", "l2", "l1", "ssim", "psnr", "dists"),
+    "compare": (
+        "lpips-alex",
+        "lpips-vgg",
+        "lpips-squeeze",
+        "net-alex",
+        "net-vgg",
+        "net-squeeze",
+        "l2_lab",
+        "l2",
+        "l1",
+        "ssim",
+        "psnr",
+        "dists",
+    ),
     # lpips-core evaluate-mos
     "mos": ("lpips-alex", "lpips-vgg", "lpips-squeeze", "psnr", "ssim", "ms_ssim", "dists", "l2_lab"),
     # lpips-core evaluate-mos --metrics all (the three-type LIVE table)
-    "mos_all": ("lpips-alex", "lpips-vgg", "lpips-squeeze", "lpips-alex-v0.0", "lpips-vgg-v0.0",
-                "lpips-squeeze-v0.0", "net-alex", "net-vgg", "net-squeeze", "psnr", "ssim", "ms_ssim",
-                "dists", "l2_lab"),
+    "mos_all": (
+        "lpips-alex",
+        "lpips-vgg",
+        "lpips-squeeze",
+        "lpips-alex-v0.0",
+        "lpips-vgg-v0.0",
+        "lpips-squeeze-v0.0",
+        "net-alex",
+        "net-vgg",
+        "net-squeeze",
+        "psnr",
+        "ssim",
+        "ms_ssim",
+        "dists",
+        "l2_lab",
+    ),
 }
 
 
@@ -109,8 +147,9 @@ def metric_info(name: str) -> MetricInfo:
         raise KeyError(f"unknown metric {name!r}; registered: {', '.join(list_metrics())}") from None
 
 
-def make_metric(name: str, net: str = "alex", version: str = "0.1",
-                device: str | torch.device = "cpu") -> DistanceFunction:
+def make_metric(
+    name: str, net: str = "alex", version: str = "0.1", device: str | torch.device = "cpu"
+) -> DistanceFunction:
     """The distance function of a metric name (or 'lpips' / 'net' for ``net``, or a checkpoint path).
 
     A thin front of :func:`lpips_core.eval.distances.make_distance`, loaded on first use.

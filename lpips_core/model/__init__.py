@@ -9,6 +9,7 @@ Imports point one way inside it (each module uses only those above it)::
     lpips                           LPIPS (forward, the reference route)
     functional, loading, export     distance(); models from files; ONNX and int8
 """
+
 from .checks import InputRangeWarning, ZeroOneRangeWarning
 from .functional import distance
 from .kernels import normalize_tensor
@@ -20,7 +21,21 @@ from .ranges import InputRange, parse_input_range
 from .trunk import Trunk
 from .weights import WeightsError
 
-__all__ = ["LPIPS", "NetLinLayer", "ScalingLayer", "Trunk", "distance", "normalize_tensor",
-           "load_lpips_checkpoint", "InputRangeWarning", "ZeroOneRangeWarning", "MaskedLayerWarning",
-           "InputRange", "parse_input_range", "WeightsError", "NETS", "MIN_INPUT_SIZE",
-           "canonical_net"]
+__all__ = [
+    "LPIPS",
+    "NetLinLayer",
+    "ScalingLayer",
+    "Trunk",
+    "distance",
+    "normalize_tensor",
+    "load_lpips_checkpoint",
+    "InputRangeWarning",
+    "ZeroOneRangeWarning",
+    "MaskedLayerWarning",
+    "InputRange",
+    "parse_input_range",
+    "WeightsError",
+    "NETS",
+    "MIN_INPUT_SIZE",
+    "canonical_net",
+]

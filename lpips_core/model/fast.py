@@ -19,6 +19,7 @@ dropped (:meth:`~.trunk.Trunk.iter_taps`), so large images need far less memory.
 ``model`` is always an :class:`~.lpips.LPIPS` (these routes sit below it and use its
 trunk, scaling and per-layer weighting).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,13 +36,13 @@ if TYPE_CHECKING:  # the model these functions serve; lpips.py imports this modu
 #: gradient is needed. Bigger batches are split into chunks of pairs, and a pair bigger
 #: than this runs its two images one after the other. 2**21 pixels is 32 pairs of
 #: 128x128 (batching beyond that gains no speed on CPU).
-PIXEL_BUDGET = 2 ** 21
+PIXEL_BUDGET = 2**21
 
 #: On a CPU the budget is also at most this many pixels per intra-op thread: one thread
 #: runs the AlexNet trunk on one pair of 512x512 per call 14% faster than on four (127 ->
 #: 111 ms a pair; 256x256 and 64x64 pairs are as fast as before), as the activations of a
 #: call then stay in cache. From 4 threads on, :data:`PIXEL_BUDGET` is the smaller.
-CPU_PIXELS_PER_THREAD = 2 ** 19
+CPU_PIXELS_PER_THREAD = 2**19
 
 
 def pixel_budget(device: torch.device) -> int:
@@ -50,9 +51,10 @@ def pixel_budget(device: torch.device) -> int:
         return min(PIXEL_BUDGET, CPU_PIXELS_PER_THREAD * max(1, torch.get_num_threads()))
     return PIXEL_BUDGET
 
+
 #: Taps larger than this many elements (both images together) get their distance
 #: computed in blocks of rows (a 2048x2048 VGG relu1_2 tap is 1 GB per image).
-BLOCK_ELEMENTS = 2 ** 24
+BLOCK_ELEMENTS = 2**24
 
 
 def scale_in_place(model: LPIPS, buf: torch.Tensor, normalize: bool) -> None:
@@ -62,8 +64,12 @@ def scale_in_place(model: LPIPS, buf: torch.Tensor, normalize: bool) -> None:
     if model.version == "0.1":
         # registered buffers, which nn.Module's __getattr__ types as Tensor | Module
         shift, scale = cast(torch.Tensor, model.scaling_layer.shift), cast(torch.Tensor, model.scaling_layer.scale)
-        if buf.dim() == 4 and buf.shape[1] > 1 and not buf.is_contiguous() and \
-                buf.is_contiguous(memory_format=torch.channels_last):
+        if (
+            buf.dim() == 4
+            and buf.shape[1] > 1
+            and not buf.is_contiguous()
+            and buf.is_contiguous(memory_format=torch.channels_last)
+        ):
             # NHWC memory is N*H rows of W*C values: a (1, C, 1, 1) broadcast there has an inner
             # loop of C = 3 elements (6x slower on a CPU); per-row tiled constants give the same
             # element-wise operations on long contiguous rows.
@@ -78,18 +84,23 @@ def trunk_input(model: LPIPS, images: Sequence[torch.Tensor], normalize: bool, c
     """Scaled images concatenated along the batch in one fresh buffer, in the trunk's memory format."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     first = images[0]
-    buf = torch.empty((sum(im.shape[0] for im in images), *first.shape[1:]), device=first.device,
-                      dtype=cast(torch.Tensor, model.scaling_layer.shift).dtype, memory_format=fmt)  # a buffer
+    buf = torch.empty(
+        (sum(im.shape[0] for im in images), *first.shape[1:]),
+        device=first.device,
+        dtype=cast(torch.Tensor, model.scaling_layer.shift).dtype,
+        memory_format=fmt,
+    )  # a buffer
     start = 0
     for im in images:  # a plain copy (also converts dtype, expands grayscale) is ~8x faster
-        buf[start:start + im.shape[0]].copy_(im)  # than writing sub(..., out=) into a slice
+        buf[start : start + im.shape[0]].copy_(im)  # than writing sub(..., out=) into a slice
         start += im.shape[0]
     scale_in_place(model, buf, normalize)
     return buf
 
 
-def tap_distance_blocked(model: LPIPS, k: int, t0: torch.Tensor, t1: torch.Tensor,
-                         out_hw: Sequence[int]) -> torch.Tensor:
+def tap_distance_blocked(
+    model: LPIPS, k: int, t0: torch.Tensor, t1: torch.Tensor, out_hw: Sequence[int]
+) -> torch.Tensor:
     """Layer-k distance of raw taps, computed over blocks of rows.
 
     Unit normalisation is per position, so each block gives the same values
@@ -102,7 +113,7 @@ def tap_distance_blocked(model: LPIPS, k: int, t0: torch.Tensor, t1: torch.Tenso
     weights = model.channel_weights(k, t0.new_empty(0, dtype=K.accumulation_dtype(t0.dtype)))
     pieces = []
     for r in range(0, h, rows):
-        diff = K.squared_unit_difference(t0[:, :, r:r + rows], t1[:, :, r:r + rows])
+        diff = K.squared_unit_difference(t0[:, :, r : r + rows], t1[:, :, r : r + rows])
         pieces.append(K.channel_weighted_sum(diff, weights, K.is_channels_last(diff)).view(n, -1, w))  # (N, rows, w)
         del diff
     if model.spatial:
@@ -114,8 +125,15 @@ def tap_distance_blocked(model: LPIPS, k: int, t0: torch.Tensor, t1: torch.Tenso
     return (total / (h * w)).view(n, 1, 1, 1)
 
 
-def tap_distance(model: LPIPS, k: int, t0: torch.Tensor, t1: torch.Tensor, out_hw: Sequence[int],
-                 norm0: torch.Tensor | None = None, norm1: torch.Tensor | None = None) -> torch.Tensor:
+def tap_distance(
+    model: LPIPS,
+    k: int,
+    t0: torch.Tensor,
+    t1: torch.Tensor,
+    out_hw: Sequence[int],
+    norm0: torch.Tensor | None = None,
+    norm1: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Layer-k distance from raw taps (batches of 1 broadcast): blocked for large taps."""
     if t0.numel() + t1.numel() > BLOCK_ELEMENTS:
         return tap_distance_blocked(model, k, t0, t1, out_hw)
@@ -134,8 +152,7 @@ def pair_distances(model: LPIPS, x: torch.Tensor, n: int, out_hw: Sequence[int])
     return layers
 
 
-def separate_distances(model: LPIPS, x0: torch.Tensor, x1: torch.Tensor,
-                       out_hw: Sequence[int]) -> list[torch.Tensor]:
+def separate_distances(model: LPIPS, x0: torch.Tensor, x1: torch.Tensor, out_hw: Sequence[int]) -> list[torch.Tensor]:
     """Per-layer distances when the two batches run through the trunk one after the other."""
     taps = zip(model._taps(x0), model._taps(x1))  # both trunks advance one stage at a time
     return [tap_distance(model, k, t0, t1, out_hw) for k, (t0, t1) in enumerate(taps)]
@@ -153,8 +170,9 @@ def layer_distances(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normaliz
     out_hw = in0.shape[2:]
     n0, n1 = in0.shape[0], in1.shape[0]
     if n0 != n1 or n0 == 0:  # a batch of 1 against N (or no pairs): the batches run separately
-        return separate_distances(model, trunk_input(model, [in0], normalize, cl),
-                                  trunk_input(model, [in1], normalize, cl), out_hw)
+        return separate_distances(
+            model, trunk_input(model, [in0], normalize, cl), trunk_input(model, [in1], normalize, cl), out_hw
+        )
     # model.compile is the constructor's flag, an instance attribute that shadows nn.Module.compile
     if model._compiled_core is None and cast(bool, model.compile):
         # lpips.py leaves _compiled_core unannotated (None), so mypy types it as None
@@ -163,10 +181,13 @@ def layer_distances(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normaliz
     chunk = max(1, budget // (2 * pixels))
     parts = []
     for s in range(0, n0, chunk):
-        a, b = in0[s:s + chunk], in1[s:s + chunk]
+        a, b = in0[s : s + chunk], in1[s : s + chunk]
         if 2 * a.shape[0] * pixels > budget:  # one pair too big to run together
-            parts.append(separate_distances(model, trunk_input(model, [a], normalize, cl),
-                                            trunk_input(model, [b], normalize, cl), out_hw))
+            parts.append(
+                separate_distances(
+                    model, trunk_input(model, [a], normalize, cl), trunk_input(model, [b], normalize, cl), out_hw
+                )
+            )
         elif model._compiled_core is not None and not model.spatial:
             parts.append(model._compiled_core(trunk_input(model, [a, b], normalize, channels_last=False), a.shape[0]))
         else:

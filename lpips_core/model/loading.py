@@ -1,4 +1,5 @@
 """An LPIPS model from a file: trained checkpoints and linear-weights files of any of the usual layouts."""
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,11 @@ def load_lpips_checkpoint(path: str | os.PathLike[str], net: str | None = None, 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        obj = load_file(str(path)) if path.suffix == ".safetensors" else \
-            torch.load(path, map_location="cpu", weights_only=True)
+        obj = (
+            load_file(str(path))
+            if path.suffix == ".safetensors"
+            else torch.load(path, map_location="cpu", weights_only=True)
+        )
     except Exception as exc:  # unreadable or not a tensor file
         raise ValueError(f"{path}: not a readable checkpoint ({exc})") from exc
     meta_net: str | None = None  # what the file says of itself, if anything
@@ -78,7 +82,7 @@ def load_lpips_checkpoint(path: str | os.PathLike[str], net: str | None = None, 
         if claimed is not None and canonical_net(claimed) != inferred:
             raise ValueError(f"{path}: holds {inferred} linear weights, not {canonical_net(claimed)}")
     net = inferred
-    trunk = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+    trunk = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
     version = meta_version or version or "0.1"
     model = LPIPS(net=net, version=version, pretrained=False, pnet_rand=bool(trunk))
     model.weights_source = os.path.basename(str(path))  # for model.signature()

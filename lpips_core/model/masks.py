@@ -24,6 +24,7 @@ leaks what lies outside the mask.
 
 An all-ones mask gives the unmasked distance in both modes.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -76,8 +77,10 @@ def check_mask(mask: torch.Tensor, n: int, hw: tuple[int, int], device: torch.de
     elif m.dim() == 3:
         m = m[:, None]  # (N, H, W) -> (N, 1, H, W)
     if m.dim() != 4 or m.shape[1] != 1 or tuple(m.shape[2:]) != tuple(hw) or m.shape[0] not in (1, n):
-        raise ValueError(f"mask has shape {tuple(mask.shape)}; expected (N, 1, H, W) = ({n}, 1, {hw[0]}, {hw[1]}) "
-                         f"or (1, 1, {hw[0]}, {hw[1]}), the images' size")
+        raise ValueError(
+            f"mask has shape {tuple(mask.shape)}; expected (N, 1, H, W) = ({n}, 1, {hw[0]}, {hw[1]}) "
+            f"or (1, 1, {hw[0]}, {hw[1]}), the images' size"
+        )
     m = m.to(device=device, dtype=torch.float32)
     if m.numel() and (not torch.isfinite(m).all() or m.min() < 0 or m.max() > 1):
         raise ValueError("mask values must lie in [0, 1] (1 = compare this pixel, 0 = ignore it)")
@@ -117,8 +120,9 @@ def _layer_maps(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normalize: b
         taps = model._taps(model._trunk_input([in0, in1], normalize, cl))
         pairs = ((t[:n], t[n:]) for t in taps)
     else:  # a batch of 1 against N
-        pairs = zip(model._taps(model._trunk_input([in0], normalize, cl)),
-                    model._taps(model._trunk_input([in1], normalize, cl)))
+        pairs = zip(
+            model._taps(model._trunk_input([in0], normalize, cl)), model._taps(model._trunk_input([in1], normalize, cl))
+        )
     maps = []
     for k, (t0, t1) in enumerate(pairs):
         diff = K.squared_difference(K.unit_features(t0), K.unit_features(t1))  # (N, C, h, w)
@@ -126,14 +130,16 @@ def _layer_maps(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normalize: b
             weighted = model.lins[k](diff.contiguous())
         else:
             n, _, h, w = diff.shape
-            weighted = K.channel_weighted_sum(diff, model.channel_weights(k, diff),
-                                              K.is_channels_last(diff)).view(n, 1, h, w)
+            weighted = K.channel_weighted_sum(diff, model.channel_weights(k, diff), K.is_channels_last(diff)).view(
+                n, 1, h, w
+            )
         maps.append(weighted)
     return maps
 
 
-def masked_distance(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Tensor, mode: str,
-                    normalize: bool) -> tuple[torch.Tensor, list[torch.Tensor], MaskReport]:
+def masked_distance(
+    model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Tensor, mode: str, normalize: bool
+) -> tuple[torch.Tensor, list[torch.Tensor], MaskReport]:
     """Masked LPIPS of two checked batches (see the module docstring).
 
     Args:
@@ -148,13 +154,16 @@ def masked_distance(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, mask: to
     if mode not in MODES:
         raise ValueError(f"mask_mode={mode!r} is not supported; choose 'hard' (exact) or 'soft'")
     if model.spatial:
-        raise ValueError("mask needs spatial=False (a masked distance is one number per image); "
-                         "multiply the spatial map by the mask instead")
+        raise ValueError(
+            "mask needs spatial=False (a masked distance is one number per image); "
+            "multiply the spatial map by the mask instead"
+        )
     n = max(in0.shape[0], in1.shape[0])
     m = check_mask(mask, n, cast("tuple[int, int]", tuple(in0.shape[-2:])), in0.device)  # (H, W) of a 4-d batch
     spec = NETS[model.pnet_type]
-    grad = torch.is_grad_enabled() and (in0.requires_grad or in1.requires_grad
-                                        or any(p.requires_grad for p in model.parameters()))
+    grad = torch.is_grad_enabled() and (
+        in0.requires_grad or in1.requires_grad or any(p.requires_grad for p in model.parameters())
+    )
     with torch.set_grad_enabled(grad):
         maps = _layer_maps(model, in0, in1, normalize)
         layers, dropped = [], []
@@ -169,8 +178,11 @@ def masked_distance(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, mask: to
             num = (weighted * wts).sum(dim=(1, 2, 3))
             layers.append(torch.where(empty, torch.zeros_like(num), num / total_w.clamp(min=1e-12)).view(-1, 1, 1, 1))
     if dropped:
-        warnings.warn(f"masked LPIPS ({mode}): layer(s) {', '.join(dropped)} of net='{model.pnet_type}' have no "
-                      f"position whose receptive field lies inside the mask for some image; they add 0 "
-                      f"to its distance (grow the mask, or use larger images)", MaskedLayerWarning,
-                      stacklevel=_user_stacklevel())
+        warnings.warn(
+            f"masked LPIPS ({mode}): layer(s) {', '.join(dropped)} of net='{model.pnet_type}' have no "
+            f"position whose receptive field lies inside the mask for some image; they add 0 "
+            f"to its distance (grow the mask, or use larger images)",
+            MaskedLayerWarning,
+            stacklevel=_user_stacklevel(),
+        )
     return K.sum_layers(layers), layers, MaskReport(mode, tuple(dropped))

@@ -5,6 +5,7 @@ cut at the ReLU outputs the paper taps. The trunk (:mod:`.trunk`), the weight so
 (:mod:`.weights`), the input checks (:mod:`.checks`), the scriptable twin, the export
 and the checkpoint loader all read their facts from :data:`NETS`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -89,32 +90,68 @@ class Net:
 
 
 NETS: dict[str, Net] = {
-    "alex": Net("alex", "alexnet", (0, 2, 5, 8, 10, 12), (64, 192, 384, 256, 256),
-                ("relu1", "relu2", "relu3", "relu4", "relu5"), 31, ("AlexNet_Weights", "IMAGENET1K_V1"),
-                "889a9ed0249fad79da5157ecf3125bef56243b12ec058c99296bc803ad24ec94",
-                tuple(ReceptiveField(*f) for f in ((11, 4, -2), (51, 8, -18), (99, 16, -34), (131, 16, -50),
-                                                   (163, 16, -66))),
-                jax_root="AlexNet_0", jax_conv_index=(0, 3, 6, 8, 10)),
-    "vgg": Net("vgg", "vgg16", (0, 4, 9, 16, 23, 30), (64, 128, 256, 512, 512),
-               ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"), 16, ("VGG16_Weights", "IMAGENET1K_V1"),
-               "5ec800ff5c189c3fef18ab4abcecdf326ec5662e690866094e9f55006cdd9ecf",
-               tuple(ReceptiveField(*f) for f in ((5, 1, -2), (14, 2, -6), (40, 4, -18), (92, 8, -42),
-                                                  (196, 16, -90))),
-               jax_root="VGG16_0", jax_conv_index=(0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)),
-    "squeeze": Net("squeeze", "squeezenet1_1", (0, 2, 5, 8, 10, 11, 12, 13),
-                   (64, 128, 256, 384, 384, 512, 512),
-                   ("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"), 17,
-                   ("SqueezeNet1_1_Weights", "IMAGENET1K_V1"),
-                   "34a832b8d26660222fea690872ffda0133182f6acc79771786ac37c7e87f3216",
-                   tuple(ReceptiveField(*f) for f in ((3, 2, 0), (23, 4, -8), (63, 8, -24), (111, 16, -40),
-                                                      (143, 16, -56), (175, 16, -72), (207, 16, -88)))),
+    "alex": Net(
+        "alex",
+        "alexnet",
+        (0, 2, 5, 8, 10, 12),
+        (64, 192, 384, 256, 256),
+        ("relu1", "relu2", "relu3", "relu4", "relu5"),
+        31,
+        ("AlexNet_Weights", "IMAGENET1K_V1"),
+        "889a9ed0249fad79da5157ecf3125bef56243b12ec058c99296bc803ad24ec94",
+        tuple(ReceptiveField(*f) for f in ((11, 4, -2), (51, 8, -18), (99, 16, -34), (131, 16, -50), (163, 16, -66))),
+        jax_root="AlexNet_0",
+        jax_conv_index=(0, 3, 6, 8, 10),
+    ),
+    "vgg": Net(
+        "vgg",
+        "vgg16",
+        (0, 4, 9, 16, 23, 30),
+        (64, 128, 256, 512, 512),
+        ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+        16,
+        ("VGG16_Weights", "IMAGENET1K_V1"),
+        "5ec800ff5c189c3fef18ab4abcecdf326ec5662e690866094e9f55006cdd9ecf",
+        tuple(ReceptiveField(*f) for f in ((5, 1, -2), (14, 2, -6), (40, 4, -18), (92, 8, -42), (196, 16, -90))),
+        jax_root="VGG16_0",
+        jax_conv_index=(0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
+    ),
+    "squeeze": Net(
+        "squeeze",
+        "squeezenet1_1",
+        (0, 2, 5, 8, 10, 11, 12, 13),
+        (64, 128, 256, 384, 384, 512, 512),
+        ("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"),
+        17,
+        ("SqueezeNet1_1_Weights", "IMAGENET1K_V1"),
+        "34a832b8d26660222fea690872ffda0133182f6acc79771786ac37c7e87f3216",
+        tuple(
+            ReceptiveField(*f)
+            for f in (
+                (3, 2, 0),
+                (23, 4, -8),
+                (63, 8, -24),
+                (111, 16, -40),
+                (143, 16, -56),
+                (175, 16, -72),
+                (207, 16, -88),
+            )
+        ),
+    ),
 }
 
 #: Smallest input side per net (a view of :data:`NETS`).
 MIN_INPUT_SIZE: dict[str, int] = {name: net.min_size for name, net in NETS.items()}
 
-_ALIASES = {"alex": "alex", "alexnet": "alex", "vgg": "vgg", "vgg16": "vgg",
-            "squeeze": "squeeze", "squeezenet": "squeeze", "squeezenet1_1": "squeeze"}
+_ALIASES = {
+    "alex": "alex",
+    "alexnet": "alex",
+    "vgg": "vgg",
+    "vgg16": "vgg",
+    "squeeze": "squeeze",
+    "squeezenet": "squeeze",
+    "squeezenet1_1": "squeeze",
+}
 
 
 def canonical_net(net: str) -> str:

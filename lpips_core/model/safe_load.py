@@ -12,6 +12,7 @@ Example:
     >>> with weights_only_loads():                                  # doctest: +SKIP
     ...     ref = lpips.LPIPS(net="alex", pnet_rand=True)  # loads its .pth restricted
 """
+
 from __future__ import annotations
 
 import contextlib

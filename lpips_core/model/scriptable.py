@@ -6,6 +6,7 @@
 finiteness checks; the distance itself is the kernels of :mod:`.kernels`.
 ``torch.jit.trace(model, (x, y))`` traces the ordinary forward instead.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, List, Tuple, Union, cast
@@ -48,8 +49,9 @@ class ScriptableLPIPS(nn.Module):
         self.register_buffer("shift", shift)
         self.register_buffer("scale", scale)
         device = shift.device
-        self.weights: List[torch.Tensor] = [model.channel_weights(k, shift).detach()
-                                            for k in range(model.L)]  # (C_k,) each
+        self.weights: List[torch.Tensor] = [
+            model.channel_weights(k, shift).detach() for k in range(model.L)
+        ]  # (C_k,) each
         self.n_layers = model.L
         self.scaled = model.version == "0.1"
         self.spatial = model.spatial
@@ -92,12 +94,12 @@ class ScriptableLPIPS(nn.Module):
             return K.upsample(weighted.view(n, 1, h, w), out_hw)
         return weighted.mean(1).view(n, 1, 1, 1)
 
-    def forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool = False,
-                normalize: bool = False) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
+    def forward(
+        self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool = False, normalize: bool = False
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
         in0 = self._as_batch(in0)
         in1 = self._as_batch(in1)
-        if in0.shape[1:] != in1.shape[1:] or (in0.shape[0] != in1.shape[0] and in0.shape[0] != 1
-                                              and in1.shape[0] != 1):
+        if in0.shape[1:] != in1.shape[1:] or (in0.shape[0] != in1.shape[0] and in0.shape[0] != 1 and in1.shape[0] != 1):
             raise ValueError("in0 and in1 must have the same shape (or one a batch of 1)")
         if min(in0.shape[2], in0.shape[3]) < self.min_size:
             raise ValueError("images are too small for this trunk")

@@ -4,6 +4,7 @@ Each trunk is torchvision's ``features`` Sequential split at the ReLU outputs th
 LPIPS paper uses (:data:`lpips_core.model.nets.NETS`). Module names (``slice1.0.weight``,
 ...) match the reference ``lpips`` package, so state dicts move between the two unchanged.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

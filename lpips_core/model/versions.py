@@ -3,6 +3,7 @@
 v0.1 (the default) scales inputs to ImageNet statistics before the trunk; v0.0, the
 paper's first release, does not. Both ship with the reference package.
 """
+
 from __future__ import annotations
 
 #: The versions, newest first.

@@ -14,6 +14,7 @@ stopped there resumes at that step). Only rank 0 writes, and nothing is written
 without ``out_dir``; the checkpoint callbacks run on every rank because saving is
 collective under DDP.
 """
+
 from __future__ import annotations
 
 import warnings

@@ -36,6 +36,7 @@ times, or its content for in-memory datasets), the trunk's weights, the net,
 the version (input scaling), the flip setting and the cache format, so a stale
 cache is never used. Files are written atomically (temporary file, rename).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -76,8 +77,9 @@ def layer_slices(channels: Sequence[int]) -> list[slice]:
     return out
 
 
-def triplet_means(model: LPIPS, ref: torch.Tensor, p0: torch.Tensor,
-                  p1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def triplet_means(
+    model: LPIPS, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer, per-channel spatial means of squared feature differences.
 
     The trunk runs once on the concatenated batch (three images per triplet,
@@ -109,8 +111,10 @@ def cached_distance(model: LPIPS, means: torch.Tensor) -> torch.Tensor:
     Returns:
         (N, 1, 1, 1) distances.
     """
-    layers = [(means[:, sl] * model.channel_weights(k, means)).sum(1)  # (N,) from (N, C_k) * (C_k,)
-              for k, sl in enumerate(layer_slices(model.chns))]
+    layers = [
+        (means[:, sl] * model.channel_weights(k, means)).sum(1)  # (N,) from (N, C_k) * (C_k,)
+        for k, sl in enumerate(layer_slices(model.chns))
+    ]
     return K.sum_layers(layers).view(-1, 1, 1, 1)
 
 
@@ -144,7 +148,7 @@ def _roots(ds: object) -> list[Path]:
     roots = []
     for name in ("root", "roots", "dataroot", "dataroots"):
         v = getattr(ds, name, None)
-        for r in (v if isinstance(v, (list, tuple)) else [v]):
+        for r in v if isinstance(v, (list, tuple)) else [v]:
             if isinstance(r, (str, os.PathLike)) and Path(r).is_dir():
                 roots.append(Path(r))
     return roots
@@ -224,9 +228,14 @@ def trunk_fingerprint(model: LPIPS) -> str:
 
 def cache_key(dataset: Dataset[dict[str, Any]], model: LPIPS, flip: bool) -> str:
     """The cache file's name: dataset + net + version + trunk weights + transform + format."""
-    parts = [f"format={CACHE_FORMAT}", f"net={model.pnet_type}", f"version={model.version}",
-             f"trunk={trunk_fingerprint(model)}", f"flip={bool(flip)}",
-             f"data={dataset_fingerprint(dataset)}"]
+    parts = [
+        f"format={CACHE_FORMAT}",
+        f"net={model.pnet_type}",
+        f"version={model.version}",
+        f"trunk={trunk_fingerprint(model)}",
+        f"flip={bool(flip)}",
+        f"data={dataset_fingerprint(dataset)}",
+    ]
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
     return f"{model.pnet_type}-v{model.version}-{'flip-' if flip else ''}{digest}"
 
@@ -253,8 +262,9 @@ class FeatureCache:
     def __len__(self) -> int:
         return self.m0.shape[0]
 
-    def select(self, idx: torch.Tensor, flips: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def select(
+        self, idx: torch.Tensor, flips: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Means and judgments of the triplets ``idx``; flipped ones where ``flips`` is True.
 
         Returns:
@@ -273,8 +283,14 @@ class FeatureCache:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device)
 
-        return FeatureCache(self.m0.to(device), self.m1.to(device), self.judge.to(device),
-                            move(self.m0_flip), move(self.m1_flip), self.key)
+        return FeatureCache(
+            self.m0.to(device),
+            self.m1.to(device),
+            self.judge.to(device),
+            move(self.m0_flip),
+            move(self.m1_flip),
+            self.key,
+        )
 
     def state(self) -> dict[str, Any]:
         out = {"format": CACHE_FORMAT, "key": self.key, "m0": self.m0, "m1": self.m1, "judge": self.judge}
@@ -310,9 +326,15 @@ def _flip(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def extract(model: LPIPS, dataset: Dataset[dict[str, Any]], flip: bool = False, batch_size: int = 64,
-            num_workers: int = 0, progress: bool = True,
-            device: str | torch.device | None = None) -> FeatureCache:
+def extract(
+    model: LPIPS,
+    dataset: Dataset[dict[str, Any]],
+    flip: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> FeatureCache:
     """One pass of the trunk over a 2AFC dataset, reduced to per-channel means.
 
     Under ``torchrun`` each rank processes every ``world_size``-th triplet and
@@ -329,8 +351,13 @@ def extract(model: LPIPS, dataset: Dataset[dict[str, Any]], flip: bool = False, 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     n, r, w = len(cast(Sized, dataset)), ddp.rank(), ddp.world_size()  # torch's Dataset declares no __len__
     mine = list(range(r, n, w))
-    loader = DataLoader(Subset(dataset, mine), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, generator=torch.Generator())
+    loader = DataLoader(
+        Subset(dataset, mine),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        generator=torch.Generator(),
+    )
     was_training = model.training
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("m0", "m1", "judge", "m0_flip", "m1_flip")}
@@ -370,19 +397,24 @@ def _load(path: Path, key: str, flip: bool, n: int, width: int) -> FeatureCache 
         warnings.warn(f"feature cache {path} is unreadable ({exc}); rebuilding it", stacklevel=3)
         return None
     try:  # a file with the right name can still hold anything: check every field before using it
-        ok = (isinstance(state, dict) and state.get("format") == CACHE_FORMAT and state.get("key") == key
-              and all(isinstance(state.get(k), torch.Tensor) and state[k].shape == (n, width) for k in
-                      (("m0", "m1", "m0_flip", "m1_flip") if flip else ("m0", "m1")))
-              and isinstance(state.get("judge"), torch.Tensor) and state["judge"].shape == (n,)
-              and all(bool(torch.isfinite(state[k]).all()) for k in ("m0", "m1", "judge")))
+        ok = (
+            isinstance(state, dict)
+            and state.get("format") == CACHE_FORMAT
+            and state.get("key") == key
+            and all(
+                isinstance(state.get(k), torch.Tensor) and state[k].shape == (n, width)
+                for k in (("m0", "m1", "m0_flip", "m1_flip") if flip else ("m0", "m1"))
+            )
+            and isinstance(state.get("judge"), torch.Tensor)
+            and state["judge"].shape == (n,)
+            and all(bool(torch.isfinite(state[k]).all()) for k in ("m0", "m1", "judge"))
+        )
     except Exception:
         ok = False
     if not ok:
-        warnings.warn(f"feature cache {path} does not match this dataset/model; rebuilding it",
-                      stacklevel=3)
+        warnings.warn(f"feature cache {path} does not match this dataset/model; rebuilding it", stacklevel=3)
         return None
-    return FeatureCache(state["m0"], state["m1"], state["judge"], state.get("m0_flip"),
-                        state.get("m1_flip"), key)
+    return FeatureCache(state["m0"], state["m1"], state["judge"], state.get("m0_flip"), state.get("m1_flip"), key)
 
 
 def _check_static(dataset: Dataset[dict[str, Any]]) -> None:
@@ -391,18 +423,26 @@ def _check_static(dataset: Dataset[dict[str, Any]]) -> None:
     while stack:
         ds = stack.pop()
         if isinstance(ds, FlipAugment):
-            raise ValueError("the fast path caches features, so it cannot use a randomly flipped dataset "
-                             "(FlipAugment); pass the plain dataset and set TrainConfig.flip=True, which "
-                             "caches both orientations")
+            raise ValueError(
+                "the fast path caches features, so it cannot use a randomly flipped dataset "
+                "(FlipAugment); pass the plain dataset and set TrainConfig.flip=True, which "
+                "caches both orientations"
+            )
         if isinstance(ds, Subset):
             stack.append(ds.dataset)
         elif isinstance(ds, ConcatDataset):
             stack.extend(ds.datasets)
 
 
-def load_or_build(model: LPIPS, dataset: Dataset[dict[str, Any]], cache_dir: str | os.PathLike[str] | None = None,
-                  flip: bool = False, batch_size: int = 64, num_workers: int = 0,
-                  progress: bool = True) -> FeatureCache:
+def load_or_build(
+    model: LPIPS,
+    dataset: Dataset[dict[str, Any]],
+    cache_dir: str | os.PathLike[str] | None = None,
+    flip: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> FeatureCache:
     """The dataset's feature cache: read from ``cache_dir`` if a matching file exists, else built.
 
     Under ``torchrun`` rank 0 decides whether the cache exists and writes it;
@@ -419,9 +459,11 @@ def load_or_build(model: LPIPS, dataset: Dataset[dict[str, Any]], cache_dir: str
     if isinstance(dataset, CachedTriplets):
         width = sum(model.chns)
         if dataset.net != model.pnet_type or dataset.cache.m0.shape[1] != width or flip:
-            raise ValueError(f"these cached means come from net={dataset.net!r} ({dataset.cache.m0.shape[1]} "
-                             f"channels, no flips); the model is net={model.pnet_type!r} ({width} channels)"
-                             + (" and flip=True needs images" if flip else ""))
+            raise ValueError(
+                f"these cached means come from net={dataset.net!r} ({dataset.cache.m0.shape[1]} "
+                f"channels, no flips); the model is net={model.pnet_type!r} ({width} channels)"
+                + (" and flip=True needs images" if flip else "")
+            )
         return dataset.cache
     _check_static(dataset)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -435,14 +477,15 @@ def load_or_build(model: LPIPS, dataset: Dataset[dict[str, Any]], cache_dir: str
     if all(hit):
         assert cache is not None  # hit holds this rank's own `cache is not None`
         return cache
-    cache = extract(model, dataset, flip=flip, batch_size=batch_size, num_workers=num_workers,
-                    progress=progress)
+    cache = extract(model, dataset, flip=flip, batch_size=batch_size, num_workers=num_workers, progress=progress)
     cache.key = key
     if ddp.is_main():
         try:
             _atomic_save(cache.state(), path)
         except Exception as exc:  # full disk, read-only folder: the cache only saves time next run
-            warnings.warn(f"could not write the feature cache {path} ({type(exc).__name__}: {exc}); "
-                          f"continuing without it", stacklevel=2)
+            warnings.warn(
+                f"could not write the feature cache {path} ({type(exc).__name__}: {exc}); continuing without it",
+                stacklevel=2,
+            )
     ddp.barrier()
     return cache

@@ -12,6 +12,7 @@ Both offer ``probability(d0, d1)``, ``per_item(d0, d1, h)`` -> (N,) and
 ``forward(d0, d1, h)`` -> the batch mean. Training picks one with
 :func:`lpips_core.train.recipe.build_rank_loss`.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,9 +38,12 @@ class Dist2LogitLayer(nn.Module):
     def __init__(self, chn_mid: int = 32, use_sigmoid: bool = True):
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(5, chn_mid, 1, stride=1, padding=0, bias=True), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(chn_mid, chn_mid, 1, stride=1, padding=0, bias=True), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(chn_mid, 1, 1, stride=1, padding=0, bias=True)]
+            nn.Conv2d(5, chn_mid, 1, stride=1, padding=0, bias=True),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(chn_mid, chn_mid, 1, stride=1, padding=0, bias=True),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(chn_mid, 1, 1, stride=1, padding=0, bias=True),
+        ]
         if use_sigmoid:
             layers.append(nn.Sigmoid())
         self.model = nn.Sequential(*layers)
@@ -103,8 +107,7 @@ class LogisticRankingLoss(nn.Module):
 
     def per_item(self, d0: torch.Tensor, d1: torch.Tensor, judge: torch.Tensor) -> torch.Tensor:
         z = self.logit(d0, d1)
-        return F.binary_cross_entropy_with_logits(z, judge.reshape(z.shape).to(z.dtype),
-                                                  reduction="none").view(-1)
+        return F.binary_cross_entropy_with_logits(z, judge.reshape(z.shape).to(z.dtype), reduction="none").view(-1)
 
     def forward(self, d0: torch.Tensor, d1: torch.Tensor, judge: torch.Tensor) -> torch.Tensor:
         return self.per_item(d0, d1, judge).mean()

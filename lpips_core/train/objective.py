@@ -1,4 +1,5 @@
 """What one training step minimises: LPIPS distances of a triplet, then the ranking loss against h."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -32,8 +33,10 @@ class RankingObjective(nn.Module):
     def distances(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(d0, d1), each (B, 1, 1, 1), from images or from cached means."""
         if "m0" in batch:  # fast path: (B, sum C) means -> (B, 1, 1, 1)
-            return (fastpath.cached_distance(self.model, batch["m0"]),
-                    fastpath.cached_distance(self.model, batch["m1"]))
+            return (
+                fastpath.cached_distance(self.model, batch["m0"]),
+                fastpath.cached_distance(self.model, batch["m1"]),
+            )
         # One trunk call for the 3 images of each triplet. With a frozen trunk nothing
         # here requires grad, so no graph is kept for it.
         f_ref, f0, f1 = triplet_features(self.model, batch["ref"], batch["p0"], batch["p1"])

@@ -4,6 +4,7 @@ Defaults follow the reference trainer (``lpips/trainer.py``): linear layers from
 PyTorch's default 1x1-conv initialisation, Adam with beta1 0.5, a constant rate
 then a linear decay, and the linear weights clamped to >= 0 after every step.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,9 +38,16 @@ def build_model(config: TrainConfig) -> LPIPS:
     is what the reference trainer starts from (``lpips.LPIPS(pretrained=False)``;
     some weights are negative until the first clamp).
     """
-    model = LPIPS(pretrained=False, net=config.net, version=config.version, lpips=True,
-                  pnet_rand=config.mode == "scratch", pnet_tune=config.mode != "lin",
-                  use_dropout=config.use_dropout, eval_mode=False)
+    model = LPIPS(
+        pretrained=False,
+        net=config.net,
+        version=config.version,
+        lpips=True,
+        pnet_rand=config.mode == "scratch",
+        pnet_tune=config.mode != "lin",
+        use_dropout=config.use_dropout,
+        eval_mode=False,
+    )
     if config.init == "ones":
         with torch.no_grad():
             for lin in cast("Iterable[NetLinLayer]", model.lins):  # an nn.ModuleList of NetLinLayer
@@ -63,13 +71,10 @@ def build_optimizer(config: TrainConfig, params: Iterable[nn.Parameter]) -> torc
     """Adam / AdamW (betas ``(beta1, 0.999)``) or SGD with momentum, as ``config.optimizer`` says."""
     params = list(params)
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, 0.999),
-                                weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, 0.999), weight_decay=config.weight_decay)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, betas=(config.beta1, 0.999),
-                                 weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
+        return torch.optim.AdamW(params, lr=config.lr, betas=(config.beta1, 0.999), weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def linear_decay_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
@@ -97,8 +102,9 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> to
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     if config.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=config.gamma,
-                                                      patience=config.plateau_patience)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=config.gamma, patience=config.plateau_patience
+    )
 
 
 @torch.no_grad()

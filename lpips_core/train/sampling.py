@@ -1,4 +1,5 @@
 """The data order of a training run: a pure function of (seed, epoch), so a checkpoint needs no sampler state."""
+
 from __future__ import annotations
 
 from collections.abc import Sized

@@ -21,6 +21,7 @@ Example:
     >>> history = trainer.fit()                                          # doctest: +SKIP
     >>> trainer.export("runs/alex_lin/alex.pth")                         # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -95,14 +96,14 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 class TrainState(TypedDict):
     """``Trainer.state``: where the loop is and how validation went (saved in every checkpoint)."""
 
-    epoch: int                 # epochs completed
-    step_in_epoch: int         # steps of the current epoch done
+    epoch: int  # epochs completed
+    step_in_epoch: int  # steps of the current epoch done
     global_step: int
-    best_score: float | None   # best validation 2AFC so far
-    best_epoch: int | None     # its epoch (1-based)
+    best_score: float | None  # best validation 2AFC so far
+    best_epoch: int | None  # its epoch (1-based)
     epochs_since_best: int
     stopped_early: bool
-    seconds: float             # training time, validation not counted
+    seconds: float  # training time, validation not counted
 
 
 class Trainer:
@@ -131,12 +132,23 @@ class Trainer:
     rank 0 writes files.
     """
 
-    def __init__(self, config: TrainConfig, train_set: Dataset[dict[str, Any]],
-                 val_set: Dataset[dict[str, Any]] | None = None,
-                 out_dir: str | os.PathLike[str] | None = None, callbacks: Sequence[Any] = ()):
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_set: Dataset[dict[str, Any]],
+        val_set: Dataset[dict[str, Any]] | None = None,
+        out_dir: str | os.PathLike[str] | None = None,
+        callbacks: Sequence[Any] = (),
+    ):
         config.validate()
-        needs_val = [n for n, on in (("patience", config.patience is not None),
-                                     ("schedule='plateau'", config.schedule == "plateau")) if on]
+        needs_val = [
+            n
+            for n, on in (
+                ("patience", config.patience is not None),
+                ("schedule='plateau'", config.schedule == "plateau"),
+            )
+            if on
+        ]
         if needs_val and val_set is None:
             raise ValueError(f"{', '.join(needs_val)} needs a validation set (val_set=...)")
         if len(cast(Sized, train_set)) == 0:  # torch's Dataset declares no __len__
@@ -148,8 +160,14 @@ class Trainer:
         self.device = ddp.local_device(config.device)
         writes = self.rank == 0
         self._tensorboard = TensorBoardLog(self.out_dir, config.log_every, enabled=writes)
-        self.callbacks = [EpochCheckpoints(), self._tensorboard, HistoryCSV(self.out_dir, writes),
-                          HistoryPlot(self.out_dir, writes), *callbacks, StepCheckpoints(config.checkpoint_every)]
+        self.callbacks = [
+            EpochCheckpoints(),
+            self._tensorboard,
+            HistoryCSV(self.out_dir, writes),
+            HistoryPlot(self.out_dir, writes),
+            *callbacks,
+            StepCheckpoints(config.checkpoint_every),
+        ]
 
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
@@ -167,8 +185,16 @@ class Trainer:
         self.params = trainable_parameters(self.model, self.rank_loss)
         self.optimizer = build_optimizer(config, self.params)
         self.scheduler = build_scheduler(config, self.optimizer)
-        self.state: TrainState = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": None,
-                                  "best_epoch": None, "epochs_since_best": 0, "stopped_early": False, "seconds": 0.0}
+        self.state: TrainState = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "best_score": None,
+            "best_epoch": None,
+            "epochs_since_best": 0,
+            "stopped_early": False,
+            "seconds": 0.0,
+        }
         self._sums = self._fresh_sums()
         self.history: list[dict[str, Any]] = []
         self.last_step: tuple[float, int] = (0.0, 0)  # (loss sum, triplets) of the latest step
@@ -247,11 +273,19 @@ class Trainer:
         self.epoch_steps = len(local)
         start = self.state["step_in_epoch"]
         images = None if cfg.fast else self._image_batches(local[start:])
-        bar = progress_bar(total=len(local), initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                           enabled=cfg.progress and self.rank == 0)
+        bar = progress_bar(
+            total=len(local),
+            initial=start,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="step",
+            enabled=cfg.progress and self.rank == 0,
+        )
         for s in range(start, len(local)):
-            batch = (self._cached_batch(local[s], flips) if cfg.fast  # images is None only when cfg.fast
-                     else self._to_device_images(next(cast("Iterator[dict[str, Any]]", images)), flips))
+            batch = (
+                self._cached_batch(local[s], flips)
+                if cfg.fast  # images is None only when cfg.fast
+                else self._to_device_images(next(cast("Iterator[dict[str, Any]]", images)), flips)
+            )
             loss_sum, agree, n = self._step(batch, n_global[s])
             self._sums["loss"] += loss_sum
             self._sums["agree"] += agree
@@ -287,7 +321,8 @@ class Trainer:
         """Validate, step the schedule, append the history row, decide early stopping."""
         cfg = self.config
         loss, agree, items = ddp.all_reduce_sum(
-            [self._sums["loss"], self._sums["agree"], self._sums["items"]], self.device)
+            [self._sums["loss"], self._sums["agree"], self._sums["items"]], self.device
+        )
         last = epoch + 1 == cfg.epochs
         val: float | None = None
         if self.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or last or cfg.patience):
@@ -297,9 +332,15 @@ class Trainer:
                 cast(torch.optim.lr_scheduler.ReduceLROnPlateau, self.scheduler).step(val)  # schedule='plateau'
         else:
             self.scheduler.step()
-        row: dict[str, Any] = {"epoch": epoch + 1, "global_step": self.state["global_step"],
-                               "train_loss": loss / max(items, 1), "train_2afc": agree / max(items, 1),
-                               "val_2afc": val, "lr": lr_used, "seconds": round(self.state["seconds"], 3)}
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "global_step": self.state["global_step"],
+            "train_loss": loss / max(items, 1),
+            "train_2afc": agree / max(items, 1),
+            "val_2afc": val,
+            "lr": lr_used,
+            "seconds": round(self.state["seconds"], 3),
+        }
         self.history.append(row)
         improved = val is not None and (self.state["best_score"] is None or val > self.state["best_score"])
         if improved:
@@ -319,24 +360,39 @@ class Trainer:
         cfg = self.config
         if self.train_cache is None:
             self.train_cache = fastpath.load_or_build(
-                self.model, self.train_set, cfg.cache_dir, flip=cfg.flip, batch_size=cfg.eval_batch_size,
-                num_workers=cfg.num_workers, progress=cfg.progress).to(self.device)
+                self.model,
+                self.train_set,
+                cfg.cache_dir,
+                flip=cfg.flip,
+                batch_size=cfg.eval_batch_size,
+                num_workers=cfg.num_workers,
+                progress=cfg.progress,
+            ).to(self.device)
         if self.val_set is not None and self.val_cache is None:
             self.val_cache = fastpath.load_or_build(
-                self.model, self.val_set, cfg.cache_dir, flip=False, batch_size=cfg.eval_batch_size,
-                num_workers=cfg.num_workers, progress=cfg.progress).to(self.device)
+                self.model,
+                self.val_set,
+                cfg.cache_dir,
+                flip=False,
+                batch_size=cfg.eval_batch_size,
+                num_workers=cfg.num_workers,
+                progress=cfg.progress,
+            ).to(self.device)
 
     def _epoch_plan(self, epoch: int) -> tuple[list[torch.Tensor], list[int], torch.Tensor]:
         """This rank's index batches for ``epoch``, the global batch sizes, and the flip coins."""
         perm, flips = epoch_order(len(cast(Sized, self.train_set)), self.config.seed, epoch)
         batches = global_batches(perm, self.config.batch_size, self.world)
-        local = [b[self.rank::self.world] for b in batches]
+        local = [b[self.rank :: self.world] for b in batches]
         return local, [len(b) for b in batches], flips
 
     def _image_batches(self, local: list[torch.Tensor]) -> Iterator[dict[str, Any]]:
-        loader = DataLoader(Indexed(self.train_set), batch_sampler=[b.tolist() for b in local],
-                            num_workers=self.config.num_workers,
-                            generator=torch.Generator().manual_seed(self.config.seed))
+        loader = DataLoader(
+            Indexed(self.train_set),
+            batch_sampler=[b.tolist() for b in local],
+            num_workers=self.config.num_workers,
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
         return iter(loader)
 
     def _to_device_images(self, batch: dict[str, Any], flips: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -377,8 +433,14 @@ class Trainer:
         local = (mine, *(np.zeros(0, np.float32) for _ in range(3)))
         if mine:
             fn = LPIPSDistance(self.model, name="model", device=self.device, freeze=False)
-            res = collect_2afc({"model": fn}, Subset(dataset, mine), batch_size=self.config.eval_batch_size,
-                               num_workers=self.config.num_workers, device=self.device, progress=False)
+            res = collect_2afc(
+                {"model": fn},
+                Subset(dataset, mine),
+                batch_size=self.config.eval_batch_size,
+                num_workers=self.config.num_workers,
+                device=self.device,
+                progress=False,
+            )
             local = (mine, res.d0["model"], res.d1["model"], res.judge)
         parts = ddp.all_gather_object(local)
         order = np.argsort(np.array([i for p in parts for i in p[0]]), kind="stable")
@@ -393,10 +455,18 @@ class Trainer:
             weights = self.model.state_dict()
         else:  # frozen trunk: it is fully determined by the config
             weights = self.model.linear_state_dict()
-        return {"format": CHECKPOINT_FORMAT, "config": asdict(self.config), "model": weights,
-                "rank_loss": self.rank_loss.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "state": dict(self.state),
-                "history": list(self.history), "world_size": self.world, "ranks": rank_states}
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": asdict(self.config),
+            "model": weights,
+            "rank_loss": self.rank_loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "state": dict(self.state),
+            "history": list(self.history),
+            "world_size": self.world,
+            "ranks": rank_states,
+        }
 
     def save_checkpoint(self, name: str = "latest") -> Path | None:
         """Write ``<out_dir>/<name>.pt`` (rank 0 only; collective under DDP; see :func:`.checkpoint.write_checkpoint`).
@@ -425,8 +495,10 @@ class Trainer:
         saved = ckpt["config"]
         for name in RESUME_MUST_MATCH:
             if saved.get(name) != getattr(self.config, name):
-                raise ValueError(f"{path} was trained with {name}={saved.get(name)!r} but this run has "
-                                 f"{name}={getattr(self.config, name)!r}; use the same value or a new --out")
+                raise ValueError(
+                    f"{path} was trained with {name}={saved.get(name)!r} but this run has "
+                    f"{name}={getattr(self.config, name)!r}; use the same value or a new --out"
+                )
         self._load_weights(ckpt)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -437,8 +509,11 @@ class Trainer:
             set_rng_state(ranks[self.rank]["rng"])
             self._sums = dict(ranks[self.rank]["sums"])
         else:
-            warnings.warn(f"{path} was written by {len(ranks)} process(es), this run has {self.world}: "
-                          f"data order is kept but dropout draws will differ", stacklevel=2)
+            warnings.warn(
+                f"{path} was written by {len(ranks)} process(es), this run has {self.world}: "
+                f"data order is kept but dropout draws will differ",
+                stacklevel=2,
+            )
             self._sums = {k: sum(r["sums"][k] for r in ranks) / self.world for k in ranks[0]["sums"]}
 
     def _load_weights(self, ckpt: dict[str, Any]) -> None:
