@@ -226,7 +226,10 @@ def test_notebook_code_is_formatted():
     import shutil
     import subprocess
 
-    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    # the environment's own ruff (pinned in the lock) before any other on PATH
+    ruff = str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        ruff = shutil.which("ruff") or ruff
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (requirements.txt pins it)")
     proc = subprocess.run([ruff, "format", "--check", "notebooks"], cwd=REPO, capture_output=True, text=True)
