@@ -11,7 +11,8 @@ make the same cell work in all three:
 * :func:`glue` hands a computed number to the chapter's prose (MyST-NB ``{glue:text}``
   roles), so a number in the text is the number the cell computed;
 * :func:`photo` is the chapters' photograph (a scikit-image picture, centre-cropped and
-  resized), :func:`median_ms` and :func:`interleaved_ms` their clocks;
+  resized), :func:`median_ms` and :func:`interleaved_ms` their clocks, :func:`reference_lpips`
+  the reference implementation they check their distances against;
 * :func:`quiz` shows a self-check quiz that works in the static book without a kernel
   (``jupyterquiz``), and as plain text where that package is missing.
 """
@@ -31,7 +32,7 @@ import torch
 from .files import stored_file, stored_file_hint
 
 __all__ = ["glue", "glue_score", "glue_test", "human_data_dir", "interleaved_ms", "median_ms", "photo",
-           "quiz", "stored_json"]
+           "quiz", "reference_lpips", "stored_json"]
 
 
 def stored_json(relpath: str) -> dict | None:
@@ -124,6 +125,32 @@ def photo(name: str, size: int = 128) -> np.ndarray:
     top, left = (h - side) // 2, (w - side) // 2
     crop = img[top:top + side, left:left + side]
     return np.asarray(Image.fromarray(crop).resize((size, size), Image.LANCZOS))
+
+
+def reference_lpips(net: str = "alex", like: torch.nn.Module | None = None) -> torch.nn.Module:
+    """The reference implementation, ``lpips.LPIPS`` (0.1.4, v0.1), with lpips_core's ImageNet trunk.
+
+    Built with ``pnet_rand=True`` (no download; its random trunk draws from torch's global
+    generator, as the reference always does), then the trunk's weights are copied from ``like``
+    (an ``lpips_core.LPIPS`` of the same net) or from a new ``lpips_core.LPIPS(net=net)``. Its
+    calibrated linear weights are its own, shipped in the ``lpips`` package. Eval mode.
+
+    Example:
+        >>> ref = reference_lpips("alex")        # doctest: +SKIP
+        >>> ref(x, y)                            # the reference's distances, (N, 1, 1, 1)
+    """
+    import warnings
+
+    import lpips
+
+    from .model import LPIPS
+
+    with warnings.catch_warnings():  # torchvision's notices on lpips' old pretrained= arguments
+        warnings.simplefilter("ignore", UserWarning)
+        ref = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    source = like if like is not None else LPIPS(net=net)
+    ref.net.load_state_dict(source.net.state_dict())
+    return ref.eval()
 
 
 def median_ms(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> float:

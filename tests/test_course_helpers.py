@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lpips_core.course import interleaved_ms, median_ms, photo, quiz
+from lpips_core.course import interleaved_ms, median_ms, photo, quiz, reference_lpips
 
 QUESTIONS = [
     {"question": "2 + 2?", "type": "numeric", "precision": 1,
@@ -74,3 +74,21 @@ def test_quiz_without_jupyterquiz_prints_the_questions(monkeypatch, capsys):
     quiz(QUESTIONS)
     out = capsys.readouterr().out
     assert "Q1. 2 + 2?" in out and "Q2. Pick A" in out and "   - A" in out and "install jupyterquiz" in out
+
+
+def test_reference_lpips_is_the_reference_with_our_trunk():
+    """The chapters' oracle: the lpips package's model, same trunk weights, same distances (1e-5)."""
+    import lpips
+    import torch
+
+    import lpips_core
+
+    ours = lpips_core.LPIPS(net="alex")
+    ref = reference_lpips("alex", like=ours)
+    assert isinstance(ref, lpips.LPIPS) and not ref.training
+    for a, b in zip(ref.net.state_dict().values(), ours.net.state_dict().values()):
+        assert torch.equal(a, b)
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.rand(2, 3, 64, 64, generator=g) * 2 - 1 for _ in range(2))
+    with torch.no_grad():
+        assert (ref(x, y) - ours(x, y)).abs().max().item() <= 1e-5
