@@ -74,6 +74,25 @@ def expected_title(doc: str) -> str:
     return match.group(1).strip()
 
 
+#: A worked solution in a chapter's Markdown: a dropdown titled "Show solution" (folded on load).
+MD_SOLUTION = re.compile(r"^:{3,}\{dropdown\} Show solution", flags=re.M)
+#: The questions a jupyterquiz output embeds in its script: `var questions<id>=[...];`
+QUIZ_JSON = re.compile(r"var questions\w+=(\[.*?\]);\s*\n\s*\nif \(typeof Question", flags=re.S)
+
+
+def quiz_questions(doc: str) -> list[dict]:
+    """The self-check questions stored in the notebook's quiz outputs, in page order."""
+    path = source_of(doc)
+    if path.suffix != ".ipynb":
+        return []
+    out = []
+    for cell in json.loads(path.read_text())["cells"]:
+        for o in cell.get("outputs", []):
+            script = "".join(o.get("data", {}).get("application/javascript", ""))
+            out += [q for m in QUIZ_JSON.finditer(script) for q in json.loads(m.group(1))]
+    return out
+
+
 def notebook_facts(doc: str) -> dict:
     """What the stored notebook says the page must show: figures, widgets, solutions."""
     path = source_of(doc)
@@ -82,6 +101,8 @@ def notebook_facts(doc: str) -> dict:
     nb = json.loads(path.read_text())
     figures = widget_views = solutions = 0
     for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            solutions += len(MD_SOLUTION.findall("".join(cell["source"])))
         if cell["cell_type"] != "code":
             continue
         if "hide-cell" in cell.get("metadata", {}).get("tags", []):
@@ -221,13 +242,13 @@ def _screenshot(driver, doc: str) -> Path:
 
 
 def _layout_problems(driver) -> list[str]:
-    """On the open page: code and output blocks that scroll sideways in the column,
+    """On the open page: code and output blocks (every `pre` of the article: cells, their outputs,
+    code blocks in the prose, `div.highlight pre` included) that scroll sideways in the column,
     Markdown tables printed as raw text instead of rendered, and figures without a
     numbered caption or with alt text that does not describe them."""
     return driver.execute_script("""
         const out = [];
-        const blocks = document.querySelectorAll(
-            'article div.cell div.highlight pre, article div.cell_output pre, article div.output pre');
+        const blocks = document.querySelectorAll('article pre');
         for (const b of blocks) {
             if (b.scrollWidth > b.clientWidth + 1)
                 out.push(`scrolls sideways (${b.scrollWidth} > ${b.clientWidth} px): ` +
@@ -292,7 +313,8 @@ def test_page_renders(browser, server, doc):
         toggles = driver.find_elements("xpath", "//*[contains(text(), 'Show solution')]")
         assert len(toggles) >= facts["solutions"], f"{doc}: {len(toggles)} solution toggles"
         open_solutions = driver.execute_script(
-            "return document.querySelectorAll('details.hide[open], details.toggle-details[open]').length")
+            "return document.querySelectorAll('details.hide[open], details.toggle-details[open], "
+            "details.sd-dropdown[open]').length")
         assert open_solutions == 0, f"{doc}: {open_solutions} solutions are unfolded on load"
 
     # Equations are typeset by the vendored MathJax (no CDN: other hosts are blocked here).
@@ -351,6 +373,45 @@ def test_widget_controls_render(browser, server):
     figure = browser.execute_script(
         "const i = document.querySelector('.widget-output img'); return i && i.naturalWidth")
     assert figure and figure > 100, f"{doc}: the saved comparison figure is missing from the widget output"
+
+
+def test_quizzes_answer_in_the_browser(browser, server):
+    """Every self-check quiz renders from the stored page (no kernel) and answers: a wrong choice is
+    marked incorrect, the right one correct; a numeric question accepts its value."""
+    from selenium.webdriver.common.keys import Keys
+
+    docs = [d for d in toc_docs() if quiz_questions(d)]
+    if not docs:
+        pytest.skip("no quizzes in the book")
+    for doc in docs:
+        questions = quiz_questions(doc)
+        _open(browser, f"{server}/{doc}.html")
+        deadline = time.time() + 30
+        while time.time() < deadline and len(browser.find_elements("css selector", "article .Quiz")) < len(questions):
+            time.sleep(0.3)
+        wrappers = browser.find_elements("css selector", "article .Quiz")
+        assert len(wrappers) == len(questions), f"{doc}: {len(wrappers)} quiz questions shown, {len(questions)} stored"
+        for wrapper, q in zip(wrappers, questions):
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", wrapper)
+            feedback = wrapper.find_element("css selector", ".Feedback")
+            if q["type"] in ("multiple_choice", "many_choice"):
+                buttons = wrapper.find_elements("css selector", "label.MCButton")
+                assert len(buttons) == len(q["answers"]), f"{doc}: {q['question'][:40]!r}"
+                wrong = [b for b in buttons if b.get_attribute("data-correct") != "true"]
+                if wrong:
+                    wrong[0].click()
+                    assert "incorrect" in feedback.get_attribute("class"), f"{doc}: wrong answer not marked"
+                next(b for b in buttons if b.get_attribute("data-correct") == "true").click()
+            else:
+                value = next(a["value"] for a in q["answers"] if a.get("correct"))
+                box = wrapper.find_element("css selector", "input.Input-text")
+                box.clear()
+                box.send_keys(str(value), Keys.ENTER)
+            classes = feedback.get_attribute("class")
+            assert "correct" in classes.split(), f"{doc}: {q['question'][:50]!r}: feedback {classes!r}, " \
+                                                  f"{feedback.text!r}"
+            assert feedback.text.strip(), f"{doc}: empty feedback"
+        _screenshot(browser, f"{doc}_quiz")
 
 
 def test_navigation_lists_every_chapter(browser, server):

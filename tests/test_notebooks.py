@@ -147,14 +147,103 @@ def test_seeds_and_package_use(path):
         assert name not in code, f"the notebook re-implements {name!r}: import it from lpips_core"
 
 
+#: An exercise's prompt: "**3.** ..." at the start of a line of the Exercises section.
+EXERCISE = re.compile(r"^\*\*(\d+)\.\*\*(.*)$", flags=re.M)
+#: A worked solution in Markdown, folded: a MyST dropdown titled "Show solution".
+MD_SOLUTION = re.compile(r"^:{3,}\{dropdown\} Show solution", flags=re.M)
+
+
+def exercises(nb: dict) -> list[dict]:
+    """The Exercises section's questions in order: number, kind, and the solutions that follow each
+    (folded code cells tagged hide-cell, or Markdown dropdowns), up to the next question."""
+    out, started = [], False
+    for cell in nb["cells"]:
+        src = source(cell)
+        if cell["cell_type"] == "markdown":
+            if "## Exercises" in src:
+                started = True
+                src = src.split("## Exercises", 1)[1]
+            if not started:
+                continue
+            # a cell may hold the end of one question's solution, then the next question
+            for part in re.split(r"(?=^\*\*\d+\.\*\*)", src.split("## Further reading")[0], flags=re.M):
+                m = EXERCISE.match(part)
+                if m:
+                    kind = "conceptual" if "*Conceptual.*" in m.group(2) else "coding"
+                    out.append({"n": int(m.group(1)), "kind": kind, "solutions": 0})
+                if out:
+                    out[-1]["solutions"] += len(MD_SOLUTION.findall(part))
+        elif started and out and "hide-cell" in cell["metadata"].get("tags", []):
+            assert cell["metadata"].get("mystnb", {}).get("code_prompt_show") == "Show solution"
+            out[-1]["solutions"] += 1
+    return out
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_exercises_with_folded_solutions(path):
+    """Every chapter keeps its coding exercises and has at least one conceptual one; every question is
+    followed by a folded solution (a hide-cell code cell that nbval runs, or a Markdown dropdown)."""
     nb = load(path)
-    assert any("## Exercises" in source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
-    solutions = [c for c in code_cells(nb) if "hide-cell" in c["metadata"].get("tags", [])]
-    assert 2 <= len(solutions) <= 3, f"{len(solutions)} solution cells; chapters end with 2 or 3 exercises"
-    for cell in solutions:
-        assert cell["metadata"].get("mystnb", {}).get("code_prompt_show") == "Show solution"
+    found = exercises(nb)
+    assert found, "no '## Exercises' section with numbered questions (**1.** ...)"
+    assert [e["n"] for e in found] == list(range(1, len(found) + 1)), "questions must be numbered 1, 2, ..."
+    assert 3 <= len(found) <= 5, f"{len(found)} exercises; chapters end with 3 to 5"
+    assert any(e["kind"] == "conceptual" for e in found), "add a conceptual exercise (*Conceptual.*)"
+    assert any(e["kind"] == "coding" for e in found), "keep at least one coding exercise"
+    unsolved = [e["n"] for e in found if not e["solutions"]]
+    assert not unsolved, f"exercises without a folded solution: {unsolved}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_further_reading(path):
+    """Each chapter ends with further reading: papers of book/references.bib, a sentence each."""
+    nb = load(path)
+    text = "\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "## Further reading" in text, "end the chapter with '## Further reading'"
+    reading = text.split("## Further reading", 1)[1]
+    keys = re.findall(r"\{cite:[tp]\}`([^`]+)`", reading)
+    bib = (REPO / "book" / "references.bib").read_text()
+    assert len(keys) >= 3, "list at least three papers"
+    for key in (k.strip() for ks in keys for k in ks.split(",")):
+        assert "{" + key + "," in bib, f"{key} is not in book/references.bib"
+
+
+#: The longest code cell a reader sees unfolded (helpers, plotting, bookkeeping are folded).
+MAX_VISIBLE_LINES = 30
+FOLDED = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_visible_cells_are_short(path):
+    long = [(i, source(c).count("\n") + 1) for i, c in enumerate(code_cells(load(path)))
+            if not FOLDED & set(c["metadata"].get("tags", [])) and source(c).count("\n") + 1 > MAX_VISIBLE_LINES]
+    assert not long, f"visible code cells over {MAX_VISIBLE_LINES} lines (index, lines): {long}; fold " \
+                     "helpers and plotting (hide-input) or move them into the package"
+
+
+def test_notebook_code_is_formatted():
+    """`ruff format --check notebooks` (66 columns, notebooks/ruff.toml): formatted by a tool, not by hand."""
+    import shutil
+    import subprocess
+
+    # the environment's own ruff (pinned in the lock) before any other on PATH
+    ruff = str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        ruff = shutil.which("ruff") or ruff
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (requirements.txt pins it)")
+    proc = subprocess.run([ruff, "format", "--check", "notebooks"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+#: Cells that draw a self-check quiz (lpips_core.course.quiz): their code is hidden, the quiz shown.
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_quizzes_show_only_the_quiz(path):
+    for cell in code_cells(load(path)):
+        if re.match(r"\s*quiz\(", source(cell)):
+            assert "remove-input" in cell["metadata"].get("tags", []), "tag quiz cells remove-input"
+            assert any("application/javascript" in o.get("data", {}) for o in cell["outputs"]), \
+                "the quiz's stored output has no script (execute with jupyterquiz installed)"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)

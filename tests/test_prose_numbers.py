@@ -26,6 +26,10 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 CONSTANTS: dict[str, dict[str, str]] = {
     "*": {"95%": "the confidence level of every interval", "100%": "a proportion's upper end",
           "0.5": "a tie / an undecided judgment", "50%": "chance in a two-alternative choice"},
+    "00_how_people_judge": {"3,000": "TID2013's distorted images, as documented (Ponomarenko et al. 2015)",
+                            "10,125": "KADID-10k's distorted images, as documented (Lin et al. 2019)",
+                            "1.13": "PIPAL's human judgments in millions, as documented (Gu et al. 2020)",
+                            "20,000": "NIGHTS's triplets, about, as documented (Fu et al. 2023)"},
     "01_deep_features": {"1,152": "alex's channels (64+192+384+256+256), a property of the architecture",
                          "1.8": "paper's table (intro): lin minus net, min over trunks",
                          "3.7": "paper's table (intro): lin minus net, max over trunks",
