@@ -48,7 +48,7 @@ EXAMPLE_SIDE = 256
 
 
 def fetch_ort(dest: Path, cache: Path) -> Path:
-    """``npm pack onnxruntime-web@ORT_VERSION`` (cached in ``cache``), check its sha256, unpack ORT_FILES to ``dest``."""
+    """``npm pack onnxruntime-web@ORT_VERSION`` (cached in ``cache``, sha256 checked); ORT_FILES into ``dest``."""
     from lpips_core.model.weights import sha256_of
 
     tgz = cache / f"onnxruntime-web-{ORT_VERSION}.tgz"
