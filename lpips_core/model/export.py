@@ -220,6 +220,54 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return dst
 
 
+def quantize_onnx_static(src: str | os.PathLike, dst: str | os.PathLike, n_images: int = 32,
+                         size: int = 128, keep_first_conv: bool = True) -> Path:
+    """Calibrated static int8 quantisation of an exported LPIPS graph with onnxruntime (QDQ format).
+
+    The same recipe as :class:`~lpips_core.model.precision.Int8Trunk`: int8 weights with one scale
+    per output channel, uint8 activations with ranges observed on
+    :func:`~lpips_core.model.precision.calibration_images` (pairs: a crop and its distorted
+    version), only the convolutions quantised, the first convolution left float32
+    (``keep_first_conv``), and no requantisation of a convolution's output, so the taps reach
+    the float32 normalisation unrounded. Works on graphs with inputs ``in0``, ``in1``
+    (:func:`export_onnx`, :func:`export_distance_and_map`).
+
+    Returns:
+        the path written (atomically).
+    """
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    from .precision import calibration_images
+
+    images = calibration_images(n_images, size).numpy()
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"in0": images[i:i + 1], "in1": images[i + 1:i + 2]}
+                               for i in range(0, len(images) - 1, 2)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    convs = [node.name for node in graph.node if node.op_type == "Conv"]
+    dst = Path(dst)
+    hint = _DropOrtPreprocessHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        with atomic_path(dst, suffix=".onnx") as tmp:
+            quantize_static(str(src), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["Conv"], calibrate_method=CalibrationMethod.MinMax,
+                            nodes_to_exclude=convs[:1] if keep_first_conv else [],
+                            extra_options={"OpTypesToExcludeOutputQuantization": ["Conv"]})
+    finally:
+        logging.getLogger().removeFilter(hint)
+    return dst
+
+
 class _DropOrtPreprocessHint(logging.Filter):
     """onnxruntime logs "Please consider to run pre-processing before quantization" on the
     root logger for every graph; shape inference adds nothing to LPIPS' convolutions."""
