@@ -59,7 +59,7 @@ def load1() -> float:
 def cpu_kind() -> str:
     if torch.cpu._is_amx_tile_supported():
         return "amx"
-    if torch.cpu._is_avx512_vnni_supported():
+    if torch.cpu._is_vnni_supported():
         return "avx512_vnni"
     if torch.cpu._is_avx512_supported():
         return "avx512"
