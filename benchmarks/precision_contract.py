@@ -60,8 +60,8 @@ TARGETS = {"srocc_vs_fp32": 0.999, "flipped": 0.01, "twoafc_points": 0.2}
 
 #: mode name -> (precision, Int8Config or None): the shipped modes and the int8 ablation
 MODES = {"bf16": ("bf16", None), "int8": ("int8", P.DEFAULT_INT8)}
-ABLATION = {"int8, first layer int8": ("int8", P.Int8Config(first_layer="int8")),
-            "int8, 8-bit weights": ("int8", P.Int8Config(weight_bits=8))}
+ABLATION = {"int8, first layer fp32": ("int8", P.Int8Config(first_layer="fp32")),
+            "int8, first layer fp32, 8-bit weights": ("int8", P.Int8Config(first_layer="fp32", weight_bits=8))}
 
 
 # --------------------------------------------------------------------------- bf16 numerics
@@ -351,8 +351,9 @@ def main(argv=None) -> None:
             "cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
                         "?"),
             "threads": torch.get_num_threads(), "bf16_native": P.bf16_native(torch.device("cpu")),
-            "int8_kernels": "oneDNN int8 convolutions (torch.ops.onednn.qconv_pointwise), per-channel int8 weights, "
-                            "uint8 activations with HistogramObserver ranges, first convolution fp32",
+            "int8_kernels": f"oneDNN int8 convolutions (torch.ops.onednn.qconv_pointwise), per-channel "
+                            f"{P.weight_bits(P.DEFAULT_INT8)}-bit weights, uint8 activations with HistogramObserver "
+                            f"ranges, the first convolution on the image's 8-bit grid",
             "calibration": f"{P.DEFAULT_INT8.n_images} crops of {P.DEFAULT_INT8.size}x{P.DEFAULT_INT8.size} from "
                            f"scikit-image's {', '.join(P.CALIBRATION_PHOTOS)}, every other one distorted",
             "targets": TARGETS, "load_average": os.getloadavg()}

@@ -142,8 +142,12 @@ BROWSER_MAX_SIDE = 1024
 
 
 def export_browser_models(out_dir: str | os.PathLike, nets: Tuple[str, ...] = ("alex", "squeeze"),
-                          version: str = "0.1") -> dict:
+                          version: str = "0.1", int8: bool = False) -> dict:
     """Export the playground's fp32 graphs and a manifest (``models.json``) into ``out_dir``.
+
+    With ``int8``, each trunk also gets a calibrated static int8 graph (:func:`quantize_onnx_static`)
+    listed as ``<net>-int8`` (the page offers it like another trunk); its error and speed in
+    the browser are measured by ``benchmarks/bench_browser_int8.py``.
 
     A trunk whose pretrained weights are not available here is left out of the
     manifest with the reason (the page then offers only the others).
@@ -168,6 +172,10 @@ def export_browser_models(out_dir: str | os.PathLike, nets: Tuple[str, ...] = ("
         path = export_distance_and_map(model, out / f"lpips_{net}.onnx")
         manifest["nets"][net] = {"file": path.name, "min_side": MIN_INPUT_SIZE[net],
                                  "bytes": path.stat().st_size}
+        if int8:
+            qpath = quantize_onnx_static(path, out / f"lpips_{net}_int8.onnx")
+            manifest["nets"][f"{net}-int8"] = {"file": qpath.name, "min_side": MIN_INPUT_SIZE[net],
+                                               "bytes": qpath.stat().st_size, "precision": "int8"}
     with atomic_path(out / "models.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

@@ -17,10 +17,11 @@ stays float32 in every mode. The one branch is :meth:`LPIPS._taps`:
     and distorted versions of them; none of the evaluation photographs) with PyTorch's
     ``HistogramObserver`` (the range that minimises the quantisation error, the
     observer PyTorch's x86 recipe uses for activations);
-  - the first convolution stays float32 (:attr:`Int8Config.first_layer`): the image
-    has three channels of different scales that one uint8 grid cannot hold, the first
-    tap carries much of the LPIPS weight, and that convolution is ~10% of AlexNet's
-    work (measured in ``benchmarks/precision_contract.py``);
+  - the first convolution runs on the image's own 8-bit grid (:class:`FirstQConv`):
+    an 8-bit image is not rounded again (a per-tensor uint8 grid of the scaled input
+    would, three channels of different scales), and only its weights are; keeping it
+    float32 instead (``Int8Config(first_layer='fp32')``) halves the median error on LIVE
+    and costs a third more time on AlexNet (``benchmarks/precision_contract.py --ablation``);
   - each tap comes out of its convolution as float32 (ReLU fused, no requantisation),
     so the distance sees only the error of the quantised inputs and weights; inside a
     stage (VGG's second and third convolutions, SqueezeNet's fire modules) the
@@ -203,8 +204,9 @@ class Int8Config:
     """How a trunk is quantised (part of the cache key and of the signature's ``precision:int8``).
 
     Attributes:
-        first_layer: 'fp32' keeps the first convolution float32 (see the module docstring),
-            'int8' quantises it too (faster, larger error).
+        first_layer: 'int8' (default) runs the first convolution in int8 on the image's own
+            8-bit grid (:class:`FirstQConv`); 'fp32' keeps it float32 (exact first tap, a
+            third more time on AlexNet: oneDNN's fp32 kernels are slow on 3 input channels).
         n_images, size, seed: the calibration set (:func:`calibration_images`).
         weight_bits: 8, 7, or 0 (default: 8 where the CPU has VNNI or AMX, else 7). Without VNNI
             oneDNN multiplies uint8 by int8 with ``vpmaddubsw``, which adds two products in int16
@@ -213,7 +215,7 @@ class Int8Config:
             (255 * 64 * 2 < 32767).
     """
 
-    first_layer: str = "fp32"
+    first_layer: str = "int8"
     n_images: int = 64
     size: int = 160
     seed: int = 0
@@ -278,23 +280,28 @@ class FirstQConv:
     """The first convolution in int8, fed the image's own 8-bit grid: no rounding of 8-bit images.
 
     The trunk input is ``s_c = (x_c - shift_c) / scale_c`` with ``x = u / 127.5 - 1`` for an 8-bit
-    image ``u``, so ``s_c = A_c u_c + b_c``. The int8 convolution runs on ``u`` itself (recovered
-    from ``s`` by rounding, exact for 8-bit images) with the weights multiplied by ``A_c``; the
-    constant part ``conv(pad0(b))`` (which differs at the borders, where the reference pads
-    ``s`` with zeros) is one float map per image size, added before the ReLU. The only
-    rounding left is the weights'. (v0.0 has no scaling: ``A = 1 / 127.5``, ``b = -1``.)
+    image ``u``, so ``s_c = A_c (u_c - 128) + b_c``. The int8 convolution runs on ``u`` itself
+    (recovered from ``s`` by rounding, exact for 8-bit images; other inputs are rounded to that
+    grid) with zero point 128 and the weights multiplied by ``A_c``; the constant part
+    ``conv(pad0(b))`` (which differs at the borders, where the reference pads ``s`` with zeros,
+    which the kernel's zero point reproduces) is one float map per image size, added before
+    the ReLU. The only rounding left is the weights'. (v0.0 has no scaling: ``scale = 1``,
+    ``shift = 0``.)
     """
 
     def __init__(self, conv: nn.Conv2d, shift: torch.Tensor, scale: torch.Tensor, weight_bits: int = 8):
         shift, scale = shift.detach().float().view(-1), scale.detach().float().view(-1)
         a = 1.0 / (127.5 * scale)  # (3,)
-        self.b = (-(1.0 + shift) / scale).view(1, -1, 1, 1)
+        # zero point 128: the kernel sums w (u - 128), centred, so the constant part is small and
+        # the weights' rounding is not amplified by cancelling a large constant (zero point 0
+        # tripled the median error on LIVE)
+        self.b = ((128.0 / 127.5 - 1.0 - shift) / scale).view(1, -1, 1, 1)
         self.pre_a, self.pre_b = (127.5 * scale).view(1, -1, 1, 1), (127.5 * (1.0 + shift)).view(1, -1, 1, 1)
         folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                            conv.dilation, conv.groups, bias=False)
         with torch.no_grad():
             folded.weight.copy_(conv.weight.detach().float() * a.view(1, -1, 1, 1))
-        self.q = QConv(folded, 1.0, 0, weight_bits)
+        self.q = QConv(folded, 1.0, 128, weight_bits)
         self.weight = conv.weight.detach().float().clone()
         self.bias = conv.bias.detach().float().clone() if conv.bias is not None else None
         self.stride, self.padding = conv.stride, conv.padding
@@ -319,7 +326,7 @@ class FirstQConv:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) trunk input (scaled, float32) -> relu(conv(x)) float32."""
         u = quantize(torch.addcmul(self.pre_b, x, self.pre_a), 1.0, 0)  # the 8-bit values, channels-last
-        out = _qconv_op()(u, 1.0, 0, self.q.packed(), self.q.w_scales, self.q.w_zps, None, self.q.stride,
+        out = _qconv_op()(u, 1.0, 128, self.q.packed(), self.q.w_scales, self.q.w_zps, None, self.q.stride,
                           self.q.padding, self.q.dilation, self.q.groups, 1.0, 0, torch.float32, "none", [], "")
         return out.add_(self.constant_map(x.shape[2], x.shape[3])).relu_()
 
