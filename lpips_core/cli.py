@@ -105,10 +105,11 @@ def cmd_compare(args) -> None:
     decoded = r0 == r1 == "0,255"  # both from image files: [-1, 1] for sure
     call_range = "-1,1" if decoded or args.input_range else None
     mask = mask_from_image(args.mask) if args.mask else None
-    with torch.inference_mode(), warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = _model(args)  # a precision this CPU cannot run fast says so here
-        d = model(img0, img1, input_range=call_range, mask=mask, mask_mode=args.mask_mode).item()
+        with torch.inference_mode():
+            d = model(img0, img1, input_range=call_range, mask=mask, mask_mode=args.mask_mode).item()
     for w in caught:  # the model's warnings, as one line each without a Python file:line prefix
         print(f"lpips-core: warning: {w.message}", file=sys.stderr)
     print(f"signature: {model.signature(input_range=r0 if r0 == r1 else None)}", file=sys.stderr)

@@ -9,6 +9,7 @@ tests/tolerances.py with their reasons).
 """
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import itertools
@@ -22,7 +23,7 @@ from PIL import Image, ImageFilter
 import lpips_core
 from lpips_core.model import precision as P
 from conftest import NETS, ours, photo, require_backbone
-from tolerances import PRECISION_CONTRACT
+from tolerances import PRECISION_CONTRACT, assert_paths_agree
 
 pytestmark = pytest.mark.skipif(not P.int8_support(torch.device("cpu"))[0],
                                 reason="int8 needs an x86-64 CPU with oneDNN's int8 kernels")
@@ -82,6 +83,11 @@ def assert_within(mode: str, m: dict, what: str) -> None:
     assert m["flipped"] <= c["flipped"], (what, m)
 
 
+def fresh(net: str = "alex", precision: str = "fp32", config: P.Int8Config | None = None) -> lpips_core.LPIPS:
+    """A new model in ``precision`` (a copy of the session's: building one costs a second)."""
+    return copy.deepcopy(ours(net)).set_precision(precision, config)
+
+
 @pytest.fixture
 def no_bf16_units(monkeypatch):
     """This CPU as one without bf16 units (an AMX machine has them), and no warning given yet."""
@@ -94,7 +100,7 @@ def no_bf16_units(monkeypatch):
 def test_int8_error_is_within_its_contract_on_real_photographs(net, one_thread):
     require_backbone(net)
     exact = distances(ours(net))
-    model = lpips_core.LPIPS(net=net, precision="int8")
+    model = fresh(net, "int8")
     approx = distances(model)
     assert_within("int8", contract_measures(approx, exact), f"{net} int8")
     assert not np.array_equal(approx, exact)  # it did run in int8
@@ -104,13 +110,14 @@ def test_int8_error_is_within_its_contract_on_real_photographs(net, one_thread):
 def test_bf16_numerics_are_within_their_contract(one_thread):
     """bf16 forced (emulated and slow where there are no bf16 units: alex only, 32 pairs of 64x64)."""
     exact = distances(ours("alex"))
-    forced = lpips_core.LPIPS(net="alex", dtype=torch.bfloat16)
+    forced = fresh("alex")
+    forced.dtype = torch.bfloat16
     assert_within("bf16", contract_measures(distances(forced), exact), "alex bf16")
 
 
 def test_bf16_runs_as_bf16_where_the_cpu_has_bf16_units(monkeypatch, one_thread):
     monkeypatch.setattr(P, "bf16_native", lambda device: True)
-    model = lpips_core.LPIPS(net="alex", precision="bf16")
+    model = fresh("alex", "bf16")
     assert model.effective_precision() == "bf16" and "|precision:bf16|" in model.signature()
     refs, dists = versions()
     with torch.inference_mode():
@@ -123,15 +130,17 @@ def test_bf16_runs_as_bf16_where_the_cpu_has_bf16_units(monkeypatch, one_thread)
 def test_bf16_without_bf16_units_warns_once_and_runs_exact_fp32(no_bf16_units):
     x, y = versions()[0][:2], versions()[1][:2, 1]
     with pytest.warns(P.PrecisionFallbackWarning, match="neither AVX512_BF16 nor AMX.*running exact fp32"):
-        model = lpips_core.LPIPS(net="alex", precision="bf16")
+        model = fresh("alex", "bf16")
         with torch.inference_mode():
             d = model(x, y, input_range="-1,1")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per process: a second model and call stay quiet
         with torch.inference_mode():
-            d2 = lpips_core.LPIPS(net="alex", precision="bf16")(x, y, input_range="-1,1")
+            d2 = fresh("alex", "bf16")(x, y, input_range="-1,1")
             exact = ours("alex")(x, y, input_range="-1,1")
-    assert torch.equal(d, exact) and torch.equal(d2, exact)  # the fp32 path itself, bit for bit
+    assert model.effective_precision() == "fp32"  # the fp32 path itself: its numbers, within rounding order
+    assert_paths_agree(d, exact, "alex", "bf16 fallback vs fp32")
+    assert_paths_agree(d2, exact, "alex", "bf16 fallback (second model) vs fp32")
     assert model.signature() == ours("alex").signature()  # what ran: exact fp32
 
 
@@ -150,7 +159,7 @@ def test_unknown_precision_and_int8_misuse_are_refused():
         lpips_core.LPIPS(net="alex", precision="fp8")
     with pytest.raises(ValueError, match="compile=True"):
         lpips_core.LPIPS(net="alex", precision="int8", compile=True)
-    model = lpips_core.LPIPS(net="alex", precision="int8")
+    model = fresh("alex", "int8")
     with pytest.raises(RuntimeError, match="torch.jit.script"):
         torch.jit.script(model)
     x = versions()[0][:1].clone().requires_grad_(True)
@@ -166,13 +175,13 @@ def test_int8_trunk_is_quantised_once_and_calibrated_once(tmp_path, monkeypatch)
     real = P._calibrate
     monkeypatch.setattr(P, "_calibrate", lambda *a, **k: calibrations.append(1) or real(*a, **k))
     builds = P.BUILDS["count"]
-    a = lpips_core.LPIPS(net="alex", precision="int8")
-    b = lpips_core.LPIPS(net="alex", precision="int8")
+    small = P.Int8Config(n_images=4, size=64)  # the caching, not the calibration, is tested here
+    a, b = fresh("alex", "int8", small), fresh("alex", "int8", small)
     assert a.int8_trunk() is b.int8_trunk() and a.int8_trunk() is a.int8_trunk()
     assert P.BUILDS["count"] == builds + 1 and len(calibrations) == 1
     assert len(list((tmp_path / "int8").glob("*.json"))) == 1  # the calibrated ranges, on disk
     monkeypatch.setattr(P, "_TRUNKS", {})  # a new process: quantises the weights, does not calibrate
-    c = lpips_core.LPIPS(net="alex", precision="int8")
+    c = fresh("alex", "int8", small)
     c.int8_trunk()
     assert len(calibrations) == 1
     x, y = versions()[0][:2], versions()[1][:2, 2]

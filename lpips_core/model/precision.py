@@ -50,6 +50,7 @@ import platform
 import threading
 import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -459,24 +460,76 @@ def _cache_file(key: str):
     return cache_root() / "int8" / f"{key}.json"
 
 
-def _build(trunk: nn.Module, version: str, config: Int8Config, key: str, fingerprint: str) -> Int8Trunk:
-    # the calibrated ranges depend on the weights, the version and the calibration set only
+#: Calibrated ranges of the official trunks (alex, vgg, squeeze; v0.1 and v0.0) for the
+#: default calibration set, shipped so that int8 with the official weights needs neither the
+#: calibration photographs (scikit-image) nor the seconds of calibrating, and gives the same
+#: numbers on every machine. Written by ``benchmarks/precision_contract.py --write-ranges``.
+SHIPPED_RANGES = Path(__file__).with_name("int8_ranges.json")
+
+
+def calibration_key(fingerprint: str, version: str, config: Int8Config) -> str:
+    """What the calibrated ranges depend on: the weights, the version and the calibration set."""
     calib = f"{fingerprint}|{version}|{config.n_images}|{config.size}|{config.seed}"
-    path = _cache_file(hashlib.sha256(calib.encode()).hexdigest()[:32])
-    qparams = None
-    if path.is_file():
+    return hashlib.sha256(calib.encode()).hexdigest()[:32]
+
+
+def _shipped(key: str) -> dict | None:
+    try:
+        entry = json.loads(SHIPPED_RANGES.read_text())["ranges"].get(key)
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+    return None if entry is None else {k: (float(v[0]), int(v[1])) for k, v in entry["qparams"].items()}
+
+
+def calibrate(trunk: nn.Module, version: str, config: Int8Config = DEFAULT_INT8) -> dict[str, tuple[float, int]]:
+    """(scale, zero point) of every convolution's input, observed on :func:`calibration_images`."""
+    from .lpips import ScalingLayer
+
+    scaling = ScalingLayer()
+    prep = (lambda x: scaling(x)) if version == "0.1" else (lambda x: x)
+    with torch.inference_mode(False), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _calibrate(trunk, calibration_images(config.n_images, config.size, config.seed), prep)
+
+
+def write_shipped_ranges(nets: Sequence[str] = ("alex", "vgg", "squeeze"), versions: Sequence[str] = ("0.1", "0.0"),
+                         config: Int8Config = DEFAULT_INT8) -> Path:
+    """Calibrate the official trunks and write :data:`SHIPPED_RANGES` (a maintainer's step)."""
+    from .trunk import Trunk
+
+    ranges = {}
+    for net in nets:
+        trunk = Trunk(net)
+        fingerprint = trunk_fingerprint(trunk)
+        for version in versions:
+            key = calibration_key(fingerprint, version, config)
+            try:  # the ranges this machine's cache already holds (what its measurements used)
+                qparams = {k: tuple(v) for k, v in json.loads(_cache_file(key).read_text())["qparams"].items()}
+            except (OSError, ValueError, KeyError):
+                qparams = calibrate(trunk, version, config)
+            ranges[key] = {
+                "net": net, "version": version, "qparams": {k: list(v) for k, v in qparams.items()}}
+    from ..files import atomic_path
+
+    with atomic_path(SHIPPED_RANGES) as tmp:
+        tmp.write_text(json.dumps({"calibration": asdict(config), "torch": torch.__version__,
+                                   "ranges": ranges}, indent=1) + "\n")
+    return SHIPPED_RANGES
+
+
+def _build(trunk: nn.Module, version: str, config: Int8Config, key: str, fingerprint: str) -> Int8Trunk:
+    # the calibrated ranges depend on the weights, the version and the calibration set only:
+    # shipped for the official trunks, else calibrated once and kept in the cache
+    ckey = calibration_key(fingerprint, version, config)
+    path = _cache_file(ckey)
+    qparams = _shipped(ckey)
+    if qparams is None and path.is_file():
         try:
             qparams = {k: (float(v[0]), int(v[1])) for k, v in json.loads(path.read_text())["qparams"].items()}
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             qparams = None  # damaged: calibrate again and rewrite it
     if qparams is None:
-        from .lpips import ScalingLayer
-
-        scaling = ScalingLayer()
-        prep = (lambda x: scaling(x)) if version == "0.1" else (lambda x: x)
-        with torch.inference_mode(False), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            qparams = _calibrate(trunk, calibration_images(config.n_images, config.size, config.seed), prep)
+        qparams = calibrate(trunk, version, config)
         try:
             from ..files import atomic_path
 
@@ -551,7 +604,7 @@ def int8_trunk(trunk: nn.Module, version: str, config: Int8Config = DEFAULT_INT8
 
 def weights_state(trunk: nn.Module) -> tuple:
     """A cheap token that changes whenever the trunk's weights are replaced or changed in place."""
-    return tuple((p.data_ptr(), p._version) for p in trunk.parameters())
+    return tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in trunk.parameters())
 
 
 def iter_taps(model: nn.Module, x: torch.Tensor, precision: str) -> Iterator[torch.Tensor]:
