@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import lpips_core  # noqa: E402
-from bench_inference import build_models, cpu_model, distorted, photo_crops  # noqa: E402
+from bench_inference import build_models, cpu_model, distorted, photo_crops, wait_quiet  # noqa: E402
 from lpips_core.files import write_json, write_text  # noqa: E402
 from lpips_core.model import precision as P  # noqa: E402
 
@@ -66,6 +66,10 @@ def cpu_kind() -> str:
     return "avx2" if torch.cpu._is_avx2_supported() else "other"
 
 
+#: --wait-quiet: before each repetition wait up to this many seconds for an idle machine
+WAIT_QUIET = 0.0
+
+
 def rotate(fns: dict, reps: int, sync, warmup: int = 1) -> dict[str, list[float]]:
     """Seconds of each function, run in a rotating order once per repetition."""
     names = list(fns)
@@ -76,6 +80,7 @@ def rotate(fns: dict, reps: int, sync, warmup: int = 1) -> dict[str, list[float]
     times = {n: [] for n in names}
     for i in range(reps):
         order = names[i % len(names):] + names[:i % len(names)]
+        wait_quiet(WAIT_QUIET)
         for n in order:
             sync()
             t = time.perf_counter()
@@ -226,12 +231,16 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-sweep", default="", help="also time alex 256x256 at these batch sizes, e.g. 1,8,32")
     ap.add_argument("--memory", action="store_true", help="peak memory of one vgg pair at --memory-side")
     ap.add_argument("--memory-side", type=int, default=2048)
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                    help="before each repetition wait up to SECONDS for the machine to be idle (shared machines)")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "precision")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--net", default="vgg", help=argparse.SUPPRESS)
     ap.add_argument("--side", type=int, default=2048, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    global WAIT_QUIET
+    WAIT_QUIET = args.wait_quiet
     if args.memory_child:
         memory_child(args.net, args.side, args.device, args.memory_child)
         return
