@@ -260,8 +260,13 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--write-ranges", action="store_true",
+                    help="(re)write lpips_core/model/int8_ranges.json, the official trunks' calibrated ranges, and stop")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.write_ranges:
+        print(P.write_shipped_ranges())
+        return
     warnings.simplefilter("ignore", P.PrecisionFallbackWarning)
     if not (HUMAN / "live_three_types.csv").is_file():
         raise SystemExit(f"{HUMAN}/live_three_types.csv is missing: the contract is measured on LIVE "

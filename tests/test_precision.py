@@ -192,6 +192,17 @@ def test_int8_trunk_is_quantised_once_and_calibrated_once(tmp_path, monkeypatch)
     assert c.int8_trunk() is not a.int8_trunk()
 
 
+@pytest.mark.parametrize("net,version", [("alex", "0.1"), ("squeeze", "0.0")])
+def test_official_trunks_use_the_shipped_ranges(net, version, tmp_path, monkeypatch):
+    """No calibration (nor scikit-image) for the official weights: the same ranges on every machine."""
+    require_backbone(net)
+    monkeypatch.setenv("LPIPS_CORE_CACHE", str(tmp_path))
+    monkeypatch.setattr(P, "_TRUNKS", {})
+    monkeypatch.setattr(P, "_calibrate", lambda *a, **k: pytest.fail("calibrated an official trunk"))
+    copy.deepcopy(ours(net, version)).set_precision("int8").int8_trunk()
+    assert P.BUILDS["count"] >= 1 and not (tmp_path / "int8").exists()
+
+
 def test_functional_and_production_take_the_precision(monkeypatch):
     x, y = versions()[0][:2], versions()[1][:2, 0]
     d = lpips_core.distance(x, y, precision="int8", input_range="-1,1")
