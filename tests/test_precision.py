@@ -236,6 +236,10 @@ def test_dirs_and_allpairs_record_the_precision(tmp_path):
     assert "precision" not in exact.summary["signature"]["lpips"]
     rel = [abs(x - y) / y for (_, x), (_, y) in zip(q.rows, exact.rows)]
     assert max(rel) <= PRECISION_CONTRACT["int8"]["max_rel"]
+    from lpips_core.eval.resumable import ResumeError
+
+    with pytest.raises(ResumeError, match="precision:int8"):  # an int8 table is not continued in fp32
+        evaluate_folders(a, b, tmp_path / "q.csv", workers=0, progress=False, plot=False, resume=True)
     res = allpairs(a, tmp_path / "m.npy", workers=0, progress=False, precision="int8")
     assert "|precision:int8|" in res.summary["signature"]["lpips"]
     matrix = res.load()
