@@ -440,6 +440,8 @@ def main(argv=None) -> None:
         summary["speedups_vs_reference"] = per_rep(lambda i: runs["reference"][i]["wall_s"] / runs["ours"][i]["wall_s"])
         summary["speedup_vs_reference"] = statistics.median(summary["speedups_vs_reference"])
         summary["target_vs_reference"] = TARGET_VS_REFERENCE["cuda" if args.device.startswith("cuda") else "cpu"]
+        if args.precision != "fp32" and not args.device.startswith("cuda"):
+            summary["target_vs_reference"] = 2.0  # issue 27: dirs in its fastest mode within the error targets
     if "ours" in res and "ours-fp32" in res:
         summary["precision"] = args.precision
         summary["speedups_vs_fp32"] = per_rep(lambda i: runs["ours-fp32"][i]["wall_s"] / runs["ours"][i]["wall_s"])
