@@ -139,9 +139,15 @@ def _pil_rgb(path) -> np.ndarray:
 
 def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_size: int, workers: str,
           trunk_pairs: int) -> dict:
-    """Run one contender; returns {'setup_s', 'loop_s', ...} measured inside the process."""
+    """Run one contender; returns {'setup_s', 'loop_s', ...} measured inside the process.
+
+    ``kind@precision`` (``ours@int8``, ``trunk-workers@int8``) runs ours or the trunk-only bound
+    in that precision (issue 27).
+    """
     import torch
 
+    kind, _, precision = kind.partition("@")
+    precision = precision or "fp32"
     t0 = time.perf_counter()
     names = sorted(p.name for p in a.glob("*.png"))
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -152,7 +158,7 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
         t1 = time.perf_counter()
         chosen = [f"--workers={workers}"] if workers != "auto" else []  # otherwise the command's default
         rc = main(["dirs", str(a), str(b), "-o", str(out), "--net", net, "--device", device, "-q",
-                   "--batch-size", str(batch_size), "--no-plot", *chosen])
+                   "--batch-size", str(batch_size), "--no-plot", "--precision", precision, *chosen])
         assert rc == 0
     elif kind == "reference":
         import lpips
@@ -187,7 +193,8 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
         from lpips_core.data.pairs import to_model_range
         from lpips_core.eval.batch_workers import BatchDistances, auto_workers, distance_loader
 
-        model = lpips_core.LPIPS(net=net).to(device).eval()
+        model = lpips_core.LPIPS(net=net, precision=precision).to(device).eval()
+        model.prepare_precision(device)  # int8: quantised before the workers fork, as dirs does
         m = min(trunk_pairs, len(names))
         u8 = torch.stack([torch.stack([torch.from_numpy(load_image(d / n)) for d in (a, b)])
                           for n in names[:m]])  # (m, 2, H, W, 3), as the pair datasets give them
@@ -235,6 +242,10 @@ def ours_setup(args) -> str:
 
 
 def run_child(kind: str, args, a: Path, b: Path, out: Path) -> dict:
+    if kind == "ours-fp32":  # exact dirs beside the lower-precision one, in the same rotation
+        kind = "ours@fp32"
+    elif kind in ("ours", "trunk", "trunk-workers") and args.precision != "fp32":
+        kind = f"{kind}@{args.precision}"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--data", str(args.data),
            "--net", args.net, "--device", args.device, "--batch-size", str(args.batch_size),
            "--workers", args.workers, "--out", str(out),
@@ -293,7 +304,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_report(summary: dict, results: Path) -> str:
+def write_report(summary: dict, results: Path, tag: str = "") -> str:
     """bench_dirs.md (the table and the ratios) and bench_dirs.png from a summary; returns the Markdown."""
     from lpips_core.files import write_text
 
@@ -321,6 +332,10 @@ def write_report(summary: dict, results: Path) -> str:
     if "speedup_vs_torchmetrics" in summary:
         md.append(f"ours vs torchmetrics pair by pair: {summary['speedup_vs_torchmetrics']:.2f}x"
                   f"{reps('speedups_vs_torchmetrics')}  ")
+    if "speedup_vs_fp32" in summary:
+        md.append(f"ours in {summary['precision']} vs ours in exact fp32: {summary['speedup_vs_fp32']:.2f}x as whole "
+                  f"commands{reps('speedups_vs_fp32')}; relative error of the distances max "
+                  f"{summary['rel_err_vs_fp32']['max']:.2%}, median {summary['rel_err_vs_fp32']['median']:.2%}  ")
     if "ours_loop_over_trunk" in summary:
         how = "1 batch per worker" if summary.get("trunk_bound_workers", 0) else "1 batch at a time"
         md.append(f"ours inside the command / trunk-only bound ({how}, the faster): "
@@ -330,8 +345,8 @@ def write_report(summary: dict, results: Path) -> str:
         md.append(f"where the time goes, per pair: decode {1000 * summary['decode_s_per_pair']:.1f} ms "
                   f"(one thread), trunk {1000 * summary['trunk_s_per_pair']:.1f} ms")
     text = "\n".join(md) + "\n"
-    write_text(results / "bench_dirs.md", text)
-    plot(rows, results / "bench_dirs.png",
+    write_text(results / f"bench_dirs{tag}.md", text)
+    plot(rows, results / f"bench_dirs{tag}.png",
          f"LPIPS over {n} pairs of {summary['size']}x{summary['size']} PNG ({summary['net']}, {summary['device']}, "
          f"{threads} torch thread{'s' if threads != 1 else ''})")
     return text
@@ -348,6 +363,9 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of every contender")
     p.add_argument("--trunk-pairs", type=int, default=200, help="pairs the trunk-only bound is timed on")
     p.add_argument("--reps", type=int, default=1, help="repetitions of every contender (medians reported)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
+                   help="ours and the trunk-only bound in this precision; exact dirs then runs beside them")
+    p.add_argument("--tag", default="", help="suffix of the result files (bench_dirs<tag>.*)")
     p.add_argument("--data", type=Path, default=REPO / "runs" / "bench_dirs_data")
     p.add_argument("--skip", nargs="*", default=[], help="contenders to leave out (e.g. torchmetrics)")
     p.add_argument("--results", type=Path, default=RESULTS)
@@ -361,7 +379,7 @@ def main(argv=None) -> None:
         print(json.dumps(res))
         return
     if args.replot:
-        print(write_report(json.loads((args.results / "bench_dirs.json").read_text()), args.results))
+        print(write_report(json.loads((args.results / f"bench_dirs{args.tag}.json").read_text()), args.results, args.tag))
         return
 
     t = time.perf_counter()
@@ -371,8 +389,9 @@ def main(argv=None) -> None:
     work = args.data / "outputs"
     work.mkdir(exist_ok=True)
     # ours sits between the trunk-only runs and the reference loop it is divided by
-    kinds = [k for k in ("decode", "trunk", "trunk-workers", "ours", "reference", "torchmetrics")
-             if k not in args.skip and not (k == "trunk-workers" and args.device != "cpu")]
+    kinds = [k for k in ("decode", "trunk", "trunk-workers", "ours", "ours-fp32", "reference", "torchmetrics")
+             if k not in args.skip and not (k == "trunk-workers" and args.device != "cpu")
+             and not (k == "ours-fp32" and args.precision == "fp32")]
     res = {}
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
     for rep in range(args.reps):  # forward, then backward, ...: ours stays next to what it is compared with
@@ -388,7 +407,9 @@ def main(argv=None) -> None:
     n = args.pairs
     rows = []
     labels = {"reference": "reference loop (lpips)", "torchmetrics": "torchmetrics, pair by pair",
-              "ours": f"lpips-core dirs ({ours_setup(args)})", "decode": "decode only (lpips_core.load_image)",
+              "ours": f"lpips-core dirs ({ours_setup(args)}{', ' + args.precision if args.precision != 'fp32' else ''})",
+              "ours-fp32": f"lpips-core dirs ({ours_setup(args)}, exact fp32)",
+              "decode": "decode only (lpips_core.load_image)",
               "trunk": "trunk only, 1 batch at a time", "trunk-workers": "trunk only, 1 batch per worker"}
     for kind in kinds:
         r = res[kind]
@@ -419,6 +440,15 @@ def main(argv=None) -> None:
         summary["speedups_vs_reference"] = per_rep(lambda i: runs["reference"][i]["wall_s"] / runs["ours"][i]["wall_s"])
         summary["speedup_vs_reference"] = statistics.median(summary["speedups_vs_reference"])
         summary["target_vs_reference"] = TARGET_VS_REFERENCE["cuda" if args.device.startswith("cuda") else "cpu"]
+        if args.precision != "fp32" and not args.device.startswith("cuda"):
+            summary["target_vs_reference"] = 2.0  # issue 27: dirs in its fastest mode within the error targets
+    if "ours" in res and "ours-fp32" in res:
+        summary["precision"] = args.precision
+        summary["speedups_vs_fp32"] = per_rep(lambda i: runs["ours-fp32"][i]["wall_s"] / runs["ours"][i]["wall_s"])
+        summary["speedup_vs_fp32"] = statistics.median(summary["speedups_vs_fp32"])
+        ours, exact = _read(work / "ours.csv"), _read(work / "ours-fp32.csv")
+        rel = [abs(ours[k] - exact[k]) / exact[k] for k in exact if exact[k] > 0]  # identical pairs: 0 in both
+        summary["rel_err_vs_fp32"] = {"max": max(rel), "median": statistics.median(rel)}
     if "ours" in res and "torchmetrics" in res:
         summary["speedups_vs_torchmetrics"] = per_rep(
             lambda i: runs["torchmetrics"][i]["wall_s"] / runs["ours"][i]["wall_s"])
@@ -440,8 +470,8 @@ def main(argv=None) -> None:
     from lpips_core.files import write_json
 
     args.results.mkdir(parents=True, exist_ok=True)
-    write_json(args.results / "bench_dirs.json", summary)
-    print(write_report(summary, args.results))
+    write_json(args.results / f"bench_dirs{args.tag}.json", summary)
+    print(write_report(summary, args.results, args.tag))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ class ProductionLPIPS:
             :func:`lpips_core.model.load_lpips_checkpoint`) instead of the official weights.
         device: 'auto' (GPU when available), 'cpu', 'cuda', 'cuda:1', ...
         batch_size: images per trunk call in :meth:`one_to_many` and :meth:`pairwise`.
+        precision: 'fp32' (exact, default), 'bf16' or 'int8' (see :mod:`lpips_core.model.precision`;
+            a mode this device cannot run fast warns once and runs fp32; :attr:`precision` is what runs).
         input_range: the range of tensor inputs: '-1,1' (default), '0,1' or '0,255'.
             Left at None, tensors are taken as [-1, 1] and all-non-negative ones warn
             once per call site (they look like [0, 1] images); files, arrays and PIL
@@ -67,7 +69,7 @@ class ProductionLPIPS:
 
     def __init__(self, net: str = "alex", version: str = "0.1", checkpoint: str | os.PathLike | None = None,
                  device: str | torch.device | None = "auto", batch_size: int = 32,
-                 input_range: str | tuple | None = None):
+                 input_range: str | tuple | None = None, precision: str = "fp32"):
         self.device = pick_device(device)
         if checkpoint is not None:
             model = load_lpips_checkpoint(checkpoint)
@@ -75,7 +77,8 @@ class ProductionLPIPS:
         else:
             model = LPIPS(net=net, version=version)
             self.source = f"official {model.pnet_type} v{model.version}"
-        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.model = model.to(self.device).eval().requires_grad_(False).set_precision(precision)
+        self.precision = self.model.prepare_precision(self.device)  # what runs here (a fallback warns now)
         self.net = model.pnet_type
         self.batch_size = batch_size
         self.input_range: InputRange = parse_input_range(input_range)

@@ -30,6 +30,7 @@ from .eval.resumable import ResumeError
 from .eval.runs import build_metrics
 from .eval.plots import save_distance_map
 from .model import LPIPS, NETS, WeightsError
+from .model.precision import PrecisionFallbackWarning
 from .model.ranges import parse_input_range
 from .model.weights import linear_weights_path, prepare_backbone
 from .train import TrainConfig, run_training
@@ -52,7 +53,16 @@ def _load_pair(path0: Path, path1: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _model(args, **kwargs) -> LPIPS:
-    return LPIPS(net=args.net, version=args.version, **kwargs).eval()
+    model = LPIPS(net=args.net, version=args.version, precision=getattr(args, "precision", "fp32"), **kwargs).eval()
+    model.prepare_precision()
+    return model
+
+
+def _add_precision_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
+                   help="trunk precision: fp32 (exact, default), bf16 (where bf16 units exist; else a warning and "
+                        "fp32) or int8 (calibrated, x86 CPUs); the error each costs is in "
+                        "results/precision/contract.md, and the signature says what ran")
 
 
 # --------------------------------------------------------------------------- compare, audit, input ranges
@@ -95,10 +105,11 @@ def cmd_compare(args) -> None:
     decoded = r0 == r1 == "0,255"  # both from image files: [-1, 1] for sure
     call_range = "-1,1" if decoded or args.input_range else None
     mask = mask_from_image(args.mask) if args.mask else None
-    model = _model(args)
-    with torch.inference_mode(), warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        d = model(img0, img1, input_range=call_range, mask=mask, mask_mode=args.mask_mode).item()
+        model = _model(args)  # a precision this CPU cannot run fast says so here
+        with torch.inference_mode():
+            d = model(img0, img1, input_range=call_range, mask=mask, mask_mode=args.mask_mode).item()
     for w in caught:  # the model's warnings, as one line each without a Python file:line prefix
         print(f"lpips-core: warning: {w.message}", file=sys.stderr)
     print(f"signature: {model.signature(input_range=r0 if r0 == r1 else None)}", file=sys.stderr)
@@ -130,6 +141,7 @@ def _add_compare_and_audit(sub) -> None:
     p.add_argument("img0")
     p.add_argument("img1")
     _add_model_args(p)
+    _add_precision_arg(p)
     p.add_argument("--spatial-map", metavar="PNG", help="also save the spatial distance map")
     add_input_range_arg(p)
     p.add_argument("--mask", metavar="PNG", help="compare only this region (white = inside): each layer "
@@ -160,7 +172,7 @@ def cmd_dirs(args) -> None:
                                   recursive=args.recursive, batch_size=args.batch_size, workers=args.workers,
                                   device=args.device, size_mismatch=args.size_mismatch, max_side=args.max_side,
                                   input_range=args.input_range, resume=args.resume, n_resamples=args.resamples,
-                                  plot=not args.no_plot, progress=not args.quiet)
+                                  plot=not args.no_plot, progress=not args.quiet, precision=args.precision)
         if is_main():
             if result.pairs.only0 or result.pairs.only1:
                 print(f"lpips-core: {result.pairs.report()}", file=sys.stderr)
@@ -185,7 +197,7 @@ def cmd_allpairs(args) -> None:
                       batch_size=args.batch_size, block_mb=args.block_mb,
                       workers=2 if args.workers is None else args.workers, device=args.device,
                       size_mismatch=args.size_mismatch, max_side=args.max_side, input_range=args.input_range,
-                      pairs_csv=csv_out, progress=not args.quiet)
+                      pairs_csv=csv_out, progress=not args.quiet, precision=args.precision)
     s = result.summary
     print(f"{s['n_images']} images, {s['n_pairs']} pairs  mean {s['mean']:.4f}  std {s['std']:.4f}  "
           f"min {s['min']:.4f} ({' ~ '.join(s['closest_pair'])})  max {s['max']:.4f}")
@@ -336,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="CSV to write (path,distance); the summary goes to "
                                                          "<stem>.summary.json")
     _add_model_args(p)
+    _add_precision_arg(p)
     _add_folder_args(p)
     p.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run with the same "
                                                          "options and compute only the missing pairs")
@@ -350,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, help="also write image0,image1,distance for every pair")
     p.add_argument("--block-mb", type=int, default=256, help="memory for one block of embeddings (default 256)")
     _add_model_args(p)
+    _add_precision_arg(p)
     _add_folder_args(p)
     p.set_defaults(func=cmd_allpairs)
 
@@ -486,7 +500,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(message)s")
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            shown = warnings.showwarning
+
+            def show(message, category, *rest, **kw):  # a precision fallback as one line, no file:line
+                if issubclass(category, PrecisionFallbackWarning):
+                    print(f"lpips-core: warning: {message}", file=sys.stderr)
+                else:
+                    shown(message, category, *rest, **kw)
+
+            warnings.showwarning = show
+            args.func(args)
     except (CLIError, ImageLoadError, ResumeError, FileNotFoundError, WeightsError) as exc:
         print(f"lpips-core: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

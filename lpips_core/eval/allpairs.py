@@ -119,7 +119,7 @@ def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str =
              model: LPIPS | None = None, recursive: bool = False, batch_size: int = 16, block_mb: int = 256,
              workers: int = 0, device: str | torch.device = "auto", size_mismatch: str = "error",
              max_side: int | None = None, input_range: str = "-1,1", pairs_csv: str | os.PathLike | None = None,
-             progress: bool = True) -> AllPairsResult:
+             progress: bool = True, precision: str | None = None) -> AllPairsResult:
     """The (N, N) LPIPS matrix of a folder's images, written as a ``.npy`` memmap.
 
     Args:
@@ -131,6 +131,8 @@ def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str =
         size_mismatch: images of another size than the first: 'error', 'resize' to it,
             or 'crop' (all to the smallest height and width, centre crop then resize).
         pairs_csv: also write ``image0,image1,distance`` for every pair i < j.
+        precision: 'fp32' (exact), 'bf16' or 'int8' (None: the given model's own, else 'fp32');
+            the embeddings come from the trunk in that precision, the matrix is float32.
         Other arguments as :func:`~lpips_core.eval.folders.evaluate_folders`.
     Returns:
         an :class:`AllPairsResult`; its summary holds 'n_images', 'n_pairs', 'mean', 'std',
@@ -154,6 +156,9 @@ def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str =
     if model is None:  # the files' range is known, never guessed
         model = LPIPS(net=net, version=version, input_range=input_range)
     model = model.to(device).eval().requires_grad_(False)
+    if precision is not None:
+        model.set_precision(precision)
+    model.prepare_precision(device)
     dataset = ImageDataset([folder / f for f in files], size, size_mismatch)
     n = len(files)
     emb_path = output.with_name(f".{output.name}.emb.tmp")

@@ -290,7 +290,8 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
                      recursive: bool = False, batch_size: int = 16, workers: int | None = None,
                      device: str | torch.device = "auto", size_mismatch: str = "error",
                      max_side: int | None = None, input_range: str = "-1,1", resume: bool = False,
-                     n_resamples: int = 1000, plot: bool = True, progress: bool = True) -> FolderResult:
+                     n_resamples: int = 1000, plot: bool = True, progress: bool = True,
+                     precision: str | None = None) -> FolderResult:
     """LPIPS of every pair of two folders matched by relative path.
 
     Args:
@@ -314,6 +315,9 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
         n_resamples: bootstrap resamples of the interval.
         plot: with ``output``, also draw ``<stem>.png`` (histogram, mean and interval, subfolder means).
         progress: show a progress bar (pairs/s) on stderr.
+        precision: 'fp32' (exact), 'bf16' or 'int8' (see :mod:`lpips_core.model.precision`);
+            None: the given model's own, 'fp32' for the model built here. The summary's
+            signature says what ran (a mode this device cannot run fast warns once and runs fp32).
     Returns:
         a :class:`FolderResult` (on every rank when distributed).
     Raises:
@@ -332,6 +336,9 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     if model is None:  # the files' range is known, never guessed
         model = LPIPS(net=net, version=version, input_range=input_range)
     model = model.to(device).eval().requires_grad_(False)
+    if precision is not None:
+        model.set_precision(precision)
+    model.prepare_precision(device)  # warns once here; int8: quantised before the workers start
     settings = {**metric_signature(model, input_range, max_side), "size_mismatch": size_mismatch,
                 "max_side": max_side,
                 "batch_size": batch_size}

@@ -142,8 +142,12 @@ BROWSER_MAX_SIDE = 1024
 
 
 def export_browser_models(out_dir: str | os.PathLike, nets: Tuple[str, ...] = ("alex", "squeeze"),
-                          version: str = "0.1") -> dict:
+                          version: str = "0.1", int8: bool = False) -> dict:
     """Export the playground's fp32 graphs and a manifest (``models.json``) into ``out_dir``.
+
+    With ``int8``, each trunk also gets a calibrated static int8 graph (:func:`quantize_onnx_static`)
+    listed as ``<net>-int8`` (the page offers it like another trunk); its error and speed in
+    the browser are measured by ``benchmarks/bench_browser_int8.py``.
 
     A trunk whose pretrained weights are not available here is left out of the
     manifest with the reason (the page then offers only the others).
@@ -168,6 +172,10 @@ def export_browser_models(out_dir: str | os.PathLike, nets: Tuple[str, ...] = ("
         path = export_distance_and_map(model, out / f"lpips_{net}.onnx")
         manifest["nets"][net] = {"file": path.name, "min_side": MIN_INPUT_SIZE[net],
                                  "bytes": path.stat().st_size}
+        if int8:
+            qpath = quantize_onnx_static(path, out / f"lpips_{net}_int8.onnx")
+            manifest["nets"][f"{net}-int8"] = {"file": qpath.name, "min_side": MIN_INPUT_SIZE[net],
+                                               "bytes": qpath.stat().st_size, "precision": "int8"}
     with atomic_path(out / "models.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -215,6 +223,54 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     try:
         with atomic_path(dst, suffix=".onnx") as tmp:
             ort_quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8)
+    finally:
+        logging.getLogger().removeFilter(hint)
+    return dst
+
+
+def quantize_onnx_static(src: str | os.PathLike, dst: str | os.PathLike, n_images: int = 32,
+                         size: int = 128, keep_first_conv: bool = True) -> Path:
+    """Calibrated static int8 quantisation of an exported LPIPS graph with onnxruntime (QDQ format).
+
+    The same recipe as :class:`~lpips_core.model.precision.Int8Trunk`: int8 weights with one scale
+    per output channel, uint8 activations with ranges observed on
+    :func:`~lpips_core.model.precision.calibration_images` (pairs: a crop and its distorted
+    version), only the convolutions quantised, the first convolution left float32
+    (``keep_first_conv``), and no requantisation of a convolution's output, so the taps reach
+    the float32 normalisation unrounded. Works on graphs with inputs ``in0``, ``in1``
+    (:func:`export_onnx`, :func:`export_distance_and_map`).
+
+    Returns:
+        the path written (atomically).
+    """
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    from .precision import calibration_images
+
+    images = calibration_images(n_images, size).numpy()
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"in0": images[i:i + 1], "in1": images[i + 1:i + 2]}
+                               for i in range(0, len(images) - 1, 2)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    convs = [node.name for node in graph.node if node.op_type == "Conv"]
+    dst = Path(dst)
+    hint = _DropOrtPreprocessHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        with atomic_path(dst, suffix=".onnx") as tmp:
+            quantize_static(str(src), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["Conv"], calibrate_method=CalibrationMethod.MinMax,
+                            nodes_to_exclude=convs[:1] if keep_first_conv else [],
+                            extra_options={"OpTypesToExcludeOutputQuantization": ["Conv"]})
     finally:
         logging.getLogger().removeFilter(hint)
     return dst

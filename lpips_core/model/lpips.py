@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from ..version import __version__
-from . import checks, fast, masks, reuse
+from . import checks, fast, masks, precision as P, reuse
 from . import kernels as K
 from .nets import canonical_net
 from .ranges import InputRange, parse_input_range, resolve
@@ -110,6 +110,12 @@ class LPIPS(nn.Module):
             uint8 tensors accepted). Left at None (= '-1,1' unconfirmed), inputs
             that are all non-negative get one :class:`~.checks.ZeroOneRangeWarning`
             per call site; passing '-1,1' confirms the range and silences it.
+        precision: how the trunk runs (:mod:`.precision`): 'fp32' (exact, default),
+            'bf16' (where bf16 units exist: AMX/AVX512_BF16, GPUs; elsewhere one
+            :class:`~.precision.PrecisionFallbackWarning` and exact fp32) or 'int8'
+            (calibrated static int8 on x86 CPUs, built once per process). Distances
+            always accumulate in float32; each mode's measured error is its contract
+            (``results/precision/contract.md``).
 
     Every result can be traced to how it was computed with :meth:`signature`.
 
@@ -127,7 +133,7 @@ class LPIPS(nn.Module):
                  model_path: str | os.PathLike | None = None, eval_mode: bool = True,
                  verbose: bool = False, *, channels_last: bool | None = None,
                  compile: bool = False, dtype: torch.dtype = torch.float32,
-                 input_range: str | tuple | None = None):
+                 input_range: str | tuple | None = None, precision: str = "fp32"):
         super().__init__()
         self.pnet_type = canonical_net(net)
         version = str(version).lstrip("v")
@@ -145,6 +151,14 @@ class LPIPS(nn.Module):
         self.compile = compile
         self.dtype = dtype
         self.input_range: InputRange = parse_input_range(input_range)
+        self.precision = P.parse_precision(precision)
+        if compile and self.precision == "int8":
+            raise ValueError("compile=True works with precision 'fp32', 'bf16' or 'fp16', not 'int8' "
+                             "(the int8 trunk calls oneDNN's int8 kernels directly)")
+        self.int8_config: P.Int8Config = P.DEFAULT_INT8
+        self._effective: dict[str, str] = {}  # device type -> the precision that runs there
+        self._int8: P.Int8Trunk | None = None
+        self._int8_state: tuple | None = None
         # what the signature names: the linear weights' origin (the shipped v0.x, a file, or
         # 'custom': set by the caller, e.g. trained in memory) and the trunk's (loading.py sets both)
         self.weights_source = "custom"
@@ -178,11 +192,52 @@ class LPIPS(nn.Module):
     def __getstate__(self):
         state = super().__getstate__()
         state["_compiled_core"] = None  # compiled code is rebuilt on demand, never copied or pickled
+        state["_int8"] = state["_int8_state"] = None  # so is the int8 trunk (from the process cache)
         return state
 
     def __prepare_scriptable__(self):
         """``torch.jit.script(model)`` scripts an equivalent TorchScript-friendly module."""
+        if self.precision != "fp32":
+            raise RuntimeError(f"torch.jit.script needs precision='fp32' (this model: {self.precision!r})")
         return ScriptableLPIPS(self)
+
+    # ------------------------------------------------------------------ precision
+    def set_precision(self, precision: str, int8_config: P.Int8Config | None = None) -> "LPIPS":
+        """Change how the trunk runs ('fp32', 'bf16', 'int8'; see :mod:`.precision`); returns self."""
+        self.precision = P.parse_precision(precision)
+        if int8_config is not None:
+            self.int8_config = int8_config
+        self._effective, self._int8, self._int8_state = {}, None, None
+        return self
+
+    def effective_precision(self, device: torch.device | str | None = None) -> str:
+        """The precision that runs on ``device`` (default: the model's): ``precision``, or 'fp32'
+        where that mode would not be fast here (one :class:`~.precision.PrecisionFallbackWarning`)."""
+        if self.precision == "fp32":
+            return "fp32"
+        device = torch.device(device) if device is not None else self.scaling_layer.shift.device
+        mode = self._effective.get(device.type)
+        if mode is None:
+            mode = self._effective[device.type] = P.effective_precision(self.precision, device)
+        return mode
+
+    def prepare_precision(self, device: torch.device | str | None = None) -> str:
+        """Resolve the precision for ``device`` now (warning now, not at the first call) and, for
+        int8, build the quantised trunk now (before worker processes fork). Returns the mode."""
+        mode = self.effective_precision(device)
+        if mode == "int8":
+            self.int8_trunk()
+        return mode
+
+    def int8_trunk(self) -> P.Int8Trunk:
+        """The calibrated int8 version of this model's trunk (:func:`.precision.int8_trunk`): built
+        once per process and configuration, and again only when the trunk's weights change."""
+        state = P.weights_state(self.net)
+        if self._int8 is None or state != self._int8_state:
+            with torch.inference_mode(False):
+                self._int8 = P.int8_trunk(self.net, self.version, self.int8_config)
+            self._int8_state = state
+        return self._int8
 
     # ------------------------------------------------------------------ weights
     def load_linear_weights(self, path: str | os.PathLike) -> None:
@@ -233,6 +288,8 @@ class LPIPS(nn.Module):
         * ``baseline``: lpips=False (every channel weighted 1);
         * ``trunk:random`` or ``trunk:<file>``: a trunk other than ImageNet's;
         * ``spatial:on``, ``dtype:bf16`` / ``dtype:fp16``;
+        * ``precision:bf16`` / ``precision:int8`` (what ran: a precision that fell back to
+          fp32 adds nothing, the numbers being exact);
         * after a masked call, ``mask:hard`` or ``mask:soft``, and ``dropped:<taps>``
           (the signature describes the last call's mask).
 
@@ -254,6 +311,9 @@ class LPIPS(nn.Module):
             parts.append("spatial:on")
         if self.dtype != torch.float32:
             parts.append(f"dtype:{ {torch.bfloat16: 'bf16', torch.float16: 'fp16'}[self.dtype]}")
+        mode = self.effective_precision()
+        if mode != "fp32":
+            parts.append(f"precision:{mode}" + (self.int8_config.tag() if mode == "int8" else ""))
         if self.last_mask is not None:
             parts.extend(self.last_mask.signature_fields())
         parts.append(f"lpips_core:{__version__}")
@@ -286,7 +346,7 @@ class LPIPS(nn.Module):
             return False
         if self.channels_last is not None:
             return bool(self.channels_last)
-        return device.type == "cpu" or self.dtype != torch.float32
+        return device.type == "cpu" or self.dtype != torch.float32 or self.precision in ("bf16", "fp16")
 
     def _scale(self, x: torch.Tensor, normalize: bool) -> torch.Tensor:
         """Checked images -> trunk input: dtype, [0,1]->[-1,1] if ``normalize``, v0.1 scaling."""
@@ -302,8 +362,15 @@ class LPIPS(nn.Module):
         return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     def _taps(self, x: torch.Tensor):
-        """Trunk taps one stage at a time, in ``self.dtype`` (see :meth:`Trunk.iter_taps`)."""
-        return self.net.iter_taps(x, self.dtype)
+        """Trunk taps one stage at a time, in ``self.dtype`` (see :meth:`Trunk.iter_taps`).
+
+        The one branch on ``precision``: exact fp32 takes the trunk as it is; 'bf16' / 'int8'
+        take :func:`.precision.iter_taps` (autocast, or the calibrated int8 trunk).
+        """
+        mode = self.effective_precision(x.device)
+        if mode == "fp32":
+            return self.net.iter_taps(x, self.dtype)
+        return P.iter_taps(self, x, mode)
 
     def _dropout_active(self) -> bool:
         return self.lpips and self.training and any(
