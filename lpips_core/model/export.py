@@ -20,6 +20,7 @@ runs on an LPIPS model but changes nothing: LPIPS has no ``nn.Linear`` (its
 "linear" layers are 1x1 convolutions, and they are <0.1% of the work). Use
 :func:`quantize_dynamic` here instead.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,8 +45,13 @@ from .nets import MIN_INPUT_SIZE
 # onnxruntime (alex at 200x200 did; tests/test_playground.py checks that size).
 
 
-def export_onnx(model: LPIPS, path: str | os.PathLike, example_size: tuple[int, int] = (64, 64),
-                opset_version: int = 18, dynamic: bool = True) -> Path:
+def export_onnx(
+    model: LPIPS,
+    path: str | os.PathLike,
+    example_size: tuple[int, int] = (64, 64),
+    opset_version: int = 18,
+    dynamic: bool = True,
+) -> Path:
     """Write ``model``'s forward as an ONNX graph (inputs ``in0``, ``in1``; output ``distance``).
 
     Args:
@@ -74,9 +80,19 @@ def export_onnx(model: LPIPS, path: str | os.PathLike, example_size: tuple[int, 
     try:
         with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x0, x1), str(tmp), input_names=["in0", "in1"], output_names=["distance"],
-                              opset_version=opset_version, dynamo=True, dynamic_shapes=dynamic_shapes,
-                              external_data=False, verbose=False, optimize=False)
+            torch.onnx.export(
+                model,
+                (x0, x1),
+                str(tmp),
+                input_names=["in0", "in1"],
+                output_names=["distance"],
+                opset_version=opset_version,
+                dynamo=True,
+                dynamic_shapes=dynamic_shapes,
+                external_data=False,
+                verbose=False,
+                optimize=False,
+            )
     finally:
         model.train(was_training)
     return path
@@ -123,14 +139,26 @@ def export_distance_and_map(model: LPIPS, path: str | os.PathLike, opset_version
     low = MIN_INPUT_SIZE[model.pnet_type]
     size = max(low, 64)
     x0, x1 = torch.rand(1, 3, size, size) * 2 - 1, torch.rand(1, 3, size, size) * 2 - 1
-    axes = {0: torch.export.Dim("batch", min=1, max=64), 2: torch.export.Dim("height", min=low, max=8192),
-            3: torch.export.Dim("width", min=low, max=8192)}
+    axes = {
+        0: torch.export.Dim("batch", min=1, max=64),
+        2: torch.export.Dim("height", min=low, max=8192),
+        3: torch.export.Dim("width", min=low, max=8192),
+    }
     with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(graph, (x0, x1), str(tmp), input_names=["in0", "in1"],
-                          output_names=["distance", "map"], opset_version=opset_version, dynamo=True,
-                          dynamic_shapes={"in0": axes, "in1": axes}, external_data=False, verbose=False,
-                          optimize=False)
+        torch.onnx.export(
+            graph,
+            (x0, x1),
+            str(tmp),
+            input_names=["in0", "in1"],
+            output_names=["distance", "map"],
+            opset_version=opset_version,
+            dynamo=True,
+            dynamic_shapes={"in0": axes, "in1": axes},
+            external_data=False,
+            verbose=False,
+            optimize=False,
+        )
     return path
 
 
@@ -139,9 +167,14 @@ def export_distance_and_map(model: LPIPS, path: str | os.PathLike, opset_version
 BROWSER_MAX_SIDE = 1024
 
 
-def export_browser_models(out_dir: str | os.PathLike, nets: tuple[str, ...] = ("alex", "squeeze"),
-                          version: str = "0.1") -> dict:
+def export_browser_models(
+    out_dir: str | os.PathLike, nets: tuple[str, ...] = ("alex", "squeeze"), version: str = "0.1", int8: bool = False
+) -> dict:
     """Export the playground's fp32 graphs and a manifest (``models.json``) into ``out_dir``.
+
+    With ``int8``, each trunk also gets a calibrated static int8 graph (:func:`quantize_onnx_static`)
+    listed as ``<net>-int8`` (the page offers it like another trunk); its error and speed in
+    the browser are measured by ``benchmarks/bench_browser_int8.py``.
 
     A trunk whose pretrained weights are not available here is left out of the
     manifest with the reason (the page then offers only the others).
@@ -155,8 +188,13 @@ def export_browser_models(out_dir: str | os.PathLike, nets: tuple[str, ...] = ("
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    manifest: dict = {"version": version, "max_side": BROWSER_MAX_SIDE, "max_pixels": BROWSER_MAX_SIDE ** 2,
-                      "nets": {}, "missing": {}}
+    manifest: dict = {
+        "version": version,
+        "max_side": BROWSER_MAX_SIDE,
+        "max_pixels": BROWSER_MAX_SIDE**2,
+        "nets": {},
+        "missing": {},
+    }
     for net in nets:
         try:
             model = LPIPS(net=net, version=version, verbose=False)
@@ -164,8 +202,15 @@ def export_browser_models(out_dir: str | os.PathLike, nets: tuple[str, ...] = ("
             manifest["missing"][net] = str(err).splitlines()[0]
             continue
         path = export_distance_and_map(model, out / f"lpips_{net}.onnx")
-        manifest["nets"][net] = {"file": path.name, "min_side": MIN_INPUT_SIZE[net],
-                                 "bytes": path.stat().st_size}
+        manifest["nets"][net] = {"file": path.name, "min_side": MIN_INPUT_SIZE[net], "bytes": path.stat().st_size}
+        if int8:
+            qpath = quantize_onnx_static(path, out / f"lpips_{net}_int8.onnx")
+            manifest["nets"][f"{net}-int8"] = {
+                "file": qpath.name,
+                "min_side": MIN_INPUT_SIZE[net],
+                "bytes": qpath.stat().st_size,
+                "precision": "int8",
+            }
     with atomic_path(out / "models.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -190,8 +235,10 @@ def onnx_session(path: str | os.PathLike, threads: Optional[int] = None):
 
 def onnx_distance(session, in0: torch.Tensor, in1: torch.Tensor) -> torch.Tensor:
     """Run an exported LPIPS graph: (N, 3, H, W) float32 tensors in [-1, 1] -> (N, 1, 1, 1)."""
-    feeds = {"in0": in0.detach().float().contiguous().cpu().numpy(),
-             "in1": in1.detach().float().contiguous().cpu().numpy()}
+    feeds = {
+        "in0": in0.detach().float().contiguous().cpu().numpy(),
+        "in1": in1.detach().float().contiguous().cpu().numpy(),
+    }
     return torch.from_numpy(session.run(None, feeds)[0])
 
 
@@ -213,6 +260,69 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     try:
         with atomic_path(dst, suffix=".onnx") as tmp:
             ort_quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8)
+    finally:
+        logging.getLogger().removeFilter(hint)
+    return dst
+
+
+def quantize_onnx_static(
+    src: str | os.PathLike, dst: str | os.PathLike, n_images: int = 32, size: int = 128, keep_first_conv: bool = True
+) -> Path:
+    """Calibrated static int8 quantisation of an exported LPIPS graph with onnxruntime (QDQ format).
+
+    The same recipe as :class:`~lpips_core.model.precision.Int8Trunk`: int8 weights with one scale
+    per output channel, uint8 activations with ranges observed on
+    :func:`~lpips_core.model.precision.calibration_images` (pairs: a crop and its distorted
+    version), only the convolutions quantised, the first convolution left float32
+    (``keep_first_conv``), and no requantisation of a convolution's output, so the taps reach
+    the float32 normalisation unrounded. Works on graphs with inputs ``in0``, ``in1``
+    (:func:`export_onnx`, :func:`export_distance_and_map`).
+
+    Returns:
+        the path written (atomically).
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from .precision import calibration_images
+
+    images = calibration_images(n_images, size).numpy()
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(
+                [{"in0": images[i : i + 1], "in1": images[i + 1 : i + 2]} for i in range(0, len(images) - 1, 2)]
+            )
+
+        def get_next(self):
+            return next(self.items, None)
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    convs = [node.name for node in graph.node if node.op_type == "Conv"]
+    dst = Path(dst)
+    hint = _DropOrtPreprocessHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        with atomic_path(dst, suffix=".onnx") as tmp:
+            quantize_static(
+                str(src),
+                str(tmp),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["Conv"],
+                calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=convs[:1] if keep_first_conv else [],
+                extra_options={"OpTypesToExcludeOutputQuantization": ["Conv"]},
+            )
     finally:
         logging.getLogger().removeFilter(hint)
     return dst
@@ -251,6 +361,7 @@ def quantize_dynamic(model: LPIPS, dtype: torch.dtype = torch.qint8) -> LPIPS:
     qmodel.channels_last = False  # quantized convolutions take NCHW float input
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        qmodel.net = ao_quantize_dynamic(qmodel.net, {nn.Conv2d: default_dynamic_qconfig},
-                                         dtype=dtype, mapping={nn.Conv2d: nnqd.Conv2d})
+        qmodel.net = ao_quantize_dynamic(
+            qmodel.net, {nn.Conv2d: default_dynamic_qconfig}, dtype=dtype, mapping={nn.Conv2d: nnqd.Conv2d}
+        )
     return qmodel

@@ -1,4 +1,5 @@
 """Functional LPIPS: ``distance(img0, img1)`` with a cached, frozen model per (net, version, device)."""
+
 from __future__ import annotations
 
 import functools
@@ -8,21 +9,31 @@ import torch
 from . import checks
 from .lpips import LPIPS
 from .nets import canonical_net
+from .precision import parse_precision
 from .versions import canonical_version
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_model(net: str, version: str, device: str) -> LPIPS:
+def _cached_model(net: str, version: str, device: str, precision: str = "fp32") -> LPIPS:
     # Reused by later calls that may need input gradients: never build it as
     # inference tensors, even when the first call comes from inside torch.inference_mode.
     with torch.inference_mode(False):
-        return LPIPS(net=net, version=version).to(device).eval().requires_grad_(False)
+        return LPIPS(net=net, version=version, precision=precision).to(device).eval().requires_grad_(False)
 
 
-def distance(img0: torch.Tensor, img1: torch.Tensor, net: str = "alex", version: str = "0.1",
-             normalize: bool = False, device: str | torch.device | None = None, *,
-             input_range: str | tuple | None = None, mask: torch.Tensor | None = None,
-             mask_mode: str = "hard") -> torch.Tensor:
+def distance(
+    img0: torch.Tensor,
+    img1: torch.Tensor,
+    net: str = "alex",
+    version: str = "0.1",
+    normalize: bool = False,
+    device: str | torch.device | None = None,
+    *,
+    input_range: str | tuple | None = None,
+    mask: torch.Tensor | None = None,
+    mask_mode: str = "hard",
+    precision: str = "fp32",
+) -> torch.Tensor:
     """Functional LPIPS: ``(N,)`` distances between two image batches.
 
     The model is built once per (net, version, device) and reused; its weights
@@ -36,6 +47,8 @@ def distance(img0: torch.Tensor, img1: torch.Tensor, net: str = "alex", version:
         input_range: '-1,1' (default; all-non-negative inputs then warn once per call
             site), '0,1' (= ``normalize=True``) or '0,255' (8-bit, uint8 accepted).
         mask, mask_mode: masked LPIPS (see :meth:`LPIPS.forward` and :mod:`.masks`).
+        precision: 'fp32' (exact, default), 'bf16' or 'int8' (see :mod:`.precision`; each
+            (net, version, device, precision) has its own cached model).
     Returns:
         (N,) tensor of distances.
     Raises:
@@ -47,7 +60,7 @@ def distance(img0: torch.Tensor, img1: torch.Tensor, net: str = "alex", version:
             continue  # integer images are checked after the '0,255' conversion
         checks.check_device(checks.as_image_batch(x, name), name)
     device = checks.as_device(device) if device is not None else img0.device
-    model = _cached_model(net, canonical_version(version), str(device))
+    model = _cached_model(net, canonical_version(version), str(device), parse_precision(precision))
     rng = model._range(input_range, normalize)
     img0, img1 = model._check_inputs(rng, ("img0", img0.to(device)), ("img1", img1.to(device)))
     if mask is not None:

@@ -23,6 +23,7 @@ Two routes compute it, with the same kernels (:mod:`.kernels`):
 Feature reuse (``one_to_many``, ``embed``, ``pairwise``) lives in :mod:`.reuse`;
 ``torch.jit.script(model)`` scripts the twin of :mod:`.scriptable`.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,6 +35,7 @@ import torch.nn as nn
 from ..version import __version__
 from . import checks, fast, masks, reuse
 from . import kernels as K
+from . import precision as P
 from .nets import canonical_net
 from .ranges import InputRange, parse_input_range, resolve
 from .scriptable import ScriptableLPIPS
@@ -111,6 +113,12 @@ class LPIPS(nn.Module):
             uint8 tensors accepted). Left at None (= '-1,1' unconfirmed), inputs
             that are all non-negative get one :class:`~.checks.ZeroOneRangeWarning`
             per call site; passing '-1,1' confirms the range and silences it.
+        precision: how the trunk runs (:mod:`.precision`): 'fp32' (exact, default),
+            'bf16' (where bf16 units exist: AMX/AVX512_BF16, GPUs; elsewhere one
+            :class:`~.precision.PrecisionFallbackWarning` and exact fp32) or 'int8'
+            (calibrated static int8 on x86 CPUs, built once per process). Distances
+            always accumulate in float32; each mode's measured error is its contract
+            (``results/precision/contract.md``).
 
     Every result can be traced to how it was computed with :meth:`signature`.
 
@@ -122,19 +130,31 @@ class LPIPS(nn.Module):
         torch.Size([2, 1, 1, 1])
     """
 
-    def __init__(self, pretrained: bool = True, net: str = "alex", version: str = "0.1",
-                 lpips: bool = True, spatial: bool = False, pnet_rand: bool = False,
-                 pnet_tune: bool = False, use_dropout: bool = True,
-                 model_path: str | os.PathLike | None = None, eval_mode: bool = True,
-                 verbose: bool = False, *, channels_last: bool | None = None,
-                 compile: bool = False, dtype: torch.dtype = torch.float32,
-                 input_range: str | tuple | None = None):
+    def __init__(
+        self,
+        pretrained: bool = True,
+        net: str = "alex",
+        version: str = "0.1",
+        lpips: bool = True,
+        spatial: bool = False,
+        pnet_rand: bool = False,
+        pnet_tune: bool = False,
+        use_dropout: bool = True,
+        model_path: str | os.PathLike | None = None,
+        eval_mode: bool = True,
+        verbose: bool = False,
+        *,
+        channels_last: bool | None = None,
+        compile: bool = False,
+        dtype: torch.dtype = torch.float32,
+        input_range: str | tuple | None = None,
+        precision: str = "fp32",
+    ):
         super().__init__()
         self.pnet_type = canonical_net(net)
         version = canonical_version(version)
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            raise ValueError(f"dtype={dtype} is not supported; choose torch.float32, "
-                             f"torch.bfloat16 or torch.float16")
+            raise ValueError(f"dtype={dtype} is not supported; choose torch.float32, torch.bfloat16 or torch.float16")
         self.version = version
         self.pnet_tune = pnet_tune
         self.pnet_rand = pnet_rand
@@ -144,6 +164,16 @@ class LPIPS(nn.Module):
         self.compile = compile
         self.dtype = dtype
         self.input_range: InputRange = parse_input_range(input_range)
+        self.precision = P.parse_precision(precision)
+        if compile and self.precision == "int8":
+            raise ValueError(
+                "compile=True works with precision 'fp32', 'bf16' or 'fp16', not 'int8' "
+                "(the int8 trunk calls oneDNN's int8 kernels directly)"
+            )
+        self.int8_config: P.Int8Config = P.DEFAULT_INT8
+        self._effective: dict[str, str] = {}  # device type -> the precision that runs there
+        self._int8: P.Int8Trunk | None = None
+        self._int8_state: tuple | None = None
         # what the signature names: the linear weights' origin (the shipped v0.x, a file, or
         # 'custom': set by the caller, e.g. trained in memory) and the trunk's (loading.py sets both)
         self.weights_source = "custom"
@@ -156,8 +186,10 @@ class LPIPS(nn.Module):
         self._range_warned = False
         self._compiled_core = None
         if verbose:
-            print(f"Setting up [{'LPIPS' if lpips else 'baseline'}] perceptual loss: trunk "
-                  f"[{self.pnet_type}], v[{version}], spatial [{'on' if spatial else 'off'}]")
+            print(
+                f"Setting up [{'LPIPS' if lpips else 'baseline'}] perceptual loss: trunk "
+                f"[{self.pnet_type}], v[{version}], spatial [{'on' if spatial else 'off'}]"
+            )
 
         if lpips:
             lins = [NetLinLayer(c, use_dropout=use_dropout) for c in self.chns]
@@ -177,11 +209,52 @@ class LPIPS(nn.Module):
     def __getstate__(self):
         state = super().__getstate__()
         state["_compiled_core"] = None  # compiled code is rebuilt on demand, never copied or pickled
+        state["_int8"] = state["_int8_state"] = None  # so is the int8 trunk (from the process cache)
         return state
 
     def __prepare_scriptable__(self):
         """``torch.jit.script(model)`` scripts an equivalent TorchScript-friendly module."""
+        if self.precision != "fp32":
+            raise RuntimeError(f"torch.jit.script needs precision='fp32' (this model: {self.precision!r})")
         return ScriptableLPIPS(self)
+
+    # ------------------------------------------------------------------ precision
+    def set_precision(self, precision: str, int8_config: P.Int8Config | None = None) -> LPIPS:
+        """Change how the trunk runs ('fp32', 'bf16', 'int8'; see :mod:`.precision`); returns self."""
+        self.precision = P.parse_precision(precision)
+        if int8_config is not None:
+            self.int8_config = int8_config
+        self._effective, self._int8, self._int8_state = {}, None, None
+        return self
+
+    def effective_precision(self, device: torch.device | str | None = None) -> str:
+        """The precision that runs on ``device`` (default: the model's): ``precision``, or 'fp32'
+        where that mode would not be fast here (one :class:`~.precision.PrecisionFallbackWarning`)."""
+        if self.precision == "fp32":
+            return "fp32"
+        device = torch.device(device) if device is not None else self.scaling_layer.shift.device
+        mode = self._effective.get(device.type)
+        if mode is None:
+            mode = self._effective[device.type] = P.effective_precision(self.precision, device)
+        return mode
+
+    def prepare_precision(self, device: torch.device | str | None = None) -> str:
+        """Resolve the precision for ``device`` now (warning now, not at the first call) and, for
+        int8, build the quantised trunk now (before worker processes fork). Returns the mode."""
+        mode = self.effective_precision(device)
+        if mode == "int8":
+            self.int8_trunk()
+        return mode
+
+    def int8_trunk(self) -> P.Int8Trunk:
+        """The calibrated int8 version of this model's trunk (:func:`.precision.int8_trunk`): built
+        once per process and configuration, and again only when the trunk's weights change."""
+        state = P.weights_state(self.net)
+        if self._int8 is None or state != self._int8_state:
+            with torch.inference_mode(False):
+                self._int8 = P.int8_trunk(self.net, self.version, self.int8_config)
+            self._int8_state = state
+        return self._int8
 
     # ------------------------------------------------------------------ weights
     def load_linear_weights(self, path: str | os.PathLike) -> None:
@@ -192,24 +265,31 @@ class LPIPS(nn.Module):
         """
         state = load_linear_state(path)
         for k, lin in enumerate(self.lins):
-            candidates = [f"lin{k}.model.1.weight", f"lin{k}.model.0.weight",
-                          f"lins.{k}.model.1.weight", f"lins.{k}.model.0.weight"]
+            candidates = [
+                f"lin{k}.model.1.weight",
+                f"lin{k}.model.0.weight",
+                f"lins.{k}.model.1.weight",
+                f"lins.{k}.model.0.weight",
+            ]
             key = next((c for c in candidates if c in state), None)
             if key is None:
-                raise ValueError(f"{path}: no weights for layer {k} (expected key 'lin{k}.model.1.weight'); "
-                                 f"is this an LPIPS linear-weights file for net='{self.pnet_type}'?")
+                raise ValueError(
+                    f"{path}: no weights for layer {k} (expected key 'lin{k}.model.1.weight'); "
+                    f"is this an LPIPS linear-weights file for net='{self.pnet_type}'?"
+                )
             weight = state[key]
             if weight.shape != lin.conv.weight.shape:
-                raise ValueError(f"{path}: layer {k} weights have shape {tuple(weight.shape)}, "
-                                 f"net='{self.pnet_type}' needs {tuple(lin.conv.weight.shape)}")
+                raise ValueError(
+                    f"{path}: layer {k} weights have shape {tuple(weight.shape)}, "
+                    f"net='{self.pnet_type}' needs {tuple(lin.conv.weight.shape)}"
+                )
             with torch.no_grad():
                 lin.conv.weight.copy_(weight)
         self.weights_source = os.path.basename(str(path))
 
     def linear_state_dict(self) -> dict[str, torch.Tensor]:
         """The linear weights under the reference's keys (``lin<k>.model.1.weight``)."""
-        return {f"lin{k}.model.1.weight": lin.conv.weight.detach().clone()
-                for k, lin in enumerate(self.lins)}
+        return {f"lin{k}.model.1.weight": lin.conv.weight.detach().clone() for k, lin in enumerate(self.lins)}
 
     def channel_weights(self, k: int, like: torch.Tensor) -> torch.Tensor:
         """(C_k,) weights of layer k (all ones for the lpips=False baseline), in ``like``'s dtype.
@@ -232,6 +312,8 @@ class LPIPS(nn.Module):
         * ``baseline``: lpips=False (every channel weighted 1);
         * ``trunk:random`` or ``trunk:<file>``: a trunk other than ImageNet's;
         * ``spatial:on``, ``dtype:bf16`` / ``dtype:fp16``;
+        * ``precision:bf16`` / ``precision:int8`` (what ran: a precision that fell back to
+          fp32 adds nothing, the numbers being exact);
         * after a masked call, ``mask:hard`` or ``mask:soft``, and ``dropped:<taps>``
           (the signature describes the last call's mask).
 
@@ -241,8 +323,7 @@ class LPIPS(nn.Module):
             input_range: the range of the call being described (default: the model's).
         """
         rng = parse_input_range(input_range) if input_range is not None else self.input_range
-        parts = ["lpips", f"net:{self.pnet_type}", f"v:{self.version}", f"range:{rng.name}",
-                 f"size:{size}"]
+        parts = ["lpips", f"net:{self.pnet_type}", f"v:{self.version}", f"range:{rng.name}", f"size:{size}"]
         if not self.lpips:
             parts.append("baseline")
         elif self.weights_source != f"v{self.version}":
@@ -252,7 +333,10 @@ class LPIPS(nn.Module):
         if self.spatial:
             parts.append("spatial:on")
         if self.dtype != torch.float32:
-            parts.append(f"dtype:{ {torch.bfloat16: 'bf16', torch.float16: 'fp16'}[self.dtype]}")
+            parts.append(f"dtype:{ {torch.bfloat16: 'bf16', torch.float16: 'fp16'}[self.dtype] }")
+        mode = self.effective_precision()
+        if mode != "fp32":
+            parts.append(f"precision:{mode}" + (self.int8_config.tag() if mode == "int8" else ""))
         if self.last_mask is not None:
             parts.extend(self.last_mask.signature_fields())
         parts.append(f"lpips_core:{__version__}")
@@ -285,7 +369,7 @@ class LPIPS(nn.Module):
             return False
         if self.channels_last is not None:
             return bool(self.channels_last)
-        return device.type == "cpu" or self.dtype != torch.float32
+        return device.type == "cpu" or self.dtype != torch.float32 or self.precision in ("bf16", "fp16")
 
     def _scale(self, x: torch.Tensor, normalize: bool) -> torch.Tensor:
         """Checked images -> trunk input: dtype, [0,1]->[-1,1] if ``normalize``, v0.1 scaling."""
@@ -296,17 +380,30 @@ class LPIPS(nn.Module):
 
     def _trunk_input(self, images: Sequence[torch.Tensor], normalize: bool, channels_last: bool) -> torch.Tensor:
         """Scaled images concatenated along the batch, in the trunk's memory format."""
-        x = torch.cat([self._scale(im, normalize) for im in images]) if len(images) > 1 \
+        x = (
+            torch.cat([self._scale(im, normalize) for im in images])
+            if len(images) > 1
             else self._scale(images[0], normalize)
+        )
         return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     def _taps(self, x: torch.Tensor):
-        """Trunk taps one stage at a time, in ``self.dtype`` (see :meth:`Trunk.iter_taps`)."""
-        return self.net.iter_taps(x, self.dtype)
+        """Trunk taps one stage at a time, in ``self.dtype`` (see :meth:`Trunk.iter_taps`).
+
+        The one branch on ``precision``: exact fp32 takes the trunk as it is; 'bf16' / 'int8'
+        take :func:`.precision.iter_taps` (autocast, or the calibrated int8 trunk).
+        """
+        mode = self.effective_precision(x.device)
+        if mode == "fp32":
+            return self.net.iter_taps(x, self.dtype)
+        return P.iter_taps(self, x, mode)
 
     def _dropout_active(self) -> bool:
-        return self.lpips and self.training and any(
-            isinstance(m, nn.Dropout) and m.p > 0 for lin in self.lins for m in lin.model)
+        return (
+            self.lpips
+            and self.training
+            and any(isinstance(m, nn.Dropout) and m.p > 0 for lin in self.lins for m in lin.model)
+        )
 
     def _needs_reference_route(self, *inputs: torch.Tensor) -> bool:
         """True when autograd must record (grad mode on and an input or a parameter requires grad),
@@ -330,8 +427,9 @@ class LPIPS(nn.Module):
             return K.upsample(weighted.view(n, 1, h, w), out_hw)
         return weighted.mean(1).view(n, 1, 1, 1)
 
-    def _layer_distance(self, k: int, f0: torch.Tensor, f1: torch.Tensor, out_hw: Sequence[int] | None,
-                        overwrite: bool = False) -> torch.Tensor:
+    def _layer_distance(
+        self, k: int, f0: torch.Tensor, f1: torch.Tensor, out_hw: Sequence[int] | None, overwrite: bool = False
+    ) -> torch.Tensor:
         """Layer-k distance from unit features (batches of 1 broadcast).
 
         Args:
@@ -368,13 +466,23 @@ class LPIPS(nn.Module):
             return self._fused_core(self._trunk_input([in0, in1], normalize, cl), n)
         taps0 = self._taps(self._trunk_input([in0], normalize, cl))  # a batch of 1 against N
         taps1 = self._taps(self._trunk_input([in1], normalize, cl))
-        return [self._layer_distance(k, K.unit_features(t0), K.unit_features(t1), in0.shape[2:])
-                for k, (t0, t1) in enumerate(zip(taps0, taps1))]
+        return [
+            self._layer_distance(k, K.unit_features(t0), K.unit_features(t1), in0.shape[2:])
+            for k, (t0, t1) in enumerate(zip(taps0, taps1))
+        ]
 
     # ------------------------------------------------------------------ forward
-    def forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool = False,
-                normalize: bool = False, *, input_range: str | tuple | None = None,
-                mask: torch.Tensor | None = None, mask_mode: str = "hard"):
+    def forward(
+        self,
+        in0: torch.Tensor,
+        in1: torch.Tensor,
+        retPerLayer: bool = False,
+        normalize: bool = False,
+        *,
+        input_range: str | tuple | None = None,
+        mask: torch.Tensor | None = None,
+        mask_mode: str = "hard",
+    ):
         """Distance between two image batches.
 
         Args:
@@ -442,9 +550,13 @@ class LPIPS(nn.Module):
             inp = self._trunk_input([x], normalize, cl) if grad else fast.trunk_input(self, [x], normalize, cl)
             return [K.unit_features(t).contiguous() for t in self._taps(inp)]
 
-    def distance_from_features(self, feats0: list[torch.Tensor], feats1: list[torch.Tensor],
-                               out_hw: Sequence[int] | None = None,
-                               retPerLayer: bool = False):
+    def distance_from_features(
+        self,
+        feats0: list[torch.Tensor],
+        feats1: list[torch.Tensor],
+        out_hw: Sequence[int] | None = None,
+        retPerLayer: bool = False,
+    ):
         """Distance between two sets of ``features()`` outputs (batches broadcast as in ``forward``).
 
         Args:
@@ -457,8 +569,10 @@ class LPIPS(nn.Module):
         if self.spatial and out_hw is None:
             raise ValueError("distance_from_features needs out_hw=(H, W) when spatial=True")
         if len(feats0) != self.L or len(feats1) != self.L:
-            raise ValueError(f"expected {self.L} feature maps per image for net='{self.pnet_type}', "
-                             f"got {len(feats0)} and {len(feats1)}")
+            raise ValueError(
+                f"expected {self.L} feature maps per image for net='{self.pnet_type}', "
+                f"got {len(feats0)} and {len(feats1)}"
+            )
         layers = []
         for k, (f0, f1) in enumerate(zip(feats0, feats1)):
             if not (K.is_channels_last(f0) and f1.is_contiguous(memory_format=torch.channels_last)):
@@ -468,8 +582,9 @@ class LPIPS(nn.Module):
         return (total, layers) if retPerLayer else total
 
     # ------------------------------------------------------------------ reuse across comparisons
-    def one_to_many(self, ref: torch.Tensor, images: torch.Tensor, normalize: bool = False,
-                    chunk_size: int = 64) -> torch.Tensor:
+    def one_to_many(
+        self, ref: torch.Tensor, images: torch.Tensor, normalize: bool = False, chunk_size: int = 64
+    ) -> torch.Tensor:
         """Distances from one reference image to each of many images (see :func:`.reuse.one_to_many`)."""
         return reuse.one_to_many(self, ref, images, normalize, chunk_size)
 
