@@ -29,7 +29,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -47,7 +47,7 @@ from .nets import MIN_INPUT_SIZE
 
 def export_onnx(
     model: LPIPS,
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     example_size: tuple[int, int] = (64, 64),
     opset_version: int = 18,
     dynamic: bool = True,
@@ -116,7 +116,8 @@ class DistanceAndMap(nn.Module):
     def forward(self, in0: torch.Tensor, in1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, h, w = in0.shape[0], in0.shape[2], in0.shape[3]
         feats = self.model.features(torch.cat([in0, in1]))  # one trunk call, unit features
-        distance, spatial = None, None
+        distance: torch.Tensor | None = None
+        spatial: torch.Tensor | None = None
         for k, f in enumerate(feats):
             weights = self.model.channel_weights(k, f).view(1, -1, 1, 1)
             layer = ((f[:n] - f[n:]).square() * weights).sum(1, keepdim=True)  # (N, 1, h_k, w_k)
@@ -124,10 +125,11 @@ class DistanceAndMap(nn.Module):
             up = F.interpolate(layer, size=(h, w), mode="bilinear", align_corners=False)
             distance = mean if distance is None else distance + mean
             spatial = up if spatial is None else spatial + up
+        assert distance is not None and spatial is not None  # every trunk has taps
         return distance, spatial
 
 
-def export_distance_and_map(model: LPIPS, path: str | os.PathLike, opset_version: int = 18) -> Path:
+def export_distance_and_map(model: LPIPS, path: str | os.PathLike[str], opset_version: int = 18) -> Path:
     """Write :class:`DistanceAndMap` of ``model`` as ONNX (inputs ``in0``, ``in1``; outputs
     ``distance`` (N, 1, 1, 1) and ``map`` (N, 1, H, W)); batch, height and width are free.
 
@@ -168,8 +170,11 @@ BROWSER_MAX_SIDE = 1024
 
 
 def export_browser_models(
-    out_dir: str | os.PathLike, nets: tuple[str, ...] = ("alex", "squeeze"), version: str = "0.1", int8: bool = False
-) -> dict:
+    out_dir: str | os.PathLike[str],
+    nets: tuple[str, ...] = ("alex", "squeeze"),
+    version: str = "0.1",
+    int8: bool = False,
+) -> dict[str, Any]:
     """Export the playground's fp32 graphs and a manifest (``models.json``) into ``out_dir``.
 
     With ``int8``, each trunk also gets a calibrated static int8 graph (:func:`quantize_onnx_static`)
@@ -188,7 +193,7 @@ def export_browser_models(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    manifest: dict = {
+    manifest: dict[str, Any] = {
         "version": version,
         "max_side": BROWSER_MAX_SIDE,
         "max_pixels": BROWSER_MAX_SIDE**2,
@@ -216,7 +221,7 @@ def export_browser_models(
     return manifest
 
 
-def onnx_session(path: str | os.PathLike, threads: Optional[int] = None):
+def onnx_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
     """An onnxruntime CPU session for an exported LPIPS graph.
 
     Args:
@@ -233,7 +238,7 @@ def onnx_session(path: str | os.PathLike, threads: Optional[int] = None):
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def onnx_distance(session, in0: torch.Tensor, in1: torch.Tensor) -> torch.Tensor:
+def onnx_distance(session: Any, in0: torch.Tensor, in1: torch.Tensor) -> torch.Tensor:
     """Run an exported LPIPS graph: (N, 3, H, W) float32 tensors in [-1, 1] -> (N, 1, 1, 1)."""
     feeds = {
         "in0": in0.detach().float().contiguous().cpu().numpy(),
@@ -242,7 +247,7 @@ def onnx_distance(session, in0: torch.Tensor, in1: torch.Tensor) -> torch.Tensor
     return torch.from_numpy(session.run(None, feeds)[0])
 
 
-def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+def quantize_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Dynamic int8 quantisation of an exported LPIPS graph with onnxruntime.
 
     Convolution and MatMul weights become int8 constants; activations are
@@ -266,7 +271,11 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
 
 def quantize_onnx_static(
-    src: str | os.PathLike, dst: str | os.PathLike, n_images: int = 32, size: int = 128, keep_first_conv: bool = True
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    n_images: int = 32,
+    size: int = 128,
+    keep_first_conv: bool = True,
 ) -> Path:
     """Calibrated static int8 quantisation of an exported LPIPS graph with onnxruntime (QDQ format).
 
@@ -295,12 +304,12 @@ def quantize_onnx_static(
     images = calibration_images(n_images, size).numpy()
 
     class Reader(CalibrationDataReader):
-        def __init__(self):
+        def __init__(self) -> None:
             self.items = iter(
                 [{"in0": images[i : i + 1], "in1": images[i + 1 : i + 2]} for i in range(0, len(images) - 1, 2)]
             )
 
-        def get_next(self):
+        def get_next(self) -> dict[str, Any] | None:
             return next(self.items, None)
 
     graph = onnx.load(str(src), load_external_data=False).graph
@@ -361,7 +370,7 @@ def quantize_dynamic(model: LPIPS, dtype: torch.dtype = torch.qint8) -> LPIPS:
     qmodel.channels_last = False  # quantized convolutions take NCHW float input
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        qmodel.net = ao_quantize_dynamic(
+        qmodel.net = ao_quantize_dynamic(  # type: ignore[no-untyped-call]  # unannotated in torch
             qmodel.net, {nn.Conv2d: default_dynamic_qconfig}, dtype=dtype, mapping={nn.Conv2d: nnqd.Conv2d}
         )
     return qmodel

@@ -30,8 +30,8 @@ def is_traced() -> bool:
     """True while torch.jit.trace, torch.export / ONNX export or torch.compile trace the model."""
     # torch.jit.is_tracing is defined without annotations in torch
     return bool(
-        torch.jit.is_tracing()
-        or torch.compiler.is_compiling()  # type: ignore[no-untyped-call]
+        torch.jit.is_tracing()  # type: ignore[no-untyped-call]
+        or torch.compiler.is_compiling()
         or torch.compiler.is_exporting()
         or torch.onnx.is_in_onnx_export()
     )

@@ -49,9 +49,10 @@ import json
 import platform
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -59,6 +60,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import kernels as K
+
+if TYPE_CHECKING:
+    from .lpips import LPIPS
+    from .trunk import Trunk
 
 #: The precisions a model can be asked for ("fp16" only runs on GPUs).
 PRECISIONS = ("fp32", "bf16", "int8", "fp16")
@@ -104,15 +109,25 @@ def bf16_native(device: torch.device) -> bool:
     return False
 
 
-def _qconv_op():
+def _qconv_op() -> Callable[..., torch.Tensor] | None:
     """oneDNN's int8 convolution with fused post-ops (name changed across PyTorch releases), or None."""
     ops = torch.ops.onednn
     for name in ("qconv_pointwise", "qconv2d_pointwise"):
         try:
-            return getattr(ops, name).default
+            op: Callable[..., torch.Tensor] = getattr(ops, name).default
+            return op
         except (AttributeError, RuntimeError):
             continue
     return None
+
+
+def _qconv(*args: Any) -> torch.Tensor:
+    """Call oneDNN's int8 convolution (only reached after :func:`int8_support` said yes)."""
+    op = _qconv_op()
+    if op is None:
+        raise RuntimeError("this PyTorch build has no oneDNN int8 convolution (torch.ops.onednn.qconv_pointwise)")
+    out: torch.Tensor = op(*args)
+    return out
 
 
 def int8_support(device: torch.device) -> tuple[bool, str]:
@@ -123,7 +138,8 @@ def int8_support(device: torch.device) -> tuple[bool, str]:
         )
     if platform.machine().lower() not in ("x86_64", "amd64", "x64"):
         return False, f"int8 runs on x86-64 CPUs only (oneDNN); this is {platform.machine()}"
-    if not torch.backends.mkldnn.is_available() or _qconv_op() is None:
+    mkldnn = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]  # unannotated in torch
+    if not mkldnn or _qconv_op() is None:
         return False, "this PyTorch build has no oneDNN int8 convolution (torch.ops.onednn.qconv_pointwise)"
     return True, ""
 
@@ -207,7 +223,7 @@ def calibration_images(n: int = 64, size: int = 160, seed: int = 0) -> torch.Ten
         img = load_photo(CALIBRATION_PHOTOS[i % len(CALIBRATION_PHOTOS)])
         scale = rng.uniform(1.0, 2.0) * size / min(img.shape[:2])
         h, w = (max(size, int(round(d * scale))) for d in img.shape[:2])
-        img = np.asarray(Image.fromarray(img).resize((w, h), Image.BICUBIC))
+        img = np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BICUBIC))
         y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
         crop = np.ascontiguousarray(img[y : y + size, x : x + size])
         if i % 2:
@@ -269,9 +285,9 @@ class QConv:
         self.stride, self.padding = list(conv.stride), list(conv.padding)
         self.dilation, self.groups = list(conv.dilation), conv.groups
         self.in_scale, self.in_zp = float(in_scale), int(in_zp)
-        self._packed = None
+        self._packed: torch.Tensor | None = None
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_packed"] = None  # oneDNN's packed weight is rebuilt in each process
         return state
@@ -293,45 +309,13 @@ class QConv:
 
     def __call__(self, x: torch.Tensor, out_scale: float | None = None, out_zp: int = 0) -> torch.Tensor:
         """(N, C, H, W) uint8 (channels-last) -> relu(conv): float32, or uint8 at ``out_scale``."""
-        if out_scale is None:
-            return _qconv_op()(
-                x,
-                self.in_scale,
-                self.in_zp,
-                self.packed(),
-                self.w_scales,
-                self.w_zps,
-                self.bias,
-                self.stride,
-                self.padding,
-                self.dilation,
-                self.groups,
-                1.0,
-                0,
-                torch.float32,
-                "relu",
-                [],
-                "",
-            )
-        return _qconv_op()(
-            x,
-            self.in_scale,
-            self.in_zp,
-            self.packed(),
-            self.w_scales,
-            self.w_zps,
-            self.bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            out_scale,
-            out_zp,
-            torch.uint8,
-            "relu",
-            [],
-            "",
-        )
+        out_dtype = torch.float32 if out_scale is None else torch.uint8
+        scale = 1.0 if out_scale is None else out_scale
+        zp = 0 if out_scale is None else out_zp
+        return _qconv(
+            x, self.in_scale, self.in_zp, self.packed(), self.w_scales, self.w_zps, self.bias,
+            self.stride, self.padding, self.dilation, self.groups, scale, zp, out_dtype, "relu", [], "",
+        )  # fmt: skip
 
 
 class FirstQConv:
@@ -358,10 +342,10 @@ class FirstQConv:
         folded = nn.Conv2d(
             conv.in_channels,
             conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
+            conv.kernel_size,  # type: ignore[arg-type]  # a Conv2d's own tuples, typed tuple[int, ...]
+            conv.stride,  # type: ignore[arg-type]
+            conv.padding,  # type: ignore[arg-type]
+            conv.dilation,  # type: ignore[arg-type]
             conv.groups,
             bias=False,
         )
@@ -373,7 +357,7 @@ class FirstQConv:
         self.stride, self.padding = conv.stride, conv.padding
         self._maps: dict[tuple[int, int], torch.Tensor] = {}
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_maps"] = {}
         return state
@@ -392,25 +376,11 @@ class FirstQConv:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) trunk input (scaled, float32) -> relu(conv(x)) float32."""
         u = quantize(torch.addcmul(self.pre_b, x, self.pre_a), 1.0, 0)  # the 8-bit values, channels-last
-        out = _qconv_op()(
-            u,
-            1.0,
-            128,
-            self.q.packed(),
-            self.q.w_scales,
-            self.q.w_zps,
-            None,
-            self.q.stride,
-            self.q.padding,
-            self.q.dilation,
-            self.q.groups,
-            1.0,
-            0,
-            torch.float32,
-            "none",
-            [],
-            "",
-        )
+        q = self.q
+        out = _qconv(
+            u, 1.0, 128, q.packed(), q.w_scales, q.w_zps, None,
+            q.stride, q.padding, q.dilation, q.groups, 1.0, 0, torch.float32, "none", [], "",
+        )  # fmt: skip
         return out.add_(self.constant_map(x.shape[2], x.shape[3])).relu_()
 
 
@@ -453,6 +423,11 @@ def _float(x: torch.Tensor | _Q) -> torch.Tensor:
     return x.float() if isinstance(x, _Q) else x
 
 
+#: One step of an :class:`Int8Trunk` stage: ('conv', QConv | FirstQConv | nn.Conv2d),
+#: ('pool', nn.MaxPool2d) or ('fire', (QConv, QConv, QConv)).
+Step = tuple[str, Any]
+
+
 class Int8Trunk:
     """An LPIPS trunk whose convolutions run in int8 (see the module docstring); yields float32 taps.
 
@@ -461,12 +436,12 @@ class Int8Trunk:
     followed by its ReLU (fused into the int8 kernel).
     """
 
-    def __init__(self, stages: list[list[tuple[str, object]]], config: Int8Config, key: str):
+    def __init__(self, stages: list[list[Step]], config: Int8Config, key: str):
         self.stages, self.config, self.key = stages, config, key
 
     # the uint8 scale a step's output should have: the input scale of the next convolution in its stage
     @staticmethod
-    def _next_scale(steps, i) -> tuple[float, int] | None:
+    def _next_scale(steps: list[Step], i: int) -> tuple[float, int] | None:
         for kind, op in steps[i + 1 :]:
             if kind == "conv":
                 return (op.in_scale, op.in_zp) if isinstance(op, QConv) else None
@@ -500,13 +475,18 @@ class Int8Trunk:
             yield _float(v)
 
 
-def _observer():
+def _observer() -> Any:
     from torch.ao.quantization.observer import HistogramObserver
 
     return HistogramObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=False)
 
 
-def _calibrate(trunk: nn.Module, images: torch.Tensor, scale_input, batch: int = 16) -> dict[str, tuple[float, int]]:
+def _calibrate(
+    trunk: Trunk,
+    images: torch.Tensor,
+    scale_input: Callable[[torch.Tensor], torch.Tensor],
+    batch: int = 16,
+) -> dict[str, tuple[float, int]]:
     """Observe every convolution's input on the calibration images; (scale, zero point) by module name."""
     convs = {name: m for name, m in trunk.named_modules() if isinstance(m, nn.Conv2d)}
     observers = {name: _observer() for name in convs}
@@ -523,7 +503,7 @@ def _calibrate(trunk: nn.Module, images: torch.Tensor, scale_input, batch: int =
     finally:
         for h in hooks:
             h.remove()
-    out = {}
+    out: dict[str, tuple[float, int]] = {}
     for name, obs in observers.items():
         scale, zp = obs.calculate_qparams()
         out[name] = (float(scale), int(zp))
@@ -539,7 +519,7 @@ def trunk_fingerprint(trunk: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _cache_file(key: str):
+def _cache_file(key: str) -> Path:
     from ..files import cache_root
 
     return cache_root() / "int8" / f"{key}.json"
@@ -558,7 +538,7 @@ def calibration_key(fingerprint: str, version: str, config: Int8Config) -> str:
     return hashlib.sha256(calib.encode()).hexdigest()[:32]
 
 
-def _shipped(key: str) -> dict | None:
+def _shipped(key: str) -> dict[str, tuple[float, int]] | None:
     try:
         entry = json.loads(SHIPPED_RANGES.read_text())["ranges"].get(key)
     except (OSError, ValueError, KeyError, AttributeError):
@@ -566,7 +546,7 @@ def _shipped(key: str) -> dict | None:
     return None if entry is None else {k: (float(v[0]), int(v[1])) for k, v in entry["qparams"].items()}
 
 
-def calibrate(trunk: nn.Module, version: str, config: Int8Config = DEFAULT_INT8) -> dict[str, tuple[float, int]]:
+def calibrate(trunk: Trunk, version: str, config: Int8Config = DEFAULT_INT8) -> dict[str, tuple[float, int]]:
     """(scale, zero point) of every convolution's input, observed on :func:`calibration_images`."""
     from .lpips import ScalingLayer
 
@@ -605,7 +585,7 @@ def write_shipped_ranges(
     return SHIPPED_RANGES
 
 
-def _build(trunk: nn.Module, version: str, config: Int8Config, key: str, fingerprint: str) -> Int8Trunk:
+def _build(trunk: Trunk, version: str, config: Int8Config, key: str, fingerprint: str) -> Int8Trunk:
     # the calibrated ranges depend on the weights, the version and the calibration set only:
     # shipped for the official trunks, else calibrated once and kept in the cache
     ckey = calibration_key(fingerprint, version, config)
@@ -638,11 +618,15 @@ def _build(trunk: nn.Module, version: str, config: Int8Config, key: str, fingerp
     from .lpips import ScalingLayer
 
     scaling = ScalingLayer()
-    shift, scale = (scaling.shift, scaling.scale) if version == "0.1" else (torch.zeros(3), torch.ones(3))
-    stages = []
+    shift, scale = (
+        (scaling.get_buffer("shift"), scaling.get_buffer("scale"))
+        if version == "0.1"
+        else (torch.zeros(3), torch.ones(3))
+    )
+    stages: list[list[Step]] = []
     first = True
     for k, stage in enumerate(trunk.stages):
-        steps = []
+        steps: list[Step] = []
         for idx, m in stage.named_children():
             name = f"slice{k + 1}.{idx}"
             if isinstance(m, nn.Conv2d):
@@ -687,7 +671,7 @@ _TRUNKS_LOCK = threading.Lock()
 BUILDS = {"count": 0}
 
 
-def int8_trunk(trunk: nn.Module, version: str, config: Int8Config = DEFAULT_INT8) -> Int8Trunk:
+def int8_trunk(trunk: Trunk, version: str, config: Int8Config = DEFAULT_INT8) -> Int8Trunk:
     """The :class:`Int8Trunk` of ``trunk``'s current weights: built (and calibrated) once per process.
 
     Keyed by the weights' sha256, the LPIPS version (v0.1 scales the input), the
@@ -705,12 +689,12 @@ def int8_trunk(trunk: nn.Module, version: str, config: Int8Config = DEFAULT_INT8
     return found
 
 
-def weights_state(trunk: nn.Module) -> tuple:
+def weights_state(trunk: nn.Module) -> tuple[tuple[int, int], ...]:
     """A cheap token that changes whenever the trunk's weights are replaced or changed in place."""
     return tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in trunk.parameters())
 
 
-def iter_taps(model: nn.Module, x: torch.Tensor, precision: str) -> Iterator[torch.Tensor]:
+def iter_taps(model: LPIPS, x: torch.Tensor, precision: str) -> Iterator[torch.Tensor]:
     """The taps of ``model``'s trunk in ``precision`` ('bf16', 'fp16' or 'int8'); see :meth:`LPIPS._taps`."""
     if precision in ("bf16", "fp16"):
         yield from model.net.iter_taps(x, autocast_dtype(precision))
