@@ -6,6 +6,7 @@ No timings here: speed lives in benchmarks/bench_inference.py.
 """
 
 import copy
+import functools
 import pickle
 
 import pytest
@@ -373,7 +374,7 @@ def test_bfloat16_error_is_below_one_percent_on_photographs():
 def test_models_with_compile_option_copy_and_pickle():
     model = copy.deepcopy(ours("alex"))
     model.compile = True
-    model._compiled_core = torch.compile(model._fused_core)  # not run: compiling takes tens of seconds
+    model._compiled_core = torch.compile(functools.partial(fast.fused_layers, model))  # not run: compiling takes tens of seconds
     clone = copy.deepcopy(model)
     assert clone._compiled_core is None
     assert pickle.loads(pickle.dumps(model))._compiled_core is None

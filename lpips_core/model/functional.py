@@ -6,8 +6,8 @@ import functools
 
 import torch
 
-from . import checks
-from .lpips import LPIPS
+from . import checks, masks
+from .lpips import LPIPS, RangeSpec
 from .nets import canonical_net
 from .precision import parse_precision
 from .versions import canonical_version
@@ -29,7 +29,7 @@ def distance(
     normalize: bool = False,
     device: str | torch.device | None = None,
     *,
-    input_range: str | tuple | None = None,
+    input_range: RangeSpec | None = None,
     mask: torch.Tensor | None = None,
     mask_mode: str = "hard",
     precision: str = "fp32",
@@ -61,10 +61,8 @@ def distance(
         checks.check_device(checks.as_image_batch(x, name), name)
     device = checks.as_device(device) if device is not None else img0.device
     model = _cached_model(net, canonical_version(version), str(device), parse_precision(precision))
-    rng = model._range(input_range, normalize)
-    img0, img1 = model._check_inputs(rng, ("img0", img0.to(device)), ("img1", img1.to(device)))
+    pair = ("img0", img0.to(device)), ("img1", img1.to(device))
+    (img0, img1), normalize = model.check_inputs(*pair, input_range=input_range, normalize=normalize)
     if mask is not None:
-        from .masks import masked_distance
-
-        return masked_distance(model, img0, img1, mask, mask_mode, rng.normalize)[0].flatten()
-    return model._checked_forward(img0, img1, False, rng.normalize).flatten()
+        return masks.masked_distance(model, img0, img1, mask, mask_mode, normalize)[0].flatten()
+    return model.compare(img0, img1, normalize, keep_layers=False)[0].flatten()

@@ -28,7 +28,6 @@ An all-ones mask gives the unmasked distance in both modes.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -111,30 +110,17 @@ def position_weights(mask: torch.Tensor, rf: ReceptiveField, tap_hw: tuple[int, 
     return eroded[..., :h, :w]
 
 
-def _layer_maps(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
-    """Per-layer weighted maps (N, 1, h, w) of two checked batches (before any spatial mean)."""
-    cl = model.uses_channels_last(in0.device)
-    pairs: Iterator[tuple[torch.Tensor, torch.Tensor]]  # per tap: (in0's, in1's)
-    if in0.shape[0] == in1.shape[0]:
-        n = in0.shape[0]
-        taps = model._taps(model._trunk_input([in0, in1], normalize, cl))
-        pairs = ((t[:n], t[n:]) for t in taps)
-    else:  # a batch of 1 against N
-        pairs = zip(
-            model._taps(model._trunk_input([in0], normalize, cl)), model._taps(model._trunk_input([in1], normalize, cl))
-        )
-    maps = []
-    for k, (t0, t1) in enumerate(pairs):
-        diff = K.squared_difference(K.unit_features(t0), K.unit_features(t1))  # (N, C, h, w)
-        if model._dropout_active():
-            weighted = model.lins[k](diff.contiguous())
-        else:
-            n, _, h, w = diff.shape
-            weighted = K.channel_weighted_sum(diff, model.channel_weights(k, diff), K.is_channels_last(diff)).view(
-                n, 1, h, w
-            )
-        maps.append(weighted)
-    return maps
+def layer_maps(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
+    """Per-layer weighted maps of two checked batches, before any spatial mean.
+
+    The model's steps up to :meth:`~.lpips.LPIPS.weigh`: unit features of both batches,
+    their squared difference, the learned 1x1 weights.
+
+    Returns:
+        one (N, 1, h_k, w_k) map per tap.
+    """
+    pairs = model.pair_features(in0, in1, normalize)
+    return [model.weigh(k, K.squared_difference(f0, f1)) for k, (f0, f1) in enumerate(pairs)]
 
 
 def masked_distance(
@@ -165,7 +151,7 @@ def masked_distance(
         in0.requires_grad or in1.requires_grad or any(p.requires_grad for p in model.parameters())
     )
     with torch.set_grad_enabled(grad):
-        maps = _layer_maps(model, in0, in1, normalize)
+        maps = layer_maps(model, in0, in1, normalize)
         layers, dropped = [], []
         for k, weighted in enumerate(maps):
             tap_hw = cast("tuple[int, int]", tuple(weighted.shape[-2:]))  # (h, w) of a 4-d map

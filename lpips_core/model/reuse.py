@@ -4,7 +4,7 @@
 :func:`triplet_features` is the one trunk pass over a 2AFC triplet that training
 and the fast path share. Everything except :func:`triplet_features` runs without
 gradients (``torch.inference_mode``) and hands back ordinary tensors. ``model`` is
-always an :class:`~.lpips.LPIPS` (these functions sit below it and use its trunk and weights).
+always an :class:`~.lpips.LPIPS` (these functions sit below it and use its public steps).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import fast
 from . import kernels as K
 
 if TYPE_CHECKING:  # the model these functions serve; lpips.py imports this module
@@ -60,21 +59,19 @@ def one_to_many(
             f"ref has batch size {ref.shape[0]}; one_to_many takes one reference "
             f"image (3, H, W) or (1, 3, H, W); use forward for pairs"
         )
-    ref, images = model._check_inputs(normalize, ("ref", ref), ("images", images))
-    normalize = model._range(None, normalize).normalize  # the model's input_range may ask for it
+    (ref, images), normalize = model.check_inputs(("ref", ref), ("images", images), normalize=normalize)
     out_hw = images.shape[2:]
     outer_inference = torch.is_inference_mode_enabled()
     with torch.inference_mode():
-        cl = model.uses_channels_last(ref.device)
-        ref_feats = [K.unit_features(t) for t in model._taps(fast.trunk_input(model, [ref], normalize, cl))]
+        ref_feats = [K.unit_features(t) for t in model.taps(model.prepare([ref], normalize, in_place=True))]
         out = []
         for s in range(0, images.shape[0], chunk_size):
-            x = fast.trunk_input(model, [images[s : s + chunk_size]], normalize, cl)
+            x = model.prepare([images[s : s + chunk_size]], normalize, in_place=True)
             layers = [
-                model._layer_distance(k, ref_feats[k], K.unit_features(t), out_hw, overwrite=True)
-                for k, t in enumerate(model._taps(x))
+                model.layer_distance(k, ref_feats[k], K.unit_features(t), out_hw, overwrite=True)
+                for k, t in enumerate(model.taps(x))
             ]  # the chunk's features hold its differences
-            out.append(K.sum_layers(layers))
+            out.append(model.reduce(layers))
         val = torch.cat(out) if out else images.new_zeros(0, 1, *(out_hw if model.spatial else (1, 1)))
     return val if outer_inference else val.clone()
 
@@ -100,8 +97,7 @@ def embed(model: LPIPS, images: torch.Tensor, normalize: bool = False, chunk_siz
         )
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    (images,) = model._check_inputs(normalize, ("images", images))
-    normalize = model._range(None, normalize).normalize  # the model's input_range may ask for it
+    (images,), normalize = model.check_inputs(("images", images), normalize=normalize)
     scales = []
     for k in range(model.L):
         wk = model.channel_weights(k, images.new_empty(0, dtype=torch.float32)).detach()
@@ -113,12 +109,11 @@ def embed(model: LPIPS, images: torch.Tensor, normalize: bool = False, chunk_siz
         scales.append(wk.sqrt())
     outer_inference = torch.is_inference_mode_enabled()
     with torch.inference_mode():
-        cl = model.uses_channels_last(images.device)
         rows = []
         for s in range(0, max(images.shape[0], 1), chunk_size):  # N = 0: one empty pass gives (0, D)
-            x = fast.trunk_input(model, [images[s : s + chunk_size]], normalize, cl)
+            x = model.prepare([images[s : s + chunk_size]], normalize, in_place=True)
             parts = []
-            for k, t in enumerate(model._taps(x)):
+            for k, t in enumerate(model.taps(x)):
                 f = K.unit_features(t)  # (n, C, h, w)
                 n, c, h, w = f.shape
                 f.mul_((scales[k] / math.sqrt(h * w)).view(1, c, 1, 1))

@@ -3,7 +3,8 @@
 ``torch.jit.script(model)`` on an :class:`~lpips_core.LPIPS` scripts :class:`ScriptableLPIPS`
 (through ``LPIPS.__prepare_scriptable__``). The eager model's input checks
 (:mod:`.checks`) are plain Python, so the twin carries its own shape, size and
-finiteness checks; the distance itself is the kernels of :mod:`.kernels`.
+finiteness checks; the input scaling is the eager model's (:func:`.trunk.scale_input`)
+and the distance the kernels of :mod:`.kernels`.
 ``torch.jit.trace(model, (x, y))`` traces the ordinary forward instead.
 """
 
@@ -16,6 +17,7 @@ import torch.nn as nn
 
 from . import kernels as K
 from .nets import MIN_INPUT_SIZE
+from .trunk import scale_input
 
 if TYPE_CHECKING:  # the model whose twin this is; lpips.py imports this module
     from .lpips import LPIPS
@@ -73,12 +75,11 @@ class ScriptableLPIPS(nn.Module):
         return x
 
     def _scale(self, x: torch.Tensor, normalize: bool) -> torch.Tensor:
+        """Images -> trunk input, by the eager model's one input scaling (:func:`.trunk.scale_input`)."""
         x = x.to(self.shift.dtype)
-        if normalize:
-            x = 2 * x - 1
         if self.scaled:
-            x = (x - self.shift) / self.scale
-        return x
+            return scale_input(x, normalize, self.shift, self.scale)
+        return scale_input(x, normalize, None, None)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
