@@ -374,7 +374,8 @@ def test_bfloat16_error_is_below_one_percent_on_photographs():
 def test_models_with_compile_option_copy_and_pickle():
     model = copy.deepcopy(ours("alex"))
     model.compile = True
-    model._compiled_core = torch.compile(functools.partial(fast.fused_layers, model))  # not run: compiling takes tens of seconds
+    # not run: compiling takes tens of seconds
+    model._compiled_core = torch.compile(functools.partial(fast.fused_layers, model))
     clone = copy.deepcopy(model)
     assert clone._compiled_core is None
     assert pickle.loads(pickle.dumps(model))._compiled_core is None
