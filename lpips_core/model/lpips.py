@@ -42,7 +42,7 @@ from .ranges import InputRange, parse_input_range, resolve
 from .scriptable import ScriptableLPIPS
 from .trunk import Trunk, scale_input, trunk_input
 from .versions import canonical_version
-from .weights import linear_weights_path, load_linear_state
+from .weights import linear_weight, linear_weights_path, load_linear_state
 
 #: An input range as callers spell it: '-1,1', '0,1', '0,255' (or a tuple such as (0, 1)).
 RangeSpec = Union[str, tuple[float, ...], InputRange]
@@ -277,24 +277,7 @@ class LPIPS(nn.Module):
         """
         state = load_linear_state(path)
         for k, lin in enumerate(cast("Iterable[NetLinLayer]", self.lins)):  # an nn.ModuleList of NetLinLayer
-            candidates = [
-                f"lin{k}.model.1.weight",
-                f"lin{k}.model.0.weight",
-                f"lins.{k}.model.1.weight",
-                f"lins.{k}.model.0.weight",
-            ]
-            key = next((c for c in candidates if c in state), None)
-            if key is None:
-                raise ValueError(
-                    f"{path}: no weights for layer {k} (expected key 'lin{k}.model.1.weight'); "
-                    f"is this an LPIPS linear-weights file for net='{self.pnet_type}'?"
-                )
-            weight = state[key]
-            if weight.shape != lin.conv.weight.shape:
-                raise ValueError(
-                    f"{path}: layer {k} weights have shape {tuple(weight.shape)}, "
-                    f"net='{self.pnet_type}' needs {tuple(lin.conv.weight.shape)}"
-                )
+            weight = linear_weight(state, k, tuple(lin.conv.weight.shape), path, self.pnet_type)
             with torch.no_grad():
                 lin.conv.weight.copy_(weight)
         self.weights_source = os.path.basename(str(path))

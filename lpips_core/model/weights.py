@@ -441,3 +441,24 @@ def load_linear_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if bad:  # would turn every distance into NaN
         raise WeightsError(f"{path}: {', '.join(bad)} hold(s) NaN or Inf values")
     return state
+
+
+def linear_weight(
+    state: dict[str, torch.Tensor], k: int, shape: tuple[int, ...], path: str | os.PathLike[str], net: str
+) -> torch.Tensor:
+    """Layer ``k``'s (1, C_k, 1, 1) weight from a :func:`load_linear_state` dict, or an error naming the file.
+
+    Accepts the reference's keys (``lin<k>.model.1.weight``; ``model.0`` without dropout)
+    and the ``lins.<k>`` spelling of the same module.
+    """
+    candidates = [f"{prefix}.model.{i}.weight" for prefix in (f"lin{k}", f"lins.{k}") for i in (1, 0)]
+    key = next((c for c in candidates if c in state), None)
+    if key is None:
+        raise ValueError(
+            f"{path}: no weights for layer {k} (expected key 'lin{k}.model.1.weight'); "
+            f"is this an LPIPS linear-weights file for net='{net}'?"
+        )
+    weight = state[key]
+    if tuple(weight.shape) != shape:
+        raise ValueError(f"{path}: layer {k} weights have shape {tuple(weight.shape)}, net='{net}' needs {shape}")
+    return weight
