@@ -131,7 +131,9 @@ class LPIPS(nn.Module):
             always accumulate in float32; each mode's measured error is its contract
             (``results/precision/contract.md``).
 
-    Every result can be traced to how it was computed with :meth:`signature`.
+    Every result can be traced to how it was computed with :meth:`signature`. The pipeline's steps are public
+    methods (:meth:`check_inputs`, :meth:`prepare`, :meth:`taps`, :meth:`layer_distance`,
+    :meth:`reduce`; see the module docstring), and :meth:`compare` runs them.
 
     Example:
         >>> import torch, lpips_core
