@@ -28,7 +28,9 @@ venv: $(STAMP)
 # The build backend first (setuptools: its lock entry), so that the sdists in the lock and the
 # package itself are built with a hash-checked setuptools, not one fetched for an isolated build.
 LOCK := requirements-lock.txt
-PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
+# --no-compile: no bytecode for the whole environment at install (53 s of 152 s on a 2-core
+# AMD EPYC); Python compiles what is imported on first use instead (+8 s).
+PIP_INSTALL := $(PY) -m pip install --no-compile --quiet --disable-pip-version-check
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
