@@ -77,7 +77,7 @@ test: lint weights $(MINI_BAPPS) browser
 # The code checks, the first step of `make test` and of `make check`: ruff (lint and format,
 # one line length: pyproject.toml), the import layers (import-linter: the contract in
 # pyproject.toml), and the types (mypy; strict on lpips_core/model and lpips_core/train).
-LINTED := lpips_core tests benchmarks data_scripts book/*.py main.py
+LINTED := lpips_core tests benchmarks data_scripts book/*.py main.py notebooks
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)

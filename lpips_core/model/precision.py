@@ -2,7 +2,7 @@
 
 ``LPIPS(precision=...)`` chooses how the *trunk* runs; everything after it (unit
 normalisation, squared difference, 1x1 weights, spatial mean, the sum over layers)
-stays float32 in every mode. The one branch is :meth:`LPIPS._taps`:
+stays float32 in every mode. The one branch is :meth:`LPIPS.taps`:
 
 * ``"fp32"`` (default): :meth:`~.trunk.Trunk.iter_taps`, exact, the reference's numbers.
 * ``"bf16"``: the same trunk under bf16 autocast, where the hardware has bf16 units
@@ -695,7 +695,7 @@ def weights_state(trunk: nn.Module) -> tuple[tuple[int, int], ...]:
 
 
 def iter_taps(model: LPIPS, x: torch.Tensor, precision: str) -> Iterator[torch.Tensor]:
-    """The taps of ``model``'s trunk in ``precision`` ('bf16', 'fp16' or 'int8'); see :meth:`LPIPS._taps`."""
+    """The taps of ``model``'s trunk in ``precision`` ('bf16', 'fp16' or 'int8'); see :meth:`LPIPS.taps`."""
     if precision in ("bf16", "fp16"):
         yield from model.net.iter_taps(x, autocast_dtype(precision))
         return
