@@ -210,6 +210,39 @@ def test_failed_build_leaves_nothing_half_written(tmp_path, monkeypatch):
     assert _tree_hash(good) == before and M.is_complete(good, TINY)  # the old build survives
 
 
+def test_shipped_observer_distances_replace_the_observer_and_give_the_same_build(tiny, tmp_path, monkeypatch):
+    """Distances written by a live build are used by the next build of the same pools, whose
+    files are then byte for byte those of the live build; other pools are observed live."""
+    monkeypatch.setattr(M, "OBSERVED", tmp_path / "observed.npz")
+    M.build_mini_bapps(tmp_path / "live", TINY, write_observed=True)
+    with np.load(M.OBSERVED, allow_pickle=False) as stored:
+        assert len(stored.files) == 3  # train, val, compositions
+
+    def no_observer(name):
+        raise AssertionError("the observer ran although its distances were shipped")
+
+    monkeypatch.setattr(M, "make_distance", no_observer)
+    shipped = M.build_mini_bapps(tmp_path / "shipped", TINY)
+    assert _tree_hash(shipped) == _tree_hash(tiny)
+    assert "shipped for 3 of 3" in json.loads((shipped / ".complete").read_text())["observer_distances"]
+    with pytest.raises(AssertionError, match="observer ran"):  # other pools: no shipped distances
+        M.build_mini_bapps(tmp_path / "other", dataclasses.replace(TINY, seed=1))
+
+
+def test_stored_distances_need_the_exact_pools_and_shape(tmp_path, monkeypatch):
+    pools = M._Pools(refs=[], recipes=[], ref_patches=np.zeros((2, 4, 4, 3), np.uint8),
+                     pool_patches=np.zeros((2, 3, 4, 4, 3), np.uint8))  # fmt: skip
+    key = M.pools_key("lpips-vgg", pools)
+    monkeypatch.setattr(M, "OBSERVED", tmp_path / "observed.npz")
+    np.savez_compressed(M.OBSERVED, **{key: np.arange(6.0).reshape(2, 3)})
+    np.testing.assert_array_equal(M.stored_distances(key, (2, 3)), np.arange(6.0).reshape(2, 3))
+    assert M.stored_distances(key, (3, 2)) is None
+    pools.pool_patches[1, 2, 3, 3, 0] = 1  # one value of one pixel
+    assert M.pools_key("lpips-vgg", pools) != key and M.pools_key("lab-l2", pools) != key
+    (tmp_path / "observed.npz").write_bytes(b"damaged")
+    assert M.stored_distances(key, (2, 3)) is None
+
+
 def test_lpips_vgg_observer_matches_reference_package(tmp_path):
     """The default observer's distances, recomputed from the PNGs by the reference ``lpips``."""
     require_backbone("vgg")

@@ -50,7 +50,7 @@ import torch
 from filelock import FileLock
 from PIL import Image
 
-from ..files import cache_root, write_csv, write_text
+from ..files import atomic_path, cache_root, write_csv, write_text
 from ..model import LPIPS
 from ..progress import progress_bar
 from . import distortions as D
@@ -337,6 +337,34 @@ def _make_pools(
     return _Pools(refs, recipes, np.stack(ref_patches), np.asarray(pool_patches, dtype=np.uint8))
 
 
+#: The default observer's distances for the course's build, shipped so that a fresh machine
+#: need not run LPIPS-VGG over its 9,213 patches (about 100 s on 2 cores). Each array is keyed
+#: by :func:`pools_key`, the sha256 of the observer's name and the exact patches it judges: any
+#: other pools (another configuration, a changed distortion, another library's rounding) are
+#: observed live. Written by ``data_scripts/make_mini_bapps.py --write-observed``;
+#: ``tests/test_mini_bapps.py`` checks the built set's distances against the reference package.
+OBSERVED = Path(__file__).with_name("mini_bapps_observed.npz")
+
+
+def pools_key(observer: str, pools: _Pools) -> str:
+    """sha256 prefix of the observer's name and the pools' reference and distorted patches."""
+    h = hashlib.sha256(observer.encode())
+    for patches in (pools.ref_patches, pools.pool_patches):
+        h.update(str(patches.shape).encode())
+        h.update(np.ascontiguousarray(patches).tobytes())
+    return h.hexdigest()[:32]
+
+
+def stored_distances(key: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """The shipped (R, K) distances for ``key`` as float64, or None (absent, damaged, other shape)."""
+    try:
+        with np.load(OBSERVED, allow_pickle=False) as stored:
+            found = stored[key] if key in stored.files else None
+    except (OSError, ValueError):
+        return None
+    return None if found is None or found.shape != shape else found.astype(np.float64)
+
+
 def _observe(pools: _Pools, distance: Callable, batch_refs: int, desc: str) -> None:
     out = []
     n = len(pools.refs)
@@ -474,6 +502,7 @@ def build_mini_bapps(
     config: MiniBappsConfig = MiniBappsConfig(),
     force: bool = False,
     batch_refs: int = 4,
+    write_observed: bool = False,
 ) -> Path:
     """Build the mini set into ``out_dir`` (default :func:`default_dir`) unless it is already complete.
 
@@ -486,6 +515,8 @@ def build_mini_bapps(
         config: what to build; the defaults are the course's set.
         force: rebuild even when a complete build of this configuration exists.
         batch_refs: references per observer batch (each brings its pool: 4 x 9 = 36 images).
+        write_observed: build with the observer run live (no shipped distances) and write its
+            distances to :data:`OBSERVED` (a maintainer's step, after a change to the pools).
     Returns:
         ``out_dir``.
     """
@@ -501,7 +532,11 @@ def build_mini_bapps(
         if tmp.exists():
             shutil.rmtree(tmp)  # a build that was killed; we hold the lock
         try:
-            stats = _build_into(tmp, config, batch_refs)
+            observed: dict[str, np.ndarray] = {}
+            stats = _build_into(tmp, config, batch_refs, observe_live=write_observed, observed=observed)
+            if write_observed:
+                with atomic_path(OBSERVED, suffix=".npz") as npz:
+                    np.savez_compressed(npz, **observed)
             _write_card(tmp, config, stats)
             marker = {
                 "fingerprint": fingerprint(config),
@@ -530,12 +565,17 @@ def ensure_mini_bapps(out_dir: str | os.PathLike | None = None) -> Path:
     return build_mini_bapps(out_dir)
 
 
-def _build_into(tmp: Path, config: MiniBappsConfig, batch_refs: int) -> dict:
+def _build_into(
+    tmp: Path,
+    config: MiniBappsConfig,
+    batch_refs: int,
+    observe_live: bool = False,
+    observed: dict[str, np.ndarray] | None = None,
+) -> dict:
     start = time.perf_counter()
     observer = OBSERVERS[config.observer]
     rng = np.random.default_rng(config.seed)
     photos = {name: load_photo(name) for name in VAL_PHOTOS + TRAIN_PHOTOS}
-    distance = make_distance(config.observer)
 
     # Each subset has its own child generator, so changing one size leaves the others' draws alone.
     seeds = rng.spawn(3)
@@ -545,9 +585,17 @@ def _build_into(tmp: Path, config: MiniBappsConfig, batch_refs: int) -> dict:
         photos, VAL_PHOTOS, config.compositions_refs, config.val_pool, 2, config, seeds[2], "compositions"
     )
     t_distort = time.perf_counter() - start
+    shipped = 0
     for pools, desc in ((train, "train"), (val, "val"), (comp, "compositions")):
-        _observe(pools, distance, batch_refs, desc)
+        shape = (len(pools.refs), pools.pool_patches.shape[1])
+        pools.distances = None if observe_live else stored_distances(pools_key(config.observer, pools), shape)
+        if pools.distances is None:
+            _observe(pools, make_distance(config.observer), batch_refs, desc)
+        else:
+            shipped += 1
     t_observe = time.perf_counter() - start - t_distort
+    if observed is not None:
+        observed.update({pools_key(config.observer, p): p.distances for p in (train, val, comp)})
 
     judge_rng = np.random.default_rng([config.seed, 1])
     writer = _Writer()
@@ -583,6 +631,7 @@ def _build_into(tmp: Path, config: MiniBappsConfig, batch_refs: int) -> dict:
         "references": references,
         "distinct_images": n_images,
         "observer_2afc_score": scores,
+        "observer_distances": f"shipped for {shipped} of 3 subsets" if shipped else "computed",
         "seconds": {
             "distort": round(t_distort, 1),
             "observer": round(t_observe, 1),
