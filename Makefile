@@ -57,7 +57,8 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600
 # process; TEST_THREADS=2 gives each worker two threads). The suite is mostly process
 # start-up, model construction and Python: one process took 395 s with two threads and
 # 410 s with one, two one-thread workers 252 s (2-core Xeon). --dist loadscope keeps a
-# notebook's cells, and a module's tests, on one worker and in order.
+# notebook's cells, and a module's tests, on one worker and in order. The notebooks come
+# first: they are the longest scopes, and handed out last they left one worker idle at the end.
 # PYTEST_ARGS: extra pytest options (e.g. PYTEST_ARGS="-k parity -x"); the slowest
 # tests and notebooks are listed at the end so the CI time budget stays visible.
 PYTEST_WORKERS ?= 2
@@ -72,7 +73,7 @@ MAKE_START := $(shell date +%s)
 test: lint weights $(MINI_BAPPS) browser
 	@$(MAKE) --no-print-directory playground || echo "warning: playground assets not built (npm?): their browser checks are skipped" >&2
 	LPIPS_CORE_MAKE_START=$(MAKE_START) OMP_NUM_THREADS=$(TEST_THREADS) \
-		$(PY) -m pytest -q $(XDIST) tests notebooks $(NBVAL) --durations=25 $(PYTEST_ARGS)
+		$(PY) -m pytest -q $(XDIST) notebooks tests $(NBVAL) --durations=25 $(PYTEST_ARGS)
 
 # The code checks, the first step of `make test` and of `make check`: ruff (lint and format,
 # one line length: pyproject.toml), the import layers (import-linter: the contract in
