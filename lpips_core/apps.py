@@ -34,6 +34,16 @@ from .eval.baselines import psnr, ssim
 from .model import LPIPS, load_lpips_checkpoint
 from .model.ranges import InputRange, parse_input_range, resolve
 
+__all__ = [
+    "ProductionLPIPS",
+    "mask_from_image",
+    "compression_quality",
+    "jpeg_quality_curve",
+    "set_diversity",
+    "default_augmentations",
+    "augmentation_distances",
+]
+
 ImageLike = Union[str, os.PathLike, np.ndarray, torch.Tensor, Image.Image]
 
 

@@ -25,6 +25,27 @@ from typing import Any
 import numpy as np
 import torch
 
+__all__ = [
+    "REPOSITORY_URL",
+    "REPOSITORY_BRANCH",
+    "STORED_MAX_BYTES",
+    "STORED_MAX_AGE_S",
+    "atomic_path",
+    "atomic_paths",
+    "write_text",
+    "write_bytes",
+    "write_csv",
+    "write_dict_csv",
+    "write_json",
+    "save_torch",
+    "pyplot",
+    "save_figure",
+    "printable",
+    "cache_root",
+    "stored_file",
+    "stored_file_hint",
+]
+
 
 @contextlib.contextmanager
 def atomic_path(

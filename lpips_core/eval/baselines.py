@@ -48,6 +48,30 @@ from ..model.ranges import parse_input_range
 from ..model.weights import load_backbone_state
 from .registry import METRICS
 
+__all__ = [
+    "METRICS",
+    "HIGHER_IS_BETTER",
+    "MS_SSIM_MIN_SIZE",
+    "DISTS_LAYERS",
+    "DISTS_CHANNELS",
+    "METRIC_FUNCTIONS",
+    "to_unit_range",
+    "psnr",
+    "ssim",
+    "ms_ssim",
+    "lpnorm",
+    "rgb_to_lab",
+    "l2_lab",
+    "dists_weights_path",
+    "vgg16_features",
+    "dists_resize",
+    "dists_features",
+    "dists_from_features",
+    "dists",
+    "as_distance",
+    "TraditionalMetrics",
+]
+
 #: Metrics where a larger value means "more similar" (a view of the registry).
 HIGHER_IS_BETTER = {m.name: m.higher_is_better for m in METRICS.values() if m.kind in ("traditional", "learned")}
 

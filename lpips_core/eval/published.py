@@ -34,6 +34,30 @@ from .collect import TwoAFCDistances
 from .reports import PAPER_2AFC, PAPER_CITATION, markdown_table
 from .scores import GROUPS, score_2afc_results, subset_mean_interval
 
+__all__ = [
+    "PAPER_2AFC",
+    "PAPER_CITATION",
+    "GROUPS",
+    "NOTE",
+    "JUDGE_AGREEMENT",
+    "ORACLE_BOUND",
+    "MARGIN_MODELS",
+    "MARGIN_EDGES",
+    "as_distances",
+    "judge_agreement",
+    "oracle_bound",
+    "reference_rows",
+    "relative_margin",
+    "agreement_by_margin",
+    "margin_tables",
+    "judges_per_triplet",
+    "judge_statistics",
+    "compare_labels",
+    "published_markdown",
+    "margin_markdown",
+    "score_published",
+]
+
 NOTE = (
     "Real human judgments: BAPPS 2AFC val (Zhang et al., CVPR 2018), with distances published by "
     "Ghildyal and Liu (ECCV 2022, ShiftTolerant-LPIPS); evaluation only."

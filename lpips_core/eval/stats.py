@@ -27,6 +27,24 @@ import numpy as np
 import torch
 from scipy import optimize, stats
 
+__all__ = [
+    "DEFAULT_RESAMPLES",
+    "bootstrap_ci",
+    "stratified_bootstrap_ci",
+    "paired_bootstrap_test",
+    "format_p",
+    "cluster_draws",
+    "cluster_bootstrap_test",
+    "cluster_bootstrap_ci",
+    "cluster_correlation_test",
+    "correlations",
+    "logistic4",
+    "fit_logistic4",
+    "plcc",
+    "mos_correlations",
+    "paired_correlation_test",
+]
+
 DEFAULT_RESAMPLES = 1000
 
 

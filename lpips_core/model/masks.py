@@ -41,6 +41,16 @@ from .nets import NETS, ReceptiveField
 if TYPE_CHECKING:  # the model these functions serve; lpips.py imports this module
     from .lpips import LPIPS
 
+__all__ = [
+    "MODES",
+    "MaskedLayerWarning",
+    "MaskReport",
+    "check_mask",
+    "position_weights",
+    "layer_maps",
+    "masked_distance",
+]
+
 MODES = ("hard", "soft")
 
 
