@@ -117,8 +117,10 @@ def photo_pairs(size=(96, 128), seed: int = 0) -> tuple[torch.Tensor, torch.Tens
 
 _PYTEST_START = time.time()
 #: The whole of ``make test`` (setup, mini set, pytest with the notebooks and the browser
-#: test) must stay within this many seconds on 2 cores, from a fresh clone.
-MAKE_TEST_BUDGET_S = 900
+#: test) should stay within this many seconds on 2 cores of the slower machine (an AMD EPYC
+#: with AVX2), from a fresh clone; 900 s is the hard limit.
+MAKE_TEST_BUDGET_S = 720
+MAKE_TEST_LIMIT_S = 900
 
 
 #: Test modules that are slow as a whole (subprocesses, browsers, killed runs, builds); marked
@@ -149,7 +151,7 @@ def pytest_terminal_summary(terminalreporter):
         now = time.time()
         terminalreporter.write_line(
             f"make test: setup {_PYTEST_START - int(start):.0f} s, pytest {now - _PYTEST_START:.0f} s, "
-            f"total {now - int(start):.0f} s of the {MAKE_TEST_BUDGET_S} s budget"
+            f"total {now - int(start):.0f} s (budget {MAKE_TEST_BUDGET_S} s, limit {MAKE_TEST_LIMIT_S} s)"
         )
 
 
