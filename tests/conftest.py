@@ -138,9 +138,27 @@ SLOW_MODULES = {
 }
 
 
+#: Single tests of several seconds each (subprocesses, exports, end-to-end commands) that
+#: ``make check`` leaves to ``make test``, by ``module::name`` (any parametrisation).
+SLOW_TESTS = {
+    "test_train.py::test_killed_run_resumes_to_the_same_weights",
+    "test_weights.py::test_damaged_cache_is_reported_and_recreated",
+    "test_cli.py::test_compare_spatial_map",
+    "test_cli.py::test_console_script_runs",
+    "test_design_api.py::test_production_torchscript_and_onnx_give_the_reference_distances_linear_quantize_is_a_no_op",
+    "test_evaluate.py::test_compare_models_table_plots_and_paper_columns",
+    "test_export.py::test_onnx_export_has_dynamic_batch_and_size",
+}
+#: VGG is the slowest trunk (about 10x AlexNet's work): in these modules ``make check`` runs the
+#: AlexNet and SqueezeNet cases and leaves VGG's to ``make test``.
+VGG_SLOW_MODULES = {"test_parity.py", "test_fast.py", "test_mask.py", "test_precision.py", "test_gradients.py"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in SLOW_MODULES or item.path.suffix == ".ipynb":
+        name = f"{item.path.name}::{item.originalname}" if hasattr(item, "originalname") else ""
+        vgg_case = item.path.name in VGG_SLOW_MODULES and "vgg" in item.name
+        if item.path.name in SLOW_MODULES or item.path.suffix == ".ipynb" or name in SLOW_TESTS or vgg_case:
             item.add_marker(pytest.mark.slow)
 
 
