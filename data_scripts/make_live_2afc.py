@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         if args.score_from:
-            from lpips_core.eval.derived import score_from_mos
+            from lpips_core.studies.derived import score_from_mos
 
             score_from_mos(out / "triplets.csv", args.score_from, args.results, n_resamples=args.resamples)
     except (DataError, FileNotFoundError, ValueError) as exc:

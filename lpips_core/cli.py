@@ -129,7 +129,7 @@ def cmd_compare(args) -> None:
 
 
 def cmd_audit(args) -> None:
-    from .eval.audit import run_audit
+    from .studies.audit import run_audit
 
     live = [p for p in args.live if Path(p).is_dir()]
     result = run_audit(
@@ -409,7 +409,7 @@ def cmd_evaluate_mos(args) -> None:
 
 
 def cmd_score_published(args) -> None:
-    from .eval.published import score_published
+    from .studies.published import score_published
 
     score_published(
         args.data,

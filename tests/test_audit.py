@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lpips_core.eval import audit
+from lpips_core.studies import audit
 from tests.conftest import reference
 from tests.tolerances import PARITY_TOL
 

@@ -154,10 +154,10 @@ def test_every_weight_load_on_our_paths_is_weights_only(tmp_path, monkeypatch):
     linear weights were loaded with torch's default, which an environment variable turns off."""
     import lpips_core
     from lpips_core.cli import _load_any
-    from lpips_core.eval import audit
     from lpips_core.eval.baselines import _build_dists
     from lpips_core.model import weights as W
     from lpips_core.model.loading import load_lpips_checkpoint
+    from lpips_core.studies import audit
 
     require_backbone("alex")
     calls: list[tuple[str, object]] = []

@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from lpips_core.data import twoafc_scores
-from lpips_core.eval import published
 from lpips_core.eval.stats import (
     cluster_bootstrap_ci,
     cluster_bootstrap_test,
@@ -30,6 +29,7 @@ from lpips_core.eval.stats import (
     format_p,
     paired_bootstrap_test,
 )
+from lpips_core.studies import published
 from lpips_core.studies.calibration import scene_folds
 
 PUBLISHED = SHARED / "data" / "bapps_val_published"

