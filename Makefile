@@ -15,7 +15,7 @@ endif
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: test book weights venv clean mini-bapps browser playground colab-check
+.PHONY: test check lint book weights venv clean mini-bapps browser playground playground-or-skip colab-check
 
 # The mini-BAPPS set (real photographs, simulated judges), built once and cached:
 # the builder keeps a complete build of the same version/configuration.
@@ -28,7 +28,13 @@ venv: $(STAMP)
 # The build backend first (setuptools: its lock entry), so that the sdists in the lock and the
 # package itself are built with a hash-checked setuptools, not one fetched for an isolated build.
 LOCK := requirements-lock.txt
-PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
+# pip compiles the bytecode of every file it installs, one file after another (53 s of 152 s on a
+# 2-core AMD EPYC); instead it installs without, and compileall compiles them on every core
+# (37 s), the package's own modules too. The bytecode must be there: with PYTHONDONTWRITEBYTECODE
+# (set on some machines) nothing is ever cached and every process recompiles what it imports
+# (import torch 5.7 s instead of 2.0; the package's modules another 0.5 s in each of the
+# suite's hundred-odd subprocesses and notebook kernels).
+PIP_INSTALL := $(PY) -m pip install --no-compile --quiet --disable-pip-version-check
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +42,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(PIP_INSTALL) --require-hashes --no-deps -r $(VENV)/build-lock.txt
 	$(PIP_INSTALL) --require-hashes --no-build-isolation -r $(LOCK)
 	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
+	$(PY) -m compileall -q -j 0 $$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") lpips_core >/dev/null || true
 	@touch $@
 
 weights: $(STAMP)
@@ -55,22 +62,41 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600
 # process; TEST_THREADS=2 gives each worker two threads). The suite is mostly process
 # start-up, model construction and Python: one process took 395 s with two threads and
 # 410 s with one, two one-thread workers 252 s (2-core Xeon). --dist loadscope keeps a
-# notebook's cells, and a module's tests, on one worker and in order.
+# notebook's cells, and a module's tests, on one worker and in order. The notebooks come
+# first: they are the longest scopes, and handed out last they left one worker idle at the end.
 # PYTEST_ARGS: extra pytest options (e.g. PYTEST_ARGS="-k parity -x"); the slowest
 # tests and notebooks are listed at the end so the CI time budget stays visible.
 PYTEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 PYTEST_ARGS ?=
 XDIST := $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadscope,)
-# The budget: the whole of make test within 15 minutes on 2 cores, from a fresh clone.
+# The budget: the whole of make test within 12 minutes on 2 cores of an AMD EPYC (15 at most),
+# from a fresh clone. tests/conftest.py prints setup/pytest/total seconds above pytest's
+# closing line. The code checks and the playground's assets are made side by side (mypy and
+# the ONNX export each keep one core busy for about 30 s); the assets come before pytest
+# (tests/test_book.py opens the built playground page), and where they cannot be built (no
+# npm, no registry) the playground's browser checks skip instead.
 MAKE_START := $(shell date +%s)
-# tests/conftest.py prints setup/pytest/total seconds above pytest's closing line.
-# The playground's assets first (tests/test_book.py opens the built playground page); where
-# they cannot be built (no npm, no registry) the playground's browser checks skip instead.
 test: weights $(MINI_BAPPS) browser
-	@$(MAKE) --no-print-directory playground || echo "warning: playground assets not built (npm?): their browser checks are skipped" >&2
+	@$(MAKE) --no-print-directory -j2 lint playground-or-skip
 	LPIPS_CORE_MAKE_START=$(MAKE_START) OMP_NUM_THREADS=$(TEST_THREADS) \
-		$(PY) -m pytest -q $(XDIST) tests notebooks $(NBVAL) --durations=25 $(PYTEST_ARGS)
+		$(PY) -m pytest -q $(XDIST) notebooks tests $(NBVAL) --durations=25 $(PYTEST_ARGS)
+
+# The code checks, the first step of `make test` and of `make check`: ruff (lint and format,
+# one line length: pyproject.toml), the import layers (import-linter: the contract in
+# pyproject.toml), and the types (mypy; strict on lpips_core/model and lpips_core/train).
+LINTED := lpips_core tests benchmarks data_scripts book/*.py main.py notebooks
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy lpips_core/model lpips_core/train
+
+# A developer's answer in under two minutes: the code checks, then every test not marked
+# `slow` (the notebooks, the browser, fault injection and multi-process runs are: see
+# tests/conftest.py). `make test` runs everything.
+check: lint weights $(MINI_BAPPS)
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q $(XDIST) -m "not slow" tests --durations=10 $(PYTEST_ARGS)
 
 # Headless Chromium for tests/test_book.py: Debian's packages, installed when missing
 # (as root, or through sudo without a password; otherwise the browser test is skipped,
@@ -98,6 +124,9 @@ $(PLAYGROUND)/.complete: $(STAMP) book/playground_assets.py lpips_core/model/exp
 	$(PY) book/playground_assets.py $(PLAYGROUND)
 
 playground: weights $(PLAYGROUND)/.complete
+
+playground-or-skip:
+	@$(MAKE) --no-print-directory playground || echo "warning: playground assets not built (npm?): their browser checks are skipped" >&2
 
 # Opt-in, not in `make test` (it runs every notebook a second time): the chapters from an
 # empty temporary folder against the installed wheel, as on Colab (book/colab_check.py).

@@ -11,6 +11,7 @@ Each line prints the ``lpips-core`` command it runs, then runs it (see
 document"); ``python -m lpips_core <command>`` or ``lpips-core <command>`` run
 those commands directly.
 """
+
 import sys
 
 from lpips_core.design_api import main

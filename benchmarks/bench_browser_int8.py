@@ -20,6 +20,7 @@ Usage::
     python benchmarks/bench_browser_int8.py                 # alex and squeeze
     python benchmarks/bench_browser_int8.py --nets alex --triplets 300 --live 8
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,11 @@ HUMAN = Path(os.environ.get("LPIPS_CORE_HUMAN_DATA", REPO.parent / "shared" / "d
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm",
-                      ".mjs": "text/javascript"}
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".wasm": "application/wasm",
+        ".mjs": "text/javascript",
+    }
 
     def log_message(self, *args):
         pass
@@ -76,7 +80,8 @@ def build_site(root: Path, nets: tuple[str, ...], n_triplets: int, live_every: i
     manifest = export_browser_models(static / "models", nets, int8=True)
     (root / "index.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>int8 benchmark</title></head>"
-        "<body><script src='_static/playground/playground.js'></script></body></html>")
+        "<body><script src='_static/playground/playground.js'></script></body></html>"
+    )
     pairs = root / "pairs"
     pairs.mkdir()
     # timing pair: 256x256 crop of a photograph and a noisy copy (as the playground test)
@@ -122,23 +127,35 @@ def start_browser(url: str):
     profile = tempfile.mkdtemp(prefix="lpips-int8-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     driver.set_script_timeout(1200)
     driver.get(f"{url}/index.html")
     info = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
-        "window.lpipsPlayground.ready.then(i => done(i), e => done({error: e.message}));")
+        "window.lpipsPlayground.ready.then(i => done(i), e => done({error: e.message}));"
+    )
     if "error" in info:
         raise SystemExit(f"the page did not start: {info}")
     return driver, profile
 
 
 def compare_many(driver, url: str, pairs: list[list[str]], net: str) -> list[dict]:
-    return driver.execute_async_script("""
+    return driver.execute_async_script(
+        """
         const [base, pairs, net, done] = arguments;
         (async () => {
             const out = [];
@@ -148,16 +165,24 @@ def compare_many(driver, url: str, pairs: list[list[str]], net: str) -> list[dic
                 out.push({distance: r.distance, ms: performance.now() - t0});
             }
             return out;
-        })().then(done, e => done([{error: e.message}]));""", url, pairs, net)
+        })().then(done, e => done([{error: e.message}]));""",
+        url,
+        pairs,
+        net,
+    )
 
 
 def metrics(d: np.ndarray, f: np.ndarray) -> dict:
     from scipy import stats
 
     rel = np.abs(d - f) / np.maximum(f, 1e-12)
-    return {"median_rel_err": float(np.median(rel)), "max_rel_err": float(rel.max()),
-            "max_abs_err": float(np.abs(d - f).max()), "srocc_vs_fp32": float(stats.spearmanr(d, f).statistic),
-            "n": int(d.size)}
+    return {
+        "median_rel_err": float(np.median(rel)),
+        "max_rel_err": float(rel.max()),
+        "max_abs_err": float(np.abs(d - f).max()),
+        "srocc_vs_fp32": float(stats.spearmanr(d, f).statistic),
+        "n": int(d.size),
+    }
 
 
 def main(argv=None) -> None:
@@ -177,24 +202,32 @@ def main(argv=None) -> None:
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
     driver, profile = start_browser(url)
-    results: dict = {"nets": {}, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                     "load_before": os.getloadavg()[0],
-                     "cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
-                                  if ln.startswith("model name")), "?"), "threads": 1}
+    results: dict = {
+        "nets": {},
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_before": os.getloadavg()[0],
+        "cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"),
+        "threads": 1,
+    }
     try:
         for net in nets:
             if net not in site["manifest"]["nets"]:
                 continue
             q = f"{net}-int8"
-            row: dict = {"bytes_fp32": site["manifest"]["nets"][net]["bytes"],
-                         "bytes_int8": site["manifest"]["nets"][q]["bytes"]}
+            row: dict = {
+                "bytes_fp32": site["manifest"]["nets"][net]["bytes"],
+                "bytes_int8": site["manifest"]["nets"][q]["bytes"],
+            }
             for m in (net, q):  # first comparison: session creation (download, compile)
-                row[f"first_ms_{'int8' if m == q else 'fp32'}"] = compare_many(driver, url, [["t0.png", "t1.png"]], m)[0]["ms"]
+                row[f"first_ms_{'int8' if m == q else 'fp32'}"] = compare_many(driver, url, [["t0.png", "t1.png"]], m)[
+                    0
+                ]["ms"]
             times = {"fp32": [], "int8": []}
             for i in range(args.reps):  # alternate, ratio per repetition
-                for m in ((net, q) if i % 2 == 0 else (q, net)):
+                for m in (net, q) if i % 2 == 0 else (q, net):
                     times["int8" if m == q else "fp32"].append(
-                        compare_many(driver, url, [["t0.png", "t1.png"]], m)[0]["ms"])
+                        compare_many(driver, url, [["t0.png", "t1.png"]], m)[0]["ms"]
+                    )
             row["ms_256_fp32"] = statistics.median(times["fp32"])
             row["ms_256_int8"] = statistics.median(times["int8"])
             row["speedup_256"] = statistics.median(a / b for a, b in zip(times["fp32"], times["int8"]))
@@ -205,14 +238,20 @@ def main(argv=None) -> None:
                 h = np.array([t["h"] for t in site["triplets"]])
                 f0, f1, d0, d1 = f[0::2], f[1::2], d[0::2], d[1::2]
                 flipped = np.sign(d0 - d1) != np.sign(f0 - f1)
-                row["mini"] = {**metrics(d, f), "flipped": float(flipped.mean()), "n_triplets": int(h.size),
-                               "twoafc_change": 100 * (score_2afc(d0, d1, h) - score_2afc(f0, f1, h))}
+                row["mini"] = {
+                    **metrics(d, f),
+                    "flipped": float(flipped.mean()),
+                    "n_triplets": int(h.size),
+                    "twoafc_change": 100 * (score_2afc(d0, d1, h) - score_2afc(f0, f1, h)),
+                }
             if site["live"]:
                 f = compare_many(driver, url, site["live"], net)
                 d = compare_many(driver, url, site["live"], q)
-                row["live"] = {**metrics(np.array([r["distance"] for r in d]), np.array([r["distance"] for r in f])),
-                               "ms_fp32": statistics.median(r["ms"] for r in f),
-                               "ms_int8": statistics.median(r["ms"] for r in d)}
+                row["live"] = {
+                    **metrics(np.array([r["distance"] for r in d]), np.array([r["distance"] for r in f])),
+                    "ms_fp32": statistics.median(r["ms"] for r in f),
+                    "ms_int8": statistics.median(r["ms"] for r in d),
+                }
             results["nets"][net] = row
             print(net, json.dumps(row), file=sys.stderr)
     finally:
@@ -224,21 +263,34 @@ def main(argv=None) -> None:
     from lpips_core.files import write_json, write_text
 
     write_json(args.out / "browser.json", results)
-    lines = [f"Playground int8 vs fp32 graphs in headless Chromium (onnxruntime-web, WebAssembly, 1 thread), "
-             f"{results['date']}, {results['cpu']}, load {results['load_before']:.1f} -> {results['load_after']:.1f}", "",
-             "| trunk | download fp32 / int8 | ms per 256x256 comparison fp32 / int8 | speed-up | first comparison "
-             "fp32 / int8 ms | mini: median / max rel. err, SROCC vs fp32, flipped, 2AFC change | LIVE (full size): "
-             "median / max rel. err, SROCC, ms fp32 / int8 |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Playground int8 vs fp32 graphs in headless Chromium (onnxruntime-web, WebAssembly, 1 thread), "
+        f"{results['date']}, {results['cpu']}, load {results['load_before']:.1f} -> {results['load_after']:.1f}",
+        "",
+        "| trunk | download fp32 / int8 | ms per 256x256 comparison fp32 / int8 | speed-up | first comparison "
+        "fp32 / int8 ms | mini: median / max rel. err, SROCC vs fp32, flipped, 2AFC change | LIVE (full size): "
+        "median / max rel. err, SROCC, ms fp32 / int8 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for net, r in results["nets"].items():
         mini = r.get("mini")
         live = r.get("live")
         lines.append(
             f"| {net} | {r['bytes_fp32'] / 2**20:.1f} / {r['bytes_int8'] / 2**20:.1f} MB | {r['ms_256_fp32']:.0f} / "
             f"{r['ms_256_int8']:.0f} | {r['speedup_256']:.2f}x | {r['first_ms_fp32']:.0f} / {r['first_ms_int8']:.0f} | "
-            + (f"{mini['median_rel_err']:.2%} / {mini['max_rel_err']:.0%}, {mini['srocc_vs_fp32']:.5f}, "
-               f"{mini['flipped']:.2%} of {mini['n_triplets']}, {mini['twoafc_change']:+.2f} |" if mini else "- |")
-            + (f" {live['median_rel_err']:.2%} / {live['max_rel_err']:.1%}, {live['srocc_vs_fp32']:.5f}, "
-               f"{live['ms_fp32']:.0f} / {live['ms_int8']:.0f} ({live['n']} pairs) |" if live else " - |"))
+            + (
+                f"{mini['median_rel_err']:.2%} / {mini['max_rel_err']:.0%}, {mini['srocc_vs_fp32']:.5f}, "
+                f"{mini['flipped']:.2%} of {mini['n_triplets']}, {mini['twoafc_change']:+.2f} |"
+                if mini
+                else "- |"
+            )
+            + (
+                f" {live['median_rel_err']:.2%} / {live['max_rel_err']:.1%}, {live['srocc_vs_fp32']:.5f}, "
+                f"{live['ms_fp32']:.0f} / {live['ms_int8']:.0f} ({live['n']} pairs) |"
+                if live
+                else " - |"
+            )
+        )
     text = "\n".join(lines) + "\n"
     write_text(args.out / "browser.md", text)
     print(text)

@@ -39,6 +39,7 @@ Usage::
 
 Writes ``benchmarks/results/bench_dirs.{json,md,png}``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,7 +91,7 @@ def make_pairs(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path, Path
         h, w = (max(size, int(round(d * scale))) for d in img.shape[:2])
         img = np.asarray(Image.fromarray(img).resize((w, h), Image.BICUBIC))
         y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-        crop = np.ascontiguousarray(img[y:y + size, x:x + size])
+        crop = np.ascontiguousarray(img[y : y + size, x : x + size])
         steps = [(kinds[rng.integers(len(kinds))], float(rng.uniform(0.1, 0.9)))]
         Image.fromarray(crop).save(a / f"{i:05d}.png")
         Image.fromarray(apply(crop, steps, rng)).save(b / f"{i:05d}.png")
@@ -137,8 +138,9 @@ def _pil_rgb(path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_size: int, workers: str,
-          trunk_pairs: int) -> dict:
+def child(
+    kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_size: int, workers: str, trunk_pairs: int
+) -> dict:
     """Run one contender; returns {'setup_s', 'loop_s', ...} measured inside the process.
 
     ``kind@precision`` (``ours@int8``, ``trunk-workers@int8``) runs ours or the trunk-only bound
@@ -157,8 +159,26 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
 
         t1 = time.perf_counter()
         chosen = [f"--workers={workers}"] if workers != "auto" else []  # otherwise the command's default
-        rc = main(["dirs", str(a), str(b), "-o", str(out), "--net", net, "--device", device, "-q",
-                   "--batch-size", str(batch_size), "--no-plot", "--precision", precision, *chosen])
+        rc = main(
+            [
+                "dirs",
+                str(a),
+                str(b),
+                "-o",
+                str(out),
+                "--net",
+                net,
+                "--device",
+                device,
+                "-q",
+                "--batch-size",
+                str(batch_size),
+                "--no-plot",
+                "--precision",
+                precision,
+                *chosen,
+            ]
+        )
         assert rc == 0
     elif kind == "reference":
         import lpips
@@ -178,8 +198,9 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
         t1 = time.perf_counter()
         with torch.no_grad():
             for name in names:
-                metric.update(lpips.im2tensor(_pil_rgb(a / name)).to(device),
-                              lpips.im2tensor(_pil_rgb(b / name)).to(device))
+                metric.update(
+                    lpips.im2tensor(_pil_rgb(a / name)).to(device), lpips.im2tensor(_pil_rgb(b / name)).to(device)
+                )
             info["mean"] = float(metric.compute())
     elif kind == "decode":
         from lpips_core.data.images import load_image
@@ -196,8 +217,9 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
         model = lpips_core.LPIPS(net=net, precision=precision).to(device).eval()
         model.prepare_precision(device)  # int8: quantised before the workers fork, as dirs does
         m = min(trunk_pairs, len(names))
-        u8 = torch.stack([torch.stack([torch.from_numpy(load_image(d / n)) for d in (a, b)])
-                          for n in names[:m]])  # (m, 2, H, W, 3), as the pair datasets give them
+        u8 = torch.stack(
+            [torch.stack([torch.from_numpy(load_image(d / n)) for d in (a, b)]) for n in names[:m]]
+        )  # (m, 2, H, W, 3), as the pair datasets give them
         starts = list(range(0, m, batch_size))
         if kind == "trunk":  # one batch at a time in this process, on every thread; converted beforehand
             x = to_model_range(u8.to(device)).permute(0, 1, 4, 2, 3)
@@ -206,7 +228,7 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
                 sync()
                 t1 = time.perf_counter()
                 for s in starts:
-                    model(x[s:s + batch_size, 0], x[s:s + batch_size, 1])
+                    model(x[s : s + batch_size, 0], x[s : s + batch_size, 1])
                 sync()
             info.update(pairs_timed=m, workers=0)
         else:  # as lpips-core dirs on a CPU: whole batches in worker processes, pairs read from memory
@@ -214,8 +236,13 @@ def child(kind: str, a: Path, b: Path, out: Path, net: str, device: str, batch_s
             items = [{"index": i, "images": u8[i]} for i in range(m)]
             todo = [list(range(s, min(s + batch_size, m))) for s in starts]
             batches = todo[:workers]  # the sampler's list, refilled: first one warm-up batch per worker
-            loader = distance_loader(BatchDistances(items, model), batches, workers,
-                                     max(1, torch.get_num_threads() // max(1, workers)), persistent=True)
+            loader = distance_loader(
+                BatchDistances(items, model),
+                batches,
+                workers,
+                max(1, torch.get_num_threads() // max(1, workers)),
+                persistent=True,
+            )
             list(loader)  # the timed pass below reuses these warmed-up workers
             batches[:] = todo
             t1 = time.perf_counter()
@@ -246,12 +273,32 @@ def run_child(kind: str, args, a: Path, b: Path, out: Path) -> dict:
         kind = "ours@fp32"
     elif kind in ("ours", "trunk", "trunk-workers") and args.precision != "fp32":
         kind = f"{kind}@{args.precision}"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--data", str(args.data),
-           "--net", args.net, "--device", args.device, "--batch-size", str(args.batch_size),
-           "--workers", args.workers, "--out", str(out),
-           "--trunk-pairs", str(args.trunk_pairs)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads),
-           "MKL_NUM_THREADS": str(args.threads)}
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        kind,
+        "--data",
+        str(args.data),
+        "--net",
+        args.net,
+        "--device",
+        args.device,
+        "--batch-size",
+        str(args.batch_size),
+        "--workers",
+        args.workers,
+        "--out",
+        str(out),
+        "--trunk-pairs",
+        str(args.trunk_pairs),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+    }
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -275,8 +322,13 @@ def machine() -> dict:
         pass
     import torch
 
-    info = {"cpu": cpu, "cores": os.cpu_count(), "load_1min": os.getloadavg()[0],
-            "avx512": bool(torch.cpu._is_avx512_supported()), "torch": torch.__version__}
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_1min": os.getloadavg()[0],
+        "avx512": bool(torch.cpu._is_avx512_supported()),
+        "torch": torch.__version__,
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -289,8 +341,14 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.2))
     names = [r["name"] for r in rows]
     vals = [r["loop_pairs_per_s"] for r in rows]
-    colors = ["#888888" if r["name"].startswith(("decode only", "trunk only")) else
-              "#1f77b4" if r["name"].startswith("lpips-core") else "#d62728" for r in rows]
+    colors = [
+        "#888888"
+        if r["name"].startswith(("decode only", "trunk only"))
+        else "#1f77b4"
+        if r["name"].startswith("lpips-core")
+        else "#d62728"
+        for r in rows
+    ]
     ax.barh(names, vals, color=colors)
     for i, (v, r) in enumerate(zip(vals, rows)):
         whole = f" (whole command {r['pairs_per_s']:.2f})" if r["wall_s"] is not None else ""
@@ -311,44 +369,61 @@ def write_report(summary: dict, results: Path, tag: str = "") -> str:
     n, m = summary["pairs"], summary["machine"]
     rows = [{**r, "loop_pairs_per_s": r.get("loop_pairs_per_s", n / r["loop_s"])} for r in summary["rows"]]
     threads = summary["threads"]
-    md = [f"{n} pairs of {summary['size']}x{summary['size']} PNG, {summary['net']}, {summary['device']}, "
-          f"{threads} torch thread(s), median of {summary.get('reps', 1)} run(s) each (ratios: median of "
-          f"each repetition's own ratio); "
-          f"{m['cpu']} ({m['cores']} cores, 1-minute load {m['load_1min']:.1f} at the end)",
-          "", "| command | whole command s | pairs/s | inside the command s | pairs/s inside |",
-          "|---|---:|---:|---:|---:|"]
+    md = [
+        f"{n} pairs of {summary['size']}x{summary['size']} PNG, {summary['net']}, {summary['device']}, "
+        f"{threads} torch thread(s), median of {summary.get('reps', 1)} run(s) each (ratios: median of "
+        f"each repetition's own ratio); "
+        f"{m['cpu']} ({m['cores']} cores, 1-minute load {m['load_1min']:.1f} at the end)",
+        "",
+        "| command | whole command s | pairs/s | inside the command s | pairs/s inside |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
         wall, rate = (f"{r['wall_s']:.1f}", f"{r['pairs_per_s']:.2f}") if r["wall_s"] is not None else ("-", "-")
         md.append(f"| {r['name']} | {wall} | {rate} | {r['loop_s']:.1f} | {r['loop_pairs_per_s']:.2f} |")
     md.append("")
+
     def reps(key: str) -> str:  # each repetition's own ratio, when there are several
         values = summary.get(key, [])
         return f" (by repetition: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
 
     if "speedup_vs_reference" in summary:
-        md.append(f"ours vs the reference loop: {summary['speedup_vs_reference']:.2f}x as whole commands"
-                  f"{reps('speedups_vs_reference')}; target {summary['target_vs_reference']}x; "
-                  f"max |ours - reference| {summary['max_abs_diff_vs_reference']:.1e}  ")
+        md.append(
+            f"ours vs the reference loop: {summary['speedup_vs_reference']:.2f}x as whole commands"
+            f"{reps('speedups_vs_reference')}; target {summary['target_vs_reference']}x; "
+            f"max |ours - reference| {summary['max_abs_diff_vs_reference']:.1e}  "
+        )
     if "speedup_vs_torchmetrics" in summary:
-        md.append(f"ours vs torchmetrics pair by pair: {summary['speedup_vs_torchmetrics']:.2f}x"
-                  f"{reps('speedups_vs_torchmetrics')}  ")
+        md.append(
+            f"ours vs torchmetrics pair by pair: {summary['speedup_vs_torchmetrics']:.2f}x"
+            f"{reps('speedups_vs_torchmetrics')}  "
+        )
     if "speedup_vs_fp32" in summary:
-        md.append(f"ours in {summary['precision']} vs ours in exact fp32: {summary['speedup_vs_fp32']:.2f}x as whole "
-                  f"commands{reps('speedups_vs_fp32')}; relative error of the distances max "
-                  f"{summary['rel_err_vs_fp32']['max']:.2%}, median {summary['rel_err_vs_fp32']['median']:.2%}  ")
+        md.append(
+            f"ours in {summary['precision']} vs ours in exact fp32: {summary['speedup_vs_fp32']:.2f}x as whole "
+            f"commands{reps('speedups_vs_fp32')}; relative error of the distances max "
+            f"{summary['rel_err_vs_fp32']['max']:.2%}, median {summary['rel_err_vs_fp32']['median']:.2%}  "
+        )
     if "ours_loop_over_trunk" in summary:
         how = "1 batch per worker" if summary.get("trunk_bound_workers", 0) else "1 batch at a time"
-        md.append(f"ours inside the command / trunk-only bound ({how}, the faster): "
-                  f"{summary['ours_loop_over_trunk']:.2f}{reps('ours_loop_over_trunk_by_rep')}; whole command "
-                  f"{summary['ours_wall_over_trunk']:.2f}; target <= {TARGET_VS_TRUNK}  ")
+        md.append(
+            f"ours inside the command / trunk-only bound ({how}, the faster): "
+            f"{summary['ours_loop_over_trunk']:.2f}{reps('ours_loop_over_trunk_by_rep')}; whole command "
+            f"{summary['ours_wall_over_trunk']:.2f}; target <= {TARGET_VS_TRUNK}  "
+        )
     if "decode_s_per_pair" in summary:
-        md.append(f"where the time goes, per pair: decode {1000 * summary['decode_s_per_pair']:.1f} ms "
-                  f"(one thread), trunk {1000 * summary['trunk_s_per_pair']:.1f} ms")
+        md.append(
+            f"where the time goes, per pair: decode {1000 * summary['decode_s_per_pair']:.1f} ms "
+            f"(one thread), trunk {1000 * summary['trunk_s_per_pair']:.1f} ms"
+        )
     text = "\n".join(md) + "\n"
     write_text(results / f"bench_dirs{tag}.md", text)
-    plot(rows, results / f"bench_dirs{tag}.png",
-         f"LPIPS over {n} pairs of {summary['size']}x{summary['size']} PNG ({summary['net']}, {summary['device']}, "
-         f"{threads} torch thread{'s' if threads != 1 else ''})")
+    plot(
+        rows,
+        results / f"bench_dirs{tag}.png",
+        f"LPIPS over {n} pairs of {summary['size']}x{summary['size']} PNG ({summary['net']}, {summary['device']}, "
+        f"{threads} torch thread{'s' if threads != 1 else ''})",
+    )
     return text
 
 
@@ -363,8 +438,12 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of every contender")
     p.add_argument("--trunk-pairs", type=int, default=200, help="pairs the trunk-only bound is timed on")
     p.add_argument("--reps", type=int, default=1, help="repetitions of every contender (medians reported)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
-                   help="ours and the trunk-only bound in this precision; exact dirs then runs beside them")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "int8"],
+        help="ours and the trunk-only bound in this precision; exact dirs then runs beside them",
+    )
     p.add_argument("--tag", default="", help="suffix of the result files (bench_dirs<tag>.*)")
     p.add_argument("--data", type=Path, default=REPO / "runs" / "bench_dirs_data")
     p.add_argument("--skip", nargs="*", default=[], help="contenders to leave out (e.g. torchmetrics)")
@@ -374,24 +453,41 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        res = child(args.child, args.data / "a", args.data / "b", args.out, args.net, args.device,
-                    args.batch_size, args.workers, args.trunk_pairs)
+        res = child(
+            args.child,
+            args.data / "a",
+            args.data / "b",
+            args.out,
+            args.net,
+            args.device,
+            args.batch_size,
+            args.workers,
+            args.trunk_pairs,
+        )
         print(json.dumps(res))
         return
     if args.replot:
-        print(write_report(json.loads((args.results / f"bench_dirs{args.tag}.json").read_text()), args.results, args.tag))
+        print(
+            write_report(json.loads((args.results / f"bench_dirs{args.tag}.json").read_text()), args.results, args.tag)
+        )
         return
 
     t = time.perf_counter()
     a, b = make_pairs(args.data, args.pairs, args.size)
-    print(f"{args.pairs} pairs of {args.size}x{args.size} PNG in {args.data} ({time.perf_counter() - t:.1f} s)",
-          file=sys.stderr)
+    print(
+        f"{args.pairs} pairs of {args.size}x{args.size} PNG in {args.data} ({time.perf_counter() - t:.1f} s)",
+        file=sys.stderr,
+    )
     work = args.data / "outputs"
     work.mkdir(exist_ok=True)
     # ours sits between the trunk-only runs and the reference loop it is divided by
-    kinds = [k for k in ("decode", "trunk", "trunk-workers", "ours", "ours-fp32", "reference", "torchmetrics")
-             if k not in args.skip and not (k == "trunk-workers" and args.device != "cpu")
-             and not (k == "ours-fp32" and args.precision == "fp32")]
+    kinds = [
+        k
+        for k in ("decode", "trunk", "trunk-workers", "ours", "ours-fp32", "reference", "torchmetrics")
+        if k not in args.skip
+        and not (k == "trunk-workers" and args.device != "cpu")
+        and not (k == "ours-fp32" and args.precision == "fp32")
+    ]
     res = {}
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
     for rep in range(args.reps):  # forward, then backward, ...: ours stays next to what it is compared with
@@ -400,38 +496,72 @@ def main(argv=None) -> None:
             print(f"rep {rep + 1}/{args.reps}: running {kind} ...", file=sys.stderr)
             r = run_child(kind, args, a, b, work / f"{kind}.csv")
             runs[kind].append(r)
-            print(f"  {kind}: wall {r['wall_s']:.1f} s (setup {r['setup_s']:.1f} s, loop {r['loop_s']:.1f} s)",
-                  file=sys.stderr)
-    res = {k: {**v[0], **{f: statistics.median(r[f] for r in v) for f in ("wall_s", "setup_s", "loop_s")}}
-           for k, v in runs.items()}  # medians over the repetitions
+            print(
+                f"  {kind}: wall {r['wall_s']:.1f} s (setup {r['setup_s']:.1f} s, loop {r['loop_s']:.1f} s)",
+                file=sys.stderr,
+            )
+    res = {
+        k: {**v[0], **{f: statistics.median(r[f] for r in v) for f in ("wall_s", "setup_s", "loop_s")}}
+        for k, v in runs.items()
+    }  # medians over the repetitions
     n = args.pairs
     rows = []
-    labels = {"reference": "reference loop (lpips)", "torchmetrics": "torchmetrics, pair by pair",
-              "ours": f"lpips-core dirs ({ours_setup(args)}{', ' + args.precision if args.precision != 'fp32' else ''})",
-              "ours-fp32": f"lpips-core dirs ({ours_setup(args)}, exact fp32)",
-              "decode": "decode only (lpips_core.load_image)",
-              "trunk": "trunk only, 1 batch at a time", "trunk-workers": "trunk only, 1 batch per worker"}
+    labels = {
+        "reference": "reference loop (lpips)",
+        "torchmetrics": "torchmetrics, pair by pair",
+        "ours": f"lpips-core dirs ({ours_setup(args)}{', ' + args.precision if args.precision != 'fp32' else ''})",
+        "ours-fp32": f"lpips-core dirs ({ours_setup(args)}, exact fp32)",
+        "decode": "decode only (lpips_core.load_image)",
+        "trunk": "trunk only, 1 batch at a time",
+        "trunk-workers": "trunk only, 1 batch per worker",
+    }
     for kind in kinds:
         r = res[kind]
         if kind.startswith("trunk"):  # timed on trunk_pairs pairs, no files: its rate is a bound on the loop
             rate = r["pairs_timed"] / r["loop_s"]
-            rows.append({"name": labels[kind], "pairs_per_s": rate, "loop_s": n / rate, "wall_s": None,
-                         "loop_pairs_per_s": rate})
+            rows.append(
+                {
+                    "name": labels[kind],
+                    "pairs_per_s": rate,
+                    "loop_s": n / rate,
+                    "wall_s": None,
+                    "loop_pairs_per_s": rate,
+                }
+            )
         else:
-            rows.append({"name": labels[kind], "pairs_per_s": n / r["wall_s"], "loop_s": r["loop_s"],
-                         "wall_s": r["wall_s"], "loop_pairs_per_s": n / r["loop_s"]})
-    summary: dict = {"pairs": n, "size": args.size, "net": args.net, "device": args.device,
-                     "batch_size": args.batch_size, "workers": args.workers,
-                     "threads": args.threads,
-                     "reps": args.reps, "machine": machine(), "rows": rows, "raw": runs}
+            rows.append(
+                {
+                    "name": labels[kind],
+                    "pairs_per_s": n / r["wall_s"],
+                    "loop_s": r["loop_s"],
+                    "wall_s": r["wall_s"],
+                    "loop_pairs_per_s": n / r["loop_s"],
+                }
+            )
+    summary: dict = {
+        "pairs": n,
+        "size": args.size,
+        "net": args.net,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "threads": args.threads,
+        "reps": args.reps,
+        "machine": machine(),
+        "rows": rows,
+        "raw": runs,
+    }
+
     # Ratios are taken within each repetition (contenders run minutes apart, and this shared
     # machine's speed drifts by tens of percent over a run), then the median over repetitions.
     def per_rep(ratio) -> list[float]:
         return [ratio(rep) for rep in range(args.reps)]
 
     def bound_s(rep: int) -> tuple[float, int]:  # the faster trunk-only run of this repetition, for n pairs
-        r = min((runs[k][rep] for k in ("trunk", "trunk-workers") if k in runs),
-                key=lambda r: r["loop_s"] / r["pairs_timed"])
+        r = min(
+            (runs[k][rep] for k in ("trunk", "trunk-workers") if k in runs),
+            key=lambda r: r["loop_s"] / r["pairs_timed"],
+        )
         return n * r["loop_s"] / r["pairs_timed"], r["workers"]
 
     if "ours" in res and "reference" in res:
@@ -451,7 +581,8 @@ def main(argv=None) -> None:
         summary["rel_err_vs_fp32"] = {"max": max(rel), "median": statistics.median(rel)}
     if "ours" in res and "torchmetrics" in res:
         summary["speedups_vs_torchmetrics"] = per_rep(
-            lambda i: runs["torchmetrics"][i]["wall_s"] / runs["ours"][i]["wall_s"])
+            lambda i: runs["torchmetrics"][i]["wall_s"] / runs["ours"][i]["wall_s"]
+        )
         summary["speedup_vs_torchmetrics"] = statistics.median(summary["speedups_vs_torchmetrics"])
     trunks = [res[k] for k in ("trunk", "trunk-workers") if k in res]
     if trunks:  # the bound: the faster way of running the trunk alone

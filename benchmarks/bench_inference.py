@@ -19,6 +19,7 @@ GFLOP/s (convolution FLOPs counted from the layer shapes, divided by the whole
 call's time; the fp32 peak of the machine is printed beside them), peak memory
 of one call (CPU: sampled resident-set growth; GPU: allocator peak).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,13 @@ from lpips_core.model.safe_load import weights_only_loads  # noqa: E402
 
 #: case -> minimum ratio (reference time / ours) asked for in issue 7.
 TARGETS = {
-    "alex 64x64 b64": 1.25, "alex 256x256 b8": 1.2, "vgg 64x64 b64": 1.15, "squeeze 64x64 b64": 1.3,
-    "alex 64x64 b64 bf16": 2.0, "alex all-pairs 32x256x256": 10.0, "alex 1-vs-64 256x256": 1.8,
+    "alex 64x64 b64": 1.25,
+    "alex 256x256 b8": 1.2,
+    "vgg 64x64 b64": 1.15,
+    "squeeze 64x64 b64": 1.3,
+    "alex 64x64 b64 bf16": 2.0,
+    "alex all-pairs 32x256x256": 10.0,
+    "alex 1-vs-64 256x256": 1.8,
 }
 
 
@@ -74,12 +80,24 @@ class Row:
 
 
 # --------------------------------------------------------------------------- inputs
-PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
-          "retina", "cat", "colorwheel"]
+PHOTOS = [
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "cat",
+    "colorwheel",
+]
 
 
 def photo_crops(n: int, size: int, seed: int = 0) -> torch.Tensor:
-    """``n`` random crops of scikit-image photographs (resized so a crop spans 50-100% of the short side), in [-1, 1]."""
+    """``n`` random crops of scikit-image photographs, in [-1, 1].
+
+    Each photograph is resized so that a crop spans 50-100% of its short side.
+    """
     import skimage.data
     from PIL import Image
 
@@ -91,7 +109,7 @@ def photo_crops(n: int, size: int, seed: int = 0) -> torch.Tensor:
         h, w = (max(size, int(round(d * scale))) for d in img.shape[:2])
         img = np.asarray(Image.fromarray(img).resize((w, h), Image.BICUBIC))
         y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-        out.append(lpips_core.im2tensor(img[y:y + size, x:x + size]))
+        out.append(lpips_core.im2tensor(img[y : y + size, x : x + size]))
     return torch.cat(out)
 
 
@@ -161,7 +179,7 @@ def fp32_peak(device: str, threads: int) -> dict:
         a @ b
         sync()
         best = min(best, time.perf_counter() - t)
-    info = {"sgemm_gflops": 2 * n ** 3 / best / 1e9}
+    info = {"sgemm_gflops": 2 * n**3 / best / 1e9}
     if device == "cpu":
         mhz = None
         try:
@@ -188,8 +206,10 @@ def bf16_support(device: str) -> tuple[bool, str]:
         ok = torch.cuda.is_bf16_supported()
         return ok, "" if ok else "this GPU has no bf16 support"
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return native, "" if native else ("this CPU exposes neither AVX512_BF16 nor AMX (see lscpu flags), so "
-                                      "oneDNN emulates bf16 in fp32 and it is slower than fp32")
+    return native, "" if native else (
+        "this CPU exposes neither AVX512_BF16 nor AMX (see lscpu flags), so "
+        "oneDNN emulates bf16 in fp32 and it is slower than fp32"
+    )
 
 
 def machine_load() -> str:
@@ -251,7 +271,7 @@ def interleaved(fa: Callable, fb: Callable, reps: int, sync: Callable, warmup: i
     for i in range(reps):
         QUIET_STATS["reps"] += 1
         order = ((fa, ta), (fb, tb)) if i % 2 == 0 else ((fb, tb), (fa, ta))
-        for attempt in range(4 if quiet_mode else 1):
+        for _attempt in range(4 if quiet_mode else 1):
             wait_quiet(WAIT_QUIET)
             if quiet_mode:
                 i0, t0 = _cpu_times()
@@ -273,7 +293,7 @@ def interleaved(fa: Callable, fb: Callable, reps: int, sync: Callable, warmup: i
                 break
         else:
             QUIET_STATS["busy_reps"] += 1
-        for (f, store), dt in zip(order, times):
+        for (_f, store), dt in zip(order, times):
             store.append(dt)
     return ta, tb, last.get(id(ta)), last.get(id(tb))
 
@@ -299,7 +319,7 @@ def peak_memory_mb(fn: Callable, device: str) -> float:
         torch.cuda.reset_peak_memory_stats()
         fn()
         torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
     _trim()
     base = _rss_bytes()
     peak = [base]
@@ -318,11 +338,20 @@ def peak_memory_mb(fn: Callable, device: str) -> float:
         done.set()
         th.join()
     peak[0] = max(peak[0], _rss_bytes())
-    return (peak[0] - base) / 2 ** 20
+    return (peak[0] - base) / 2**20
 
 
-def compare(case: str, ours_fn: Callable, ref_fn: Callable, reps: int, device: str,
-            flops: float | None = None, note: str = "", ref_memory: bool = True, warmup: int = 1) -> Row:
+def compare(
+    case: str,
+    ours_fn: Callable,
+    ref_fn: Callable,
+    reps: int,
+    device: str,
+    flops: float | None = None,
+    note: str = "",
+    ref_memory: bool = True,
+    warmup: int = 1,
+) -> Row:
     """Run one case: interleaved timings, exactness from the last timed outputs, peak memory."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     row = Row(case=case, target=TARGETS.get(case), note=note)
@@ -346,8 +375,7 @@ def diff_of(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------- cases
-def pair_case(net, size, batch, reps, device, images, dtype=torch.float32, name=None, compile=False,
-              extra_note=""):
+def pair_case(net, size, batch, reps, device, images, dtype=torch.float32, name=None, compile=False, extra_note=""):
     ours, ref = build_models(net, device, dtype=dtype, compile=compile)
     x = images[0][:batch].to(device)
     y = images[1][:batch].to(device)
@@ -372,26 +400,46 @@ def pairwise_case(n, size, reps, device, images):
     def reference_matrix():
         out = torch.zeros(n, n, device=device)
         for a, b in zip(i.tolist(), j.tolist()):  # one reference call per pair
-            out[a, b] = out[b, a] = ref(x[a:a + 1], x[b:b + 1]).item()
+            out[a, b] = out[b, a] = ref(x[a : a + 1], x[b : b + 1]).item()
         return out
 
     flops = n * conv_flops(ours, (size, size))
-    return compare(f"alex all-pairs {n}x{size}x{size}", lambda: ours.pairwise(x)[i, j], lambda: reference_matrix()[i, j],
-                   reps, device, flops, note=f"{len(i)} pairs; reference: one call per pair (i < j)",
-                   ref_memory=False, warmup=0)
+    return compare(
+        f"alex all-pairs {n}x{size}x{size}",
+        lambda: ours.pairwise(x)[i, j],
+        lambda: reference_matrix()[i, j],
+        reps,
+        device,
+        flops,
+        note=f"{len(i)} pairs; reference: one call per pair (i < j)",
+        ref_memory=False,
+        warmup=0,
+    )
 
 
 def one_to_many_case(n, size, reps, device, images):
     ours, ref = build_models("alex", device)
-    r, x = images[:1].to(device), images[1:n + 1].to(device)
+    r, x = images[:1].to(device), images[1 : n + 1].to(device)
     flops = (n + 1) * conv_flops(ours, (size, size))
-    row = compare(f"alex 1-vs-{n} {size}x{size}", lambda: ours.one_to_many(r, x),
-                  lambda: ref(r.expand_as(x), x), reps, device, flops,
-                  note="reference: the reference image repeated N times")
+    row = compare(
+        f"alex 1-vs-{n} {size}x{size}",
+        lambda: ours.one_to_many(r, x),
+        lambda: ref(r.expand_as(x), x),
+        reps,
+        device,
+        flops,
+        note="reference: the reference image repeated N times",
+    )
     # Honest extra: the reference package also broadcasts a batch of 1 (trunk once on the reference).
-    bcast = compare(f"alex 1-vs-{n} {size}x{size} (ref broadcasts)", lambda: ours.one_to_many(r, x),
-                    lambda: ref(r, x), reps, device, flops,
-                    note="reference called as ref(r, images) with a batch of 1 (not in the issue's table)")
+    bcast = compare(
+        f"alex 1-vs-{n} {size}x{size} (ref broadcasts)",
+        lambda: ours.one_to_many(r, x),
+        lambda: ref(r, x),
+        reps,
+        device,
+        flops,
+        note="reference called as ref(r, images) with a batch of 1 (not in the issue's table)",
+    )
     return [row, bcast]
 
 
@@ -412,13 +460,23 @@ def export_rows(reps, images, threads) -> list[Row]:
             qpath = E.quantize_onnx(path, Path(tmp) / "alex_int8.onnx")
             sess, qsess = E.onnx_session(path, threads), E.onnx_session(qpath, threads)
             qtorch = E.quantize_dynamic(ours)
-            variants = [("TorchScript (script)", lambda: scripted(x, y)),
-                        ("ONNX Runtime fp32", lambda: E.onnx_distance(sess, x, y)),
-                        ("ONNX Runtime int8 (dynamic)", lambda: E.onnx_distance(qsess, x, y)),
-                        ("PyTorch int8 (dynamic)", lambda: qtorch(x, y))]
+            variants = [
+                ("TorchScript (script)", lambda: scripted(x, y)),
+                ("ONNX Runtime fp32", lambda: E.onnx_distance(sess, x, y)),
+                ("ONNX Runtime int8 (dynamic)", lambda: E.onnx_distance(qsess, x, y)),
+                ("PyTorch int8 (dynamic)", lambda: qtorch(x, y)),
+            ]
             for name, fn in variants:
-                rows.append(compare(f"alex 64x64 b64 {name}", fn, lambda: ref(x, y), reps, "cpu",
-                                    note="ratio and error vs the reference (eager fp32)"))
+                rows.append(
+                    compare(
+                        f"alex 64x64 b64 {name}",
+                        fn,
+                        lambda: ref(x, y),
+                        reps,
+                        "cpu",
+                        note="ratio and error vs the reference (eager fp32)",
+                    )
+                )
     return rows
 
 
@@ -442,25 +500,41 @@ def memory_child(impl: str, net: str, size: int, device: str) -> None:
     with torch.no_grad():
         d = model(x, y).item()
     seconds = time.perf_counter() - t
-    out = {"impl": impl, "distance": d, "seconds": seconds,
-           "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "rss_before_mb": base / 2 ** 20}
+    out = {
+        "impl": impl,
+        "distance": d,
+        "seconds": seconds,
+        "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_mb": base / 2**20,
+    }
     if device == "cuda":
-        out["gpu_peak_extra_mb"] = (torch.cuda.max_memory_allocated() - gbase) / 2 ** 20
+        out["gpu_peak_extra_mb"] = (torch.cuda.max_memory_allocated() - gbase) / 2**20
     print("RESULT " + json.dumps(out))
 
 
 def memory_rows(net: str, size: int, device: str, threads: int) -> list[dict]:
     results = []
     for impl in ("ours", "ref"):
-        cmd = [sys.executable, __file__, "--memory-child", impl, "--net", net, "--size", str(size),
-               "--device", device, "--threads", str(threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            impl,
+            "--net",
+            net,
+            "--size",
+            str(size),
+            "--device",
+            device,
+            "--threads",
+            str(threads),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:
             results.append({"impl": impl, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]})
         else:
-            results.append(json.loads(line[len("RESULT "):]))
+            results.append(json.loads(line[len("RESULT ") :]))
     return results
 
 
@@ -470,8 +544,10 @@ def fmt(v, spec=".1f"):
 
 
 def print_table(rows: list[Row], peak: dict) -> None:
-    head = (f"{'case':44s} {'ours ms':>9s} {'ref ms':>9s} {'ratio':>6s} {'target':>6s} {'max|diff|':>9s} "
-            f"{'GFLOP/s':>9s} {'ref GF/s':>8s} {'peak MB':>8s} {'ref MB':>8s}")
+    head = (
+        f"{'case':44s} {'ours ms':>9s} {'ref ms':>9s} {'ratio':>6s} {'target':>6s} {'max|diff|':>9s} "
+        f"{'GFLOP/s':>9s} {'ref GF/s':>8s} {'peak MB':>8s} {'ref MB':>8s}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -479,15 +555,22 @@ def print_table(rows: list[Row], peak: dict) -> None:
             print(f"{r.case:44s} skipped: {r.note}")
             continue
         met = "" if r.target is None else (" ok" if r.ratio >= r.target else " MISS")
-        print(f"{r.case:44s} {fmt(r.ours_ms):>9s} {fmt(r.ref_ms):>9s} {fmt(r.ratio, '.2f'):>6s} "
-              f"{fmt(r.target, '.2f'):>6s} {fmt(r.max_abs_diff, '.1e'):>9s} {fmt(r.ours_gflops):>9s} "
-              f"{fmt(r.ref_gflops):>8s} {fmt(r.ours_peak_mb, '.0f'):>8s} {fmt(r.ref_peak_mb, '.0f'):>8s}{met}")
+        print(
+            f"{r.case:44s} {fmt(r.ours_ms):>9s} {fmt(r.ref_ms):>9s} {fmt(r.ratio, '.2f'):>6s} "
+            f"{fmt(r.target, '.2f'):>6s} {fmt(r.max_abs_diff, '.1e'):>9s} {fmt(r.ours_gflops):>9s} "
+            f"{fmt(r.ref_gflops):>8s} {fmt(r.ours_peak_mb, '.0f'):>8s} {fmt(r.ref_peak_mb, '.0f'):>8s}{met}"
+        )
         if r.note:
             print(f"{'':44s}   ({r.note})")
-    print("fp32 peak of this machine: measured sgemm "
-          f"{peak['sgemm_gflops']:.0f} GFLOP/s" + (f", nominal {peak['nominal_gflops']:.0f} GFLOP/s "
-                                                   f"({peak['cpu_mhz']:.0f} MHz x 64 FLOP/cycle x cores)"
-                                                   if 'nominal_gflops' in peak else ""))
+    print(
+        "fp32 peak of this machine: measured sgemm "
+        f"{peak['sgemm_gflops']:.0f} GFLOP/s"
+        + (
+            f", nominal {peak['nominal_gflops']:.0f} GFLOP/s ({peak['cpu_mhz']:.0f} MHz x 64 FLOP/cycle x cores)"
+            if "nominal_gflops" in peak
+            else ""
+        )
+    )
 
 
 def plot(rows: list[Row], path: Path, title: str) -> None:
@@ -522,11 +605,18 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller all-pairs and memory cases")
     ap.add_argument("--reps", type=int, default=None, help="interleaved repetitions per case")
-    ap.add_argument("--only", default="", help="comma-separated case groups: exact,bf16,pairs,one,export,memory,compile")
+    ap.add_argument(
+        "--only", default="", help="comma-separated case groups: exact,bf16,pairs,one,export,memory,compile"
+    )
     ap.add_argument("--compile", action="store_true", help="also time compile=True (compiles for tens of seconds)")
     ap.add_argument("--force-bf16", action="store_true", help="time bf16 even where the hardware lacks it")
-    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                    help="before each repetition wait up to SECONDS for the machine to be idle (shared machines)")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each repetition wait up to SECONDS for the machine to be idle (shared machines)",
+    )
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--memory-child", choices=["ours", "ref"], help=argparse.SUPPRESS)
     ap.add_argument("--net", default="vgg", help=argparse.SUPPRESS)
@@ -552,10 +642,16 @@ def main(argv=None) -> None:
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
-    print(f"torch {torch.__version__}, device {dev}"
-          + (f" ({torch.cuda.get_device_name()})" if dev == "cuda" else f" ({platform.processor() or platform.machine()})")
-          + f", torch.set_num_threads({args.threads}) -> torch.get_num_threads() = {torch.get_num_threads()}, "
-          f"{reps} interleaved repetitions per case, load average at start {machine_load()}")
+    print(
+        f"torch {torch.__version__}, device {dev}"
+        + (
+            f" ({torch.cuda.get_device_name()})"
+            if dev == "cuda"
+            else f" ({platform.processor() or platform.machine()})"
+        )
+        + f", torch.set_num_threads({args.threads}) -> torch.get_num_threads() = {torch.get_num_threads()}, "
+        f"{reps} interleaved repetitions per case, load average at start {machine_load()}"
+    )
     peak = fp32_peak(dev, args.threads)
 
     small = (photo_crops(64, 64, seed=0), None)
@@ -567,39 +663,62 @@ def main(argv=None) -> None:
     rows: list[Row] = []
     plan = []
     if "exact" in groups:
-        plan += [("alex 64x64 b64", lambda: pair_case("alex", 64, 64, reps, dev, small)),
-                 ("alex 256x256 b8", lambda: pair_case("alex", 256, 8, reps, dev, big)),
-                 ("vgg 64x64 b64", lambda: pair_case("vgg", 64, 64, reps, dev, small)),
-                 ("squeeze 64x64 b64", lambda: pair_case("squeeze", 64, 64, reps, dev, small))]
+        plan += [
+            ("alex 64x64 b64", lambda: pair_case("alex", 64, 64, reps, dev, small)),
+            ("alex 256x256 b8", lambda: pair_case("alex", 256, 8, reps, dev, big)),
+            ("vgg 64x64 b64", lambda: pair_case("vgg", 64, 64, reps, dev, small)),
+            ("squeeze 64x64 b64", lambda: pair_case("squeeze", 64, 64, reps, dev, small)),
+        ]
     if "bf16" in groups:
         ok, why = bf16_support(dev)
         if ok or args.force_bf16:
             forced = "" if ok else f"timed with --force-bf16 although {why}"
-            plan.append(("alex 64x64 b64 bf16", lambda: pair_case("alex", 64, 64, reps, dev, small, torch.bfloat16,
-                                                                  name="alex 64x64 b64 bf16", extra_note=forced)))
+            plan.append(
+                (
+                    "alex 64x64 b64 bf16",
+                    lambda: pair_case(
+                        "alex", 64, 64, reps, dev, small, torch.bfloat16, name="alex 64x64 b64 bf16", extra_note=forced
+                    ),
+                )
+            )
         else:
-            rows.append(Row(case="alex 64x64 b64 bf16", target=TARGETS["alex 64x64 b64 bf16"],
-                            note=f"skipped: {why}; run with --force-bf16 to time it anyway"))
+            rows.append(
+                Row(
+                    case="alex 64x64 b64 bf16",
+                    target=TARGETS["alex 64x64 b64 bf16"],
+                    note=f"skipped: {why}; run with --force-bf16 to time it anyway",
+                )
+            )
     if "compile" in groups:
-        plan.append(("alex 64x64 b64 compile", lambda: pair_case("alex", 64, 64, reps, dev, small,
-                                                                 name="alex 64x64 b64 compile=True", compile=True)))
+        plan.append(
+            (
+                "alex 64x64 b64 compile",
+                lambda: pair_case("alex", 64, 64, reps, dev, small, name="alex 64x64 b64 compile=True", compile=True),
+            )
+        )
     if "pairs" in groups:
-        plan.append(("all pairs", lambda: pairwise_case(n_all, 256, max(3, reps // 4), dev,
-                                                        photo_crops(n_all, 256, seed=4))))
+        plan.append(
+            ("all pairs", lambda: pairwise_case(n_all, 256, max(3, reps // 4), dev, photo_crops(n_all, 256, seed=4)))
+        )
     if "one" in groups:
-        plan.append(("one to many", lambda: one_to_many_case(n_many, 256, max(3, reps // 2), dev,
-                                                             photo_crops(n_many + 1, 256, seed=5))))
+        plan.append(
+            (
+                "one to many",
+                lambda: one_to_many_case(n_many, 256, max(3, reps // 2), dev, photo_crops(n_many + 1, 256, seed=5)),
+            )
+        )
     if "export" in groups and dev == "cpu":
         plan.append(("exports", lambda: export_rows(max(3, reps // 2), small, args.threads)))
-    for name, run in tqdm(plan, desc="cases", unit="case", file=sys.stderr):
+    for _name, run in tqdm(plan, desc="cases", unit="case", file=sys.stderr):
         out = run()
         rows.extend(out if isinstance(out, list) else [out])
 
     memory = None
     if "memory" in groups:
         size = 1024 if args.quick else 2048
-        print(f"peak memory, one vgg pair at {size}x{size} (each implementation in its own process) ...",
-              file=sys.stderr)
+        print(
+            f"peak memory, one vgg pair at {size}x{size} (each implementation in its own process) ...", file=sys.stderr
+        )
         memory = {"net": "vgg", "size": size, "results": memory_rows("vgg", size, dev, args.threads)}
 
     print()
@@ -610,30 +729,60 @@ def main(argv=None) -> None:
             if "error" in r:
                 print(f"  {r['impl']:5s} failed: {r['error']}")
             else:
-                extra = (f", GPU peak +{r['gpu_peak_extra_mb']:.0f} MB" if "gpu_peak_extra_mb" in r else "")
-                print(f"  {r['impl']:5s} peak RSS {r['rss_peak_mb']:.0f} MB (RSS before the call "
-                      f"{r['rss_before_mb']:.0f} MB){extra}, {r['seconds']:.1f} s, d = {r['distance']:.6f}")
+                extra = f", GPU peak +{r['gpu_peak_extra_mb']:.0f} MB" if "gpu_peak_extra_mb" in r else ""
+                print(
+                    f"  {r['impl']:5s} peak RSS {r['rss_peak_mb']:.0f} MB (RSS before the call "
+                    f"{r['rss_before_mb']:.0f} MB){extra}, {r['seconds']:.1f} s, d = {r['distance']:.6f}"
+                )
     print(f"load average at end {machine_load()}")
     if WAIT_QUIET > 0:
-        print(f"--wait-quiet {WAIT_QUIET:g}: {QUIET_STATS['reps'] - QUIET_STATS['busy_reps']} of {QUIET_STATS['reps']} "
-              f"repetitions ran with other processes using <= 10% of the CPUs, "
-              f"{QUIET_STATS['waited_s']:.0f} s spent waiting for quiet")
+        print(
+            f"--wait-quiet {WAIT_QUIET:g}: {QUIET_STATS['reps'] - QUIET_STATS['busy_reps']} of {QUIET_STATS['reps']} "
+            f"repetitions ran with other processes using <= 10% of the CPUs, "
+            f"{QUIET_STATS['waited_s']:.0f} s spent waiting for quiet"
+        )
 
     out = Path(args.out)
     stem = f"inference_{dev}"
-    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "torch": torch.__version__,
-            "device": dev, "cpu": cpu_model(), "threads": torch.get_num_threads(), "reps": reps,
-            "quick": args.quick,
-            "fp32_peak": peak, "bf16_native": bf16_support(dev)[0], "load_average_end": machine_load(),
-            "wait_quiet_s": WAIT_QUIET, "quiet_stats": QUIET_STATS,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    write_text(out / f"{stem}.json", json.dumps({"meta": meta, "rows": [asdict(r) for r in rows],
-                                                        "memory": memory}, indent=1))
-    cols = ["case", "ours_ms", "ref_ms", "ratio", "target", "max_abs_diff", "max_rel_diff", "ours_gflops",
-            "ref_gflops", "ours_peak_mb", "ref_peak_mb", "reps", "note"]
+    meta = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "torch": torch.__version__,
+        "device": dev,
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "reps": reps,
+        "quick": args.quick,
+        "fp32_peak": peak,
+        "bf16_native": bf16_support(dev)[0],
+        "load_average_end": machine_load(),
+        "wait_quiet_s": WAIT_QUIET,
+        "quiet_stats": QUIET_STATS,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_text(
+        out / f"{stem}.json", json.dumps({"meta": meta, "rows": [asdict(r) for r in rows], "memory": memory}, indent=1)
+    )
+    cols = [
+        "case",
+        "ours_ms",
+        "ref_ms",
+        "ratio",
+        "target",
+        "max_abs_diff",
+        "max_rel_diff",
+        "ours_gflops",
+        "ref_gflops",
+        "ours_peak_mb",
+        "ref_peak_mb",
+        "reps",
+        "note",
+    ]
     write_csv(out / f"{stem}.csv", cols, [[getattr(r, c) for c in cols] for r in rows])
-    plot(rows, out / f"{stem}.png", f"lpips_core vs lpips 0.1.4, {dev}, {torch.get_num_threads()} threads, "
-                                    f"medians of {reps} interleaved runs")
+    plot(
+        rows,
+        out / f"{stem}.png",
+        f"lpips_core vs lpips 0.1.4, {dev}, {torch.get_num_threads()} threads, medians of {reps} interleaved runs",
+    )
     print(f"wrote {out / stem}.csv/.json/.png")
 
 

@@ -20,6 +20,7 @@ Usage::
 
 Writes ``results/precision/speed_<device>.{json,md}``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,16 +39,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import lpips_core  # noqa: E402
 from bench_inference import build_models, cpu_model, distorted, photo_crops, wait_quiet  # noqa: E402
+
+import lpips_core  # noqa: E402
 from lpips_core.files import write_json, write_text  # noqa: E402
 from lpips_core.model import precision as P  # noqa: E402
 
 #: case name -> (net, side, batch)
-CASES = {"alex 64x64 b64": ("alex", 64, 64), "alex 256x256 b8": ("alex", 256, 8),
-         "alex 512x512 b2": ("alex", 512, 2), "squeeze 64x64 b64": ("squeeze", 64, 64),
-         "squeeze 256x256 b8": ("squeeze", 256, 8), "vgg 64x64 b64": ("vgg", 64, 64),
-         "vgg 256x256 b4": ("vgg", 256, 4)}
+CASES = {
+    "alex 64x64 b64": ("alex", 64, 64),
+    "alex 256x256 b8": ("alex", 256, 8),
+    "alex 512x512 b2": ("alex", 512, 2),
+    "squeeze 64x64 b64": ("squeeze", 64, 64),
+    "squeeze 256x256 b8": ("squeeze", 256, 8),
+    "vgg 64x64 b64": ("vgg", 64, 64),
+    "vgg 256x256 b4": ("vgg", 256, 4),
+}
 #: issue 27's speed targets: precision -> minimum speed-up over exact fp32 (by CPU kind)
 TARGETS = {"int8": {"avx2": 1.8, "avx512_vnni": 2.5}, "bf16": {"amx": 3.0}}
 
@@ -79,7 +86,7 @@ def rotate(fns: dict, reps: int, sync, warmup: int = 1) -> dict[str, list[float]
     sync()
     times = {n: [] for n in names}
     for i in range(reps):
-        order = names[i % len(names):] + names[:i % len(names)]
+        order = names[i % len(names) :] + names[: i % len(names)]
         wait_quiet(WAIT_QUIET)
         for n in order:
             sync()
@@ -110,8 +117,9 @@ def make_models(net: str, device: str, modes: list[str], force_bf16: bool) -> di
     return models
 
 
-def run_case(name: str, net: str, side: int, batch: int, device: str, modes: list[str], reps: int,
-             force_bf16: bool, images: dict) -> dict:
+def run_case(
+    name: str, net: str, side: int, batch: int, device: str, modes: list[str], reps: int, force_bf16: bool, images: dict
+) -> dict:
     key = (side, batch)
     if key not in images:
         x = photo_crops(batch, side, seed=side)
@@ -127,10 +135,19 @@ def run_case(name: str, net: str, side: int, batch: int, device: str, modes: lis
         results = {n: models[n](x, y).flatten().float().cpu() for n in models}
     after = load1()
     exact = results["fp32"]
-    row = {"case": name, "net": net, "side": side, "batch": batch, "reps": reps, "load_before": before,
-           "load_after": after, "ms": {n: statistics.median(t) * 1e3 for n, t in times.items()},
-           "max_rel_err_vs_fp32": {n: float(((r - exact).abs() / exact.abs().clamp_min(1e-12)).max())
-                                   for n, r in results.items()}}
+    row = {
+        "case": name,
+        "net": net,
+        "side": side,
+        "batch": batch,
+        "reps": reps,
+        "load_before": before,
+        "load_after": after,
+        "ms": {n: statistics.median(t) * 1e3 for n, t in times.items()},
+        "max_rel_err_vs_fp32": {
+            n: float(((r - exact).abs() / exact.abs().clamp_min(1e-12)).max()) for n, r in results.items()
+        },
+    }
     for n in models:
         if n in ("ref", "fp32"):
             continue
@@ -165,18 +182,25 @@ def memory_child(net: str, side: int, device: str, precision: str) -> None:
         d = float(model(x, y))
     if device == "cuda":
         torch.cuda.synchronize()
-    out = {"precision": precision, "distance": d, "seconds": time.perf_counter() - t,
-           "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    out = {
+        "precision": precision,
+        "distance": d,
+        "seconds": time.perf_counter() - t,
+        "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     if device == "cuda":
-        out["gpu_peak_extra_mb"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+        out["gpu_peak_extra_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
     print("RESULT " + json.dumps(out))
 
 
 def memory_rows(net: str, side: int, device: str, precisions: list[str]) -> list[dict]:
     rows = []
     for p in ["ref", "fp32", *precisions]:
-        proc = subprocess.run([sys.executable, __file__, "--memory-child", p, "--net", net, "--side", str(side),
-                               "--device", device], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--memory-child", p, "--net", net, "--side", str(side), "--device", device],
+            capture_output=True,
+            text=True,
+        )
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         rows.append(json.loads(line[7:]) if line else {"precision": p, "error": proc.stderr.strip()[-300:]})
     return rows
@@ -184,37 +208,62 @@ def memory_rows(net: str, side: int, device: str, precisions: list[str]) -> list
 
 def markdown(meta: dict, rows: list[dict], memory: dict | None) -> str:
     modes = [m for m in ("int8", "bf16", "fp16") if any(f"{m}_vs_fp32" in r for r in rows)]
-    head = "| case | load 1-min (before/after) | ref ms | fp32 ms | " + " | ".join(f"{m} ms" for m in modes) + \
-           " | fp32 vs ref | " + " | ".join(f"{m} vs fp32 | {m} vs ref | {m} max rel. err" for m in modes) + " |"
-    lines = [f"Speed of the lower precisions, {meta['device']} ({meta['cpu']}, {meta['threads']} threads, "
-             f"CPU kind {meta['cpu_kind']}), torch {meta['torch']}, {meta['date']}; medians of {meta['reps']} "
-             f"repetitions, contenders in rotating order in one process, ratios taken within each repetition.", "",
-             head, "|" + "---|" * (head.count("|") - 1)]
+    head = (
+        "| case | load 1-min (before/after) | ref ms | fp32 ms | "
+        + " | ".join(f"{m} ms" for m in modes)
+        + " | fp32 vs ref | "
+        + " | ".join(f"{m} vs fp32 | {m} vs ref | {m} max rel. err" for m in modes)
+        + " |"
+    )
+    lines = [
+        f"Speed of the lower precisions, {meta['device']} ({meta['cpu']}, {meta['threads']} threads, "
+        f"CPU kind {meta['cpu_kind']}), torch {meta['torch']}, {meta['date']}; medians of {meta['reps']} "
+        f"repetitions, contenders in rotating order in one process, ratios taken within each repetition.",
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]
     for r in rows:
-        cells = [r["case"], f"{r['load_before']:.2f} / {r['load_after']:.2f}", f"{r['ms']['ref']:.1f}",
-                 f"{r['ms']['fp32']:.1f}"]
+        cells = [
+            r["case"],
+            f"{r['load_before']:.2f} / {r['load_after']:.2f}",
+            f"{r['ms']['ref']:.1f}",
+            f"{r['ms']['fp32']:.1f}",
+        ]
         cells += [f"{r['ms'][m]:.1f}" if m in r["ms"] else "-" for m in modes]
         cells.append(f"{r['fp32_vs_ref']:.2f}x")
         for m in modes:
             if f"{m}_vs_fp32" in r:
-                cells += [f"**{r[f'{m}_vs_fp32']:.2f}x**", f"{r[f'{m}_vs_ref']:.2f}x",
-                          f"{r['max_rel_err_vs_fp32'][m]:.1%}"]
+                cells += [
+                    f"**{r[f'{m}_vs_fp32']:.2f}x**",
+                    f"{r[f'{m}_vs_ref']:.2f}x",
+                    f"{r['max_rel_err_vs_fp32'][m]:.1%}",
+                ]
             else:
                 cells += ["-", "-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
     targets = TARGETS
-    lines += ["", "Targets (issue 27): int8 >= 1.8x exact fp32 on AVX2, >= 2.5x with AVX-512 VNNI; bf16 >= 3x "
-                  "exact fp32 with AMX." + (f" This CPU: {meta['cpu_kind']}." if meta["device"] == "cpu" else "")]
+    lines += [
+        "",
+        "Targets (issue 27): int8 >= 1.8x exact fp32 on AVX2, >= 2.5x with AVX-512 VNNI; bf16 >= 3x "
+        "exact fp32 with AMX." + (f" This CPU: {meta['cpu_kind']}." if meta["device"] == "cpu" else ""),
+    ]
     if memory:
-        lines += ["", f"Peak memory, one {memory['net']} pair at {memory['side']}x{memory['side']}, each in its own "
-                      "process:", "", "| precision | seconds | distance | peak RSS MB | GPU peak extra MB |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"Peak memory, one {memory['net']} pair at {memory['side']}x{memory['side']}, each in its own process:",
+            "",
+            "| precision | seconds | distance | peak RSS MB | GPU peak extra MB |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for m in memory["rows"]:
             if "error" in m:
                 lines.append(f"| {m['precision']} | failed: {m['error'][:80]} | | | |")
             else:
-                lines.append(f"| {m['precision']} | {m['seconds']:.2f} | {m['distance']:.6f} | {m['rss_peak_mb']:.0f} "
-                             f"| {m.get('gpu_peak_extra_mb', float('nan')):.0f} |")
+                lines.append(
+                    f"| {m['precision']} | {m['seconds']:.2f} | {m['distance']:.6f} | {m['rss_peak_mb']:.0f} "
+                    f"| {m.get('gpu_peak_extra_mb', float('nan')):.0f} |"
+                )
     del targets
     return "\n".join(lines) + "\n"
 
@@ -223,16 +272,24 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--cases", default="alex 64x64 b64,alex 256x256 b8,alex 512x512 b2,squeeze 64x64 b64,"
-                                       "vgg 64x64 b64", help="comma-separated names of CASES")
+    ap.add_argument(
+        "--cases",
+        default="alex 64x64 b64,alex 256x256 b8,alex 512x512 b2,squeeze 64x64 b64,vgg 64x64 b64",
+        help="comma-separated names of CASES",
+    )
     ap.add_argument("--precisions", default=None, help="default: int8 (+bf16 where native) on CPU, bf16,fp16 on CUDA")
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--force-bf16", action="store_true", help="time bf16 even where it is emulated")
     ap.add_argument("--batch-sweep", default="", help="also time alex 256x256 at these batch sizes, e.g. 1,8,32")
     ap.add_argument("--memory", action="store_true", help="peak memory of one vgg pair at --memory-side")
     ap.add_argument("--memory-side", type=int, default=2048)
-    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                    help="before each repetition wait up to SECONDS for the machine to be idle (shared machines)")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each repetition wait up to SECONDS for the machine to be idle (shared machines)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "results" / "precision")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--net", default="vgg", help=argparse.SUPPRESS)
@@ -252,39 +309,71 @@ def main(argv=None) -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
     dev = torch.device(args.device)
     if args.precisions is None:
-        modes = ["bf16", "fp16"] if args.device == "cuda" else \
-            ["int8"] + (["bf16"] if P.bf16_native(dev) or args.force_bf16 else [])
+        modes = (
+            ["bf16", "fp16"]
+            if args.device == "cuda"
+            else ["int8"] + (["bf16"] if P.bf16_native(dev) or args.force_bf16 else [])
+        )
     else:
         modes = [P.parse_precision(p) for p in args.precisions.split(",")]
-    skipped = {m: P.support(m, dev)[1] for m in modes if not P.support(m, dev)[0]
-               and not (m == "bf16" and args.force_bf16)}
+    skipped = {
+        m: P.support(m, dev)[1] for m in modes if not P.support(m, dev)[0] and not (m == "bf16" and args.force_bf16)
+    }
     warnings.simplefilter("ignore", P.PrecisionFallbackWarning)
     cases = [(c, *CASES[c]) for c in args.cases.split(",") if c]
     for b in filter(None, args.batch_sweep.split(",")):
         cases.append((f"alex 256x256 b{b}", "alex", 256, int(b)))
-    print(f"torch {torch.__version__}, {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else f" ({cpu_model()}, {cpu_kind()})")
-          + f", {torch.get_num_threads()} threads, modes {modes}, load average {os.getloadavg()}", file=sys.stderr)
+    print(
+        f"torch {torch.__version__}, {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else f" ({cpu_model()}, {cpu_kind()})")
+        + f", {torch.get_num_threads()} threads, modes {modes}, load average {os.getloadavg()}",
+        file=sys.stderr,
+    )
     for m, why in skipped.items():
         print(f"{m}: not timed: {why}", file=sys.stderr)
     images: dict = {}
     rows = []
     for name, net, side, batch in cases:
-        row = run_case(name, net, side, batch, args.device, [m for m in modes if m not in skipped], args.reps,
-                       args.force_bf16, images)
+        row = run_case(
+            name,
+            net,
+            side,
+            batch,
+            args.device,
+            [m for m in modes if m not in skipped],
+            args.reps,
+            args.force_bf16,
+            images,
+        )
         rows.append(row)
-        extra = "  ".join(f"{m} {row[f'{m}_vs_fp32']:.2f}x fp32 ({row[f'{m}_vs_ref']:.2f}x ref)"
-                          for m in modes if f"{m}_vs_fp32" in row)
-        print(f"{name:22s} load {row['load_before']:.2f}->{row['load_after']:.2f}  ref {row['ms']['ref']:8.1f} ms  "
-              f"fp32 {row['ms']['fp32']:8.1f} ms ({row['fp32_vs_ref']:.2f}x ref)  {extra}", file=sys.stderr)
+        extra = "  ".join(
+            f"{m} {row[f'{m}_vs_fp32']:.2f}x fp32 ({row[f'{m}_vs_ref']:.2f}x ref)"
+            for m in modes
+            if f"{m}_vs_fp32" in row
+        )
+        print(
+            f"{name:22s} load {row['load_before']:.2f}->{row['load_after']:.2f}  ref {row['ms']['ref']:8.1f} ms  "
+            f"fp32 {row['ms']['fp32']:8.1f} ms ({row['fp32_vs_ref']:.2f}x ref)  {extra}",
+            file=sys.stderr,
+        )
     memory = None
     if args.memory:
-        memory = {"net": "vgg", "side": args.memory_side,
-                  "rows": memory_rows("vgg", args.memory_side, args.device, [m for m in modes if m not in skipped])}
-    meta = {"device": args.device if args.device == "cpu" else f"cuda ({torch.cuda.get_device_name()})",
-            "cpu": cpu_model(), "cpu_kind": cpu_kind(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "reps": args.reps, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "skipped": skipped,
-            "command": " ".join([Path(sys.executable).name, *sys.argv])}
+        memory = {
+            "net": "vgg",
+            "side": args.memory_side,
+            "rows": memory_rows("vgg", args.memory_side, args.device, [m for m in modes if m not in skipped]),
+        }
+    meta = {
+        "device": args.device if args.device == "cpu" else f"cuda ({torch.cuda.get_device_name()})",
+        "cpu": cpu_model(),
+        "cpu_kind": cpu_kind(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "reps": args.reps,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "skipped": skipped,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"speed_{args.device}.json", {"meta": meta, "rows": rows, "memory": memory})
     text = markdown(meta, rows, memory)

@@ -27,6 +27,7 @@ Usage::
 
 Writes ``benchmarks/results/bench_training.{json,csv,png}``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lpips_core.data import twoafc_scores  # noqa: E402
-from lpips_core.train.fastpath import load_or_build  # noqa: E402
 from lpips_core.train import TrainConfig, Trainer, compare_on, open_split  # noqa: E402
+from lpips_core.train.fastpath import load_or_build  # noqa: E402
 
 
 def time_fast(cfg: TrainConfig, train_set, val_set) -> tuple[Trainer, dict]:
@@ -112,7 +113,7 @@ def plot(rows: list[dict], scores: dict, path: Path, epochs: int = 10) -> None:
     plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
     names = [r["run"] for r in rows]
-    a.barh(names, [r["training_s"] for r in rows], color=["C2", "C2", "C0", "C7"][:len(rows)])
+    a.barh(names, [r["training_s"] for r in rows], color=["C2", "C2", "C0", "C7"][: len(rows)])
     a.set_xscale("log")
     a.set_xlabel(f"seconds for {epochs} epochs of lin training (log scale)")
     a.invert_yaxis()
@@ -137,9 +138,13 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=str(REPO / "data" / "mini_bapps"))
     parser.add_argument("--net", default="alex")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--standard-epochs", type=int, default=None,
-                        help="epochs of the standard loop actually run (default: --epochs); fewer are "
-                             "scaled per epoch and its 2AFC is then not comparable")
+    parser.add_argument(
+        "--standard-epochs",
+        type=int,
+        default=None,
+        help="epochs of the standard loop actually run (default: --epochs); fewer are "
+        "scaled per epoch and its 2AFC is then not comparable",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--reference-reps", type=int, default=5)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
@@ -158,20 +163,37 @@ def main(argv=None) -> int:
     train_set = open_split(args.data, "train")
     val_set = open_split(args.data, "val")
     if train_set is None or val_set is None:
-        raise SystemExit(f"{args.data} needs 2afc/train and 2afc/val (build it: python data_scripts/make_mini_bapps.py)")
-    print(f"data {args.data}: {len(train_set)} train / {len(val_set)} val triplets; net {args.net}; "
-          f"{threads} torch threads; {os.cpu_count()} CPUs visible; load average {os.getloadavg()[0]:.1f}",
-          flush=True)
-    base = dict(net=args.net, mode="lin", init="reference", epochs=args.epochs, seed=args.seed,
-                val_every=args.epochs, progress=True)
+        raise SystemExit(
+            f"{args.data} needs 2afc/train and 2afc/val (build it: python data_scripts/make_mini_bapps.py)"
+        )
+    print(
+        f"data {args.data}: {len(train_set)} train / {len(val_set)} val triplets; net {args.net}; "
+        f"{threads} torch threads; {os.cpu_count()} CPUs visible; load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    base = dict(
+        net=args.net,
+        mode="lin",
+        init="reference",
+        epochs=args.epochs,
+        seed=args.seed,
+        val_every=args.epochs,
+        progress=True,
+    )
 
     with tempfile.TemporaryDirectory() as cache_dir:
         fast_cfg = TrainConfig(**base, fast=True, cache_dir=cache_dir)
         fast, cold = time_fast(fast_cfg, train_set, val_set)
         _, warm = time_fast(fast_cfg, train_set, val_set)
-    std_cfg = TrainConfig(**dict(base, epochs=std_epochs, val_every=std_epochs,
-                                 decay_epochs=args.epochs // 2 if std_epochs == args.epochs else std_epochs // 2),
-                          fast=False)
+    std_cfg = TrainConfig(
+        **dict(
+            base,
+            epochs=std_epochs,
+            val_every=std_epochs,
+            decay_epochs=args.epochs // 2 if std_epochs == args.epochs else std_epochs // 2,
+        ),
+        fast=False,
+    )
     std, std_t, std_val = time_standard(std_cfg, train_set, val_set)
     std_epoch_s = std_t["epochs_s"] / std_epochs
     ref_step = reference_step_seconds(train_set, args.net, 50, args.reference_reps)
@@ -195,35 +217,66 @@ def main(argv=None) -> int:
 
     E = args.epochs
     rows = []
-    for name, t, how in (("fast, cold cache", cold, "measured: one trunk pass over train (and val), then epochs on cached means"),
-                         ("fast, warm cache", warm, "measured: caches read from disk, then epochs on cached means")):
+    for name, t, how in (
+        ("fast, cold cache", cold, "measured: one trunk pass over train (and val), then epochs on cached means"),
+        ("fast, warm cache", warm, "measured: caches read from disk, then epochs on cached means"),
+    ):
         train_s = t["train_pass_s"] + t["epochs_s"]
-        rows.append({"run": name, "train_pass_s": t["train_pass_s"], "val_pass_s": t["val_pass_s"],
-                     "epoch_s": t["epochs_s"] / E, "training_s": train_s,
-                     "training_and_val_each_epoch_s": train_s + t["val_pass_s"], "how": how})
+        rows.append(
+            {
+                "run": name,
+                "train_pass_s": t["train_pass_s"],
+                "val_pass_s": t["val_pass_s"],
+                "epoch_s": t["epochs_s"] / E,
+                "training_s": train_s,
+                "training_and_val_each_epoch_s": train_s + t["val_pass_s"],
+                "how": how,
+            }
+        )
     std_train = std_epoch_s * E
-    rows.append({"run": "standard loop", "train_pass_s": 0.0, "val_pass_s": std_t["val_pass_s"],
-                 "epoch_s": std_epoch_s, "training_s": std_train,
-                 "training_and_val_each_epoch_s": std_train + E * std_t["val_pass_s"],
-                 "how": ("measured" if std_epochs == E else f"measured {std_epochs} epochs, scaled per epoch")
-                 + "; validation = one measured pass over the val images, x epochs"})
-    rows.append({"run": "reference recipe", "train_pass_s": 0.0, "val_pass_s": float("nan"),
-                 "epoch_s": ref_epoch_s, "training_s": ref_epoch_s * E,
-                 "training_and_val_each_epoch_s": float("nan"),
-                 "how": f"estimated: {ref_step:.3f} s per reference optimize_parameters (batch 50, median of "
-                        f"{args.reference_reps}) x {steps_per_epoch} batches x {E} epochs; no data loading"})
+    rows.append(
+        {
+            "run": "standard loop",
+            "train_pass_s": 0.0,
+            "val_pass_s": std_t["val_pass_s"],
+            "epoch_s": std_epoch_s,
+            "training_s": std_train,
+            "training_and_val_each_epoch_s": std_train + E * std_t["val_pass_s"],
+            "how": ("measured" if std_epochs == E else f"measured {std_epochs} epochs, scaled per epoch")
+            + "; validation = one measured pass over the val images, x epochs",
+        }
+    )
+    rows.append(
+        {
+            "run": "reference recipe",
+            "train_pass_s": 0.0,
+            "val_pass_s": float("nan"),
+            "epoch_s": ref_epoch_s,
+            "training_s": ref_epoch_s * E,
+            "training_and_val_each_epoch_s": float("nan"),
+            "how": f"estimated: {ref_step:.3f} s per reference optimize_parameters (batch 50, median of "
+            f"{args.reference_reps}) x {steps_per_epoch} batches x {E} epochs; no data loading",
+        }
+    )
     cold_row, warm_row, std_row, ref_row = rows
     for r in rows:
         r["x_slower_than_fast_cold"] = r["training_s"] / cold_row["training_s"]
     result = {
-        "data": args.data, "train_triplets": len(train_set), "val_triplets": len(val_set), "net": args.net,
-        "epochs": E, "threads": threads, "cpus": os.cpu_count(), "rows": rows,
+        "data": args.data,
+        "train_triplets": len(train_set),
+        "val_triplets": len(val_set),
+        "net": args.net,
+        "epochs": E,
+        "threads": threads,
+        "cpus": os.cpu_count(),
+        "rows": rows,
         "speedup_training_cold": std_row["training_s"] / cold_row["training_s"],
         "speedup_training_warm": std_row["training_s"] / warm_row["training_s"],
         "speedup_with_val_each_epoch_cold": std_row["training_and_val_each_epoch_s"]
         / cold_row["training_and_val_each_epoch_s"],
         "speedup_vs_reference_cold": ref_row["training_s"] / cold_row["training_s"],
-        "val_2afc": scores, "val_2afc_gap_points": 100 * (fast_2afc - std_2afc),
+        "val_2afc": scores,
+        "val_2afc_gap_points": 100 * (fast_2afc - std_2afc),
         "val_2afc_gap_se_points": 100 * diff_se,
         "val_triplets_ranked_differently": differ,
         "lin_weights_mean_abs_diff_fast_vs_standard": float((w_fast - w_std).abs().mean()),
@@ -231,30 +284,40 @@ def main(argv=None) -> int:
         "val_2afc_comparable": std_epochs == E,
         "load_average_at_end": os.getloadavg()[0],
         "note": "judgments of the mini set come from a SIMULATED observer (LPIPS-VGG + logistic), not people; "
-                "the fast path trains on the dropout expectation (no dropout noise), the standard loop with "
-                "dropout as the reference",
+        "the fast path trains on the dropout expectation (no dropout noise), the standard loop with "
+        "dropout as the reference",
     }
 
     print()
-    print(f"{'run':18s} {'train pass':>10s} {'val pass':>9s} {'s/epoch':>8s} {f'training {E} ep':>14s} "
-          f"{'+ val/epoch':>11s} {'x fast':>7s}  how")
+    print(
+        f"{'run':18s} {'train pass':>10s} {'val pass':>9s} {'s/epoch':>8s} {f'training {E} ep':>14s} "
+        f"{'+ val/epoch':>11s} {'x fast':>7s}  how"
+    )
     for r in rows:
-        print(f"{r['run']:18s} {r['train_pass_s']:10.1f} {r['val_pass_s']:9.1f} {r['epoch_s']:8.2f} "
-              f"{r['training_s']:14.1f} {r['training_and_val_each_epoch_s']:11.1f} "
-              f"{r['x_slower_than_fast_cold']:7.1f}  {r['how']}")
-    print(f"\nfast vs standard, training: {result['speedup_training_cold']:.1f}x cold cache, "
-          f"{result['speedup_training_warm']:.1f}x warm cache; with validation after every epoch: "
-          f"{result['speedup_with_val_each_epoch_cold']:.1f}x cold")
+        print(
+            f"{r['run']:18s} {r['train_pass_s']:10.1f} {r['val_pass_s']:9.1f} {r['epoch_s']:8.2f} "
+            f"{r['training_s']:14.1f} {r['training_and_val_each_epoch_s']:11.1f} "
+            f"{r['x_slower_than_fast_cold']:7.1f}  {r['how']}"
+        )
+    print(
+        f"\nfast vs standard, training: {result['speedup_training_cold']:.1f}x cold cache, "
+        f"{result['speedup_training_warm']:.1f}x warm cache; with validation after every epoch: "
+        f"{result['speedup_with_val_each_epoch_cold']:.1f}x cold"
+    )
     print(f"fast (cold) vs reference recipe (estimated): {result['speedup_vs_reference_cold']:.1f}x")
     print("\nvalidation 2AFC (simulated observer):")
     for k, v in scores.items():
         print(f"  {k:24s} {100 * v:6.2f}")
-    print(f"fast - standard: {result['val_2afc_gap_points']:+.2f} points "
-          f"(paired standard error {result['val_2afc_gap_se_points']:.2f})"
-          + ("" if result["val_2afc_comparable"] else " (standard run shorter: not comparable)"))
-    print(f"val triplets the two trained models rank differently: {differ} of {len(a_fast)}; linear weights: "
-          f"mean |fast - standard| {result['lin_weights_mean_abs_diff_fast_vs_standard']:.2e}, mean change "
-          f"in training {result['lin_weights_mean_abs_change_in_training']:.2e}")
+    print(
+        f"fast - standard: {result['val_2afc_gap_points']:+.2f} points "
+        f"(paired standard error {result['val_2afc_gap_se_points']:.2f})"
+        + ("" if result["val_2afc_comparable"] else " (standard run shorter: not comparable)")
+    )
+    print(
+        f"val triplets the two trained models rank differently: {differ} of {len(a_fast)}; linear weights: "
+        f"mean |fast - standard| {result['lin_weights_mean_abs_diff_fast_vs_standard']:.2e}, mean change "
+        f"in training {result['lin_weights_mean_abs_change_in_training']:.2e}"
+    )
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ Usage::
     python benchmarks/precision_contract.py                       # all trunks (vgg takes longest)
     python benchmarks/precision_contract.py --nets alex --ablation  # + int8 variants (first layer int8, 7-bit weights)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,10 @@ TARGETS = {"srocc_vs_fp32": 0.999, "flipped": 0.01, "twoafc_points": 0.2}
 
 #: mode name -> (precision, Int8Config or None): the shipped modes and the int8 ablation
 MODES = {"bf16": ("bf16", None), "int8": ("int8", P.DEFAULT_INT8)}
-ABLATION = {"int8, first layer fp32": ("int8", P.Int8Config(first_layer="fp32")),
-            "int8, first layer fp32, 8-bit weights": ("int8", P.Int8Config(first_layer="fp32", weight_bits=8))}
+ABLATION = {
+    "int8, first layer fp32": ("int8", P.Int8Config(first_layer="fp32")),
+    "int8, first layer fp32, 8-bit weights": ("int8", P.Int8Config(first_layer="fp32", weight_bits=8)),
+}
 
 
 # --------------------------------------------------------------------------- bf16 numerics
@@ -80,9 +83,19 @@ class BF16Conv(nn.Module):
 
     def forward(self, x):
         c = self.conv
-        return _bf16(F.conv2d(_bf16(x), self.w.contiguous(memory_format=torch.channels_last)
-                              if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-                              else self.w, self.b, c.stride, c.padding, c.dilation, c.groups))
+        return _bf16(
+            F.conv2d(
+                _bf16(x),
+                self.w.contiguous(memory_format=torch.channels_last)
+                if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+                else self.w,
+                self.b,
+                c.stride,
+                c.padding,
+                c.dilation,
+                c.groups,
+            )
+        )
 
 
 def bf16_emulated(model: lpips_core.LPIPS) -> lpips_core.LPIPS:
@@ -143,9 +156,9 @@ def mini_distances(model, ref, p0, p1, batch: int = 64) -> tuple[list[float], li
     d0, d1 = [], []
     with torch.inference_mode():
         for s in range(0, ref.shape[0], batch):
-            r = ref[s:s + batch]
-            d0 += model(r, p0[s:s + batch], input_range="-1,1").flatten().tolist()
-            d1 += model(r, p1[s:s + batch], input_range="-1,1").flatten().tolist()
+            r = ref[s : s + batch]
+            d0 += model(r, p0[s : s + batch], input_range="-1,1").flatten().tolist()
+            d1 += model(r, p1[s : s + batch], input_range="-1,1").flatten().tolist()
     return d0, d1
 
 
@@ -166,8 +179,12 @@ def error_metrics(d: np.ndarray, ref: np.ndarray) -> dict:
     from scipy import stats
 
     rel = np.abs(d - ref) / np.maximum(np.abs(ref), 1e-12)
-    return {"max_rel_err": float(rel.max()), "median_rel_err": float(np.median(rel)),
-            "srocc_vs_fp32": float(stats.spearmanr(d, ref).statistic), "n": int(d.size)}
+    return {
+        "max_rel_err": float(rel.max()),
+        "median_rel_err": float(np.median(rel)),
+        "srocc_vs_fp32": float(stats.spearmanr(d, ref).statistic),
+        "n": int(d.size),
+    }
 
 
 def choice_metrics(d0, d1, f0, f1, h) -> dict:
@@ -175,9 +192,14 @@ def choice_metrics(d0, d1, f0, f1, h) -> dict:
 
     d0, d1, f0, f1, h = map(np.asarray, (d0, d1, f0, f1, h))
     flipped = np.sign(d0 - d1) != np.sign(f0 - f1)
-    return {"flipped": float(flipped.mean()), "n_flipped": int(flipped.sum()), "n_triplets": int(h.size),
-            "twoafc": 100 * score_2afc(d0, d1, h), "twoafc_fp32": 100 * score_2afc(f0, f1, h),
-            "twoafc_change": 100 * (score_2afc(d0, d1, h) - score_2afc(f0, f1, h))}
+    return {
+        "flipped": float(flipped.mean()),
+        "n_flipped": int(flipped.sum()),
+        "n_triplets": int(h.size),
+        "twoafc": 100 * score_2afc(d0, d1, h),
+        "twoafc_fp32": 100 * score_2afc(f0, f1, h),
+        "twoafc_change": 100 * (score_2afc(d0, d1, h) - score_2afc(f0, f1, h)),
+    }
 
 
 def dmos_metrics(d, f, dmos, scenes, resamples: int) -> dict:
@@ -191,40 +213,56 @@ def dmos_metrics(d, f, dmos, scenes, resamples: int) -> dict:
     ci = cluster_bootstrap_ci(f, srocc, scenes, n_resamples=resamples, paired_with=dmos)
     test = cluster_correlation_test(d, f, dmos, scenes, n_resamples=resamples)
     value = float(srocc(d, dmos))
-    return {"srocc_dmos": value, "srocc_dmos_fp32": float(srocc(f, dmos)), "srocc_dmos_fp32_ci": list(ci),
-            "srocc_dmos_change": test["difference"], "srocc_dmos_change_ci": list(test["ci"]),
-            "within_fp32_ci": bool(ci[0] <= value <= ci[1])}
+    return {
+        "srocc_dmos": value,
+        "srocc_dmos_fp32": float(srocc(f, dmos)),
+        "srocc_dmos_fp32_ci": list(ci),
+        "srocc_dmos_change": test["difference"],
+        "srocc_dmos_change_ci": list(test["ci"]),
+        "within_fp32_ci": bool(ci[0] <= value <= ci[1]),
+    }
 
 
 def live_triplets(rows, d: dict[str, float]):
     from lpips_core.data.live_2afc import derive_triplets
 
     trips = derive_triplets(rows)
-    return ([d[t.p0.name] for t in trips], [d[t.p1.name] for t in trips], [t.h for t in trips],
-            [t.subset for t in trips])
+    return (
+        [d[t.p0.name] for t in trips],
+        [d[t.p1.name] for t in trips],
+        [t.h for t in trips],
+        [t.subset for t in trips],
+    )
 
 
 def verdict(c: dict) -> dict:
-    ok = {"srocc_vs_fp32": all(c[k]["srocc_vs_fp32"] >= TARGETS["srocc_vs_fp32"] for k in ("live", "mini")),
-          "flipped": all(c[k]["flipped"] <= TARGETS["flipped"] for k in ("live_2afc", "mini")),
-          "twoafc": all(abs(c[k]["twoafc_change"]) <= TARGETS["twoafc_points"] for k in ("live_2afc", "mini")),
-          "dmos": c["live"]["within_fp32_ci"]}
+    ok = {
+        "srocc_vs_fp32": all(c[k]["srocc_vs_fp32"] >= TARGETS["srocc_vs_fp32"] for k in ("live", "mini")),
+        "flipped": all(c[k]["flipped"] <= TARGETS["flipped"] for k in ("live_2afc", "mini")),
+        "twoafc": all(abs(c[k]["twoafc_change"]) <= TARGETS["twoafc_points"] for k in ("live_2afc", "mini")),
+        "dmos": c["live"]["within_fp32_ci"],
+    }
     return {**ok, "all": all(ok.values())}
 
 
 # --------------------------------------------------------------------------- report
 def markdown(contract: dict) -> str:
     m = contract["meta"]
-    lines = [f"# Precision contract: bf16 and int8 against exact fp32", "",
-             f"Measured {m['date']} on {m['cpu']} ({m['threads']} threads), torch {m['torch']}; bf16 "
-             f"{'native' if m['bf16_native'] else 'numerics emulated (no bf16 units here; see the script)'}; "
-             f"int8 {m['int8_kernels']}. Calibration: {m['calibration']}.", "",
-             "Targets: SROCC vs fp32 >= 0.999, <= 1% of 2AFC choices flipped, 2AFC within 0.2 points of fp32, "
-             "SROCC with DMOS inside fp32's 95% interval (whole scenes resampled).", "",
-             "| trunk | mode | LIVE max / median rel. err | LIVE SROCC vs fp32 | SROCC with DMOS (fp32 [95% CI]) "
-             "| change [95% CI] | LIVE 2AFC flipped | LIVE 2AFC change | mini max / median rel. err "
-             "| mini SROCC vs fp32 | mini flipped | mini 2AFC change | targets |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Precision contract: bf16 and int8 against exact fp32",
+        "",
+        f"Measured {m['date']} on {m['cpu']} ({m['threads']} threads), torch {m['torch']}; bf16 "
+        f"{'native' if m['bf16_native'] else 'numerics emulated (no bf16 units here; see the script)'}; "
+        f"int8 {m['int8_kernels']}. Calibration: {m['calibration']}.",
+        "",
+        "Targets: SROCC vs fp32 >= 0.999, <= 1% of 2AFC choices flipped, 2AFC within 0.2 points of fp32, "
+        "SROCC with DMOS inside fp32's 95% interval (whole scenes resampled).",
+        "",
+        "| trunk | mode | LIVE max / median rel. err | LIVE SROCC vs fp32 | SROCC with DMOS (fp32 [95% CI]) "
+        "| change [95% CI] | LIVE 2AFC flipped | LIVE 2AFC change | mini max / median rel. err "
+        "| mini SROCC vs fp32 | mini flipped | mini 2AFC change | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in contract["rows"]:
         lv, l2, mn = row["live"], row["live_2afc"], row["mini"]
         v = row["verdict"]
@@ -237,16 +275,23 @@ def markdown(contract: dict) -> str:
             f"{lv['srocc_dmos_change_ci'][1]:+.4f}] | {l2['flipped']:.2%} ({l2['n_flipped']}/{l2['n_triplets']}) "
             f"| {l2['twoafc_change']:+.2f} | {mn['max_rel_err']:.2%} / {mn['median_rel_err']:.2%} "
             f"| {mn['srocc_vs_fp32']:.5f} | {mn['flipped']:.2%} ({mn['n_flipped']}/{mn['n_triplets']}) "
-            f"| {mn['twoafc_change']:+.2f} | {'met' if v['all'] else 'missed: ' + ', '.join(miss)} |")
+            f"| {mn['twoafc_change']:+.2f} | {'met' if v['all'] else 'missed: ' + ', '.join(miss)} |"
+        )
     if contract.get("bf16_emulation_check"):
         e = contract["bf16_emulation_check"]
-        lines += ["", f"bf16 emulation vs the library's forced bf16 path (`dtype=torch.bfloat16`), {e['pairs']} LIVE "
-                      f"pairs, alex: max |difference| {e['max_abs_diff']:.1e} (distances {e['range'][0]:.3f}-"
-                      f"{e['range'][1]:.3f}), max relative {e['max_rel_diff']:.2e}."]
-    lines += ["", "LIVE: 237 images (175 JPEG, 31 blur, 31 white noise), full size, human DMOS; LIVE 2AFC: 1,076 "
-                  "triplets derived from the DMOS (Thurstone case III), not people's choices; mini set: val triplets "
-                  "of 64x64 patches with a simulated observer's judgments. Relative error = |d - d_fp32| / d_fp32 "
-                  "per distance."]
+        lines += [
+            "",
+            f"bf16 emulation vs the library's forced bf16 path (`dtype=torch.bfloat16`), {e['pairs']} LIVE "
+            f"pairs, alex: max |difference| {e['max_abs_diff']:.1e} (distances {e['range'][0]:.3f}-"
+            f"{e['range'][1]:.3f}), max relative {e['max_rel_diff']:.2e}.",
+        ]
+    lines += [
+        "",
+        "LIVE: 237 images (175 JPEG, 31 blur, 31 white noise), full size, human DMOS; LIVE 2AFC: 1,076 "
+        "triplets derived from the DMOS (Thurstone case III), not people's choices; mini set: val triplets "
+        "of 64x64 patches with a simulated observer's judgments. Relative error = |d - d_fp32| / d_fp32 "
+        "per distance.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -255,13 +300,18 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", default="alex,squeeze,vgg")
     ap.add_argument("--modes", default="bf16,int8")
-    ap.add_argument("--ablation", action="store_true", help="also the int8 variants (alex): first layer int8, 7-bit weights")
+    ap.add_argument(
+        "--ablation", action="store_true", help="also the int8 variants (alex): first layer int8, 7-bit weights"
+    )
     ap.add_argument("--mini", type=Path, default=REPO / "data" / "mini_bapps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--write-ranges", action="store_true",
-                    help="(re)write lpips_core/model/int8_ranges.json, the official trunks' calibrated ranges, and stop")
+    ap.add_argument(
+        "--write-ranges",
+        action="store_true",
+        help="(re)write lpips_core/model/int8_ranges.json, the official trunks' calibrated ranges, and stop",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.write_ranges:
@@ -269,12 +319,16 @@ def main(argv=None) -> None:
         return
     warnings.simplefilter("ignore", P.PrecisionFallbackWarning)
     if not (HUMAN / "live_three_types.csv").is_file():
-        raise SystemExit(f"{HUMAN}/live_three_types.csv is missing: the contract is measured on LIVE "
-                         f"(set LPIPS_CORE_HUMAN_DATA)")
+        raise SystemExit(
+            f"{HUMAN}/live_three_types.csv is missing: the contract is measured on LIVE (set LPIPS_CORE_HUMAN_DATA)"
+        )
     have_mini = (args.mini / ".complete").exists()
     if not have_mini:
-        print(f"{args.mini} is not a complete mini set (python data_scripts/make_mini_bapps.py): its rows wait "
-              f"for a later run", file=sys.stderr)
+        print(
+            f"{args.mini} is not a complete mini set (python data_scripts/make_mini_bapps.py): its rows wait "
+            f"for a later run",
+            file=sys.stderr,
+        )
     from lpips_core.eval.mos_cache import DistanceCache
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -298,7 +352,7 @@ def main(argv=None) -> None:
             model = build(net, "fp32")
             live = [cache.get(f"lpips-{net}", r.distorted, r.reference, None) for r in rows]
             missing = [i for i, v in enumerate(live) if v is None]
-            check = (missing + [0, len(rows) // 2, len(rows) - 1])[:max(3, len(missing))]
+            check = (missing + [0, len(rows) // 2, len(rows) - 1])[: max(3, len(missing))]
             fresh = live_distances(model, [rows[i] for i in check])
             for i, v in zip(check, fresh):
                 if live[i] is not None and abs(live[i] - v) > 1e-5:
@@ -327,8 +381,12 @@ def main(argv=None) -> None:
         forced = lpips_core.LPIPS(net="alex", dtype=torch.bfloat16)
         sub = rows[::30]
         a, b = np.array(live_distances(forced, sub)), np.array(live_distances(bf16_emulated(lpips_core.LPIPS()), sub))
-        emulation = {"pairs": len(sub), "max_abs_diff": float(np.abs(a - b).max()),
-                     "max_rel_diff": float((np.abs(a - b) / a).max()), "range": [float(a.min()), float(a.max())]}
+        emulation = {
+            "pairs": len(sub),
+            "max_abs_diff": float(np.abs(a - b).max()),
+            "max_rel_diff": float((np.abs(a - b) / a).max()),
+            "range": [float(a.min()), float(a.max())],
+        }
 
     out_rows = []
     for net in [n for n in ("alex", "squeeze", "vgg") if n in store]:  # every trunk measured so far
@@ -343,25 +401,33 @@ def main(argv=None) -> None:
             d_live = np.array([e["live"][n] for n in names])
             m0, m1 = np.array(e["mini_d0"]), np.array(e["mini_d1"])
             l0, l1, _, _ = live_triplets(rows, e["live"])
-            row = {"net": net, "mode": mode,
-                   "live": {**error_metrics(d_live, f_live),
-                            **dmos_metrics(d_live, f_live, dmos, scenes, args.resamples)},
-                   "live_2afc": choice_metrics(l0, l1, fl0, fl1, hl),
-                   "mini": {**error_metrics(np.concatenate([m0, m1]), np.concatenate([f0, f1])),
-                            **choice_metrics(m0, m1, f0, f1, h)},
-                   "seconds": e.get("seconds")}
+            row = {
+                "net": net,
+                "mode": mode,
+                "live": {**error_metrics(d_live, f_live), **dmos_metrics(d_live, f_live, dmos, scenes, args.resamples)},
+                "live_2afc": choice_metrics(l0, l1, fl0, fl1, hl),
+                "mini": {
+                    **error_metrics(np.concatenate([m0, m1]), np.concatenate([f0, f1])),
+                    **choice_metrics(m0, m1, f0, f1, h),
+                },
+                "seconds": e.get("seconds"),
+            }
             row["verdict"] = verdict(row)
             out_rows.append(row)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": torch.__version__,
-            "cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-                        "?"),
-            "threads": torch.get_num_threads(), "bf16_native": P.bf16_native(torch.device("cpu")),
-            "int8_kernels": f"oneDNN int8 convolutions (torch.ops.onednn.qconv_pointwise), per-channel "
-                            f"{P.weight_bits(P.DEFAULT_INT8)}-bit weights, uint8 activations with HistogramObserver "
-                            f"ranges, the first convolution on the image's 8-bit grid",
-            "calibration": f"{P.DEFAULT_INT8.n_images} crops of {P.DEFAULT_INT8.size}x{P.DEFAULT_INT8.size} from "
-                           f"scikit-image's {', '.join(P.CALIBRATION_PHOTOS)}, every other one distorted",
-            "targets": TARGETS, "load_average": os.getloadavg()}
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "torch": torch.__version__,
+        "cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"),
+        "threads": torch.get_num_threads(),
+        "bf16_native": P.bf16_native(torch.device("cpu")),
+        "int8_kernels": f"oneDNN int8 convolutions (torch.ops.onednn.qconv_pointwise), per-channel "
+        f"{P.weight_bits(P.DEFAULT_INT8)}-bit weights, uint8 activations with HistogramObserver "
+        f"ranges, the first convolution on the image's 8-bit grid",
+        "calibration": f"{P.DEFAULT_INT8.n_images} crops of {P.DEFAULT_INT8.size}x{P.DEFAULT_INT8.size} from "
+        f"scikit-image's {', '.join(P.CALIBRATION_PHOTOS)}, every other one distorted",
+        "targets": TARGETS,
+        "load_average": os.getloadavg(),
+    }
     contract = {"meta": meta, "rows": out_rows, "bf16_emulation_check": emulation}
     old = args.out / "contract.json"
     if old.is_file() and emulation is None:  # keep the earlier check when this run did not repeat it

@@ -17,6 +17,7 @@ second time, about as long as the notebooks' share of the suite). Steps:
 
 Usage: ``python book/colab_check.py [notebooks/01_deep_features.ipynb ...]``
 """
+
 from __future__ import annotations
 
 import os
@@ -36,28 +37,69 @@ def main(argv: list[str]) -> int:
         tmp = Path(tmp)
         src = tmp / "src"
         top = {".venv", "_build", "data", ".git", "runs", "demo_results", ".pytest_cache", ".hypothesis"}
-        shutil.copytree(REPO, src, ignore=lambda d, names: set(names) & top if Path(d) == REPO else
-                        {n for n in names if n.endswith(".egg-info") or n == "__pycache__"})
-        subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", str(tmp / "dist"),
-                        str(src)], check=True, stdout=subprocess.DEVNULL)
+        shutil.copytree(
+            REPO,
+            src,
+            ignore=lambda d, names: (
+                set(names) & top
+                if Path(d) == REPO
+                else {n for n in names if n.endswith(".egg-info") or n == "__pycache__"}
+            ),
+        )
+        subprocess.run(
+            [sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", str(tmp / "dist"), str(src)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         venv = tmp / "venv"
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
         vpy = venv / "bin" / "python"
-        purelib = subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        purelib = subprocess.run(
+            [str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         Path(purelib, "_lpips_core_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
         wheel = next((tmp / "dist").glob("*.whl"))
-        subprocess.run([sys.executable, "-m", "pip", "--python", str(vpy), "install", "--quiet", "--no-deps",
-                        "--no-index", "--disable-pip-version-check", str(wheel)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                str(vpy),
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-index",
+                "--disable-pip-version-check",
+                str(wheel),
+            ],
+            check=True,
+        )
         work = tmp / "work"
         work.mkdir()
         for nb in notebooks:
             shutil.copy(nb, work / nb.name)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "VIRTUAL_ENV", "LPIPS_CORE_WEIGHTS")}
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "LPIPS_CORE_WEIGHTS")}
         env.setdefault("LPIPS_CORE_MINI_BAPPS", str(REPO / "data" / "mini_bapps"))
-        cmd = [str(vpy), "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--rootdir", str(work),
-               "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=600", *[nb.name for nb in notebooks]]
+        cmd = [
+            str(vpy),
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            "-q",
+            "--rootdir",
+            str(work),
+            "--nbval-lax",
+            "--nbval-current-env",
+            "--nbval-cell-timeout=600",
+            *[nb.name for nb in notebooks],
+        ]
         print(f"colab-check: {len(notebooks)} notebook(s) in {work} against {wheel.name}", flush=True)
         return subprocess.run(cmd, cwd=work, env=env).returncode
 

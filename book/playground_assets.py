@@ -18,6 +18,7 @@ Usage::
     python book/playground_assets.py _build/playground            # build all three
     python book/playground_assets.py --install _build/playground _build/html
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,15 +36,19 @@ ORT_SHA256 = "d2228df7e4616bc3348bf504ee888f3bec43789a273f0a63f3e68d203ce3bf71"
 #: The WebAssembly-only build: loader, its module script and the SIMD binary (threads optional).
 ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 #: (photograph, distortion, strength) of the example pairs; the crop is the photo's centre.
-EXAMPLES = (("chelsea", "gaussian_blur", 0.4), ("chelsea", "jpeg", 0.8), ("astronaut", "gaussian_noise", 0.3),
-            ("coffee", "jpeg", 0.9), ("coffee", "contrast", 0.6), ("astronaut", "translation", 0.5))
+EXAMPLES = (
+    ("chelsea", "gaussian_blur", 0.4),
+    ("chelsea", "jpeg", 0.8),
+    ("astronaut", "gaussian_noise", 0.3),
+    ("coffee", "jpeg", 0.9),
+    ("coffee", "contrast", 0.6),
+    ("astronaut", "translation", 0.5),
+)
 EXAMPLE_SIDE = 256
 
 
-
-
 def fetch_ort(dest: Path, cache: Path) -> Path:
-    """``npm pack onnxruntime-web@ORT_VERSION`` (cached in ``cache``), check the sha256, unpack ORT_FILES to ``dest``."""
+    """``npm pack onnxruntime-web@ORT_VERSION`` (cached in ``cache``, sha256 checked); ORT_FILES into ``dest``."""
     from lpips_core.model.weights import sha256_of
 
     tgz = cache / f"onnxruntime-web-{ORT_VERSION}.tgz"
@@ -52,13 +57,18 @@ def fetch_ort(dest: Path, cache: Path) -> Path:
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             if shutil.which("npm") is None:
                 sys.exit("playground: npm is missing (apt-get install npm): it fetches onnxruntime-web")
-            subprocess.run(["npm", "pack", f"onnxruntime-web@{ORT_VERSION}", "--pack-destination", tmp,
-                            "--silent"], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ["npm", "pack", f"onnxruntime-web@{ORT_VERSION}", "--pack-destination", tmp, "--silent"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             got = Path(tmp) / tgz.name
             digest = sha256_of(got)
             if digest != ORT_SHA256:
-                sys.exit(f"playground: {got.name} has sha256 {digest}, expected {ORT_SHA256} "
-                         "(book/playground_assets.py pins it): refusing to vendor it")
+                sys.exit(
+                    f"playground: {got.name} has sha256 {digest}, expected {ORT_SHA256} "
+                    "(book/playground_assets.py pins it): refusing to vendor it"
+                )
             got.replace(tgz)
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tgz) as tar:
@@ -69,7 +79,8 @@ def fetch_ort(dest: Path, cache: Path) -> Path:
     (dest / "SOURCE.txt").write_text(
         f"onnxruntime-web {ORT_VERSION} (MIT licence, Microsoft), from the npm registry with\n"
         f"`npm pack onnxruntime-web@{ORT_VERSION}`; tarball sha256 {ORT_SHA256}.\n"
-        f"Files: {', '.join(ORT_FILES)} (package/dist/).\n")
+        f"Files: {', '.join(ORT_FILES)} (package/dist/).\n"
+    )
     return dest
 
 
@@ -86,7 +97,7 @@ def write_examples(dest: Path) -> list[dict]:
     for i, (photo, kind, strength) in enumerate(EXAMPLES):
         img = getattr(skimage.data, photo)()[..., :3]
         y, x = (img.shape[0] - EXAMPLE_SIDE) // 2, (img.shape[1] - EXAMPLE_SIDE) // 2
-        crop = np.ascontiguousarray(img[y:y + EXAMPLE_SIDE, x:x + EXAMPLE_SIDE])
+        crop = np.ascontiguousarray(img[y : y + EXAMPLE_SIDE, x : x + EXAMPLE_SIDE])
         dist = getattr(distortions, kind)(crop, strength, np.random.default_rng(i))
         a, b = f"{photo}.png", f"{photo}_{kind}.png"
         Image.fromarray(crop).save(dest / a)

@@ -5,6 +5,7 @@ Usage: python data_scripts/download_bapps.py [--out data/bapps] [--val-only] [--
 Interrupted downloads resume; archives unpack into a temporary folder renamed into place when complete.
 Sizes: JND 0.2 GB, 2AFC val 1.1 GB, 2AFC train 5.3 GB. Needs internet.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parts = args.part or (list(VAL_ONLY) if args.val_only else list(ARCHIVES))
     try:
-        out = download_bapps(args.out, parts, base_url=args.base_url, keep_archives=args.keep_archives,
-                             retries=args.retries)
+        out = download_bapps(
+            args.out, parts, base_url=args.base_url, keep_archives=args.keep_archives, retries=args.retries
+        )
     except DownloadError as exc:
         print(f"download_bapps: error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ here is kept: LIVE's terms allow cross-validated experiments, not released weigh
 
     python data_scripts/live_calibration.py [--table CSV] [--net alex] [--folds 7] [--out DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,23 +31,43 @@ DEFAULT_TABLE = Path(os.environ.get("LPIPS_CORE_HUMAN_DATA", REPO.parent / "shar
 
 def markdown(s: dict) -> str:
     """results.md: folds, held-out scores and paired differences."""
-    lines = ["# LPIPS calibrated on LIVE-derived 2AFC triplets, reference scenes held out", "", f"> {s['note']}", "",
-             "## Folds (scenes held out)", ""]
+    lines = [
+        "# LPIPS calibrated on LIVE-derived 2AFC triplets, reference scenes held out",
+        "",
+        f"> {s['note']}",
+        "",
+        "## Folds (scenes held out)",
+        "",
+    ]
     lines += [f"{k}. {', '.join(scenes)}" for k, scenes in enumerate(s["folds"], start=1)]
     subsets = [k for k in next(iter(s["scores"].values())) if k != "mean"]
-    lines += ["", "## Held-out 2AFC (%) under the Thurstone h, 95% CI resampling scenes", "",
-              "| model | " + " | ".join(subsets) + " | mean |", "|---" * (len(subsets) + 2) + "|"]
+    lines += [
+        "",
+        "## Held-out 2AFC (%) under the Thurstone h, 95% CI resampling scenes",
+        "",
+        "| model | " + " | ".join(subsets) + " | mean |",
+        "|---" * (len(subsets) + 2) + "|",
+    ]
     for m, row in s["scores"].items():
-        cells = [f"{100 * row[k]['score']:.1f} [{100 * row[k]['ci'][0]:.1f}, {100 * row[k]['ci'][1]:.1f}]"
-                 for k in subsets + ["mean"]]
+        cells = [
+            f"{100 * row[k]['score']:.1f} [{100 * row[k]['ci'][0]:.1f}, {100 * row[k]['ci'][1]:.1f}]"
+            for k in subsets + ["mean"]
+        ]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     for key, tests in s["paired"].items():
-        lines += ["", f"## Paired differences ({key} triplets), scenes resampled", "",
-                  "| comparison | points [95% CI] | p |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## Paired differences ({key} triplets), scenes resampled",
+            "",
+            "| comparison | points [95% CI] | p |",
+            "|---|---|---|",
+        ]
         for name, t in tests.items():
             lo, hi = t["ci"]
-            lines.append(f"| {name} | {100 * t['difference']:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] | "
-                         f"{format_p(t['p_value'], t['n_resamples'])} |")
+            lines.append(
+                f"| {name} | {100 * t['difference']:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] | "
+                f"{format_p(t['p_value'], t['n_resamples'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -67,8 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "results.json", s)
     text = markdown(s)
     write_text(out / "results.md", text)
-    plots.plot_paired_differences(s["paired"], out / "paired.png",
-                                  title="held-out 2AFC difference (points), LIVE scenes resampled", note=s["note"])
+    plots.plot_paired_differences(
+        s["paired"],
+        out / "paired.png",
+        title="held-out 2AFC difference (points), LIVE scenes resampled",
+        note=s["note"],
+    )
     print(text)
     return 0
 

@@ -24,6 +24,7 @@ Evaluation only: the ratings are never used to fit anything.
 
     python data_scripts/random_trunks_on_live.py [--data ../shared/data/live_three_types.csv]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,7 @@ def metrics(nets: list[str]) -> dict[str, LPIPSDistance]:
     out = {}
     for net in nets:
         out[f"{net} trained, LPIPS"] = LPIPSDistance(lpips_core.LPIPS(net=net), name=f"{net} trained, LPIPS")
-        out[f"{net} trained, net"] = LPIPSDistance(lpips_core.LPIPS(net=net, lpips=False),
-                                                   name=f"{net} trained, net")
+        out[f"{net} trained, net"] = LPIPSDistance(lpips_core.LPIPS(net=net, lpips=False), name=f"{net} trained, net")
         for seed in SEEDS:
             torch.manual_seed(seed)
             model = lpips_core.LPIPS(net=net, lpips=False, pnet_rand=True)
@@ -62,22 +62,27 @@ def metrics(nets: list[str]) -> dict[str, LPIPSDistance]:
     return out
 
 
-def score(distances: dict[str, np.ndarray], dmos: np.ndarray, types: np.ndarray, scenes: np.ndarray,
-          nets: list[str]) -> dict:
+def score(
+    distances: dict[str, np.ndarray], dmos: np.ndarray, types: np.ndarray, scenes: np.ndarray, nets: list[str]
+) -> dict:
     """Pooled SROCC with scene-resampled intervals, per-type SROCC, and paired tests (scenes resampled):
     each trunk's trained "net" against each of its random trunks and against LPIPS."""
     out: dict = {"metrics": {}, "paired": {}}
     for name, d in distances.items():
         pooled = mos_correlations(d, dmos, clusters=scenes)["srocc"]
-        per_type = {t: float(stats.spearmanr(d[types == t], dmos[types == t]).statistic)
-                    for t in sorted(set(types))}
-        out["metrics"][name] = {"srocc": pooled["value"], "ci": pooled["ci"], "per_type": per_type,
-                                "distances": np.asarray(d).tolist()}
+        per_type = {t: float(stats.spearmanr(d[types == t], dmos[types == t]).statistic) for t in sorted(set(types))}
+        out["metrics"][name] = {
+            "srocc": pooled["value"],
+            "ci": pooled["ci"],
+            "per_type": per_type,
+            "distances": np.asarray(d).tolist(),
+        }
     for net in nets:
         trained = f"{net} trained, net"
         for other in [f"{net} random #{s}, net" for s in SEEDS] + [f"{net} trained, LPIPS"]:
             out["paired"][f"{trained} - {other}"] = cluster_correlation_test(
-                distances[trained], distances[other], dmos, scenes, n_resamples=2000)
+                distances[trained], distances[other], dmos, scenes, n_resamples=2000
+            )
     return out
 
 
@@ -86,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "live_three_types.csv"))
     p.add_argument("--nets", default="alex,squeeze")
     p.add_argument("-o", "--output", default=str(REPO / "results" / "random_trunks_live"))
-    p.add_argument("--rescore", action="store_true",
-                   help="recompute the statistics from the distances stored in OUTPUT/results.json")
+    p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="recompute the statistics from the distances stored in OUTPUT/results.json",
+    )
     args = p.parse_args(argv)
     table = Path(args.data)
     rows = read_mos_csv(table, score_column="dmos_realigned")
@@ -109,26 +117,40 @@ def main(argv: list[str] | None = None) -> int:
     scored = score(distances, dmos, types, scenes, nets)
     for name, m in scored["metrics"].items():
         m["seconds"] = seconds[name]
-    results = {"data": f"LIVE Release 2: {len(rows)} of its 779 distorted images ({', '.join(sorted(set(types)))}) "
-                       f"from {len(set(scenes.tolist()))} scenes, realigned DMOS (real human ratings; evaluation "
-                       "only; not comparable with results on all of LIVE)",
-               "command": "python data_scripts/random_trunks_on_live.py", "torch": torch.__version__,
-               "resampled": f"whole reference scenes ({len(set(scenes.tolist()))})", **scored,
-               "images": [r.name for r in rows], "scenes": scenes.tolist()}
+    results = {
+        "data": f"LIVE Release 2: {len(rows)} of its 779 distorted images ({', '.join(sorted(set(types)))}) "
+        f"from {len(set(scenes.tolist()))} scenes, realigned DMOS (real human ratings; evaluation "
+        "only; not comparable with results on all of LIVE)",
+        "command": "python data_scripts/random_trunks_on_live.py",
+        "torch": torch.__version__,
+        "resampled": f"whole reference scenes ({len(set(scenes.tolist()))})",
+        **scored,
+        "images": [r.name for r in rows],
+        "scenes": scenes.tolist(),
+    }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results)
     kinds = sorted(set(types))
-    lines = [f"# Trained vs random trunks on LIVE ({len(rows)} images, real human DMOS)", "",
-             f"Intervals resample {results['resampled']}.", "",
-             "| metric | SROCC pooled [95% CI] | " + " | ".join(kinds) + " |",
-             "|---|---|" + "---|" * len(kinds)]
+    lines = [
+        f"# Trained vs random trunks on LIVE ({len(rows)} images, real human DMOS)",
+        "",
+        f"Intervals resample {results['resampled']}.",
+        "",
+        "| metric | SROCC pooled [95% CI] | " + " | ".join(kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+    ]
     for name, m in results["metrics"].items():
-        lines.append(f"| {name} | {m['srocc']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}] | "
-                     + " | ".join(f"{m['per_type'][k]:.3f}" for k in kinds) + " |")
+        lines.append(
+            f"| {name} | {m['srocc']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}] | "
+            + " | ".join(f"{m['per_type'][k]:.3f}" for k in kinds)
+            + " |"
+        )
     lines += ["", "| paired SROCC difference | [95% CI] | p |", "|---|---|---|"]
     for name, t in results["paired"].items():
-        lines.append(f"| {name} | {t['difference']:+.3f} [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}] | "
-                     f"{format_p(t['p_value'], t['n_resamples'])} |")
+        lines.append(
+            f"| {name} | {t['difference']:+.3f} [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}] | "
+            f"{format_p(t['p_value'], t['n_resamples'])} |"
+        )
     write_text(out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(results, out / "srocc.png")
@@ -140,14 +162,18 @@ def plot(results: dict, path: Path) -> None:
     plt = pyplot()
     names = list(results["metrics"])
     vals = [results["metrics"][n]["srocc"] for n in names]
-    err = np.array([[v - results["metrics"][n]["ci"][0], results["metrics"][n]["ci"][1] - v]
-                    for n, v in zip(names, vals)]).T
+    err = np.array(
+        [[v - results["metrics"][n]["ci"][0], results["metrics"][n]["ci"][1] - v] for n, v in zip(names, vals)]
+    ).T
     colours = ["C3" if "random" in n else "C0" for n in names]
     fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(names) + 1.2))
     ax.barh(names, vals, xerr=err, color=colours)
     ax.invert_yaxis()
-    ax.set(xlabel="SROCC with DMOS, 237 LIVE images (95% CI, scenes resampled)", xlim=(0, 1),
-           title="trained (blue) vs random (red) trunks, real human ratings")
+    ax.set(
+        xlabel="SROCC with DMOS, 237 LIVE images (95% CI, scenes resampled)",
+        xlim=(0, 1),
+        title="trained (blue) vs random (red) trunks, real human ratings",
+    )
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
 

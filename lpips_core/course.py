@@ -16,6 +16,7 @@ make the same cell work in all three:
 * :func:`quiz` shows a self-check quiz that works in the static book without a kernel
   (``jupyterquiz``), and as plain text where that package is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,16 +24,27 @@ import os
 import random
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from .files import stored_file, stored_file_hint
 
-__all__ = ["glue", "glue_score", "glue_test", "human_data_dir", "interleaved_ms", "median_ms", "photo",
-           "quiz", "reference_lpips", "stored_json"]
+__all__ = [
+    "glue",
+    "glue_score",
+    "glue_test",
+    "human_data_dir",
+    "interleaved_ms",
+    "median_ms",
+    "photo",
+    "quiz",
+    "reference_lpips",
+    "stored_json",
+]
 
 
 def stored_json(relpath: str) -> dict | None:
@@ -123,7 +135,7 @@ def photo(name: str, size: int = 128) -> np.ndarray:
     h, w = img.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    crop = img[top:top + side, left:left + side]
+    crop = img[top : top + side, left : left + side]
     return np.asarray(Image.fromarray(crop).resize((size, size), Image.LANCZOS))
 
 

@@ -22,7 +22,7 @@ design-document name                    lpips_core name
                                         :func:`lpips_core.eval.score_2afc`,
                                         :func:`lpips_core.eval.stats.correlations`
 ``LPIPSVisualizer``                     :func:`lpips_core.eval.plots.plot_correlation_bars`
-``TraditionalMetrics``                  :class:`lpips_core.eval.TraditionalMetrics`
+``TraditionalMetrics``                  :class:`lpips_core.eval.TraditionalMetrics`, callable on the class
 ``ProductionLPIPS(model_path, device)`` :class:`lpips_core.apps.ProductionLPIPS` (``checkpoint=``)
 ``python main.py --mode ...``           ``lpips-core train|evaluate|compare-models|demo|analyze``
 ======================================  ===================================================
@@ -48,14 +48,17 @@ Example:
     >>> model(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), normalize=True).shape  # doctest: +SKIP
     torch.Size([1, 1, 1, 1])
 """
+
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shlex
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -63,16 +66,80 @@ import torch.nn as nn
 from . import apps as _apps
 from . import data as _data
 from .cli import main as cli_main
-from .eval import (LPIPSDistance, TraditionalMetrics, collect_2afc, judgment_correlations, make_distance,
-                   score_2afc, score_2afc_results, twoafc_scores)
+from .eval import (
+    LPIPSDistance,
+    collect_2afc,
+    judgment_correlations,
+    make_distance,
+    score_2afc,
+    score_2afc_results,
+    twoafc_scores,
+)
+from .eval.baselines import TraditionalMetrics as _CoreTraditionalMetrics
 from .eval.plots import plot_correlation_bars
 from .eval.stats import bootstrap_ci
 from .model import LPIPS, NetLinLayer, Trunk, canonical_net
 from .train import BCERankingLoss, TrainConfig, Trainer, clamp_linear_weights
 
-__all__ = ["create_lpips_model", "LPIPS", "LPIPSFeatureExtractor", "LPIPSLinearLayers", "LPIPSLoss",
-           "JNDDataset", "LPIPSDataModule", "create_lpips_trainer", "LPIPSTrainer", "LPIPSEvaluator",
-           "LPIPSVisualizer", "TraditionalMetrics", "ProductionLPIPS", "main_argv", "main"]
+__all__ = [
+    "create_lpips_model",
+    "LPIPS",
+    "LPIPSFeatureExtractor",
+    "LPIPSLinearLayers",
+    "LPIPSLoss",
+    "JNDDataset",
+    "LPIPSDataModule",
+    "create_lpips_trainer",
+    "LPIPSTrainer",
+    "LPIPSEvaluator",
+    "LPIPSVisualizer",
+    "TraditionalMetrics",
+    "ProductionLPIPS",
+    "main_argv",
+    "main",
+]
+
+
+class _ClassOrInstanceMethod:
+    """A method that works on an instance and, as the design document's ``@staticmethod``, on the class.
+
+    ``TraditionalMetrics.psnr(a, b)`` binds to one shared instance with the document's
+    conventions (images in [0, 1]); ``TraditionalMetrics(...).psnr(a, b)`` to that instance.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        target = obj if obj is not None else _document_metrics()
+        return getattr(_CoreTraditionalMetrics, self.name).__get__(target, owner)
+
+
+class TraditionalMetrics(_CoreTraditionalMetrics):
+    """The design document's ``TraditionalMetrics``: the core class, whose metrics can also be called
+    on the class itself (``TraditionalMetrics.psnr(img1, img2)``, images in [0, 1], as the
+    document's ``torch.rand(3, 224, 224)`` examples).
+
+    Example:
+        >>> import torch
+        >>> img1, img2 = torch.rand(3, 224, 224), torch.rand(3, 224, 224)
+        >>> isinstance(TraditionalMetrics.psnr(img1, img2), float)  # the design document's call
+        True
+    """
+
+    psnr = _ClassOrInstanceMethod("psnr")
+    ssim = _ClassOrInstanceMethod("ssim")
+    ms_ssim = _ClassOrInstanceMethod("ms_ssim")
+    lpnorm = _ClassOrInstanceMethod("lpnorm")
+    l2_lab = _ClassOrInstanceMethod("l2_lab")
+    dists = _ClassOrInstanceMethod("dists")
+    compute_all_metrics = _ClassOrInstanceMethod("compute_all_metrics")
+
+
+@functools.cache
+def _document_metrics() -> _CoreTraditionalMetrics:
+    return _CoreTraditionalMetrics(input_range=(0.0, 1.0))
+
 
 #: The 2AFC loss module of the design document: the paper's ranking network G + BCE against h.
 #: ``LPIPSLoss()(d0, d1, judge)`` with d0, d1 (N, 1, 1, 1) distances and judge the
@@ -81,8 +148,9 @@ LPIPSLoss = BCERankingLoss
 
 
 # =========================================================================== model
-def create_lpips_model(backbone: str = "alexnet", pretrained: bool = True, version: str = "0.1",
-                       **kwargs: Any) -> LPIPS:
+def create_lpips_model(
+    backbone: str = "alexnet", pretrained: bool = True, version: str = "0.1", **kwargs: Any
+) -> LPIPS:
     """An LPIPS model for ``backbone``: the package's :class:`~lpips_core.LPIPS`.
 
     Args:
@@ -138,7 +206,7 @@ class LPIPSLinearLayers(nn.ModuleList):
         super().__init__([NetLinLayer(int(c), use_dropout=use_dropout) for c in channels])
 
     @classmethod
-    def from_model(cls, model: LPIPS) -> "LPIPSLinearLayers":
+    def from_model(cls, model: LPIPS) -> LPIPSLinearLayers:
         """The linear layers of ``model`` (the same modules: training one trains the other)."""
         if not model.lpips:
             raise ValueError("this model has no linear layers (lpips=False, the 'net' baseline)")
@@ -147,14 +215,13 @@ class LPIPSLinearLayers(nn.ModuleList):
         return layers
 
     @classmethod
-    def pretrained(cls, backbone: str = "alexnet", version: str = "0.1",
-                   use_dropout: bool = True) -> "LPIPSLinearLayers":
+    def pretrained(cls, backbone: str = "alexnet", version: str = "0.1", use_dropout: bool = True) -> LPIPSLinearLayers:
         """The calibrated weights shipped for ``backbone`` (loaded by :class:`~lpips_core.LPIPS`)."""
         model = LPIPS(net=canonical_net(backbone), version=version, pnet_rand=True, use_dropout=use_dropout)
         return cls.from_model(model)
 
     @property
-    def lins(self) -> "LPIPSLinearLayers":
+    def lins(self) -> LPIPSLinearLayers:
         # lets lpips_core.train.clamp_linear_weights (which reads ``model.lins``) clamp these layers
         return self
 
@@ -163,7 +230,7 @@ class LPIPSLinearLayers(nn.ModuleList):
         """(C_k,) channel weights of each layer."""
         return [lin.conv.weight.view(-1) for lin in self]
 
-    def clamp_(self) -> "LPIPSLinearLayers":
+    def clamp_(self) -> LPIPSLinearLayers:
         """Clamp every weight to >= 0, as training does after each step."""
         clamp_linear_weights(self)
         return self
@@ -213,28 +280,45 @@ class LPIPSDataModule(_data.LPIPSDataModule):
         kwargs: ``seed``, ``kind``, ``load_size``, ``subsets``, ``num_workers``, ... of the package's class.
     """
 
-    def __init__(self, data_dir: str | os.PathLike, batch_size: int = 50, train_split: float = 0.8,
-                 val_split: float = 0.1, augment_training: bool = True, **kwargs: Any):
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        batch_size: int = 50,
+        train_split: float = 0.8,
+        val_split: float = 0.1,
+        augment_training: bool = True,
+        **kwargs: Any,
+    ):
         if not (0 < train_split <= 1 and 0 <= val_split < 1 and train_split + val_split <= 1 + 1e-9):
-            raise ValueError(f"train_split={train_split}, val_split={val_split}: train_split must be in (0, 1], "
-                             f"val_split in [0, 1), and together at most 1 (the rest is the test set)")
+            raise ValueError(
+                f"train_split={train_split}, val_split={val_split}: train_split must be in (0, 1], "
+                f"val_split in [0, 1), and together at most 1 (the rest is the test set)"
+            )
         kind = kwargs.get("kind", "2afc")
         root = Path(data_dir)
-        official = (kwargs.get("split") is None and (root / kind / "train").is_dir()
-                    and (root / kind / "val").is_dir())
+        official = kwargs.get("split") is None and (root / kind / "train").is_dir() and (root / kind / "val").is_dir()
         rest = 1.0 - train_split - val_split
         if official:  # test = the official val split; train/val share the official train split
             val, test = val_split / (train_split + val_split), None
         else:
             val, test = val_split, (rest if rest > 1e-9 else None)
         self.train_split = train_split
-        super().__init__(data_dir, batch_size=batch_size, val_split=val, test_split=test,
-                         augment=augment_training, **kwargs)
+        super().__init__(
+            data_dir, batch_size=batch_size, val_split=val, test_split=test, augment=augment_training, **kwargs
+        )
 
 
 # =========================================================================== training
-_SCHEDULES = {None: "constant", "none": "constant", "constant": "constant", "linear": "linear",
-              "cosine": "cosine", "step": "step", "plateau": "plateau", "reduce_on_plateau": "plateau"}
+_SCHEDULES = {
+    None: "constant",
+    "none": "constant",
+    "constant": "constant",
+    "linear": "linear",
+    "cosine": "cosine",
+    "step": "step",
+    "plateau": "plateau",
+    "reduce_on_plateau": "plateau",
+}
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -267,9 +351,17 @@ class LPIPSTrainer:
             in lin mode (the exact feature-cached path).
     """
 
-    def __init__(self, model: LPIPS, data_module: _data.LPIPSDataModule, learning_rate: float = 1e-4,
-                 weight_decay: float = 0.0, optimizer_type: str = "adam", scheduler_type: str | None = "linear",
-                 out_dir: str | os.PathLike | None = None, **config: Any):
+    def __init__(
+        self,
+        model: LPIPS,
+        data_module: _data.LPIPSDataModule,
+        learning_rate: float = 1e-4,
+        weight_decay: float = 0.0,
+        optimizer_type: str = "adam",
+        scheduler_type: str | None = "linear",
+        out_dir: str | os.PathLike | None = None,
+        **config: Any,
+    ):
         if not getattr(model, "lpips", False):
             raise ValueError("LPIPSTrainer needs a model with linear layers (lpips=True)")
         if str(scheduler_type).lower() not in {str(k).lower() for k in _SCHEDULES}:
@@ -299,20 +391,37 @@ class LPIPSTrainer:
     def _build(self, epochs: int, val_every: int = 1, patience: int | None = None) -> Trainer:
         train, val, flip = self._datasets()
         mode = self._mode()
-        fields = dict(net=self.model.pnet_type, version=self.model.version, mode=mode,
-                      use_dropout=any(isinstance(m, nn.Dropout) for m in self.model.lins.modules()),
-                      optimizer=self.optimizer_type, lr=self.learning_rate, weight_decay=self.weight_decay,
-                      schedule=self.scheduler_type, batch_size=self.data_module.batch_size, epochs=epochs,
-                      val_every=val_every, patience=patience, flip=flip, fast=mode == "lin",
-                      seed=getattr(self.data_module, "seed", 0), device=str(_model_device(self.model)))
+        fields = dict(
+            net=self.model.pnet_type,
+            version=self.model.version,
+            mode=mode,
+            use_dropout=any(isinstance(m, nn.Dropout) for m in self.model.lins.modules()),
+            optimizer=self.optimizer_type,
+            lr=self.learning_rate,
+            weight_decay=self.weight_decay,
+            schedule=self.scheduler_type,
+            batch_size=self.data_module.batch_size,
+            epochs=epochs,
+            val_every=val_every,
+            patience=patience,
+            flip=flip,
+            fast=mode == "lin",
+            seed=getattr(self.data_module, "seed", 0),
+            device=str(_model_device(self.model)),
+        )
         fields.update(self.config)
         trainer = Trainer(TrainConfig(**fields), train, val, out_dir=self.out_dir)
         trainer.model.load_state_dict(self.model.state_dict())  # start from the given model's weights
         return trainer
 
     # ------------------------------------------------------------------ the design's methods
-    def train(self, num_epochs: int = 10, validate_every: int = 1, save_every: int = 1,
-              early_stopping_patience: int | None = None) -> dict[str, list]:
+    def train(
+        self,
+        num_epochs: int = 10,
+        validate_every: int = 1,
+        save_every: int = 1,
+        early_stopping_patience: int | None = None,
+    ) -> dict[str, list]:
         """Train ``num_epochs`` epochs (fewer with early stopping); ``model`` ends with the final weights.
 
         Args:
@@ -352,14 +461,25 @@ class LPIPSTrainer:
             if dataset is None or len(dataset) == 0:
                 raise ValueError("the data module has neither a test nor a validation set to evaluate on")
         out = self._build(1).evaluate(dataset)
-        return {"accuracy": out["score"], "split": split, "n_triplets": int(len(out["judge"])),
-                "d0": out["d0"], "d1": out["d1"], "judge": out["judge"]}
+        return {
+            "accuracy": out["score"],
+            "split": split,
+            "n_triplets": int(len(out["judge"])),
+            "d0": out["d0"],
+            "d1": out["d1"],
+            "judge": out["judge"],
+        }
 
 
-def create_lpips_trainer(backbone: str = "alexnet", data_dir: str | os.PathLike = "data/mini_bapps",
-                         batch_size: int = 50, learning_rate: float = 1e-4,
-                         experiment_name: str = "lpips_experiment", runs_dir: str | os.PathLike = "runs",
-                         **config: Any) -> LPIPSTrainer:
+def create_lpips_trainer(
+    backbone: str = "alexnet",
+    data_dir: str | os.PathLike = "data/mini_bapps",
+    batch_size: int = 50,
+    learning_rate: float = 1e-4,
+    experiment_name: str = "lpips_experiment",
+    runs_dir: str | os.PathLike = "runs",
+    **config: Any,
+) -> LPIPSTrainer:
     """A lin-mode :class:`LPIPSTrainer` for ``backbone`` on ``data_dir``, writing to ``runs/<experiment_name>``.
 
     The model starts as the reference's training does: ImageNet trunk, randomly
@@ -399,8 +519,13 @@ class LPIPSEvaluator:
         device: where to compute (default: the model's device).
     """
 
-    def __init__(self, model: LPIPS, traditional: Sequence[str] = ("l2", "l1", "ssim", "psnr"),
-                 n_resamples: int = 1000, device: str | torch.device | None = None):
+    def __init__(
+        self,
+        model: LPIPS,
+        traditional: Sequence[str] = ("l2", "l1", "ssim", "psnr"),
+        n_resamples: int = 1000,
+        device: str | torch.device | None = None,
+    ):
         self.model = model
         self.traditional = tuple(traditional)
         self.n_resamples = n_resamples
@@ -434,19 +559,29 @@ class LPIPSEvaluator:
             self.model.train(was_training)
         per = score_2afc_results(res, n_resamples=self.n_resamples)
         scores = {m: score_2afc(res.d0[m], res.d1[m], res.judge) for m in res.metrics}
-        ci = bootstrap_ci(twoafc_scores(res.d0["lpips"], res.d1["lpips"], res.judge),
-                          n_resamples=self.n_resamples)
+        ci = bootstrap_ci(twoafc_scores(res.d0["lpips"], res.d1["lpips"], res.judge), n_resamples=self.n_resamples)
         corrs = {m: _flat_correlations(c) for m, c in judgment_correlations(res).items()}
-        return {"accuracy": scores["lpips"], "accuracy_ci": tuple(float(v) for v in ci),
-                "n_triplets": int(len(res.judge)), "scores": scores, "per_subset": per,
-                "correlations": corrs, "distances": res}
+        return {
+            "accuracy": scores["lpips"],
+            "accuracy_ci": tuple(float(v) for v in ci),
+            "n_triplets": int(len(res.judge)),
+            "scores": scores,
+            "per_subset": per,
+            "correlations": corrs,
+            "distances": res,
+        }
 
 
 class LPIPSVisualizer:
     """The design document's plotting helper, drawing with :mod:`lpips_core.eval.plots`."""
 
-    def plot_correlation_comparison(self, results: Mapping, save_path: str | os.PathLike = "correlation_comparison.png",
-                                    title: str = "Correlation of d0 - d1 with the judgment", note: str = "") -> Path:
+    def plot_correlation_comparison(
+        self,
+        results: Mapping,
+        save_path: str | os.PathLike = "correlation_comparison.png",
+        title: str = "Correlation of d0 - d1 with the judgment",
+        note: str = "",
+    ) -> Path:
         """Pearson, Spearman and Kendall correlation per metric, as grouped bars.
 
         Args:
@@ -478,21 +613,35 @@ class ProductionLPIPS(_apps.ProductionLPIPS):
     ``normalize=True`` for [0, 1]), paths, uint8 arrays or PIL images.
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None, device: str | torch.device | None = "auto",
-                 net: str = "alex", version: str = "0.1", batch_size: int = 32):
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        device: str | torch.device | None = "auto",
+        net: str = "alex",
+        version: str = "0.1",
+        batch_size: int = 32,
+    ):
         super().__init__(net=net, version=version, checkpoint=model_path, device=device, batch_size=batch_size)
 
 
 # =========================================================================== main.py
 MODES = ("train", "evaluate", "compare", "demo", "analyze")
-DEFAULT_OUTPUT = {"train": "runs/{backbone}_lin", "evaluate": "eval_results", "compare": "compare_results",
-                  "demo": "demo_results", "analyze": "analysis"}
+DEFAULT_OUTPUT = {
+    "train": "runs/{backbone}_lin",
+    "evaluate": "eval_results",
+    "compare": "compare_results",
+    "demo": "demo_results",
+    "analyze": "analysis",
+}
 
 
 def _design_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="main.py", description="The design document's command line; "
-                                "forwards to lpips-core (printed before it runs). Unknown options are "
-                                "passed on to the lpips-core command.")
+    p = argparse.ArgumentParser(
+        prog="main.py",
+        description="The design document's command line; "
+        "forwards to lpips-core (printed before it runs). Unknown options are "
+        "passed on to the lpips-core command.",
+    )
     p.add_argument("--mode", required=True, choices=MODES)
     p.add_argument("--data_dir", default=None, help="dataset folder (BAPPS layout, e.g. data/mini_bapps)")
     p.add_argument("--backbone", default="alexnet", help="alexnet|vgg|squeezenet (or alex, vgg16, squeeze)")
@@ -538,8 +687,18 @@ def main_argv(argv: Sequence[str] | None = None) -> list[str]:
         if args.learning_rate is not None:
             cmd += ["--lr", str(args.learning_rate)]
     elif args.mode == "evaluate":
-        cmd = ["evaluate", "--data", args.data_dir, "--model", args.model_path or "official", "--net", net,
-               *batch, "-o", out]
+        cmd = [
+            "evaluate",
+            "--data",
+            args.data_dir,
+            "--model",
+            args.model_path or "official",
+            "--net",
+            net,
+            *batch,
+            "-o",
+            out,
+        ]
     elif args.mode == "compare":
         cmd = ["compare-models", "--data", args.data_dir, *batch, "-o", out]
         if args.model_path:

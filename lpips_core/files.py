@@ -6,6 +6,7 @@ renames it into place only if the block finishes. On top of it: text, bytes, CSV
 JSON, ``torch.save`` payloads and matplotlib figures. :func:`cache_root` is the one
 place that says where cached files (converted weights, feature caches) live.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,16 +18,43 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+__all__ = [
+    "REPOSITORY_URL",
+    "REPOSITORY_BRANCH",
+    "STORED_MAX_BYTES",
+    "STORED_MAX_AGE_S",
+    "atomic_path",
+    "atomic_paths",
+    "write_text",
+    "write_bytes",
+    "write_csv",
+    "write_dict_csv",
+    "write_json",
+    "save_torch",
+    "pyplot",
+    "save_figure",
+    "printable",
+    "cache_root",
+    "stored_file",
+    "stored_file_hint",
+]
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", *, fsync: bool = False,
-                keep_previous: str | os.PathLike | None = None) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike,
+    suffix: str = ".tmp",
+    *,
+    fsync: bool = False,
+    keep_previous: str | os.PathLike | None = None,
+) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it onto ``path`` when the block succeeds.
 
     On an exception (or a full disk) the temporary file is removed and any
@@ -120,8 +148,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence],
-              errors: str = "strict") -> Path:
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence], errors: str = "strict") -> Path:
     """A CSV file with one header line, then ``rows`` (``csv`` module dialect, CRLF line ends).
 
     Args:
@@ -172,8 +199,9 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(_finite_or_none(obj), indent=2, default=_json_default) + "\n")
 
 
-def save_torch(obj: Any, path: str | os.PathLike, *, fsync: bool = False,
-               keep_previous: str | os.PathLike | None = None) -> Path:
+def save_torch(
+    obj: Any, path: str | os.PathLike, *, fsync: bool = False, keep_previous: str | os.PathLike | None = None
+) -> Path:
     """``torch.save(obj)`` to ``path`` atomically (see :func:`atomic_path` for the options)."""
     with atomic_path(path, fsync=fsync, keep_previous=keep_previous) as tmp:
         torch.save(obj, tmp)
@@ -240,7 +268,7 @@ def _checkout_root() -> Path | None:
 
 
 #: Largest stored file fetched from the repository (the stored results are a few MB at most).
-STORED_MAX_BYTES = 64 * 2 ** 20
+STORED_MAX_BYTES = 64 * 2**20
 #: A fetched copy older than this is fetched again when the repository is reachable.
 STORED_MAX_AGE_S = 7 * 24 * 3600
 
@@ -278,8 +306,14 @@ def _fetch_stored(url: str, timeout: float, max_bytes: int) -> bytes | None:
     return data
 
 
-def stored_file(relpath: str, *, fetch: bool = True, timeout: float = 20.0,
-                max_bytes: int = STORED_MAX_BYTES, max_age_s: float = STORED_MAX_AGE_S) -> Path | None:
+def stored_file(
+    relpath: str,
+    *,
+    fetch: bool = True,
+    timeout: float = 20.0,
+    max_bytes: int = STORED_MAX_BYTES,
+    max_age_s: float = STORED_MAX_AGE_S,
+) -> Path | None:
     """A file committed to the repository (stored results, benchmark tables), wherever the package runs.
 
     Looked up, in order: in the checkout the package is imported from; in
@@ -328,5 +362,6 @@ def stored_file_hint(relpath: str, how_to_make: str = "") -> str:
     """One line for a reader when :func:`stored_file` found nothing: where the file lives, how to get it."""
     url = f"{REPOSITORY_URL}/blob/{REPOSITORY_BRANCH}/{relpath}"
     make = f", or make it with `{how_to_make}`" if how_to_make else ""
-    return (f"{relpath} is not in this checkout and could not be fetched from {url} (offline?): "
-            f"clone the repository{make}.")
+    return (
+        f"{relpath} is not in this checkout and could not be fetched from {url} (offline?): clone the repository{make}."
+    )

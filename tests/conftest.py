@@ -1,4 +1,5 @@
 """Shared fixtures: paths to ../shared, real photographs, and the reference oracle."""
+
 from __future__ import annotations
 
 import functools
@@ -18,7 +19,7 @@ needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is abse
 NETS = ["alex", "vgg", "squeeze"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def backbone_available(net: str) -> bool:
     """True when pretrained weights for ``net`` can be had here (cache, $LPIPS_CORE_WEIGHTS, ...)."""
     from lpips_core.model.weights import WeightsError, load_backbone_state
@@ -35,7 +36,7 @@ def require_backbone(net: str) -> None:
         pytest.skip(f"no pretrained {net} weights here (set LPIPS_CORE_WEIGHTS)")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ours(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: bool = False):
     """An lpips_core model; pretrained trunk when available, else a seeded random trunk."""
     import lpips_core
@@ -49,7 +50,7 @@ def ours(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: b
         return lpips_core.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial, pnet_rand=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: bool = False):  # noqa: A002
     """The reference ``lpips.LPIPS`` with the same trunk weights as ``ours(...)``.
 
@@ -66,13 +67,14 @@ def reference(net: str = "alex", version: str = "0.1", lpips: bool = True, spati
     # cached: see ours(); its linear weights are a .pth it torch.loads: restricted, as SECURITY.md says
     with warnings.catch_warnings(), torch.inference_mode(False), weights_only_loads():
         warnings.simplefilter("ignore")
-        ref = reference_package.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial,
-                          pnet_rand=True, verbose=False)
+        ref = reference_package.LPIPS(
+            net=net, version=version, lpips=lpips, spatial=spatial, pnet_rand=True, verbose=False
+        )
         ref.net.load_state_dict(ours(net, version, lpips, spatial).net.state_dict())
     return ref.eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photo(name: str) -> np.ndarray:
     """A real photograph shipped with scikit-image, (H, W, 3) uint8."""
     import skimage.data
@@ -101,7 +103,7 @@ def photo_pairs(size=(96, 128), seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     for name in ("astronaut", "coffee", "chelsea"):
         img = photo(name)
         y, x = rng.integers(0, img.shape[0] - h), rng.integers(0, img.shape[1] - w)
-        crop = img[y:y + h, x:x + w]
+        crop = img[y : y + h, x : x + w]
         noisy = np.clip(crop + rng.normal(0, 12, crop.shape), 0, 255).astype(np.uint8)
         blurred = np.asarray(Image.fromarray(crop).filter(ImageFilter.GaussianBlur(1.5)))
         buf = io.BytesIO()
@@ -115,8 +117,49 @@ def photo_pairs(size=(96, 128), seed: int = 0) -> tuple[torch.Tensor, torch.Tens
 
 _PYTEST_START = time.time()
 #: The whole of ``make test`` (setup, mini set, pytest with the notebooks and the browser
-#: test) must stay within this many seconds on 2 cores, from a fresh clone.
-MAKE_TEST_BUDGET_S = 900
+#: test) should stay within this many seconds on 2 cores of the slower machine (an AMD EPYC
+#: with AVX2), from a fresh clone; 900 s is the hard limit.
+MAKE_TEST_BUDGET_S = 720
+MAKE_TEST_LIMIT_S = 900
+
+
+#: Test modules that are slow as a whole (subprocesses, browsers, killed runs, builds); marked
+#: ``slow`` here so that ``make check`` (``-m "not slow"``) leaves them, and the notebooks, to
+#: ``make test``. Single slow tests elsewhere carry ``@pytest.mark.slow`` themselves.
+SLOW_MODULES = {
+    "test_book.py",
+    "test_playground.py",
+    "test_faults.py",
+    "test_release.py",
+    "test_distributed.py",
+    "test_weights_concurrency.py",
+    "test_hostile_inputs.py",
+    "test_trunk_weights.py",
+}
+
+
+#: Single tests of several seconds each (subprocesses, exports, end-to-end commands) that
+#: ``make check`` leaves to ``make test``, by ``module::name`` (any parametrisation).
+SLOW_TESTS = {
+    "test_train.py::test_killed_run_resumes_to_the_same_weights",
+    "test_weights.py::test_damaged_cache_is_reported_and_recreated",
+    "test_cli.py::test_compare_spatial_map",
+    "test_cli.py::test_console_script_runs",
+    "test_design_api.py::test_production_torchscript_and_onnx_give_the_reference_distances_linear_quantize_is_a_no_op",
+    "test_evaluate.py::test_compare_models_table_plots_and_paper_columns",
+    "test_export.py::test_onnx_export_has_dynamic_batch_and_size",
+}
+#: VGG is the slowest trunk (about 10x AlexNet's work): in these modules ``make check`` runs the
+#: AlexNet and SqueezeNet cases and leaves VGG's to ``make test``.
+VGG_SLOW_MODULES = {"test_parity.py", "test_fast.py", "test_mask.py", "test_precision.py", "test_gradients.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = f"{item.path.name}::{item.originalname}" if hasattr(item, "originalname") else ""
+        vgg_case = item.path.name in VGG_SLOW_MODULES and "vgg" in item.name
+        if item.path.name in SLOW_MODULES or item.path.suffix == ".ipynb" or name in SLOW_TESTS or vgg_case:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -126,7 +169,8 @@ def pytest_terminal_summary(terminalreporter):
         now = time.time()
         terminalreporter.write_line(
             f"make test: setup {_PYTEST_START - int(start):.0f} s, pytest {now - _PYTEST_START:.0f} s, "
-            f"total {now - int(start):.0f} s of the {MAKE_TEST_BUDGET_S} s budget")
+            f"total {now - int(start):.0f} s (budget {MAKE_TEST_BUDGET_S} s, limit {MAKE_TEST_LIMIT_S} s)"
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -151,4 +195,3 @@ def empty_weights_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("LPIPS_CORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("LPIPS_CORE_WEIGHTS", raising=False)
     return tmp_path / "cache"
-

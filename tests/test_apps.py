@@ -1,4 +1,5 @@
 """The application wrapper and helpers, checked against the reference package and by hand."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,7 @@ def _crops(n=4, size=64, seed=0):
     out = []
     for _ in range(n):
         y, x = rng.integers(0, img.shape[0] - size), rng.integers(0, img.shape[1] - size)
-        out.append(img[y:y + size, x:x + size].copy())
+        out.append(img[y : y + size, x : x + size].copy())
     return out
 
 
@@ -36,9 +37,14 @@ def test_inputs_of_every_kind_give_the_reference_distance(metric, tmp_path):
     Image.fromarray(a).save(pa)
     Image.fromarray(b).save(pb)
     ta, tb = im2tensor(a)[0], im2tensor(b)[0]
-    for x, y, norm in ((pa, pb, False), (str(pa), str(pb), False), (a, b, False),
-                       (Image.fromarray(a), Image.fromarray(b), False), (ta, tb, False),
-                       ((ta + 1) / 2, (tb + 1) / 2, True)):
+    for x, y, norm in (
+        (pa, pb, False),
+        (str(pa), str(pb), False),
+        (a, b, False),
+        (Image.fromarray(a), Image.fromarray(b), False),
+        (ta, tb, False),
+        ((ta + 1) / 2, (tb + 1) / 2, True),
+    ):
         d = metric(x, y, normalize=norm)
         assert isinstance(d, float) and d == pytest.approx(expected, abs=1e-5)
     batch = metric(torch.stack([ta, tb]), torch.stack([tb, ta]))
@@ -56,26 +62,43 @@ def _mps_available() -> bool:
 
 
 def test_device_auto_picks_what_exists(monkeypatch):
-    """'auto' (and None): CUDA when torch sees a GPU, else Apple MPS when available, else CPU."""
-    # this machine, against torch's own availability checks (asked here, not through apps)
+    """'auto' (and None): CUDA when torch sees a GPU, else Apple MPS when available, else CPU; the one rule
+    (lpips_core.devices) that ProductionLPIPS, dirs and allpairs share."""
+    from lpips_core.devices import resolve_device
+
+    # this machine, against torch's own availability checks (asked here, not through lpips_core)
     expected = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
-    assert apps.pick_device("auto").type == expected
-    assert apps.pick_device(None).type == expected
+    assert resolve_device("auto").type == expected
+    assert resolve_device(None).type == expected
+    assert apps.ProductionLPIPS.__init__.__globals__["resolve_device"] is resolve_device
     # the rule itself, with availability faked (torch.device("cuda") needs no GPU to be built)
     has_mps = getattr(torch.backends, "mps", None) is not None
-    for cuda, mps, want in ((True, False, "cuda"), (True, True, "cuda"), (False, True, "mps"),
-                            (False, False, "cpu")):
+    for cuda, mps, want in (
+        (True, False, "cuda:0"),
+        (True, True, "cuda:0"),
+        (False, True, "mps"),
+        (False, False, "cpu"),
+    ):
         if mps and not has_mps:
             continue
         monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
         if has_mps:
             monkeypatch.setattr(torch.backends.mps, "is_available", lambda mps=mps: mps)
-        assert apps.pick_device("auto") == torch.device(want), (cuda, mps)
-        assert apps.pick_device(None) == torch.device(want), (cuda, mps)
-        # an explicit device is taken as given, whatever is available
-        assert apps.pick_device("cpu") == torch.device("cpu")
-        assert apps.pick_device("cuda:1") == torch.device("cuda", 1)
-        assert apps.pick_device(torch.device("cpu")) == torch.device("cpu")
+        assert resolve_device("auto") == torch.device(want), (cuda, mps)
+        assert resolve_device(None) == torch.device(want), (cuda, mps)
+        # folder runs allow CUDA only
+        assert resolve_device("auto", accelerators=("cuda",)) == torch.device(want if cuda else "cpu")
+        # an explicit device is taken as given when it exists here; a bare 'cuda' is this rank's GPU
+        assert resolve_device("cpu") == torch.device("cpu")
+        if cuda:
+            assert resolve_device("cuda:1") == torch.device("cuda", 1)
+            monkeypatch.setenv("LOCAL_RANK", "1")
+            assert resolve_device("cuda") == torch.device("cuda", 1)
+            monkeypatch.delenv("LOCAL_RANK")
+        else:
+            with pytest.raises(ValueError, match="CUDA is not available"):
+                resolve_device("cuda:1")
+        assert resolve_device(torch.device("cpu")) == torch.device("cpu")
 
 
 def test_checkpoint_loads_once_and_scores_like_the_model(tmp_path):
@@ -98,12 +121,12 @@ def test_one_to_many_and_pairwise_match_single_calls(metric):
     ref_model = reference("alex")
     t = torch.cat([im2tensor(c) for c in crops])
     d = metric.one_to_many(crops[0], crops[1:])
-    expected = torch.stack([ref_model(t[:1], t[i:i + 1]).flatten()[0] for i in range(1, 5)])
+    expected = torch.stack([ref_model(t[:1], t[i : i + 1]).flatten()[0] for i in range(1, 5)])
     assert torch.allclose(d, expected, atol=1e-5)
     m = metric.pairwise(crops)
     assert m.shape == (5, 5) and torch.allclose(m, m.T) and torch.all(m.diagonal() == 0)
     for i, j in ((0, 1), (2, 4), (3, 1)):
-        assert m[i, j].item() == pytest.approx(ref_model(t[i:i + 1], t[j:j + 1]).item(), abs=PARITY_TOL)
+        assert m[i, j].item() == pytest.approx(ref_model(t[i : i + 1], t[j : j + 1]).item(), abs=PARITY_TOL)
     with pytest.raises(ValueError, match="share one size"):
         metric.pairwise([crops[0], crops[1][:32]])
 
@@ -116,7 +139,7 @@ def test_set_diversity_is_the_mean_over_pairs(metric):
     t = torch.cat([im2tensor(c) for c in crops])
     pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
     with torch.no_grad():
-        ref_d = np.array([ref_model(t[i:i + 1], t[j:j + 1]).item() for i, j in pairs], dtype=np.float64)
+        ref_d = np.array([ref_model(t[i : i + 1], t[j : j + 1]).item() for i, j in pairs], dtype=np.float64)
     assert ref_d.min() > 0.01  # four different crops: a real mean, not a sum of zeros
     assert div["mean"] == pytest.approx(ref_d.mean(), abs=PARITY_TOL)
     # each value within PARITY_TOL moves the sample std by at most PARITY_TOL * sqrt(n / (n - 1))
@@ -124,8 +147,11 @@ def test_set_diversity_is_the_mean_over_pairs(metric):
     assert div["n_pairs"] == 6 and div["n_images"] == 4
     m = div["matrix"]
     assert m.shape == (4, 4) and torch.equal(m, m.T) and torch.all(m.diagonal() == 0)
-    assert_parity(torch.tensor([m[i, j].item() for i, j in pairs], dtype=torch.float64),
-                  torch.from_numpy(ref_d), "diversity matrix")
+    assert_parity(
+        torch.tensor([m[i, j].item() for i, j in pairs], dtype=torch.float64),
+        torch.from_numpy(ref_d),
+        "diversity matrix",
+    )
     # four copies of one image are not diverse at all
     assert apps.set_diversity([crops[0]] * 4, metric)["mean"] == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="at least 2"):

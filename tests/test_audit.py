@@ -3,6 +3,7 @@
 Oracles: the reference ``lpips`` package (the audit's baseline is recomputed
 here independently), hand-made images for the heuristic's counts.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lpips_core.eval import audit
+from lpips_core.studies import audit
 from tests.conftest import reference
 from tests.tolerances import PARITY_TOL
 
@@ -68,8 +69,16 @@ def test_heuristic_rates_count_non_negative_images(tmp_path):
 def test_markdown_and_plot(tmp_path, pairs):
     refs, dists, _ = pairs
     rows, values = audit.protocol_rows(refs, dists, progress=False, skip=("vgg instead of alex",))
-    result = {"n_pairs": 2, "n_photos": 1, "side": 64, "machine": "test", "lpips_core": "0",
-              "implementations": [], "protocols": rows, "heuristic": {}}
+    result = {
+        "n_pairs": 2,
+        "n_photos": 1,
+        "side": 64,
+        "machine": "test",
+        "lpips_core": "0",
+        "implementations": [],
+        "protocols": rows,
+        "heuristic": {},
+    }
     md = audit.audit_markdown(result)
     assert "| resized to 256x256 | `lpips\\|net:alex\\|v:0.1\\|range:-1,1\\|size:256\\|" in md
     assert audit.plot_protocols(values, tmp_path / "audit.png").stat().st_size > 1000

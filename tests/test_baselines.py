@@ -1,4 +1,5 @@
 """Traditional metrics and DISTS: each checked against a hand-computed value or an independent library."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -70,8 +71,15 @@ def test_psnr_and_ssim_agree_with_scikit_image(crops):
     # larger border region, which moves the mean by ~5e-3 on 96 px crops and ~1e-4 on 300 px.
     big = photo("astronaut")[100:400, 150:450]
     noisy = np.clip(big + np.random.default_rng(0).normal(0, 15, big.shape), 0, 255).astype(np.uint8)
-    sk_ssim = structural_similarity(big / 255.0, noisy / 255.0, data_range=1.0, channel_axis=2,
-                                    gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    sk_ssim = structural_similarity(
+        big / 255.0,
+        noisy / 255.0,
+        data_range=1.0,
+        channel_axis=2,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
     assert B.ssim(_u8_to_tensor(big), _u8_to_tensor(noisy)).item() == pytest.approx(sk_ssim, abs=5e-4)
 
 
@@ -128,8 +136,10 @@ def test_dists_matches_the_authors_implementation(crops):
     class _VGG:
         features = B.vgg16_features()
 
-    with mock.patch.object(authors.models, "vgg16", lambda pretrained=True: _VGG()), \
-            mock.patch.object(authors.torch, "load", lambda path: real_load(B.dists_weights_path(), weights_only=True)):
+    with (
+        mock.patch.object(authors.models, "vgg16", lambda pretrained=True: _VGG()),
+        mock.patch.object(authors.torch, "load", lambda path: real_load(B.dists_weights_path(), weights_only=True)),
+    ):
         reference = authors.DISTS().eval()
     x = torch.cat([_u8_to_tensor(crops["ref"])] * 2)
     y = torch.cat([_u8_to_tensor(crops["noisy"]), _u8_to_tensor(crops["blurred"])])

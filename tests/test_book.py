@@ -8,6 +8,7 @@ through chromedriver; one screenshot per page goes to ``_build/screenshots/``.
 Chromium and chromedriver are installed by ``make test`` (target ``browser``);
 without them this module is skipped, except in CI (``CI`` set), where that fails.
 """
+
 from __future__ import annotations
 
 import functools
@@ -65,8 +66,9 @@ def expected_title(doc: str) -> str:
     """The first '# ' heading of the page's source."""
     path = source_of(doc)
     if path.suffix == ".ipynb":
-        text = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
-                         if c["cell_type"] == "markdown")
+        text = "\n".join(
+            "".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown"
+        )
     else:
         text = path.read_text()
     match = re.search(r"^# (.+)$", text, flags=re.M)
@@ -118,8 +120,11 @@ def notebook_facts(doc: str) -> dict:
 
 def _tool_missing() -> str | None:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    return f"{', '.join(missing)} missing: run `make browser` (apt-get install chromium chromium-driver)" \
-        if missing else None
+    return (
+        f"{', '.join(missing)} missing: run `make browser` (apt-get install chromium chromium-driver)"
+        if missing
+        else None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -132,18 +137,28 @@ def built_book() -> Path:
         yaml.safe_dump(config, f, sort_keys=False, allow_unicode=True)
     try:
         jb = Path(sys.executable).with_name("jupyter-book")
-        proc = subprocess.run([str(jb), "build", str(REPO), "--config", f.name, "-W", "-n", "--keep-going"],
-                              cwd=REPO, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [str(jb), "build", str(REPO), "--config", f.name, "-W", "-n", "--keep-going"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     finally:
         os.unlink(f.name)
-    warnings = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines()
-                if "WARNING" in line or "ERROR" in line]
+    warnings = [
+        line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "WARNING" in line or "ERROR" in line
+    ]
     assert proc.returncode == 0, "book build failed:\n" + "\n".join(warnings or proc.stdout.splitlines()[-30:])
     for doc in toc_docs():
         assert (HTML / f"{doc}.html").is_file(), f"{doc}.html was not built"
     if (PLAYGROUND / ".complete").is_file():  # as `make book` does after its build
-        subprocess.run([sys.executable, str(REPO / "book" / "playground_assets.py"), "--install",
-                        str(PLAYGROUND), str(HTML)], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, str(REPO / "book" / "playground_assets.py"), "--install", str(PLAYGROUND), str(HTML)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     return HTML
 
 
@@ -160,8 +175,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def server(built_book):
     """Serve _build/html on 127.0.0.1 (a free port) for the module's tests."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            functools.partial(_QuietHandler, directory=str(built_book)))
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(built_book))
+    )
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -182,12 +198,22 @@ def browser(server):
     profile = tempfile.mkdtemp(prefix="lpips-book-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,1600", f"--user-data-dir={profile}",
-                # Any host but this machine fails at once (the Colab badge, MathJax's CDN):
-                # nothing leaves the machine and no page waits on a network time-out.
-                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1600",
+        f"--user-data-dir={profile}",
+        # Any host but this machine fails at once (the Colab badge, MathJax's CDN):
+        # nothing leaves the machine and no page waits on a network time-out.
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -201,8 +227,7 @@ def _open(driver, url: str) -> None:
     driver.get(url)
     deadline = time.time() + 30
     while time.time() < deadline:  # figures below the fold load lazily in some themes: wait for all
-        pending = driver.execute_script(
-            "return Array.from(document.images).filter(i => !i.complete).length")
+        pending = driver.execute_script("return Array.from(document.images).filter(i => !i.complete).length")
         if pending == 0:
             return
         time.sleep(0.2)
@@ -299,13 +324,18 @@ def test_page_renders(browser, server, doc):
     assert loaded >= facts["figures"], f"{doc}: {loaded} figures shown, the notebook has {facts['figures']}"
 
     # No error output of any kind.
-    for selector in (".output.error", ".output.traceback", ".output.stderr", ".system-message",
-                     ".widget-error", ".jupyter-widgets-error"):
+    for selector in (
+        ".output.error",
+        ".output.traceback",
+        ".output.stderr",
+        ".system-message",
+        ".widget-error",
+        ".jupyter-widgets-error",
+    ):
         found = driver.find_elements("css selector", selector)
         assert not found, f"{doc}: {len(found)} '{selector}' element(s), first: {found[0].text[:300]!r}"
     body = driver.find_element("tag name", "body").text
-    for marker in ("Traceback (most recent call last)", "Error rendering Jupyter widget",
-                   "Could not find model"):
+    for marker in ("Traceback (most recent call last)", "Error rendering Jupyter widget", "Could not find model"):
         assert marker not in body, f"{doc}: page shows {marker!r}"
 
     # Exercise solutions are folded behind a "Show solution" toggle.
@@ -314,7 +344,8 @@ def test_page_renders(browser, server, doc):
         assert len(toggles) >= facts["solutions"], f"{doc}: {len(toggles)} solution toggles"
         open_solutions = driver.execute_script(
             "return document.querySelectorAll('details.hide[open], details.toggle-details[open], "
-            "details.sd-dropdown[open]').length")
+            "details.sd-dropdown[open]').length"
+        )
         assert open_solutions == 0, f"{doc}: {open_solutions} solutions are unfolded on load"
 
     # Equations are typeset by the vendored MathJax (no CDN: other hosts are blocked here).
@@ -326,7 +357,8 @@ def test_page_renders(browser, server, doc):
         assert typeset, f"{doc}: equations are shown as raw TeX (MathJax did not load)"
         raw = driver.execute_script(
             "return Array.from(document.querySelectorAll('article .math')).filter("
-            "e => !e.querySelector('mjx-container') && /\\\\[a-zA-Z]/.test(e.textContent)).length")
+            "e => !e.querySelector('mjx-container') && /\\\\[a-zA-Z]/.test(e.textContent)).length"
+        )
         assert raw == 0, f"{doc}: {raw} equation(s) left as raw TeX"
 
     # Saved widget state renders as real controls (ipywidgets HTML manager).
@@ -338,16 +370,21 @@ def test_page_renders(browser, server, doc):
         assert rendered, f"{doc}: none of the {facts['widget_views']} saved widgets rendered"
 
     # No failed request for a file of the book (external hosts are blocked on purpose).
-    severe = [m["message"] for m in driver.get_log("browser")
-              if m["level"] == "SEVERE" and "127.0.0.1" in m["message"]
-              and not any(noise in m["message"] for noise in KNOWN_CONSOLE_NOISE)]
+    severe = [
+        m["message"]
+        for m in driver.get_log("browser")
+        if m["level"] == "SEVERE"
+        and "127.0.0.1" in m["message"]
+        and not any(noise in m["message"] for noise in KNOWN_CONSOLE_NOISE)
+    ]
     assert not severe, f"{doc}: browser errors: {severe}"
 
     # The page reads in its column at a 1280-pixel window: nothing scrolls sideways,
     # tables are tables, figures have numbered captions and alt text.
     problems = _layout_problems(driver)
-    assert not problems, f"{doc}: " + "; ".join(problems[:5]) + (f" ... ({len(problems)} in all)"
-                                                               if len(problems) > 5 else "")
+    assert not problems, (
+        f"{doc}: " + "; ".join(problems[:5]) + (f" ... ({len(problems)} in all)" if len(problems) > 5 else "")
+    )
 
     assert _screenshot(driver, doc).stat().st_size > 10_000
 
@@ -365,13 +402,15 @@ def test_widget_controls_render(browser, server):
     dropdowns = browser.find_elements("css selector", ".widget-dropdown select")
     sliders = browser.find_elements("css selector", ".widget-slider, .widget-hslider")
     uploads = browser.find_elements("css selector", ".widget-upload, .jupyter-widgets input[type=file]")
-    assert len(dropdowns) >= 2 and sliders and uploads, \
+    assert len(dropdowns) >= 2 and sliders and uploads, (
         f"{doc}: {len(dropdowns)} dropdowns, {len(sliders)} sliders, {len(uploads)} upload buttons rendered"
+    )
     options = [o.text for o in dropdowns[0].find_elements("tag name", "option")]
     assert "chelsea" in options, f"{doc}: photograph menu shows {options}"
     # The Output widget holds the figure drawn when the notebook was saved.
     figure = browser.execute_script(
-        "const i = document.querySelector('.widget-output img'); return i && i.naturalWidth")
+        "const i = document.querySelector('.widget-output img'); return i && i.naturalWidth"
+    )
     assert figure and figure > 100, f"{doc}: the saved comparison figure is missing from the widget output"
 
 
@@ -408,16 +447,20 @@ def test_quizzes_answer_in_the_browser(browser, server):
                 box.clear()
                 box.send_keys(str(value), Keys.ENTER)
             classes = feedback.get_attribute("class")
-            assert "correct" in classes.split(), f"{doc}: {q['question'][:50]!r}: feedback {classes!r}, " \
-                                                  f"{feedback.text!r}"
+            assert "correct" in classes.split(), (
+                f"{doc}: {q['question'][:50]!r}: feedback {classes!r}, {feedback.text!r}"
+            )
             assert feedback.text.strip(), f"{doc}: empty feedback"
-        _screenshot(browser, f"{doc}_quiz")
+        # the answered quiz only (the page itself is captured by test_page_renders)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        (SCREENSHOTS / f"{doc.replace('/', '__')}_quiz.png").write_bytes(wrappers[-1].screenshot_as_png)
 
 
 def test_navigation_lists_every_chapter(browser, server):
     _open(browser, f"{server}/{toc_docs()[0]}.html")
     links = browser.execute_script(
-        "return Array.from(document.querySelectorAll('nav.bd-links a')).map(a => a.getAttribute('href'))")
+        "return Array.from(document.querySelectorAll('nav.bd-links a')).map(a => a.getAttribute('href'))"
+    )
     for doc in toc_docs()[1:]:
         name = doc.split("/")[-1] + ".html"
         assert any(href and href.endswith(name) for href in links), f"sidebar has no link to {doc}"

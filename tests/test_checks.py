@@ -1,14 +1,15 @@
 """Input checks: every bad input gets a clear error or one warning."""
+
 import warnings
 
 import pytest
 import torch
-
-import lpips_core
-from lpips_core.model.nets import MIN_INPUT_SIZE
-from lpips_core.model.checks import InputRangeWarning
 from conftest import NETS, ours, reference
 from tolerances import assert_parity, assert_paths_agree
+
+import lpips_core
+from lpips_core.model.checks import InputRangeWarning
+from lpips_core.model.nets import MIN_INPUT_SIZE
 
 
 def rand(*shape):
@@ -89,7 +90,7 @@ def test_batch_of_one_equals_batch_of_64():
     x, y = rand(64, 3, 64, 64), rand(64, 3, 64, 64)
     with torch.no_grad():
         batched = ours()(x, y).flatten()
-        single = torch.cat([ours()(x[i:i + 1], y[i:i + 1]).flatten() for i in range(0, 64, 9)])
+        single = torch.cat([ours()(x[i : i + 1], y[i : i + 1]).flatten() for i in range(0, 64, 9)])
     # the same pairs through one trunk call or eight: oneDNN may block the batch differently
     assert_paths_agree(single, batched[::9], "alex", "batch of 1 vs batch of 64")
 
@@ -114,6 +115,7 @@ def test_functional_distance_caches_model_and_matches():
     with torch.no_grad():
         assert (d - reference()(x, y).flatten()).abs().max() <= 1e-5
     from lpips_core.model.functional import _cached_model
+
     lpips_core.distance(x, y, net="alexnet")
     assert _cached_model.cache_info().hits >= 1
 

@@ -1,4 +1,5 @@
 """The command line: compare, dirs, allpairs, weights; errors exit 2 with one line."""
+
 import csv
 import subprocess
 import sys
@@ -7,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, needs_shared, photo, reference
 from PIL import Image
 
 import lpips_core
 from lpips_core.cli import main
-from conftest import SHARED, needs_shared, photo, reference
 
 EX = SHARED / "fixtures" / "bapps_examples"
 
@@ -28,7 +29,7 @@ def image_dir(tmp_path):
     a.mkdir(), b.mkdir()
     base = photo("astronaut")
     for i in range(3):
-        crop = base[i * 64:(i + 1) * 64, 100:164]
+        crop = base[i * 64 : (i + 1) * 64, 100:164]
         save(a / f"im{i}.png", crop)
         save(b / f"im{i}.png", np.clip(crop + rng.normal(0, 20, crop.shape), 0, 255).astype(np.uint8))
     return a, b
@@ -45,8 +46,9 @@ def test_compare_prints_published_value(capsys):
 def test_console_script_runs(image_dir):
     a, _ = image_dir
     exe = Path(sys.executable).parent / "lpips-core"
-    out = subprocess.run([str(exe), "compare", str(a / "im0.png"), str(a / "im1.png")],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(exe), "compare", str(a / "im0.png"), str(a / "im1.png")], capture_output=True, text=True, check=True
+    ).stdout
     img0, img1 = lpips_core.load_tensor(a / "im0.png"), lpips_core.load_tensor(a / "im1.png")
     with torch.no_grad():
         expected = reference("alex")(img0, img1).item()
@@ -116,9 +118,11 @@ def test_compare_spatial_map(image_dir, tmp_path, capsys):
 @pytest.mark.parametrize("case", ["missing", "unreadable", "size"])
 def test_compare_errors_exit_2_with_one_line(case, image_dir, tmp_path, capsys):
     a, _ = image_dir
-    other = {"missing": tmp_path / "nope.png",
-             "unreadable": tmp_path / "bad.png",
-             "size": save(tmp_path / "big.png", photo("coffee")[:80, :80])}[case]
+    other = {
+        "missing": tmp_path / "nope.png",
+        "unreadable": tmp_path / "bad.png",
+        "size": save(tmp_path / "big.png", photo("coffee")[:80, :80]),
+    }[case]
     if case == "unreadable":
         other.write_bytes(b"not an image")
     assert main(["compare", str(a / "im0.png"), str(other)]) == 2
@@ -134,7 +138,9 @@ def test_dirs_writes_csv_matching_reference(image_dir, tmp_path):
     assert [r["path"] for r in rows] == ["im0.png", "im1.png", "im2.png"]
     for r in rows:
         with torch.no_grad():
-            expected = reference("alex")(lpips_core.load_tensor(a / r["path"]), lpips_core.load_tensor(b / r["path"])).item()
+            expected = reference("alex")(
+                lpips_core.load_tensor(a / r["path"]), lpips_core.load_tensor(b / r["path"])
+            ).item()
         assert abs(float(r["distance"]) - expected) < 1e-5
 
 
@@ -156,7 +162,9 @@ def test_allpairs(image_dir, tmp_path):
     assert len(rows) == 3
     r = rows[0]
     with torch.no_grad():
-        expected = reference("alex")(lpips_core.load_tensor(a / r["image0"]), lpips_core.load_tensor(a / r["image1"])).item()
+        expected = reference("alex")(
+            lpips_core.load_tensor(a / r["image0"]), lpips_core.load_tensor(a / r["image1"])
+        ).item()
     assert abs(float(r["distance"]) - expected) < 1e-5
 
 

@@ -4,6 +4,7 @@ The oracle is the reference ``lpips`` package (its trunk, its normalisation, its
 "net" and "lin" distances) and plain linear algebra; ``lpips_core`` is not used,
 so these tests check the book's explanations, not our implementation.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -12,15 +13,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFilter
-
 from conftest import photo, reference, require_backbone
+from PIL import Image, ImageFilter
 from tolerances import ZERO_TOL, float32_tol
 
 
 def _blurred_chain(size: int = 64) -> torch.Tensor:
     """A photograph crop and Gaussian blurs of it, sigma 0, 1, 2, 4: (4, 3, size, size) in [-1, 1]."""
-    crop = Image.fromarray(photo("astronaut")[40:40 + 4 * size:4, 170:170 + 4 * size:4])
+    crop = Image.fromarray(photo("astronaut")[40 : 40 + 4 * size : 4, 170 : 170 + 4 * size : 4])
     imgs = [np.asarray(crop)] + [np.asarray(crop.filter(ImageFilter.GaussianBlur(s))) for s in (1, 2, 4)]
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
@@ -70,7 +70,7 @@ def test_lpips_is_a_squared_distance_triangle_inequality(lpips_weights: bool):
     tol = float32_tol(float(d.max()), 9451)  # rounding of one alex distance (tests/tolerances.py)
     for a, b, c in itertools.permutations(range(n), 3):
         violations_d += bool(d[a, c] > d[a, b] + d[b, c] + tol)
-        violations_sqrt += bool(d[a, c].sqrt() > d[a, b].sqrt() + d[b, c].sqrt() + tol ** 0.5)
+        violations_sqrt += bool(d[a, c].sqrt() > d[a, b].sqrt() + d[b, c].sqrt() + tol**0.5)
     assert violations_sqrt == 0
     # sharp -> blur 2 vs sharp -> blur 1 -> blur 2: the squared distance adds up faster
     assert violations_d > 0, d

@@ -1,4 +1,5 @@
 """The course's helpers that the chapters share (lpips_core.course): photographs, clocks, quizzes."""
+
 from __future__ import annotations
 
 import builtins
@@ -12,12 +13,23 @@ from PIL import Image
 from lpips_core.course import interleaved_ms, median_ms, photo, quiz, reference_lpips
 
 QUESTIONS = [
-    {"question": "2 + 2?", "type": "numeric", "precision": 1,
-     "answers": [{"type": "value", "value": 4, "correct": True, "feedback": "yes"},
-                 {"type": "default", "feedback": "no"}]},
-    {"question": "Pick A", "type": "multiple_choice",
-     "answers": [{"answer": "A", "correct": True, "feedback": "yes"},
-                 {"answer": "B", "correct": False, "feedback": "no"}]},
+    {
+        "question": "2 + 2?",
+        "type": "numeric",
+        "precision": 1,
+        "answers": [
+            {"type": "value", "value": 4, "correct": True, "feedback": "yes"},
+            {"type": "default", "feedback": "no"},
+        ],
+    },
+    {
+        "question": "Pick A",
+        "type": "multiple_choice",
+        "answers": [
+            {"answer": "A", "correct": True, "feedback": "yes"},
+            {"answer": "B", "correct": False, "feedback": "no"},
+        ],
+    },
 ]
 
 
@@ -28,7 +40,7 @@ def test_photo_is_the_centre_square_resized():
     img = skimage.data.chelsea()  # (300, 451, 3)
     h, w = img.shape[:2]
     top, left = (h - min(h, w)) // 2, (w - min(h, w)) // 2
-    crop = img[top:top + min(h, w), left:left + min(h, w)]
+    crop = img[top : top + min(h, w), left : left + min(h, w)]
     expected = np.asarray(Image.fromarray(crop).resize((96, 96), Image.LANCZOS))
     out = photo("chelsea", 96)
     assert out.shape == (96, 96, 3) and out.dtype == np.uint8

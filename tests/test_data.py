@@ -1,4 +1,5 @@
 """Datasets: BAPPS layout, CSV/JSON/per-sample formats, bad data, the reference resize, the DataModule."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lpips_core.data import (DataError, JNDDataset, LPIPSDataModule, TwoAFCDataset, detect_format,
-                              load_patch)
+from lpips_core.data import DataError, JNDDataset, LPIPSDataModule, TwoAFCDataset, detect_format, load_patch
 from lpips_core.data.images import ImageLoadError
 
 
@@ -88,8 +88,9 @@ def test_load_patch_equals_torchvision_reference_transform(tmp_path):
 
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)).save(tmp_path / "noise.png")
-    reference = transforms.Compose([transforms.Resize(64), transforms.ToTensor(),
-                                    transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+    reference = transforms.Compose(
+        [transforms.Resize(64), transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
+    )
     with Image.open(tmp_path / "noise.png") as im:
         expected = reference(im.convert("RGB"))
     torch.testing.assert_close(load_patch(tmp_path / "noise.png", 64), expected, atol=0, rtol=0)
@@ -161,9 +162,9 @@ def test_jnd_bapps(tmp_path):
 
 def test_bapps_bad_rows_listed_then_skipped(tmp_path):
     folder = _bapps_2afc(tmp_path, "val", "traditional", [0.0, 0.4, 1.0, 0.6])
-    (folder / "p1" / "000001.png").unlink()                        # missing image
+    (folder / "p1" / "000001.png").unlink()  # missing image
     (folder / "p0" / "000002.png").write_bytes(b"not a png at all")  # unreadable image
-    np.save(folder / "judge" / "000003.npy", np.array([1.5]))       # outside [0, 1]
+    np.save(folder / "judge" / "000003.npy", np.array([1.5]))  # outside [0, 1]
     with pytest.raises(DataError) as err:
         TwoAFCDataset(tmp_path, split="val")
     msg = str(err.value)
@@ -195,9 +196,15 @@ def _seed_images(folder: Path, n: int) -> list[dict]:
     for i in range(n):
         for part, offset in (("ref", 0), ("img1", 1), ("img2", 2)):
             _png(folder / "images" / f"{part}_{i:03d}.png", 10 * i + offset)
-        rows.append({"ref_path": f"images/ref_{i:03d}.png", "img1_path": f"images/img1_{i:03d}.png",
-                     "img2_path": f"images/img2_{i:03d}.png", "judgment": [0, 1, 0.5, 0.8][i % 4],
-                     "category": "distortion" if i % 2 == 0 else "style"})
+        rows.append(
+            {
+                "ref_path": f"images/ref_{i:03d}.png",
+                "img1_path": f"images/img1_{i:03d}.png",
+                "img2_path": f"images/img2_{i:03d}.png",
+                "judgment": [0, 1, 0.5, 0.8][i % 4],
+                "category": "distortion" if i % 2 == 0 else "style",
+            }
+        )
     return rows
 
 
@@ -262,11 +269,11 @@ def test_table_missing_columns_named(tmp_path):
 
 def test_csv_every_bad_row_is_listed_with_its_line(tmp_path):
     rows = _seed_images(tmp_path, 7)
-    rows[1]["img1_path"] = "images/nope.png"                       # line 3: missing image
+    rows[1]["img1_path"] = "images/nope.png"  # line 3: missing image
     (tmp_path / "images" / "img2_002.png").write_bytes(b"\x89PNG garbage")  # line 4: unreadable image
-    rows[3]["judgment"] = "left"                                   # line 5: not a number
-    rows[4]["judgment"] = "1.2"                                    # line 6: outside [0, 1]
-    rows[5]["judgment"] = "nan"                                    # line 7: not finite
+    rows[3]["judgment"] = "left"  # line 5: not a number
+    rows[4]["judgment"] = "1.2"  # line 6: outside [0, 1]
+    rows[5]["judgment"] = "nan"  # line 7: not finite
     path = _write_csv(tmp_path / "bad.csv", rows)
     with pytest.raises(DataError) as err:
         TwoAFCDataset(path)
@@ -310,7 +317,9 @@ def test_jnd_csv(tmp_path):
     for i in range(3):
         _png(tmp_path / f"a{i}.png", i)
         _png(tmp_path / f"b{i}.png", i + 9)
-    (tmp_path / "jnd.csv").write_text("p0_path,p1_path,same\n" + "".join(f"a{i}.png,b{i}.png,{i / 3}\n" for i in range(3)))
+    (tmp_path / "jnd.csv").write_text(
+        "p0_path,p1_path,same\n" + "".join(f"a{i}.png,b{i}.png,{i / 3}\n" for i in range(3))
+    )
     ds = JNDDataset(tmp_path / "jnd.csv", load_size=8)
     assert len(ds) == 3 and ds.subsets == ["default"] and _value(ds[2]["p1"]) == 11
 
@@ -336,16 +345,19 @@ def _ids(loader) -> list[str]:
 
 def test_datamodule_random_splits_are_disjoint_and_reproducible(tmp_path):
     _asymmetric_bapps(tmp_path, "val", 40)
-    dm = LPIPSDataModule(tmp_path / "2afc" / "val", batch_size=8, val_split=0.2, test_split=0.1, seed=3,
-                         augment=False, load_size=8).setup()
+    dm = LPIPSDataModule(
+        tmp_path / "2afc" / "val", batch_size=8, val_split=0.2, test_split=0.1, seed=3, augment=False, load_size=8
+    ).setup()
     train, val, test = _ids(dm.train_dataloader()), _ids(dm.val_dataloader()), _ids(dm.test_dataloader())
     assert (len(train), len(val), len(test)) == (28, 8, 4)
     assert sorted(train + val + test) == [f"{i:06d}" for i in range(40)]
-    same = LPIPSDataModule(tmp_path / "2afc" / "val", batch_size=8, val_split=0.2, test_split=0.1, seed=3,
-                           augment=False, load_size=8)
+    same = LPIPSDataModule(
+        tmp_path / "2afc" / "val", batch_size=8, val_split=0.2, test_split=0.1, seed=3, augment=False, load_size=8
+    )
     assert _ids(same.val_dataloader()) == val and _ids(same.train_dataloader()) == train  # same seed, same order
-    other = LPIPSDataModule(tmp_path / "2afc" / "val", batch_size=8, val_split=0.2, test_split=0.1, seed=4,
-                            augment=False, load_size=8)
+    other = LPIPSDataModule(
+        tmp_path / "2afc" / "val", batch_size=8, val_split=0.2, test_split=0.1, seed=4, augment=False, load_size=8
+    )
     assert _ids(other.val_dataloader()) != val
     batch = next(iter(dm.train_dataloader()))
     assert batch["ref"].shape == (8, 3, 8, 8) and batch["judge"].shape == (8, 1)
@@ -365,18 +377,22 @@ def test_flip_augmentation_mirrors_the_whole_triplet_together(tmp_path):
     flips = []
     for batch in dm.train_dataloader():
         for b in range(len(batch["id"])):
-            left_bright = [bool(batch[k][b, :, :, 0].mean() > batch[k][b, :, :, -1].mean()) for k in ("ref", "p0", "p1")]
+            left_bright = [
+                bool(batch[k][b, :, :, 0].mean() > batch[k][b, :, :, -1].mean()) for k in ("ref", "p0", "p1")
+            ]
             assert len(set(left_bright)) == 1  # ref, p0, p1 flipped together or not at all
             flips.append(not left_bright[0])
     assert 4 < sum(flips) < 28  # about half are mirrored
-    first, again = (LPIPSDataModule(tmp_path, batch_size=32, val_split=0.0, seed=0, augment=True, load_size=8)
-                    for _ in range(2))
+    first, again = (
+        LPIPSDataModule(tmp_path, batch_size=32, val_split=0.0, seed=0, augment=True, load_size=8) for _ in range(2)
+    )
     epochs_a = [next(iter(first.train_dataloader()))["ref"] for _ in range(2)]
     epochs_b = [next(iter(again.train_dataloader()))["ref"] for _ in range(2)]
     assert all(torch.equal(a, b) for a, b in zip(epochs_a, epochs_b))  # reproducible from the seed
     assert not torch.equal(epochs_a[0], epochs_a[1])  # but each epoch differs
-    plain = next(iter(LPIPSDataModule(tmp_path, batch_size=32, val_split=0.0, augment=False,
-                                      load_size=8).train_dataloader()))
+    plain = next(
+        iter(LPIPSDataModule(tmp_path, batch_size=32, val_split=0.0, augment=False, load_size=8).train_dataloader())
+    )
     assert all(plain["ref"][b, :, :, 0].mean() > plain["ref"][b, :, :, -1].mean() for b in range(32))
 
 
@@ -384,8 +400,12 @@ def test_datamodule_workers_load_the_same_items(tmp_path):
     _asymmetric_bapps(tmp_path, "val", 12)
     dm = LPIPSDataModule(tmp_path, batch_size=4, val_split=0.25, seed=1, augment=False, load_size=8, num_workers=2)
     assert sorted(_ids(dm.train_dataloader())) == sorted(
-        _ids(LPIPSDataModule(tmp_path, batch_size=4, val_split=0.25, seed=1, augment=False,
-                             load_size=8).train_dataloader()))
+        _ids(
+            LPIPSDataModule(
+                tmp_path, batch_size=4, val_split=0.25, seed=1, augment=False, load_size=8
+            ).train_dataloader()
+        )
+    )
 
 
 def test_datamodule_argument_errors(tmp_path):
@@ -406,7 +426,7 @@ def test_analyze_counts_distribution_sizes_problems_and_plot(tmp_path, capsys):
     _bapps_2afc(tmp_path / "b", "train", "traditional", [0.5, 0.5])
     _bapps_jnd(tmp_path / "b", "traditional", [0.0, 1 / 3])
     folder = tmp_path / "b" / "2afc" / "val" / "traditional"
-    _png(folder / "p1" / "000001.png", 3, size=16)           # a triplet of mixed sizes
+    _png(folder / "p1" / "000001.png", 3, size=16)  # a triplet of mixed sizes
     np.save(folder / "judge" / "000003.npy", np.array([2.0]))  # a bad judgment
     out = tmp_path / "report"
     assert main(["analyze", str(tmp_path / "b"), "-o", str(out)]) == 0

@@ -4,6 +4,7 @@ Oracles: the reference ``lpips`` package (one forward per pair, PARITY_TOL), han
 folder trees and sizes, PIL for the resize/crop policies, numpy for the summaries, and
 an uninterrupted single-process run for the resumed and the sharded runs (byte-equal CSV).
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,18 +20,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, photo, reference, require_backbone
 from PIL import Image
+from tolerances import PARITY_TOL, assert_paths_agree
 
 import lpips_core
-from conftest import REPO, photo, reference, require_backbone
-from tolerances import PARITY_TOL, assert_paths_agree
 from lpips_core.cli import main
 from lpips_core.data.images import ImageLoadError
 from lpips_core.data.pairs import PairSizeError, match_pairs, plan_size, size_batches, to_model_range
 from lpips_core.eval import resumable
 from lpips_core.eval.allpairs import allpairs
-from lpips_core.eval.folders import evaluate_folders
 from lpips_core.eval.batch_workers import auto_workers
+from lpips_core.eval.folders import evaluate_folders
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -41,15 +42,16 @@ def save(path: Path, arr: np.ndarray) -> Path:
     return path
 
 
-def make_folders(root: Path, keys: list[str], sizes: list[tuple[int, int]] | None = None,
-                 seed: int = 0) -> tuple[Path, Path]:
+def make_folders(
+    root: Path, keys: list[str], sizes: list[tuple[int, int]] | None = None, seed: int = 0
+) -> tuple[Path, Path]:
     """Photograph crops in ``root/a`` and noisy versions in ``root/b``, one per relative path in ``keys``."""
     rng = np.random.default_rng(seed)
     base = photo("astronaut")
     for i, key in enumerate(keys):
         h, w = sizes[i] if sizes else (64, 64)
         y, x = rng.integers(0, base.shape[0] - h), rng.integers(0, base.shape[1] - w)
-        crop = base[y:y + h, x:x + w]
+        crop = base[y : y + h, x : x + w]
         save(root / "a" / key, crop)
         save(root / "b" / key, np.clip(crop + rng.normal(0, rng.uniform(5, 30), crop.shape), 0, 255).astype(np.uint8))
     return root / "a", root / "b"
@@ -132,7 +134,7 @@ def test_folder_distances_match_reference_and_summary(tmp_path):
     expected = {k: ref_distance(a / k, b / k) for k in keys}
     for r in rows:
         assert abs(float(r["distance"]) - expected[r["path"]]) <= PARITY_TOL, r
-        assert "%.9g" % np.float32(r["distance"]) == r["distance"]  # the text reads back to its float32
+        assert "{:.9g}".format(np.float32(r["distance"])) == r["distance"]  # the text reads back to its float32
     d = np.array([float(r["distance"]) for r in rows])
     s = json.loads((tmp_path / "out.summary.json").read_text())
     assert s["n_pairs"] == 6 and s["mean"] == pytest.approx(d.mean()) and s["median"] == pytest.approx(np.median(d))
@@ -177,9 +179,10 @@ def test_size_mismatch_policies_cli(tmp_path, capsys):
 def test_unreadable_image_in_a_worker_is_one_line(tmp_path, capsys):
     a, b = make_folders(tmp_path, ["i0.png", "i1.png"])
     data = (b / "i1.png").read_bytes()
-    (b / "i1.png").write_bytes(data[:len(data) // 2])  # header intact, pixels cut: fails in the worker
-    assert main(["dirs", str(a), str(b), "-o", str(tmp_path / "o.csv"), "-q", "--workers", "1",
-                 "--batch-size", "1"]) == 2
+    (b / "i1.png").write_bytes(data[: len(data) // 2])  # header intact, pixels cut: fails in the worker
+    assert (
+        main(["dirs", str(a), str(b), "-o", str(tmp_path / "o.csv"), "-q", "--workers", "1", "--batch-size", "1"]) == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "i1.png" in err[0] and not (tmp_path / "o.csv").exists()
 
@@ -206,8 +209,9 @@ def test_computing_workers_give_the_same_csv_as_this_process(tmp_path):
     outs = {}
     for workers in (0, 1, 2):
         outs[workers] = tmp_path / f"w{workers}.csv"
-        evaluate_folders(a, b, outs[workers], recursive=True, batch_size=2, workers=workers, device="cpu",
-                         progress=False, plot=False)
+        evaluate_folders(
+            a, b, outs[workers], recursive=True, batch_size=2, workers=workers, device="cpu", progress=False, plot=False
+        )
     assert outs[1].read_bytes() == outs[0].read_bytes() == outs[2].read_bytes()
     for r in read_rows(outs[2]):
         assert abs(float(r["distance"]) - ref_distance(a / r["path"], b / r["path"])) <= PARITY_TOL, r
@@ -219,7 +223,7 @@ def test_unreadable_image_in_a_computing_worker_is_one_error(tmp_path):
     keys = [f"im{i}.png" for i in range(8)]
     a, b = make_folders(tmp_path, keys)
     data = (b / "im5.png").read_bytes()
-    (b / "im5.png").write_bytes(data[:len(data) // 2])  # header intact: fails while decoding, in a worker
+    (b / "im5.png").write_bytes(data[: len(data) // 2])  # header intact: fails while decoding, in a worker
     with pytest.raises(ImageLoadError, match="im5.png"):
         evaluate_folders(a, b, tmp_path / "o.csv", batch_size=1, workers=2, device="cpu", progress=False)
     assert not (tmp_path / "o.csv").exists()
@@ -255,16 +259,18 @@ def test_resume_after_torn_part_file_gives_the_same_csv(tmp_path):
     out = tmp_path / "out.csv"
     for trial in range(3):
         with pytest.raises(KeyboardInterrupt):
-            evaluate_folders(a, b, out, model=_Interrupting(limit=3), recursive=True, batch_size=2,
-                             device="cpu", progress=False)
+            evaluate_folders(
+                a, b, out, model=_Interrupting(limit=3), recursive=True, batch_size=2, device="cpu", progress=False
+            )
         part = resumable.part_path(out, 0)
         text = part.read_bytes()
         cut = rng.randrange(text.index(b"\n") + 1, len(text))  # a kill anywhere after the settings line
         part.write_bytes(text[:cut])
         complete = text[:cut].count(b"\n") - 1
         model = _Interrupting()
-        res = evaluate_folders(a, b, out, model=model, recursive=True, batch_size=2, device="cpu",
-                               progress=False, resume=True)
+        res = evaluate_folders(
+            a, b, out, model=model, recursive=True, batch_size=2, device="cpu", progress=False, resume=True
+        )
         assert out.read_bytes() == expected, f"trial {trial}: cut at byte {cut}"
         assert res.computed == model.pairs <= len(keys) - complete + 1  # whole batches; at most one pair redone
         assert not part.exists()
@@ -276,8 +282,7 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     out = tmp_path / "o.csv"
     with pytest.raises(KeyboardInterrupt):
         evaluate_folders(a, b, out, model=_Interrupting(limit=1), batch_size=1, device="cpu", progress=False)
-    assert main(["dirs", str(a), str(b), "-o", str(out), "--resume", "-q", "--batch-size", "2",
-                 "--workers", "0"]) == 2
+    assert main(["dirs", str(a), str(b), "-o", str(out), "--resume", "-q", "--batch-size", "2", "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "batch_size=1 there, 2 now" in err[0]
     # without --resume the stale part is not deleted silently: the run says what it holds (issue 24) ...
@@ -295,17 +300,54 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     assert main(["dirs", str(a), str(b), "-o", str(out), "-q", "--batch-size", "2", "--workers", "0", "--resume"]) == 0
     assert out.read_bytes() == finished and "(0 computed now, 3 from the earlier run)" in capsys.readouterr().err
     # ... and refuses to extend a finished table made with other settings
-    assert main(["dirs", str(a), str(b), "-o", str(out), "-q", "--version", "0.0", "--workers", "0",
-                 "--batch-size", "2", "--resume"]) == 2
+    assert (
+        main(
+            [
+                "dirs",
+                str(a),
+                str(b),
+                "-o",
+                str(out),
+                "-q",
+                "--version",
+                "0.0",
+                "--workers",
+                "0",
+                "--batch-size",
+                "2",
+                "--resume",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "version='0.1' there, '0.0' now" in err[0]
 
 
 def _dirs_cmd(a: Path, b: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "lpips_core.cli", "dirs", str(a), str(b), "-o", str(out), "-r", "-q",
-            "--batch-size", "1", "--workers", "0", "--device", "cpu", "--no-plot", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "lpips_core.cli",
+        "dirs",
+        str(a),
+        str(b),
+        "-o",
+        str(out),
+        "-r",
+        "-q",
+        "--batch-size",
+        "1",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-plot",
+        *extra,
+    ]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume(tmp_path):
     """A real process killed with SIGKILL while it writes; ``--resume`` until done; the CSV is unchanged."""
     keys = [f"d{i % 2}/im{i:02d}.png" for i in range(40)]
@@ -313,16 +355,20 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
     whole = tmp_path / "whole.csv"
     model = lpips_core.LPIPS(net="alex")
     start = time.perf_counter()
-    evaluate_folders(a, b, whole, model=model, recursive=True, batch_size=1, device="cpu", progress=False,
-                     plot=False)
+    evaluate_folders(a, b, whole, model=model, recursive=True, batch_size=1, device="cpu", progress=False, plot=False)
     compute_s = time.perf_counter() - start  # how long the pairs take here: kills land inside that span
     out, part = tmp_path / "out.csv", resumable.part_path(tmp_path / "out.csv", 0)
     rng = random.Random(1)
     mid_run_kills = 0
     for attempt in range(2):  # two real processes killed at random points (the second one resumed)
         before = part.read_bytes().count(b"\n") - 1 if part.exists() else 0
-        proc = subprocess.Popen(_dirs_cmd(a, b, out, *(["--resume"] if attempt else [])), env=ENV, cwd=REPO,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            _dirs_cmd(a, b, out, *(["--resume"] if attempt else [])),
+            env=ENV,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         start = time.monotonic()
         while proc.poll() is None and time.monotonic() - start < 120:
             if part.exists() and part.read_bytes().count(b"\n") - 1 > before:  # this run wrote a row
@@ -337,23 +383,44 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
         rows = part.read_bytes().count(b"\n") - 1
         mid_run_kills += before < rows < len(keys)
     if not out.exists():  # the last resume in this process (the same code as the command)
-        evaluate_folders(a, b, out, recursive=True, batch_size=1, device="cpu", progress=False, resume=True,
-                         plot=False)
+        evaluate_folders(a, b, out, recursive=True, batch_size=1, device="cpu", progress=False, resume=True, plot=False)
     assert mid_run_kills >= 1, "no kill landed while the run was writing"
     assert out.read_bytes() == whole.read_bytes()
     assert not part.exists()
 
 
 # --------------------------------------------------------------------------- torchrun
+@pytest.mark.slow
 def test_torchrun_two_ranks_equal_one_process(tmp_path):
     keys = [f"g{i % 3}/im{i}.png" for i in range(11)]  # 11 pairs, batches of 2: uneven shards
     a, b = make_folders(tmp_path, keys, [(64, 64) if i % 4 else (48, 72) for i in range(len(keys))])
     single = tmp_path / "single.csv"
     evaluate_folders(a, b, single, recursive=True, batch_size=2, device="cpu", progress=False)
     multi = tmp_path / "multi.csv"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "lpips_core.cli", "dirs", str(a), str(b), "-o", str(multi), "-r", "-q", "--batch-size", "2",
-           "--workers", "0", "--device", "cpu", "--no-plot"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "lpips_core.cli",
+        "dirs",
+        str(a),
+        str(b),
+        "-o",
+        str(multi),
+        "-r",
+        "-q",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-plot",
+    ]
     run = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert multi.read_bytes() == single.read_bytes()
@@ -371,11 +438,19 @@ def test_allpairs_blocks_match_reference(tmp_path):
         img = photo(name)
         y, x = rng.integers(0, img.shape[0] - 64), rng.integers(0, img.shape[1] - 64)
         names.append(f"{'sub/' if i % 2 else ''}img{i}.png")
-        save(folder / names[-1], img[y:y + 64, x:x + 64])
+        save(folder / names[-1], img[y : y + 64, x : x + 64])
     # block_mb=1 holds 8 embeddings of 64x64 alex (32 k floats each): force several blocks with 7 images
     out = tmp_path / "m.npy"
-    res = allpairs(folder, out, recursive=True, batch_size=3, block_mb=1, device="cpu", progress=False,
-                   pairs_csv=tmp_path / "pairs.csv")
+    res = allpairs(
+        folder,
+        out,
+        recursive=True,
+        batch_size=3,
+        block_mb=1,
+        device="cpu",
+        progress=False,
+        pairs_csv=tmp_path / "pairs.csv",
+    )
     files = (tmp_path / "m.files.txt").read_text().split()
     assert files == sorted(names) == res.files
     m = np.load(out, mmap_mode="r")
@@ -399,5 +474,6 @@ def test_allpairs_blocks_match_reference(tmp_path):
     assert len(pairs) == 21 and abs(float(pairs[0]["distance"]) - expected[0, 1]) <= PARITY_TOL
     # the block size changes nothing but the order of the work
     one_block = allpairs(folder, tmp_path / "one.npy", recursive=True, device="cpu", progress=False)
-    assert_paths_agree(torch.from_numpy(one_block.load(mmap=False)), torch.from_numpy(np.array(m)), "alex",
-                       "block sizes")
+    assert_paths_agree(
+        torch.from_numpy(one_block.load(mmap=False)), torch.from_numpy(np.array(m)), "alex", "block sizes"
+    )

@@ -3,6 +3,7 @@
 The server serves small tarballs in the BAPPS layout, honours ``Range: bytes=N-``
 (206 Partial Content), and can cut a response short to simulate a dropped connection.
 """
+
 from __future__ import annotations
 
 import io
@@ -80,7 +81,7 @@ class _Server:
                     return
                 start = 0
                 if rng and rng.startswith("bytes=") and rng.endswith("-"):
-                    start = int(rng[len("bytes="):-1])
+                    start = int(rng[len("bytes=") : -1])
                     if start >= len(data):
                         self.send_response(416)
                         self.send_header("Content-Range", f"bytes */{len(data)}")
@@ -132,15 +133,19 @@ def server(tmp_path, monkeypatch):
         s.files["twoafc_val.tar.gz"] = _tarball("val", "2afc")
         for key in ("jnd", "twoafc_val"):
             info = download.ARCHIVES[key]
-            monkeypatch.setitem(download.ARCHIVES, key, dataclasses.replace(
-                info, sha256=hashlib.sha256(s.files[info.name]).hexdigest()))
+            monkeypatch.setitem(
+                download.ARCHIVES, key, dataclasses.replace(info, sha256=hashlib.sha256(s.files[info.name]).hexdigest())
+            )
         yield s
 
 
 def _leftovers(out: Path) -> list[str]:
     """Temporary folders or partial files anywhere under ``out``."""
-    return sorted(str(p.relative_to(out)) for p in out.rglob("*")
-                  if ".extracting-" in p.name or ".old-" in p.name or p.name.endswith(".part"))
+    return sorted(
+        str(p.relative_to(out))
+        for p in out.rglob("*")
+        if ".extracting-" in p.name or ".old-" in p.name or p.name.endswith(".part")
+    )
 
 
 # --------------------------------------------------------------------------- tests
@@ -215,9 +220,22 @@ def test_missing_file_is_a_404_error(server, tmp_path):
 
 def test_offline_script_fails_with_one_line(tmp_path):
     """Port 9 on 127.0.0.1 (discard) is closed: the same error as having no internet."""
-    proc = subprocess.run([sys.executable, str(REPO / "data_scripts" / "download_bapps.py"), "--val-only",
-                           "--out", str(tmp_path / "b"), "--base-url", "http://127.0.0.1:9/dataset",
-                           "--retries", "0"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "data_scripts" / "download_bapps.py"),
+            "--val-only",
+            "--out",
+            str(tmp_path / "b"),
+            "--base-url",
+            "http://127.0.0.1:9/dataset",
+            "--retries",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("download_bapps: error: cannot reach"), proc.stderr

@@ -1,5 +1,6 @@
 """The evaluation runner: same scores as the reference's lpips/trainer.py on the same data,
 features computed once per image, intervals, reports, CLI, compare-models and the demo wiring."""
+
 from __future__ import annotations
 
 import json
@@ -27,21 +28,39 @@ def _triplets(n: int, seed: int = 0, subsets=("traditional", "cnn")) -> list[dic
     items = []
     for i in range(n):
         y, x = rng.integers(0, img.shape[0] - SIZE - 4), rng.integers(0, img.shape[1] - SIZE - 4)
-        ref = img[y:y + SIZE, x:x + SIZE]
+        ref = img[y : y + SIZE, x : x + SIZE]
         p0 = np.clip(ref + rng.normal(0, rng.uniform(5, 30), ref.shape), 0, 255).astype(np.uint8)
-        p1 = (np.asarray(Image.fromarray(ref).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5))))
-              if i % 2 else img[y + 2:y + 2 + SIZE, x + 2:x + 2 + SIZE])
+        p1 = (
+            np.asarray(Image.fromarray(ref).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5))))
+            if i % 2
+            else img[y + 2 : y + 2 + SIZE, x + 2 : x + 2 + SIZE]
+        )
         t = [torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1 for a in (ref, p0, p1)]
-        items.append({"ref": t[0], "p0": t[1], "p1": t[2],
-                      "judge": torch.tensor([rng.choice([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])], dtype=torch.float32),
-                      "subset": subsets[i % len(subsets)], "id": f"{i:03d}"})
+        items.append(
+            {
+                "ref": t[0],
+                "p0": t[1],
+                "p1": t[2],
+                "judge": torch.tensor([rng.choice([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])], dtype=torch.float32),
+                "subset": subsets[i % len(subsets)],
+                "id": f"{i:03d}",
+            }
+        )
     return items
 
 
 def _jnd(items, seed=1):
     rng = np.random.default_rng(seed)
-    return [{"p0": it["ref"], "p1": it["p0"], "same": torch.tensor([rng.choice([0.0, 1 / 3, 2 / 3, 1.0])]),
-             "subset": it["subset"], "id": it["id"]} for it in items]
+    return [
+        {
+            "p0": it["ref"],
+            "p1": it["p0"],
+            "same": torch.tensor([rng.choice([0.0, 1 / 3, 2 / 3, 1.0])]),
+            "subset": it["subset"],
+            "id": it["id"],
+        }
+        for it in items
+    ]
 
 
 class _FakeLoader:
@@ -53,7 +72,7 @@ class _FakeLoader:
 
 
 def _batches(items, keys, b=4):
-    return [{k: torch.stack([it[k] for it in items[i:i + b]]) for k in keys} for i in range(0, len(items), b)]
+    return [{k: torch.stack([it[k] for it in items[i : i + b]]) for k in keys} for i in range(0, len(items), b)]
 
 
 def test_runner_scores_equal_the_reference_trainer():
@@ -63,8 +82,9 @@ def test_runner_scores_equal_the_reference_trainer():
     items = _triplets(14)
     ref_model = reference("alex")
     with torch.no_grad():
-        expected, ref_out = score_2afc_dataset(_FakeLoader(_batches(items, ("ref", "p0", "p1", "judge"))),
-                                               ref_model.forward)
+        expected, ref_out = score_2afc_dataset(
+            _FakeLoader(_batches(items, ("ref", "p0", "p1", "judge"))), ref_model.forward
+        )
     res = E.collect_2afc(["lpips-alex"], items, batch_size=5, progress=False)
     assert np.allclose(res.d0["lpips-alex"], ref_out["d0s"], atol=1e-5)
     assert np.allclose(res.d1["lpips-alex"], ref_out["d1s"], atol=1e-5)
@@ -73,8 +93,9 @@ def test_runner_scores_equal_the_reference_trainer():
 
     pairs = _jnd(items)
     with torch.no_grad():
-        jexp, _ = score_jnd_dataset(_FakeLoader(_batches(pairs, ("p0", "p1", "same"))),
-                                    lambda a, b: ref_model(a, b).flatten())
+        jexp, _ = score_jnd_dataset(
+            _FakeLoader(_batches(pairs, ("p0", "p1", "same"))), lambda a, b: ref_model(a, b).flatten()
+        )
     jres = E.collect_jnd(["lpips-alex"], pairs, batch_size=5, progress=False)
     from lpips_core.eval import score_jnd
 
@@ -111,8 +132,10 @@ def test_each_image_goes_through_the_trunk_once():
     # lpips-alex and net-alex share the ImageNet AlexNet: its features are computed once per batch
     lin, net = make_distance("lpips-alex"), make_distance("net-alex")
     assert lin.feature_key() == net.feature_key() is not None
-    with mock.patch.object(lin.model, "features", wraps=lin.model.features) as spy_lin, \
-            mock.patch.object(net.model, "features", wraps=net.model.features) as spy_net:
+    with (
+        mock.patch.object(lin.model, "features", wraps=lin.model.features) as spy_lin,
+        mock.patch.object(net.model, "features", wraps=net.model.features) as spy_net,
+    ):
         res = E.collect_2afc({"lin": lin, "net": net}, items, batch_size=5, progress=False)
     assert spy_lin.call_count == 2 and spy_net.call_count == 0
     with torch.inference_mode():
@@ -127,16 +150,23 @@ def test_scores_intervals_and_subset_groups():
     judge = rng.choice([0.0, 1.0], n)
     d0 = rng.random(n)
     # metric "good" agrees with every judge; "bad" with none
-    res = E.TwoAFCDistances(judge=judge, subset=subset, ids=[str(i) for i in range(n)],
-                            d0={"good": np.where(judge == 1, d0 + 1, d0), "bad": np.where(judge == 1, d0, d0 + 1)},
-                            d1={"good": d0 + 0.5, "bad": d0 + 0.5}, seconds={"good": 1.0, "bad": 1.0}, timed=n)
+    res = E.TwoAFCDistances(
+        judge=judge,
+        subset=subset,
+        ids=[str(i) for i in range(n)],
+        d0={"good": np.where(judge == 1, d0 + 1, d0), "bad": np.where(judge == 1, d0, d0 + 1)},
+        d1={"good": d0 + 0.5, "bad": d0 + 0.5},
+        seconds={"good": 1.0, "bad": 1.0},
+        timed=n,
+    )
     scores = E.score_2afc_results(res, n_resamples=200)
     assert scores["good"]["traditional"]["score"] == 1.0 and scores["bad"]["cnn"]["score"] == 0.0
     assert scores["good"]["trad_cnn"]["score"] == 1.0 and scores["good"]["trad_cnn"]["n"] == n
     assert "real_algs" not in scores["good"]
     # a metric that agrees with half: the interval is around 0.5 and has the binomial width
-    half = E.TwoAFCDistances(judge=judge, subset=subset, ids=res.ids, d0={"h": d0}, d1={"h": d0[::-1].copy()},
-                             seconds={"h": 1.0}, timed=n)
+    half = E.TwoAFCDistances(
+        judge=judge, subset=subset, ids=res.ids, d0={"h": d0}, d1={"h": d0[::-1].copy()}, seconds={"h": 1.0}, timed=n
+    )
     cell = E.score_2afc_results(half, n_resamples=500)["h"]["mean"]
     lo, hi = cell["ci"]
     assert lo < cell["score"] < hi and 0.05 < hi - lo < 0.15
@@ -176,15 +206,28 @@ def _write_bapps(root, items, pairs=None, split="val", card=None):
 def disk_set(tmp_path_factory):
     items = _triplets(12)
     root = tmp_path_factory.mktemp("bapps")
-    return _write_bapps(root, items, _jnd(items[:8]),
-                        card="# test set\nThese judgments come from a simulated observer.\n")
+    return _write_bapps(
+        root, items, _jnd(items[:8]), card="# test set\nThese judgments come from a simulated observer.\n"
+    )
 
 
 def test_evaluate_cli_writes_json_and_markdown(disk_set, tmp_path, capsys):
     require_backbone("alex")
     out = tmp_path / "ev"
-    rc = main(["evaluate", "--data", str(disk_set), "--metrics", "lpips,l2_lab,ssim,psnr", "-o", str(out),
-               "--resamples", "100", "-q"])
+    rc = main(
+        [
+            "evaluate",
+            "--data",
+            str(disk_set),
+            "--metrics",
+            "lpips,l2_lab,ssim,psnr",
+            "-o",
+            str(out),
+            "--resamples",
+            "100",
+            "-q",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
@@ -239,23 +282,44 @@ def test_evaluate_a_trained_checkpoint(disk_set, tmp_path):
 
     # the official v0.1 weights as the reference ships them, every channel rescaled by its own
     # factor in [0.1, 3]: a file in the reference .pth format that is not the official model
-    official = torch.load(os.path.join(os.path.dirname(lpips.__file__), "weights", "v0.1", "alex.pth"),
-                          map_location="cpu", weights_only=True)
+    official = torch.load(
+        os.path.join(os.path.dirname(lpips.__file__), "weights", "v0.1", "alex.pth"),
+        map_location="cpu",
+        weights_only=True,
+    )
     gen = torch.Generator().manual_seed(7)
-    perturbed = {k: (v * (0.1 + 2.9 * torch.rand(v.shape, generator=gen))).contiguous()
-                 for k, v in official.items()}
+    perturbed = {k: (v * (0.1 + 2.9 * torch.rand(v.shape, generator=gen))).contiguous() for k, v in official.items()}
     ckpt = tmp_path / "w.pth"
     torch.save(perturbed, ckpt)
     out = tmp_path / "ck"
-    assert main(["evaluate", "--data", str(disk_set), "--model", str(ckpt), "--metrics", "lpips,lpips-alex",
-                 "-o", str(out), "--resamples", "50", "-q"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(disk_set),
+                "--model",
+                str(ckpt),
+                "--metrics",
+                "lpips,lpips-alex",
+                "-o",
+                str(out),
+                "--resamples",
+                "50",
+                "-q",
+            ]
+        )
+        == 0
+    )
     res = E.read_distances_csv(out / "distances_2afc.csv")
     assert set(res.metrics) == {"trained-alex", "lpips-alex"} and len(res.ids) == 12
     ref, p0, p1 = _disk_triplets(disk_set, list(zip(res.ids, res.subset)))
     with torch.no_grad():
         trained, official_ref = _reference_with_weights(ckpt), reference("alex")
-        expected = {"trained-alex": (trained(ref, p0).flatten(), trained(ref, p1).flatten()),
-                    "lpips-alex": (official_ref(ref, p0).flatten(), official_ref(ref, p1).flatten())}
+        expected = {
+            "trained-alex": (trained(ref, p0).flatten(), trained(ref, p1).flatten()),
+            "lpips-alex": (official_ref(ref, p0).flatten(), official_ref(ref, p1).flatten()),
+        }
     for m, (e0, e1) in expected.items():  # the CSV keeps 8 significant digits: ~1e-9 here
         assert_parity(torch.from_numpy(res.d0[m]), e0.double(), f"{m} d0")
         assert_parity(torch.from_numpy(res.d1[m]), e1.double(), f"{m} d1")
@@ -267,11 +331,18 @@ def test_evaluate_a_trained_checkpoint(disk_set, tmp_path):
     r = json.loads((out / "results.json").read_text())["2afc"]
     e0, e1 = (t.double().numpy() for t in expected["trained-alex"])
     assert np.abs(e0 - e1).min() > 2 * PARITY_TOL  # no near-tie whose order rounding could flip
-    judge = np.array([np.load(disk_set / "2afc" / "val" / s / "judge" / f"{i}.npy").item()
-                      for i, s in zip(res.ids, res.subset)])
+    judge = np.array(
+        [np.load(disk_set / "2afc" / "val" / s / "judge" / f"{i}.npy").item() for i, s in zip(res.ids, res.subset)]
+    )
     assert r["trained-alex"]["mean"]["score"] == pytest.approx(
-        np.mean([score_2afc(e0[res.subset == s], e1[res.subset == s], judge[res.subset == s])
-                 for s in ("traditional", "cnn")]), abs=1e-12)
+        np.mean(
+            [
+                score_2afc(e0[res.subset == s], e1[res.subset == s], judge[res.subset == s])
+                for s in ("traditional", "cnn")
+            ]
+        ),
+        abs=1e-12,
+    )
 
 
 def test_evaluate_errors_are_one_line(tmp_path, capsys):
@@ -283,23 +354,40 @@ def test_evaluate_errors_are_one_line(tmp_path, capsys):
         assert lines[0].startswith("lpips-core: error: ") and expected in lines[0], lines[0]
         assert captured.out == ""
 
-    one_line_error(["evaluate", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "o")],
-                   "missing: no such dataset")
+    one_line_error(
+        ["evaluate", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "o")], "missing: no such dataset"
+    )
     (tmp_path / "empty").mkdir()
-    one_line_error(["evaluate", "--data", str(tmp_path / "empty"), "-o", str(tmp_path / "o")],
-                   "empty: no 2AFC or JND data found")
+    one_line_error(
+        ["evaluate", "--data", str(tmp_path / "empty"), "-o", str(tmp_path / "o")], "empty: no 2AFC or JND data found"
+    )
     # an unknown metric on a readable data set (so the metric, not the data, is what fails)
     data = _write_bapps(tmp_path / "two", _triplets(2))
-    one_line_error(["evaluate", "--data", str(data), "--metrics", "fsim", "-o", str(tmp_path / "o")],
-                   "unknown metric 'fsim'")
+    one_line_error(
+        ["evaluate", "--data", str(data), "--metrics", "fsim", "-o", str(tmp_path / "o")], "unknown metric 'fsim'"
+    )
     assert not (tmp_path / "o").exists()
 
 
 def test_compare_models_table_plots_and_paper_columns(disk_set, tmp_path, capsys):
     require_backbone("alex")
     out = tmp_path / "cmp"
-    rc = main(["compare-models", "--data", str(disk_set), "--metrics", "lpips-alex,net-alex,l2_lab,ssim,psnr",
-               "-o", str(out), "--resamples", "100", "--batch-size", "5", "-q"])
+    rc = main(
+        [
+            "compare-models",
+            "--data",
+            str(disk_set),
+            "--metrics",
+            "lpips-alex,net-alex,l2_lab,ssim,psnr",
+            "-o",
+            str(out),
+            "--resamples",
+            "100",
+            "--batch-size",
+            "5",
+            "-q",
+        ]
+    )
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     for name in results["figures"]:
@@ -317,8 +405,15 @@ def test_compare_models_table_plots_and_paper_columns(disk_set, tmp_path, capsys
     assert "jnd" in results
     # the stored per-triplet distances reproduce the report (same bootstrap seed, same numbers)
     res = E.read_distances_csv(out / "distances_2afc.csv")
-    again = E.compare_report(res, tmp_path / "again", results["metrics"], data=disk_set, n_resamples=100,
-                             speed=results["pairs_per_second"], verbose=False)
+    again = E.compare_report(
+        res,
+        tmp_path / "again",
+        results["metrics"],
+        data=disk_set,
+        n_resamples=100,
+        speed=results["pairs_per_second"],
+        verbose=False,
+    )
     for m, row in results["2afc"].items():
         for subset, cell in row.items():
             assert again["2afc"][m][subset]["score"] == pytest.approx(cell["score"], abs=1e-6), (m, subset)
@@ -331,8 +426,16 @@ def test_demo_wiring_on_a_tiny_set(tmp_path):
     items = _triplets(16, seed=5, subsets=("traditional",))
     root = _write_bapps(tmp_path / "tiny", items[:10], split="train")
     _write_bapps(root, items[10:], split="val")
-    results = demo.run_demo(tmp_path / "demo", data=root, epochs=1, n_resamples=50, baselines=("lpips-alex", "l2_lab"),
-                         batch_size=5, progress=False, verbose=False)
+    results = demo.run_demo(
+        tmp_path / "demo",
+        data=root,
+        epochs=1,
+        n_resamples=50,
+        baselines=("lpips-alex", "l2_lab"),
+        batch_size=5,
+        progress=False,
+        verbose=False,
+    )
     assert set(results["2afc"]) == {"trained-alex", "lpips-alex", "l2_lab"}
     assert (tmp_path / "demo" / "results.md").is_file() and (tmp_path / "demo" / "2afc_bars.png").is_file()
     assert results["training"]["epochs_run"] == 1

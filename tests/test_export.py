@@ -4,15 +4,16 @@ Tolerances (tests/tolerances.py): TorchScript and trace against eager are two of
 our own float32 paths (``assert_paths_agree``); anything against the reference
 package is the product claim (``PARITY_TOL``); onnxruntime keeps its own 1e-4.
 """
+
 import copy
 import warnings
 
 import pytest
 import torch
-
-from lpips_core.model import export as E
 from conftest import ours, photo_pairs, reference
 from tolerances import PARITY_TOL, assert_parity, assert_paths_agree
+
+from lpips_core.model import export as E
 
 
 def _rand_pair(n=2, hw=(64, 64), seed=0):

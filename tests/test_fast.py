@@ -4,17 +4,19 @@ The oracle is ``lpips.LPIPS`` 0.1.4 with the same trunk weights
 (``conftest.reference``); spies check that the path under test was really taken.
 No timings here: speed lives in benchmarks/bench_inference.py.
 """
+
 import copy
+import functools
 import pickle
 
 import pytest
 import torch
+from conftest import NETS, ours, photo, photo_pairs, reference
+from tolerances import PARITY_TOL, assert_paths_agree, float32_tol
 
 import lpips_core
 from lpips_core.model import fast, functional, trunk
 from lpips_core.model import kernels as K
-from conftest import NETS, ours, photo, photo_pairs, reference
-from tolerances import PARITY_TOL, assert_paths_agree, float32_tol
 
 #: Every ``<= TOL`` below compares with the reference package: the product claim.
 #: Two of our own paths are compared with ``assert_paths_agree`` (tests/tolerances.py).
@@ -38,7 +40,7 @@ def _photo_batch(n=6, size=64, seed=3):
     for i in range(n):
         img = photo(names[i % len(names)])
         y, x = rng.integers(0, img.shape[0] - size), rng.integers(0, img.shape[1] - size)
-        out.append(lpips_core.im2tensor(img[y:y + size, x:x + size]))
+        out.append(lpips_core.im2tensor(img[y : y + size, x : x + size]))
     return torch.cat(out)
 
 
@@ -125,8 +127,9 @@ def test_inference_path_matches_reference_per_layer(net, channels_last, monkeypa
         assert pa.shape == pb.shape and _max_diff(pa, pb) <= TOL
 
 
-@pytest.mark.parametrize("cfg", [("alex", "0.1", True, True), ("squeeze", "0.0", False, True),
-                                 ("vgg", "0.1", False, False)])
+@pytest.mark.parametrize(
+    "cfg", [("alex", "0.1", True, True), ("squeeze", "0.0", False, True), ("vgg", "0.1", False, False)]
+)
 def test_contiguous_layout_matches_reference_spatial_and_baseline(cfg, monkeypatch):
     model = ours(*cfg)
     monkeypatch.setattr(model, "channels_last", False)
@@ -147,8 +150,9 @@ def test_inference_mode_is_used_and_outputs_are_ordinary_tensors(monkeypatch):
     model = copy.deepcopy(ours("alex")).requires_grad_(False)  # nothing needs a gradient
     modes = []
     real = K.squared_unit_difference
-    monkeypatch.setattr(K, "squared_unit_difference",
-                        lambda *a: modes.append(torch.is_inference_mode_enabled()) or real(*a))
+    monkeypatch.setattr(
+        K, "squared_unit_difference", lambda *a: modes.append(torch.is_inference_mode_enabled()) or real(*a)
+    )
     x, y = _rand_pair(2)
     d = model(x, y)  # grad mode on, but no input or parameter requires grad
     assert modes and all(modes)
@@ -370,7 +374,8 @@ def test_bfloat16_error_is_below_one_percent_on_photographs():
 def test_models_with_compile_option_copy_and_pickle():
     model = copy.deepcopy(ours("alex"))
     model.compile = True
-    model._compiled_core = torch.compile(model._fused_core)  # not run: compiling takes tens of seconds
+    # not run: compiling takes tens of seconds
+    model._compiled_core = torch.compile(functools.partial(fast.fused_layers, model))
     clone = copy.deepcopy(model)
     assert clone._compiled_core is None
     assert pickle.loads(pickle.dumps(model))._compiled_core is None
@@ -384,7 +389,7 @@ def test_constructor_rejects_unknown_dtype():
 @pytest.mark.parametrize("spatial", [False, True])
 def test_large_taps_are_reduced_in_row_blocks_exactly(spatial, monkeypatch):
     """The memory-saving blocked reduction (used for big images) gives the reference's numbers."""
-    monkeypatch.setattr(fast, "BLOCK_ELEMENTS", 2 ** 12)  # force several blocks even at 64x64
+    monkeypatch.setattr(fast, "BLOCK_ELEMENTS", 2**12)  # force several blocks even at 64x64
     calls = []
     real = fast.tap_distance_blocked
     monkeypatch.setattr(fast, "tap_distance_blocked", lambda self, *a: calls.append(1) or real(self, *a))

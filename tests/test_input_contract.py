@@ -3,6 +3,7 @@
 Oracles: the reference ``lpips`` package (with ``normalize=True`` for [0, 1]
 images), hand-written signature strings, and counts of the min/max passes.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -49,10 +50,12 @@ def test_zero_one_images_warn_once_per_call_site(photos01):
 @pytest.mark.parametrize("how", ["normalize", "call range", "model range", "confirmed -1,1"])
 def test_declared_ranges_are_silent(photos01, how):
     a, b = photos01
-    calls = {"normalize": lambda: ours()(a, b, normalize=True),
-             "call range": lambda: ours()(a, b, input_range="0,1"),
-             "model range": lambda: lpips_core.LPIPS(net="alex", input_range="0,1")(a, b),
-             "confirmed -1,1": lambda: lpips_core.LPIPS(net="alex", input_range="-1,1")(a * 2 - 1, b * 2 - 1)}
+    calls = {
+        "normalize": lambda: ours()(a, b, normalize=True),
+        "call range": lambda: ours()(a, b, input_range="0,1"),
+        "model range": lambda: lpips_core.LPIPS(net="alex", input_range="0,1")(a, b),
+        "confirmed -1,1": lambda: lpips_core.LPIPS(net="alex", input_range="-1,1")(a * 2 - 1, b * 2 - 1),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         calls[how]()
@@ -155,8 +158,10 @@ def test_signature_names_other_weights(tmp_path):
     path = tmp_path / "mine.pth"
     torch.save(ours().linear_state_dict(), path)
     v = lpips_core.__version__
-    assert load_lpips_checkpoint(path).signature() == \
-        f"lpips|net:alex|v:0.1|range:-1,1|size:native|lin:mine.pth|lpips_core:{v}"
+    assert (
+        load_lpips_checkpoint(path).signature()
+        == f"lpips|net:alex|v:0.1|range:-1,1|size:native|lin:mine.pth|lpips_core:{v}"
+    )
     assert "|lin:custom|" in lpips_core.LPIPS(net="alex", pretrained=False).signature()
     model = lpips_core.LPIPS(net="alex", pretrained=False)
     model.load_linear_weights(path)

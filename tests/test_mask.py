@@ -4,6 +4,7 @@ Oracles: the nonzero support of d(tap) / d(input) (autograd on torchvision's
 trunks, random weights), the reference ``lpips`` package's per-layer maps with
 the valid positions found by brute force, and the unmasked distance.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ def measured_support(trunk, k: int, side: int, pos: int) -> tuple[int, int]:
     """First and last input row whose value changes tap k at (pos, pos), by autograd."""
     x = torch.randn(2, 3, side, side, requires_grad=True)
     tap = x
-    for stage in trunk.stages[:k + 1]:
+    for stage in trunk.stages[: k + 1]:
         tap = stage(tap)
     (g,) = torch.autograd.grad(tap[:, :, pos, pos].sum(), x)
     rows = g.abs().sum(dim=(0, 1, 3)).nonzero().flatten()
@@ -109,8 +110,11 @@ def test_all_ones_mask_equals_the_unmasked_distance(net, mode):
     with torch.no_grad():
         unmasked = ours(net)(x, y)
         masked = ours(net)(x, y, mask=torch.ones(1, 1, 64, 64), mask_mode=mode)
-        functional = lpips_core.distance(x, y, net=net, mask=torch.ones(64, 64), mask_mode=mode) \
-            if net == "alex" else masked.flatten()
+        functional = (
+            lpips_core.distance(x, y, net=net, mask=torch.ones(64, 64), mask_mode=mode)
+            if net == "alex"
+            else masked.flatten()
+        )
     assert_paths_agree(masked, unmasked, net, f"{net} {mode} all-ones mask")
     assert_paths_agree(functional, unmasked.flatten(), net, "distance(mask=ones)")
 
@@ -137,8 +141,12 @@ def test_position_weights_hard_is_the_minimum_over_the_window():
     mask[..., 30, 30] = 0
     w = position_weights(mask, rf, (15, 15), "hard")[0, 0]
     zero = {(i, j) for i in range(15) for j in range(15) if float(w[i, j]) == 0}
-    expected = {(i, j) for i in range(15) for j in range(15)
-                if -2 + 4 * i <= 30 <= -2 + 4 * i + 10 and -2 + 4 * j <= 30 <= -2 + 4 * j + 10}
+    expected = {
+        (i, j)
+        for i in range(15)
+        for j in range(15)
+        if -2 + 4 * i <= 30 <= -2 + 4 * i + 10 and -2 + 4 * j <= 30 <= -2 + 4 * j + 10
+    }
     assert zero == expected and len(expected) == 9
 
 

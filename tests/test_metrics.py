@@ -1,5 +1,6 @@
 """2AFC and JND scores against the reference's lpips/trainer.py, hand-computed cases, and
 the one distance-function interface (LPIPS, net baseline, checkpoint, traditional, DISTS)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,8 @@ from conftest import ours, photo_pairs, reference, require_backbone
 from tolerances import assert_paths_agree
 
 from lpips_core.eval import distances as metrics
-from lpips_core.model import load_lpips_checkpoint
 from lpips_core.eval import make_distance, score_2afc, score_jnd, twoafc_scores
+from lpips_core.model import load_lpips_checkpoint
 
 
 class _FakeLoader:
@@ -27,17 +28,29 @@ def _reference_2afc(d0, d1, h, batch=7):
     from lpips.trainer import score_2afc_dataset
 
     # the reference calls func(ref, p0) and func(ref, p1); carry the distances in p0/p1
-    batches = [{"ref": torch.zeros(len(d0[i:i + batch])), "p0": torch.tensor(d0[i:i + batch]),
-                "p1": torch.tensor(d1[i:i + batch]), "judge": torch.tensor(h[i:i + batch])[:, None]}
-               for i in range(0, len(d0), batch)]
+    batches = [
+        {
+            "ref": torch.zeros(len(d0[i : i + batch])),
+            "p0": torch.tensor(d0[i : i + batch]),
+            "p1": torch.tensor(d1[i : i + batch]),
+            "judge": torch.tensor(h[i : i + batch])[:, None],
+        }
+        for i in range(0, len(d0), batch)
+    ]
     return score_2afc_dataset(_FakeLoader(batches), lambda ref, p: p)[0]
 
 
 def _reference_jnd(ds, same, batch=7):
     from lpips.trainer import score_jnd_dataset
 
-    batches = [{"p0": torch.zeros(len(ds[i:i + batch])), "p1": torch.tensor(ds[i:i + batch]),
-                "same": torch.tensor(same[i:i + batch])[:, None]} for i in range(0, len(ds), batch)]
+    batches = [
+        {
+            "p0": torch.zeros(len(ds[i : i + batch])),
+            "p1": torch.tensor(ds[i : i + batch]),
+            "same": torch.tensor(same[i : i + batch])[:, None],
+        }
+        for i in range(0, len(ds), batch)
+    ]
     return score_jnd_dataset(_FakeLoader(batches), lambda p0, p1: p1)[0]
 
 
@@ -62,8 +75,7 @@ def test_2afc_hand_computed_cases():
     # split judges: h = 0.25 and the metric picks p0 -> 0.75
     assert score_2afc([0.1], [0.2], [0.25]) == pytest.approx(0.75)
     # torch tensors of shape (N, 1), as a DataLoader batches them
-    assert score_2afc(torch.tensor([[0.1], [0.2]]), torch.tensor([[0.2], [0.1]]),
-                      torch.tensor([[0.0], [1.0]])) == 1.0
+    assert score_2afc(torch.tensor([[0.1], [0.2]]), torch.tensor([[0.2], [0.1]]), torch.tensor([[0.0], [1.0]])) == 1.0
     with pytest.raises(ValueError, match="same length"):
         score_2afc([0.1], [0.2, 0.3], [0.0])
 
@@ -146,9 +158,17 @@ def _skimage_distance(name: str, a: np.ndarray, b: np.ndarray) -> float:
         return -peak_signal_noise_ratio(p, q, data_range=1.0)
     if name == "ssim":
         pad = ((5, 5), (5, 5), (0, 0))
-        return 1.0 - structural_similarity(np.pad(p, pad, mode="reflect"), np.pad(q, pad, mode="reflect"),
-                                           data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
-                                           use_sample_covariance=False, K1=0.01, K2=0.03)
+        return 1.0 - structural_similarity(
+            np.pad(p, pad, mode="reflect"),
+            np.pad(q, pad, mode="reflect"),
+            data_range=1.0,
+            channel_axis=2,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            K1=0.01,
+            K2=0.03,
+        )
     if name == "l1":
         return float(np.mean(np.abs(p - q)))
     if name == "l2":  # root mean squared error
@@ -180,9 +200,13 @@ def _float32_tolerances(n: int) -> dict[str, float]:
     from tolerances import F32_EPS, SAFETY
 
     rel = SAFETY * F32_EPS * np.sqrt(n)
-    return {"psnr": 10 / np.log(10) * rel,  # absolute, dB
-            "ssim": SAFETY * F32_EPS * np.sqrt(11 * 11) / 0.03 ** 2 / np.sqrt(n),  # absolute
-            "l1": rel, "l2": rel, "l2_lab": rel}  # relative
+    return {
+        "psnr": 10 / np.log(10) * rel,  # absolute, dB
+        "ssim": SAFETY * F32_EPS * np.sqrt(11 * 11) / 0.03**2 / np.sqrt(n),  # absolute
+        "l1": rel,
+        "l2": rel,
+        "l2_lab": rel,
+    }  # relative
 
 
 def test_traditional_distance_functions_are_distances():

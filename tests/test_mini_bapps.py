@@ -1,5 +1,6 @@
 """The distortions and the mini-BAPPS builder: layout, determinism, the observer (checked
 against the reference ``lpips`` package and scikit-image), atomic builds, and the built set."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,26 +12,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from lpips_core.data import distortions as D
-from lpips_core.data import mini_bapps as M
-from lpips_core.data import JNDDataset, TwoAFCDataset
-from lpips_core.data.images import load_image
-
 from conftest import photo, reference, require_backbone
 from tolerances import PARITY_TOL
+
+from lpips_core.data import JNDDataset, TwoAFCDataset
+from lpips_core.data import distortions as D
+from lpips_core.data import mini_bapps as M
+from lpips_core.data.images import load_image
 
 #: metadata.csv stores distances with 6 decimals (rounding <= 5e-7), on top of the parity claim
 CSV_TOL = PARITY_TOL + 5e-7
 
-TINY = M.MiniBappsConfig(observer="lab-l2", train_refs=3, train_pool=3, val_refs=3, val_pool=3,
-                         compositions_refs=2)
+TINY = M.MiniBappsConfig(observer="lab-l2", train_refs=3, train_pool=3, val_refs=3, val_pool=3, compositions_refs=2)
 SUBSETS_2AFC = ["2afc/train/traditional", "2afc/val/traditional", "2afc/val/compositions"]
 SUBSETS_JND = ["jnd/val/traditional", "jnd/val/compositions"]
 
 
 def _crop(name="astronaut", size=80):
-    return np.ascontiguousarray(photo(name)[100:100 + size, 150:150 + size])
+    return np.ascontiguousarray(photo(name)[100 : 100 + size, 150 : 150 + size])
 
 
 # --------------------------------------------------------------------------- distortions
@@ -56,8 +55,9 @@ def test_gaussian_blur_matches_scikit_image():
     from skimage.filters import gaussian
 
     img = _crop()
-    expected = gaussian(img.astype(np.float64), sigma=0.3 + 2.7 * 0.4, mode="reflect", channel_axis=-1,
-                        preserve_range=True)
+    expected = gaussian(
+        img.astype(np.float64), sigma=0.3 + 2.7 * 0.4, mode="reflect", channel_axis=-1, preserve_range=True
+    )
     out = D.gaussian_blur(img, 0.4, np.random.default_rng(0))
     assert np.abs(out.astype(float) - expected).max() <= 1.0
 
@@ -77,8 +77,8 @@ def test_motion_kernel_is_a_normalised_line():
     assert k.sum() == pytest.approx(1.0)
     assert k[k.shape[0] // 2].sum() == pytest.approx(1.0, abs=1e-9)
     x = np.arange(k.shape[1]) - k.shape[1] // 2
-    variance = (k.sum(0) * x ** 2).sum()
-    assert variance == pytest.approx(9.0 ** 2 / 12, rel=0.15)
+    variance = (k.sum(0) * x**2).sum()
+    assert variance == pytest.approx(9.0**2 / 12, rel=0.15)
 
 
 def test_apply_composes_and_validates():
@@ -123,8 +123,13 @@ def _tree_hash(root: Path) -> str:
 def test_tiny_build_layout_sizes_and_judge_values(tiny):
     marker = json.loads((tiny / ".complete").read_text())
     assert marker["fingerprint"] == M.fingerprint(TINY) and M.is_complete(tiny, TINY)
-    expected = {"2afc/train/traditional": 3 * 3, "2afc/val/traditional": 3 * 3, "2afc/val/compositions": 2 * 3,
-                "jnd/val/traditional": 3 * 3, "jnd/val/compositions": 2 * 3}
+    expected = {
+        "2afc/train/traditional": 3 * 3,
+        "2afc/val/traditional": 3 * 3,
+        "2afc/val/compositions": 2 * 3,
+        "jnd/val/traditional": 3 * 3,
+        "jnd/val/compositions": 2 * 3,
+    }
     assert marker["sizes"] == expected
 
     train = TwoAFCDataset(tiny, split="train")
@@ -205,17 +210,53 @@ def test_failed_build_leaves_nothing_half_written(tmp_path, monkeypatch):
     assert _tree_hash(good) == before and M.is_complete(good, TINY)  # the old build survives
 
 
+def test_shipped_observer_distances_replace_the_observer_and_give_the_same_build(tiny, tmp_path, monkeypatch):
+    """Distances written by a live build are used by the next build of the same pools, whose
+    files are then byte for byte those of the live build; other pools are observed live."""
+    monkeypatch.setattr(M, "OBSERVED", tmp_path / "observed.npz")
+    M.build_mini_bapps(tmp_path / "live", TINY, write_observed=True)
+    with np.load(M.OBSERVED, allow_pickle=False) as stored:
+        assert len(stored.files) == 3  # train, val, compositions
+
+    def no_observer(name):
+        raise AssertionError("the observer ran although its distances were shipped")
+
+    monkeypatch.setattr(M, "make_distance", no_observer)
+    shipped = M.build_mini_bapps(tmp_path / "shipped", TINY)
+    assert _tree_hash(shipped) == _tree_hash(tiny)
+    assert "shipped for 3 of 3" in json.loads((shipped / ".complete").read_text())["observer_distances"]
+    with pytest.raises(AssertionError, match="observer ran"):  # other pools: no shipped distances
+        M.build_mini_bapps(tmp_path / "other", dataclasses.replace(TINY, seed=1))
+
+
+def test_stored_distances_need_the_exact_pools_and_shape(tmp_path, monkeypatch):
+    pools = M._Pools(refs=[], recipes=[], ref_patches=np.zeros((2, 4, 4, 3), np.uint8),
+                     pool_patches=np.zeros((2, 3, 4, 4, 3), np.uint8))  # fmt: skip
+    key = M.pools_key("lpips-vgg", pools)
+    monkeypatch.setattr(M, "OBSERVED", tmp_path / "observed.npz")
+    np.savez_compressed(M.OBSERVED, **{key: np.arange(6.0).reshape(2, 3)})
+    np.testing.assert_array_equal(M.stored_distances(key, (2, 3)), np.arange(6.0).reshape(2, 3))
+    assert M.stored_distances(key, (3, 2)) is None
+    pools.pool_patches[1, 2, 3, 3, 0] = 1  # one value of one pixel
+    assert M.pools_key("lpips-vgg", pools) != key and M.pools_key("lab-l2", pools) != key
+    (tmp_path / "observed.npz").write_bytes(b"damaged")
+    assert M.stored_distances(key, (2, 3)) is None
+
+
 def test_lpips_vgg_observer_matches_reference_package(tmp_path):
     """The default observer's distances, recomputed from the PNGs by the reference ``lpips``."""
     require_backbone("vgg")
-    config = dataclasses.replace(TINY, observer="lpips-vgg", train_refs=1, train_pool=2, val_refs=2, val_pool=2,
-                                 compositions_refs=1)
+    config = dataclasses.replace(
+        TINY, observer="lpips-vgg", train_refs=1, train_pool=2, val_refs=2, val_pool=2, compositions_refs=1
+    )
     out = M.build_mini_bapps(tmp_path / "vgg", config)
     ref_model = reference("vgg", "0.1")
     for subset in SUBSETS_2AFC:
         folder = out / subset
         meta = pd.read_csv(folder / "metadata.csv", dtype={"id": str})
-        load = lambda k: torch.stack([TwoAFCDataset(folder)[i][k] for i in range(len(meta))])  # noqa: E731
+        load = lambda k, folder=folder, meta=meta: torch.stack(  # noqa: E731
+            [TwoAFCDataset(folder)[i][k] for i in range(len(meta))]
+        )
         with torch.no_grad():
             d0 = ref_model(load("ref"), load("p0")).flatten().numpy()
             d1 = ref_model(load("ref"), load("p1")).flatten().numpy()

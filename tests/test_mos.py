@@ -1,4 +1,5 @@
 """Mean-opinion-score evaluation: table reading, correlations against scipy, reports, LIVE JPEG."""
+
 from __future__ import annotations
 
 import csv
@@ -10,8 +11,8 @@ import pytest
 from conftest import SHARED, needs_shared, photo, require_backbone
 from scipy import stats as sps
 
-from lpips_core.eval import mos
 from lpips_core.cli import main
+from lpips_core.eval import mos
 
 LIVE = SHARED / "data" / "live_jpeg"
 
@@ -44,10 +45,14 @@ def test_read_mos_csv_errors_name_the_file_and_line(tmp_path, jpeg_table):
     rows = mos.read_mos_csv(jpeg_table / "scores.csv")
     assert len(rows) == 10 and rows[0].row == 2 and rows[0].distorted.is_file()
     bad = tmp_path / "bad.csv"
-    bad.write_text("distorted,reference,score\n"
-                   f"{jpeg_table}/dist/astronaut_5.png,{jpeg_table}/refs/astronaut.png,abc\n"
-                   f"{jpeg_table}/dist/nope.png,{jpeg_table}/refs/astronaut.png,3\n")
-    with pytest.raises(mos.MOSDataError, match=r"bad.csv: line 2: score='abc' is not a number; line 3: missing .*nope.png"):
+    bad.write_text(
+        "distorted,reference,score\n"
+        f"{jpeg_table}/dist/astronaut_5.png,{jpeg_table}/refs/astronaut.png,abc\n"
+        f"{jpeg_table}/dist/nope.png,{jpeg_table}/refs/astronaut.png,3\n"
+    )
+    with pytest.raises(
+        mos.MOSDataError, match=r"bad.csv: line 2: score='abc' is not a number; line 3: missing .*nope.png"
+    ):
         mos.read_mos_csv(bad)
     bad.write_text("image,score\na.png,1\n")
     with pytest.raises(mos.MOSDataError, match="no 'distorted' column"):
@@ -62,8 +67,9 @@ def test_read_mos_csv_errors_name_the_file_and_line(tmp_path, jpeg_table):
 def test_evaluate_mos_reports_correlations_equal_to_scipy(jpeg_table, tmp_path):
     require_backbone("alex")
     out = tmp_path / "out"
-    res = mos.evaluate_mos(jpeg_table, out, metrics=["lpips-alex", "psnr", "ssim"], n_resamples=100,
-                           progress=False, verbose=False)
+    res = mos.evaluate_mos(
+        jpeg_table, out, metrics=["lpips-alex", "psnr", "ssim"], n_resamples=100, progress=False, verbose=False
+    )
     score = np.array(res["distances"]["score"])
     for m in ("lpips-alex", "psnr", "ssim"):
         d = np.array(res["distances"][m])
@@ -81,13 +87,17 @@ def test_evaluate_mos_reports_correlations_equal_to_scipy(jpeg_table, tmp_path):
 
     first = mos.read_mos_csv(jpeg_table / "scores.csv")[0]
     assert res["distances"]["psnr"][0] == pytest.approx(
-        -peak_signal_noise_ratio(load_image(first.reference), load_image(first.distorted)), abs=1e-3)
+        -peak_signal_noise_ratio(load_image(first.reference), load_image(first.distorted)), abs=1e-3
+    )
     saved = json.loads((out / "results.json").read_text())
     assert saved["score_column"] == "score" and saved["n"] == 10
     assert (out / "mos_scatter.png").stat().st_size > 5000
     assert "| lpips-alex |" in (out / "results.md").read_text()
     sig = saved["metrics"]["lpips-alex"]["signature"]  # how the number was computed (issue 14)
-    assert sig.startswith("lpips|net:alex|v:0.1|range:-1,1|size:native|") and f"`{sig}`" in (out / "results.md").read_text()
+    assert (
+        sig.startswith("lpips|net:alex|v:0.1|range:-1,1|size:native|")
+        and f"`{sig}`" in (out / "results.md").read_text()
+    )
 
 
 def test_reference_features_are_computed_once_per_reference(jpeg_table):
@@ -125,8 +135,22 @@ def test_evaluate_mos_cli_and_downscaling(jpeg_table, tmp_path, capsys):
     from tolerances import F32_EPS, PARITY_TOL, SAFETY
 
     metrics = ["psnr", "l2_lab"] + (["lpips-alex"] if backbone_available("alex") else [])
-    rc = main(["evaluate-mos", "--data", str(jpeg_table / "scores.csv"), "--metrics", ",".join(metrics),
-               "--max-side", "64", "--resamples", "50", "-o", str(tmp_path / "o"), "-q"])
+    rc = main(
+        [
+            "evaluate-mos",
+            "--data",
+            str(jpeg_table / "scores.csv"),
+            "--metrics",
+            ",".join(metrics),
+            "--max-side",
+            "64",
+            "--resamples",
+            "50",
+            "-o",
+            str(tmp_path / "o"),
+            "-q",
+        ]
+    )
     assert rc == 0
     assert "SROCC" in capsys.readouterr().out
     saved = json.loads((tmp_path / "o" / "results.json").read_text())
@@ -137,8 +161,9 @@ def test_evaluate_mos_cli_and_downscaling(jpeg_table, tmp_path, capsys):
     with open(jpeg_table / "scores.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert saved["distances"]["ids"] == [r["distorted"] for r in table]
-    pairs = [(_downscaled(jpeg_table / r["reference"], 64), _downscaled(jpeg_table / r["distorted"], 64))
-             for r in table]
+    pairs = [
+        (_downscaled(jpeg_table / r["reference"], 64), _downscaled(jpeg_table / r["distorted"], 64)) for r in table
+    ]
     for ref_img, dist_img in pairs:
         assert ref_img.shape == dist_img.shape == (48, 64, 3)
     # the area filter at an exact 2x: each pixel is its 2x2 block's mean (PIL rounds after each
@@ -156,7 +181,8 @@ def test_evaluate_mos_cli_and_downscaling(jpeg_table, tmp_path, capsys):
     rel = SAFETY * F32_EPS * np.sqrt(n)  # float32 mean of n terms vs float64 (see test_metrics)
     expected = {
         "psnr": np.array([-peak_signal_noise_ratio(a, b, data_range=255) for a, b in pairs]),
-        "l2_lab": np.array([0.5 * np.mean(((rgb2lab(a) - rgb2lab(b)) / 100.0) ** 2) for a, b in pairs])}
+        "l2_lab": np.array([0.5 * np.mean(((rgb2lab(a) - rgb2lab(b)) / 100.0) ** 2) for a, b in pairs]),
+    }
     tol = {"psnr": 10 / np.log(10) * rel, "l2_lab": rel * expected["l2_lab"], "lpips-alex": PARITY_TOL}
     if "lpips-alex" in metrics:
         with torch.no_grad():
@@ -180,23 +206,36 @@ def test_evaluate_mos_cli_and_downscaling(jpeg_table, tmp_path, capsys):
         sse, best = (np.sum((logistic(expected[m], *p) - score) ** 2) for p in (r["logistic"], better))
         assert sse <= best * (1 + 1e-4) + 1e-9, (m, sse, best)
     # full-size images give other distances: the downscaling is what was measured
-    full = -peak_signal_noise_ratio(*(np.asarray(Image.open(jpeg_table / table[0][k]).convert("RGB"))
-                                      for k in ("reference", "distorted")), data_range=255)
+    full = -peak_signal_noise_ratio(
+        *(np.asarray(Image.open(jpeg_table / table[0][k]).convert("RGB")) for k in ("reference", "distorted")),
+        data_range=255,
+    )
     assert abs(full - expected["psnr"][0]) > 100 * tol["psnr"]
 
 
 @needs_shared
+@pytest.mark.slow
 def test_live_jpeg_two_references_downscaled(tmp_path):
     """Real human ratings: 14 JPEG versions of two LIVE photographs (downscaled to keep it cheap)."""
     require_backbone("alex")
-    rows = [r for r in csv.DictReader(open(LIVE / "dmos.csv")) if r["reference"] in ("refs/ocean.png", "refs/bikes.png")]
+    rows = [
+        r for r in csv.DictReader(open(LIVE / "dmos.csv")) if r["reference"] in ("refs/ocean.png", "refs/bikes.png")
+    ]
     table = tmp_path / "sub.csv"
     with open(table, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["distorted", "reference", "dmos", "dmos_realigned"])
         w.writerows([[LIVE / r["distorted"], LIVE / r["reference"], r["dmos"], r["dmos_realigned"]] for r in rows])
-    res = mos.evaluate_mos(table, None, metrics=["lpips-alex", "psnr"], score_column="dmos_realigned",
-                           max_side=256, n_resamples=100, progress=False, verbose=False)
+    res = mos.evaluate_mos(
+        table,
+        None,
+        metrics=["lpips-alex", "psnr"],
+        score_column="dmos_realigned",
+        max_side=256,
+        n_resamples=100,
+        progress=False,
+        verbose=False,
+    )
     assert res["n"] == 14 and "DMOS: higher = worse" in res["direction"]
     # JPEG artefacts of one photograph: more distortion, higher DMOS; both metrics rank that way
     assert res["metrics"]["lpips-alex"]["srocc"]["value"] > 0.8

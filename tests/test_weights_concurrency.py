@@ -1,4 +1,5 @@
 """Several processes asking for the same weights for the first time at once."""
+
 import os
 import subprocess
 import sys
@@ -21,10 +22,14 @@ SCRIPT = textwrap.dedent("""
 def test_four_processes_first_use_end_with_one_correct_file(tmp_path):
     env = dict(os.environ, LPIPS_CORE_CACHE=str(tmp_path / "cache"))
     env.pop("LPIPS_CORE_WEIGHTS", None)
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     results = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_out, err) in zip(procs, results):
         assert p.returncode == 0, err
     sums = {out.strip() for out, _ in results}
     assert len(sums) == 1  # every process saw the same weights

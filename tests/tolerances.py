@@ -41,6 +41,7 @@ Quantities that are exactly zero in every path (d(x, x), a padded row) are
 compared with ``==`` or with an absolute ``ZERO_TOL``; a relative bound there
 would be meaningless.
 """
+
 from __future__ import annotations
 
 import functools
@@ -62,7 +63,7 @@ SAFETY = 4.0
 ZERO_TOL = 16 * F32_EPS
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trunk_accumulations(net: str) -> int:
     """Sum over the trunk's convolutions of their fan-in (in_channels / groups * kh * kw).
 
@@ -74,8 +75,11 @@ def trunk_accumulations(net: str) -> int:
     import torchvision.models as tvm
 
     build = {"alex": tvm.alexnet, "vgg": tvm.vgg16, "squeeze": tvm.squeezenet1_1}[net]
-    return sum(m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-               for m in build(weights=None).features.modules() if isinstance(m, nn.Conv2d))
+    return sum(
+        m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        for m in build(weights=None).features.modules()
+        if isinstance(m, nn.Conv2d)
+    )
 
 
 def float32_tol(magnitude: float, accumulations: int, safety: float = SAFETY) -> float:

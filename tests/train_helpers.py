@@ -4,6 +4,7 @@ Items follow the dataset contract shared by data/training/evaluation code:
 ``{'ref','p0','p1': float32 (3,H,W) in [-1,1], 'judge': float32 (1,), 'subset': str, 'id': str}``.
 Judgments come from a simulated pixel-space observer (never human data).
 """
+
 from __future__ import annotations
 
 import io
@@ -67,17 +68,24 @@ class TripletSet(Dataset):
             img = photos[i % len(photos)]
             c = int(rng.integers(size, min(img.shape[:2]) // 2))  # crop side, then resized to `size`
             y, x = int(rng.integers(0, img.shape[0] - c)), int(rng.integers(0, img.shape[1] - c))
-            crop = np.asarray(Image.fromarray(img[y:y + c, x:x + c]).resize((size, size), Image.BILINEAR))
+            crop = np.asarray(Image.fromarray(img[y : y + c, x : x + c]).resize((size, size), Image.BILINEAR))
             k0, k1 = rng.integers(0, 4, size=2)
             p0 = _distort(crop, int(k0), float(rng.uniform(0.1, 1.0)), rng)
             p1 = _distort(crop, int(k1), float(rng.uniform(0.1, 1.0)), rng)
-            mse0 = np.mean((p0.astype(np.float64) - crop) ** 2) / 255.0 ** 2
-            mse1 = np.mean((p1.astype(np.float64) - crop) ** 2) / 255.0 ** 2
+            mse0 = np.mean((p0.astype(np.float64) - crop) ** 2) / 255.0**2
+            mse1 = np.mean((p1.astype(np.float64) - crop) ** 2) / 255.0**2
             prob_p1 = 1.0 / (1.0 + np.exp(-200.0 * (mse0 - mse1)))  # p1 closer -> judges prefer p1
             judge = rng.binomial(4, prob_p1) / 4.0
-            self.items.append({"ref": _to_tensor(crop), "p0": _to_tensor(p0), "p1": _to_tensor(p1),
-                               "judge": torch.tensor([judge], dtype=torch.float32),
-                               "subset": "photos", "id": f"{i:04d}"})
+            self.items.append(
+                {
+                    "ref": _to_tensor(crop),
+                    "p0": _to_tensor(p0),
+                    "p1": _to_tensor(p1),
+                    "judge": torch.tensor([judge], dtype=torch.float32),
+                    "subset": "photos",
+                    "id": f"{i:04d}",
+                }
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -97,8 +105,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ddp_worker(rank: int, world: int, port: int, configs: list[dict], n_train: int, n_val: int,
-               out_dir: str, result_path: str) -> None:
+def ddp_worker(
+    rank: int, world: int, port: int, configs: list[dict], n_train: int, n_val: int, out_dir: str, result_path: str
+) -> None:
     """One rank of a gloo process group: train each config, rank 0 saves the results.
 
     Lives here (not in a test module) so ``torch.multiprocessing.spawn`` can import it.
@@ -112,21 +121,25 @@ def ddp_worker(rank: int, world: int, port: int, configs: list[dict], n_train: i
     try:
         results = []
         for i, cfg in enumerate(configs):
-            trainer = Trainer(TrainConfig(**cfg), TripletSet(n_train, 32, 0), TripletSet(n_val, 32, 1),
-                              out_dir=f"{out_dir}/run{i}")
+            trainer = Trainer(
+                TrainConfig(**cfg), TripletSet(n_train, 32, 0), TripletSet(n_val, 32, 1), out_dir=f"{out_dir}/run{i}"
+            )
             trainer.fit()
-            results.append({
-                "lin": torch.cat([lin.conv.weight.detach().flatten() for lin in trainer.model.lins]),
-                "rank": torch.cat([p.detach().flatten() for p in trainer.rank_loss.parameters()]),
-                "history": trainer.history,
-                "cache": trainer.train_cache.m0 if trainer.train_cache is not None else None})
+            results.append(
+                {
+                    "lin": torch.cat([lin.conv.weight.detach().flatten() for lin in trainer.model.lins]),
+                    "rank": torch.cat([p.detach().flatten() for p in trainer.rank_loss.parameters()]),
+                    "history": trainer.history,
+                    "cache": trainer.train_cache.m0 if trainer.train_cache is not None else None,
+                }
+            )
         if rank == 0:
             torch.save(results, result_path)
     finally:
         dist.destroy_process_group()
 
 
-def write_bapps(root, splits: dict[str, "TripletSet"], subset: str = "photos") -> None:
+def write_bapps(root, splits: dict[str, TripletSet], subset: str = "photos") -> None:
     """Write triplets in the BAPPS layout: ``<root>/2afc/<split>/<subset>/{ref,p0,p1}/<id>.png`` + ``judge/<id>.npy``."""
     from pathlib import Path
 

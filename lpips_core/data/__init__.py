@@ -12,12 +12,30 @@ Modules, in the order data flows through them::
     published   real BAPPS labels and published per-triplet distances, no images
     report      ``lpips-core analyze``: counts, distributions, problems
 """
+
 from .datamodule import LPIPSDataModule
 from .datasets import FlipAugment, JNDDataset, TwoAFCDataset, load_patch
 from .formats import DataError, Record, detect_format, read_records
 from .images import ImageLoadError, im2tensor, list_images, load_image, load_tensor, tensor2im
 from .judgments import score_2afc, score_jnd, twoafc_scores
 
-__all__ = ["LPIPSDataModule", "FlipAugment", "JNDDataset", "TwoAFCDataset", "load_patch", "DataError", "Record",
-           "detect_format", "read_records", "ImageLoadError", "im2tensor", "list_images", "load_image",
-           "load_tensor", "tensor2im", "score_2afc", "score_jnd", "twoafc_scores"]
+__all__ = [
+    "LPIPSDataModule",
+    "FlipAugment",
+    "JNDDataset",
+    "TwoAFCDataset",
+    "load_patch",
+    "DataError",
+    "Record",
+    "detect_format",
+    "read_records",
+    "ImageLoadError",
+    "im2tensor",
+    "list_images",
+    "load_image",
+    "load_tensor",
+    "tensor2im",
+    "score_2afc",
+    "score_jnd",
+    "twoafc_scores",
+]

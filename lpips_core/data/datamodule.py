@@ -1,9 +1,10 @@
 """Train/val/test splits of judgment data and their DataLoaders, reproducible from one seed."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -48,22 +49,34 @@ class LPIPSDataModule:
         (torch.Size([50, 3, 64, 64]), torch.Size([50, 1]))
     """
 
-    def __init__(self, root: str | os.PathLike, batch_size: int = 50, val_split: float = 0.1,
-                 test_split: float | None = None, seed: int = 0, augment: bool = True,
-                 kind: str = "2afc", load_size: int | None = 64,
-                 subsets: Sequence[str] | str | None = None, split: str | None = None,
-                 num_workers: int = 0, on_error: str = "raise", verify_images: bool = True):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        batch_size: int = 50,
+        val_split: float = 0.1,
+        test_split: float | None = None,
+        seed: int = 0,
+        augment: bool = True,
+        kind: str = "2afc",
+        load_size: int | None = 64,
+        subsets: Sequence[str] | str | None = None,
+        split: str | None = None,
+        num_workers: int = 0,
+        on_error: str = "raise",
+        verify_images: bool = True,
+    ):
         if kind not in KINDS:
             raise ValueError(f"kind={kind!r}: choose '2afc' or 'jnd'")
         if not 0 <= val_split < 1 or not 0 <= (test_split or 0) < 1 or val_split + (test_split or 0) >= 1:
-            raise ValueError(f"val_split={val_split}, test_split={test_split}: each must be in [0, 1) "
-                             f"and together below 1, leaving items to train on")
+            raise ValueError(
+                f"val_split={val_split}, test_split={test_split}: each must be in [0, 1) "
+                f"and together below 1, leaving items to train on"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be at least 1")
         self.root, self.batch_size, self.val_split, self.test_split = Path(root), batch_size, val_split, test_split
         self.seed, self.augment, self.kind, self.num_workers = seed, augment, kind, num_workers
-        self.dataset_kwargs = dict(load_size=load_size, subsets=subsets, on_error=on_error,
-                                   verify_images=verify_images)
+        self.dataset_kwargs = dict(load_size=load_size, subsets=subsets, on_error=on_error, verify_images=verify_images)
         self.split = split
         self.train_dataset = self.val_dataset = self.test_dataset = None
         # one generator for the training loaders: each epoch shuffles (and flips) differently,
@@ -72,10 +85,15 @@ class LPIPSDataModule:
 
     def _official_splits(self) -> bool:
         parent = self.root / self.kind
-        return (self.split is None and self.test_split is None and parent.is_dir()
-                and (parent / "train").is_dir() and (parent / "val").is_dir())
+        return (
+            self.split is None
+            and self.test_split is None
+            and parent.is_dir()
+            and (parent / "train").is_dir()
+            and (parent / "val").is_dir()
+        )
 
-    def setup(self) -> "LPIPSDataModule":
+    def setup(self) -> LPIPSDataModule:
         """Read and check the records and make the splits (once); returns self."""
         if self.train_dataset is not None:
             return self
@@ -91,7 +109,7 @@ class LPIPSDataModule:
         n = len(pool)
         n_val = int(round(self.val_split * n))
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
-        val_idx, test_idx, train_idx = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
+        val_idx, test_idx, train_idx = order[:n_val], order[n_val : n_val + n_test], order[n_val + n_test :]
         if not train_idx:
             raise DataError(f"{self.root}: {n} item(s) leave nothing to train on after the splits")
         subset = torch.utils.data.Subset
@@ -104,8 +122,13 @@ class LPIPSDataModule:
     def _loader(self, dataset: Dataset, shuffle: bool) -> torch.utils.data.DataLoader:
         generator = self._train_generator if shuffle else torch.Generator().manual_seed(self.seed)
         return torch.utils.data.DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            generator=generator, worker_init_fn=_seed_worker)
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            generator=generator,
+            worker_init_fn=_seed_worker,
+        )
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         """Shuffled (seeded) training batches, mirrored at random when ``augment``."""
@@ -120,5 +143,7 @@ class LPIPSDataModule:
     def __repr__(self) -> str:
         if self.train_dataset is None:
             return f"LPIPSDataModule(root={str(self.root)!r}, not set up)"
-        return (f"LPIPSDataModule(root={str(self.root)!r}, train={len(self.train_dataset)}, "
-                f"val={len(self.val_dataset)}, test={len(self.test_dataset)})")
+        return (
+            f"LPIPSDataModule(root={str(self.root)!r}, train={len(self.train_dataset)}, "
+            f"val={len(self.val_dataset)}, test={len(self.test_dataset)})"
+        )

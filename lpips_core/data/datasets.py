@@ -21,11 +21,12 @@ Images are read as the reference repository's loader does: PIL RGB, bilinear res
 i.e. ``x / 255 * 2 - 1``. BAPPS patches are square, where this is exactly the reference;
 non-square images are resized to ``load_size x load_size`` so that triplets batch.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -56,14 +57,24 @@ def load_patch(path: str | os.PathLike, load_size: int | None = 64) -> torch.Ten
 class _JudgmentDataset(Dataset):
     kind = "2afc"
 
-    def __init__(self, root: str | os.PathLike, subsets: Sequence[str] | str | None = None,
-                 load_size: int | None = 64, split: str | None = None, on_error: str = "raise",
-                 max_errors: int = MAX_ERRORS_LISTED, verify_images: bool = True,
-                 records: Sequence[Record] | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        subsets: Sequence[str] | str | None = None,
+        load_size: int | None = 64,
+        split: str | None = None,
+        on_error: str = "raise",
+        max_errors: int = MAX_ERRORS_LISTED,
+        verify_images: bool = True,
+        records: Sequence[Record] | None = None,
+    ):
         self.root = Path(root)
         self.load_size = load_size
-        self.records: list[Record] = list(records) if records is not None else read_records(
-            root, self.kind, split, subsets, on_error, max_errors, verify_images)
+        self.records: list[Record] = (
+            list(records)
+            if records is not None
+            else read_records(root, self.kind, split, subsets, on_error, max_errors, verify_images)
+        )
         self.subsets = sorted({r.subset for r in self.records})
 
     def __len__(self) -> int:
@@ -88,8 +99,10 @@ class _JudgmentDataset(Dataset):
         return item
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, items={len(self)}, "
-                f"subsets={self.subsets}, load_size={self.load_size})")
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, items={len(self)}, "
+            f"subsets={self.subsets}, load_size={self.load_size})"
+        )
 
 
 class TwoAFCDataset(_JudgmentDataset):

@@ -18,10 +18,12 @@ Example:
     >>> out.shape, out.dtype
     ((80, 80, 3), dtype('uint8'))
 """
+
 from __future__ import annotations
 
 import io
-from typing import Callable, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageEnhance
@@ -152,8 +154,10 @@ def warp(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.nda
         fields.append(f * rms / (f.std() + 1e-12))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     coords = [yy + fields[0], xx + fields[1]]
-    out = np.stack([ndimage.map_coordinates(image[..., c].astype(np.float32), coords, order=1, mode="reflect")
-                    for c in range(3)], axis=-1)
+    out = np.stack(
+        [ndimage.map_coordinates(image[..., c].astype(np.float32), coords, order=1, mode="reflect") for c in range(3)],
+        axis=-1,
+    )
     return _to_uint8(out)
 
 

@@ -23,6 +23,7 @@ folder beside its destination and renamed into place only when every member is o
 a damaged archive leaves no partial dataset behind. Without internet every function
 fails with a one-line :class:`DownloadError`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,9 +38,9 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 BASE_URL = "https://perceptual-similarity.s3.us-west-2.amazonaws.com/dataset"
 CHUNK = 1 << 20
@@ -74,10 +75,12 @@ class Archive:
 #: jnd.tar.gz has no published value anywhere we found: it is trusted on first use.
 ARCHIVES: dict[str, Archive] = {
     "jnd": Archive("jnd.tar.gz", ".", "jnd", 0.2),
-    "twoafc_val": Archive("twoafc_val.tar.gz", "2afc", "val", 1.1,
-                          "41486671b06de923e7ba277c4797d4d9d86d609863ba35ecdb576133f8b9d859"),
-    "twoafc_train": Archive("twoafc_train.tar.gz", "2afc", "train", 5.3,
-                            "b4f5c772c7cd88ac44bcb4ff0741745d434c05f0094f2bfb262ddcd0055bf393"),
+    "twoafc_val": Archive(
+        "twoafc_val.tar.gz", "2afc", "val", 1.1, "41486671b06de923e7ba277c4797d4d9d86d609863ba35ecdb576133f8b9d859"
+    ),
+    "twoafc_train": Archive(
+        "twoafc_train.tar.gz", "2afc", "train", 5.3, "b4f5c772c7cd88ac44bcb4ff0741745d434c05f0094f2bfb262ddcd0055bf393"
+    ),
 }
 #: Where first-use sha256 values of unpinned archives are kept, under :func:`lpips_core.files.cache_root`.
 TOFU_FILE = "bapps_archives.json"
@@ -98,8 +101,10 @@ def _open(url: str, start: int, timeout: float):
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, (socket.timeout, TimeoutError)):
             raise _Timeout(f"no answer from the server within {timeout:g} s") from None
-        raise DownloadError(f"cannot reach {url} ({reason}); BAPPS needs internet: run this where there is "
-                            f"a connection, or use the mini set (data_scripts/make_mini_bapps.py)") from None
+        raise DownloadError(
+            f"cannot reach {url} ({reason}); BAPPS needs internet: run this where there is "
+            f"a connection, or use the mini set (data_scripts/make_mini_bapps.py)"
+        ) from None
 
 
 def _total_from_content_range(value: str | None) -> int | None:
@@ -110,8 +115,14 @@ def _total_from_content_range(value: str | None) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def download_file(url: str, dest: str | os.PathLike, retries: int = 3, timeout: float = 60.0,
-                  progress: bool = True, size: int | None = None) -> Path:
+def download_file(
+    url: str,
+    dest: str | os.PathLike,
+    retries: int = 3,
+    timeout: float = 60.0,
+    progress: bool = True,
+    size: int | None = None,
+) -> Path:
     """Fetch ``url`` to ``dest`` through ``dest + '.part'``, resuming with HTTP Range.
 
     Args:
@@ -160,16 +171,29 @@ def download_file(url: str, dest: str | os.PathLike, retries: int = 3, timeout: 
             if status == 206:
                 total = _total_from_content_range(response.headers.get("Content-Range")) or total
             if size is not None and total is not None and total != size:
-                raise DownloadError(f"{url}: the server announces {total} bytes, but the file is known to have "
-                                    f"{size}; not downloaded (check --base-url)")
+                raise DownloadError(
+                    f"{url}: the server announces {total} bytes, but the file is known to have "
+                    f"{size}; not downloaded (check --base-url)"
+                )
             total = size if total is None else total
             if total is None:  # then a dropped connection would look like the end of the file
-                raise DownloadError(f"{url}: the server does not say how long the file is (no Content-Length), "
-                                    f"so a complete download cannot be told from a cut one; not downloaded")
+                raise DownloadError(
+                    f"{url}: the server does not say how long the file is (no Content-Length), "
+                    f"so a complete download cannot be told from a cut one; not downloaded"
+                )
             cut = False
             received = start
-            bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=dest.name, file=sys.stderr, disable=not progress, leave=False)
+            bar = tqdm(
+                total=total,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=dest.name,
+                file=sys.stderr,
+                disable=not progress,
+                leave=False,
+            )
             try:
                 with open(part, "ab" if start else "wb") as f:
                     while True:
@@ -214,12 +238,14 @@ def extract_archive(archive: str | os.PathLike, parent: str | os.PathLike, top: 
             with tarfile.open(archive, "r:*") as tar:
                 tar.extractall(tmp, filter="data")
         except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-            raise DownloadError(f"{archive}: damaged archive ({type(exc).__name__}: {exc}); "
-                                f"delete it and download again") from None
+            raise DownloadError(
+                f"{archive}: damaged archive ({type(exc).__name__}: {exc}); delete it and download again"
+            ) from None
         found = sorted(p.name for p in tmp.iterdir())
         if found != [top]:
-            raise DownloadError(f"{archive}: expected a single top folder {top!r}, found {found or 'nothing'}; "
-                                f"is this the right file?")
+            raise DownloadError(
+                f"{archive}: expected a single top folder {top!r}, found {found or 'nothing'}; is this the right file?"
+            )
         target = parent / top
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{top}.old-", dir=parent))
@@ -269,9 +295,11 @@ def verify_archive(archive: Path, info: Archive) -> str | None:
         return digest
     if digest != expected:
         archive.unlink()
-        raise DownloadError(f"{archive}: sha256 {digest} is not the {expected} {source}; the file was deleted. "
-                            f"It was changed on the server or on the way: check --base-url (if the official file "
-                            f"really changed, delete the record to accept the new one)")
+        raise DownloadError(
+            f"{archive}: sha256 {digest} is not the {expected} {source}; the file was deleted. "
+            f"It was changed on the server or on the way: check --base-url (if the official file "
+            f"really changed, delete the record to accept the new one)"
+        )
     return None
 
 
@@ -292,13 +320,22 @@ def record_first_use(info: Archive, digest: str, size: int) -> None:
     records = _records()
     records[info.name] = {"sha256": digest, "bytes": size, "first_download": time.strftime("%Y-%m-%d")}
     write_json(tofu_path(), records)
-    print(f"{info.name}: sha256 {digest} ({size} bytes). No published checksum: recorded in {tofu_path()}; "
-          f"every later download must match it", file=sys.stderr)
+    print(
+        f"{info.name}: sha256 {digest} ({size} bytes). No published checksum: recorded in {tofu_path()}; "
+        f"every later download must match it",
+        file=sys.stderr,
+    )
 
 
-def download_bapps(out_dir: str | os.PathLike, parts: Sequence[str] = tuple(ARCHIVES),
-                   base_url: str = BASE_URL, keep_archives: bool = False, retries: int = 3,
-                   timeout: float = 60.0, progress: bool = True) -> Path:
+def download_bapps(
+    out_dir: str | os.PathLike,
+    parts: Sequence[str] = tuple(ARCHIVES),
+    base_url: str = BASE_URL,
+    keep_archives: bool = False,
+    retries: int = 3,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
     """Download and unpack the chosen BAPPS archives into ``out_dir`` (BAPPS layout).
 
     An archive whose folder is already complete (marker ``.complete-<part>``) is skipped.
@@ -323,8 +360,13 @@ def download_bapps(out_dir: str | os.PathLike, parts: Sequence[str] = tuple(ARCH
         if marker.is_file() and (out_dir / info.parent / info.top).is_dir():
             print(f"{key}: already complete in {out_dir / info.parent / info.top}", file=sys.stderr)
             continue
-        archive = download_file(f"{base_url.rstrip('/')}/{info.name}", downloads / info.name, retries=retries,
-                                timeout=timeout, progress=progress)
+        archive = download_file(
+            f"{base_url.rstrip('/')}/{info.name}",
+            downloads / info.name,
+            retries=retries,
+            timeout=timeout,
+            progress=progress,
+        )
         first_use = verify_archive(archive, info)  # before tarfile reads a byte of it
         try:
             extract_archive(archive, out_dir / info.parent, info.top)

@@ -19,14 +19,15 @@ Relative paths in CSV/JSON resolve against the file's folder. Bad rows (missing 
 unreadable image, judgment that is not a number in [0, 1]) are an error that names the
 file and every bad row (up to ``max_errors``); ``on_error='skip'`` drops them with a warning.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -70,8 +71,7 @@ class Record:
 
 IMAGE_KEYS = {"2afc": ("ref", "p0", "p1"), "jnd": ("p0", "p1")}
 VALUE_KEY = {"2afc": "judge", "jnd": "same"}
-TABLE_COLUMNS = {"2afc": ("ref_path", "img1_path", "img2_path", "judgment"),
-                 "jnd": ("p0_path", "p1_path", "same")}
+TABLE_COLUMNS = {"2afc": ("ref_path", "img1_path", "img2_path", "judgment"), "jnd": ("p0_path", "p1_path", "same")}
 
 
 class _Problems:
@@ -96,11 +96,11 @@ class _Problems:
         listed = "\n  ".join(self.items[: self.max_errors])
         more = f"\n  ... and {n - self.max_errors} more" if n > self.max_errors else ""
         if self.on_error == "raise" or kept == 0:
-            hint = ("fix or remove these rows, or pass on_error='skip' to skip them"
-                    if kept else "no usable rows are left")
+            hint = (
+                "fix or remove these rows, or pass on_error='skip' to skip them" if kept else "no usable rows are left"
+            )
             raise DataError(f"{self.source}: {n} bad row(s) of {total}; {hint}:\n  {listed}{more}")
-        warnings.warn(f"{self.source}: skipped {n} bad row(s) of {total}, kept {kept}:\n  {listed}{more}",
-                      stacklevel=4)
+        warnings.warn(f"{self.source}: skipped {n} bad row(s) of {total}, kept {kept}:\n  {listed}{more}", stacklevel=4)
 
 
 def _parse_value(raw, name: str) -> tuple[float | None, str | None]:
@@ -117,8 +117,9 @@ def _parse_value(raw, name: str) -> tuple[float | None, str | None]:
     return value, None
 
 
-def _check_row(problems: _Problems, where: str, paths: Sequence[Path], raw_value, name: str,
-               verify: bool) -> float | None:
+def _check_row(
+    problems: _Problems, where: str, paths: Sequence[Path], raw_value, name: str, verify: bool
+) -> float | None:
     bad = [p for p in (_image_problem(path, verify) for path in paths) if p]
     value, why = _parse_value(raw_value, name)
     if why:
@@ -147,8 +148,15 @@ def _files_by_stem(folder: Path, suffixes: set[str]) -> dict[str, Path]:
     return {p.stem: p for p in folder.iterdir() if p.suffix.lower() in suffixes}
 
 
-def _bapps_records(split_dir: Path, kind: str, subsets: Sequence[str] | None, on_error: str,
-                   max_errors: int, verify: bool, sink: list[str] | None = None) -> list[Record]:
+def _bapps_records(
+    split_dir: Path,
+    kind: str,
+    subsets: Sequence[str] | None,
+    on_error: str,
+    max_errors: int,
+    verify: bool,
+    sink: list[str] | None = None,
+) -> list[Record]:
     if _is_bapps_subset(split_dir, kind):
         folders = {split_dir.name: split_dir}
     else:
@@ -195,8 +203,7 @@ def _choose_subsets(found: dict, subsets: Sequence[str] | str | None, where: Pat
         subsets = [subsets]
     unknown = [s for s in subsets if s not in found]
     if unknown:
-        raise DataError(f"{where}: no subset {', '.join(map(repr, unknown))}; "
-                        f"available: {', '.join(sorted(found))}")
+        raise DataError(f"{where}: no subset {', '.join(map(repr, unknown))}; available: {', '.join(sorted(found))}")
     return list(subsets)
 
 
@@ -206,16 +213,16 @@ def _pick_split(root: Path, parent: Path, split: str | None, what: str) -> Path:
     if split is None:
         if len(splits) == 1:
             return parent / splits[0]
-        raise DataError(f"{root} holds {what} splits {', '.join(splits) or '(none)'}; "
-                        f"pass split= one of them")
+        raise DataError(f"{root} holds {what} splits {', '.join(splits) or '(none)'}; pass split= one of them")
     if split not in splits:
         raise DataError(f"{root}: no {what} split {split!r}; available: {', '.join(splits) or '(none)'}")
     return parent / split
 
 
 # --------------------------------------------------------------------------- tables (CSV, JSON)
-def _table_records(path: Path, kind: str, subsets, on_error: str, max_errors: int,
-                   verify: bool, sink: list[str] | None = None) -> list[Record]:
+def _table_records(
+    path: Path, kind: str, subsets, on_error: str, max_errors: int, verify: bool, sink: list[str] | None = None
+) -> list[Record]:
     rows: list[tuple[str, dict]] = []
     width_problems: dict[str, str] = {}
     if path.suffix.lower() == ".csv":
@@ -227,15 +234,18 @@ def _table_records(path: Path, kind: str, subsets, on_error: str, max_errors: in
     else:
         data = read_json(path, DataError)
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
-            raise DataError(f"{path}: expected a JSON list of objects with fields "
-                            f"{', '.join(TABLE_COLUMNS[kind])}[, category]")
+            raise DataError(
+                f"{path}: expected a JSON list of objects with fields {', '.join(TABLE_COLUMNS[kind])}[, category]"
+            )
         header = sorted({k for d in data for k in d})
         rows = [(f"item {i}", d) for i, d in enumerate(data)]
     columns = TABLE_COLUMNS[kind]
     missing = [c for c in columns if c not in header]
     if missing:
-        raise DataError(f"{path}: missing field(s) {', '.join(missing)}; found {', '.join(header) or 'nothing'}; "
-                        f"a {kind} table needs {', '.join(columns)}[, category][, id]")
+        raise DataError(
+            f"{path}: missing field(s) {', '.join(missing)}; found {', '.join(header) or 'nothing'}; "
+            f"a {kind} table needs {', '.join(columns)}[, category][, id]"
+        )
     problems = _Problems(str(path), on_error, max_errors, sink)
     records: list[Record] = []
     chosen = None if subsets is None else ({subsets} if isinstance(subsets, str) else set(subsets))
@@ -281,8 +291,9 @@ def has_samples(folder: Path) -> bool:
     return any(folder.glob(f"*{JUDGMENT_SUFFIX}"))
 
 
-def _sample_records(split_dir: Path, subsets, on_error: str, max_errors: int,
-                    verify: bool, sink: list[str] | None = None) -> list[Record]:
+def _sample_records(
+    split_dir: Path, subsets, on_error: str, max_errors: int, verify: bool, sink: list[str] | None = None
+) -> list[Record]:
     folders = {d.name: d for d in sorted(split_dir.iterdir()) if d.is_dir() and has_samples(d)}
     chosen = _choose_subsets(folders, subsets, split_dir)
     problems = _Problems(str(split_dir), on_error, max_errors, sink)
@@ -292,13 +303,14 @@ def _sample_records(split_dir: Path, subsets, on_error: str, max_errors: int,
         folder = folders[subset]
         files = {p.name: p for p in folder.iterdir()}
         by_name: dict[tuple[str, str], Path] = {}
-        for name, p in files.items():
+        for _name, p in files.items():
             for part in SAMPLE_PARTS:
                 tag = f"_{part}"
                 if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.endswith(tag):
                     by_name[(p.stem[: -len(tag)], part)] = p
-        samples = sorted({n[: -len(JUDGMENT_SUFFIX)] for n in files if n.endswith(JUDGMENT_SUFFIX)}
-                         | {s for s, _ in by_name})
+        samples = sorted(
+            {n[: -len(JUDGMENT_SUFFIX)] for n in files if n.endswith(JUDGMENT_SUFFIX)} | {s for s, _ in by_name}
+        )
         for sample in samples:
             total += 1
             where = f"{subset}/{sample}"
@@ -341,19 +353,29 @@ def detect_format(root: str | os.PathLike, kind: str = "2afc") -> str:
     subdirs = [d for d in root.iterdir() if d.is_dir()]
     if any(_is_bapps_subset(d, kind) for d in subdirs):
         return "bapps"
-    if kind == "2afc" and (any(has_samples(d) for d in subdirs)
-                           or any(has_samples(s) for d in subdirs for s in d.iterdir() if s.is_dir())):
+    if kind == "2afc" and (
+        any(has_samples(d) for d in subdirs) or any(has_samples(s) for d in subdirs for s in d.iterdir() if s.is_dir())
+    ):
         return "samples"
-    expected = ("<root>/2afc/<split>/<subset>/{ref,p0,p1,judge}, a CSV/JSON file, or "
-                "<split>/<category>/sample_XXX_{ref,img1,img2}.png with sample_XXX_judgment.txt"
-                if kind == "2afc" else "<root>/jnd/<split>/<subset>/{p0,p1,same} or a CSV/JSON file")
+    expected = (
+        "<root>/2afc/<split>/<subset>/{ref,p0,p1,judge}, a CSV/JSON file, or "
+        "<split>/<category>/sample_XXX_{ref,img1,img2}.png with sample_XXX_judgment.txt"
+        if kind == "2afc"
+        else "<root>/jnd/<split>/<subset>/{p0,p1,same} or a CSV/JSON file"
+    )
     raise DataError(f"{root}: unknown {kind} layout; expected {expected}")
 
 
-def read_records(root: str | os.PathLike, kind: str = "2afc", split: str | None = None,
-                 subsets: Sequence[str] | str | None = None, on_error: str = "raise",
-                 max_errors: int = MAX_ERRORS_LISTED, verify_images: bool = True,
-                 problems: list[str] | None = None) -> list[Record]:
+def read_records(
+    root: str | os.PathLike,
+    kind: str = "2afc",
+    split: str | None = None,
+    subsets: Sequence[str] | str | None = None,
+    on_error: str = "raise",
+    max_errors: int = MAX_ERRORS_LISTED,
+    verify_images: bool = True,
+    problems: list[str] | None = None,
+) -> list[Record]:
     """Find every item under ``root`` (any supported layout) and check it, reading no pixels.
 
     Args:

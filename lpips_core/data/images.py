@@ -21,6 +21,7 @@ a few hundred KB can declare 14000x14000 pixels (a decompression bomb, 561 MiB o
 decoded). The budget is ``$LPIPS_CORE_MAX_PIXELS`` (default: Pillow's own
 ``MAX_IMAGE_PIXELS``, 89.5 million pixels, 256 MiB as 8-bit RGB).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,8 @@ import os
 import threading
 import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -67,8 +68,10 @@ def max_pixels() -> int:
     if not raw:
         return DEFAULT_MAX_PIXELS
     if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: expected a whole number of pixels "
-                         f"(width x height) >= 1, e.g. {MAX_PIXELS_ENV}=200000000")
+        raise ValueError(
+            f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: expected a whole number of pixels "
+            f"(width x height) >= 1, e.g. {MAX_PIXELS_ENV}=200000000"
+        )
     return int(raw)
 
 
@@ -79,15 +82,15 @@ def check_pixel_budget(path: str | os.PathLike, width: int, height: int) -> None
         raise ImageTooLargeError(
             f"{path}: {width}x{height} = {n:,} pixels, over the budget of {budget:,} pixels per image "
             f"(a decompression bomb, or a very large image); not decoded. If the image is genuine, raise "
-            f"the limit: {MAX_PIXELS_ENV}={n} (environment variable), or downscale it first")
+            f"the limit: {MAX_PIXELS_ENV}={n} (environment variable), or downscale it first"
+        )
 
 
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def open_image(source: str | os.PathLike | io.BytesIO, path: str | os.PathLike | None = None
-               ) -> Iterator[Image.Image]:
+def open_image(source: str | os.PathLike | io.BytesIO, path: str | os.PathLike | None = None) -> Iterator[Image.Image]:
     """``Image.open`` with the pixel budget checked from the header, before any pixel is decoded.
 
     Args:
@@ -111,8 +114,10 @@ def open_image(source: str | os.PathLike | io.BytesIO, path: str | os.PathLike |
     except FileNotFoundError:
         raise ImageLoadError(f"{path}: no such image file") from None
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{path}: {exc}; not decoded. If the image is genuine, raise the limit "
-                                 f"with {MAX_PIXELS_ENV} (environment variable)") from None
+        raise ImageTooLargeError(
+            f"{path}: {exc}; not decoded. If the image is genuine, raise the limit "
+            f"with {MAX_PIXELS_ENV} (environment variable)"
+        ) from None
     except Exception as exc:  # Pillow's many error types all mean "not a usable image"
         raise ImageLoadError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
     with im:
@@ -156,8 +161,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             if im.mode in _WIDE_MODES:
                 arr = np.asarray(im)  # uint16 (any byte order) or int32 ("I"): no int64 copy
                 if arr.dtype.kind == "i" and arr.size and (arr.min() < 0 or arr.max() > 65535):
-                    raise ImageLoadError(f"{path}: 32-bit integer pixels in [{arr.min()}, {arr.max()}]; "
-                                         f"save it as an 8- or 16-bit image")
+                    raise ImageLoadError(
+                        f"{path}: 32-bit integer pixels in [{arr.min()}, {arr.max()}]; save it as an 8- or 16-bit image"
+                    )
                 arr = (arr >> 8).astype(np.uint8)
                 return np.repeat(arr[:, :, None], 3, axis=2)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
@@ -187,13 +193,13 @@ def _is_plain_png(data: bytes) -> bool:
         return False
     view, pos = memoryview(data), 8
     while pos + 12 <= len(data):
-        length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
         end = pos + 8 + length
-        if end + 4 > len(data) or zlib.crc32(view[pos + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
+        if end + 4 > len(data) or zlib.crc32(view[pos + 4 : end]) != int.from_bytes(data[end : end + 4], "big"):
             return False  # truncated or damaged
         if kind in _NOT_PLAIN_CHUNKS:
             return False
-        if kind in (b"tEXt", b"zTXt", b"iTXt") and data[pos + 8:pos + 30].startswith(b"Raw profile type exif"):
+        if kind in (b"tEXt", b"zTXt", b"iTXt") and data[pos + 8 : pos + 30].startswith(b"Raw profile type exif"):
             return False  # Pillow reads an EXIF orientation from this text chunk too
         if kind == b"IEND":
             return True
@@ -217,8 +223,7 @@ def _load_plain_png(data: bytes, path: str | os.PathLike = "PNG data") -> np.nda
     return arr if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3 else None
 
 
-def im2tensor(image: np.ndarray, imtype=np.uint8, cent: float = 1.0,
-              factor: float = 255.0 / 2.0) -> torch.Tensor:
+def im2tensor(image: np.ndarray, imtype=np.uint8, cent: float = 1.0, factor: float = 255.0 / 2.0) -> torch.Tensor:
     """(H, W, 3) uint8 in [0, 255] -> (1, 3, H, W) float32 in [-1, 1] (reference semantics).
 
     A float image whose values all lie in [0, 1] would land in [-1, -0.99] without
@@ -233,11 +238,19 @@ def im2tensor(image: np.ndarray, imtype=np.uint8, cent: float = 1.0,
             x = torch.from_numpy(np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None]))
         x = x.permute(2, 0, 1)[None].to(torch.float32, memory_format=torch.contiguous_format)
         return x.mul_(2).sub_(255).div_(255)
-    if image.dtype == bool or (image.dtype.kind == "f" and image.size and float(np.nanmax(image)) <= 1.0
-                               and float(np.nanmin(image)) >= 0.0 and float(np.nanmax(image)) > 0.0):
-        warnings.warn(f"im2tensor expects 0-255 values but got a {image.dtype} image in [0, 1]; "
-                      f"pass image * 255, or use torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1",
-                      InputRangeWarning, stacklevel=2)
+    if image.dtype == bool or (
+        image.dtype.kind == "f"
+        and image.size
+        and float(np.nanmax(image)) <= 1.0
+        and float(np.nanmin(image)) >= 0.0
+        and float(np.nanmax(image)) > 0.0
+    ):
+        warnings.warn(
+            f"im2tensor expects 0-255 values but got a {image.dtype} image in [0, 1]; "
+            f"pass image * 255, or use torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1",
+            InputRangeWarning,
+            stacklevel=2,
+        )
     if image.ndim == 2:
         image = image[:, :, None]
     return torch.Tensor((image / factor - cent)[:, :, :, np.newaxis].transpose((3, 2, 0, 1)))
@@ -253,8 +266,9 @@ def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
     return x.sub_(0.5).div_(0.5)
 
 
-def tensor2im(image_tensor: torch.Tensor, imtype=np.uint8, cent: float = 1.0,
-              factor: float = 255.0 / 2.0) -> np.ndarray:
+def tensor2im(
+    image_tensor: torch.Tensor, imtype=np.uint8, cent: float = 1.0, factor: float = 255.0 / 2.0
+) -> np.ndarray:
     """First image of a (N, 3, H, W) [-1, 1] tensor -> (H, W, 3) uint8 (reference semantics).
 
     Values outside [-1, 1] are clipped (the reference's ``astype`` wraps them around: 1.1 -> 11).

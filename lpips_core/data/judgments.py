@@ -6,6 +6,7 @@ distances ``d0 = d(ref, p0)``, ``d1 = d(ref, p1)`` into the agreement
 ranking of pair distances into an average precision. Exactly as ``lpips/trainer.py``,
 from distances already computed (numpy arrays or tensors).
 """
+
 from __future__ import annotations
 
 import numpy as np

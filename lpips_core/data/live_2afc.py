@@ -18,6 +18,7 @@ Every pair of distorted versions of the same reference is a triplet; pairs of
 different distortion types (a blurred vs a noisy version) form the subset
 ``cross``, the question BAPPS's 2AFC asks and single-type LIVE cannot.
 """
+
 from __future__ import annotations
 
 import csv
@@ -57,13 +58,17 @@ class DerivedTriplet:
 
     p0: RatedImage
     p1: RatedImage
-    subset: str       # the distortion type, or 'cross'
-    h: float          # Thurstone case III P(p1 preferred), in [0, 1]
+    subset: str  # the distortion type, or 'cross'
+    h: float  # Thurstone case III P(p1 preferred), in [0, 1]
     h_majority: float  # 1 if DMOS_0 > DMOS_1, 0 if lower, 0.5 if equal
 
 
-def read_rated_table(path: str | Path, score_column: str = "dmos_realigned", std_column: str = "dmos_std",
-                     type_column: str = "distortion") -> list[RatedImage]:
+def read_rated_table(
+    path: str | Path,
+    score_column: str = "dmos_realigned",
+    std_column: str = "dmos_std",
+    type_column: str = "distortion",
+) -> list[RatedImage]:
     """Read ``distorted,reference,distortion,dmos_realigned,dmos_std`` (paths relative to the CSV).
 
     Raises:
@@ -97,8 +102,9 @@ def read_rated_table(path: str | Path, score_column: str = "dmos_realigned", std
             continue
         out.append(RatedImage(dist, ref, rec["distorted"], rec[type_column], dmos, std))
     if problems:
-        raise DataError(f"{path}: " + "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)"
-                                                                  if len(problems) > 5 else ""))
+        raise DataError(
+            f"{path}: " + "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
+        )
     return out
 
 
@@ -142,12 +148,31 @@ def _place(src: Path, dst: Path, copy: bool) -> None:
         os.symlink(os.path.abspath(src), dst)
 
 
-MANIFEST_FIELDS = ("subset", "id", "reference", "p0", "p1", "type0", "type1", "dmos0", "dmos1", "std0", "std1",
-                   "h", "h_majority")
+MANIFEST_FIELDS = (
+    "subset",
+    "id",
+    "reference",
+    "p0",
+    "p1",
+    "type0",
+    "type1",
+    "dmos0",
+    "dmos1",
+    "std0",
+    "std1",
+    "h",
+    "h_majority",
+)
 
 
-def write_bapps_layout(triplets: list[DerivedTriplet], out: str | Path, split: str = "val", copy: bool = False,
-                       source: str = "", std_scale: float = 1.0) -> Path:
+def write_bapps_layout(
+    triplets: list[DerivedTriplet],
+    out: str | Path,
+    split: str = "val",
+    copy: bool = False,
+    source: str = "",
+    std_scale: float = 1.0,
+) -> Path:
     """Write ``out/2afc/<split>/<subset>/{ref,p0,p1,judge,judge_majority}/`` plus ``triplets.csv`` and a data card.
 
     Images are symbolic links to the rated files (``copy=True``: copies), so the set costs no
@@ -171,10 +196,23 @@ def write_bapps_layout(triplets: list[DerivedTriplet], out: str | Path, split: s
         for folder, value in (("judge", t.h), ("judge_majority", t.h_majority)):
             (root / folder).mkdir(parents=True, exist_ok=True)
             np.save(root / folder / f"{tid}.npy", np.array([value], dtype=np.float32))
-        rows.append({"subset": t.subset, "id": tid, "reference": str(t.p0.reference.name), "p0": t.p0.name,
-                     "p1": t.p1.name, "type0": t.p0.distortion, "type1": t.p1.distortion,
-                     "dmos0": t.p0.dmos, "dmos1": t.p1.dmos, "std0": t.p0.std, "std1": t.p1.std,
-                     "h": f"{t.h:.6f}", "h_majority": t.h_majority})
+        rows.append(
+            {
+                "subset": t.subset,
+                "id": tid,
+                "reference": str(t.p0.reference.name),
+                "p0": t.p0.name,
+                "p1": t.p1.name,
+                "type0": t.p0.distortion,
+                "type1": t.p1.distortion,
+                "dmos0": t.p0.dmos,
+                "dmos1": t.p1.dmos,
+                "std0": t.p0.std,
+                "std1": t.p1.std,
+                "h": f"{t.h:.6f}",
+                "h_majority": t.h_majority,
+            }
+        )
     write_manifest(out / "triplets.csv", rows)
     write_text(out / "README.md", data_card(triplets, source, split, std_scale))
     return out
@@ -202,33 +240,49 @@ def data_card(triplets: list[DerivedTriplet], source: str, split: str, std_scale
     """The README of a built set: what the judgments are (derived from ratings), counts, the model."""
     subsets = list(dict.fromkeys(t.subset for t in triplets))
     refs = {s: len({t.p0.reference.name for t in triplets if t.subset == s}) for s in subsets}
-    lines = ["# LIVE 2AFC: triplets with judgments derived from human DMOS ratings", "",
-             "**Derived from human DMOS ratings.** No person chose between p0 and p1 here:",
-             "each h is computed from the two images' DMOS (LIVE IQA Release 2, realigned; people rated each",
-             "image on its own) by the psychometric model below. Evaluation only; never train on it.", "",
-             f"Built by `data_scripts/make_live_2afc.py` (builder version {BUILDER_VERSION}) from `{source}`,",
-             f"std scale {std_scale:g}. Images are links to the rated files; LIVE's licence"
-             " (`LICENSE-LIVE.txt` beside them) applies.", "",
-             "## Layout (BAPPS)", "",
-             f"`2afc/{split}/<subset>/{{ref,p0,p1}}/<id>.png`, `judge/<id>.npy` (h, float32 shape (1,)),",
-             "`judge_majority/<id>.npy` (hard label), and `triplets.csv` (one row per triplet: the images'",
-             "names in the DMOS table, their DMOS and std, h, the majority label). Images are full size.", "",
-             "| subset | triplets | references | what |", "|---|---|---|---|"]
+    lines = [
+        "# LIVE 2AFC: triplets with judgments derived from human DMOS ratings",
+        "",
+        "**Derived from human DMOS ratings.** No person chose between p0 and p1 here:",
+        "each h is computed from the two images' DMOS (LIVE IQA Release 2, realigned; people rated each",
+        "image on its own) by the psychometric model below. Evaluation only; never train on it.",
+        "",
+        f"Built by `data_scripts/make_live_2afc.py` (builder version {BUILDER_VERSION}) from `{source}`,",
+        f"std scale {std_scale:g}. Images are links to the rated files; LIVE's licence"
+        " (`LICENSE-LIVE.txt` beside them) applies.",
+        "",
+        "## Layout (BAPPS)",
+        "",
+        f"`2afc/{split}/<subset>/{{ref,p0,p1}}/<id>.png`, `judge/<id>.npy` (h, float32 shape (1,)),",
+        "`judge_majority/<id>.npy` (hard label), and `triplets.csv` (one row per triplet: the images'",
+        "names in the DMOS table, their DMOS and std, h, the majority label). Images are full size.",
+        "",
+        "| subset | triplets | references | what |",
+        "|---|---|---|---|",
+    ]
     for s in subsets:
         what = "two different distortion types of one reference" if s == CROSS else f"two {s} levels"
         lines.append(f"| `{s}` | {sum(t.subset == s for t in triplets)} | {refs[s]} | {what} |")
     h = np.array([t.h for t in triplets])
-    lines += ["", "## The psychometric model", "",
-              "Thurstone's law of comparative judgment, case III (independent observers' scores, unequal",
-              "variances): an observer's difference score of image i is normal with mean DMOS_i and the",
-              "standard deviation LIVE publishes for that image (`dmos_std`), so",
-              "", "    h = Phi((DMOS_0 - DMOS_1) / sqrt(std_0^2 + std_1^2)),", "",
-              "the probability that an observer finds p1 (lower DMOS = less distorted) closer to the",
-              "reference. Why this model: it uses only what LIVE measured (mean and spread per image), it",
-              "is the standard bridge from ratings to paired comparisons, and it gives soft labels like",
-              "BAPPS's fractions. Its limits: LIVE's std is that of the rating scale after realignment,",
-              "and if it is smaller than the scatter of single observers' 2AFC choices, h is too confident;",
-              "ratings of two images seen apart are not choices seen side by side. So the hard majority",
-              "label 1[DMOS_0 > DMOS_1] is stored as well, and results should be read under both.", "",
-              f"h: mean {h.mean():.3f}; {np.mean((h < 0.05) | (h > 0.95)):.1%} of triplets have h < 0.05 or > 0.95.", ""]
+    lines += [
+        "",
+        "## The psychometric model",
+        "",
+        "Thurstone's law of comparative judgment, case III (independent observers' scores, unequal",
+        "variances): an observer's difference score of image i is normal with mean DMOS_i and the",
+        "standard deviation LIVE publishes for that image (`dmos_std`), so",
+        "",
+        "    h = Phi((DMOS_0 - DMOS_1) / sqrt(std_0^2 + std_1^2)),",
+        "",
+        "the probability that an observer finds p1 (lower DMOS = less distorted) closer to the",
+        "reference. Why this model: it uses only what LIVE measured (mean and spread per image), it",
+        "is the standard bridge from ratings to paired comparisons, and it gives soft labels like",
+        "BAPPS's fractions. Its limits: LIVE's std is that of the rating scale after realignment,",
+        "and if it is smaller than the scatter of single observers' 2AFC choices, h is too confident;",
+        "ratings of two images seen apart are not choices seen side by side. So the hard majority",
+        "label 1[DMOS_0 > DMOS_1] is stored as well, and results should be read under both.",
+        "",
+        f"h: mean {h.mean():.3f}; {np.mean((h < 0.05) | (h > 0.95)):.1%} of triplets have h < 0.05 or > 0.95.",
+        "",
+    ]
     return "\n".join(lines)

@@ -30,6 +30,7 @@ Example:
     >>> from lpips_core.data.mini_bapps import ensure_mini_bapps   # doctest: +SKIP
     >>> root = ensure_mini_bapps()      # builds once (~1-2 minutes on 2 CPU cores)  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,22 +39,50 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
 from filelock import FileLock
 from PIL import Image
 
-from ..files import cache_root, write_csv, write_text
+from ..files import atomic_path, cache_root, write_csv, write_text
 from ..model import LPIPS
 from ..progress import progress_bar
 from . import distortions as D
 from .images import uint8_to_tensor
 from .judgments import score_2afc
+
+__all__ = [
+    "BUILDER_VERSION",
+    "PHOTOS",
+    "VAL_PHOTOS",
+    "TRAIN_PHOTOS",
+    "COLOUR_ONLY",
+    "OBSERVERS",
+    "OBSERVED",
+    "Observer",
+    "MiniBappsConfig",
+    "Reference",
+    "default_dir",
+    "fingerprint",
+    "is_complete",
+    "load_photo",
+    "sample_reference",
+    "draw_steps",
+    "recipe_text",
+    "psychometric",
+    "sample_judges",
+    "make_distance",
+    "pools_key",
+    "stored_distances",
+    "build_mini_bapps",
+    "ensure_mini_bapps",
+]
 
 #: Bump whenever a change to this module or to :mod:`lpips_core.data.distortions` changes the
 #: files a build writes: the fingerprint of a build is (version, configuration).
@@ -102,11 +131,20 @@ class Observer:
 
 
 OBSERVERS: dict[str, Observer] = {
-    "lpips-vgg": Observer("lpips-vgg", "official LPIPS-VGG v0.1 distance (lpips_core.LPIPS(net='vgg'))",
-                          temperature=0.05, jnd_threshold=0.12, jnd_temperature=0.03),
-    "lab-l2": Observer("lab-l2", "mean CIE76 colour difference (Euclidean distance in CIELAB, "
-                                 "skimage.color.deltaE_cie76) over the 64x64 patch",
-                       temperature=2.0, jnd_threshold=4.0, jnd_temperature=1.5),
+    "lpips-vgg": Observer(
+        "lpips-vgg",
+        "official LPIPS-VGG v0.1 distance (lpips_core.LPIPS(net='vgg'))",
+        temperature=0.05,
+        jnd_threshold=0.12,
+        jnd_temperature=0.03,
+    ),
+    "lab-l2": Observer(
+        "lab-l2",
+        "mean CIE76 colour difference (Euclidean distance in CIELAB, skimage.color.deltaE_cie76) over the 64x64 patch",
+        temperature=2.0,
+        jnd_threshold=4.0,
+        jnd_temperature=1.5,
+    ),
 }
 
 
@@ -190,30 +228,34 @@ class Reference:
     context: np.ndarray  # (patch + 2 margin, same, 3) uint8
 
 
-def sample_reference(photo: np.ndarray, name: str, side: int, rng: np.random.Generator,
-                     tries: int = 20, min_std: float = 6.0) -> Reference:
+def sample_reference(
+    photo: np.ndarray, name: str, side: int, rng: np.random.Generator, tries: int = 20, min_std: float = 6.0
+) -> Reference:
     """A random square crop at a random scale (1x to 3x), resized to ``side``; flat crops are redrawn."""
     h, w = photo.shape[:2]
     for _ in range(tries):
         crop = int(min(side * rng.uniform(1.0, 3.0), h, w))
         y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-        region = photo[y:y + crop, x:x + crop]
-        context = np.array(Image.fromarray(region).resize((side, side), Image.LANCZOS)) if crop != side else region.copy()
+        region = photo[y : y + crop, x : x + crop]
+        context = (
+            np.array(Image.fromarray(region).resize((side, side), Image.LANCZOS)) if crop != side else region.copy()
+        )
         if context.std() >= min_std:
             break
     return Reference(name, (y, x, crop), context)
 
 
 def _centre(img: np.ndarray, margin: int) -> np.ndarray:
-    return img[margin:img.shape[0] - margin, margin:img.shape[1] - margin]
+    return img[margin : img.shape[0] - margin, margin : img.shape[1] - margin]
 
 
 #: distortions that do nothing to a grey image (left out for grey photographs)
 COLOUR_ONLY = ("saturation", "hue_shift")
 
 
-def draw_steps(rng: np.random.Generator, pool: int, per_image: int,
-               grey: bool = False) -> list[list[tuple[str, float]]]:
+def draw_steps(
+    rng: np.random.Generator, pool: int, per_image: int, grey: bool = False
+) -> list[list[tuple[str, float]]]:
     """Distortion recipes for one pool: distinct families across the pool where possible,
     ``per_image`` distinct families per image, strengths uniform in [0, 1]."""
     names = [n for n in D.DISTORTIONS if not (grey and n in COLOUR_ONLY)]
@@ -296,15 +338,24 @@ class _Pools:
     distances: np.ndarray | None = None  # (R, K) observer distance d(ref, pool member)
 
 
-def _make_pools(photos: dict[str, np.ndarray], names: Sequence[str], n_refs: int, pool: int, per_image: int,
-                config: MiniBappsConfig, rng: np.random.Generator, desc: str) -> _Pools:
+def _make_pools(
+    photos: dict[str, np.ndarray],
+    names: Sequence[str],
+    n_refs: int,
+    pool: int,
+    per_image: int,
+    config: MiniBappsConfig,
+    rng: np.random.Generator,
+    desc: str,
+) -> _Pools:
     side = config.patch + 2 * config.margin
     refs, recipes, ref_patches, pool_patches = [], [], [], []
     for i in progress_bar(range(n_refs), desc=f"distorting {desc}", unit="ref", leave=False):
         name = names[i % len(names)]  # round-robin: every photograph contributes equally
         ref = sample_reference(photos[name], name, side, rng)
-        grey = bool((ref.context[..., 0] == ref.context[..., 1]).all() and
-                    (ref.context[..., 1] == ref.context[..., 2]).all())
+        grey = bool(
+            (ref.context[..., 0] == ref.context[..., 1]).all() and (ref.context[..., 1] == ref.context[..., 2]).all()
+        )
         steps = draw_steps(rng, pool, per_image, grey)
         refs.append(ref)
         recipes.append(steps)
@@ -313,11 +364,41 @@ def _make_pools(photos: dict[str, np.ndarray], names: Sequence[str], n_refs: int
     return _Pools(refs, recipes, np.stack(ref_patches), np.asarray(pool_patches, dtype=np.uint8))
 
 
+#: The default observer's distances for the course's build, shipped so that a fresh machine
+#: need not run LPIPS-VGG over its 9,213 patches (about 100 s on 2 cores). Each array is keyed
+#: by :func:`pools_key`, the sha256 of the observer's name and the exact patches it judges: any
+#: other pools (another configuration, a changed distortion, another library's rounding) are
+#: observed live. Written by ``data_scripts/make_mini_bapps.py --write-observed``;
+#: ``tests/test_mini_bapps.py`` checks the built set's distances against the reference package.
+OBSERVED = Path(__file__).with_name("mini_bapps_observed.npz")
+
+
+def pools_key(observer: str, pools: _Pools) -> str:
+    """sha256 prefix of the observer's name and the pools' reference and distorted patches."""
+    h = hashlib.sha256(observer.encode())
+    for patches in (pools.ref_patches, pools.pool_patches):
+        h.update(str(patches.shape).encode())
+        h.update(np.ascontiguousarray(patches).tobytes())
+    return h.hexdigest()[:32]
+
+
+def stored_distances(key: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """The shipped (R, K) distances for ``key`` as float64, or None (absent, damaged, other shape)."""
+    try:
+        with np.load(OBSERVED, allow_pickle=False) as stored:
+            found = stored[key] if key in stored.files else None
+    except (OSError, ValueError):
+        return None
+    return None if found is None or found.shape != shape else found.astype(np.float64)
+
+
 def _observe(pools: _Pools, distance: Callable, batch_refs: int, desc: str) -> None:
     out = []
     n = len(pools.refs)
     for start in progress_bar(range(0, n, batch_refs), desc=f"observer on {desc}", unit="batch", leave=False):
-        out.append(distance(pools.ref_patches[start:start + batch_refs], pools.pool_patches[start:start + batch_refs]))
+        out.append(
+            distance(pools.ref_patches[start : start + batch_refs], pools.pool_patches[start : start + batch_refs])
+        )
     pools.distances = np.concatenate(out)
 
 
@@ -339,8 +420,9 @@ class _Writer:
         self.first.setdefault(key, path)
 
 
-def _write_2afc(folder: Path, pools: _Pools, n_judges: int, observer: Observer, rng: np.random.Generator,
-                writer: _Writer, tag: str) -> tuple[int, float]:
+def _write_2afc(
+    folder: Path, pools: _Pools, n_judges: int, observer: Observer, rng: np.random.Generator, writer: _Writer, tag: str
+) -> tuple[int, float]:
     """Write one 2AFC subset; returns (triplets, the observer's own 2AFC score against its judges)."""
     for sub in ("ref", "p0", "p1", "judge"):
         (folder / sub).mkdir(parents=True)
@@ -365,15 +447,42 @@ def _write_2afc(folder: Path, pools: _Pools, n_judges: int, observer: Observer, 
         np.save(folder / "judge" / f"{stem}.npy", np.array([h], dtype=np.float32))
         d0s.append(d0), d1s.append(d1), hs.append(h)
         ref = pools.refs[r]
-        rows.append([stem, ref.photo, *ref.box, recipe_text(pools.recipes[r][i]), recipe_text(pools.recipes[r][j]),
-                     f"{d0:.6f}", f"{d1:.6f}", f"{p:.6f}", f"{h:.4f}"])
-    write_csv(folder / "metadata.csv", ["id", "photo", "crop_y", "crop_x", "crop_side", "p0_distortion",
-                                        "p1_distortion", "d0", "d1", "p_prefer_p1", "judge"], rows)
+        rows.append(
+            [
+                stem,
+                ref.photo,
+                *ref.box,
+                recipe_text(pools.recipes[r][i]),
+                recipe_text(pools.recipes[r][j]),
+                f"{d0:.6f}",
+                f"{d1:.6f}",
+                f"{p:.6f}",
+                f"{h:.4f}",
+            ]
+        )
+    write_csv(
+        folder / "metadata.csv",
+        [
+            "id",
+            "photo",
+            "crop_y",
+            "crop_x",
+            "crop_side",
+            "p0_distortion",
+            "p1_distortion",
+            "d0",
+            "d1",
+            "p_prefer_p1",
+            "judge",
+        ],
+        rows,
+    )
     return len(rows), float(score_2afc(np.array(d0s), np.array(d1s), np.array(hs)))
 
 
-def _write_jnd(folder: Path, pools: _Pools, n_judges: int, observer: Observer, rng: np.random.Generator,
-               writer: _Writer, tag: str) -> int:
+def _write_jnd(
+    folder: Path, pools: _Pools, n_judges: int, observer: Observer, rng: np.random.Generator, writer: _Writer, tag: str
+) -> int:
     for sub in ("p0", "p1", "same"):
         (folder / sub).mkdir(parents=True)
     pairs = [(r, k) for r in range(len(pools.refs)) for k in range(pools.pool_patches.shape[1])]
@@ -385,8 +494,10 @@ def _write_jnd(folder: Path, pools: _Pools, n_judges: int, observer: Observer, r
         p = float(psychometric((observer.jnd_threshold - d) / observer.jnd_temperature))
         same = float(sample_judges(np.array([p]), n_judges, rng)[0])
         stem = f"{idx:06d}"
-        items = [((tag, r, "ref"), pools.ref_patches[r], "none"),
-                 ((tag, r, k), pools.pool_patches[r, k], recipe_text(pools.recipes[r][k]))]
+        items = [
+            ((tag, r, "ref"), pools.ref_patches[r], "none"),
+            ((tag, r, k), pools.pool_patches[r, k], recipe_text(pools.recipes[r][k])),
+        ]
         if rng.random() < 0.5:  # which side shows the reference is random
             items.reverse()
         for side, (key, arr, _) in zip(("p0", "p1"), items):
@@ -394,13 +505,32 @@ def _write_jnd(folder: Path, pools: _Pools, n_judges: int, observer: Observer, r
         np.save(folder / "same" / f"{stem}.npy", np.array([same], dtype=np.float32))
         ref = pools.refs[r]
         rows.append([stem, ref.photo, *ref.box, items[0][2], items[1][2], f"{d:.6f}", f"{p:.6f}", f"{same:.4f}"])
-    write_csv(folder / "metadata.csv", ["id", "photo", "crop_y", "crop_x", "crop_side", "p0_distortion",
-                                        "p1_distortion", "distance", "p_same", "same"], rows)
+    write_csv(
+        folder / "metadata.csv",
+        [
+            "id",
+            "photo",
+            "crop_y",
+            "crop_x",
+            "crop_side",
+            "p0_distortion",
+            "p1_distortion",
+            "distance",
+            "p_same",
+            "same",
+        ],
+        rows,
+    )
     return len(rows)
 
 
-def build_mini_bapps(out_dir: str | os.PathLike | None = None, config: MiniBappsConfig = MiniBappsConfig(),
-                     force: bool = False, batch_refs: int = 4) -> Path:
+def build_mini_bapps(
+    out_dir: str | os.PathLike | None = None,
+    config: MiniBappsConfig = MiniBappsConfig(),
+    force: bool = False,
+    batch_refs: int = 4,
+    write_observed: bool = False,
+) -> Path:
     """Build the mini set into ``out_dir`` (default :func:`default_dir`) unless it is already complete.
 
     The set is written into a temporary sibling folder and renamed into place only when
@@ -412,6 +542,8 @@ def build_mini_bapps(out_dir: str | os.PathLike | None = None, config: MiniBapps
         config: what to build; the defaults are the course's set.
         force: rebuild even when a complete build of this configuration exists.
         batch_refs: references per observer batch (each brings its pool: 4 x 9 = 36 images).
+        write_observed: build with the observer run live (no shipped distances) and write its
+            distances to :data:`OBSERVED` (a maintainer's step, after a change to the pools).
     Returns:
         ``out_dir``.
     """
@@ -427,10 +559,18 @@ def build_mini_bapps(out_dir: str | os.PathLike | None = None, config: MiniBapps
         if tmp.exists():
             shutil.rmtree(tmp)  # a build that was killed; we hold the lock
         try:
-            stats = _build_into(tmp, config, batch_refs)
+            observed: dict[str, np.ndarray] = {}
+            stats = _build_into(tmp, config, batch_refs, observe_live=write_observed, observed=observed)
+            if write_observed:
+                with atomic_path(OBSERVED, suffix=".npz") as npz:
+                    np.savez_compressed(npz, **observed)
             _write_card(tmp, config, stats)
-            marker = {"fingerprint": fingerprint(config), "builder_version": BUILDER_VERSION,
-                      "config": dataclasses.asdict(config), **stats}
+            marker = {
+                "fingerprint": fingerprint(config),
+                "builder_version": BUILDER_VERSION,
+                "config": dataclasses.asdict(config),
+                **stats,
+            }
             write_text(tmp / ".complete", json.dumps(marker, indent=1) + "\n")
             if out_dir.exists():
                 old = out_dir.parent / f".{out_dir.name}.old"
@@ -452,54 +592,88 @@ def ensure_mini_bapps(out_dir: str | os.PathLike | None = None) -> Path:
     return build_mini_bapps(out_dir)
 
 
-def _build_into(tmp: Path, config: MiniBappsConfig, batch_refs: int) -> dict:
+def _build_into(
+    tmp: Path,
+    config: MiniBappsConfig,
+    batch_refs: int,
+    observe_live: bool = False,
+    observed: dict[str, np.ndarray] | None = None,
+) -> dict:
     start = time.perf_counter()
     observer = OBSERVERS[config.observer]
     rng = np.random.default_rng(config.seed)
     photos = {name: load_photo(name) for name in VAL_PHOTOS + TRAIN_PHOTOS}
-    distance = make_distance(config.observer)
 
     # Each subset has its own child generator, so changing one size leaves the others' draws alone.
     seeds = rng.spawn(3)
     train = _make_pools(photos, TRAIN_PHOTOS, config.train_refs, config.train_pool, 1, config, seeds[0], "train")
     val = _make_pools(photos, VAL_PHOTOS, config.val_refs, config.val_pool, 1, config, seeds[1], "val")
-    comp = _make_pools(photos, VAL_PHOTOS, config.compositions_refs, config.val_pool, 2, config, seeds[2],
-                       "compositions")
+    comp = _make_pools(
+        photos, VAL_PHOTOS, config.compositions_refs, config.val_pool, 2, config, seeds[2], "compositions"
+    )
     t_distort = time.perf_counter() - start
+    shipped = 0
     for pools, desc in ((train, "train"), (val, "val"), (comp, "compositions")):
-        _observe(pools, distance, batch_refs, desc)
+        shape = (len(pools.refs), pools.pool_patches.shape[1])
+        pools.distances = None if observe_live else stored_distances(pools_key(config.observer, pools), shape)
+        if pools.distances is None:
+            _observe(pools, make_distance(config.observer), batch_refs, desc)
+        else:
+            shipped += 1
     t_observe = time.perf_counter() - start - t_distort
+    if observed is not None:
+        observed.update({pools_key(config.observer, p): p.distances for p in (train, val, comp)})
 
     judge_rng = np.random.default_rng([config.seed, 1])
     writer = _Writer()
     written = {
-        "2afc/train/traditional": _write_2afc(tmp / "2afc" / "train" / "traditional", train, config.train_judges,
-                                              observer, judge_rng, writer, "train"),
-        "2afc/val/traditional": _write_2afc(tmp / "2afc" / "val" / "traditional", val, config.val_judges,
-                                            observer, judge_rng, writer, "val"),
-        "2afc/val/compositions": _write_2afc(tmp / "2afc" / "val" / "compositions", comp, config.val_judges,
-                                             observer, judge_rng, writer, "comp"),
-        "jnd/val/traditional": _write_jnd(tmp / "jnd" / "val" / "traditional", val, config.jnd_judges,
-                                          observer, judge_rng, writer, "val"),
-        "jnd/val/compositions": _write_jnd(tmp / "jnd" / "val" / "compositions", comp, config.jnd_judges,
-                                           observer, judge_rng, writer, "comp"),
+        "2afc/train/traditional": _write_2afc(
+            tmp / "2afc" / "train" / "traditional", train, config.train_judges, observer, judge_rng, writer, "train"
+        ),
+        "2afc/val/traditional": _write_2afc(
+            tmp / "2afc" / "val" / "traditional", val, config.val_judges, observer, judge_rng, writer, "val"
+        ),
+        "2afc/val/compositions": _write_2afc(
+            tmp / "2afc" / "val" / "compositions", comp, config.val_judges, observer, judge_rng, writer, "comp"
+        ),
+        "jnd/val/traditional": _write_jnd(
+            tmp / "jnd" / "val" / "traditional", val, config.jnd_judges, observer, judge_rng, writer, "val"
+        ),
+        "jnd/val/compositions": _write_jnd(
+            tmp / "jnd" / "val" / "compositions", comp, config.jnd_judges, observer, judge_rng, writer, "comp"
+        ),
     }
     sizes = {k: v[0] if isinstance(v, tuple) else v for k, v in written.items()}
     scores = {k: round(v[1], 4) for k, v in written.items() if isinstance(v, tuple)}
-    references = {"2afc/train/traditional": len(train.refs), "2afc/val/traditional": len(val.refs),
-                  "2afc/val/compositions": len(comp.refs), "jnd/val/traditional": len(val.refs),
-                  "jnd/val/compositions": len(comp.refs)}
+    references = {
+        "2afc/train/traditional": len(train.refs),
+        "2afc/val/traditional": len(val.refs),
+        "2afc/val/compositions": len(comp.refs),
+        "jnd/val/traditional": len(val.refs),
+        "jnd/val/compositions": len(comp.refs),
+    }
     n_images = sum(len(p.refs) * (1 + p.pool_patches.shape[1]) for p in (train, val, comp))
-    return {"sizes": sizes, "references": references, "distinct_images": n_images, "observer_2afc_score": scores,
-            "seconds": {"distort": round(t_distort, 1), "observer": round(t_observe, 1),
-                        "total": round(time.perf_counter() - start, 1)}}
+    return {
+        "sizes": sizes,
+        "references": references,
+        "distinct_images": n_images,
+        "observer_2afc_score": scores,
+        "observer_distances": f"shipped for {shipped} of 3 subsets" if shipped else "computed",
+        "seconds": {
+            "distort": round(t_distort, 1),
+            "observer": round(t_observe, 1),
+            "total": round(time.perf_counter() - start, 1),
+        },
+    }
 
 
 def _write_card(folder: Path, config: MiniBappsConfig, stats: dict) -> None:
     observer = OBSERVERS[config.observer]
     sizes, refs = stats["sizes"], stats["references"]
-    photo_rows = "\n".join(f"| `{n}` | {PHOTOS[n][0]} | {PHOTOS[n][1]} | {'val' if n in VAL_PHOTOS else 'train'} |"
-                           for n in VAL_PHOTOS + TRAIN_PHOTOS)
+    photo_rows = "\n".join(
+        f"| `{n}` | {PHOTOS[n][0]} | {PHOTOS[n][1]} | {'val' if n in VAL_PHOTOS else 'train'} |"
+        for n in VAL_PHOTOS + TRAIN_PHOTOS
+    )
     size_rows = "\n".join(f"| `{k}` | {v} | {refs[k]} |" for k, v in sizes.items())
     families = ", ".join(f"`{n}`" for n in D.DISTORTIONS)
     score_text = ", ".join(f"{v:.3f} on `{k}`" for k, v in stats["observer_2afc_score"].items())
@@ -511,7 +685,7 @@ to learn, test and debug; do not report results on it as agreement with humans.
 Real human ratings are in BAPPS (`data_scripts/download_bapps.py`) and LIVE.
 
 Built by `lpips_core.data.mini_bapps` (builder version {BUILDER_VERSION}, seed {config.seed},
-observer `{config.observer}`, fingerprint `{fingerprint(config)}`) in {stats['seconds']['total']} s.
+observer `{config.observer}`, fingerprint `{fingerprint(config)}`) in {stats["seconds"]["total"]} s.
 
 ## Layout (exactly BAPPS)
 

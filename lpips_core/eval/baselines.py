@@ -35,20 +35,45 @@ PSNR, SSIM and MS-SSIM are similarities (higher = closer); :data:`HIGHER_IS_BETT
 says which, and :func:`as_distance` turns each into a distance (lower = closer)
 for ranking-based scores such as 2AFC.
 """
+
 from __future__ import annotations
 
 import functools
-import types
 from typing import Callable
 
 import torch
 import torch.nn as nn
 
+from ..model.ranges import parse_input_range
 from ..model.weights import load_backbone_state
+from .registry import METRICS
 
-#: Metrics where a larger value means "more similar".
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "l1": False, "l2": False,
-                    "l2_lab": False, "dists": False}
+__all__ = [
+    "METRICS",
+    "HIGHER_IS_BETTER",
+    "MS_SSIM_MIN_SIZE",
+    "DISTS_LAYERS",
+    "DISTS_CHANNELS",
+    "METRIC_FUNCTIONS",
+    "to_unit_range",
+    "psnr",
+    "ssim",
+    "ms_ssim",
+    "lpnorm",
+    "rgb_to_lab",
+    "l2_lab",
+    "dists_weights_path",
+    "vgg16_features",
+    "dists_resize",
+    "dists_features",
+    "dists_from_features",
+    "dists",
+    "as_distance",
+    "TraditionalMetrics",
+]
+
+#: Metrics where a larger value means "more similar" (a view of the registry).
+HIGHER_IS_BETTER = {m.name: m.higher_is_better for m in METRICS.values() if m.kind in ("traditional", "learned")}
 
 #: Smallest side torchmetrics' MS-SSIM accepts (11-pixel window, 5 scales: side // 16 must exceed 10).
 MS_SSIM_MIN_SIZE = 176
@@ -118,12 +143,13 @@ def ms_ssim(img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
 
     a, b = _pair(img0, img1)
     if min(a.shape[-2:]) < MS_SSIM_MIN_SIZE:
-        raise ValueError(f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIZE}x{MS_SSIM_MIN_SIZE} "
-                         f"pixels (5 scales of an 11-pixel window); got {a.shape[-1]}x{a.shape[-2]}. "
-                         f"Leave ms_ssim out for small patches such as BAPPS' 64x64")
+        raise ValueError(
+            f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIZE}x{MS_SSIM_MIN_SIZE} "
+            f"pixels (5 scales of an 11-pixel window); got {a.shape[-1]}x{a.shape[-2]}. "
+            f"Leave ms_ssim out for small patches such as BAPPS' 64x64"
+        )
     # normalize="relu" keeps negative contrast terms from producing NaN powers (torchmetrics' advice).
-    return multiscale_structural_similarity_index_measure(a, b, data_range=1.0, reduction="none",
-                                                          normalize="relu")
+    return multiscale_structural_similarity_index_measure(a, b, data_range=1.0, reduction="none", normalize="relu")
 
 
 def lpnorm(img0: torch.Tensor, img1: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -176,8 +202,10 @@ def dists_weights_path():
     try:
         path = importlib.resources.files("DISTS_pytorch") / "weights.pt"
     except ModuleNotFoundError as exc:
-        raise RuntimeError("DISTS needs the package DISTS_pytorch for its alpha/beta weights: "
-                           "pip install DISTS_pytorch==0.1 (it is in requirements.txt)") from exc
+        raise RuntimeError(
+            "DISTS needs the package DISTS_pytorch for its alpha/beta weights: "
+            "pip install DISTS_pytorch==0.1 (it is in requirements.txt)"
+        ) from exc
     if not path.is_file():
         raise RuntimeError(f"{path}: missing; reinstall DISTS_pytorch==0.1")
     return path
@@ -219,9 +247,16 @@ def _build_dists(device: str) -> nn.Module:
     alpha, beta = weights["alpha"], weights["beta"]  # (1, 1475, 1, 1) each, summing to 1 together
     layer_weights = list(torch.split(alpha, DISTS_CHANNELS, dim=1)) + list(torch.split(beta, DISTS_CHANNELS, dim=1))
     model = piq.DISTS.__new__(piq.DISTS)
-    piq.ContentLoss.__init__(model, feature_extractor=vgg16_features(), layers=[VGG16_LAYERS[l] for l in DISTS_LAYERS],
-                             weights=layer_weights, replace_pooling=True, reduction="none",
-                             normalize_features=False, allow_layers_weights_mismatch=True)
+    piq.ContentLoss.__init__(
+        model,
+        feature_extractor=vgg16_features(),
+        layers=[VGG16_LAYERS[t] for t in DISTS_LAYERS],
+        weights=layer_weights,
+        replace_pooling=True,
+        reduction="none",
+        normalize_features=False,
+        allow_layers_weights_mismatch=True,
+    )
     return model.to(device).eval()
 
 
@@ -229,8 +264,9 @@ def dists_resize(x01: torch.Tensor) -> torch.Tensor:
     """piq's DISTS input rule: shorter side > 256 is resized (bilinear) to 256."""
     h, w = x01.shape[-2:]
     if min(h, w) > 256:
-        x01 = torch.nn.functional.interpolate(x01, scale_factor=256 / min(h, w),
-                                              recompute_scale_factor=False, mode="bilinear")
+        x01 = torch.nn.functional.interpolate(
+            x01, scale_factor=256 / min(h, w), recompute_scale_factor=False, mode="bilinear"
+        )
     return x01
 
 
@@ -283,34 +319,15 @@ def as_distance(name: str, values: torch.Tensor) -> torch.Tensor:
     return values
 
 
-class _ClassOrInstanceMethod:
-    """A method that works on an instance and, as the design document's ``@staticmethod``, on the class.
-
-    ``TraditionalMetrics.psnr(a, b)`` (the design document's call) binds to
-    :meth:`TraditionalMetrics.design_document_default`, an instance with the
-    document's conventions; ``TraditionalMetrics(...).psnr(a, b)`` binds to that instance.
-    """
-
-    def __init__(self, fn: Callable):
-        self.fn = fn
-        functools.update_wrapper(self, fn)
-
-    def __get__(self, obj, owner):
-        return types.MethodType(self.fn, obj if obj is not None else owner.design_document_default())
-
-
 class TraditionalMetrics:
     """The traditional metrics of the paper in one object.
 
-    Two ways to call each metric:
+    ``TraditionalMetrics(input_range=...).psnr(a, b)``: images in the instance's
+    ``input_range`` ((-1, 1) by default, the LPIPS convention). The design document's
+    class-level calls (``TraditionalMetrics.psnr(a, b)`` on [0, 1] images) are
+    :class:`lpips_core.design_api.TraditionalMetrics`, a subclass kept out of this core.
 
-    * on an instance, ``TraditionalMetrics(input_range=...).psnr(a, b)``: images in
-      the instance's ``input_range`` ((-1, 1) by default, the LPIPS convention);
-    * on the class, ``TraditionalMetrics.psnr(a, b)``, as the design document's
-      ``@staticmethod`` calls do: images in **[0, 1]**, the range of the document's
-      ``torch.rand(3, 224, 224)`` examples (= ``TraditionalMetrics(input_range=(0, 1))``).
-
-    Either way (3, H, W) inputs give floats and (N, 3, H, W) inputs (N,) tensors;
+    (3, H, W) inputs give floats and (N, 3, H, W) inputs (N,) tensors;
     PSNR uses data range 1 on [0, 1] RGB, SSIM the Gaussian window, ``lpnorm`` the
     mean over pixels and channels (see the module docstring).
 
@@ -325,27 +342,21 @@ class TraditionalMetrics:
         >>> x = torch.rand(3, 64, 64) * 2 - 1
         >>> sorted(tm.compute_all_metrics(x, x.clamp(-0.9, 0.9)))
         ['l1', 'l2', 'l2_lab', 'psnr', 'ssim']
-        >>> img1, img2 = torch.rand(3, 224, 224), torch.rand(3, 224, 224)
-        >>> isinstance(TraditionalMetrics.psnr(img1, img2), float)  # the design document's call
-        True
     """
 
-    def __init__(self, input_range: tuple[float, float] = (-1.0, 1.0), device: str | torch.device | None = None):
-        if tuple(input_range) not in ((-1.0, 1.0), (0.0, 1.0)):
+    def __init__(self, input_range: tuple[float, float] | str = (-1.0, 1.0), device: str | torch.device | None = None):
+        rng = parse_input_range(input_range)
+        if rng.name == "0,255":
             raise ValueError(f"input_range must be (-1, 1) or (0, 1), got {input_range}")
-        self.input_range = tuple(float(v) for v in input_range)
+        self._range = rng
+        self.input_range = (rng.low, rng.high)
         self.device = torch.device(device) if device is not None else None
-
-    @classmethod
-    def design_document_default(cls) -> "TraditionalMetrics":
-        """The instance class-level calls use: images in [0, 1], computed where they are."""
-        return _design_document_metrics(cls)
 
     def _prep(self, x: torch.Tensor, name: str) -> torch.Tensor:
         x = _batch(x, name)
         if self.device is not None:
             x = x.to(self.device)
-        return x * 2 - 1 if self.input_range == (0.0, 1.0) else x
+        return self._range.to_minus_one_one(x)
 
     def _run(self, fn, img0, img1):
         """``fn`` on the prepared pair: a float for one (3, H, W) pair, else the (N,) tensor."""
@@ -357,39 +368,33 @@ class TraditionalMetrics:
     def _single(img0: torch.Tensor) -> bool:
         return isinstance(img0, torch.Tensor) and img0.dim() == 3
 
-    @_ClassOrInstanceMethod
     def psnr(self, img0: torch.Tensor, img1: torch.Tensor):
         """PSNR in dB: a float for (3, H, W) inputs, an (N,) tensor for batches."""
         return self._run(psnr, img0, img1)
 
-    @_ClassOrInstanceMethod
     def ssim(self, img0: torch.Tensor, img1: torch.Tensor):
         """SSIM on RGB: a float for (3, H, W) inputs, an (N,) tensor for batches."""
         return self._run(ssim, img0, img1)
 
-    @_ClassOrInstanceMethod
     def ms_ssim(self, img0: torch.Tensor, img1: torch.Tensor):
         """MS-SSIM on RGB (images of at least 176x176)."""
         return self._run(ms_ssim, img0, img1)
 
-    @_ClassOrInstanceMethod
     def lpnorm(self, img0: torch.Tensor, img1: torch.Tensor, p: float = 2.0):
         """``(mean |x - y|^p)^(1/p)`` on RGB in [0, 1] (p=1: MAE, p=2: RMSE)."""
         return self._run(functools.partial(lpnorm, p=p), img0, img1)
 
-    @_ClassOrInstanceMethod
     def l2_lab(self, img0: torch.Tensor, img1: torch.Tensor):
         """The paper's L2 baseline in CIELAB."""
         return self._run(l2_lab, img0, img1)
 
-    @_ClassOrInstanceMethod
     def dists(self, img0: torch.Tensor, img1: torch.Tensor):
         """DISTS distance (piq, offline weights)."""
         return self._run(dists, img0, img1)
 
-    @_ClassOrInstanceMethod
-    def compute_all_metrics(self, img0: torch.Tensor, img1: torch.Tensor,
-                            include: tuple[str, ...] = ("psnr", "ssim", "l1", "l2", "l2_lab")) -> dict:
+    def compute_all_metrics(
+        self, img0: torch.Tensor, img1: torch.Tensor, include: tuple[str, ...] = ("psnr", "ssim", "l1", "l2", "l2_lab")
+    ) -> dict:
         """Every metric in ``include`` for one pair (floats) or a batch ((N,) tensors).
 
         Args:
@@ -403,8 +408,3 @@ class TraditionalMetrics:
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; choose from {sorted(METRIC_FUNCTIONS)}")
         return {name: self._run(METRIC_FUNCTIONS[name], img0, img1) for name in include}
-
-
-@functools.lru_cache(maxsize=None)
-def _design_document_metrics(cls: type) -> TraditionalMetrics:
-    return cls(input_range=(0.0, 1.0))

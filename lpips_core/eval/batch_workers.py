@@ -15,10 +15,11 @@ set-up is not safe to race), while separate processes share nothing. A batch alw
 runs on ``threads_per_worker`` threads, whichever worker takes it, so its numbers do
 not depend on scheduling.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -79,13 +80,24 @@ def _as_is(item: dict) -> dict:
     return item
 
 
-def distance_loader(dataset: Dataset, batches: Sequence[Sequence[int]], workers: int,
-                    threads_per_worker: int = 1, persistent: bool = False) -> DataLoader:
+def distance_loader(
+    dataset: Dataset,
+    batches: Sequence[Sequence[int]],
+    workers: int,
+    threads_per_worker: int = 1,
+    persistent: bool = False,
+) -> DataLoader:
     """A DataLoader yielding :class:`BatchDistances` items for ``batches``, computed in ``workers`` processes.
 
     ``workers=0`` computes every batch in the calling process, on its own torch threads.
     ``batches`` is used as it is (not copied); ``persistent`` keeps the workers between passes.
     """
-    return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=workers, collate_fn=_as_is,
-                      worker_init_fn=functools.partial(_set_threads, threads_per_worker) if workers else None,
-                      persistent_workers=persistent and workers > 0)
+    return DataLoader(
+        dataset,
+        sampler=batches,
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_as_is,
+        worker_init_fn=functools.partial(_set_threads, threads_per_worker) if workers else None,
+        persistent_workers=persistent and workers > 0,
+    )

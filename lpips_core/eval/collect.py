@@ -12,11 +12,12 @@ patch's features feed both d0 and d1. Metrics that share a trunk ('lpips-alex',
 one pass over the data, so each image is also read from disk once. Evaluation
 (:mod:`.runs`), the trainer's validation and its final comparison all collect here.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -48,13 +49,13 @@ def as_functions(metrics: Mapping[str, DistanceFunction] | Sequence, device="cpu
 class TwoAFCDistances:
     """Distances of every metric on every triplet of a 2AFC set, in dataset order."""
 
-    judge: np.ndarray                      # (N,) fraction of judges preferring p1
-    subset: np.ndarray                     # (N,) subset name
+    judge: np.ndarray  # (N,) fraction of judges preferring p1
+    subset: np.ndarray  # (N,) subset name
     ids: list[str]
-    d0: dict[str, np.ndarray] = field(default_factory=dict)   # metric -> (N,) d(ref, p0)
-    d1: dict[str, np.ndarray] = field(default_factory=dict)   # metric -> (N,) d(ref, p1)
-    seconds: dict[str, float] = field(default_factory=dict)   # metric -> compute time of timed batches
-    timed: int = 0                                            # triplets in the timed batches
+    d0: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (N,) d(ref, p0)
+    d1: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (N,) d(ref, p1)
+    seconds: dict[str, float] = field(default_factory=dict)  # metric -> compute time of timed batches
+    timed: int = 0  # triplets in the timed batches
 
     @property
     def metrics(self) -> list[str]:
@@ -73,7 +74,7 @@ class TwoAFCDistances:
 class JNDDistances:
     """Distances of every metric on every pair of a JND set, in dataset order."""
 
-    same: np.ndarray                       # (N,) fraction of judges answering "same"
+    same: np.ndarray  # (N,) fraction of judges answering "same"
     subset: np.ndarray
     ids: list[str]
     d: dict[str, np.ndarray] = field(default_factory=dict)
@@ -111,8 +112,16 @@ def _strings(batch_value, n: int) -> list[str]:
     return [str(batch_value)] * n
 
 
-def _collect(fns: dict, loader, image_keys: tuple[str, ...], pairs: tuple[tuple[int, int], ...],
-             label_key: str, kind: str, progress: bool, desc: str):
+def _collect(
+    fns: dict,
+    loader,
+    image_keys: tuple[str, ...],
+    pairs: tuple[tuple[int, int], ...],
+    label_key: str,
+    kind: str,
+    progress: bool,
+    desc: str,
+):
     """The one collection pass behind :func:`collect_2afc` and :func:`collect_jnd`.
 
     Each batch's images ``batch[k] for k in image_keys`` go through each metric's trunk
@@ -151,8 +160,15 @@ def _collect(fns: dict, loader, image_keys: tuple[str, ...], pairs: tuple[tuple[
     return arrays, torch.cat(labels).numpy(), np.asarray(subset), ids, seconds, timed
 
 
-def collect_2afc(metrics, dataset, batch_size: int = 50, num_workers: int = 0, device="cpu",
-                 progress: bool = True, desc: str = "2AFC") -> TwoAFCDistances:
+def collect_2afc(
+    metrics,
+    dataset,
+    batch_size: int = 50,
+    num_workers: int = 0,
+    device="cpu",
+    progress: bool = True,
+    desc: str = "2AFC",
+) -> TwoAFCDistances:
     """Distances d(ref, p0) and d(ref, p1) of each metric on each triplet.
 
     Args:
@@ -165,17 +181,34 @@ def collect_2afc(metrics, dataset, batch_size: int = 50, num_workers: int = 0, d
     """
     fns = as_functions(metrics, device)
     d, judge, subset, ids, seconds, timed = _collect(
-        fns, _loader(dataset, batch_size, num_workers), ("ref", "p0", "p1"), ((0, 1), (0, 2)), "judge", "2AFC",
-        progress, desc)
-    return TwoAFCDistances(judge=judge, subset=subset, ids=ids, d0={k: v[0] for k, v in d.items()},
-                           d1={k: v[1] for k, v in d.items()}, seconds=seconds, timed=timed)
+        fns,
+        _loader(dataset, batch_size, num_workers),
+        ("ref", "p0", "p1"),
+        ((0, 1), (0, 2)),
+        "judge",
+        "2AFC",
+        progress,
+        desc,
+    )
+    return TwoAFCDistances(
+        judge=judge,
+        subset=subset,
+        ids=ids,
+        d0={k: v[0] for k, v in d.items()},
+        d1={k: v[1] for k, v in d.items()},
+        seconds=seconds,
+        timed=timed,
+    )
 
 
-def collect_jnd(metrics, dataset, batch_size: int = 50, num_workers: int = 0, device="cpu",
-                progress: bool = True, desc: str = "JND") -> JNDDistances:
+def collect_jnd(
+    metrics, dataset, batch_size: int = 50, num_workers: int = 0, device="cpu", progress: bool = True, desc: str = "JND"
+) -> JNDDistances:
     """Distances d(p0, p1) of each metric on each JND pair (both images in one trunk call)."""
     fns = as_functions(metrics, device)
     d, same, subset, ids, seconds, timed = _collect(
-        fns, _loader(dataset, batch_size, num_workers), ("p0", "p1"), ((0, 1),), "same", "JND", progress, desc)
-    return JNDDistances(same=same, subset=subset, ids=ids, d={k: v[0] for k, v in d.items()},
-                        seconds=seconds, timed=timed)
+        fns, _loader(dataset, batch_size, num_workers), ("p0", "p1"), ((0, 1),), "same", "JND", progress, desc
+    )
+    return JNDDistances(
+        same=same, subset=subset, ids=ids, d={k: v[0] for k, v in d.items()}, seconds=seconds, timed=timed
+    )

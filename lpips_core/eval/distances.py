@@ -5,6 +5,7 @@
 ``features(x)`` + ``from_features(f0, f1)``, so evaluation computes each image's
 features once (:mod:`.collect`, :mod:`.mos`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,6 +16,7 @@ from ..model import LPIPS, NETS, canonical_net, load_lpips_checkpoint
 from ..model.ranges import parse_input_range
 from ..version import __version__
 from . import baselines
+from .registry import list_metrics, metric_info
 
 
 # --------------------------------------------------------------------------- distance functions
@@ -85,8 +87,14 @@ class LPIPSDistance(DistanceFunction):
             gradients either way).
     """
 
-    def __init__(self, model: LPIPS, name: str | None = None, kind: str | None = None,
-                 device: str | torch.device = "cpu", freeze: bool = True):
+    def __init__(
+        self,
+        model: LPIPS,
+        name: str | None = None,
+        kind: str | None = None,
+        device: str | torch.device = "cpu",
+        freeze: bool = True,
+    ):
         super().__init__(device)
         if model.spatial:
             raise ValueError("evaluation needs a model with spatial=False")
@@ -117,8 +125,7 @@ class LPIPSDistance(DistanceFunction):
 class PixelDistance(DistanceFunction):
     """A traditional metric from :mod:`.baselines` (psnr, ssim, ms_ssim, l1, l2, l2_lab)."""
 
-    LABELS = {"psnr": "-PSNR (dB)", "ssim": "1 - SSIM", "ms_ssim": "1 - MS-SSIM", "l1": "L1 (RGB)",
-              "l2": "L2 (RGB, RMSE)", "l2_lab": "L2 (Lab)"}
+    LABELS = {name: metric_info(name).label for name in list_metrics("traditional")}
 
     def __init__(self, name: str, device: str | torch.device = "cpu"):
         if name not in self.LABELS:
@@ -150,11 +157,12 @@ class DISTSDistance(DistanceFunction):
         return baselines.dists_from_features(self.model, f0, f1).flatten()
 
 
-TRADITIONAL = ("l2", "l2_lab", "l1", "ssim", "ms_ssim", "psnr")
+TRADITIONAL = tuple(list_metrics("traditional"))
 
 
-def make_distance(spec: str, net: str = "alex", version: str = "0.1",
-                  device: str | torch.device = "cpu") -> DistanceFunction:
+def make_distance(
+    spec: str, net: str = "alex", version: str = "0.1", device: str | torch.device = "cpu"
+) -> DistanceFunction:
     """Build a distance function from a short name.
 
     Args:
@@ -185,5 +193,7 @@ def make_distance(spec: str, net: str = "alex", version: str = "0.1",
     if Path(s).suffix in (".pth", ".pt", ".safetensors", ".ckpt") or Path(s).exists():
         model = load_lpips_checkpoint(s)
         return LPIPSDistance(model, name=f"trained-{model.pnet_type}", kind="checkpoint", device=device)
-    raise ValueError(f"unknown metric {spec!r}; use lpips[-alex|-vgg|-squeeze], net[-<net>], "
-                     f"{', '.join(TRADITIONAL)}, dists, or a checkpoint path")
+    raise ValueError(
+        f"unknown metric {spec!r}; use lpips[-alex|-vgg|-squeeze], net[-<net>], "
+        f"{', '.join(TRADITIONAL)}, dists, or a checkpoint path"
+    )

@@ -15,48 +15,50 @@ Example:
     >>> res = evaluate_folders("renders", "gt", "lpips.csv", recursive=True)  # doctest: +SKIP
     >>> res.summary["mean"], res.summary["ci95"]                        # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .. import __version__
 from ..data.images import ImageLoadError
-from ..data.pairs import (PairDataset, PairList, SizePlan, check_input_range, collate_items, header_size,
-                          match_pairs, plan_size, size_batches)
+from ..data.pairs import (
+    PairDataset,
+    PairList,
+    SizePlan,
+    check_input_range,
+    collate_items,
+    header_size,
+    match_pairs,
+    plan_size,
+    size_batches,
+)
+from ..devices import resolve_device
 from ..files import printable, write_csv, write_json
 from ..model import LPIPS, MIN_INPUT_SIZE
 from ..progress import progress_bar
+from ..version import __version__
 from . import plots, resumable
-from .stats import bootstrap_ci
 from .batch_workers import BatchDistances, default_workers, distance_loader, pair_distances
+from .stats import bootstrap_ci
 
 HEADER = ("path", "distance")
 
 
 def value_text(d: float) -> str:
     """A float32 distance as text that reads back to the same float32 ('%.9g')."""
-    return "%.9g" % d
+    return f"{d:.9g}"
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; under torchrun, 'cuda' -> this rank's GPU (LOCAL_RANK)."""
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device='cuda' but CUDA is not available here; use --device cpu or auto")
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
+#: 'auto' in folder runs means CUDA, else the CPU (the folder paths have not been tested on MPS).
+FOLDER_ACCELERATORS = ("cuda",)
 
 
 def metric_signature(model: LPIPS, input_range: str, max_side: int | None = None) -> dict:
@@ -67,8 +69,13 @@ def metric_signature(model: LPIPS, input_range: str, max_side: int | None = None
     command line prints; the other fields are kept for reading them without parsing.
     """
     size = "native" if max_side is None else f"max-side-{max_side}"
-    return {"lpips": model.signature(size=size, input_range="0,255"), "net": model.pnet_type,
-            "version": model.version, "input_range": input_range, "lpips_core": __version__}
+    return {
+        "lpips": model.signature(size=size, input_range="0,255"),
+        "net": model.pnet_type,
+        "version": model.version,
+        "input_range": input_range,
+        "lpips_core": __version__,
+    }
 
 
 # --------------------------------------------------------------------------- ranks
@@ -102,8 +109,7 @@ def _gather(obj, device: torch.device) -> list:
 
 
 # --------------------------------------------------------------------------- summary
-def summarize(rows: Sequence[tuple[str, float]], level: float = 0.95, n_resamples: int = 1000,
-              seed: int = 0) -> dict:
+def summarize(rows: Sequence[tuple[str, float]], level: float = 0.95, n_resamples: int = 1000, seed: int = 0) -> dict:
     """Mean, median, spread and a percentile-bootstrap interval of the mean; means per subfolder.
 
     Args:
@@ -117,17 +123,27 @@ def summarize(rows: Sequence[tuple[str, float]], level: float = 0.95, n_resample
     folders: dict[str, list[float]] = {}
     for key, v in rows:
         folders.setdefault(str(PurePosixPath(key).parent), []).append(v)
-    return {"n_pairs": int(d.size), "mean": float(d.mean()), "median": float(np.median(d)),
-            "std": float(d.std(ddof=1)) if d.size > 1 else 0.0, "min": float(d.min()), "max": float(d.max()),
-            "ci95": [lo, hi], "ci_level": level, "n_resamples": n_resamples,
-            "by_folder": {k: {"n": len(v), "mean": float(np.mean(v))} for k, v in sorted(folders.items())}}
+    return {
+        "n_pairs": int(d.size),
+        "mean": float(d.mean()),
+        "median": float(np.median(d)),
+        "std": float(d.std(ddof=1)) if d.size > 1 else 0.0,
+        "min": float(d.min()),
+        "max": float(d.max()),
+        "ci95": [lo, hi],
+        "ci_level": level,
+        "n_resamples": n_resamples,
+        "by_folder": {k: {"n": len(v), "mean": float(np.mean(v))} for k, v in sorted(folders.items())},
+    }
 
 
 def summary_text(summary: dict) -> str:
     """The summary as a few lines for the terminal."""
-    lines = [f"{summary['n_pairs']} pairs  mean {summary['mean']:.4f}  median {summary['median']:.4f}  "
-             f"{100 * summary['ci_level']:.0f}% CI [{summary['ci95'][0]:.4f}, {summary['ci95'][1]:.4f}]  "
-             f"min {summary['min']:.4f}  max {summary['max']:.4f}"]
+    lines = [
+        f"{summary['n_pairs']} pairs  mean {summary['mean']:.4f}  median {summary['median']:.4f}  "
+        f"{100 * summary['ci_level']:.0f}% CI [{summary['ci95'][0]:.4f}, {summary['ci95'][1]:.4f}]  "
+        f"min {summary['min']:.4f}  max {summary['max']:.4f}"
+    ]
     folders = {printable(k): v for k, v in summary["by_folder"].items()}
     if len(folders) > 1:
         width = max(len(k) for k in folders)
@@ -175,8 +191,9 @@ class FolderResult:
 
 
 # --------------------------------------------------------------------------- the run
-def check_run_options(workers: int | None = None, batch_size: int = 1, max_side: int | None = None,
-                      n_resamples: int = 1) -> None:
+def check_run_options(
+    workers: int | None = None, batch_size: int = 1, max_side: int | None = None, n_resamples: int = 1
+) -> None:
     """The numeric options of ``dirs``/``allpairs``, checked before anything is computed.
 
     Raises:
@@ -189,8 +206,9 @@ def check_run_options(workers: int | None = None, batch_size: int = 1, max_side:
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side={max_side} (--max-side); use 1 or more pixels, or leave it out")
     if n_resamples < 1:
-        raise ValueError(f"n_resamples={n_resamples} (--resamples); the bootstrap interval needs 1 or more "
-                         f"(1000 is the default)")
+        raise ValueError(
+            f"n_resamples={n_resamples} (--resamples); the bootstrap interval needs 1 or more (1000 is the default)"
+        )
 
 
 @dataclass
@@ -212,18 +230,22 @@ def check_outputs(output: Path, plot: bool) -> None:
     targets = [output, summary_path(output)] + ([plot_path(output)] if plot else [])
     for target in targets:
         if target.is_dir():
-            raise resumable.ResumeError(f"{target} is a folder; --output names the CSV file to write "
-                                        f"(e.g. {target / 'lpips.csv'})")
+            raise resumable.ResumeError(
+                f"{target} is a folder; --output names the CSV file to write (e.g. {target / 'lpips.csv'})"
+            )
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise resumable.ResumeError(f"cannot create the output folder {output.parent} ({exc.strerror or exc}); "
-                                    f"choose another --output") from None
+        raise resumable.ResumeError(
+            f"cannot create the output folder {output.parent} ({exc.strerror or exc}); choose another --output"
+        ) from None
     if not os.access(output.parent, os.W_OK | os.X_OK):
         raise resumable.ResumeError(f"{output.parent} is not writable; choose another --output")
     if plot and plot_path(output).exists() and not plots.is_folder_plot(plot_path(output)):
-        raise resumable.ResumeError(f"{plot_path(output)} exists and was not drawn by lpips-core dirs; it is not "
-                                    f"replaced: move it, choose another --output, or pass --no-plot")
+        raise resumable.ResumeError(
+            f"{plot_path(output)} exists and was not drawn by lpips-core dirs; it is not "
+            f"replaced: move it, choose another --output, or pass --no-plot"
+        )
 
 
 def _refuse_unfinished_work(output: Path, settings: dict) -> None:
@@ -240,18 +262,35 @@ def _refuse_unfinished_work(output: Path, settings: dict) -> None:
             part.unlink(missing_ok=True)
         return
     names = ", ".join(str(p) for p in parts)
-    diffs = [resumable.settings_difference(found, settings) if found is not None else "not a part file"
-             for found in map(resumable.part_settings, parts)]
+    diffs = [
+        resumable.settings_difference(found, settings) if found is not None else "not a part file"
+        for found in map(resumable.part_settings, parts)
+    ]
     diff = next((d for d in diffs if d), "")
-    how = (f"they were computed with other options ({diff}): resume with those" if diff
-           else "add --resume to keep them and compute only the rest")
-    raise resumable.ResumeError(f"{n} distance(s) from an interrupted run are in {names}: {how}; or delete "
-                                f"{'it' if len(parts) == 1 else 'them'} to start over (nothing was computed "
-                                f"or deleted now)")
+    how = (
+        f"they were computed with other options ({diff}): resume with those"
+        if diff
+        else "add --resume to keep them and compute only the rest"
+    )
+    raise resumable.ResumeError(
+        f"{n} distance(s) from an interrupted run are in {names}: {how}; or delete "
+        f"{'it' if len(parts) == 1 else 'them'} to start over (nothing was computed "
+        f"or deleted now)"
+    )
 
 
-def _make_plan(dir0, dir1, recursive: bool, size_mismatch: str, max_side: int | None, batch_size: int,
-               output: Path | None, resume: bool, settings: dict, plot: bool = True) -> _Plan:
+def _make_plan(
+    dir0,
+    dir1,
+    recursive: bool,
+    size_mismatch: str,
+    max_side: int | None,
+    batch_size: int,
+    output: Path | None,
+    resume: bool,
+    settings: dict,
+    plot: bool = True,
+) -> _Plan:
     pairs = match_pairs(dir0, dir1, recursive)
     low = MIN_INPUT_SIZE[settings["net"]]
     plans = []
@@ -261,8 +300,10 @@ def _make_plan(dir0, dir1, recursive: bool, size_mismatch: str, max_side: int | 
         if min(plans[-1].size) < low:
             h, w = plans[-1].size
             fix = "a larger --max-side" if max_side else "larger images or another --net"
-            raise ImageLoadError(f"{p0} and {p1} compare at {w}x{h} pixels, too small for net="
-                                 f"'{settings['net']}' (each side at least {low}); use {fix}")
+            raise ImageLoadError(
+                f"{p0} and {p1} compare at {w}x{h} pixels, too small for net="
+                f"'{settings['net']}' (each side at least {low}); use {fix}"
+            )
     batches = size_batches([p.size for p in plans], batch_size)
     done: dict[str, str] = {}
     if output is not None:
@@ -271,8 +312,9 @@ def _make_plan(dir0, dir1, recursive: bool, size_mismatch: str, max_side: int | 
         if output.is_file():  # a finished table: its summary says which settings made it
             summary_file = summary_path(output)
             if not summary_file.is_file():
-                raise resumable.ResumeError(f"{output} has no {summary_file.name} to tell its settings; "
-                                            f"run without --resume to recompute it")
+                raise resumable.ResumeError(
+                    f"{output} has no {summary_file.name} to tell its settings; run without --resume to recompute it"
+                )
             found = json.loads(summary_file.read_text()).get("settings", {})
             resumable.check_same_settings(summary_file, found, settings)
             done.update(resumable.read_table(output, HEADER))
@@ -285,13 +327,27 @@ def _make_plan(dir0, dir1, recursive: bool, size_mismatch: str, max_side: int | 
     return _Plan(pairs, plans, batches, todo, {k: v for k, v in done.items() if k in set(keys)})
 
 
-def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: str | os.PathLike | None = None, *,
-                     net: str = "alex", version: str = "0.1", model: LPIPS | None = None,
-                     recursive: bool = False, batch_size: int = 16, workers: int | None = None,
-                     device: str | torch.device = "auto", size_mismatch: str = "error",
-                     max_side: int | None = None, input_range: str = "-1,1", resume: bool = False,
-                     n_resamples: int = 1000, plot: bool = True, progress: bool = True,
-                     precision: str | None = None) -> FolderResult:
+def evaluate_folders(
+    dir0: str | os.PathLike,
+    dir1: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    *,
+    net: str = "alex",
+    version: str = "0.1",
+    model: LPIPS | None = None,
+    recursive: bool = False,
+    batch_size: int = 16,
+    workers: int | None = None,
+    device: str | torch.device = "auto",
+    size_mismatch: str = "error",
+    max_side: int | None = None,
+    input_range: str = "-1,1",
+    resume: bool = False,
+    n_resamples: int = 1000,
+    plot: bool = True,
+    progress: bool = True,
+    precision: str | None = None,
+) -> FolderResult:
     """LPIPS of every pair of two folders matched by relative path.
 
     Args:
@@ -328,7 +384,7 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     rank, world = _rank_world()
     check_input_range(input_range)
     check_run_options(workers=workers, batch_size=batch_size, max_side=max_side, n_resamples=n_resamples)
-    device = resolve_device(device)
+    device = resolve_device(device, accelerators=FOLDER_ACCELERATORS)
     workers = default_workers(device) if workers is None else workers
     if device.type == "cuda":
         torch.cuda.set_device(device)  # nccl's object collectives run on the current device
@@ -339,12 +395,18 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     if precision is not None:
         model.set_precision(precision)
     model.prepare_precision(device)  # warns once here; int8: quantised before the workers start
-    settings = {**metric_signature(model, input_range, max_side), "size_mismatch": size_mismatch,
-                "max_side": max_side,
-                "batch_size": batch_size}
+    settings = {
+        **metric_signature(model, input_range, max_side),
+        "size_mismatch": size_mismatch,
+        "max_side": max_side,
+        "batch_size": batch_size,
+    }
     try:
-        plan = _make_plan(dir0, dir1, recursive, size_mismatch, max_side, batch_size, output, resume, settings,
-                          plot) if rank == 0 else None
+        plan = (
+            _make_plan(dir0, dir1, recursive, size_mismatch, max_side, batch_size, output, resume, settings, plot)
+            if rank == 0
+            else None
+        )
         error = None
     except (ImageLoadError, resumable.ResumeError, ValueError) as exc:
         plan, error = None, exc
@@ -353,8 +415,10 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
         raise error
     mine = plan.todo[rank::world]
     try:
-        rows, error = _compute(model, plan, mine, output, rank, world, resume, settings, workers, device,
-                               input_range, progress), None
+        rows, error = (
+            _compute(model, plan, mine, output, rank, world, resume, settings, workers, device, input_range, progress),
+            None,
+        )
     except (ImageLoadError, ValueError) as exc:  # every rank must reach the gather, or the others would wait
         rows, error = {}, exc
     gathered = _gather((rows, error), device)
@@ -364,8 +428,9 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     result = None
     if rank == 0:
         try:
-            result = _finish(plan, [r for r, _ in gathered], output, settings, size_mismatch, max_side,
-                             n_resamples, plot)
+            result = _finish(
+                plan, [r for r, _ in gathered], output, settings, size_mismatch, max_side, n_resamples, plot
+            )
         except (OSError, RuntimeError) as exc:  # e.g. a full disk: passed on so no rank waits
             result = exc
     result = _broadcast(result, device) if world > 1 else result
@@ -379,9 +444,20 @@ def evaluate_folders(dir0: str | os.PathLike, dir1: str | os.PathLike, output: s
     return result
 
 
-def _compute(model: LPIPS, plan: _Plan, mine: list[int], output: Path | None, rank: int, world: int,
-             resume: bool, settings: dict, workers: int, device: torch.device, input_range: str,
-             progress: bool) -> dict[str, str]:
+def _compute(
+    model: LPIPS,
+    plan: _Plan,
+    mine: list[int],
+    output: Path | None,
+    rank: int,
+    world: int,
+    resume: bool,
+    settings: dict,
+    workers: int,
+    device: torch.device,
+    input_range: str,
+    progress: bool,
+) -> dict[str, str]:
     """This rank's batches -> {key: value text}, each batch appended to the part file as it finishes."""
     dataset = PairDataset(plan.pairs, plan.sizes)
     my_batches = [plan.batches[b] for b in mine]
@@ -397,8 +473,9 @@ def _compute(model: LPIPS, plan: _Plan, mine: list[int], output: Path | None, ra
             yield rows_of(item["index"], item["distances"])
 
     def on_gpu():  # the workers decode, this process runs the model
-        loader = DataLoader(dataset, batch_sampler=my_batches, num_workers=workers, collate_fn=collate_items,
-                            pin_memory=True)
+        loader = DataLoader(
+            dataset, batch_sampler=my_batches, num_workers=workers, collate_fn=collate_items, pin_memory=True
+        )
         with torch.inference_mode():
             for batch in loader:
                 if batch["errors"]:
@@ -412,7 +489,7 @@ def _compute(model: LPIPS, plan: _Plan, mine: list[int], output: Path | None, ra
     bar = progress_bar(total=n_todo, desc=desc, unit="pair", enabled=progress and rank == 0)
     rows: dict[str, str] = {}
     try:
-        for new in (on_cpu() if device.type == "cpu" else on_gpu()):
+        for new in on_cpu() if device.type == "cpu" else on_gpu():
             if writer is not None:  # appended as soon as it is done, so a killed run keeps it
                 writer.write(new)
             rows.update(new)
@@ -424,8 +501,16 @@ def _compute(model: LPIPS, plan: _Plan, mine: list[int], output: Path | None, ra
     return rows
 
 
-def _finish(plan: _Plan, gathered: list[dict[str, str]], output: Path | None, settings: dict,
-            size_mismatch: str, max_side: int | None, n_resamples: int, plot: bool) -> FolderResult:
+def _finish(
+    plan: _Plan,
+    gathered: list[dict[str, str]],
+    output: Path | None,
+    settings: dict,
+    size_mismatch: str,
+    max_side: int | None,
+    n_resamples: int,
+    plot: bool,
+) -> FolderResult:
     """Rank 0: merge the earlier rows with every rank's new rows, write the CSV and the summary."""
     texts = dict(plan.done)
     for part in gathered:
@@ -436,11 +521,18 @@ def _finish(plan: _Plan, gathered: list[dict[str, str]], output: Path | None, se
         raise RuntimeError(f"{len(missing)} pair(s) have no distance after the run (first: {missing[0]})")
     rows = [(k, float(np.float32(texts[k]))) for k in keys]  # the float32 each text was written from
     summary = summarize(rows, n_resamples=n_resamples)
-    summary.update({"signature": {k: v for k, v in settings.items()
-                                  if k not in ("size_mismatch", "max_side", "batch_size")},
-                    "dir0": str(plan.pairs.dir0), "dir1": str(plan.pairs.dir1), "size_mismatch": size_mismatch,
-                    "max_side": max_side, "settings": settings, "only_in_dir0": len(plan.pairs.only0),
-                    "only_in_dir1": len(plan.pairs.only1)})
+    summary.update(
+        {
+            "signature": {k: v for k, v in settings.items() if k not in ("size_mismatch", "max_side", "batch_size")},
+            "dir0": str(plan.pairs.dir0),
+            "dir1": str(plan.pairs.dir1),
+            "size_mismatch": size_mismatch,
+            "max_side": max_side,
+            "settings": settings,
+            "only_in_dir0": len(plan.pairs.only0),
+            "only_in_dir1": len(plan.pairs.only1),
+        }
+    )
     result = FolderResult(rows, summary, plan.pairs, computed=sum(len(g) for g in gathered))
     if output is not None:
         write_csv(output, HEADER, [(k, texts[k]) for k in keys], errors="surrogateescape")  # names as on disk
@@ -449,7 +541,11 @@ def _finish(plan: _Plan, gathered: list[dict[str, str]], output: Path | None, se
         if plot:
             result.plot_file = plot_path(output)
             sig = summary["signature"]
-            plots.plot_folder_distances([v for _, v in rows], summary, result.plot_file,
-                                        f"LPIPS {sig['net']} v{sig['version']}: {plan.pairs.dir0.name} vs "
-                                        f"{plan.pairs.dir1.name}, {len(rows)} pairs")
+            plots.plot_folder_distances(
+                [v for _, v in rows],
+                summary,
+                result.plot_file,
+                f"LPIPS {sig['net']} v{sig['version']}: {plan.pairs.dir0.name} vs "
+                f"{plan.pairs.dir1.name}, {len(rows)} pairs",
+            )
     return result

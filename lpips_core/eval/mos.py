@@ -21,12 +21,13 @@ Images are processed one pair at a time under ``torch.inference_mode`` (768x512
 VGG features take ~0.5 GB), and a reference's features are computed once and
 reused for all its distorted versions.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -39,15 +40,14 @@ from ..progress import progress_bar
 from . import plots
 from .distances import DistanceFunction
 from .mos_cache import DistanceCache, seed_from_results
+from .registry import METRIC_SETS
 from .reports import signature_lines
 from .runs import build_metrics
 from .stats import cluster_correlation_test, format_p, mos_correlations, paired_correlation_test
 
-MOS_METRICS = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "psnr", "ssim", "ms_ssim", "dists", "l2_lab")
+MOS_METRICS = METRIC_SETS["mos"]
 #: Every metric the three-type LIVE table is scored with (``--metrics all``).
-MOS_ALL_METRICS = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "lpips-alex-v0.0", "lpips-vgg-v0.0",
-                   "lpips-squeeze-v0.0", "net-alex", "net-vgg", "net-squeeze", "psnr", "ssim", "ms_ssim",
-                   "dists", "l2_lab")
+MOS_ALL_METRICS = METRIC_SETS["mos_all"]
 SCORE_COLUMNS = ("score", "dmos", "mos", "dmos_realigned")
 
 
@@ -65,8 +65,9 @@ class MOSRow:
     group: str = ""  # e.g. the distortion type ('' when the table has no group column)
 
 
-def read_mos_csv(path: str | Path, score_column: str | None = None, check_files: bool = True,
-                 group_column: str | None = None) -> list[MOSRow]:
+def read_mos_csv(
+    path: str | Path, score_column: str | None = None, check_files: bool = True, group_column: str | None = None
+) -> list[MOSRow]:
     """Read a ``distorted,reference,score[,group]`` table.
 
     Args:
@@ -84,18 +85,21 @@ def read_mos_csv(path: str | Path, score_column: str | None = None, check_files:
     header, records = read_csv_rows(path, MOSDataError)  # UTF-8 (a BOM is fine), size-checked
     for needed in ("distorted", "reference"):
         if needed not in header:
-            raise MOSDataError(f"{path}: no '{needed}' column (header is {','.join(header) or 'empty'}); "
-                               f"expected distorted,reference,<score>")
+            raise MOSDataError(
+                f"{path}: no '{needed}' column (header is {','.join(header) or 'empty'}); "
+                f"expected distorted,reference,<score>"
+            )
     if score_column is None:
         score_column = next((c for c in SCORE_COLUMNS if c in header), None)
         if score_column is None:
-            raise MOSDataError(f"{path}: no score column; name one with --score-column (header is "
-                               f"{','.join(header)})")
+            raise MOSDataError(f"{path}: no score column; name one with --score-column (header is {','.join(header)})")
     elif score_column not in header:
         raise MOSDataError(f"{path}: no column '{score_column}' (header is {','.join(header)})")
     if group_column is not None and group_column not in header:
-        raise MOSDataError(f"{path}: no group column '{group_column}' (header is {','.join(header)}); "
-                           f"name another with --group-column or pass --group-column ''")
+        raise MOSDataError(
+            f"{path}: no group column '{group_column}' (header is {','.join(header)}); "
+            f"name another with --group-column or pass --group-column ''"
+        )
     rows, problems = [], []
     for record in records:
         line, rec = record.line, record.values
@@ -163,9 +167,13 @@ def _metric_groups(fns: Mapping[str, DistanceFunction]) -> list[list[str]]:
     return list(groups.values())
 
 
-def compute_mos_distances(rows: Sequence[MOSRow], fns: Mapping[str, DistanceFunction],
-                          max_side: int | None = None, progress: bool = True,
-                          cache: DistanceCache | None = None) -> tuple[dict, dict]:
+def compute_mos_distances(
+    rows: Sequence[MOSRow],
+    fns: Mapping[str, DistanceFunction],
+    max_side: int | None = None,
+    progress: bool = True,
+    cache: DistanceCache | None = None,
+) -> tuple[dict, dict]:
     """Distance of each metric for each row; features of each image computed once.
 
     A reference's features are computed once for all its distorted versions, metrics
@@ -189,8 +197,9 @@ def compute_mos_distances(rows: Sequence[MOSRow], fns: Mapping[str, DistanceFunc
                 if value is not None:
                     out[m][i] = value
                     todo[m].discard(i)
-    bar = progress_bar(total=sum(len(t) for t in todo.values()), desc="MOS pairs x metrics", unit="pair",
-                       enabled=progress)
+    bar = progress_bar(
+        total=sum(len(t) for t in todo.values()), desc="MOS pairs x metrics", unit="pair", enabled=progress
+    )
     with torch.inference_mode():
         for group in _metric_groups(fns):
             first = fns[group[0]]
@@ -205,8 +214,10 @@ def compute_mos_distances(rows: Sequence[MOSRow], fns: Mapping[str, DistanceFunc
                 for i in need:
                     img = _load(rows[i].distorted, max_side)
                     if img.shape != ref.shape:
-                        raise MOSDataError(f"line {rows[i].row}: {rows[i].distorted} is {img.shape[3]}x"
-                                           f"{img.shape[2]} but {ref_path} is {ref.shape[3]}x{ref.shape[2]}")
+                        raise MOSDataError(
+                            f"line {rows[i].row}: {rows[i].distorted} is {img.shape[3]}x"
+                            f"{img.shape[2]} but {ref_path} is {ref.shape[3]}x{ref.shape[2]}"
+                        )
                     t0 = time.perf_counter()
                     f_img = first.features(img)
                     t_feat += time.perf_counter() - t0
@@ -228,8 +239,14 @@ def compute_mos_distances(rows: Sequence[MOSRow], fns: Mapping[str, DistanceFunc
     return out, seconds
 
 
-def check_cached(rows: Sequence[MOSRow], fns: Mapping[str, DistanceFunction], cache: DistanceCache,
-                 n: int = 3, tol: float = 1e-6, max_side: int | None = None) -> dict[str, float]:
+def check_cached(
+    rows: Sequence[MOSRow],
+    fns: Mapping[str, DistanceFunction],
+    cache: DistanceCache,
+    n: int = 3,
+    tol: float = 1e-6,
+    max_side: int | None = None,
+) -> dict[str, float]:
     """Recompute the first ``n`` cached rows of each metric; raise if any differs by more than ``tol``.
 
     Returns:
@@ -244,13 +261,21 @@ def check_cached(rows: Sequence[MOSRow], fns: Mapping[str, DistanceFunction], ca
         stored = np.array([cache.get(m, r.distorted, r.reference, max_side) for r in picked])
         worst[m] = float(np.max(np.abs(fresh[m] - stored)))
         if not worst[m] <= tol:
-            raise MOSDataError(f"{cache.path}: cached {m} distances differ from a fresh computation by "
-                               f"{worst[m]:.2e} (> {tol:g}) on {picked[0].name}; delete the cache to recompute")
+            raise MOSDataError(
+                f"{cache.path}: cached {m} distances differ from a fresh computation by "
+                f"{worst[m]:.2e} (> {tol:g}) on {picked[0].name}; delete the cache to recompute"
+            )
     return worst
 
 
-def seed_cache(cache: DistanceCache, results_json: str | Path, fns: Mapping[str, DistanceFunction],
-               table: str | Path | None = None, n_check: int = 3, tol: float = 1e-6) -> dict:
+def seed_cache(
+    cache: DistanceCache,
+    results_json: str | Path,
+    fns: Mapping[str, DistanceFunction],
+    table: str | Path | None = None,
+    n_check: int = 3,
+    tol: float = 1e-6,
+) -> dict:
     """Fill ``cache`` from a stored ``evaluate-mos`` results.json, after checking it is reproducible.
 
     Args:
@@ -298,8 +323,11 @@ def summary_table(results: dict, metrics: Sequence[str] | None = None, per_group
         head = "| metric | pooled SROCC | " + " | ".join(f"{g} ({results['group_n'][g]})" for g in groups) + " |"
         lines = [head, "|---" * (len(groups) + 2) + "|"]
         for m in names:
-            lines.append(f"| {m} | {_fmt(results['metrics'][m]['srocc'])} | "
-                         + " | ".join(f"{results['groups'][g][m]['srocc']['value']:.3f}" for g in groups) + " |")
+            lines.append(
+                f"| {m} | {_fmt(results['metrics'][m]['srocc'])} | "
+                + " | ".join(f"{results['groups'][g][m]['srocc']['value']:.3f}" for g in groups)
+                + " |"
+            )
     else:
         lines = ["| metric | SROCC [95% CI] | KROCC [95% CI] | PLCC [95% CI] |", "|---|---|---|---|"]
         for m in names:
@@ -312,42 +340,66 @@ def mos_markdown(results: dict) -> str:
     """Tables: metric x (SROCC, KROCC, PLCC) pooled, SROCC per group, paired tests; each with 95% intervals."""
     groups = results.get("groups") or {}
     pooled = f"pooled over {results['n']} images" if groups else f"{results['n']} images"
-    lines = [f"### Agreement with human ratings: {results['table']} ({results['score_column']}, {pooled})", "",
-             f"> {results['note']}", "",
-             "| metric | SROCC [95% CI] | KROCC [95% CI] | PLCC (logistic) [95% CI] | seconds |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"### Agreement with human ratings: {results['table']} ({results['score_column']}, {pooled})",
+        "",
+        f"> {results['note']}",
+        "",
+        "| metric | SROCC [95% CI] | KROCC [95% CI] | PLCC (logistic) [95% CI] | seconds |",
+        "|---|---|---|---|---|",
+    ]
     for m, r in results["metrics"].items():
         lines.append(f"| {m} | {_fmt(r['srocc'])} | {_fmt(r['krocc'])} | {_fmt(r['plcc'])} | {r['seconds']:.1f} |")
-    lines += ["", f"Correlations are of each metric as a distance (PSNR as -PSNR, SSIM/MS-SSIM as 1 - value) "
-              f"with the score; {results['direction']}. Intervals: paired percentile bootstrap, "
-              f"{results['n_resamples']} resamples of {_resampled(results)}, the logistic refitted in each. "
-              f"Seconds: computed in this run (0 where every distance came from the cache).", ""]
+    lines += [
+        "",
+        f"Correlations are of each metric as a distance (PSNR as -PSNR, SSIM/MS-SSIM as 1 - value) "
+        f"with the score; {results['direction']}. Intervals: paired percentile bootstrap, "
+        f"{results['n_resamples']} resamples of {_resampled(results)}, the logistic refitted in each. "
+        f"Seconds: computed in this run (0 where every distance came from the cache).",
+        "",
+    ]
     if groups:
         names = list(groups)
-        lines += [f"#### SROCC per {results['group_column']} [95% CI]", "",
-                  "| metric | pooled | " + " | ".join(f"{g} ({results['group_n'][g]})" for g in names) + " |",
-                  "|---" * (len(names) + 2) + "|"]
+        lines += [
+            f"#### SROCC per {results['group_column']} [95% CI]",
+            "",
+            "| metric | pooled | " + " | ".join(f"{g} ({results['group_n'][g]})" for g in names) + " |",
+            "|---" * (len(names) + 2) + "|",
+        ]
         for m, r in results["metrics"].items():
-            lines.append(f"| {m} | {_fmt(r['srocc'])} | " + " | ".join(_fmt(groups[g][m]["srocc"]) for g in names)
-                         + " |")
-        lines += ["", "| metric | PLCC pooled | " + " | ".join(f"PLCC {g}" for g in names) + " |",
-                  "|---" * (len(names) + 2) + "|"]
+            lines.append(
+                f"| {m} | {_fmt(r['srocc'])} | " + " | ".join(_fmt(groups[g][m]["srocc"]) for g in names) + " |"
+            )
+        lines += [
+            "",
+            "| metric | PLCC pooled | " + " | ".join(f"PLCC {g}" for g in names) + " |",
+            "|---" * (len(names) + 2) + "|",
+        ]
         for m, r in results["metrics"].items():
-            lines.append(f"| {m} | {_fmt(r['plcc'])} | " + " | ".join(_fmt(groups[g][m]["plcc"]) for g in names)
-                         + " |")
+            lines.append(f"| {m} | {_fmt(r['plcc'])} | " + " | ".join(_fmt(groups[g][m]["plcc"]) for g in names) + " |")
         lines.append("")
     tests = results.get("paired_tests") or {}
     if tests:
-        lines += ["#### Paired bootstrap tests on the pooled set: SROCC(LPIPS) - SROCC(traditional)", "",
-                  "| LPIPS | vs | difference [95% CI] | p |", "|---|---|---|---|"]
+        lines += [
+            "#### Paired bootstrap tests on the pooled set: SROCC(LPIPS) - SROCC(traditional)",
+            "",
+            "| LPIPS | vs | difference [95% CI] | p |",
+            "|---|---|---|---|",
+        ]
         for a, row in tests.items():
             for b, t in row.items():
                 lo, hi = t["ci"]
-                lines.append(f"| {a} | {b} | {t['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
-                             f"{format_p(t['p_value'], t.get('n_resamples', results['n_resamples']))} |")
-        lines += ["", f"{_resampled(results).capitalize()} resampled, the two metrics kept paired "
-                  f"({results['n_resamples']} resamples); positive = LPIPS ranks the images closer to the "
-                  "human ordering.", ""]
+                lines.append(
+                    f"| {a} | {b} | {t['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
+                    f"{format_p(t['p_value'], t.get('n_resamples', results['n_resamples']))} |"
+                )
+        lines += [
+            "",
+            f"{_resampled(results).capitalize()} resampled, the two metrics kept paired "
+            f"({results['n_resamples']} resamples); positive = LPIPS ranks the images closer to the "
+            "human ordering.",
+            "",
+        ]
     if results.get("skipped"):
         lines.append("Skipped: " + "; ".join(f"{k} ({v})" for k, v in results["skipped"].items()) + "\n")
     return "\n".join(lines)
@@ -382,9 +434,11 @@ def _note(table: Path, rows: Sequence[MOSRow], max_side: int | None) -> str:
     if "live" in str(table).lower():
         parts = ", ".join(f"{counts[g]} {g} from {len(groups[g])} scenes" for g in groups)
         scale = " on one realigned DMOS scale" if len(groups) > 1 else ""
-        text = (f"Real human ratings (LIVE IQA Release 2: {len(rows)} of its {LIVE_RELEASE2_IMAGES} distorted "
-                f"images, {parts}{scale}; evaluation only). Not comparable with results published on all of "
-                "LIVE. ")
+        text = (
+            f"Real human ratings (LIVE IQA Release 2: {len(rows)} of its {LIVE_RELEASE2_IMAGES} distorted "
+            f"images, {parts}{scale}; evaluation only). Not comparable with results published on all of "
+            "LIVE. "
+        )
     else:
         text = "Ratings as stored in the table. "
     return text + ("Full-size images." if max_side is None else f"Images downscaled to a longer side of {max_side} px.")
@@ -394,12 +448,23 @@ def _table_header(table: Path) -> list[str]:
     return read_csv_rows(table, MOSDataError)[0]
 
 
-def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: Sequence[str] = MOS_METRICS,
-                 score_column: str | None = None, n_resamples: int = 1000, max_side: int | None = None,
-                 limit: int | None = None, device: str = "cpu", progress: bool = True,
-                 fns: Mapping[str, DistanceFunction] | None = None, verbose: bool = True,
-                 group_column: str | None = "auto", cache: str | Path | DistanceCache | None = None,
-                 paired: bool = True, resample: str = "scenes") -> dict:
+def evaluate_mos(
+    data: str | Path,
+    out_dir: str | Path | None = None,
+    metrics: Sequence[str] = MOS_METRICS,
+    score_column: str | None = None,
+    n_resamples: int = 1000,
+    max_side: int | None = None,
+    limit: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    fns: Mapping[str, DistanceFunction] | None = None,
+    verbose: bool = True,
+    group_column: str | None = "auto",
+    cache: str | Path | DistanceCache | None = None,
+    paired: bool = True,
+    resample: str = "scenes",
+) -> dict:
     """Correlate every metric with subjective scores; write results.json, results.md, mos_scatter.png.
 
     Args:
@@ -446,17 +511,33 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
     group_names = list(dict.fromkeys(labels.tolist())) if group_column else []
     worse_is_higher = "dmos" in score_column.lower()
     results = {
-        "table": str(table), "score_column": score_column, "n": len(rows), "max_side": max_side,
+        "table": str(table),
+        "score_column": score_column,
+        "n": len(rows),
+        "max_side": max_side,
         "note": _note(table, rows, max_side),
-        "direction": ("DMOS: higher = worse, so a good distance has positive correlations" if worse_is_higher
-                      else "a MOS (higher = better) gives a good distance negative SROCC/KROCC"),
-        "n_resamples": n_resamples, "resampled": resample, "n_scenes": len(set(scenes.tolist())),
-        "skipped": skipped, "metrics": {}, "seconds_total": 0.0,
-        "group_column": group_column, "group_n": {g: int(np.sum(labels == g)) for g in group_names},
-        "groups": {}, "paired_tests": {},
-        "distances": {"ids": [r.name for r in rows], "score": scores.tolist(), "scene": scenes.tolist(),
-                      **({"group": labels.tolist()} if group_column else {}),
-                      **{m: d.tolist() for m, d in dists.items()}},
+        "direction": (
+            "DMOS: higher = worse, so a good distance has positive correlations"
+            if worse_is_higher
+            else "a MOS (higher = better) gives a good distance negative SROCC/KROCC"
+        ),
+        "n_resamples": n_resamples,
+        "resampled": resample,
+        "n_scenes": len(set(scenes.tolist())),
+        "skipped": skipped,
+        "metrics": {},
+        "seconds_total": 0.0,
+        "group_column": group_column,
+        "group_n": {g: int(np.sum(labels == g)) for g in group_names},
+        "groups": {},
+        "paired_tests": {},
+        "distances": {
+            "ids": [r.name for r in rows],
+            "score": scores.tolist(),
+            "scene": scenes.tolist(),
+            **({"group": labels.tolist()} if group_column else {}),
+            **{m: d.tolist() for m, d in dists.items()},
+        },
     }
     for m, d in dists.items():
         res = mos_correlations(d, scores, n_resamples=n_resamples, clusters=clusters)
@@ -468,17 +549,26 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
     if len(group_names) > 1:
         for g in group_names:
             mask = labels == g
-            results["groups"][g] = {m: mos_correlations(d[mask], scores[mask], n_resamples=n_resamples,
-                                                        clusters=None if clusters is None else clusters[mask])
-                                    for m, d in dists.items()}
+            results["groups"][g] = {
+                m: mos_correlations(
+                    d[mask],
+                    scores[mask],
+                    n_resamples=n_resamples,
+                    clusters=None if clusters is None else clusters[mask],
+                )
+                for m, d in dists.items()
+            }
     if paired:
         trad = [m for m in dists if fns[m].kind == "traditional"]
         for a in (m for m in dists if fns[m].kind == "lpips"):
             results["paired_tests"][a] = {
-                b: (cluster_correlation_test(dists[a], dists[b], scores, clusters, n_resamples=n_resamples)
-                    if clusters is not None else
-                    paired_correlation_test(dists[a], dists[b], scores, n_resamples=n_resamples))
-                for b in trad}
+                b: (
+                    cluster_correlation_test(dists[a], dists[b], scores, clusters, n_resamples=n_resamples)
+                    if clusters is not None
+                    else paired_correlation_test(dists[a], dists[b], scores, n_resamples=n_resamples)
+                )
+                for b in trad
+            }
     results["seconds_total"] = time.perf_counter() - t0
     text = mos_markdown(results) + "\n" + signature_lines(results["metrics"])
     if out_dir is not None:
@@ -486,14 +576,20 @@ def evaluate_mos(data: str | Path, out_dir: str | Path | None = None, metrics: S
         write_json(out_dir / "results.json", results)
         write_text(out_dir / "results.md", text)
         plots.plot_mos_scatter_grid(
-            dists, scores, out_dir / "mos_scatter.png",
+            dists,
+            scores,
+            out_dir / "mos_scatter.png",
             logistic={m: r["logistic"] for m, r in results["metrics"].items()},
             labels={m: fns[m].label for m in dists},
-            stats_text={m: f"SROCC {r['srocc']['value']:.3f}\nPLCC {r['plcc']['value']:.3f}"
-                        for m, r in results["metrics"].items()},
+            stats_text={
+                m: f"SROCC {r['srocc']['value']:.3f}\nPLCC {r['plcc']['value']:.3f}"
+                for m, r in results["metrics"].items()
+            },
             ylabel=f"{score_column}" + (" (higher = worse)" if worse_is_higher else ""),
             title=f"Metrics vs {score_column}: {table.parent.name if not group_names else table.stem} "
-                  f"({len(rows)} images)", groups=labels if len(group_names) > 1 else None)
+            f"({len(rows)} images)",
+            groups=labels if len(group_names) > 1 else None,
+        )
     if verbose:
         print(text)
     return results

@@ -10,12 +10,13 @@ invalidates them. The file is JSON::
 and is rewritten atomically after every reference, so an interrupted run keeps
 what it finished.
 """
+
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from ..data.textfiles import read_json
 from ..files import write_json
@@ -39,8 +40,10 @@ def _checked_entries(path: Path, entries) -> dict[str, dict[str, float]]:
     for metric, values in entries.items():
         for key, d in values.items():
             if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d):
-                raise ValueError(f"{path}: {metric} {key}: {d!r} is not a finite distance; delete the file "
-                                 f"(or that entry) to recompute")
+                raise ValueError(
+                    f"{path}: {metric} {key}: {d!r} is not a finite distance; delete the file "
+                    f"(or that entry) to recompute"
+                )
     return {m: {k: float(d) for k, d in v.items()} for m, v in entries.items()}
 
 
@@ -59,8 +62,10 @@ class DistanceCache:
             data = read_json(self.path, ValueError)
             version = data.get("version") if isinstance(data, dict) else None
             if version != CACHE_VERSION:
-                raise ValueError(f"{self.path}: distance cache version {version!r}, expected "
-                                 f"{CACHE_VERSION}; delete the file to recompute")
+                raise ValueError(
+                    f"{self.path}: distance cache version {version!r}, expected "
+                    f"{CACHE_VERSION}; delete the file to recompute"
+                )
             self.entries = _checked_entries(self.path, data.get("entries"))
 
     def key(self, distorted: Path, reference: Path, max_side: int | None) -> str:
@@ -77,8 +82,13 @@ class DistanceCache:
 
     def save(self) -> None:
         if self.path is not None:
-            write_json(self.path, {"version": CACHE_VERSION,
-                                   "entries": {m: dict(sorted(v.items())) for m, v in sorted(self.entries.items())}})
+            write_json(
+                self.path,
+                {
+                    "version": CACHE_VERSION,
+                    "entries": {m: dict(sorted(v.items())) for m, v in sorted(self.entries.items())},
+                },
+            )
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.entries.values())

@@ -2,6 +2,7 @@
 
 Every figure is written atomically through :func:`lpips_core.files.save_figure`.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,9 @@ def _footnote(fig, note: str) -> None:
         fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True, style="italic")
 
 
-def plot_2afc_bars(scores: dict, path, title: str = "2AFC agreement", note: str = "",
-                   columns: list[str] | None = None) -> None:
+def plot_2afc_bars(
+    scores: dict, path, title: str = "2AFC agreement", note: str = "", columns: list[str] | None = None
+) -> None:
     """Grouped bars: one group per subset (and average), one bar per metric, 95% CI as error bars.
 
     Args:
@@ -64,12 +66,24 @@ def plot_2afc_bars(scores: dict, path, title: str = "2AFC agreement", note: str 
         lo = np.array([100 * (scores[m].get(c, {}).get("ci") or [np.nan, np.nan])[0] for c in columns])
         hi = np.array([100 * (scores[m].get(c, {}).get("ci") or [np.nan, np.nan])[1] for c in columns])
         err = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
-        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, vals, width, yerr=np.nan_to_num(err),
-               label=m, color=cmap(i % 20), capsize=2, error_kw={"elinewidth": 0.8})
+        ax.bar(
+            x + (i - (len(metrics) - 1) / 2) * width,
+            vals,
+            width,
+            yerr=np.nan_to_num(err),
+            label=m,
+            color=cmap(i % 20),
+            capsize=2,
+            error_kw={"elinewidth": 0.8},
+        )
     ax.set_xticks(x, columns, rotation=20)
     ax.set_ylabel("agreement (%)")
-    finite = [100 * scores[m][c]["score"] for m in metrics for c in columns
-              if c in scores[m] and np.isfinite(scores[m][c]["score"])]
+    finite = [
+        100 * scores[m][c]["score"]
+        for m in metrics
+        for c in columns
+        if c in scores[m] and np.isfinite(scores[m][c]["score"])
+    ]
     if finite:
         ax.set_ylim(max(0, min(finite) - 10), min(100, max(finite) + 8))
     ax.set_title(title)
@@ -80,8 +94,9 @@ def plot_2afc_bars(scores: dict, path, title: str = "2AFC agreement", note: str 
     plt.close(fig)
 
 
-def plot_difference_scatter(diffs: dict, judge: np.ndarray, path, note: str = "", max_points: int = 3000,
-                            seed: int = 0) -> None:
+def plot_difference_scatter(
+    diffs: dict, judge: np.ndarray, path, note: str = "", max_points: int = 3000, seed: int = 0
+) -> None:
     """Per metric: distance difference d0 - d1 against the judgment h, with two trend lines.
 
     The points are jittered vertically (h takes few values); the trend lines are
@@ -191,8 +206,9 @@ def plot_folder_distances(distances, summary: dict, path, title: str = "", max_f
     plt.close(fig)
 
 
-def plot_correlation_bars(corrs: dict, path, note: str = "",
-                          title: str = "Correlation of d0 - d1 with the judgment") -> None:
+def plot_correlation_bars(
+    corrs: dict, path, note: str = "", title: str = "Correlation of d0 - d1 with the judgment"
+) -> None:
     """Pearson, Spearman and Kendall per metric as grouped bars.
 
     Args:
@@ -217,8 +233,9 @@ def plot_correlation_bars(corrs: dict, path, note: str = "",
     plt.close(fig)
 
 
-def plot_speed_accuracy(points: list[dict], path, note: str = "",
-                        ylabel: str = "2AFC agreement (%), mean of subsets") -> None:
+def plot_speed_accuracy(
+    points: list[dict], path, note: str = "", ylabel: str = "2AFC agreement (%), mean of subsets"
+) -> None:
     """Speed (pairs/s, log scale) against accuracy; one colour per architecture.
 
     Args:
@@ -231,8 +248,9 @@ def plot_speed_accuracy(points: list[dict], path, note: str = "",
         pts = [p for p in points if p.get("group", "other") == g]
         xs = [p["pairs_per_second"] for p in pts]
         ys = [100 * p["score"] for p in pts]
-        errs = np.array([[100 * (p["score"] - p["ci"][0]), 100 * (p["ci"][1] - p["score"])]
-                         if p.get("ci") else [0, 0] for p in pts]).T
+        errs = np.array(
+            [[100 * (p["score"] - p["ci"][0]), 100 * (p["ci"][1] - p["score"])] if p.get("ci") else [0, 0] for p in pts]
+        ).T
         ax.errorbar(xs, ys, yerr=np.clip(errs, 0, None), fmt="o", color=f"C{gi}", label=g, capsize=2)
         for p, x_, y_ in zip(pts, xs, ys):
             ax.annotate(p["name"], (x_, y_), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -251,10 +269,17 @@ def plot_speed_accuracy(points: list[dict], path, note: str = "",
     plt.close(fig)
 
 
-def plot_mos_scatter_grid(preds: dict, scores: np.ndarray, path, logistic: dict | None = None,
-                          labels: dict | None = None, stats_text: dict | None = None,
-                          ylabel: str = "DMOS (higher = worse)", title: str = "",
-                          groups: np.ndarray | None = None) -> None:
+def plot_mos_scatter_grid(
+    preds: dict,
+    scores: np.ndarray,
+    path,
+    logistic: dict | None = None,
+    labels: dict | None = None,
+    stats_text: dict | None = None,
+    ylabel: str = "DMOS (higher = worse)",
+    title: str = "",
+    groups: np.ndarray | None = None,
+) -> None:
     """Per metric: metric value vs subjective score, with the fitted 4-parameter logistic.
 
     Args:
@@ -278,8 +303,15 @@ def plot_mos_scatter_grid(preds: dict, scores: np.ndarray, path, logistic: dict 
         ax.set_xlabel((labels or {}).get(m, m), fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         if stats_text and m in stats_text:
-            ax.text(0.03, 0.97, stats_text[m], transform=ax.transAxes, fontsize=7, va="top",
-                    bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
+            ax.text(
+                0.03,
+                0.97,
+                stats_text[m],
+                transform=ax.transAxes,
+                fontsize=7,
+                va="top",
+                bbox={"facecolor": "white", "alpha": 0.7, "lw": 0},
+            )
         if groups is not None and k == 0:
             ax.legend(fontsize=7, loc="lower right")
     if title:
@@ -293,7 +325,7 @@ def plot_agreement_by_margin(margin: dict, path, note: str = "", subsets: list[s
     """People's agreement with a metric against the metric's relative margin, one panel per subset.
 
     Args:
-        margin: {model: {subset: [bin rows]}} from :func:`lpips_core.eval.published.margin_tables`
+        margin: {model: {subset: [bin rows]}} from :func:`lpips_core.studies.published.margin_tables`
             (rows with 'low', 'high', 'n', 'agreement', 'ci', 'oracle'; scores in [0, 1]).
         subsets: panels to draw (default: every subset, 'all' first).
     """
@@ -310,8 +342,7 @@ def plot_agreement_by_margin(margin: dict, path, note: str = "", subsets: list[s
             lo = np.array([100 * r["ci"][0] for r in rows])
             hi = np.array([100 * r["ci"][1] for r in rows])
             shift = (i - (len(models) - 1) / 2) * 0.008  # side by side, not on top of each other
-            ax.errorbar(x + shift, y, yerr=[y - lo, hi - y], marker="o", ms=3, lw=1, capsize=2,
-                        color=cmap(i), label=m)
+            ax.errorbar(x + shift, y, yerr=[y - lo, hi - y], marker="o", ms=3, lw=1, capsize=2, color=cmap(i), label=m)
             if i == 0:
                 ax.plot(x, [100 * r["oracle"] for r in rows], "k--", lw=0.8, label=f"oracle bound ({m}'s bins)")
         ax.axhline(50, color="grey", lw=0.5)
@@ -325,8 +356,9 @@ def plot_agreement_by_margin(margin: dict, path, note: str = "", subsets: list[s
     plt.close(fig)
 
 
-def plot_paired_differences(tests: dict, path, title: str = "paired differences", note: str = "",
-                            scale: float = 100.0, unit: str = "points") -> None:
+def plot_paired_differences(
+    tests: dict, path, title: str = "paired differences", note: str = "", scale: float = 100.0, unit: str = "points"
+) -> None:
     """Forest plot of paired differences with their intervals, one panel per group of tests.
 
     Args:
@@ -336,8 +368,7 @@ def plot_paired_differences(tests: dict, path, title: str = "paired differences"
     plt = pyplot()
     panels = list(tests)
     rows = max(len(tests[p]) for p in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.45 * rows + 1.2), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.45 * rows + 1.2), squeeze=False, sharey=True)
     for ax, panel in zip(axes[0], panels):
         names = list(tests[panel])
         y = np.arange(len(names))[::-1]

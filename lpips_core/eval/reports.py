@@ -1,10 +1,11 @@
 """Reports of an evaluation: the paper's numbers, Markdown tables, judgment notes, distance files."""
+
 from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -17,16 +18,22 @@ from .stats import format_p
 #: "human" is one judge's agreement with the panel, not a ceiling (see ``published.oracle_bound``).
 PAPER_2AFC = {
     "human": {"trad_cnn": 82.6, "real_algs": 69.5},
-    "l2_lab": {"trad_cnn": 68.9}, "ssim": {"trad_cnn": 69.7}, "fsimc": {"trad_cnn": 70.0},
-    "net-squeeze": {"trad_cnn": 78.0, "real_algs": 64.0}, "lpips-squeeze": {"trad_cnn": 79.8, "real_algs": 65.1},
+    "l2_lab": {"trad_cnn": 68.9},
+    "ssim": {"trad_cnn": 69.7},
+    "fsimc": {"trad_cnn": 70.0},
+    "net-squeeze": {"trad_cnn": 78.0, "real_algs": 64.0},
+    "lpips-squeeze": {"trad_cnn": 79.8, "real_algs": 65.1},
     "tune-squeeze": {"trad_cnn": 79.9, "real_algs": 64.5},
-    "net-alex": {"trad_cnn": 76.8, "real_algs": 65.0}, "lpips-alex": {"trad_cnn": 78.7, "real_algs": 65.3},
+    "net-alex": {"trad_cnn": 76.8, "real_algs": 65.0},
+    "lpips-alex": {"trad_cnn": 78.7, "real_algs": 65.3},
     "tune-alex": {"trad_cnn": 80.6, "real_algs": 64.3},
-    "net-vgg": {"trad_cnn": 75.7, "real_algs": 62.6}, "lpips-vgg": {"trad_cnn": 79.4, "real_algs": 64.1},
+    "net-vgg": {"trad_cnn": 75.7, "real_algs": 62.6},
+    "lpips-vgg": {"trad_cnn": 79.4, "real_algs": 64.1},
     "tune-vgg": {"trad_cnn": 81.4, "real_algs": 64.0},
 }
-PAPER_CITATION = ("Zhang et al., CVPR 2018, 2AFC agreement on BAPPS val with human judgments "
-                  "(the paper's numbers, not measured here)")
+PAPER_CITATION = (
+    "Zhang et al., CVPR 2018, 2AFC agreement on BAPPS val with human judgments (the paper's numbers, not measured here)"
+)
 
 
 def _dataset_root(path: Path) -> Path:
@@ -54,9 +61,11 @@ def judgment_note(data: str | Path | None) -> str:
         observer = re.search(r"observer\s+`([^`]+)`", text)
         who = f" ({observer.group(1)})" if observer else ""
         # the card by its dataset-relative name: reports are shared, local paths mean nothing to readers
-        return (f"Judgments come from a SIMULATED observer{who} (see {root.name}/README.md), not from people; scores here "
-                f"are agreement with that simulation, not with human perception"
-                + (", and the metric the observer uses is favoured by construction." if who else "."))
+        return (
+            f"Judgments come from a SIMULATED observer{who} (see {root.name}/README.md), not from people; scores here "
+            f"are agreement with that simulation, not with human perception"
+            + (", and the metric the observer uses is favoured by construction." if who else ".")
+        )
     return f"Judgments: as stored in the dataset {root.name!r}."
 
 
@@ -65,9 +74,13 @@ def _pct(x: float) -> str:
     return "-" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
 
 
-def markdown_table(scores: dict, title: str = "2AFC agreement (%)", note: str = "",
-                   paper: Mapping[str, Mapping[str, float]] | None = None,
-                   speed: Mapping[str, float] | None = None) -> str:
+def markdown_table(
+    scores: dict,
+    title: str = "2AFC agreement (%)",
+    note: str = "",
+    paper: Mapping[str, Mapping[str, float]] | None = None,
+    speed: Mapping[str, float] | None = None,
+) -> str:
     """Metric x subset table, each cell ``score [low, high]`` in percent.
 
     Args:
@@ -80,8 +93,9 @@ def markdown_table(scores: dict, title: str = "2AFC agreement (%)", note: str = 
         return f"### {title}\n\n(no results)\n"
     cols = [c for c in next(iter(scores.values())) if c not in ("mean", *GROUPS)]
     cols += [c for c in ("trad_cnn", "real_algs", "mean") if c in next(iter(scores.values()))]
-    header = ["metric"] + [{"trad_cnn": "Trad+CNN avg", "real_algs": "real algs avg",
-                            "mean": "mean of subsets"}.get(c, c) for c in cols]
+    header = ["metric"] + [
+        {"trad_cnn": "Trad+CNN avg", "real_algs": "real algs avg", "mean": "mean of subsets"}.get(c, c) for c in cols
+    ]
     if paper is not None:
         header += ["paper Trad+CNN", "paper real algs"]
     if speed is not None:
@@ -102,14 +116,19 @@ def markdown_table(scores: dict, title: str = "2AFC agreement (%)", note: str = 
                 cells.append(f"{_pct(cell['score'])}{ci}")
         if paper is not None:
             ref = paper.get(m, {})
-            cells += [f"{ref['trad_cnn']:.1f}" if "trad_cnn" in ref else "-",
-                      f"{ref['real_algs']:.1f}" if "real_algs" in ref else "-"]
+            cells += [
+                f"{ref['trad_cnn']:.1f}" if "trad_cnn" in ref else "-",
+                f"{ref['real_algs']:.1f}" if "real_algs" in ref else "-",
+            ]
         if speed is not None:
             cells.append(f"{speed[m]:.0f}" if m in speed else "-")
         lines.append("| " + " | ".join(cells) + " |")
     if paper is not None:
-        lines += ["", f"Paper columns: {PAPER_CITATION}; human agreement there: "
-                      f"{PAPER_2AFC['human']['trad_cnn']} (Trad+CNN), {PAPER_2AFC['human']['real_algs']} (real algs)."]
+        lines += [
+            "",
+            f"Paper columns: {PAPER_CITATION}; human agreement there: "
+            f"{PAPER_2AFC['human']['trad_cnn']} (Trad+CNN), {PAPER_2AFC['human']['real_algs']} (real algs).",
+        ]
     lines.append("")
     return "\n".join(lines)
 
@@ -137,20 +156,12 @@ def correlation_table(corrs: dict, note: str = "") -> str:
 def write_distances_csv(path: str | Path, res: TwoAFCDistances) -> None:
     """Per-triplet distances of every metric (id, subset, judge, <metric>_d0, <metric>_d1)."""
     header = ["id", "subset", "judge"] + [f"{m}_{k}" for m in res.metrics for k in ("d0", "d1")]
-    rows = ([res.ids[i], res.subset[i], f"{res.judge[i]:.6g}"]
-            + [f"{getattr(res, k)[m][i]:.8g}" for m in res.metrics for k in ("d0", "d1")]
-            for i in range(len(res.judge)))
+    rows = (
+        [res.ids[i], res.subset[i], f"{res.judge[i]:.6g}"]
+        + [f"{getattr(res, k)[m][i]:.8g}" for m in res.metrics for k in ("d0", "d1")]
+        for i in range(len(res.judge))
+    )
     write_csv(path, header, rows)
-
-
-def paired_table(tests: dict, baseline: str) -> str:
-    lines = [f"### Paired bootstrap test against {baseline} (same triplets)", "",
-             "| metric | difference (points) | 95% CI | p-value |", "|---|---|---|---|"]
-    for m, t in tests.items():
-        lines.append(f"| {m} | {100 * t['difference']:+.1f} | [{100 * t['ci'][0]:+.1f}, {100 * t['ci'][1]:+.1f}] "
-                     f"| {t['p_value']:.3g} |")
-    lines.append("")
-    return "\n".join(lines)
 
 
 def read_distances_csv(path: str | Path) -> TwoAFCDistances:
@@ -162,9 +173,13 @@ def read_distances_csv(path: str | Path) -> TwoAFCDistances:
         raise ValueError(f"{path}: not a distances_2afc.csv (header {','.join(header[:5])}...)")
     cols = list(zip(*body)) if body else [[] for _ in header]
     metrics = [h[:-3] for h in header[3::2]]
-    return TwoAFCDistances(judge=np.array(cols[2], dtype=float), subset=np.array(cols[1]), ids=list(cols[0]),
-                           d0={m: np.array(cols[3 + 2 * i], dtype=float) for i, m in enumerate(metrics)},
-                           d1={m: np.array(cols[4 + 2 * i], dtype=float) for i, m in enumerate(metrics)})
+    return TwoAFCDistances(
+        judge=np.array(cols[2], dtype=float),
+        subset=np.array(cols[1]),
+        ids=list(cols[0]),
+        d0={m: np.array(cols[3 + 2 * i], dtype=float) for i, m in enumerate(metrics)},
+        d1={m: np.array(cols[4 + 2 * i], dtype=float) for i, m in enumerate(metrics)},
+    )
 
 
 def signature_lines(metrics: dict) -> str:
@@ -185,11 +200,15 @@ def paired_table(tests: Mapping[str, dict], title: str = "", scale: float = 100.
         the table, with a line saying which intervals exclude zero.
     """
     digits = 1 if scale >= 100 else 3
-    lines = ([f"**{title}**", ""] if title else []) + ["| comparison | difference [95% CI] | p | interval excludes 0 |",
-                                                     "|---|---|---|---|"]
+    lines = ([f"### {title}", ""] if title else []) + [
+        "| comparison | difference [95% CI] | p | interval excludes 0 |",
+        "|---|---|---|---|",
+    ]
     for name, t in tests.items():
         lo, hi = (scale * v for v in t["ci"])
-        lines.append(f"| {name} | {scale * t['difference']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] | "
-                     f"{format_p(t['p_value'], t.get('n_resamples', 10_000))} | "
-                     f"{'yes' if lo > 0 or hi < 0 else 'no'} |")
+        lines.append(
+            f"| {name} | {scale * t['difference']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] | "
+            f"{format_p(t['p_value'], t.get('n_resamples', 10_000))} | "
+            f"{'yes' if lo > 0 or hi < 0 else 'no'} |"
+        )
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ Part file format: one line ``# lpips-core part <json settings>``, then ``key,val
 lines (``csv`` quoting, ``\\n`` line ends). The settings line makes a resume with
 other settings (another net, batch size, ...) an error instead of a mixed table.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,8 @@ import io
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 MAGIC = "# lpips-core part "
 
@@ -39,7 +40,7 @@ def part_files(output: str | os.PathLike) -> list[Path]:
     output = Path(output)
     found = []
     for p in output.parent.glob(f"{output.name}.part*"):
-        suffix = p.name[len(output.name) + 5:]
+        suffix = p.name[len(output.name) + 5 :]
         if suffix.isdigit():
             found.append((int(suffix), p))
     return [p for _, p in sorted(found)]
@@ -51,7 +52,7 @@ def _settings_line(settings: Mapping) -> str:
 
 def _check_settings(path: Path, line: str, settings: Mapping) -> None:
     try:
-        found = json.loads(line[len(MAGIC):]) if line.startswith(MAGIC) else None
+        found = json.loads(line[len(MAGIC) :]) if line.startswith(MAGIC) else None
     except json.JSONDecodeError:
         found = None
     if found is None:
@@ -71,8 +72,10 @@ def check_same_settings(path: Path, found: Mapping, settings: Mapping) -> None:
     """Raise :class:`ResumeError` naming every setting in which ``found`` (read from ``path``) differs."""
     parts = settings_difference(found, settings)
     if parts:
-        raise ResumeError(f"{path} was written with other settings ({parts}); resume with the same "
-                          f"options, or run without --resume to start over")
+        raise ResumeError(
+            f"{path} was written with other settings ({parts}); resume with the same "
+            f"options, or run without --resume to start over"
+        )
 
 
 def part_settings(path: str | os.PathLike) -> dict | None:
@@ -82,7 +85,7 @@ def part_settings(path: str | os.PathLike) -> dict | None:
     if first < 0 or not text.startswith(MAGIC):
         return None
     try:
-        found = json.loads(text[len(MAGIC):first])
+        found = json.loads(text[len(MAGIC) : first])
     except json.JSONDecodeError:
         return None
     return found if isinstance(found, dict) else None
@@ -124,8 +127,10 @@ def _complete_rows(text: str, path: Path | None = None, first_line: int = 2) -> 
         except csv.Error as exc:
             problem = f"not a CSV row ({exc})"
         if problem:
-            raise ResumeError(f"{path}: line {line_no}: {line[:60]!r}: {problem}; the part file is damaged. "
-                              f"Delete it to recompute its rows (or correct that line), then resume")
+            raise ResumeError(
+                f"{path}: line {line_no}: {line[:60]!r}: {problem}; the part file is damaged. "
+                f"Delete it to recompute its rows (or correct that line), then resume"
+            )
         rows.append((fields[0], fields[1]))
         used, line_no = end + 1, line_no + 1
     return rows, used
@@ -151,8 +156,8 @@ def read_part(path: str | os.PathLike, settings: Mapping | None) -> dict[str, st
     if first < 0:  # killed while writing the settings line: nothing was computed
         return {}
     if settings is not None:
-        _check_settings(path, text[:first + 1], settings)
-    rows, _ = _complete_rows(text[first + 1:], path)
+        _check_settings(path, text[: first + 1], settings)
+    rows, _ = _complete_rows(text[first + 1 :], path)
     return dict(rows)
 
 
@@ -164,7 +169,7 @@ def finished_rows(output: str | os.PathLike) -> tuple[int, list[Path]]:
         text = _decode(part.read_bytes())
         first = text.find("\n")
         if first >= 0:
-            n += text[first + 1:].count("\n")
+            n += text[first + 1 :].count("\n")
     return n, parts
 
 
@@ -179,14 +184,18 @@ def read_table(path: str | os.PathLike, header: tuple[str, str]) -> dict[str, st
         reader = csv.reader(f)
         first = next(reader, None)
         if first is None or tuple(first[:2]) != tuple(header):
-            raise ResumeError(f"{path}: header {first} is not {list(header)}; not a table of this command "
-                              f"(choose another --output or delete it)")
+            raise ResumeError(
+                f"{path}: header {first} is not {list(header)}; not a table of this command "
+                f"(choose another --output or delete it)"
+            )
         rows = {}
         for r in reader:
             problem = _row_problem(r)
             if problem:
-                raise ResumeError(f"{path}: line {reader.line_num}: {problem}; the table was damaged or edited: "
-                                  f"run without --resume to recompute it")
+                raise ResumeError(
+                    f"{path}: line {reader.line_num}: {problem}; the table was damaged or edited: "
+                    f"run without --resume to recompute it"
+                )
             rows[r[0]] = r[1]
         return rows
 
@@ -209,9 +218,9 @@ class PartWriter:
             text = _decode(self.path.read_bytes())
             first = text.find("\n")
             if first >= 0:
-                _check_settings(self.path, text[:first + 1], settings)
-                _, used = _complete_rows(text[first + 1:], self.path)
-                keep = len(text[:first + 1 + used].encode("utf-8", errors="surrogateescape"))
+                _check_settings(self.path, text[: first + 1], settings)
+                _, used = _complete_rows(text[first + 1 :], self.path)
+                keep = len(text[: first + 1 + used].encode("utf-8", errors="surrogateescape"))
         if keep is None:
             self._file = open(self.path, "w", newline="", encoding="utf-8", errors="surrogateescape")
             self._file.write(_settings_line(settings))
@@ -235,7 +244,7 @@ class PartWriter:
         if not self._file.closed:
             self._file.close()
 
-    def __enter__(self) -> "PartWriter":
+    def __enter__(self) -> PartWriter:
         return self
 
     def __exit__(self, *exc) -> None:

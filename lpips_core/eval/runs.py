@@ -7,11 +7,12 @@ traditional metrics, the paper's published numbers, paired tests and figures.
 Both collect through :mod:`.collect`, score through :mod:`.scores` and write through
 :mod:`.reports` and :mod:`lpips_core.files`.
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,17 +22,26 @@ from ..model import WeightsError
 from . import plots
 from .collect import TwoAFCDistances, as_functions, collect_2afc, collect_jnd
 from .distances import DistanceFunction, make_distance
-from .reports import (PAPER_2AFC, PAPER_CITATION, correlation_table, judgment_note, markdown_table, paired_table,
-                      signature_lines, write_distances_csv)
+from .registry import METRIC_SETS
+from .reports import (
+    PAPER_2AFC,
+    PAPER_CITATION,
+    correlation_table,
+    judgment_note,
+    markdown_table,
+    paired_table,
+    signature_lines,
+    write_distances_csv,
+)
 from .scores import judgment_correlations, paired_tests, score_2afc_results, score_jnd_results
 
-DEFAULT_METRICS = ("lpips", "l2_lab", "ssim", "psnr")
-COMPARE_METRICS = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "net-alex", "net-vgg", "net-squeeze",
-                   "l2_lab", "l2", "l1", "ssim", "psnr", "dists")
+DEFAULT_METRICS = METRIC_SETS["evaluate"]
+COMPARE_METRICS = METRIC_SETS["compare"]
 
 
-def open_datasets(data: str | Path, load_size: int = 64, subsets: Sequence[str] | None = None,
-                  split: str = "val") -> dict:
+def open_datasets(
+    data: str | Path, load_size: int = 64, subsets: Sequence[str] | None = None, split: str = "val"
+) -> dict:
     """The 2AFC and/or JND datasets under ``data`` (BAPPS layout, a split folder, or a table).
 
     Returns:
@@ -71,10 +81,22 @@ def _metric_specs(model: str | None, net: str, metrics: Iterable[str]) -> list[s
     return specs
 
 
-def evaluate(data, out_dir, metrics: Sequence[str] = DEFAULT_METRICS, model: str = "official",
-             net: str = "alex", version: str = "0.1", batch_size: int = 50, n_resamples: int = 1000,
-             load_size: int = 64, subsets: Sequence[str] | None = None, device: str = "cpu",
-             progress: bool = True, datasets: Mapping | None = None, verbose: bool = True) -> dict:
+def evaluate(
+    data,
+    out_dir,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    model: str = "official",
+    net: str = "alex",
+    version: str = "0.1",
+    batch_size: int = 50,
+    n_resamples: int = 1000,
+    load_size: int = 64,
+    subsets: Sequence[str] | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    datasets: Mapping | None = None,
+    verbose: bool = True,
+) -> dict:
     """Score metrics on a 2AFC (and JND, when present) dataset; write results.json and results.md.
 
     Args:
@@ -93,13 +115,18 @@ def evaluate(data, out_dir, metrics: Sequence[str] = DEFAULT_METRICS, model: str
         raise FileNotFoundError(f"{data}: no 2AFC or JND data")
     if load_size is None:
         batch_size = 1  # full-size images differ in size between references, so they cannot share a batch
-    fns = as_functions([make_distance(s, net=net, version=version, device=device)
-                         for s in _metric_specs(model, net, metrics)])
+    fns = as_functions(
+        [make_distance(s, net=net, version=version, device=device) for s in _metric_specs(model, net, metrics)]
+    )
     note = judgment_note(data)
-    results: dict = {"data": str(data) if data is not None else None, "judgments": note,
-                     "metrics": {k: {"kind": f.kind, "label": f.label, "signature": _signature(f, load_size)}
-                                 for k, f in fns.items()},
-                     "n_resamples": n_resamples}
+    results: dict = {
+        "data": str(data) if data is not None else None,
+        "judgments": note,
+        "metrics": {
+            k: {"kind": f.kind, "label": f.label, "signature": _signature(f, load_size)} for k, f in fns.items()
+        },
+        "n_resamples": n_resamples,
+    }
     md = [f"# Evaluation on {data}", "", f"> {note}", ""]
     if "2afc" in datasets:
         res = collect_2afc(fns, datasets["2afc"], batch_size=batch_size, device=device, progress=progress)
@@ -142,8 +169,9 @@ def _group(fn: DistanceFunction) -> str:
     return "DISTS (VGG16)" if fn.name == "dists" else "traditional"
 
 
-def build_metrics(specs: Sequence[str], device: str = "cpu", net: str = "alex",
-                  skip_unavailable: bool = True) -> tuple[dict[str, DistanceFunction], dict[str, str]]:
+def build_metrics(
+    specs: Sequence[str], device: str = "cpu", net: str = "alex", skip_unavailable: bool = True
+) -> tuple[dict[str, DistanceFunction], dict[str, str]]:
     """Distance functions for ``specs``; those whose weights cannot be had are skipped with the reason."""
     fns, skipped = {}, {}
     for spec in specs:
@@ -159,28 +187,64 @@ def build_metrics(specs: Sequence[str], device: str = "cpu", net: str = "alex",
     return fns, skipped
 
 
-def write_2afc_plots(out_dir: Path, res: TwoAFCDistances, scores: dict, corrs: dict,
-                     groups: Mapping[str, str], note: str, speed: Mapping[str, float] | None = None) -> list[Path]:
+def write_2afc_plots(
+    out_dir: Path,
+    res: TwoAFCDistances,
+    scores: dict,
+    corrs: dict,
+    groups: Mapping[str, str],
+    note: str,
+    speed: Mapping[str, float] | None = None,
+) -> list[Path]:
     """The compare-models figures: bars with CIs, difference scatter, distributions, correlations, speed."""
     out_dir = Path(out_dir)
-    paths = [out_dir / n for n in ("2afc_bars.png", "difference_vs_judgment.png", "distance_distributions.png",
-                                   "correlations.png", "speed_vs_accuracy.png")]
+    paths = [
+        out_dir / n
+        for n in (
+            "2afc_bars.png",
+            "difference_vs_judgment.png",
+            "distance_distributions.png",
+            "correlations.png",
+            "speed_vs_accuracy.png",
+        )
+    ]
     plots.plot_2afc_bars(scores, paths[0], title="2AFC agreement per subset (95% bootstrap CI)", note=note)
     plots.plot_difference_scatter({m: res.d0[m] - res.d1[m] for m in res.metrics}, res.judge, paths[1], note=note)
     plots.plot_distance_distributions({m: np.r_[res.d0[m], res.d1[m]] for m in res.metrics}, paths[2], note=note)
     plots.plot_correlation_bars(corrs, paths[3], note=note)
     speed = speed if speed is not None else {m: res.pairs_per_second(m) for m in res.metrics}
-    points = [{"name": m, "pairs_per_second": speed[m], "score": scores[m]["mean"]["score"],
-               "ci": scores[m]["mean"]["ci"], "group": groups[m]} for m in res.metrics if speed.get(m)]
+    points = [
+        {
+            "name": m,
+            "pairs_per_second": speed[m],
+            "score": scores[m]["mean"]["score"],
+            "ci": scores[m]["mean"]["ci"],
+            "group": groups[m],
+        }
+        for m in res.metrics
+        if speed.get(m)
+    ]
     plots.plot_speed_accuracy(points, paths[4], note=note)
     return paths
 
 
-def compare_models(data, out_dir, metrics: Sequence[str] = COMPARE_METRICS, extra: Sequence[str] = (),
-                   batch_size: int = 50, n_resamples: int = 1000, load_size: int = 64,
-                   subsets: Sequence[str] | None = None, device: str = "cpu", progress: bool = True,
-                   datasets: Mapping | None = None, fns: Mapping[str, DistanceFunction] | None = None,
-                   baseline: str = "lpips-alex", verbose: bool = True, title: str | None = None) -> dict:
+def compare_models(
+    data,
+    out_dir,
+    metrics: Sequence[str] = COMPARE_METRICS,
+    extra: Sequence[str] = (),
+    batch_size: int = 50,
+    n_resamples: int = 1000,
+    load_size: int = 64,
+    subsets: Sequence[str] | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    datasets: Mapping | None = None,
+    fns: Mapping[str, DistanceFunction] | None = None,
+    baseline: str = "lpips-alex",
+    verbose: bool = True,
+    title: str | None = None,
+) -> dict:
     """alex/vgg/squeeze x (net, lin), traditional metrics and DISTS, side by side with the paper.
 
     Writes to ``out_dir``: results.json, results.md (2AFC table with CIs, the paper's
@@ -210,16 +274,37 @@ def compare_models(data, out_dir, metrics: Sequence[str] = COMPARE_METRICS, extr
     if "jnd" in datasets:
         jres = collect_jnd(fns, datasets["jnd"], batch_size=batch_size, device=device, progress=progress)
         jnd = score_jnd_results(jres, n_resamples=min(n_resamples, 500))
-    meta = {k: {"kind": f.kind, "label": f.label, "group": _group(f), "signature": _signature(f, load_size)}
-            for k, f in fns.items()}
-    return compare_report(res, out_dir, meta, data=data, jnd_scores=jnd, skipped=skipped,
-                          n_resamples=n_resamples, baseline=baseline, title=title, verbose=verbose)
+    meta = {
+        k: {"kind": f.kind, "label": f.label, "group": _group(f), "signature": _signature(f, load_size)}
+        for k, f in fns.items()
+    }
+    return compare_report(
+        res,
+        out_dir,
+        meta,
+        data=data,
+        jnd_scores=jnd,
+        skipped=skipped,
+        n_resamples=n_resamples,
+        baseline=baseline,
+        title=title,
+        verbose=verbose,
+    )
 
 
-def compare_report(res: TwoAFCDistances, out_dir, meta: Mapping[str, Mapping[str, str]], data=None,
-                   jnd_scores: dict | None = None, skipped: Mapping[str, str] | None = None,
-                   n_resamples: int = 1000, baseline: str = "lpips-alex", title: str | None = None,
-                   speed: Mapping[str, float] | None = None, verbose: bool = True) -> dict:
+def compare_report(
+    res: TwoAFCDistances,
+    out_dir,
+    meta: Mapping[str, Mapping[str, str]],
+    data=None,
+    jnd_scores: dict | None = None,
+    skipped: Mapping[str, str] | None = None,
+    n_resamples: int = 1000,
+    baseline: str = "lpips-alex",
+    title: str | None = None,
+    speed: Mapping[str, float] | None = None,
+    verbose: bool = True,
+) -> dict:
     """Scores, intervals, tests, tables and figures of :func:`compare_models` from collected distances.
 
     Args:
@@ -236,27 +321,42 @@ def compare_report(res: TwoAFCDistances, out_dir, meta: Mapping[str, Mapping[str
     speed = dict(speed) if speed is not None else {m: res.pairs_per_second(m) for m in res.metrics}
     base = baseline if baseline in res.metrics else res.metrics[0]
     tests = paired_tests(res, base)
-    results: dict = {"data": str(data) if data is not None else None, "judgments": note,
-                     "paper": {"values": PAPER_2AFC, "citation": PAPER_CITATION},
-                     "metrics": {k: dict(meta[k]) for k in res.metrics},
-                     "skipped": skipped, "n_triplets": int(len(res.judge)),
-                     "subsets": {s: int(np.sum(res.subset == s)) for s in dict.fromkeys(res.subset.tolist())},
-                     "2afc": scores, "pairs_per_second": speed, "correlations": corrs,
-                     "paired_tests": {"baseline": base, "tests": tests}, "n_resamples": n_resamples}
+    results: dict = {
+        "data": str(data) if data is not None else None,
+        "judgments": note,
+        "paper": {"values": PAPER_2AFC, "citation": PAPER_CITATION},
+        "metrics": {k: dict(meta[k]) for k in res.metrics},
+        "skipped": skipped,
+        "n_triplets": int(len(res.judge)),
+        "subsets": {s: int(np.sum(res.subset == s)) for s in dict.fromkeys(res.subset.tolist())},
+        "2afc": scores,
+        "pairs_per_second": speed,
+        "correlations": corrs,
+        "paired_tests": {"baseline": base, "tests": tests},
+        "n_resamples": n_resamples,
+    }
     md = [f"# {title or 'Model comparison'} on {data}", "", f"> {note}", ""]
     md.append(markdown_table(scores, "2AFC agreement (%), 95% bootstrap CI", paper=PAPER_2AFC, speed=speed))
-    md.append("Pairs/s: distances per second on this machine (features included, data loading excluded), "
-              "measured in this run.\n")
+    md.append(
+        "Pairs/s: distances per second on this machine (features included, data loading excluded), "
+        "measured in this run.\n"
+    )
     md.append(correlation_table(corrs))
-    md.append(paired_table(tests, base))
+    md.append(
+        paired_table(
+            {f"{m} - {base}": t for m, t in tests.items()},
+            f"Paired bootstrap test against {base} (same triplets), 2AFC points",
+        )
+    )
     if jnd_scores is not None:
         results["jnd"] = jnd_scores
         md.append(markdown_table(jnd_scores, "JND mAP (%), 95% bootstrap CI"))
     if skipped:
         md.append("Skipped (weights unavailable): " + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + "\n")
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = write_2afc_plots(out_dir, res, scores, corrs, {m: meta[m]["group"] for m in res.metrics}, note,
-                               speed=speed)
+    figures = write_2afc_plots(
+        out_dir, res, scores, corrs, {m: meta[m]["group"] for m in res.metrics}, note, speed=speed
+    )
     results["figures"] = [p.name for p in figures]
     md.append("Figures: " + ", ".join(f"[{p.name}]({p.name})" for p in figures) + "\n")
     md.append(signature_lines(results["metrics"]))

@@ -3,6 +3,7 @@
 Every score comes with a bootstrap interval (:mod:`.stats`); the per-item agreement
 itself is :func:`lpips_core.data.judgments.twoafc_scores`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,9 @@ def _cell(value: float, ci: tuple[float, float], n: int) -> dict:
     return {"score": float(value), "ci": [float(ci[0]), float(ci[1])], "n": int(n)}
 
 
-def score_2afc_results(res: TwoAFCDistances, n_resamples: int = 1000, seed: int = 0,
-                       level: float = 0.95, clusters=None) -> dict:
+def score_2afc_results(
+    res: TwoAFCDistances, n_resamples: int = 1000, seed: int = 0, level: float = 0.95, clusters=None
+) -> dict:
     """2AFC score per metric and subset with bootstrap intervals, plus subset averages.
 
     Args:
@@ -42,17 +44,36 @@ def score_2afc_results(res: TwoAFCDistances, n_resamples: int = 1000, seed: int 
         row: dict = {}
         for s in subsets:
             mask = res.subset == s
-            row[s] = _cell(per[mask].mean(), subset_mean_interval(per[mask], res.subset[mask], None if clusters is None
-                                                       else np.asarray(clusters)[mask], level, n_resamples, seed),
-                           mask.sum())
+            row[s] = _cell(
+                per[mask].mean(),
+                subset_mean_interval(
+                    per[mask],
+                    res.subset[mask],
+                    None if clusters is None else np.asarray(clusters)[mask],
+                    level,
+                    n_resamples,
+                    seed,
+                ),
+                mask.sum(),
+            )
         for g, members in groups.items():
             if g == "mean" and len(subsets) == 1:
                 row[g] = row[subsets[0]]
                 continue
             mask = np.isin(res.subset, members)
             value = float(np.mean([row[x]["score"] for x in members]))
-            row[g] = _cell(value, subset_mean_interval(per[mask], res.subset[mask], None if clusters is None
-                                            else np.asarray(clusters)[mask], level, n_resamples, seed), mask.sum())
+            row[g] = _cell(
+                value,
+                subset_mean_interval(
+                    per[mask],
+                    res.subset[mask],
+                    None if clusters is None else np.asarray(clusters)[mask],
+                    level,
+                    n_resamples,
+                    seed,
+                ),
+                mask.sum(),
+            )
         out[m] = row
     return out
 
@@ -63,8 +84,9 @@ def _mean_of_subset_means(values: np.ndarray, codes: np.ndarray) -> float:
     return float(np.mean([values[codes == c].mean() for c in present]))
 
 
-def subset_mean_interval(per: np.ndarray, subset: np.ndarray, clusters=None, level: float = 0.95,
-                         n_resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+def subset_mean_interval(
+    per: np.ndarray, subset: np.ndarray, clusters=None, level: float = 0.95, n_resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """Bootstrap interval of the mean of subset means of ``per`` (one subset: of its mean).
 
     Args:
@@ -84,8 +106,9 @@ def subset_mean_interval(per: np.ndarray, subset: np.ndarray, clusters=None, lev
     if len(set(np.asarray(clusters).tolist())) < 2:  # one scene: nothing to resample
         v = float(per.mean())
         return v, v
-    return stats.cluster_bootstrap_ci(per, statistic, clusters, level=level, n_resamples=n_resamples, seed=seed,
-                                      paired_with=codes)
+    return stats.cluster_bootstrap_ci(
+        per, statistic, clusters, level=level, n_resamples=n_resamples, seed=seed, paired_with=codes
+    )
 
 
 def score_jnd_results(res: JNDDistances, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
@@ -124,6 +147,7 @@ def paired_tests(res: TwoAFCDistances, baseline: str, n_resamples: int = 2000, s
     out = {}
     for m in res.metrics:
         if m != baseline:
-            out[m] = stats.paired_bootstrap_test(twoafc_scores(res.d0[m], res.d1[m], res.judge), base,
-                                           n_resamples=n_resamples, seed=seed)
+            out[m] = stats.paired_bootstrap_test(
+                twoafc_scores(res.d0[m], res.d1[m], res.judge), base, n_resamples=n_resamples, seed=seed
+            )
     return out

@@ -16,14 +16,34 @@
   before the Pearson correlation in image-quality studies (VQEG), and
   :func:`mos_correlations`, SROCC / KROCC / PLCC each with a bootstrap interval.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import numpy as np
 import torch
 from scipy import optimize, stats
+
+__all__ = [
+    "DEFAULT_RESAMPLES",
+    "bootstrap_ci",
+    "stratified_bootstrap_ci",
+    "paired_bootstrap_test",
+    "format_p",
+    "cluster_draws",
+    "cluster_bootstrap_test",
+    "cluster_bootstrap_ci",
+    "cluster_correlation_test",
+    "correlations",
+    "logistic4",
+    "fit_logistic4",
+    "plcc",
+    "mos_correlations",
+    "paired_correlation_test",
+]
 
 DEFAULT_RESAMPLES = 1000
 
@@ -38,9 +58,14 @@ def _vec(x, name: str = "values") -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- bootstrap
-def bootstrap_ci(data, statistic: Callable = np.mean, level: float = 0.95,
-                 n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                 paired_with=None) -> tuple[float, float]:
+def bootstrap_ci(
+    data,
+    statistic: Callable = np.mean,
+    level: float = 0.95,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    paired_with=None,
+) -> tuple[float, float]:
     """Percentile bootstrap confidence interval.
 
     Args:
@@ -64,14 +89,22 @@ def bootstrap_ci(data, statistic: Callable = np.mean, level: float = 0.95,
     vectorized = paired_with is None and statistic in (np.mean, np.median)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate resamples (e.g. constant) give nan; reported as such
-        res = stats.bootstrap(samples, statistic, n_resamples=n_resamples, confidence_level=level,
-                              method="percentile", paired=paired_with is not None,
-                              vectorized=vectorized, random_state=np.random.default_rng(seed))
+        res = stats.bootstrap(
+            samples,
+            statistic,
+            n_resamples=n_resamples,
+            confidence_level=level,
+            method="percentile",
+            paired=paired_with is not None,
+            vectorized=vectorized,
+            random_state=np.random.default_rng(seed),
+        )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def stratified_bootstrap_ci(values, groups, level: float = 0.95, n_resamples: int = DEFAULT_RESAMPLES,
-                            seed: int = 0) -> tuple[float, float]:
+def stratified_bootstrap_ci(
+    values, groups, level: float = 0.95, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
     """Interval of the mean of per-group means, resampling with replacement inside each group.
 
     This is the interval of a score averaged over subsets (e.g. 2AFC on
@@ -99,8 +132,7 @@ def stratified_bootstrap_ci(values, groups, level: float = 0.95, n_resamples: in
     return float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))
 
 
-def paired_bootstrap_test(scores_a, scores_b, level: float = 0.95, n_resamples: int = 10000,
-                          seed: int = 0) -> dict:
+def paired_bootstrap_test(scores_a, scores_b, level: float = 0.95, n_resamples: int = 10000, seed: int = 0) -> dict:
     """Paired bootstrap test of ``mean(a) - mean(b)`` on the same items.
 
     Items (triplets) are resampled together, so the correlation between the
@@ -137,9 +169,12 @@ def _test_result(observed: float, boot: np.ndarray, level: float) -> dict:
     boot = boot[np.isfinite(boot)]
     alpha = (1 - level) / 2
     extreme = int(np.sum(np.abs(boot - observed) >= abs(observed) - 1e-15))
-    return {"difference": float(observed),
-            "ci": (float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))),
-            "p_value": float(min(1.0, (1 + extreme) / (1 + boot.size))), "n_resamples": int(boot.size)}
+    return {
+        "difference": float(observed),
+        "ci": (float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))),
+        "p_value": float(min(1.0, (1 + extreme) / (1 + boot.size))),
+        "n_resamples": int(boot.size),
+    }
 
 
 def format_p(p_value: float, n_resamples: int) -> str:
@@ -172,8 +207,9 @@ def cluster_draws(n_clusters: int, n_resamples: int, seed: int = 0) -> np.ndarra
     return np.random.default_rng(seed).integers(0, n_clusters, size=(n_resamples, n_clusters))
 
 
-def cluster_bootstrap_test(scores_a, scores_b, clusters, level: float = 0.95, n_resamples: int = 10000,
-                           seed: int = 0) -> dict:
+def cluster_bootstrap_test(
+    scores_a, scores_b, clusters, level: float = 0.95, n_resamples: int = 10000, seed: int = 0
+) -> dict:
     """Paired test of ``mean(a) - mean(b)`` resampling whole clusters (e.g. reference scenes).
 
     Items of one cluster (all the triplets built from one photograph) are not independent,
@@ -205,9 +241,15 @@ def _resampled_items(members: list[np.ndarray], draws: np.ndarray):
         yield np.concatenate([members[k] for k in row])
 
 
-def cluster_bootstrap_ci(data, statistic: Callable, clusters, level: float = 0.95,
-                         n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                         paired_with=None) -> tuple[float, float]:
+def cluster_bootstrap_ci(
+    data,
+    statistic: Callable,
+    clusters,
+    level: float = 0.95,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    paired_with=None,
+) -> tuple[float, float]:
     """Percentile interval of ``statistic`` resampling whole clusters (items of a cluster stay together).
 
     Args:
@@ -230,8 +272,9 @@ def cluster_bootstrap_ci(data, statistic: Callable, clusters, level: float = 0.9
     return float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha))
 
 
-def cluster_correlation_test(pred_a, pred_b, mos, clusters, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                             level: float = 0.95) -> dict:
+def cluster_correlation_test(
+    pred_a, pred_b, mos, clusters, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95
+) -> dict:
     """Paired test of ``SROCC(a, mos) - SROCC(b, mos)`` resampling whole clusters (reference scenes).
 
     As :func:`paired_correlation_test`, but a resample draws clusters with replacement and
@@ -250,8 +293,11 @@ def cluster_correlation_test(pred_a, pred_b, mos, clusters, n_resamples: int = D
         warnings.simplefilter("ignore")  # a resample of one constant cluster has no correlation (nan)
         for idx in _resampled_items(members, cluster_draws(len(labels), n_resamples, seed)):
             boot.append(stats.spearmanr(a[idx], y[idx]).statistic - stats.spearmanr(b[idx], y[idx]).statistic)
-    return {**_test_result(observed, np.asarray(boot, dtype=np.float64), level), "n": int(a.size),
-            "clusters": len(labels)}
+    return {
+        **_test_result(observed, np.asarray(boot, dtype=np.float64), level),
+        "n": int(a.size),
+        "clusters": len(labels),
+    }
 
 
 # --------------------------------------------------------------------------- correlations
@@ -308,8 +354,11 @@ def fit_logistic4(x, y, p0: Sequence[float] | None = None) -> np.ndarray:
     if p0 is None:
         rising = stats.spearmanr(x, y).statistic >= 0 if x.size > 2 and np.std(x) > 0 else True
         hi, lo = float(np.max(y)), float(np.min(y))
-        p0 = [hi, lo, float(np.median(x)), float(np.std(x)) or 1.0] if rising else \
-             [lo, hi, float(np.median(x)), float(np.std(x)) or 1.0]
+        p0 = (
+            [hi, lo, float(np.median(x)), float(np.std(x)) or 1.0]
+            if rising
+            else [lo, hi, float(np.median(x)), float(np.std(x)) or 1.0]
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -331,8 +380,9 @@ def plcc(x, y, params: np.ndarray | None = None) -> float:
     return float(stats.pearsonr(fitted, y).statistic)
 
 
-def mos_correlations(pred, mos, level: float = 0.95, n_resamples: int = DEFAULT_RESAMPLES,
-                     seed: int = 0, clusters=None) -> dict:
+def mos_correlations(
+    pred, mos, level: float = 0.95, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, clusters=None
+) -> dict:
     """SROCC, KROCC and PLCC (after the 4-parameter logistic fit) between a metric and MOS/DMOS.
 
     Each comes with a paired percentile-bootstrap interval; the logistic is
@@ -368,22 +418,27 @@ def mos_correlations(pred, mos, level: float = 0.95, n_resamples: int = DEFAULT_
     def plcc_refit(a, b):
         return plcc(a, b, fit_logistic4(a, b, p0=params))
 
-    out = {"n": int(x.size), "logistic": [float(p) for p in params],
-           "resampled": "images" if clusters is None else "clusters"}
-    for name, value, p, fn in (("srocc", sp.statistic, sp.pvalue, srocc),
-                               ("krocc", kt.statistic, kt.pvalue, krocc),
-                               ("plcc", pr.statistic, pr.pvalue, plcc_refit)):
+    out = {
+        "n": int(x.size),
+        "logistic": [float(p) for p in params],
+        "resampled": "images" if clusters is None else "clusters",
+    }
+    for name, value, p, fn in (
+        ("srocc", sp.statistic, sp.pvalue, srocc),
+        ("krocc", kt.statistic, kt.pvalue, krocc),
+        ("plcc", pr.statistic, pr.pvalue, plcc_refit),
+    ):
         if clusters is None:
             ci = bootstrap_ci(x, fn, level=level, n_resamples=n_resamples, seed=seed, paired_with=y)
         else:
-            ci = cluster_bootstrap_ci(x, fn, clusters, level=level, n_resamples=n_resamples, seed=seed,
-                                      paired_with=y)
+            ci = cluster_bootstrap_ci(x, fn, clusters, level=level, n_resamples=n_resamples, seed=seed, paired_with=y)
         out[name] = {"value": float(value), "p": float(p), "ci": ci}
     return out
 
 
-def paired_correlation_test(pred_a, pred_b, mos, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                            level: float = 0.95) -> dict:
+def paired_correlation_test(
+    pred_a, pred_b, mos, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95
+) -> dict:
     """Paired bootstrap test of ``SROCC(a, mos) - SROCC(b, mos)`` on the same images.
 
     Images are resampled together (the two metrics' predictions stay paired with

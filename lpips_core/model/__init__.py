@@ -9,18 +9,33 @@ Imports point one way inside it (each module uses only those above it)::
     lpips                           LPIPS (forward, the reference route)
     functional, loading, export     distance(); models from files; ONNX and int8
 """
+
 from .checks import InputRangeWarning, ZeroOneRangeWarning
-from .kernels import normalize_tensor
-from .lpips import LPIPS, NetLinLayer, ScalingLayer
 from .functional import distance
+from .kernels import normalize_tensor
 from .loading import load_lpips_checkpoint
+from .lpips import LPIPS, NetLinLayer, ScalingLayer
 from .masks import MaskedLayerWarning
-from .ranges import InputRange, parse_input_range
 from .nets import MIN_INPUT_SIZE, NETS, canonical_net
+from .ranges import InputRange, parse_input_range
 from .trunk import Trunk
 from .weights import WeightsError
 
-__all__ = ["LPIPS", "NetLinLayer", "ScalingLayer", "Trunk", "distance", "normalize_tensor",
-           "load_lpips_checkpoint", "InputRangeWarning", "ZeroOneRangeWarning", "MaskedLayerWarning",
-           "InputRange", "parse_input_range", "WeightsError", "NETS", "MIN_INPUT_SIZE",
-           "canonical_net"]
+__all__ = [
+    "LPIPS",
+    "NetLinLayer",
+    "ScalingLayer",
+    "Trunk",
+    "distance",
+    "normalize_tensor",
+    "load_lpips_checkpoint",
+    "InputRangeWarning",
+    "ZeroOneRangeWarning",
+    "MaskedLayerWarning",
+    "InputRange",
+    "parse_input_range",
+    "WeightsError",
+    "NETS",
+    "MIN_INPUT_SIZE",
+    "canonical_net",
+]

@@ -5,12 +5,14 @@ happens when that trust is misplaced ([0,1] images passed as [-1,1], grayscale
 images, mismatched sizes, tiny crops). Each check here turns such a case into a
 clear error or one warning.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
+from types import FrameType
 
 import torch
 
@@ -26,7 +28,7 @@ class ZeroOneRangeWarning(InputRangeWarning):
     """Every input is non-negative under the default [-1, 1] convention: probably [0, 1] images."""
 
 
-def as_image_batch(x: torch.Tensor, name: str) -> torch.Tensor:
+def as_image_batch(x: object, name: str) -> torch.Tensor:
     """Return ``x`` as a float (N, 3, H, W) batch, or raise a clear error.
 
     Accepts (C, H, W) (batched to N=1) and (N, C, H, W), with C = 3 (RGB) or 1
@@ -34,12 +36,16 @@ def as_image_batch(x: torch.Tensor, name: str) -> torch.Tensor:
     dropping alpha changes what is compared.
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (N, 3, H, W), got "
-                        f"{type(x).__name__}; convert numpy images with lpips_core.im2tensor")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (N, 3, H, W), got "
+            f"{type(x).__name__}; convert numpy images with lpips_core.im2tensor"
+        )
     if not x.is_floating_point():
-        raise TypeError(f"{name} has dtype {x.dtype}; LPIPS needs floating-point images in "
-                        f"[-1, 1]. For uint8 images pass input_range='0,255', or use "
-                        f"lpips_core.im2tensor(img) or x.float() / 127.5 - 1")
+        raise TypeError(
+            f"{name} has dtype {x.dtype}; LPIPS needs floating-point images in "
+            f"[-1, 1]. For uint8 images pass input_range='0,255', or use "
+            f"lpips_core.im2tensor(img) or x.float() / 127.5 - 1"
+        )
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4:
@@ -48,16 +54,25 @@ def as_image_batch(x: torch.Tensor, name: str) -> torch.Tensor:
     if channels == 1:
         x = x.expand(-1, 3, -1, -1)
     elif channels == 4:
-        raise ValueError(f"{name} has 4 channels (RGBA?); LPIPS compares RGB images. "
-                         f"Drop the alpha channel with {name}[:, :3] or composite it first")
+        raise ValueError(
+            f"{name} has 4 channels (RGBA?); LPIPS compares RGB images. "
+            f"Drop the alpha channel with {name}[:, :3] or composite it first"
+        )
     elif channels != 3:
-        raise ValueError(f"{name} has {channels} channels (shape {tuple(x.shape)}); expected 3 "
-                         f"(RGB) or 1 (grayscale) in dimension 1 of (N, C, H, W)")
+        raise ValueError(
+            f"{name} has {channels} channels (shape {tuple(x.shape)}); expected 3 "
+            f"(RGB) or 1 (grayscale) in dimension 1 of (N, C, H, W)"
+        )
     return x
 
 
-def check_pair(in0: torch.Tensor, in1: torch.Tensor, net: str, names: tuple[str, str] = ("in0", "in1"),
-               device: torch.device | None = None) -> list:
+def check_pair(
+    in0: torch.Tensor,
+    in1: torch.Tensor,
+    net: str,
+    names: tuple[str, str] = ("in0", "in1"),
+    device: torch.device | None = None,
+) -> list[tuple[float, float] | None]:
     """Raise if the pair cannot be compared: shapes, device, size, finiteness (in that order).
 
     Returns:
@@ -65,11 +80,12 @@ def check_pair(in0: torch.Tensor, in1: torch.Tensor, net: str, names: tuple[str,
         finiteness check's one pass, for the range warnings.
     """
     n0, n1 = names
-    if in0.shape[1:] != in1.shape[1:] or (in0.shape[0] != in1.shape[0]
-                                          and 1 not in (in0.shape[0], in1.shape[0])):
-        raise ValueError(f"{n0} has shape {tuple(in0.shape)} and {n1} has shape "
-                         f"{tuple(in1.shape)}; they must match (a batch of 1 may be "
-                         f"compared against a batch of N)")
+    if in0.shape[1:] != in1.shape[1:] or (in0.shape[0] != in1.shape[0] and 1 not in (in0.shape[0], in1.shape[0])):
+        raise ValueError(
+            f"{n0} has shape {tuple(in0.shape)} and {n1} has shape "
+            f"{tuple(in1.shape)}; they must match (a batch of 1 may be "
+            f"compared against a batch of N)"
+        )
     check_device(in0, n0, device)
     check_device(in1, n1, device)
     if in0.device != in1.device:
@@ -79,23 +95,15 @@ def check_pair(in0: torch.Tensor, in1: torch.Tensor, net: str, names: tuple[str,
     return [r0, check_finite(in1, n1) if in1 is not in0 else r0]
 
 
-def check_images(named: Sequence[tuple[str, object]], net: str,
-                 device: torch.device | None = None) -> list[torch.Tensor]:
-    """Check one image batch or a pair; return them as float (N, 3, H, W) batches.
-
-    :func:`check_images_and_ranges` also returns each batch's (min, max).
-    """
-    return check_images_and_ranges(named, net, device)[0]
-
-
-def check_images_and_ranges(named: Sequence[tuple[str, object]], net: str,
-                            device: torch.device | None = None) -> tuple[list[torch.Tensor], list]:
+def check_images_and_ranges(
+    named: Sequence[tuple[str, object]], net: str, device: torch.device | None = None
+) -> tuple[list[torch.Tensor], list[tuple[float, float] | None]]:
     """Check one image batch or a pair; return them as float (N, 3, H, W) batches and their (min, max).
 
     The order is fixed so that the most basic problem is the one reported:
     type and shape of each argument -> the two shapes agree -> device ->
     size -> finite values. Range warnings come after all of these (see
-    :func:`warn_if_out_of_range`), so a NaN/Inf input never also warns.
+    :func:`warn_about_range`), so a NaN/Inf input never also warns.
 
     Args:
         named: ``[(argument name, value)]``, one or two entries. When one of two
@@ -120,11 +128,15 @@ def check_images_and_ranges(named: Sequence[tuple[str, object]], net: str,
 def check_device(x: torch.Tensor, name: str, device: torch.device | None = None) -> None:
     """``x`` must hold data (not a 'meta' tensor) and be on ``device`` (the model's) when given."""
     if x.device.type == "meta":
-        raise ValueError(f"{name} is a 'meta' tensor (a shape without values); pass real images"
-                         + (f" on {device}" if device is not None else ""))
+        raise ValueError(
+            f"{name} is a 'meta' tensor (a shape without values); pass real images"
+            + (f" on {device}" if device is not None else "")
+        )
     if device is not None and x.device != torch.device(device):
-        raise ValueError(f"{name} is on {x.device} but the model is on {device}; move the images with "
-                         f"{name}.to('{device}') or the model with model.to('{x.device}')")
+        raise ValueError(
+            f"{name} is on {x.device} but the model is on {device}; move the images with "
+            f"{name}.to('{device}') or the model with model.to('{x.device}')"
+        )
 
 
 def as_device(device: str | torch.device) -> torch.device:
@@ -135,10 +147,12 @@ def as_device(device: str | torch.device) -> torch.device:
         raise ValueError(f"device={device!r} is not a device name; use 'cpu', 'cuda', 'cuda:1', ...") from None
     if dev.type == "meta":
         raise ValueError("device='meta' holds no values; use 'cpu' or 'cuda'")
-    if dev.type == "cuda" and (not torch.cuda.is_available()
-                               or (dev.index is not None and dev.index >= torch.cuda.device_count())):
-        raise ValueError(f"device={device!r} is not available here ({torch.cuda.device_count()} CUDA "
-                         f"device(s)); use device='cpu'")
+    if dev.type == "cuda" and (
+        not torch.cuda.is_available() or (dev.index is not None and dev.index >= torch.cuda.device_count())
+    ):
+        raise ValueError(
+            f"device={device!r} is not available here ({torch.cuda.device_count()} CUDA device(s)); use device='cpu'"
+        )
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={device!r} is not available here; use device='cpu'")
     return dev
@@ -149,11 +163,12 @@ def check_size(x: torch.Tensor, net: str, name: str = "images") -> None:
     h, w = x.shape[-2:]
     low = MIN_INPUT_SIZE[net]
     if min(h, w) < low:
-        raise ValueError(f"{name}: images of {h}x{w} pixels are too small for net='{net}': each side "
-                         f"must be at least {low} pixels")
+        raise ValueError(
+            f"{name}: images of {h}x{w} pixels are too small for net='{net}': each side must be at least {low} pixels"
+        )
 
 
-def check_finite(x: torch.Tensor, name: str):
+def check_finite(x: torch.Tensor, name: str) -> tuple[float, float] | None:
     """Raise if ``x`` holds NaN or Inf; return its (min, max) as floats (None when empty).
 
     One min/max pass (NaN propagates into both, +-Inf shows up in one) instead of
@@ -169,30 +184,9 @@ def check_finite(x: torch.Tensor, name: str):
     return lo, hi
 
 
-def out_of_range(x: torch.Tensor, normalize: bool, tol: float = 1e-3) -> bool:
-    """True when ``x`` leaves [-1, 1] (or [0, 1] with ``normalize=True``) by more than ``tol``."""
-    if x.numel() == 0:
-        return False
-    low = 0.0 if normalize else -1.0
-    lo, hi = torch.aminmax(x)  # one pass
-    return bool(lo < low - tol or hi > 1.0 + tol)
-
-
-def warn_if_out_of_range(xs: Sequence[torch.Tensor], normalize: bool) -> bool:
-    """Warn (once per call) when any of the checked batches ``xs`` leaves the expected range.
-
-    Returns:
-        True when a warning was issued.
-    """
-    bad = [x for x in xs if out_of_range(x, normalize)]
-    if not bad:
-        return False
-    warn_range(normalize, min(float(x.min()) for x in bad), max(float(x.max()) for x in bad))
-    return True
-
-
-def warn_about_range(ranges: Sequence, rng: InputRange, out_of_range_warned: bool,
-                     tol: float = 1e-3) -> bool:
+def warn_about_range(
+    ranges: Sequence[tuple[float, float] | None], rng: InputRange, out_of_range_warned: bool, tol: float = 1e-3
+) -> bool:
     """The range warnings of one call, from each batch's (min, max) (no pass over the data).
 
     * values outside the expected range ([-1, 1], or [0, 1] for '0,1' and for
@@ -207,18 +201,18 @@ def warn_about_range(ranges: Sequence, rng: InputRange, out_of_range_warned: boo
     Returns:
         True when the out-of-range warning was issued now.
     """
-    ranges = [r for r in ranges if r is not None]
-    if not ranges:
+    known = [r for r in ranges if r is not None]
+    if not known:
         return False
     low = -1.0 if rng.name == "-1,1" else 0.0
-    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    lo, hi = min(r[0] for r in known), max(r[1] for r in known)
     if lo < low - tol or hi > 1.0 + tol:
         if out_of_range_warned:
             return False
         warn_range(rng.name != "-1,1", lo, hi)
         return True
     if not rng.confirmed and lo >= 0.0:
-        warn_zero_one(lo, hi, len(ranges))
+        warn_zero_one(lo, hi, len(known))
     return False
 
 
@@ -235,10 +229,12 @@ def warn_zero_one(lo: float, hi: float, n_batches: int) -> None:
         return
     _ZERO_ONE_WARNED.add(site)
     what = "both inputs have" if n_batches == 2 else "the input has"
-    msg = (f"LPIPS expects images in [-1, 1] but {what} no negative value (values in "
-           f"[{lo:.3g}, {hi:.3g}]): [0, 1] images? Pass normalize=True or input_range='0,1' for "
-           f"[0, 1] images ('0,255' for 8-bit), or input_range='-1,1' to confirm [-1, 1] and "
-           f"silence this warning")
+    msg = (
+        f"LPIPS expects images in [-1, 1] but {what} no negative value (values in "
+        f"[{lo:.3g}, {hi:.3g}]): [0, 1] images? Pass normalize=True or input_range='0,1' for "
+        f"[0, 1] images ('0,255' for 8-bit), or input_range='-1,1' to confirm [-1, 1] and "
+        f"silence this warning"
+    )
     warnings.warn(msg, ZeroOneRangeWarning, stacklevel=level)
 
 
@@ -251,8 +247,8 @@ def _user_stacklevel() -> int:
     this package; the warning should point at the user's line.
     """
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # lpips_core/
-    skip = (package + os.sep,
-            os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
+    skip = (package + os.sep, os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
+    frame: FrameType | None  # None past the outermost frame
     frame, level = sys._getframe(2), 2  # _getframe(k) is the frame stacklevel=k names (1: warn_range)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
         frame, level = frame.f_back, level + 1
@@ -261,11 +257,15 @@ def _user_stacklevel() -> int:
 
 def warn_range(normalize: bool, lo: float, hi: float) -> None:
     if normalize:
-        msg = (f"LPIPS got images with values in [{lo:.3g}, {hi:.3g}] while normalize=True "
-               f"expects [0, 1]. Images already in [-1, 1] should use normalize=False; "
-               f"0-255 images should be divided by 255 first")
+        msg = (
+            f"LPIPS got images with values in [{lo:.3g}, {hi:.3g}] while normalize=True "
+            f"expects [0, 1]. Images already in [-1, 1] should use normalize=False; "
+            f"0-255 images should be divided by 255 first"
+        )
     else:
-        msg = (f"LPIPS got images with values in [{lo:.3g}, {hi:.3g}] but expects [-1, 1]. "
-               f"For 0-255 images use lpips_core.im2tensor or x / 127.5 - 1"
-               + ("; for [0, 1] images pass normalize=True" if lo >= 0 else ""))
+        msg = (
+            f"LPIPS got images with values in [{lo:.3g}, {hi:.3g}] but expects [-1, 1]. "
+            f"For 0-255 images use lpips_core.im2tensor or x / 127.5 - 1"
+            + ("; for [0, 1] images pass normalize=True" if lo >= 0 else "")
+        )
     warnings.warn(msg, InputRangeWarning, stacklevel=_user_stacklevel())

@@ -20,16 +20,16 @@ runs on an LPIPS model but changes nothing: LPIPS has no ``nn.Linear`` (its
 "linear" layers are 1x1 convolutions, and they are <0.1% of the work). Use
 :func:`quantize_dynamic` here instead.
 """
+
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Optional, Tuple
-
-import json
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -39,15 +39,19 @@ from ..files import atomic_path
 from .lpips import LPIPS
 from .nets import MIN_INPUT_SIZE
 
-
 # --------------------------------------------------------------------------- ONNX
 # optimize=False in both exports: onnxscript's optimizer folds ``norm + 1e-10`` to ``norm``
 # (the constant is "close to 0"), and a zero feature vector then gives 0/0 = NaN in
 # onnxruntime (alex at 200x200 did; tests/test_playground.py checks that size).
 
 
-def export_onnx(model: LPIPS, path: str | os.PathLike, example_size: Tuple[int, int] = (64, 64),
-                opset_version: int = 18, dynamic: bool = True) -> Path:
+def export_onnx(
+    model: LPIPS,
+    path: str | os.PathLike[str],
+    example_size: tuple[int, int] = (64, 64),
+    opset_version: int = 18,
+    dynamic: bool = True,
+) -> Path:
     """Write ``model``'s forward as an ONNX graph (inputs ``in0``, ``in1``; output ``distance``).
 
     Args:
@@ -76,9 +80,19 @@ def export_onnx(model: LPIPS, path: str | os.PathLike, example_size: Tuple[int, 
     try:
         with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x0, x1), str(tmp), input_names=["in0", "in1"], output_names=["distance"],
-                              opset_version=opset_version, dynamo=True, dynamic_shapes=dynamic_shapes,
-                              external_data=False, verbose=False, optimize=False)
+            torch.onnx.export(
+                model,
+                (x0, x1),
+                str(tmp),
+                input_names=["in0", "in1"],
+                output_names=["distance"],
+                opset_version=opset_version,
+                dynamo=True,
+                dynamic_shapes=dynamic_shapes,
+                external_data=False,
+                verbose=False,
+                optimize=False,
+            )
     finally:
         model.train(was_training)
     return path
@@ -99,10 +113,11 @@ class DistanceAndMap(nn.Module):
         super().__init__()
         self.model = model.eval()
 
-    def forward(self, in0: torch.Tensor, in1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, in0: torch.Tensor, in1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, h, w = in0.shape[0], in0.shape[2], in0.shape[3]
         feats = self.model.features(torch.cat([in0, in1]))  # one trunk call, unit features
-        distance, spatial = None, None
+        distance: torch.Tensor | None = None
+        spatial: torch.Tensor | None = None
         for k, f in enumerate(feats):
             weights = self.model.channel_weights(k, f).view(1, -1, 1, 1)
             layer = ((f[:n] - f[n:]).square() * weights).sum(1, keepdim=True)  # (N, 1, h_k, w_k)
@@ -110,10 +125,11 @@ class DistanceAndMap(nn.Module):
             up = F.interpolate(layer, size=(h, w), mode="bilinear", align_corners=False)
             distance = mean if distance is None else distance + mean
             spatial = up if spatial is None else spatial + up
+        assert distance is not None and spatial is not None  # every trunk has taps
         return distance, spatial
 
 
-def export_distance_and_map(model: LPIPS, path: str | os.PathLike, opset_version: int = 18) -> Path:
+def export_distance_and_map(model: LPIPS, path: str | os.PathLike[str], opset_version: int = 18) -> Path:
     """Write :class:`DistanceAndMap` of ``model`` as ONNX (inputs ``in0``, ``in1``; outputs
     ``distance`` (N, 1, 1, 1) and ``map`` (N, 1, H, W)); batch, height and width are free.
 
@@ -125,14 +141,26 @@ def export_distance_and_map(model: LPIPS, path: str | os.PathLike, opset_version
     low = MIN_INPUT_SIZE[model.pnet_type]
     size = max(low, 64)
     x0, x1 = torch.rand(1, 3, size, size) * 2 - 1, torch.rand(1, 3, size, size) * 2 - 1
-    axes = {0: torch.export.Dim("batch", min=1, max=64), 2: torch.export.Dim("height", min=low, max=8192),
-            3: torch.export.Dim("width", min=low, max=8192)}
+    axes = {
+        0: torch.export.Dim("batch", min=1, max=64),
+        2: torch.export.Dim("height", min=low, max=8192),
+        3: torch.export.Dim("width", min=low, max=8192),
+    }
     with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(graph, (x0, x1), str(tmp), input_names=["in0", "in1"],
-                          output_names=["distance", "map"], opset_version=opset_version, dynamo=True,
-                          dynamic_shapes={"in0": axes, "in1": axes}, external_data=False, verbose=False,
-                          optimize=False)
+        torch.onnx.export(
+            graph,
+            (x0, x1),
+            str(tmp),
+            input_names=["in0", "in1"],
+            output_names=["distance", "map"],
+            opset_version=opset_version,
+            dynamo=True,
+            dynamic_shapes={"in0": axes, "in1": axes},
+            external_data=False,
+            verbose=False,
+            optimize=False,
+        )
     return path
 
 
@@ -141,8 +169,12 @@ def export_distance_and_map(model: LPIPS, path: str | os.PathLike, opset_version
 BROWSER_MAX_SIDE = 1024
 
 
-def export_browser_models(out_dir: str | os.PathLike, nets: Tuple[str, ...] = ("alex", "squeeze"),
-                          version: str = "0.1", int8: bool = False) -> dict:
+def export_browser_models(
+    out_dir: str | os.PathLike[str],
+    nets: tuple[str, ...] = ("alex", "squeeze"),
+    version: str = "0.1",
+    int8: bool = False,
+) -> dict[str, Any]:
     """Export the playground's fp32 graphs and a manifest (``models.json``) into ``out_dir``.
 
     With ``int8``, each trunk also gets a calibrated static int8 graph (:func:`quantize_onnx_static`)
@@ -161,8 +193,13 @@ def export_browser_models(out_dir: str | os.PathLike, nets: Tuple[str, ...] = ("
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    manifest: dict = {"version": version, "max_side": BROWSER_MAX_SIDE, "max_pixels": BROWSER_MAX_SIDE ** 2,
-                      "nets": {}, "missing": {}}
+    manifest: dict[str, Any] = {
+        "version": version,
+        "max_side": BROWSER_MAX_SIDE,
+        "max_pixels": BROWSER_MAX_SIDE**2,
+        "nets": {},
+        "missing": {},
+    }
     for net in nets:
         try:
             model = LPIPS(net=net, version=version, verbose=False)
@@ -170,18 +207,21 @@ def export_browser_models(out_dir: str | os.PathLike, nets: Tuple[str, ...] = ("
             manifest["missing"][net] = str(err).splitlines()[0]
             continue
         path = export_distance_and_map(model, out / f"lpips_{net}.onnx")
-        manifest["nets"][net] = {"file": path.name, "min_side": MIN_INPUT_SIZE[net],
-                                 "bytes": path.stat().st_size}
+        manifest["nets"][net] = {"file": path.name, "min_side": MIN_INPUT_SIZE[net], "bytes": path.stat().st_size}
         if int8:
             qpath = quantize_onnx_static(path, out / f"lpips_{net}_int8.onnx")
-            manifest["nets"][f"{net}-int8"] = {"file": qpath.name, "min_side": MIN_INPUT_SIZE[net],
-                                               "bytes": qpath.stat().st_size, "precision": "int8"}
+            manifest["nets"][f"{net}-int8"] = {
+                "file": qpath.name,
+                "min_side": MIN_INPUT_SIZE[net],
+                "bytes": qpath.stat().st_size,
+                "precision": "int8",
+            }
     with atomic_path(out / "models.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
-def onnx_session(path: str | os.PathLike, threads: Optional[int] = None):
+def onnx_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
     """An onnxruntime CPU session for an exported LPIPS graph.
 
     Args:
@@ -198,14 +238,16 @@ def onnx_session(path: str | os.PathLike, threads: Optional[int] = None):
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def onnx_distance(session, in0: torch.Tensor, in1: torch.Tensor) -> torch.Tensor:
+def onnx_distance(session: Any, in0: torch.Tensor, in1: torch.Tensor) -> torch.Tensor:
     """Run an exported LPIPS graph: (N, 3, H, W) float32 tensors in [-1, 1] -> (N, 1, 1, 1)."""
-    feeds = {"in0": in0.detach().float().contiguous().cpu().numpy(),
-             "in1": in1.detach().float().contiguous().cpu().numpy()}
+    feeds = {
+        "in0": in0.detach().float().contiguous().cpu().numpy(),
+        "in1": in1.detach().float().contiguous().cpu().numpy(),
+    }
     return torch.from_numpy(session.run(None, feeds)[0])
 
 
-def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+def quantize_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Dynamic int8 quantisation of an exported LPIPS graph with onnxruntime.
 
     Convolution and MatMul weights become int8 constants; activations are
@@ -228,8 +270,13 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return dst
 
 
-def quantize_onnx_static(src: str | os.PathLike, dst: str | os.PathLike, n_images: int = 32,
-                         size: int = 128, keep_first_conv: bool = True) -> Path:
+def quantize_onnx_static(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    n_images: int = 32,
+    size: int = 128,
+    keep_first_conv: bool = True,
+) -> Path:
     """Calibrated static int8 quantisation of an exported LPIPS graph with onnxruntime (QDQ format).
 
     The same recipe as :class:`~lpips_core.model.precision.Int8Trunk`: int8 weights with one scale
@@ -244,19 +291,25 @@ def quantize_onnx_static(src: str | os.PathLike, dst: str | os.PathLike, n_image
         the path written (atomically).
     """
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from .precision import calibration_images
 
     images = calibration_images(n_images, size).numpy()
 
     class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{"in0": images[i:i + 1], "in1": images[i + 1:i + 2]}
-                               for i in range(0, len(images) - 1, 2)])
+        def __init__(self) -> None:
+            self.items = iter(
+                [{"in0": images[i : i + 1], "in1": images[i + 1 : i + 2]} for i in range(0, len(images) - 1, 2)]
+            )
 
-        def get_next(self):
+        def get_next(self) -> dict[str, Any] | None:
             return next(self.items, None)
 
     graph = onnx.load(str(src), load_external_data=False).graph
@@ -266,11 +319,19 @@ def quantize_onnx_static(src: str | os.PathLike, dst: str | os.PathLike, n_image
     logging.getLogger().addFilter(hint)
     try:
         with atomic_path(dst, suffix=".onnx") as tmp:
-            quantize_static(str(src), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["Conv"], calibrate_method=CalibrationMethod.MinMax,
-                            nodes_to_exclude=convs[:1] if keep_first_conv else [],
-                            extra_options={"OpTypesToExcludeOutputQuantization": ["Conv"]})
+            quantize_static(
+                str(src),
+                str(tmp),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["Conv"],
+                calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=convs[:1] if keep_first_conv else [],
+                extra_options={"OpTypesToExcludeOutputQuantization": ["Conv"]},
+            )
     finally:
         logging.getLogger().removeFilter(hint)
     return dst
@@ -309,6 +370,7 @@ def quantize_dynamic(model: LPIPS, dtype: torch.dtype = torch.qint8) -> LPIPS:
     qmodel.channels_last = False  # quantized convolutions take NCHW float input
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        qmodel.net = ao_quantize_dynamic(qmodel.net, {nn.Conv2d: default_dynamic_qconfig},
-                                         dtype=dtype, mapping={nn.Conv2d: nnqd.Conv2d})
+        qmodel.net = ao_quantize_dynamic(  # type: ignore[no-untyped-call]  # unannotated in torch
+            qmodel.net, {nn.Conv2d: default_dynamic_qconfig}, dtype=dtype, mapping={nn.Conv2d: nnqd.Conv2d}
+        )
     return qmodel

@@ -1,14 +1,16 @@
 """Functional LPIPS: ``distance(img0, img1)`` with a cached, frozen model per (net, version, device)."""
+
 from __future__ import annotations
 
 import functools
 
 import torch
 
-from . import checks
-from .lpips import LPIPS
+from . import checks, masks
+from .lpips import LPIPS, RangeSpec
 from .nets import canonical_net
 from .precision import parse_precision
+from .versions import canonical_version
 
 
 @functools.lru_cache(maxsize=8)
@@ -19,10 +21,19 @@ def _cached_model(net: str, version: str, device: str, precision: str = "fp32") 
         return LPIPS(net=net, version=version, precision=precision).to(device).eval().requires_grad_(False)
 
 
-def distance(img0: torch.Tensor, img1: torch.Tensor, net: str = "alex", version: str = "0.1",
-             normalize: bool = False, device: str | torch.device | None = None, *,
-             input_range: str | tuple | None = None, mask: torch.Tensor | None = None,
-             mask_mode: str = "hard", precision: str = "fp32") -> torch.Tensor:
+def distance(
+    img0: torch.Tensor,
+    img1: torch.Tensor,
+    net: str = "alex",
+    version: str = "0.1",
+    normalize: bool = False,
+    device: str | torch.device | None = None,
+    *,
+    input_range: RangeSpec | None = None,
+    mask: torch.Tensor | None = None,
+    mask_mode: str = "hard",
+    precision: str = "fp32",
+) -> torch.Tensor:
     """Functional LPIPS: ``(N,)`` distances between two image batches.
 
     The model is built once per (net, version, device) and reused; its weights
@@ -49,11 +60,9 @@ def distance(img0: torch.Tensor, img1: torch.Tensor, net: str = "alex", version:
             continue  # integer images are checked after the '0,255' conversion
         checks.check_device(checks.as_image_batch(x, name), name)
     device = checks.as_device(device) if device is not None else img0.device
-    model = _cached_model(net, str(version).lstrip("v"), str(device), parse_precision(precision))
-    rng = model._range(input_range, normalize)
-    img0, img1 = model._check_inputs(rng, ("img0", img0.to(device)), ("img1", img1.to(device)))
+    model = _cached_model(net, canonical_version(version), str(device), parse_precision(precision))
+    pair = ("img0", img0.to(device)), ("img1", img1.to(device))
+    (img0, img1), normalize = model.check_inputs(*pair, input_range=input_range, normalize=normalize)
     if mask is not None:
-        from .masks import masked_distance
-
-        return masked_distance(model, img0, img1, mask, mask_mode, rng.normalize)[0].flatten()
-    return model._checked_forward(img0, img1, False, rng.normalize).flatten()
+        return masks.masked_distance(model, img0, img1, mask, mask_mode, normalize)[0].flatten()
+    return model.compare(img0, img1, normalize, keep_layers=False)[0].flatten()

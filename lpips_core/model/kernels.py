@@ -15,6 +15,7 @@ Per layer k, with taps ``t = trunk_k(x)`` of shape (N, C, h, w)::
 ``normalize_tensor``, ``squared_difference``, ``channel_weighted_sum`` and ``upsample``
 are TorchScript-compatible.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional
@@ -27,8 +28,13 @@ EPS = 1e-10
 
 def is_traced() -> bool:
     """True while torch.jit.trace, torch.export / ONNX export or torch.compile trace the model."""
-    return bool(torch.jit.is_tracing() or torch.compiler.is_compiling()
-                or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export())
+    # torch.jit.is_tracing is defined without annotations in torch
+    return bool(
+        torch.jit.is_tracing()  # type: ignore[no-untyped-call]
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.onnx.is_in_onnx_export()
+    )
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -54,13 +60,14 @@ def normalize_tensor(feat: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     Returns:
         (N, C, H, W), each (n, :, h, w) vector of norm ~1 (or 0 where it was 0).
     """
-    norm = torch.linalg.vector_norm(feat, dim=1, keepdim=True)  # (N, 1, H, W)
+    norm: torch.Tensor = torch.linalg.vector_norm(feat, dim=1, keepdim=True)  # (N, 1, H, W)
     return feat / (norm + eps)
 
 
 def unit_norms(tap: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     """(N, C, h, w) -> (N, 1, h, w) channel norms plus ``eps``, accumulated in float32 for bf16/fp16."""
-    return torch.linalg.vector_norm(tap, dim=1, keepdim=True, dtype=accumulation_dtype(tap.dtype)).add_(eps)
+    norm: torch.Tensor = torch.linalg.vector_norm(tap, dim=1, keepdim=True, dtype=accumulation_dtype(tap.dtype))
+    return norm.add_(eps)
 
 
 def unit_features(tap: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -76,7 +83,9 @@ def unit_features(tap: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     Returns:
         (N, C, H, W) unit-length channel vectors (0 where the vector was 0).
     """
-    norm = torch.linalg.vector_norm(tap, dim=1, keepdim=True, dtype=accumulation_dtype(tap.dtype))  # (N, 1, H, W)
+    norm: torch.Tensor = torch.linalg.vector_norm(
+        tap, dim=1, keepdim=True, dtype=accumulation_dtype(tap.dtype)
+    )  # (N, 1, H, W)
     return tap / norm.add_(eps) if not norm.requires_grad else tap / (norm + eps)
 
 
@@ -85,8 +94,13 @@ def squared_difference(f0: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
     return (f0 - f1).square()
 
 
-def squared_unit_difference(t0: torch.Tensor, t1: torch.Tensor, norm0: Optional[torch.Tensor] = None,
-                            norm1: Optional[torch.Tensor] = None, eps: float = EPS) -> torch.Tensor:
+def squared_unit_difference(
+    t0: torch.Tensor,
+    t1: torch.Tensor,
+    norm0: Optional[torch.Tensor] = None,
+    norm1: Optional[torch.Tensor] = None,
+    eps: float = EPS,
+) -> torch.Tensor:
     """``(unit(t0) - unit(t1))^2`` in few passes, no autograd (a fresh tensor, batches of 1 broadcast).
 
     One division writes ``t_big / norm_big``, ``addcdiv_`` subtracts the other side's

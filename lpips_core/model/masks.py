@@ -24,10 +24,12 @@ leaks what lies outside the mask.
 
 An all-ones mask gives the unmasked distance in both modes.
 """
+
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +37,19 @@ import torch.nn.functional as F
 from . import kernels as K
 from .checks import _user_stacklevel
 from .nets import NETS, ReceptiveField
+
+if TYPE_CHECKING:  # the model these functions serve; lpips.py imports this module
+    from .lpips import LPIPS
+
+__all__ = [
+    "MODES",
+    "MaskedLayerWarning",
+    "MaskReport",
+    "check_mask",
+    "position_weights",
+    "layer_maps",
+    "masked_distance",
+]
 
 MODES = ("hard", "soft")
 
@@ -71,8 +86,10 @@ def check_mask(mask: torch.Tensor, n: int, hw: tuple[int, int], device: torch.de
     elif m.dim() == 3:
         m = m[:, None]  # (N, H, W) -> (N, 1, H, W)
     if m.dim() != 4 or m.shape[1] != 1 or tuple(m.shape[2:]) != tuple(hw) or m.shape[0] not in (1, n):
-        raise ValueError(f"mask has shape {tuple(mask.shape)}; expected (N, 1, H, W) = ({n}, 1, {hw[0]}, {hw[1]}) "
-                         f"or (1, 1, {hw[0]}, {hw[1]}), the images' size")
+        raise ValueError(
+            f"mask has shape {tuple(mask.shape)}; expected (N, 1, H, W) = ({n}, 1, {hw[0]}, {hw[1]}) "
+            f"or (1, 1, {hw[0]}, {hw[1]}), the images' size"
+        )
     m = m.to(device=device, dtype=torch.float32)
     if m.numel() and (not torch.isfinite(m).all() or m.min() < 0 or m.max() > 1):
         raise ValueError("mask values must lie in [0, 1] (1 = compare this pixel, 0 = ignore it)")
@@ -103,31 +120,22 @@ def position_weights(mask: torch.Tensor, rf: ReceptiveField, tap_hw: tuple[int, 
     return eroded[..., :h, :w]
 
 
-def _layer_maps(model, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
-    """Per-layer weighted maps (N, 1, h, w) of two checked batches (before any spatial mean)."""
-    cl = model.uses_channels_last(in0.device)
-    if in0.shape[0] == in1.shape[0]:
-        n = in0.shape[0]
-        taps = model._taps(model._trunk_input([in0, in1], normalize, cl))
-        pairs = ((t[:n], t[n:]) for t in taps)
-    else:  # a batch of 1 against N
-        pairs = zip(model._taps(model._trunk_input([in0], normalize, cl)),
-                    model._taps(model._trunk_input([in1], normalize, cl)))
-    maps = []
-    for k, (t0, t1) in enumerate(pairs):
-        diff = K.squared_difference(K.unit_features(t0), K.unit_features(t1))  # (N, C, h, w)
-        if model._dropout_active():
-            weighted = model.lins[k](diff.contiguous())
-        else:
-            n, _, h, w = diff.shape
-            weighted = K.channel_weighted_sum(diff, model.channel_weights(k, diff),
-                                              K.is_channels_last(diff)).view(n, 1, h, w)
-        maps.append(weighted)
-    return maps
+def layer_maps(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
+    """Per-layer weighted maps of two checked batches, before any spatial mean.
+
+    The model's steps up to :meth:`~.lpips.LPIPS.weigh`: unit features of both batches,
+    their squared difference, the learned 1x1 weights.
+
+    Returns:
+        one (N, 1, h_k, w_k) map per tap.
+    """
+    pairs = model.pair_features(in0, in1, normalize)
+    return [model.weigh(k, K.squared_difference(f0, f1)) for k, (f0, f1) in enumerate(pairs)]
 
 
-def masked_distance(model, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Tensor, mode: str,
-                    normalize: bool) -> tuple[torch.Tensor, list[torch.Tensor], MaskReport]:
+def masked_distance(
+    model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Tensor, mode: str, normalize: bool
+) -> tuple[torch.Tensor, list[torch.Tensor], MaskReport]:
     """Masked LPIPS of two checked batches (see the module docstring).
 
     Args:
@@ -142,18 +150,22 @@ def masked_distance(model, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Ten
     if mode not in MODES:
         raise ValueError(f"mask_mode={mode!r} is not supported; choose 'hard' (exact) or 'soft'")
     if model.spatial:
-        raise ValueError("mask needs spatial=False (a masked distance is one number per image); "
-                         "multiply the spatial map by the mask instead")
+        raise ValueError(
+            "mask needs spatial=False (a masked distance is one number per image); "
+            "multiply the spatial map by the mask instead"
+        )
     n = max(in0.shape[0], in1.shape[0])
-    m = check_mask(mask, n, tuple(in0.shape[-2:]), in0.device)
+    m = check_mask(mask, n, cast("tuple[int, int]", tuple(in0.shape[-2:])), in0.device)  # (H, W) of a 4-d batch
     spec = NETS[model.pnet_type]
-    grad = torch.is_grad_enabled() and (in0.requires_grad or in1.requires_grad
-                                        or any(p.requires_grad for p in model.parameters()))
+    grad = torch.is_grad_enabled() and (
+        in0.requires_grad or in1.requires_grad or any(p.requires_grad for p in model.parameters())
+    )
     with torch.set_grad_enabled(grad):
-        maps = _layer_maps(model, in0, in1, normalize)
+        maps = layer_maps(model, in0, in1, normalize)
         layers, dropped = [], []
         for k, weighted in enumerate(maps):
-            wts = position_weights(m, spec.receptive_fields[k], tuple(weighted.shape[-2:]), mode)
+            tap_hw = cast("tuple[int, int]", tuple(weighted.shape[-2:]))  # (h, w) of a 4-d map
+            wts = position_weights(m, spec.receptive_fields[k], tap_hw, mode)
             wts = wts.expand(weighted.shape[0], -1, -1, -1)
             total_w = wts.sum(dim=(1, 2, 3))  # (N,)
             empty = total_w <= 0
@@ -162,8 +174,11 @@ def masked_distance(model, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Ten
             num = (weighted * wts).sum(dim=(1, 2, 3))
             layers.append(torch.where(empty, torch.zeros_like(num), num / total_w.clamp(min=1e-12)).view(-1, 1, 1, 1))
     if dropped:
-        warnings.warn(f"masked LPIPS ({mode}): layer(s) {', '.join(dropped)} of net='{model.pnet_type}' have no "
-                      f"position whose receptive field lies inside the mask for some image; they add 0 "
-                      f"to its distance (grow the mask, or use larger images)", MaskedLayerWarning,
-                      stacklevel=_user_stacklevel())
+        warnings.warn(
+            f"masked LPIPS ({mode}): layer(s) {', '.join(dropped)} of net='{model.pnet_type}' have no "
+            f"position whose receptive field lies inside the mask for some image; they add 0 "
+            f"to its distance (grow the mask, or use larger images)",
+            MaskedLayerWarning,
+            stacklevel=_user_stacklevel(),
+        )
     return K.sum_layers(layers), layers, MaskReport(mode, tuple(dropped))

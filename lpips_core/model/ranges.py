@@ -10,6 +10,7 @@ can warn when the default was left in place but every value is non-negative
 :func:`parse_input_range` is what the command line and the applications call to
 turn a user's string into the normalisation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,16 +58,28 @@ class InputRange:
 
 
 #: The accepted spellings of each range.
-_SPELLINGS = {"-1,1": "-1,1", "(-1,1)": "-1,1", "[-1,1]": "-1,1",
-              "0,1": "0,1", "(0,1)": "0,1", "[0,1]": "0,1",
-              "0,255": "0,255", "(0,255)": "0,255", "[0,255]": "0,255", "uint8": "0,255"}
+_SPELLINGS = {
+    "-1,1": "-1,1",
+    "(-1,1)": "-1,1",
+    "[-1,1]": "-1,1",
+    "0,1": "0,1",
+    "(0,1)": "0,1",
+    "[0,1]": "0,1",
+    "0,255": "0,255",
+    "(0,255)": "0,255",
+    "[0,255]": "0,255",
+    "uint8": "0,255",
+}
 _BOUNDS = {"-1,1": (-1.0, 1.0), "0,1": (0.0, 1.0), "0,255": (0.0, 255.0)}
+
+#: The ranges there are, by their canonical names (command-line choices read this).
+RANGE_NAMES = tuple(_BOUNDS)
 
 #: The default: [-1, 1], not confirmed by the caller (the heuristic may warn).
 DEFAULT = InputRange("-1,1", -1.0, 1.0, confirmed=False)
 
 
-def parse_input_range(value: str | tuple | list | InputRange | None) -> InputRange:
+def parse_input_range(value: str | tuple[float, ...] | list[float] | InputRange | None) -> InputRange:
     """``"-1,1"`` / ``"0,1"`` / ``"0,255"`` (or a tuple such as ``(0, 1)``) -> :class:`InputRange`.
 
     None gives the unconfirmed default (:data:`DEFAULT`).
@@ -87,13 +100,16 @@ def parse_input_range(value: str | tuple | list | InputRange | None) -> InputRan
         text = str(value)
     key = _SPELLINGS.get(text.replace(" ", "").lower())
     if key is None:
-        raise ValueError(f"input_range={value!r} is not supported; use '-1,1' (default), '0,1' "
-                         f"(same as normalize=True) or '0,255' (8-bit images)")
+        raise ValueError(
+            f"input_range={value!r} is not supported; use '-1,1' (default), '0,1' "
+            f"(same as normalize=True) or '0,255' (8-bit images)"
+        )
     return InputRange(key, *_BOUNDS[key])
 
 
-def resolve(model_range: InputRange, input_range: str | tuple | InputRange | None,
-            normalize: bool) -> InputRange:
+def resolve(
+    model_range: InputRange, input_range: str | tuple[float, ...] | InputRange | None, normalize: bool
+) -> InputRange:
     """The range of one call: the call's ``input_range``, else ``normalize=True``, else the model's.
 
     Raises:
@@ -102,8 +118,9 @@ def resolve(model_range: InputRange, input_range: str | tuple | InputRange | Non
     if input_range is not None:
         rng = parse_input_range(input_range)
         if normalize and rng.name != "0,1":
-            raise ValueError(f"normalize=True means input_range='0,1' but input_range={rng.name!r} "
-                             f"was given; pass only one of them")
+            raise ValueError(
+                f"normalize=True means input_range='0,1' but input_range={rng.name!r} was given; pass only one of them"
+            )
         return rng
     if normalize:
         return InputRange("0,1", 0.0, 1.0)

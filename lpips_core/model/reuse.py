@@ -4,20 +4,25 @@
 :func:`triplet_features` is the one trunk pass over a 2AFC triplet that training
 and the fast path share. Everything except :func:`triplet_features` runs without
 gradients (``torch.inference_mode``) and hands back ordinary tensors. ``model`` is
-always an :class:`~.lpips.LPIPS` (these functions sit below it and use its trunk and weights).
+always an :class:`~.lpips.LPIPS` (these functions sit below it and use its public steps).
 """
+
 from __future__ import annotations
 
 import math
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING
 
-from . import fast
+import torch
+
 from . import kernels as K
 
+if TYPE_CHECKING:  # the model these functions serve; lpips.py imports this module
+    from .lpips import LPIPS
 
-def triplet_features(model: nn.Module, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor
-                     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+
+def triplet_features(
+    model: LPIPS, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
     """Unit features of a triplet's three images from one trunk call on ``cat([ref, p0, p1])``.
 
     The reference makes four calls per triplet (``ref`` twice); ``ref``'s features
@@ -30,11 +35,12 @@ def triplet_features(model: nn.Module, ref: torch.Tensor, p0: torch.Tensor, p1: 
     """
     n = ref.shape[0]
     feats = model.features(torch.cat([ref, p0, p1]))  # [(3N, C_k, H_k, W_k)]
-    return [f[:n] for f in feats], [f[n:2 * n] for f in feats], [f[2 * n:] for f in feats]
+    return [f[:n] for f in feats], [f[n : 2 * n] for f in feats], [f[2 * n :] for f in feats]
 
 
-def one_to_many(model: nn.Module, ref: torch.Tensor, images: torch.Tensor, normalize: bool = False,
-                chunk_size: int = 64) -> torch.Tensor:
+def one_to_many(
+    model: LPIPS, ref: torch.Tensor, images: torch.Tensor, normalize: bool = False, chunk_size: int = 64
+) -> torch.Tensor:
     """Distances from one reference image to each of many images; the trunk runs on ``ref`` once.
 
     Equal to ``model(ref.expand_as(images), images)`` (within float rounding).
@@ -49,26 +55,28 @@ def one_to_many(model: nn.Module, ref: torch.Tensor, images: torch.Tensor, norma
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if isinstance(ref, torch.Tensor) and ref.dim() == 4 and ref.shape[0] != 1:
-        raise ValueError(f"ref has batch size {ref.shape[0]}; one_to_many takes one reference "
-                         f"image (3, H, W) or (1, 3, H, W); use forward for pairs")
-    ref, images = model._check_inputs(normalize, ("ref", ref), ("images", images))
-    normalize = model._range(None, normalize).normalize  # the model's input_range may ask for it
+        raise ValueError(
+            f"ref has batch size {ref.shape[0]}; one_to_many takes one reference "
+            f"image (3, H, W) or (1, 3, H, W); use forward for pairs"
+        )
+    (ref, images), normalize = model.check_inputs(("ref", ref), ("images", images), normalize=normalize)
     out_hw = images.shape[2:]
     outer_inference = torch.is_inference_mode_enabled()
     with torch.inference_mode():
-        cl = model.uses_channels_last(ref.device)
-        ref_feats = [K.unit_features(t) for t in model._taps(fast.trunk_input(model, [ref], normalize, cl))]
+        ref_feats = [K.unit_features(t) for t in model.taps(model.prepare([ref], normalize, in_place=True))]
         out = []
         for s in range(0, images.shape[0], chunk_size):
-            x = fast.trunk_input(model, [images[s:s + chunk_size]], normalize, cl)
-            layers = [model._layer_distance(k, ref_feats[k], K.unit_features(t), out_hw, overwrite=True)
-                      for k, t in enumerate(model._taps(x))]  # the chunk's features hold its differences
-            out.append(K.sum_layers(layers))
+            x = model.prepare([images[s : s + chunk_size]], normalize, in_place=True)
+            layers = [
+                model.layer_distance(k, ref_feats[k], K.unit_features(t), out_hw, overwrite=True)
+                for k, t in enumerate(model.taps(x))
+            ]  # the chunk's features hold its differences
+            out.append(model.reduce(layers))
         val = torch.cat(out) if out else images.new_zeros(0, 1, *(out_hw if model.spatial else (1, 1)))
     return val if outer_inference else val.clone()
 
 
-def embed(model: nn.Module, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
+def embed(model: LPIPS, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
     """Each image as one vector whose squared distances are the LPIPS distances.
 
     With unit features ``f_k`` and weights ``w_k >= 0``,
@@ -83,27 +91,29 @@ def embed(model: nn.Module, images: torch.Tensor, normalize: bool = False, chunk
         (N, D) float32 embedding, D = sum_k C_k h_k w_k (about 0.64 M for alex at 256x256).
     """
     if model.spatial:
-        raise ValueError("embed/pairwise need spatial=False (a matrix of distance maps "
-                         "would be N x N x H x W); build the model with spatial=False")
+        raise ValueError(
+            "embed/pairwise need spatial=False (a matrix of distance maps "
+            "would be N x N x H x W); build the model with spatial=False"
+        )
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    (images,) = model._check_inputs(normalize, ("images", images))
-    normalize = model._range(None, normalize).normalize  # the model's input_range may ask for it
+    (images,), normalize = model.check_inputs(("images", images), normalize=normalize)
     scales = []
     for k in range(model.L):
-        w = model.channel_weights(k, images.new_empty(0, dtype=torch.float32)).detach()
-        if (w < 0).any():
-            raise ValueError(f"layer {k} has negative linear weights; the LPIPS embedding needs "
-                             f"w >= 0 (trained/pretrained weights are clamped to >= 0)")
-        scales.append(w.sqrt())
+        wk = model.channel_weights(k, images.new_empty(0, dtype=torch.float32)).detach()
+        if (wk < 0).any():
+            raise ValueError(
+                f"layer {k} has negative linear weights; the LPIPS embedding needs "
+                f"w >= 0 (trained/pretrained weights are clamped to >= 0)"
+            )
+        scales.append(wk.sqrt())
     outer_inference = torch.is_inference_mode_enabled()
     with torch.inference_mode():
-        cl = model.uses_channels_last(images.device)
         rows = []
         for s in range(0, max(images.shape[0], 1), chunk_size):  # N = 0: one empty pass gives (0, D)
-            x = fast.trunk_input(model, [images[s:s + chunk_size]], normalize, cl)
+            x = model.prepare([images[s : s + chunk_size]], normalize, in_place=True)
             parts = []
-            for k, t in enumerate(model._taps(x)):
+            for k, t in enumerate(model.taps(x)):
                 f = K.unit_features(t)  # (n, C, h, w)
                 n, c, h, w = f.shape
                 f.mul_((scales[k] / math.sqrt(h * w)).view(1, c, 1, 1))
@@ -113,7 +123,7 @@ def embed(model: nn.Module, images: torch.Tensor, normalize: bool = False, chunk
     return emb if outer_inference else emb.clone()
 
 
-def pairwise(model: nn.Module, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
+def pairwise(model: LPIPS, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
     """All-pairs distance matrix; each image goes through the trunk once.
 
     Uses ``d(i, j) = ||e_i - e_j||^2`` with the embedding of :func:`embed`,

@@ -12,27 +12,30 @@ Example:
     >>> with weights_only_loads():                                  # doctest: +SKIP
     ...     ref = lpips.LPIPS(net="alex", pnet_rand=True)  # loads its .pth restricted
 """
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import threading
-from typing import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
 _LOCK = threading.RLock()
 _DEPTH = 0
-_ORIGINAL = None
+_ORIGINAL: Callable[..., Any] | None = None  # torch.load while a block is open
 
 
-def _restricted(load):
+def _restricted(load: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(load)
-    def restricted_load(*args, **kwargs):
+    def restricted_load(*args: Any, **kwargs: Any) -> Any:
         kwargs["weights_only"] = True  # whatever the caller asked for
         return load(*args, **kwargs)
 
-    restricted_load.__lpips_core_restricted__ = True
+    # a marker on the function object, which mypy's function types do not model
+    restricted_load.__lpips_core_restricted__ = True  # type: ignore[attr-defined]
     return restricted_load
 
 
@@ -54,5 +57,6 @@ def weights_only_loads() -> Iterator[None]:
         with _LOCK:
             _DEPTH -= 1
             if _DEPTH == 0:
+                assert _ORIGINAL is not None  # set when this block took _DEPTH from 0 to 1, under _LOCK
                 torch.load = _ORIGINAL
                 _ORIGINAL = None

@@ -3,18 +3,24 @@
 ``torch.jit.script(model)`` on an :class:`~lpips_core.LPIPS` scripts :class:`ScriptableLPIPS`
 (through ``LPIPS.__prepare_scriptable__``). The eager model's input checks
 (:mod:`.checks`) are plain Python, so the twin carries its own shape, size and
-finiteness checks; the distance itself is the kernels of :mod:`.kernels`.
+finiteness checks; the input scaling is the eager model's (:func:`.trunk.scale_input`)
+and the distance the kernels of :mod:`.kernels`.
 ``torch.jit.trace(model, (x, y))`` traces the ordinary forward instead.
 """
+
 from __future__ import annotations
 
-from typing import List, Tuple, Union
+from typing import TYPE_CHECKING, List, Tuple, Union, cast
 
 import torch
 import torch.nn as nn
 
 from . import kernels as K
 from .nets import MIN_INPUT_SIZE
+from .trunk import scale_input
+
+if TYPE_CHECKING:  # the model whose twin this is; lpips.py imports this module
+    from .lpips import LPIPS
 
 
 class ScriptableLPIPS(nn.Module):
@@ -32,14 +38,22 @@ class ScriptableLPIPS(nn.Module):
         or the tuple (total, per-layer list) with ``retPerLayer``.
     """
 
-    def __init__(self, model: nn.Module):
+    if TYPE_CHECKING:  # the buffers registered in __init__ (nn.Module's __getattr__ types them Tensor | Module);
+        # for mypy only: TorchScript reads class annotations and cannot resolve postponed ones
+        shift: torch.Tensor
+        scale: torch.Tensor
+
+    def __init__(self, model: LPIPS):
         super().__init__()
         self.stages = nn.ModuleList(model.net.stages)
-        self.register_buffer("shift", model.scaling_layer.shift)
-        self.register_buffer("scale", model.scaling_layer.scale)
-        device = model.scaling_layer.shift.device
-        self.weights: List[torch.Tensor] = [model.channel_weights(k, model.scaling_layer.shift).detach()
-                                            for k in range(model.L)]  # (C_k,) each
+        # the model's ScalingLayer buffers (Tensor | Module to mypy, as above)
+        shift, scale = cast(torch.Tensor, model.scaling_layer.shift), cast(torch.Tensor, model.scaling_layer.scale)
+        self.register_buffer("shift", shift)
+        self.register_buffer("scale", scale)
+        device = shift.device
+        self.weights: List[torch.Tensor] = [
+            model.channel_weights(k, shift).detach() for k in range(model.L)
+        ]  # (C_k,) each
         self.n_layers = model.L
         self.scaled = model.version == "0.1"
         self.spatial = model.spatial
@@ -61,12 +75,11 @@ class ScriptableLPIPS(nn.Module):
         return x
 
     def _scale(self, x: torch.Tensor, normalize: bool) -> torch.Tensor:
+        """Images -> trunk input, by the eager model's one input scaling (:func:`.trunk.scale_input`)."""
         x = x.to(self.shift.dtype)
-        if normalize:
-            x = 2 * x - 1
         if self.scaled:
-            x = (x - self.shift) / self.scale
-        return x
+            return scale_input(x, normalize, self.shift, self.scale)
+        return scale_input(x, normalize, None, None)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -82,12 +95,12 @@ class ScriptableLPIPS(nn.Module):
             return K.upsample(weighted.view(n, 1, h, w), out_hw)
         return weighted.mean(1).view(n, 1, 1, 1)
 
-    def forward(self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool = False,
-                normalize: bool = False) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
+    def forward(
+        self, in0: torch.Tensor, in1: torch.Tensor, retPerLayer: bool = False, normalize: bool = False
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
         in0 = self._as_batch(in0)
         in1 = self._as_batch(in1)
-        if in0.shape[1:] != in1.shape[1:] or (in0.shape[0] != in1.shape[0] and in0.shape[0] != 1
-                                              and in1.shape[0] != 1):
+        if in0.shape[1:] != in1.shape[1:] or (in0.shape[0] != in1.shape[0] and in0.shape[0] != 1 and in1.shape[0] != 1):
             raise ValueError("in0 and in1 must have the same shape (or one a batch of 1)")
         if min(in0.shape[2], in0.shape[3]) < self.min_size:
             raise ValueError("images are too small for this trunk")

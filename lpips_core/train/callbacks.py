@@ -14,19 +14,26 @@ stopped there resumes at that step). Only rank 0 writes, and nothing is written
 without ``out_dir``; the checkpoint callbacks run on every rank because saving is
 collective under DDP.
 """
+
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..eval.plots import plot_training_history
 from ..files import write_dict_csv
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from .trainer import Trainer
 
 
 class EpochCheckpoints:
     """``latest.pt`` at every epoch's end, and ``best.pt`` when validation improved in it."""
 
-    def on_epoch_end(self, trainer, row: dict) -> None:
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
         trainer.save_checkpoint("latest")
         if trainer.state["best_epoch"] == row["epoch"]:
             trainer.save_checkpoint("best")
@@ -38,7 +45,7 @@ class StepCheckpoints:
     def __init__(self, every: int):
         self.every = every
 
-    def on_step_end(self, trainer) -> None:
+    def on_step_end(self, trainer: Trainer) -> None:
         state = trainer.state
         if self.every and state["global_step"] % self.every == 0 and state["step_in_epoch"] < trainer.epoch_steps:
             trainer.save_checkpoint("latest")
@@ -52,9 +59,9 @@ class TensorBoardLog:
 
     def __init__(self, out_dir: Path | None, log_every: int, enabled: bool = True):
         self.out_dir, self.log_every = out_dir, log_every
-        self.writer = None if (enabled and out_dir is not None) else False
+        self.writer: SummaryWriter | Literal[False] | None = None if (enabled and out_dir is not None) else False
 
-    def _open(self, global_step: int):
+    def _open(self, global_step: int) -> SummaryWriter | None:
         if self.writer is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -62,16 +69,17 @@ class TensorBoardLog:
                 warnings.warn("tensorboard is not installed; TensorBoard logs are skipped", stacklevel=3)
                 self.writer = False
                 return None
+            assert self.out_dir is not None  # the writer starts as None only with an out_dir
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=global_step + 1)
         return self.writer or None
 
-    def on_step_end(self, trainer) -> None:
+    def on_step_end(self, trainer: Trainer) -> None:
         writer = self._open(trainer.state["global_step"])
         loss_sum, n = trainer.last_step
         if writer is not None and trainer.state["global_step"] % self.log_every == 0:
             writer.add_scalar("train/loss", loss_sum / max(n, 1), trainer.state["global_step"])
 
-    def on_epoch_end(self, trainer, row: dict) -> None:
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
         writer = self._open(trainer.state["global_step"])
         if writer is None:
             return
@@ -83,7 +91,7 @@ class TensorBoardLog:
             writer.add_scalar("epoch/val_2afc", row["val_2afc"], step)
         writer.flush()
 
-    def on_fit_end(self, trainer) -> None:
+    def on_fit_end(self, trainer: Trainer) -> None:
         if self.writer:
             self.writer.flush()
 
@@ -94,7 +102,7 @@ class HistoryCSV:
     def __init__(self, out_dir: Path | None, enabled: bool = True):
         self.path = out_dir / "history.csv" if (enabled and out_dir is not None) else None
 
-    def on_epoch_end(self, trainer, row: dict) -> None:
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
         if self.path is not None:
             write_dict_csv(self.path, trainer.history)
 
@@ -105,6 +113,6 @@ class HistoryPlot:
     def __init__(self, out_dir: Path | None, enabled: bool = True):
         self.path = out_dir / "history.png" if (enabled and out_dir is not None) else None
 
-    def on_fit_end(self, trainer) -> None:
+    def on_fit_end(self, trainer: Trainer) -> None:
         if self.path is not None and trainer.history:
             plot_training_history(trainer.history, self.path)

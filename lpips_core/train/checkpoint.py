@@ -6,6 +6,7 @@ history, and every rank's random-number state and running sums. Writes are atomi
 and flushed to disk; ``latest`` keeps the file it replaces as ``latest.prev.pt``,
 so a crash or a full disk always leaves one whole checkpoint behind.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ import random
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,7 +33,7 @@ class CheckpointError(ValueError):
 CHECKPOINT_KEYS = ("config", "model", "rank_loss", "optimizer", "scheduler", "state", "history", "ranks")
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a training checkpoint (``weights_only``) and check that it is complete.
 
     Raises:
@@ -41,11 +43,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, bit flips, not a torch file, ...
-        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or truncated "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint, damaged or truncated "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not an lpips_core training checkpoint "
-                              f"(format {ckpt.get('format') if isinstance(ckpt, dict) else '?'})")
+        raise CheckpointError(
+            f"{path}: not an lpips_core training checkpoint "
+            f"(format {ckpt.get('format') if isinstance(ckpt, dict) else '?'})"
+        )
     missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint (no {', '.join(missing)})")
@@ -57,36 +63,54 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 RESUME_CANDIDATES = ("latest.pt", "latest.prev.pt", "best.pt")
 
 #: Fields a resumed run must share with its checkpoint (others, like epochs or fast, may change).
-RESUME_MUST_MATCH = ("net", "version", "mode", "loss", "use_dropout", "optimizer", "batch_size",
-                     "schedule", "seed", "flip")
+RESUME_MUST_MATCH = (
+    "net",
+    "version",
+    "mode",
+    "loss",
+    "use_dropout",
+    "optimizer",
+    "batch_size",
+    "schedule",
+    "seed",
+    "flip",
+)
 
 
-def rng_state() -> dict:
+def rng_state() -> dict[str, Any]:
     """The torch, numpy, Python (and CUDA) random-number states, in a ``weights_only``-loadable form."""
-    np_state = np.random.get_state()
+    # legacy=True (the default): the tuple form, never the dict one
+    np_state = cast("tuple[str, np.ndarray[Any, np.dtype[np.uint32]], int, int, float]", np.random.get_state())
     py_state = random.getstate()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                       "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-             "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]}}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]  # torch: unannotated
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     """Restore :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def write_checkpoint(payload: dict, path: Path, keep_previous: Path | None = None) -> Path:
+def write_checkpoint(payload: dict[str, Any], path: Path, keep_previous: Path | None = None) -> Path:
     """Write ``payload`` to ``path`` atomically and flushed to disk.
 
     Raises:
@@ -97,9 +121,11 @@ def write_checkpoint(payload: dict, path: Path, keep_previous: Path | None = Non
         return save_torch(payload, path, fsync=True, keep_previous=keep_previous)
     except Exception as exc:  # torch.save reports a full disk as a RuntimeError of its zip writer
         free = shutil.disk_usage(path.parent).free
-        raise OSError(f"could not write checkpoint {path} ({type(exc).__name__}: {exc}); "
-                      f"{free / 2**20:.1f} MiB free there. The previous checkpoint is unchanged; "
-                      f"free some space and resume (--resume)") from exc
+        raise OSError(
+            f"could not write checkpoint {path} ({type(exc).__name__}: {exc}); "
+            f"{free / 2**20:.1f} MiB free there. The previous checkpoint is unchanged; "
+            f"free some space and resume (--resume)"
+        ) from exc
 
 
 def resume_source(out_dir: Path) -> Path | None:
@@ -112,7 +138,8 @@ def resume_source(out_dir: Path) -> Path | None:
     Raises:
         CheckpointError: checkpoints exist but none is usable (each one and why).
     """
-    found, damaged = [], []
+    found: list[tuple[int, int, Path]] = []  # (global step, -candidate order, path)
+    damaged: list[tuple[Path, CheckpointError]] = []
     for name in RESUME_CANDIDATES:
         path = out_dir / name
         if not path.is_file():
@@ -124,13 +151,16 @@ def resume_source(out_dir: Path) -> Path | None:
             continue
         found.append((int(ckpt["state"].get("global_step", 0)), -len(found), path))
     if damaged and not found:
-        raise CheckpointError(f"no usable checkpoint in {out_dir}:\n  "
-                              + "\n  ".join(str(e) for _, e in damaged)
-                              + "\nmove them away to start a new run, or choose another output folder")
+        raise CheckpointError(
+            f"no usable checkpoint in {out_dir}:\n  "
+            + "\n  ".join(str(e) for _, e in damaged)
+            + "\nmove them away to start a new run, or choose another output folder"
+        )
     chosen = max(found)[2] if found else None
     ddp.barrier()  # every rank has read the files before any is renamed
-    for path, exc in damaged:
+    for path, err in damaged:
+        assert chosen is not None  # damaged and nothing found raised above
         if ddp.is_main():
             os.replace(path, path.with_name(path.name + ".damaged"))
-        warnings.warn(f"{exc}; renamed to {path.name}.damaged, resuming from {chosen.name}", stacklevel=3)
+        warnings.warn(f"{err}; renamed to {path.name}.damaged, resuming from {chosen.name}", stacklevel=3)
     return chosen

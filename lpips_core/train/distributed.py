@@ -11,6 +11,7 @@ Typical use (one process per CPU socket or GPU)::
 ``MASTER_PORT``; :func:`init_from_env` reads them and joins the group (gloo on
 CPU, nccl on GPU).
 """
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,10 @@ def init_from_env(device: str | torch.device = "cpu", backend: str | None = None
         return False
     missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
     if missing:
-        raise RuntimeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} "
-                           f"is not set; launch with torchrun (it sets all of them)")
+        raise RuntimeError(
+            f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} "
+            f"is not set; launch with torchrun (it sets all of them)"
+        )
     dist.init_process_group(backend=backend or default_backend(device))
     return True
 

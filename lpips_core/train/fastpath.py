@@ -36,14 +36,16 @@ times, or its content for in-memory datasets), the trunk's weights, the net,
 the version (input scaling), the flip setting and the cache format, so a stale
 cache is never used. Files are written atomically (temporary file, rename).
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 import warnings
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Protocol, cast
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
@@ -75,8 +77,9 @@ def layer_slices(channels: Sequence[int]) -> list[slice]:
     return out
 
 
-def triplet_means(model: LPIPS, ref: torch.Tensor, p0: torch.Tensor,
-                  p1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def triplet_means(
+    model: LPIPS, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer, per-channel spatial means of squared feature differences.
 
     The trunk runs once on the concatenated batch (three images per triplet,
@@ -108,13 +111,21 @@ def cached_distance(model: LPIPS, means: torch.Tensor) -> torch.Tensor:
     Returns:
         (N, 1, 1, 1) distances.
     """
-    layers = [(means[:, sl] * model.channel_weights(k, means)).sum(1)  # (N,) from (N, C_k) * (C_k,)
-              for k, sl in enumerate(layer_slices(model.chns))]
+    layers = [
+        (means[:, sl] * model.channel_weights(k, means)).sum(1)  # (N,) from (N, C_k) * (C_k,)
+        for k, sl in enumerate(layer_slices(model.chns))
+    ]
     return K.sum_layers(layers).view(-1, 1, 1, 1)
 
 
 # --------------------------------------------------------------------------- cache keys
-def _hash_tensor(h, t: torch.Tensor) -> None:
+class _Hasher(Protocol):
+    """What the cache keys use of a ``hashlib`` hash object."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+def _hash_tensor(h: _Hasher, t: torch.Tensor) -> None:
     t = t.detach().cpu().contiguous()
     h.update(str((tuple(t.shape), str(t.dtype))).encode())
     h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -123,7 +134,7 @@ def _hash_tensor(h, t: torch.Tensor) -> None:
 _SIMPLE = (str, int, float, bool, type(None), Path)
 
 
-def _simple_attrs(obj) -> list[str]:
+def _simple_attrs(obj: object) -> list[str]:
     out = []
     for k, v in sorted(vars(obj).items()) if hasattr(obj, "__dict__") else []:
         if isinstance(v, _SIMPLE):
@@ -133,17 +144,17 @@ def _simple_attrs(obj) -> list[str]:
     return out
 
 
-def _roots(ds) -> list[Path]:
+def _roots(ds: object) -> list[Path]:
     roots = []
     for name in ("root", "roots", "dataroot", "dataroots"):
         v = getattr(ds, name, None)
-        for r in (v if isinstance(v, (list, tuple)) else [v]):
+        for r in v if isinstance(v, (list, tuple)) else [v]:
             if isinstance(r, (str, os.PathLike)) and Path(r).is_dir():
                 roots.append(Path(r))
     return roots
 
 
-def _fingerprint_into(h, ds) -> None:
+def _fingerprint_into(h: _Hasher, ds: Dataset[dict[str, Any]]) -> None:
     fp = getattr(ds, "fingerprint", None)
     if callable(fp):
         h.update(f"fingerprint:{fp()}".encode())
@@ -156,7 +167,8 @@ def _fingerprint_into(h, ds) -> None:
         for sub in ds.datasets:
             _fingerprint_into(h, sub)
         return
-    h.update(f"{type(ds).__module__}.{type(ds).__qualname__} n={len(ds)}".encode())
+    # cast: torch's Dataset declares no __len__; the map-style datasets used here all have one
+    h.update(f"{type(ds).__module__}.{type(ds).__qualname__} n={len(cast(Sized, ds))}".encode())
     h.update("|".join(_simple_attrs(ds)).encode())
     records = getattr(ds, "records", None)
     if isinstance(records, (list, tuple)) and records:  # lpips_core.data: one Record per item
@@ -176,7 +188,7 @@ def _fingerprint_into(h, ds) -> None:
                     rel = os.path.relpath(os.path.join(dirpath, name), root)
                     h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns}\n".encode())
         return
-    for i in range(len(ds)):  # in-memory data: hash the content itself
+    for i in range(len(cast(Sized, ds))):  # in-memory data: hash the content itself
         item = ds[i]
         for key in sorted(item):
             v = item[key]
@@ -187,7 +199,7 @@ def _fingerprint_into(h, ds) -> None:
                 h.update(repr(v).encode())
 
 
-def dataset_fingerprint(dataset: Dataset) -> str:
+def dataset_fingerprint(dataset: Dataset[dict[str, Any]]) -> str:
     """A hex digest that changes whenever the dataset's items could change.
 
     Uses ``dataset.fingerprint()`` if the dataset defines it; for datasets
@@ -208,16 +220,22 @@ def trunk_fingerprint(model: LPIPS) -> str:
     for name, t in sorted(model.net.state_dict().items()):
         h.update(name.encode())
         _hash_tensor(h, t)
-    _hash_tensor(h, model.scaling_layer.shift)
-    _hash_tensor(h, model.scaling_layer.scale)
+    # registered buffers, which nn.Module's __getattr__ types as Tensor | Module
+    _hash_tensor(h, cast(torch.Tensor, model.scaling_layer.shift))
+    _hash_tensor(h, cast(torch.Tensor, model.scaling_layer.scale))
     return h.hexdigest()
 
 
-def cache_key(dataset: Dataset, model: LPIPS, flip: bool) -> str:
+def cache_key(dataset: Dataset[dict[str, Any]], model: LPIPS, flip: bool) -> str:
     """The cache file's name: dataset + net + version + trunk weights + transform + format."""
-    parts = [f"format={CACHE_FORMAT}", f"net={model.pnet_type}", f"version={model.version}",
-             f"trunk={trunk_fingerprint(model)}", f"flip={bool(flip)}",
-             f"data={dataset_fingerprint(dataset)}"]
+    parts = [
+        f"format={CACHE_FORMAT}",
+        f"net={model.pnet_type}",
+        f"version={model.version}",
+        f"trunk={trunk_fingerprint(model)}",
+        f"flip={bool(flip)}",
+        f"data={dataset_fingerprint(dataset)}",
+    ]
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
     return f"{model.pnet_type}-v{model.version}-{'flip-' if flip else ''}{digest}"
 
@@ -244,8 +262,9 @@ class FeatureCache:
     def __len__(self) -> int:
         return self.m0.shape[0]
 
-    def select(self, idx: torch.Tensor, flips: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def select(
+        self, idx: torch.Tensor, flips: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Means and judgments of the triplets ``idx``; flipped ones where ``flips`` is True.
 
         Returns:
@@ -257,22 +276,30 @@ class FeatureCache:
                 raise ValueError("this cache holds no flipped features; build it with flip=True")
             f = flips.view(-1, 1)
             m0 = torch.where(f, self.m0_flip[idx], m0)
-            m1 = torch.where(f, self.m1_flip[idx], m1)
+            m1 = torch.where(f, cast(torch.Tensor, self.m1_flip)[idx], m1)  # set together with m0_flip
         return m0, m1, self.judge[idx]
 
-    def to(self, device: str | torch.device) -> "FeatureCache":
-        move = (lambda t: None if t is None else t.to(device))
-        return FeatureCache(move(self.m0), move(self.m1), move(self.judge),
-                            move(self.m0_flip), move(self.m1_flip), self.key)
+    def to(self, device: str | torch.device) -> FeatureCache:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
 
-    def state(self) -> dict:
+        return FeatureCache(
+            self.m0.to(device),
+            self.m1.to(device),
+            self.judge.to(device),
+            move(self.m0_flip),
+            move(self.m1_flip),
+            self.key,
+        )
+
+    def state(self) -> dict[str, Any]:
         out = {"format": CACHE_FORMAT, "key": self.key, "m0": self.m0, "m1": self.m1, "judge": self.judge}
         if self.m0_flip is not None:
             out.update(m0_flip=self.m0_flip, m1_flip=self.m1_flip)
         return out
 
 
-class CachedTriplets(Dataset):
+class CachedTriplets(Dataset[dict[str, Any]]):
     """A 2AFC dataset given by its cached means only: train on features computed elsewhere.
 
     For triplets whose images cannot or need not be read again (full-size photographs whose
@@ -290,7 +317,7 @@ class CachedTriplets(Dataset):
     def __len__(self) -> int:
         return len(self.cache)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         raise TypeError("CachedTriplets holds feature means, not images: train it with TrainConfig(fast=True)")
 
 
@@ -299,9 +326,15 @@ def _flip(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def extract(model: LPIPS, dataset: Dataset, flip: bool = False, batch_size: int = 64,
-            num_workers: int = 0, progress: bool = True,
-            device: str | torch.device | None = None) -> FeatureCache:
+def extract(
+    model: LPIPS,
+    dataset: Dataset[dict[str, Any]],
+    flip: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> FeatureCache:
     """One pass of the trunk over a 2AFC dataset, reduced to per-channel means.
 
     Under ``torchrun`` each rank processes every ``world_size``-th triplet and
@@ -316,10 +349,15 @@ def extract(model: LPIPS, dataset: Dataset, flip: bool = False, batch_size: int 
         a :class:`FeatureCache` on the CPU (key left empty).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    n, r, w = len(dataset), ddp.rank(), ddp.world_size()
+    n, r, w = len(cast(Sized, dataset)), ddp.rank(), ddp.world_size()  # torch's Dataset declares no __len__
     mine = list(range(r, n, w))
-    loader = DataLoader(Subset(dataset, mine), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, generator=torch.Generator())
+    loader = DataLoader(
+        Subset(dataset, mine),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        generator=torch.Generator(),
+    )
     was_training = model.training
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("m0", "m1", "judge", "m0_flip", "m1_flip")}
@@ -345,10 +383,10 @@ def extract(model: LPIPS, dataset: Dataset, flip: bool = False, batch_size: int 
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(len(order))
         local = {k: torch.cat([part[k] for _, part in gathered if len(part[k])])[inverse] for k in keys}
-    return FeatureCache(**{k: local[k] for k in keys})
+    return FeatureCache(local["m0"], local["m1"], local["judge"], local.get("m0_flip"), local.get("m1_flip"))
 
 
-def _atomic_save(obj, path: Path) -> None:
+def _atomic_save(obj: dict[str, Any], path: Path) -> None:
     save_torch(obj, path)
 
 
@@ -359,39 +397,52 @@ def _load(path: Path, key: str, flip: bool, n: int, width: int) -> FeatureCache 
         warnings.warn(f"feature cache {path} is unreadable ({exc}); rebuilding it", stacklevel=3)
         return None
     try:  # a file with the right name can still hold anything: check every field before using it
-        ok = (isinstance(state, dict) and state.get("format") == CACHE_FORMAT and state.get("key") == key
-              and all(isinstance(state.get(k), torch.Tensor) and state[k].shape == (n, width) for k in
-                      (("m0", "m1", "m0_flip", "m1_flip") if flip else ("m0", "m1")))
-              and isinstance(state.get("judge"), torch.Tensor) and state["judge"].shape == (n,)
-              and all(bool(torch.isfinite(state[k]).all()) for k in ("m0", "m1", "judge")))
+        ok = (
+            isinstance(state, dict)
+            and state.get("format") == CACHE_FORMAT
+            and state.get("key") == key
+            and all(
+                isinstance(state.get(k), torch.Tensor) and state[k].shape == (n, width)
+                for k in (("m0", "m1", "m0_flip", "m1_flip") if flip else ("m0", "m1"))
+            )
+            and isinstance(state.get("judge"), torch.Tensor)
+            and state["judge"].shape == (n,)
+            and all(bool(torch.isfinite(state[k]).all()) for k in ("m0", "m1", "judge"))
+        )
     except Exception:
         ok = False
     if not ok:
-        warnings.warn(f"feature cache {path} does not match this dataset/model; rebuilding it",
-                      stacklevel=3)
+        warnings.warn(f"feature cache {path} does not match this dataset/model; rebuilding it", stacklevel=3)
         return None
-    return FeatureCache(state["m0"], state["m1"], state["judge"], state.get("m0_flip"),
-                        state.get("m1_flip"), key)
+    return FeatureCache(state["m0"], state["m1"], state["judge"], state.get("m0_flip"), state.get("m1_flip"), key)
 
 
-def _check_static(dataset: Dataset) -> None:
+def _check_static(dataset: Dataset[dict[str, Any]]) -> None:
     """Refuse datasets whose items change between reads (random augmentation): a cache would freeze them."""
     stack = [dataset]
     while stack:
         ds = stack.pop()
         if isinstance(ds, FlipAugment):
-            raise ValueError("the fast path caches features, so it cannot use a randomly flipped dataset "
-                             "(FlipAugment); pass the plain dataset and set TrainConfig.flip=True, which "
-                             "caches both orientations")
+            raise ValueError(
+                "the fast path caches features, so it cannot use a randomly flipped dataset "
+                "(FlipAugment); pass the plain dataset and set TrainConfig.flip=True, which "
+                "caches both orientations"
+            )
         if isinstance(ds, Subset):
             stack.append(ds.dataset)
         elif isinstance(ds, ConcatDataset):
             stack.extend(ds.datasets)
 
 
-def load_or_build(model: LPIPS, dataset: Dataset, cache_dir: str | os.PathLike | None = None,
-                  flip: bool = False, batch_size: int = 64, num_workers: int = 0,
-                  progress: bool = True) -> FeatureCache:
+def load_or_build(
+    model: LPIPS,
+    dataset: Dataset[dict[str, Any]],
+    cache_dir: str | os.PathLike[str] | None = None,
+    flip: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> FeatureCache:
     """The dataset's feature cache: read from ``cache_dir`` if a matching file exists, else built.
 
     Under ``torchrun`` rank 0 decides whether the cache exists and writes it;
@@ -408,9 +459,11 @@ def load_or_build(model: LPIPS, dataset: Dataset, cache_dir: str | os.PathLike |
     if isinstance(dataset, CachedTriplets):
         width = sum(model.chns)
         if dataset.net != model.pnet_type or dataset.cache.m0.shape[1] != width or flip:
-            raise ValueError(f"these cached means come from net={dataset.net!r} ({dataset.cache.m0.shape[1]} "
-                             f"channels, no flips); the model is net={model.pnet_type!r} ({width} channels)"
-                             + (" and flip=True needs images" if flip else ""))
+            raise ValueError(
+                f"these cached means come from net={dataset.net!r} ({dataset.cache.m0.shape[1]} "
+                f"channels, no flips); the model is net={model.pnet_type!r} ({width} channels)"
+                + (" and flip=True needs images" if flip else "")
+            )
         return dataset.cache
     _check_static(dataset)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -419,18 +472,20 @@ def load_or_build(model: LPIPS, dataset: Dataset, cache_dir: str | os.PathLike |
     width = sum(model.chns)
     cache = None
     if ddp.broadcast_object(path.is_file()):
-        cache = _load(path, key, flip, len(dataset), width)
+        cache = _load(path, key, flip, len(cast(Sized, dataset)), width)
     hit = ddp.all_gather_object(cache is not None)
     if all(hit):
+        assert cache is not None  # hit holds this rank's own `cache is not None`
         return cache
-    cache = extract(model, dataset, flip=flip, batch_size=batch_size, num_workers=num_workers,
-                    progress=progress)
+    cache = extract(model, dataset, flip=flip, batch_size=batch_size, num_workers=num_workers, progress=progress)
     cache.key = key
     if ddp.is_main():
         try:
             _atomic_save(cache.state(), path)
         except Exception as exc:  # full disk, read-only folder: the cache only saves time next run
-            warnings.warn(f"could not write the feature cache {path} ({type(exc).__name__}: {exc}); "
-                          f"continuing without it", stacklevel=2)
+            warnings.warn(
+                f"could not write the feature cache {path} ({type(exc).__name__}: {exc}); continuing without it",
+                stacklevel=2,
+            )
     ddp.barrier()
     return cache

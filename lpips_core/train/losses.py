@@ -12,9 +12,11 @@ Both offer ``probability(d0, d1)``, ``per_item(d0, d1, h)`` -> (N,) and
 ``forward(d0, d1, h)`` -> the batch mean. Training picks one with
 :func:`lpips_core.train.recipe.build_rank_loss`.
 """
+
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -36,9 +38,12 @@ class Dist2LogitLayer(nn.Module):
     def __init__(self, chn_mid: int = 32, use_sigmoid: bool = True):
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(5, chn_mid, 1, stride=1, padding=0, bias=True), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(chn_mid, chn_mid, 1, stride=1, padding=0, bias=True), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(chn_mid, 1, 1, stride=1, padding=0, bias=True)]
+            nn.Conv2d(5, chn_mid, 1, stride=1, padding=0, bias=True),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(chn_mid, chn_mid, 1, stride=1, padding=0, bias=True),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(chn_mid, 1, 1, stride=1, padding=0, bias=True),
+        ]
         if use_sigmoid:
             layers.append(nn.Sigmoid())
         self.model = nn.Sequential(*layers)
@@ -46,7 +51,7 @@ class Dist2LogitLayer(nn.Module):
     def forward(self, d0: torch.Tensor, d1: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
         """(N, 1, 1, 1) distances -> (N, 1, 1, 1) probability that p1 is the closer patch."""
         x = torch.cat((d0, d1, d0 - d1, d0 / (d1 + eps), d1 / (d0 + eps)), dim=1)  # (N, 5, 1, 1)
-        return self.model(x)
+        return cast(torch.Tensor, self.model(x))  # nn.Module.__call__ is typed as returning Any
 
 
 class BCERankingLoss(nn.Module):
@@ -66,7 +71,7 @@ class BCERankingLoss(nn.Module):
 
     def probability(self, d0: torch.Tensor, d1: torch.Tensor) -> torch.Tensor:
         """(N, 1, 1, 1) estimate of h."""
-        return self.net(d0, d1)
+        return cast(torch.Tensor, self.net(d0, d1))  # nn.Module.__call__ is typed as returning Any
 
     def per_item(self, d0: torch.Tensor, d1: torch.Tensor, judge: torch.Tensor) -> torch.Tensor:
         """(N,) loss of each triplet (``nn.BCELoss`` semantics, log clamped at -100)."""
@@ -102,8 +107,7 @@ class LogisticRankingLoss(nn.Module):
 
     def per_item(self, d0: torch.Tensor, d1: torch.Tensor, judge: torch.Tensor) -> torch.Tensor:
         z = self.logit(d0, d1)
-        return F.binary_cross_entropy_with_logits(z, judge.reshape(z.shape).to(z.dtype),
-                                                  reduction="none").view(-1)
+        return F.binary_cross_entropy_with_logits(z, judge.reshape(z.shape).to(z.dtype), reduction="none").view(-1)
 
     def forward(self, d0: torch.Tensor, d1: torch.Tensor, judge: torch.Tensor) -> torch.Tensor:
         return self.per_item(d0, d1, judge).mean()

@@ -4,11 +4,13 @@ Defaults follow the reference trainer (``lpips/trainer.py``): linear layers from
 PyTorch's default 1x1-conv initialisation, Adam with beta1 0.5, a constant rate
 then a linear decay, and the linear weights clamped to >= 0 after every step.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn as nn
@@ -20,8 +22,11 @@ from ..model.weights import linear_weights_path
 from .config import TrainConfig
 from .losses import BCERankingLoss, LogisticRankingLoss
 
+if TYPE_CHECKING:
+    from ..model.lpips import NetLinLayer
 
-def build_rank_loss(config: TrainConfig) -> nn.Module:
+
+def build_rank_loss(config: TrainConfig) -> BCERankingLoss | LogisticRankingLoss:
     """The paper's ranking network G + BCE (``loss='ranking'``) or the logistic form."""
     return BCERankingLoss() if config.loss == "ranking" else LogisticRankingLoss()
 
@@ -33,12 +38,19 @@ def build_model(config: TrainConfig) -> LPIPS:
     is what the reference trainer starts from (``lpips.LPIPS(pretrained=False)``;
     some weights are negative until the first clamp).
     """
-    model = LPIPS(pretrained=False, net=config.net, version=config.version, lpips=True,
-                  pnet_rand=config.mode == "scratch", pnet_tune=config.mode != "lin",
-                  use_dropout=config.use_dropout, eval_mode=False)
+    model = LPIPS(
+        pretrained=False,
+        net=config.net,
+        version=config.version,
+        lpips=True,
+        pnet_rand=config.mode == "scratch",
+        pnet_tune=config.mode != "lin",
+        use_dropout=config.use_dropout,
+        eval_mode=False,
+    )
     if config.init == "ones":
         with torch.no_grad():
-            for lin in model.lins:
+            for lin in cast("Iterable[NetLinLayer]", model.lins):  # an nn.ModuleList of NetLinLayer
                 lin.conv.weight.fill_(1.0)
     elif config.init in ("v0.1", "v0.0"):
         model.load_linear_weights(linear_weights_path(model.pnet_type, config.init[1:]))
@@ -59,13 +71,10 @@ def build_optimizer(config: TrainConfig, params: Iterable[nn.Parameter]) -> torc
     """Adam / AdamW (betas ``(beta1, 0.999)``) or SGD with momentum, as ``config.optimizer`` says."""
     params = list(params)
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, 0.999),
-                                weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, 0.999), weight_decay=config.weight_decay)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, betas=(config.beta1, 0.999),
-                                 weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
+        return torch.optim.AdamW(params, lr=config.lr, betas=(config.beta1, 0.999), weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def linear_decay_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
@@ -82,10 +91,10 @@ def linear_decay_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
     return 1.0 - max(0, epoch - (epochs - decay_epochs)) / decay_epochs
 
 
-def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-epoch LR schedule (stepped once at the end of every epoch)."""
     if config.schedule == "linear":
-        e, d = config.epochs, config.decay_epochs
+        e, d = config.epochs, cast(int, config.decay_epochs)  # TrainConfig.__post_init__ replaced None
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: linear_decay_factor(k, e, d))
     if config.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0)
@@ -93,8 +102,9 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     if config.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=config.gamma,
-                                                      patience=config.plateau_patience)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=config.gamma, patience=config.plateau_patience
+    )
 
 
 @torch.no_grad()
@@ -105,11 +115,11 @@ def clamp_linear_weights(model: LPIPS) -> None:
     network, which also catches SqueezeNet's own 1x1 "squeeze"/"expand"
     convolutions when the trunk is tuned; only the linear layers are meant.
     """
-    for lin in model.lins:
+    for lin in cast("Iterable[NetLinLayer]", model.lins):  # an nn.ModuleList of NetLinLayer
         lin.conv.weight.clamp_(min=0)
 
 
-def export_linear_weights(model: LPIPS, path: str | os.PathLike) -> Path:
+def export_linear_weights(model: LPIPS, path: str | os.PathLike[str]) -> Path:
     """Write the linear weights in the reference format (``lin<k>.model.1.weight``).
 
     ``.pth``/``.pt``: ``torch.save`` of the state dict, loadable by

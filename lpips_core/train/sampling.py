@@ -1,5 +1,9 @@
 """The data order of a training run: a pure function of (seed, epoch), so a checkpoint needs no sampler state."""
+
 from __future__ import annotations
+
+from collections.abc import Sized
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -30,16 +34,16 @@ def global_batches(perm: torch.Tensor, batch_size: int, world: int = 1) -> list[
     return batches
 
 
-class Indexed(Dataset):
+class Indexed(Dataset[dict[str, Any]]):
     """Wrap a dataset so each item also carries its index (for flips and ordering)."""
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: Dataset[dict[str, Any]]):
         self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(cast(Sized, self.dataset))  # torch's Dataset declares no __len__; map-style ones have it
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         item = dict(self.dataset[i])
         item["index"] = i
         return item

