@@ -2,8 +2,8 @@
 
 Modules, in the order results flow through them::
 
-    registry               one record per metric (name, label, kind, direction): list_metrics, make_metric
-    baselines, distances   traditional metrics, DISTS and LPIPS behind one DistanceFunction
+    registry               one record per metric (name, label, kind, direction): list_metrics, metric_info
+    baselines, distances   traditional metrics, DISTS and LPIPS behind one DistanceFunction; make_metric
     collect                every metric's distances on a 2AFC / JND set, one pass over the data
     stats, scores          bootstrap intervals, paired tests, correlations; 2AFC / JND scores
     reports, plots         Markdown tables, the paper's numbers, distance files, figures
@@ -59,7 +59,7 @@ _EXPORTS = {
     "METRIC_SETS": ".registry",
     "MetricInfo": ".registry",
     "list_metrics": ".registry",
-    "make_metric": ".registry",
+    "make_metric": ".distances",
     "metric_info": ".registry",
 }
 
@@ -110,8 +110,16 @@ if TYPE_CHECKING:  # what static tools see
     from ..data.judgments import score_2afc, score_jnd, twoafc_scores
     from .baselines import TraditionalMetrics
     from .collect import JNDDistances, TwoAFCDistances, collect_2afc, collect_jnd
-    from .distances import DistanceFunction, DISTSDistance, LPIPSDistance, PixelDistance, make_distance, split_features
-    from .registry import METRIC_SETS, METRICS, MetricInfo, list_metrics, make_metric, metric_info
+    from .distances import (
+        DistanceFunction,
+        DISTSDistance,
+        LPIPSDistance,
+        PixelDistance,
+        make_distance,
+        make_metric,
+        split_features,
+    )
+    from .registry import METRIC_SETS, METRICS, MetricInfo, list_metrics, metric_info
     from .reports import (
         PAPER_2AFC,
         PAPER_CITATION,

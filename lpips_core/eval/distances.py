@@ -160,6 +160,15 @@ class DISTSDistance(DistanceFunction):
 TRADITIONAL = tuple(list_metrics("traditional"))
 
 
+def make_metric(
+    name: str, net: str = "alex", version: str = "0.1", device: str | torch.device = "cpu"
+) -> DistanceFunction:
+    """The distance function of a metric in :func:`~lpips_core.eval.registry.list_metrics` (or 'lpips' /
+    'net' for ``net``, or a checkpoint path): the registry's public name for :func:`make_distance`.
+    """
+    return make_distance(name, net=net, version=version, device=device)
+
+
 def make_distance(
     spec: str, net: str = "alex", version: str = "0.1", device: str | torch.device = "cpu"
 ) -> DistanceFunction:

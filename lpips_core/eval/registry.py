@@ -3,7 +3,7 @@
 Every metric the package scores has one :class:`MetricInfo` here: its name, the label
 its axis and tables use, its kind, and whether its *raw* value rises with similarity
 (PSNR, SSIM) or with difference (L2, LPIPS). Evaluation always scores a *distance*
-(lower = more similar: -PSNR, 1 - SSIM), built by :func:`make_metric`.
+(lower = more similar: -PSNR, 1 - SSIM), built by :func:`lpips_core.eval.distances.make_metric`.
 
 Named sets (:data:`METRIC_SETS`) are the metric lists the commands use by default.
 
@@ -21,14 +21,8 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..model.versions import VERSIONS
-
-if TYPE_CHECKING:
-    import torch
-
-    from .distances import DistanceFunction
 
 KINDS = ("lpips", "net", "traditional", "learned", "checkpoint")
 
@@ -145,15 +139,3 @@ def metric_info(name: str) -> MetricInfo:
         return METRICS[name]
     except KeyError:
         raise KeyError(f"unknown metric {name!r}; registered: {', '.join(list_metrics())}") from None
-
-
-def make_metric(
-    name: str, net: str = "alex", version: str = "0.1", device: str | torch.device = "cpu"
-) -> DistanceFunction:
-    """The distance function of a metric name (or 'lpips' / 'net' for ``net``, or a checkpoint path).
-
-    A thin front of :func:`lpips_core.eval.distances.make_distance`, loaded on first use.
-    """
-    from .distances import make_distance
-
-    return make_distance(name, net=net, version=version, device=device)
