@@ -40,6 +40,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the browser set-up the tests use
+from browser import headless_chromium  # noqa: E402
 
 HUMAN = Path(os.environ.get("LPIPS_CORE_HUMAN_DATA", REPO.parent / "shared" / "data"))
 
@@ -121,27 +123,7 @@ def build_site(root: Path, nets: tuple[str, ...], n_triplets: int, live_every: i
 
 
 def start_browser(url: str):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="lpips-int8-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver, profile = headless_chromium("lpips-int8-chromium-")
     driver.set_script_timeout(1200)
     driver.get(f"{url}/index.html")
     info = driver.execute_async_script(

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from browser import CHROMEDRIVER, CHROMIUM, headless_chromium
 
 REPO = Path(__file__).resolve().parents[1]
 HTML = REPO / "_build" / "html"
@@ -33,8 +34,6 @@ SCREENSHOTS = REPO / "_build" / "screenshots"
 #: The in-browser playground page and its build-time assets (book/playground_assets.py).
 PLAYGROUND_DOC = "book/playground"
 PLAYGROUND = REPO / "_build" / "playground"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -192,31 +191,7 @@ def browser(server):
         if os.environ.get("CI"):
             pytest.fail(missing)
         pytest.skip(missing)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="lpips-book-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1600",
-        f"--user-data-dir={profile}",
-        # Any host but this machine fails at once (the Colab badge, MathJax's CDN):
-        # nothing leaves the machine and no page waits on a network time-out.
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver, profile = headless_chromium("lpips-book-chromium-", window_size="1280,1600")
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()

@@ -21,7 +21,6 @@ import http.server
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from browser import CHROMEDRIVER, CHROMIUM, headless_chromium
 from conftest import backbone_available, photo, reference
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 BROWSER_TOL = 1e-4
 TIMINGS = REPO / "_build" / "playground_timings.json"
 
@@ -171,28 +169,7 @@ def page(server):
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
         _skip_or_fail(f"{', '.join(missing)} missing: run `make browser`")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="lpips-playground-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver, profile = headless_chromium("lpips-playground-chromium-", performance_log=True)
     driver.set_script_timeout(300)
     try:
         start = time.perf_counter()
