@@ -28,21 +28,29 @@ venv: $(STAMP)
 # The build backend first (setuptools: its lock entry), so that the sdists in the lock and the
 # package itself are built with a hash-checked setuptools, not one fetched for an isolated build.
 LOCK := requirements-lock.txt
-# pip compiles the bytecode of every file it installs, one file after another (53 s of 152 s on a
-# 2-core AMD EPYC); instead it installs without, and compileall compiles them on every core
-# (37 s), the package's own modules too. The bytecode must be there: with PYTHONDONTWRITEBYTECODE
-# (set on some machines) nothing is ever cached and every process recompiles what it imports
-# (import torch 5.7 s instead of 2.0; the package's modules another 0.5 s in each of the
-# suite's hundred-odd subprocesses and notebook kernels).
+# pip installs one file after another on one core; two thirds of the 6.6 GB are the CUDA
+# libraries (nvidia-*, cuda-*) that the torch wheel depends on. So the lock is split in two
+# (those, and everything else) and installed by two pip processes at once, each with
+# --no-deps from the complete lock; `pip check` then confirms that the two halves make one
+# consistent environment. Bytecode: pip compiles every file it installs one after another;
+# instead each file is compiled when it is first imported: PYTHONDONTWRITEBYTECODE (set on
+# some machines; with it nothing is ever cached and every process recompiles what it imports:
+# import torch 5.7 s instead of 2.0 s) is unset for everything make runs.
 PIP_INSTALL := $(PY) -m pip install --no-compile --quiet --disable-pip-version-check
+unexport PYTHONDONTWRITEBYTECODE
+SPLIT_LOCK := /^(nvidia|cuda)-/{cuda=1} /^[a-z]/ && !/^(nvidia|cuda)-/{cuda=0}
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	awk '/^setuptools==/{keep=1} keep && /^ +# via/{keep=0} keep' $(LOCK) > $(VENV)/build-lock.txt
 	$(PIP_INSTALL) --require-hashes --no-deps -r $(VENV)/build-lock.txt
-	$(PIP_INSTALL) --require-hashes --no-build-isolation -r $(LOCK)
+	awk '$(SPLIT_LOCK) cuda' $(LOCK) > $(VENV)/lock-cuda.txt
+	awk '$(SPLIT_LOCK) !cuda' $(LOCK) > $(VENV)/lock-rest.txt
+	$(PIP_INSTALL) --require-hashes --no-deps -r $(VENV)/lock-cuda.txt & cuda=$$!; \
+	$(PIP_INSTALL) --require-hashes --no-deps --no-build-isolation -r $(VENV)/lock-rest.txt; rest=$$?; \
+	wait $$cuda && test $$rest = 0
+	$(PY) -m pip check
 	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
-	$(PY) -m compileall -q -j 0 $$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") lpips_core >/dev/null || true
 	@touch $@
 
 weights: $(STAMP)
