@@ -14,7 +14,10 @@ make the same cell work in all three:
   resized), :func:`median_ms` and :func:`interleaved_ms` their clocks, :func:`reference_lpips`
   the reference implementation they check their distances against;
 * :func:`quiz` shows a self-check quiz that works in the static book without a kernel
-  (``jupyterquiz``), and as plain text where that package is missing.
+  (``jupyterquiz``), and as plain text where that package is missing;
+* :func:`available_models`, :func:`bapps_layout`, :func:`item_summary`, :func:`agreement_table`
+  and :func:`paired_table` are the chapters' bookkeeping: the models that can be built here,
+  a data folder's layout, what an item or a batch holds, and scores as tables.
 """
 
 from __future__ import annotations
@@ -26,20 +29,30 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
 from .files import stored_file, stored_file_hint
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .model import LPIPS
+
 __all__ = [
+    "agreement_table",
+    "available_models",
+    "bapps_layout",
     "glue",
     "glue_score",
     "glue_test",
     "human_data_dir",
     "interleaved_ms",
+    "item_summary",
     "median_ms",
+    "paired_table",
     "photo",
     "quiz",
     "reference_lpips",
@@ -226,3 +239,129 @@ def quiz(questions: Sequence[dict]) -> None:
         display_quiz(list(questions), shuffle_answers=False, max_width=640)
     finally:
         random.setstate(state)
+
+
+# --------------------------------------------------------------------------- bookkeeping of the chapters
+def available_models(nets: Sequence[str], **kwargs: Any) -> dict[str, LPIPS]:
+    """``lpips_core.LPIPS(net=net, **kwargs)`` for each net that can be built here, in order.
+
+    A net whose weights are neither in ``$LPIPS_CORE_WEIGHTS`` nor downloadable (SqueezeNet
+    offline, say) is skipped with a printed note, so a chapter runs with the trunks it has.
+
+    Example:
+        >>> models = available_models(("alex", "vgg", "squeeze"))   # doctest: +SKIP
+        >>> list(models)                                            # ['alex', 'vgg', 'squeeze']
+    """
+    from .model import LPIPS
+
+    models = {}
+    for net in nets:
+        try:
+            models[net] = LPIPS(net=net, **kwargs)
+        except Exception as exc:  # missing weights, no network, an unknown net
+            print(f"skipping {net}: {exc}")
+    return models
+
+
+def bapps_layout(root: str | os.PathLike[str]) -> pd.DataFrame:
+    """The folders of a BAPPS-style dataset (full BAPPS or the mini set), one row per subset.
+
+    BAPPS keeps ``<root>/<kind>/<split>/<subset>/`` with one folder per patch role and one of
+    judgments (``judge`` for 2AFC, ``same`` for JND), each judgment a ``.npy`` file.
+
+    Returns:
+        a DataFrame with columns ``kind`` ("2afc" or "jnd"), ``split``, ``subset``,
+        ``folders`` (the subset's sub-folders, sorted, space-separated) and ``items`` (the number
+        of judgment files), sorted by kind, split and subset.
+    """
+    import pandas as pd
+
+    rows = []
+    for kind, value in (("2afc", "judge"), ("jnd", "same")):
+        for split in sorted(p for p in (Path(root) / kind).glob("*") if p.is_dir()):
+            for subset in sorted(p for p in split.iterdir() if p.is_dir()):
+                folders = " ".join(sorted(p.name for p in subset.iterdir() if p.is_dir()))
+                items = sum(1 for _ in (subset / value).glob("*.npy"))
+                rows.append(
+                    {"kind": kind, "split": split.name, "subset": subset.name, "folders": folders, "items": items}
+                )
+    return pd.DataFrame(rows, columns=["kind", "split", "subset", "folders", "items"])
+
+
+def item_summary(item: Any) -> pd.DataFrame:
+    """What a dataset item or a batch holds: one row per key with its shape, dtype, min and max.
+
+    Args:
+        item: a mapping such as a ``TwoAFCDataset`` item (``ref``, ``p0``, ``p1``: (3, H, W) tensors
+            in [-1, 1]; ``judge``: (1,) in [0, 1]; ``subset``, ``id``: strings) or a DataLoader
+            batch of them (tensors with a leading batch dimension, lists of strings).
+    Returns:
+        a DataFrame indexed by key: ``shape`` (a tuple; ``(n,)`` for a list, ``()`` for a scalar),
+        ``dtype`` (e.g. ``torch.float32``, ``str``) and, for tensors and arrays, ``min`` and ``max``
+        (NaN for other values).
+    """
+    import pandas as pd
+
+    rows = {}
+    for key, value in item.items():
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+            low, high = (float(array.min()), float(array.max())) if array.size else (np.nan, np.nan)
+            rows[key] = (tuple(value.shape), str(value.dtype), low, high)
+        elif isinstance(value, (list, tuple)):
+            kinds = sorted({type(v).__name__ for v in value}) or ["empty"]
+            rows[key] = ((len(value),), "/".join(kinds), np.nan, np.nan)
+        else:
+            rows[key] = ((), type(value).__name__, np.nan, np.nan)
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["shape", "dtype", "min", "max"])
+
+
+def agreement_table(agreements: Any, scale: float = 100.0, level: float = 0.95) -> pd.DataFrame:
+    """Mean agreement of each model with a bootstrap interval, one row per model.
+
+    Args:
+        agreements: {name: (N,) per-item scores}, e.g. per-triplet 2AFC agreements in [0, 1]
+            (``lpips_core.data.twoafc_scores``).
+        scale: factor applied to every number (100: percent).
+        level: confidence level of the percentile bootstrap (``lpips_core.eval.stats.bootstrap_ci``,
+            its default resamples and seed 0, so the table is reproducible).
+    Returns:
+        a DataFrame indexed by name with columns ``mean``, ``low`` and ``high``, times ``scale``.
+    """
+    import pandas as pd
+
+    from .eval.stats import bootstrap_ci
+
+    rows = {}
+    for name, values in agreements.items():
+        x = np.asarray(values, dtype=np.float64).ravel()
+        low, high = bootstrap_ci(x, level=level)
+        rows[name] = {"mean": scale * float(x.mean()), "low": scale * low, "high": scale * high}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "low", "high"])
+
+
+def paired_table(tests: Any, scale: float = 100.0) -> pd.DataFrame:
+    """Paired tests as a table, one row per comparison.
+
+    Args:
+        tests: {name: test}, each test a dict ``{'difference', 'ci': (low, high), 'p_value',
+            'n_resamples'}`` as ``lpips_core.eval.stats.paired_bootstrap_test`` returns it.
+        scale: factor applied to the difference and its interval (100: points of a percentage).
+    Returns:
+        a DataFrame indexed by name with columns ``difference``, ``low``, ``high`` (times
+        ``scale``) and ``p`` (text, ``lpips_core.eval.stats.format_p``: ``'p = 0.02'``, or
+        ``'p < 0.0001'`` at the floor of the resampling).
+    """
+    import pandas as pd
+
+    from .eval.stats import format_p
+
+    rows = {}
+    for name, t in tests.items():
+        rows[name] = {
+            "difference": scale * float(t["difference"]),
+            "low": scale * float(t["ci"][0]),
+            "high": scale * float(t["ci"][1]),
+            "p": format_p(t["p_value"], t.get("n_resamples", 10_000)),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["difference", "low", "high", "p"])

@@ -10,7 +10,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lpips_core.course import interleaved_ms, median_ms, photo, quiz, reference_lpips
+from lpips_core.course import (
+    agreement_table,
+    available_models,
+    bapps_layout,
+    interleaved_ms,
+    item_summary,
+    median_ms,
+    paired_table,
+    photo,
+    quiz,
+    reference_lpips,
+)
 
 QUESTIONS = [
     {
@@ -104,3 +115,72 @@ def test_reference_lpips_is_the_reference_with_our_trunk():
     x, y = (torch.rand(2, 3, 64, 64, generator=g) * 2 - 1 for _ in range(2))
     with torch.no_grad():
         assert (ref(x, y) - ours(x, y)).abs().max().item() <= 1e-5
+
+
+def test_available_models_skips_a_net_it_cannot_build(capsys):
+    models = available_models(("alex", "no-such-net"), lpips=False)
+    assert list(models) == ["alex"]
+    assert models["alex"].pnet_type == "alex" and not models["alex"].lpips  # the keyword reached LPIPS
+    assert "skipping no-such-net" in capsys.readouterr().out
+
+
+def test_bapps_layout_counts_the_judgment_files(tmp_path):
+    """A hand-made tree: 2afc/train/trad with 3 judgments, 2afc/val/cnn with 1, jnd/val/trad with 2."""
+    for kind, split, subset, roles, value, n in (
+        ("2afc", "train", "trad", ("ref", "p0", "p1"), "judge", 3),
+        ("2afc", "val", "cnn", ("ref", "p0", "p1"), "judge", 1),
+        ("jnd", "val", "trad", ("p0", "p1"), "same", 2),
+    ):
+        folder = tmp_path / kind / split / subset
+        for role in (*roles, value):
+            (folder / role).mkdir(parents=True)
+        for i in range(n):
+            np.save(folder / value / f"{i:06d}.npy", np.array([0.5]))
+    (tmp_path / "2afc" / "train" / "trad" / "judge" / "notes.txt").write_text("not a judgment")
+    table = bapps_layout(tmp_path)
+    assert table.to_dict("records") == [
+        {"kind": "2afc", "split": "train", "subset": "trad", "folders": "judge p0 p1 ref", "items": 3},
+        {"kind": "2afc", "split": "val", "subset": "cnn", "folders": "judge p0 p1 ref", "items": 1},
+        {"kind": "jnd", "split": "val", "subset": "trad", "folders": "p0 p1 same", "items": 2},
+    ]
+
+
+def test_item_summary_of_an_item_and_of_a_batch():
+    import torch
+
+    item = {
+        "ref": torch.tensor([[[-1.0, 0.5]]]),  # (1, 1, 2)
+        "judge": np.array([0.4]),
+        "id": "000007",
+        "names": ["a", "b", "c"],
+    }
+    table = item_summary(item)
+    assert list(table.index) == ["ref", "judge", "id", "names"]
+    assert table.loc["ref", "shape"] == (1, 1, 2) and table.loc["ref", "dtype"] == "torch.float32"
+    assert (table.loc["ref", "min"], table.loc["ref", "max"]) == (-1.0, 0.5)
+    assert table.loc["judge", "dtype"] == "float64" and table.loc["judge", "max"] == 0.4
+    assert table.loc["id", "shape"] == () and table.loc["id", "dtype"] == "str"
+    assert table.loc["names", "shape"] == (3,) and table.loc["names", "dtype"] == "str"
+    assert np.isnan(table.loc["names", "min"])
+
+
+def test_agreement_table_means_and_intervals():
+    table = agreement_table({"half": [1, 0, 1, 0], "all": [1.0, 1.0, 1.0]})
+    assert list(table.index) == ["half", "all"] and list(table.columns) == ["mean", "low", "high"]
+    assert table.loc["half", "mean"] == pytest.approx(50.0)
+    assert 0.0 <= table.loc["half", "low"] < 50.0 < table.loc["half", "high"] <= 100.0
+    assert tuple(table.loc["all"]) == (100.0, 100.0, 100.0)  # a constant sample: a zero-width interval
+    assert agreement_table({"x": [0.25, 0.75]}, scale=1.0).loc["x", "mean"] == pytest.approx(0.5)
+
+
+def test_paired_table_scales_the_difference_and_formats_p():
+    tests = {
+        "a - b": {"difference": 0.03, "ci": (0.01, 0.05), "p_value": 0.2, "n_resamples": 1000},
+        "a - c": {"difference": -0.5, "ci": (-0.6, -0.4), "p_value": 1 / 1001, "n_resamples": 1000},
+    }
+    table = paired_table(tests)
+    assert list(table.columns) == ["difference", "low", "high", "p"]
+    assert table.loc["a - b", ["difference", "low", "high"]].tolist() == pytest.approx([3.0, 1.0, 5.0])
+    assert table.loc["a - b", "p"] == "p = 0.20"
+    assert table.loc["a - c", "difference"] == pytest.approx(-50.0)
+    assert table.loc["a - c", "p"] == "p < 0.001"  # at the floor of 1000 resamples
