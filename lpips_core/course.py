@@ -13,6 +13,9 @@ make the same cell work in all three:
 * :func:`photo` is the chapters' photograph (a scikit-image picture, centre-cropped and
   resized), :func:`median_ms` and :func:`interleaved_ms` their clocks, :func:`reference_lpips`
   the reference implementation they check their distances against;
+* :func:`max_abs_diff`, :func:`timed_results`, :func:`speedup_table` and :func:`precision_errors`
+  are the bookkeeping of the speed chapter: how far two results are apart, what each way of
+  computing something took, and how much an approximation changes a set of distances;
 * :func:`quiz` shows a self-check quiz that works in the static book without a kernel
   (``jupyterquiz``), and as plain text where that package is missing;
 * :func:`available_models`, :func:`bapps_layout`, :func:`item_summary`, :func:`agreement_table`
@@ -27,9 +30,9 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .model import LPIPS
+T = TypeVar("T")
 
 __all__ = [
     "agreement_table",
@@ -51,12 +55,16 @@ __all__ = [
     "human_data_dir",
     "interleaved_ms",
     "item_summary",
+    "max_abs_diff",
     "median_ms",
     "paired_table",
     "photo",
+    "precision_errors",
     "quiz",
     "reference_lpips",
+    "speedup_table",
     "stored_json",
+    "timed_results",
 ]
 
 
@@ -365,3 +373,95 @@ def paired_table(tests: Any, scale: float = 100.0) -> pd.DataFrame:
             "p": format_p(t["p_value"], t.get("n_resamples", 10_000)),
         }
     return pd.DataFrame.from_dict(rows, orient="index", columns=["difference", "low", "high", "p"])
+
+
+def max_abs_diff(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    """The largest absolute difference between two arrays of one shape (or shapes that broadcast).
+
+    Args:
+        a, b: tensors or NumPy arrays, any shape and dtype (tensors are compared as tensors).
+    Returns:
+        ``max |a - b|`` over all elements, as a Python float (0.0 when they are equal).
+
+    Example:
+        >>> max_abs_diff(torch.tensor([1.0, 2.0]), torch.tensor([1.5, 1.0]))
+        1.0
+    """
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return float((torch.as_tensor(a) - torch.as_tensor(b)).abs().max().item())
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+def timed_results(fns: Mapping[str, Callable[[], T]], warmup: int = 1) -> tuple[dict[str, T], dict[str, float]]:
+    """Call each function once, timed, after ``warmup`` untimed calls; keep what it returned.
+
+    For computations that take long enough that one timed call says enough (a whole distance
+    matrix), and whose results are compared afterwards.
+
+    Args:
+        fns: name -> a function of no arguments.
+        warmup: untimed calls of each function before its timed one.
+    Returns:
+        (results, ms): name -> the timed call's return value, and name -> its wall-clock time in
+        milliseconds; both in the order of ``fns``.
+    """
+    results: dict[str, T] = {}
+    ms: dict[str, float] = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            fn()
+        start = time.perf_counter()
+        results[name] = fn()
+        ms[name] = 1e3 * (time.perf_counter() - start)
+    return results, ms
+
+
+def speedup_table(ms: Mapping[str, float], baseline: str) -> pd.DataFrame:
+    """Times as a table with each one's speed-up over a baseline.
+
+    Args:
+        ms: name -> time (any unit, e.g. milliseconds, all the same), positive.
+        baseline: the name whose time the others are compared with (its speed-up is 1).
+    Returns:
+        a pandas DataFrame indexed by name, in the order of ``ms``, with the columns ``'ms'`` (the
+        times) and ``'speed-up'`` (``ms[baseline] / ms[name]``: above 1 is faster than the baseline).
+
+    Example:
+        >>> speedup_table({"loop": 120.0, "batched": 30.0}, "loop")["speed-up"].tolist()
+        [1.0, 4.0]
+    """
+    import pandas as pd
+
+    base = ms[baseline]
+    return pd.DataFrame({"ms": dict(ms), "speed-up": {name: base / t for name, t in ms.items()}})
+
+
+def precision_errors(exact: np.ndarray, approx: np.ndarray) -> dict[str, float]:
+    """How much an approximation (int8, bf16, an export) changes a set of distances.
+
+    Args:
+        exact: (N,) the exact distances, positive (the relative errors divide by them).
+        approx: (N,) the approximate distances of the same pairs.
+    Returns:
+        {'max |err|': max |approx - exact|, 'median rel' and 'max rel': median and max of
+        |approx - exact| / exact (fractions, 0.01 = 1%), 'Spearman' and 'Kendall': rank
+        correlations of approx with exact, in [-1, 1] (1: the order of the pairs is kept)}.
+
+    Example:
+        >>> precision_errors(np.array([1.0, 2.0, 4.0]), np.array([1.1, 2.0, 3.0]))["max rel"]
+        0.25
+    """
+    from scipy import stats
+
+    exact, approx = np.asarray(exact, dtype=np.float64).ravel(), np.asarray(approx, dtype=np.float64).ravel()
+    if exact.shape != approx.shape:
+        raise ValueError(f"exact and approx must have the same length, got {exact.size} and {approx.size}")
+    err = np.abs(approx - exact)
+    rel = err / exact
+    return {
+        "max |err|": float(err.max()),
+        "median rel": float(np.median(rel)),
+        "max rel": float(rel.max()),
+        "Spearman": float(stats.spearmanr(exact, approx).statistic),
+        "Kendall": float(stats.kendalltau(exact, approx).statistic),
+    }

@@ -16,11 +16,15 @@ from lpips_core.course import (
     bapps_layout,
     interleaved_ms,
     item_summary,
+    max_abs_diff,
     median_ms,
     paired_table,
     photo,
+    precision_errors,
     quiz,
     reference_lpips,
+    speedup_table,
+    timed_results,
 )
 
 QUESTIONS = [
@@ -184,3 +188,55 @@ def test_paired_table_scales_the_difference_and_formats_p():
     assert table.loc["a - b", "p"] == "p = 0.20"
     assert table.loc["a - c", "difference"] == pytest.approx(-50.0)
     assert table.loc["a - c", "p"] == "p < 0.001"  # at the floor of 1000 resamples
+
+
+def test_max_abs_diff_of_tensors_and_arrays():
+    """Hand-computed: |1 - 1.5| = 0.5, |2 - 1| = 1, |-3 - 0| = 3."""
+    import torch
+
+    a, b = [1.0, 2.0, -3.0], [1.5, 1.0, 0.0]
+    assert max_abs_diff(torch.tensor(a), torch.tensor(b)) == 3.0
+    assert max_abs_diff(np.array(a), np.array(b)) == 3.0
+    assert max_abs_diff(torch.zeros(2, 1, 1, 1), torch.zeros(2, 1, 1, 1)) == 0.0
+    assert isinstance(max_abs_diff(np.array(a), np.array(b)), float)
+    # a (1,) against a (2, 1) broadcasts: |[[0.25 - 1], [0.25 - (-1)]]| -> 1.25
+    assert max_abs_diff(torch.tensor([0.25]), torch.tensor([[1.0], [-1.0]])) == 1.25
+
+
+def test_timed_results_keeps_results_and_milliseconds():
+    calls = []
+
+    def nap():
+        calls.append("nap")
+        time.sleep(0.02)
+        return "slept"
+
+    results, ms = timed_results({"nap": nap, "answer": lambda: 42}, warmup=2)
+    assert results == {"nap": "slept", "answer": 42}
+    assert list(ms) == ["nap", "answer"]
+    assert len(calls) == 3  # two warm-ups, one timed call
+    assert 18 <= ms["nap"] < 500 and ms["answer"] < ms["nap"]
+
+
+def test_speedup_table_by_hand():
+    """120 ms as the baseline: 30 ms is 4x faster, 240 ms is 0.5x."""
+    table = speedup_table({"loop": 120.0, "batched": 30.0, "slow": 240.0}, baseline="loop")
+    assert list(table.index) == ["loop", "batched", "slow"]
+    assert list(table.columns) == ["ms", "speed-up"]
+    assert table["ms"].tolist() == [120.0, 30.0, 240.0]
+    assert table["speed-up"].tolist() == [1.0, 4.0, 0.5]
+
+
+def test_precision_errors_by_hand():
+    """exact (1, 2, 4), approx (1.1, 2, 3): errors (0.1, 0, 1), relative (0.1, 0, 0.25); same order."""
+    out = precision_errors(np.array([1.0, 2.0, 4.0]), np.array([1.1, 2.0, 3.0]))
+    assert out["max |err|"] == pytest.approx(1.0)
+    assert out["median rel"] == pytest.approx(0.1)
+    assert out["max rel"] == pytest.approx(0.25)
+    assert out["Spearman"] == pytest.approx(1.0) and out["Kendall"] == pytest.approx(1.0)
+    # the order of two of four pairs swapped: ranks (1, 2, 3, 4) against (1, 3, 2, 4):
+    # Spearman 1 - 6 * (0 + 1 + 1 + 0) / (4 * 15) = 0.8; Kendall (5 concordant - 1 discordant) / 6
+    swapped = precision_errors(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 3.0, 2.0, 4.0]))
+    assert swapped["Spearman"] == pytest.approx(0.8) and swapped["Kendall"] == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="same length"):
+        precision_errors(np.ones(3), np.ones(2))
