@@ -13,6 +13,8 @@ make the same cell work in all three:
 * :func:`photo` is the chapters' photograph (a scikit-image picture, centre-cropped and
   resized), :func:`median_ms` and :func:`interleaved_ms` their clocks, :func:`reference_lpips`
   the reference implementation they check their distances against;
+* :func:`distance_table` measures several images against one reference with several metrics,
+  one table row per image;
 * :func:`quiz` shows a self-check quiz that works in the static book without a kernel
   (``jupyterquiz``), and as plain text where that package is missing.
 """
@@ -24,16 +26,20 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
 from .files import stored_file, stored_file_hint
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
+    "distance_table",
     "glue",
     "glue_score",
     "glue_test",
@@ -163,6 +169,37 @@ def reference_lpips(net: str = "alex", like: torch.nn.Module | None = None) -> t
     source = like if like is not None else LPIPS(net=net)
     ref.net.load_state_dict(source.net.state_dict())
     return ref.eval()
+
+
+def distance_table(
+    images: Mapping[str, torch.Tensor],
+    reference: torch.Tensor,
+    metrics: Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]],
+) -> pd.DataFrame:
+    """Each image against one reference, by each metric: a table with a row per image.
+
+    Args:
+        images: {row name: (1, 3, H, W) tensor in [-1, 1]}, each the size of ``reference``.
+        reference: (1, 3, H, W) tensor in [-1, 1].
+        metrics: {column name: ``fn(reference, image)`` -> a one-element tensor}: an
+            ``lpips_core.LPIPS`` model, ``lpips_core.eval.baselines.psnr``, ``dists``, ...
+            Each is called once per image, without gradients, in the order of ``images``
+            then ``metrics``.
+    Returns:
+        a ``pandas.DataFrame`` of floats, ``len(images)`` rows by ``len(metrics)`` columns,
+        rows and columns in the given order (e.g. LPIPS in [0, ~1.5], PSNR in dB).
+
+    Example:
+        >>> table = distance_table({"blur": blurred}, target, {"alex": lpips_alex})  # doctest: +SKIP
+        >>> table.loc["blur", "alex"]                                                 # doctest: +SKIP
+    """
+    import pandas as pd
+
+    rows = {}
+    with torch.no_grad():
+        for name, image in images.items():
+            rows[name] = {col: float(fn(reference, image).item()) for col, fn in metrics.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(metrics))
 
 
 def median_ms(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> float:

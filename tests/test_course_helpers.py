@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lpips_core.course import interleaved_ms, median_ms, photo, quiz, reference_lpips
+from lpips_core.course import distance_table, interleaved_ms, median_ms, photo, quiz, reference_lpips
 
 QUESTIONS = [
     {
@@ -104,3 +104,27 @@ def test_reference_lpips_is_the_reference_with_our_trunk():
     x, y = (torch.rand(2, 3, 64, 64, generator=g) * 2 - 1 for _ in range(2))
     with torch.no_grad():
         assert (ref(x, y) - ours(x, y)).abs().max().item() <= 1e-5
+
+
+def test_distance_table_is_one_row_per_image_one_column_per_metric():
+    """Hand-computed distances of constant images to a constant reference, in the given order."""
+    import torch
+
+    reference = torch.zeros(1, 3, 4, 4)
+    images = {"half": torch.full((1, 3, 4, 4), 0.5), "minus one": torch.full((1, 3, 4, 4), -1.0)}
+    calls = []
+
+    def max_abs(a, b):
+        calls.append((a is reference, float(b.mean())))
+        return (a - b).abs().max().reshape(1, 1, 1, 1)  # the shape an LPIPS model returns
+
+    def mean_square(a, b):
+        assert not torch.is_grad_enabled()
+        return (a - b).pow(2).mean().reshape(1)
+
+    table = distance_table(images, reference, {"max |d|": max_abs, "mse": mean_square})
+    assert list(table.index) == ["half", "minus one"] and list(table.columns) == ["max |d|", "mse"]
+    assert table.loc["half", "max |d|"] == 0.5 and table.loc["half", "mse"] == 0.25
+    assert table.loc["minus one", "max |d|"] == 1.0 and table.loc["minus one", "mse"] == 1.0
+    assert table.dtypes.tolist() == [np.float64, np.float64]
+    assert calls == [(True, 0.5), (True, -1.0)]  # fn(reference, image), rows in order
