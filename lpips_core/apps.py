@@ -7,7 +7,9 @@
 * :func:`set_diversity`: mean pairwise LPIPS of a set of generated images
   (higher = more diverse), each image's features computed once.
 * :func:`augmentation_distances`: distance between an original and each of its
-  augmentations (how strong is each augmentation, perceptually?).
+  augmentations (how strong is each augmentation, perceptually?); :func:`in_unit_range`
+  makes an augmentation of [0, 1] images one of [-1, 1] images.
+* :func:`jpeg_roundtrip`: an image encoded as JPEG and decoded again, with the file size.
 
 Example:
     >>> from lpips_core.apps import ProductionLPIPS            # doctest: +SKIP
@@ -39,9 +41,11 @@ __all__ = [
     "mask_from_image",
     "compression_quality",
     "jpeg_quality_curve",
+    "jpeg_roundtrip",
     "set_diversity",
     "default_augmentations",
     "augmentation_distances",
+    "in_unit_range",
 ]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, torch.Tensor, Image.Image]
@@ -273,19 +277,32 @@ def jpeg_quality_curve(
     for q in qualities:
         if not 1 <= int(q) <= 100:
             raise ValueError(f"JPEG quality must be in 1..100, got {q}")
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, format="JPEG", quality=int(q))
-        decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        decoded, n_bytes = jpeg_roundtrip(arr, int(q))
         scores = compression_quality(arr, decoded, metric)
         rows.append(
             {
                 "quality": int(q),
-                "bytes": buf.tell(),
-                "bits_per_pixel": 8 * buf.tell() / (arr.shape[0] * arr.shape[1]),
+                "bytes": n_bytes,
+                "bits_per_pixel": 8 * n_bytes / (arr.shape[0] * arr.shape[1]),
                 **scores,
             }
         )
     return rows
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> tuple[np.ndarray, int]:
+    """``image`` encoded as JPEG by Pillow at ``quality`` (1..100, Pillow's scale), then decoded.
+
+    Args:
+        image: (H, W, 3) uint8 array.
+        quality: the JPEG quality, 1 (smallest file) to 100.
+    Returns:
+        (the decoded image, (H, W, 3) uint8; the size of the JPEG file in bytes).
+    """
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=int(quality))
+    decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    return decoded, buf.tell()
 
 
 def set_diversity(images: Sequence[ImageLike] | torch.Tensor, metric: ProductionLPIPS | None = None) -> dict:
@@ -310,20 +327,30 @@ def set_diversity(images: Sequence[ImageLike] | torch.Tensor, metric: Production
     }
 
 
+def in_unit_range(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A transform of [0, 1] images (torchvision's functional transforms) as one of [-1, 1] images.
+
+    The returned function maps ``x`` (N, 3, H, W) in [-1, 1] to ``fn((x + 1) / 2)``, clamped
+    to [0, 1] and mapped back to [-1, 1]: ``clamp(fn((x + 1) / 2), 0, 1) * 2 - 1``.
+
+    Example:
+        >>> lighter = in_unit_range(lambda u: u + 0.25)
+        >>> lighter(torch.tensor([-1.0, 0.0, 0.5])).tolist()
+        [-0.5, 0.5, 1.0]
+    """
+    return lambda x: fn((x + 1) / 2).clamp(0, 1) * 2 - 1
+
+
 def default_augmentations(seed: int = 0) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """A few common augmentations on (1, 3, H, W) tensors in [-1, 1], deterministic given ``seed``."""
-
-    def to01(f):
-        return lambda x: f((x + 1) / 2).clamp(0, 1) * 2 - 1
-
     g = torch.Generator().manual_seed(seed)
     return {
-        "horizontal flip": to01(TF.horizontal_flip),
-        "rotate 5 deg": to01(lambda x: TF.rotate(x, 5.0, interpolation=TF.InterpolationMode.BILINEAR)),
-        "brightness +20%": to01(lambda x: TF.adjust_brightness(x, 1.2)),
-        "saturation x0.5": to01(lambda x: TF.adjust_saturation(x, 0.5)),
-        "gaussian blur s=1.5": to01(lambda x: TF.gaussian_blur(x, kernel_size=9, sigma=1.5)),
-        "crop 90% + resize": to01(
+        "horizontal flip": in_unit_range(TF.horizontal_flip),
+        "rotate 5 deg": in_unit_range(lambda x: TF.rotate(x, 5.0, interpolation=TF.InterpolationMode.BILINEAR)),
+        "brightness +20%": in_unit_range(lambda x: TF.adjust_brightness(x, 1.2)),
+        "saturation x0.5": in_unit_range(lambda x: TF.adjust_saturation(x, 0.5)),
+        "gaussian blur s=1.5": in_unit_range(lambda x: TF.gaussian_blur(x, kernel_size=9, sigma=1.5)),
+        "crop 90% + resize": in_unit_range(
             lambda x: TF.resized_crop(
                 x,
                 int(0.05 * x.shape[-2]),
@@ -334,7 +361,7 @@ def default_augmentations(seed: int = 0) -> dict[str, Callable[[torch.Tensor], t
                 antialias=True,
             )
         ),
-        "gaussian noise s=0.05": to01(lambda x: x + 0.05 * torch.randn(x.shape, generator=g)),
+        "gaussian noise s=0.05": in_unit_range(lambda x: x + 0.05 * torch.randn(x.shape, generator=g)),
     }
 
 

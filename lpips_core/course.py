@@ -16,6 +16,8 @@ make the same cell work in all three:
 * :func:`max_abs_diff`, :func:`timed_results`, :func:`speedup_table` and :func:`precision_errors`
   are the bookkeeping of the speed chapter: how far two results are apart, what each way of
   computing something took, and how much an approximation changes a set of distances;
+* :func:`distance_table` measures several images against one reference with several metrics,
+  one table row per image;
 * :func:`quiz` shows a self-check quiz that works in the static book without a kernel
   (``jupyterquiz``), and as plain text where that package is missing;
 * :func:`available_models`, :func:`bapps_layout`, :func:`item_summary`, :func:`agreement_table`
@@ -49,6 +51,7 @@ __all__ = [
     "agreement_table",
     "available_models",
     "bapps_layout",
+    "distance_table",
     "glue",
     "glue_score",
     "glue_test",
@@ -184,6 +187,37 @@ def reference_lpips(net: str = "alex", like: torch.nn.Module | None = None) -> t
     source = like if like is not None else LPIPS(net=net)
     ref.net.load_state_dict(source.net.state_dict())
     return ref.eval()
+
+
+def distance_table(
+    images: Mapping[str, torch.Tensor],
+    reference: torch.Tensor,
+    metrics: Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]],
+) -> pd.DataFrame:
+    """Each image against one reference, by each metric: a table with a row per image.
+
+    Args:
+        images: {row name: (1, 3, H, W) tensor in [-1, 1]}, each the size of ``reference``.
+        reference: (1, 3, H, W) tensor in [-1, 1].
+        metrics: {column name: ``fn(reference, image)`` -> a one-element tensor}: an
+            ``lpips_core.LPIPS`` model, ``lpips_core.eval.baselines.psnr``, ``dists``, ...
+            Each is called once per image, without gradients, in the order of ``images``
+            then ``metrics``.
+    Returns:
+        a ``pandas.DataFrame`` of floats, ``len(images)`` rows by ``len(metrics)`` columns,
+        rows and columns in the given order (e.g. LPIPS in [0, ~1.5], PSNR in dB).
+
+    Example:
+        >>> table = distance_table({"blur": blurred}, target, {"alex": lpips_alex})  # doctest: +SKIP
+        >>> table.loc["blur", "alex"]                                                 # doctest: +SKIP
+    """
+    import pandas as pd
+
+    rows = {}
+    with torch.no_grad():
+        for name, image in images.items():
+            rows[name] = {col: float(fn(reference, image).item()) for col, fn in metrics.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(metrics))
 
 
 def median_ms(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> float:

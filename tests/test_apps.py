@@ -202,3 +202,35 @@ def test_live_jpeg_pair_from_files(metric):
     d_best = metric(root / best["reference"], root / best["distorted"])
     d_worst = metric(root / worst["reference"], root / worst["distorted"])
     assert d_worst > d_best
+
+
+def test_in_unit_range_maps_to_unit_and_back_with_clamping():
+    """Hand-computed: x in [-1, 1] -> (x + 1) / 2 -> fn -> clamp to [0, 1] -> 2 u - 1."""
+    shift = apps.in_unit_range(lambda u: u + 0.25)
+    assert shift(torch.tensor([-1.0, 0.0, 0.5])).tolist() == [-0.5, 0.5, 1.0]  # 0.75 + 0.25 clamps at 1
+    darker = apps.in_unit_range(lambda u: u - 0.75)
+    assert darker(torch.tensor([-1.0, 1.0])).tolist() == [-1.0, -0.5]  # 0 - 0.75 clamps at 0
+
+
+def test_jpeg_roundtrip_decodes_what_pillow_wrote():
+    """A flat grey image survives quality 95 exactly; a noisy one comes back changed but close,
+    and the byte count is that of Pillow's file written independently."""
+    import io
+
+    from PIL import Image
+
+    flat = np.full((16, 16, 3), 128, np.uint8)
+    decoded, n_bytes = apps.jpeg_roundtrip(flat, 95)
+    assert decoded.dtype == np.uint8 and np.array_equal(decoded, flat)
+    noisy = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    low, low_bytes = apps.jpeg_roundtrip(noisy, 5)
+    high, high_bytes = apps.jpeg_roundtrip(noisy, 95)
+    assert low.shape == noisy.shape and not np.array_equal(low, noisy)
+
+    def err(x):
+        return np.abs(x.astype(int) - noisy).mean()
+
+    assert err(high) < err(low) and low_bytes < high_bytes
+    buf = io.BytesIO()
+    Image.fromarray(noisy).save(buf, format="JPEG", quality=5)
+    assert low_bytes == len(buf.getvalue())

@@ -14,6 +14,7 @@ from lpips_core.course import (
     agreement_table,
     available_models,
     bapps_layout,
+    distance_table,
     interleaved_ms,
     item_summary,
     max_abs_diff,
@@ -240,3 +241,27 @@ def test_precision_errors_by_hand():
     assert swapped["Spearman"] == pytest.approx(0.8) and swapped["Kendall"] == pytest.approx(4 / 6)
     with pytest.raises(ValueError, match="same length"):
         precision_errors(np.ones(3), np.ones(2))
+
+
+def test_distance_table_is_one_row_per_image_one_column_per_metric():
+    """Hand-computed distances of constant images to a constant reference, in the given order."""
+    import torch
+
+    reference = torch.zeros(1, 3, 4, 4)
+    images = {"half": torch.full((1, 3, 4, 4), 0.5), "minus one": torch.full((1, 3, 4, 4), -1.0)}
+    calls = []
+
+    def max_abs(a, b):
+        calls.append((a is reference, float(b.mean())))
+        return (a - b).abs().max().reshape(1, 1, 1, 1)  # the shape an LPIPS model returns
+
+    def mean_square(a, b):
+        assert not torch.is_grad_enabled()
+        return (a - b).pow(2).mean().reshape(1)
+
+    table = distance_table(images, reference, {"max |d|": max_abs, "mse": mean_square})
+    assert list(table.index) == ["half", "minus one"] and list(table.columns) == ["max |d|", "mse"]
+    assert table.loc["half", "max |d|"] == 0.5 and table.loc["half", "mse"] == 0.25
+    assert table.loc["minus one", "max |d|"] == 1.0 and table.loc["minus one", "mse"] == 1.0
+    assert table.dtypes.tolist() == [np.float64, np.float64]
+    assert calls == [(True, 0.5), (True, -1.0)]  # fn(reference, image), rows in order
