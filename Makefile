@@ -56,7 +56,7 @@ $(STAMP): $(LOCK) pyproject.toml
 weights: $(STAMP)
 	$(VENV)/bin/lpips-core weights
 
-$(MINI_BAPPS): $(STAMP) lpips_core/data/mini_bapps.py lpips_core/data/distortions.py
+$(MINI_BAPPS): $(STAMP) lpips_core/studies/mini_bapps.py lpips_core/data/photos.py lpips_core/data/distortions.py
 	$(PY) data_scripts/make_mini_bapps.py
 
 mini-bapps: $(MINI_BAPPS)

@@ -70,7 +70,7 @@ def make_pairs(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path, Path
     from PIL import Image
 
     from lpips_core.data.distortions import DISTORTIONS, apply
-    from lpips_core.data.mini_bapps import TRAIN_PHOTOS, VAL_PHOTOS, load_photo
+    from lpips_core.data.photos import TRAIN_PHOTOS, VAL_PHOTOS, load_photo
 
     a, b = root / "a", root / "b"
     stamp = root / "made.json"

@@ -52,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import lpips_core  # noqa: E402
+from lpips_core.data.photos import CALIBRATION_PHOTOS  # noqa: E402
 from lpips_core.files import write_json, write_text  # noqa: E402
 from lpips_core.model import precision as P  # noqa: E402
 
@@ -424,7 +425,7 @@ def main(argv=None) -> None:
         f"{P.weight_bits(P.DEFAULT_INT8)}-bit weights, uint8 activations with HistogramObserver "
         f"ranges, the first convolution on the image's 8-bit grid",
         "calibration": f"{P.DEFAULT_INT8.n_images} crops of {P.DEFAULT_INT8.size}x{P.DEFAULT_INT8.size} from "
-        f"scikit-image's {', '.join(P.CALIBRATION_PHOTOS)}, every other one distorted",
+        f"scikit-image's {', '.join(CALIBRATION_PHOTOS)}, every other one distorted",
         "targets": TARGETS,
         "load_average": os.getloadavg(),
     }

@@ -5,7 +5,7 @@ Usage: python data_scripts/make_mini_bapps.py [--out DIR] [--observer lpips-vgg|
                                              [--write-observed]
 The set is cached: a complete build of the same configuration and builder code is kept. The
 default observer's distances for the default build ship with the package
-(lpips_core/data/mini_bapps_observed.npz); --write-observed rebuilds with the observer run live
+(lpips_core/studies/mini_bapps_observed.npz); --write-observed rebuilds with the observer run live
 and rewrites that file (after a change to the distortions or the pools).
 """
 
@@ -17,7 +17,7 @@ import json
 import sys
 import time
 
-from lpips_core.data.mini_bapps import OBSERVERS, MiniBappsConfig, build_mini_bapps, default_dir
+from lpips_core.studies.mini_bapps import OBSERVERS, MiniBappsConfig, build_mini_bapps, default_dir
 
 
 def main(argv: list[str] | None = None) -> int:

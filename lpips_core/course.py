@@ -153,7 +153,7 @@ def photo(name: str, size: int = 128) -> np.ndarray:
     """
     from PIL import Image
 
-    from .data.mini_bapps import load_photo
+    from .data.photos import load_photo
 
     img = load_photo(name)  # (H, W, 3) uint8
     h, w = img.shape[:2]

@@ -7,10 +7,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import mini_bapps
 from .eval import DistanceFunction, LPIPSDistance, build_metrics, compare_models
 from .files import write_json
 from .model import load_lpips_checkpoint
+from .studies import mini_bapps
 from .train import TrainConfig, run_training
 
 DEMO_BASELINES = ("lpips-alex", "net-alex", "lpips-squeeze", "l2_lab", "ssim", "psnr")
@@ -30,7 +30,7 @@ def run_demo(
 ) -> dict:
     """The whole course in one command: data -> training -> evaluation -> tables and plots.
 
-    1. builds the mini set (:mod:`lpips_core.data.mini_bapps`) unless ``data`` is given or it exists;
+    1. builds the mini set (:mod:`lpips_core.studies.mini_bapps`) unless ``data`` is given or it exists;
     2. trains a ``lin`` model on its 2afc/train split (feature-cached fast path);
     3. compares it on 2afc/val and jnd/val with the official weights, the "net"
        baseline and the traditional metrics (:func:`lpips_core.eval.compare_models`).

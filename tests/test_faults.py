@@ -731,7 +731,7 @@ def test_feature_cache_that_cannot_be_written_is_skipped_with_a_warning(tmp_path
 
 MINI_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    import lpips_core.data.mini_bapps as M
+    import lpips_core.studies.mini_bapps as M
     from test_mini_bapps import TINY
     def killed_half_way(*a, **k):  # the 2AFC folders are written; now the process dies
         os.kill(os.getpid(), signal.SIGKILL)
@@ -743,7 +743,7 @@ MINI_SCRIPT = textwrap.dedent("""
 def test_mini_bapps_build_killed_half_way_is_rebuilt(tmp_path):
     from test_mini_bapps import TINY, _tree_hash
 
-    import lpips_core.data.mini_bapps as M
+    import lpips_core.studies.mini_bapps as M
 
     fresh = M.build_mini_bapps(tmp_path / "fresh" / "mini", TINY)
     out = tmp_path / "killed" / "mini"
@@ -765,7 +765,7 @@ def test_mini_bapps_build_killed_half_way_is_rebuilt(tmp_path):
 RACE_SCRIPT = textwrap.dedent("""
     import hashlib, sys, time, torch
     torch.set_num_threads(1)
-    import lpips_core.data.mini_bapps as M
+    import lpips_core.studies.mini_bapps as M
     from test_mini_bapps import TINY
     real = M._build_into
     def counted(*a, **k):

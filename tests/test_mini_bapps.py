@@ -15,10 +15,10 @@ import torch
 from conftest import photo, reference, require_backbone
 from tolerances import PARITY_TOL
 
-from lpips_core.data import JNDDataset, TwoAFCDataset
+from lpips_core.data import JNDDataset, TwoAFCDataset, photos
 from lpips_core.data import distortions as D
-from lpips_core.data import mini_bapps as M
 from lpips_core.data.images import load_image
+from lpips_core.studies import mini_bapps as M
 
 #: metadata.csv stores distances with 6 decimals (rounding <= 5e-7), on top of the parity claim
 CSV_TOL = PARITY_TOL + 5e-7
@@ -152,8 +152,8 @@ def test_no_photograph_in_both_train_and_val(tiny):
     train = set(pd.read_csv(tiny / "2afc/train/traditional/metadata.csv").photo)
     val = set().union(*(set(pd.read_csv(tiny / s / "metadata.csv").photo) for s in SUBSETS_2AFC[1:] + SUBSETS_JND))
     assert train and val and not train & val
-    assert train <= set(M.TRAIN_PHOTOS) and val <= set(M.VAL_PHOTOS)
-    assert not set(M.TRAIN_PHOTOS) & set(M.VAL_PHOTOS)
+    assert train <= set(photos.TRAIN_PHOTOS) and val <= set(photos.VAL_PHOTOS)
+    assert not set(photos.TRAIN_PHOTOS) & set(photos.VAL_PHOTOS)
 
 
 def test_lab_observer_distances_and_probabilities_recomputed_independently(tiny):

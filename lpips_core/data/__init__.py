@@ -7,7 +7,8 @@ Modules, in the order data flows through them::
     datasets    records -> 2AFC / JND items; FlipAugment
     datamodule  train/val/test splits and DataLoaders
     judgments   what a judgment says about distances (2AFC agreement, JND AP)
-    distortions, mini_bapps   the mini set with a simulated observer
+    distortions the mini set's distortion families
+    photos      the course's photographs (scikit-image's) and the int8 calibration set
     download    BAPPS from its official tarballs
     published   real BAPPS labels and published per-triplet distances, no images
     report      ``lpips-core analyze``: counts, distributions, problems

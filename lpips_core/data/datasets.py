@@ -122,7 +122,7 @@ class TwoAFCDataset(_JudgmentDataset):
         ``{'ref', 'p0', 'p1'}``: float32 (3, H, W) in [-1, 1]; ``'judge'``: float32 (1,) in [0, 1]
         (fraction preferring p1); ``'subset'``, ``'id'``: str.
 
-    The mini set of :mod:`lpips_core.data.mini_bapps` has judgments from a SIMULATED observer
+    The mini set of :mod:`lpips_core.studies.mini_bapps` has judgments from a SIMULATED observer
     (LPIPS-VGG or a pixel metric through a logistic psychometric function), not from people;
     see its ``README.md`` data card.
 

@@ -2,7 +2,7 @@
 
 Where the data can live (``root``), detected automatically:
 
-* BAPPS layout (Zhang et al. 2018, and the mini set of :mod:`lpips_core.data.mini_bapps`):
+* BAPPS layout (Zhang et al. 2018, and the mini set of :mod:`lpips_core.studies.mini_bapps`):
   ``<bapps>/2afc/{train,val}/<subset>/{ref,p0,p1}/<id>.png`` with ``judge/<id>.npy``, and
   ``<bapps>/jnd/val/<subset>/{p0,p1}/<id>.png`` with ``same/<id>.npy``. ``root`` may be the
   dataset folder (then pass ``split='train'`` or ``'val'``; a folder with a single split

@@ -281,7 +281,7 @@ def quantize_onnx_static(
 
     The same recipe as :class:`~lpips_core.model.precision.Int8Trunk`: int8 weights with one scale
     per output channel, uint8 activations with ranges observed on
-    :func:`~lpips_core.model.precision.calibration_images` (pairs: a crop and its distorted
+    :func:`~lpips_core.data.photos.calibration_images` (pairs: a crop and its distorted
     version), only the convolutions quantised, the first convolution left float32
     (``keep_first_conv``), and no requantisation of a convolution's output, so the taps reach
     the float32 normalisation unrounded. Works on graphs with inputs ``in0``, ``in1``
@@ -299,7 +299,7 @@ def quantize_onnx_static(
         quantize_static,
     )
 
-    from .precision import calibration_images
+    from ..data.photos import calibration_images  # the layer contract's exception: data
 
     images = calibration_images(n_images, size).numpy()
 

@@ -13,7 +13,7 @@ stays float32 in every mode. The one branch is :meth:`LPIPS.taps`:
 
   - weights: int8, symmetric, one scale per output channel;
   - activations: uint8, one scale per tensor for every convolution's input, from
-    ranges observed on :func:`calibration_images` (crops of scikit-image photographs
+    ranges observed on :func:`~lpips_core.data.photos.calibration_images` (crops of scikit-image photographs
     and distorted versions of them; none of the evaluation photographs) with PyTorch's
     ``HistogramObserver`` (the range that minimises the quantisation error, the
     observer PyTorch's x86 recipe uses for activations);
@@ -54,7 +54,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -192,46 +191,6 @@ def autocast_dtype(precision: str) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
 
 
-# --------------------------------------------------------------------------- calibration set
-#: The calibration photographs: scikit-image's, the mini set's *train* photographs
-#: (:data:`lpips_core.data.mini_bapps.TRAIN_PHOTOS`), so neither the mini set's val
-#: triplets nor LIVE (the contract's evaluation data) is calibrated on.
-CALIBRATION_PHOTOS = ("chelsea", "rocket", "immunohistochemistry", "retina", "grass", "gravel", "clock", "cell")
-
-
-def calibration_images(n: int = 64, size: int = 160, seed: int = 0) -> torch.Tensor:
-    """The stated calibration set: ``n`` crops of :data:`CALIBRATION_PHOTOS`, half of them distorted.
-
-    Crop ``i`` comes from photograph ``i % 8``, resized so the crop spans 50-100% of its
-    short side; odd ``i`` get one of the mini set's distortion families
-    (:mod:`lpips_core.data.distortions`, strength 0.2-0.8), so the ranges cover both
-    clean photographs and the distorted versions LPIPS compares them with.
-
-    Returns:
-        (n, 3, size, size) float32 in [-1, 1].
-    """
-    from PIL import Image
-
-    from ..data import distortions as D
-    from ..data.images import im2tensor
-    from ..data.mini_bapps import load_photo
-
-    rng = np.random.default_rng(seed)
-    kinds = sorted(D.DISTORTIONS)
-    out = []
-    for i in range(n):
-        img = load_photo(CALIBRATION_PHOTOS[i % len(CALIBRATION_PHOTOS)])
-        scale = rng.uniform(1.0, 2.0) * size / min(img.shape[:2])
-        h, w = (max(size, int(round(d * scale))) for d in img.shape[:2])
-        img = np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BICUBIC))
-        y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-        crop = np.ascontiguousarray(img[y : y + size, x : x + size])
-        if i % 2:
-            crop = D.apply(crop, [(kinds[rng.integers(len(kinds))], float(rng.uniform(0.2, 0.8)))], rng)
-        out.append(im2tensor(crop))
-    return torch.cat(out)
-
-
 # --------------------------------------------------------------------------- int8
 @dataclass(frozen=True)
 class Int8Config:
@@ -241,7 +200,7 @@ class Int8Config:
         first_layer: 'int8' (default) runs the first convolution in int8 on the image's own
             8-bit grid (:class:`FirstQConv`); 'fp32' keeps it float32 (exact first tap, a
             third more time on AlexNet: oneDNN's fp32 kernels are slow on 3 input channels).
-        n_images, size, seed: the calibration set (:func:`calibration_images`).
+        n_images, size, seed: the calibration set (:func:`~lpips_core.data.photos.calibration_images`).
         weight_bits: 8, 7, or 0 (default: 8 where the CPU has VNNI or AMX, else 7). Without VNNI
             oneDNN multiplies uint8 by int8 with ``vpmaddubsw``, which adds two products in int16
             and saturates: with 8-bit weights the int8 convolution was 3-4% of its range away from
@@ -547,13 +506,17 @@ def _shipped(key: str) -> dict[str, tuple[float, int]] | None:
 
 
 def calibrate(trunk: Trunk, version: str, config: Int8Config = DEFAULT_INT8) -> dict[str, tuple[float, int]]:
-    """(scale, zero point) of every convolution's input, observed on :func:`calibration_images`."""
+    """(scale, zero point) of every convolution's input, observed on the stated calibration set
+    (:func:`~lpips_core.data.photos.calibration_images`)."""
     from .lpips import ScalingLayer
 
     scaling = ScalingLayer()
     prep = (lambda x: scaling(x)) if version == "0.1" else (lambda x: x)
     with torch.inference_mode(False), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # the layer contract's one exception (pyproject.toml): the calibration set is data
+        from ..data.photos import calibration_images
+
         return _calibrate(trunk, calibration_images(config.n_images, config.size, config.seed), prep)
 
 

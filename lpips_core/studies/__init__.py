@@ -4,6 +4,8 @@ audit         ``lpips-core audit``: other LPIPS implementations and protocol cho
               reference; how often the [0, 1] warning fires on correct inputs
 published     ``lpips-core score-published``: real BAPPS judgments without images (published
               distances): one judge's agreement with the panel, the oracle bound, agreement by margin
+mini_bapps    the mini set: BAPPS's layout from real photographs, judged by a SIMULATED
+              observer (data_scripts/make_mini_bapps.py)
 derived       2AFC triplets derived from LIVE's DMOS, scored from the stored per-image distances
 calibration   LPIPS's linear layers fitted to 2AFC triplets derived from human DMOS ratings (LIVE),
               cross-validated with whole reference scenes held out

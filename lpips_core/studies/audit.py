@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.distortions import apply
-from ..data.mini_bapps import TRAIN_PHOTOS, VAL_PHOTOS, load_photo
+from ..data.photos import TRAIN_PHOTOS, VAL_PHOTOS, load_photo
 from ..data.textfiles import read_csv_rows
 from ..files import pyplot, save_figure, write_json, write_text
 from ..model import LPIPS

@@ -27,7 +27,7 @@ triplet, as in BAPPS; 3 per JND pair), so it takes values in multiples of 1/5, 1
 The course uses it to show a linear calibration recovering a known observer.
 
 Example:
-    >>> from lpips_core.data.mini_bapps import ensure_mini_bapps   # doctest: +SKIP
+    >>> from lpips_core.studies.mini_bapps import ensure_mini_bapps   # doctest: +SKIP
     >>> root = ensure_mini_bapps()      # builds once (~1-2 minutes on 2 CPU cores)  # doctest: +SKIP
 """
 
@@ -50,18 +50,16 @@ import torch
 from filelock import FileLock
 from PIL import Image
 
+from ..data import distortions as D
+from ..data.images import uint8_to_tensor
+from ..data.judgments import score_2afc
+from ..data.photos import PHOTOS, TRAIN_PHOTOS, VAL_PHOTOS, load_photo
 from ..files import atomic_path, cache_root, write_csv, write_text
 from ..model import LPIPS
 from ..progress import progress_bar
-from . import distortions as D
-from .images import uint8_to_tensor
-from .judgments import score_2afc
 
 __all__ = [
     "BUILDER_VERSION",
-    "PHOTOS",
-    "VAL_PHOTOS",
-    "TRAIN_PHOTOS",
     "COLOUR_ONLY",
     "OBSERVERS",
     "OBSERVED",
@@ -71,7 +69,6 @@ __all__ = [
     "default_dir",
     "fingerprint",
     "is_complete",
-    "load_photo",
     "sample_reference",
     "draw_steps",
     "recipe_text",
@@ -87,27 +84,6 @@ __all__ = [
 #: Bump whenever a change to this module or to :mod:`lpips_core.data.distortions` changes the
 #: files a build writes: the fingerprint of a build is (version, configuration).
 BUILDER_VERSION = 1
-
-#: scikit-image photograph -> (what it shows, licence as stated in scikit-image's docstring).
-PHOTOS: dict[str, tuple[str, str]] = {
-    "astronaut": ("astronaut Eileen Collins (NASA)", "public domain"),
-    "coffee": ("coffee cup (Rachel Michetti)", "CC0"),
-    "hubble_deep_field": ("Hubble eXtreme Deep Field (NASA)", "public domain"),
-    "camera": ("photographer with camera, grey (Lav Varshney)", "CC0"),
-    "brick": ("brick wall texture, grey (CC0Textures)", "CC0"),
-    "coins": ("Greek coins from Pompeii, grey", "no known copyright restrictions"),
-    "text": ("text on a sign, grey (Wikipedia)", "public domain"),
-    "chelsea": ("Chelsea the cat (Stefan van der Walt)", "CC0"),
-    "rocket": ("DSCOVR launch on Falcon 9 (SpaceX)", "public domain"),
-    "immunohistochemistry": ("immunohistochemical staining", "no known copyright restrictions"),
-    "retina": ("fundus photograph of a human retina (Wikimedia)", "CC0"),
-    "grass": ("grass texture, grey (CC0Textures)", "CC0"),
-    "gravel": ("gravel texture, grey (CC0Textures)", "CC0"),
-    "clock": ("motion-blurred wall clock, grey (Stefan van der Walt)", "public domain"),
-    "cell": ("cell floating in saline, grey", "CC0"),
-}
-VAL_PHOTOS = ("astronaut", "coffee", "hubble_deep_field", "camera", "brick", "coins", "text")
-TRAIN_PHOTOS = ("chelsea", "rocket", "immunohistochemistry", "retina", "grass", "gravel", "clock", "cell")
 
 
 @dataclass(frozen=True)
@@ -187,7 +163,7 @@ def default_dir() -> Path:
     env = os.environ.get("LPIPS_CORE_MINI_BAPPS")
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parents[2]  # lpips_core/data/mini_bapps.py -> the repository
+    repo = Path(__file__).resolve().parents[2]  # lpips_core/studies/mini_bapps.py -> the repository
     if (repo / "pyproject.toml").is_file():
         return repo / "data" / "mini_bapps"
     return cache_root() / "mini_bapps"
@@ -209,16 +185,6 @@ def is_complete(out_dir: str | os.PathLike, config: MiniBappsConfig = MiniBappsC
 
 
 # --------------------------------------------------------------------------- photographs and patches
-def load_photo(name: str) -> np.ndarray:
-    """A scikit-image photograph as (H, W, 3) uint8 (grey ones repeated to RGB)."""
-    import skimage.data
-
-    img = getattr(skimage.data, name)()
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(img[:, :, :3]).astype(np.uint8)
-
-
 @dataclass
 class Reference:
     """One reference patch with its context and where it came from."""
@@ -684,7 +650,7 @@ folder was drawn from a simulated observer (described below), not from people. U
 to learn, test and debug; do not report results on it as agreement with humans.
 Real human ratings are in BAPPS (`data_scripts/download_bapps.py`) and LIVE.
 
-Built by `lpips_core.data.mini_bapps` (builder version {BUILDER_VERSION}, seed {config.seed},
+Built by `lpips_core.studies.mini_bapps` (builder version {BUILDER_VERSION}, seed {config.seed},
 observer `{config.observer}`, fingerprint `{fingerprint(config)}`) in {stats["seconds"]["total"]} s.
 
 ## Layout (exactly BAPPS)
