@@ -190,12 +190,12 @@ def _add_compare_and_audit(sub) -> None:
 
 def cmd_dirs(args) -> None:
     from .devices import resolve_device
-    from .eval.folders import FOLDER_ACCELERATORS, evaluate_folders, summary_text
+    from .eval.folders import FOLDER_ACCELERATORS, FolderConfig, evaluate_folders, summary_text
     from .train.distributed import cleanup, init_from_env, is_main
 
     distributed = init_from_env(resolve_device(args.device, accelerators=FOLDER_ACCELERATORS).type)
     try:
-        result = evaluate_folders(
+        config = FolderConfig(
             args.dir0,
             args.dir1,
             args.output,
@@ -235,13 +235,13 @@ def cmd_dirs(args) -> None:
 
 
 def cmd_allpairs(args) -> None:
-    from .eval.allpairs import allpairs
+    from .eval.allpairs import AllPairsConfig, allpairs
 
     out = Path(args.output)
     csv_out = args.csv
     if out.suffix.lower() == ".csv":  # the earlier interface: a CSV of pairs; the matrix goes beside it
         csv_out, out = out, out.with_suffix(".npy")
-    result = allpairs(
+    config = AllPairsConfig(
         args.dir,
         out,
         net=args.net,
