@@ -358,9 +358,9 @@ def _csv_list(text: str) -> list[str]:
 
 
 def cmd_evaluate(args) -> None:
-    from .eval.runs import evaluate
+    from .eval.runs import EvalConfig, evaluate
 
-    evaluate(
+    config = EvalConfig(
         args.data,
         args.output,
         metrics=_csv_list(args.metrics),
@@ -374,26 +374,16 @@ def cmd_evaluate(args) -> None:
         device=args.device,
         progress=not args.quiet,
     )
+    evaluate(config)
 
 
 def cmd_evaluate_mos(args) -> None:
-    from .eval.mos import MOSDataError, evaluate_mos, seed_cache
+    from .eval.mos import MosConfig, MOSDataError, evaluate_mos, seed_cache
     from .eval.mos_cache import DistanceCache
     from .eval.runs import build_metrics
 
     metrics = list(METRIC_SETS["mos_all"]) if args.metrics.strip() == "all" else _csv_list(args.metrics)
-    cache = DistanceCache(args.cache) if args.cache else None
-    if args.seed_cache:
-        if cache is None:
-            raise MOSDataError("--seed-cache needs --cache FILE to write the seeded distances to")
-        fns, _ = build_metrics(metrics, device=args.device)
-        info = seed_cache(cache, args.seed_cache, fns)
-        print(
-            f"lpips-core: seeded {info['added']} distances from {args.seed_cache}; recomputed rows agree to "
-            + ", ".join(f"{m} {d:.1e}" for m, d in info["checked"].items()),
-            file=sys.stderr,
-        )
-    evaluate_mos(
+    config = MosConfig(
         args.data,
         args.output,
         metrics=metrics,
@@ -421,10 +411,10 @@ def cmd_score_published(args) -> None:
 
 
 def cmd_compare_models(args) -> None:
-    from .eval.runs import compare_models
+    from .eval.runs import CompareConfig, compare_models
 
     metrics = _csv_list(args.metrics) if args.metrics else list(METRIC_SETS["compare"])
-    compare_models(
+    config = CompareConfig(
         args.data,
         args.output,
         metrics=metrics,
@@ -436,6 +426,7 @@ def cmd_compare_models(args) -> None:
         device=args.device,
         progress=not args.quiet,
     )
+    compare_models(config)
 
 
 def cmd_demo(args) -> None:
