@@ -214,6 +214,7 @@ def cmd_dirs(args) -> None:
             progress=not args.quiet,
             precision=args.precision,
         )
+        result = evaluate_folders(config)
         if is_main():
             if result.pairs.only0 or result.pairs.only1:
                 print(f"lpips-core: {result.pairs.report()}", file=sys.stderr)
@@ -258,6 +259,7 @@ def cmd_allpairs(args) -> None:
         progress=not args.quiet,
         precision=args.precision,
     )
+    result = allpairs(config)
     s = result.summary
     print(
         f"{s['n_images']} images, {s['n_pairs']} pairs  mean {s['mean']:.4f}  std {s['std']:.4f}  "
@@ -394,8 +396,19 @@ def cmd_evaluate_mos(args) -> None:
         device=args.device,
         progress=not args.quiet,
         group_column=args.group_column,
-        cache=cache,
     )
+    cache = DistanceCache(args.cache) if args.cache else None
+    if args.seed_cache:
+        if cache is None:
+            raise MOSDataError("--seed-cache needs --cache FILE to write the seeded distances to")
+        fns, _ = build_metrics(metrics, device=args.device)
+        info = seed_cache(cache, args.seed_cache, fns)
+        print(
+            f"lpips-core: seeded {info['added']} distances from {args.seed_cache}; recomputed rows agree to "
+            + ", ".join(f"{m} {d:.1e}" for m, d in info["checked"].items()),
+            file=sys.stderr,
+        )
+    evaluate_mos(config, cache=cache)
 
 
 def cmd_score_published(args) -> None:

@@ -170,10 +170,11 @@ def test_groups_and_paired_tests_agree_with_scipy(typed_table, tmp_path):
 
     from lpips_core.data.images import load_image
 
-    res = mos.evaluate_mos(
+    config = mos.MosConfig(
         typed_table, tmp_path / "o", metrics=["psnr", "ssim", "l2_lab"], n_resamples=30, progress=False, verbose=False
     )
-    assert res["group_column"] == "distortion" and res["group_n"] == {"jpeg": 8, "wn": 8}
+    res = mos.evaluate_mos(config)
+    assert res.group_column == "distortion" and res.group_n == {"jpeg": 8, "wn": 8}
     rows = list(csv.DictReader(open(typed_table / "dmos.csv")))
     dmos = np.array([float(r["dmos_realigned"]) for r in rows])
     kind = np.array([r["distortion"] for r in rows])
@@ -183,14 +184,14 @@ def test_groups_and_paired_tests_agree_with_scipy(typed_table, tmp_path):
             for r in rows
         ]
     )
-    assert res["metrics"]["psnr"]["srocc"]["value"] == pytest.approx(sps.spearmanr(-psnr, dmos).statistic)
+    assert res.metrics["psnr"]["srocc"]["value"] == pytest.approx(sps.spearmanr(-psnr, dmos).statistic)
     for g in ("jpeg", "wn"):
         m = kind == g
-        assert res["groups"][g]["psnr"]["srocc"]["value"] == pytest.approx(sps.spearmanr(-psnr[m], dmos[m]).statistic)
-        assert res["groups"][g]["psnr"]["krocc"]["value"] == pytest.approx(sps.kendalltau(-psnr[m], dmos[m]).statistic)
+        assert res.groups[g]["psnr"]["srocc"]["value"] == pytest.approx(sps.spearmanr(-psnr[m], dmos[m]).statistic)
+        assert res.groups[g]["psnr"]["krocc"]["value"] == pytest.approx(sps.kendalltau(-psnr[m], dmos[m]).statistic)
     text = (tmp_path / "o" / "results.md").read_text()
     assert "SROCC per distortion" in text and "jpeg (8)" in text
-    assert res["paired_tests"] == {}  # no LPIPS metric asked for
+    assert res.paired_tests == {}  # no LPIPS metric asked for
 
 
 def test_paired_correlation_test_against_a_plain_loop():
@@ -303,8 +304,9 @@ def test_live_psnr_srocc_per_type_agrees_with_scipy_on_skimage(tmp_path):
         w.writerows(
             [[live / r["distorted"], live / r["reference"], r["distortion"], r["dmos_realigned"]] for r in rows]
         )
-    res = mos.evaluate_mos(table, None, metrics=["psnr"], n_resamples=20, progress=False, verbose=False, paired=False)
-    assert set(res["group_n"]) == {"jpeg", "gblur", "wn"} and res["group_n"]["gblur"] == 31
+    config = mos.MosConfig(table, None, metrics=["psnr"], n_resamples=20, progress=False, verbose=False, paired=False)
+    res = mos.evaluate_mos(config)
+    assert set(res.group_n) == {"jpeg", "gblur", "wn"} and res.group_n["gblur"] == 31
     kind = np.array([r["distortion"] for r in rows])
     dmos = np.array([float(r["dmos_realigned"]) for r in rows])
     psnr = np.array(
@@ -312,12 +314,12 @@ def test_live_psnr_srocc_per_type_agrees_with_scipy_on_skimage(tmp_path):
     )
     for g in ("jpeg", "gblur", "wn"):
         m = kind == g
-        assert res["groups"][g]["psnr"]["srocc"]["value"] == pytest.approx(
+        assert res.groups[g]["psnr"]["srocc"]["value"] == pytest.approx(
             sps.spearmanr(-psnr[m], dmos[m]).statistic, abs=1e-12
         )
     # live_blur_noise/README.md: Spearman of PSNR with DMOS is -0.785 (blur) and -0.992 (noise)
-    assert round(res["groups"]["gblur"]["psnr"]["srocc"]["value"], 3) == 0.785
-    assert round(res["groups"]["wn"]["psnr"]["srocc"]["value"], 3) == 0.992
+    assert round(res.groups["gblur"]["psnr"]["srocc"]["value"], 3) == 0.785
+    assert round(res.groups["wn"]["psnr"]["srocc"]["value"], 3) == 0.992
 
 
 def test_stored_three_type_results_are_consistent():
@@ -366,13 +368,15 @@ def test_make_live_2afc_layout_judgments_and_full_size_evaluate(typed_table, tmp
 
     out = tmp_path / "live2afc"
     mres = mos.evaluate_mos(
-        typed_table,
-        tmp_path / "mos",
-        metrics=["psnr", "l2_lab"],
-        n_resamples=20,
-        progress=False,
-        verbose=False,
-        paired=False,
+        mos.MosConfig(
+            typed_table,
+            tmp_path / "mos",
+            metrics=["psnr", "l2_lab"],
+            n_resamples=20,
+            progress=False,
+            verbose=False,
+            paired=False,
+        )
     )
     assert (
         _load_script().main(
@@ -436,7 +440,7 @@ def test_make_live_2afc_layout_judgments_and_full_size_evaluate(typed_table, tmp
             assert ev["2afc"][m][s]["score"] == pytest.approx(scored["2afc"]["h"][m][s]["score"], abs=1e-6), (m, s)
     with open(tmp_path / "ev" / "distances_2afc.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    psnr = dict(zip(mres["distances"]["ids"], mres["distances"]["psnr"]))
+    psnr = dict(zip(mres.distances["ids"], mres.distances["psnr"]))
     by_id = {f"{r['subset']}/{r['id']}": r for r in manifest}
     for r in rows:
         t = by_id[f"{r['subset']}/{r['id']}"]
