@@ -140,10 +140,10 @@ def cmd_audit(args) -> None:
         mini_bapps=args.mini_bapps,
         progress=not args.quiet,
     )
-    for r in result["implementations"]:
+    for r in result.implementations:
         diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
         print(f"{r['implementation'][:40]:40s} {r['net']:5s} max |diff| to lpips {diff}")
-    for r in result["protocols"]:
+    for r in result.protocols:
         print(f"{r['choice'][:40]:40s} mean |change| {r['mean_abs_change']:.4f}")
     print(f"audit.json, audit.md and audit.png written to {args.output}", file=sys.stderr)
 
