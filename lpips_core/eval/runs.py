@@ -193,8 +193,7 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         """The results.json content: the fields above without the distances, '2afc' for ``twoafc``."""
-        out: dict = {"data": self.data, "judgments": self.judgments, "metrics": self.metrics}
-        out["n_resamples"] = self.n_resamples
+        out = {"data": self.data, "judgments": self.judgments, "metrics": self.metrics, "n_resamples": self.n_resamples}
         if self.twoafc is not None:
             out.update(
                 {
@@ -282,7 +281,7 @@ def evaluate(config: EvalConfig, *, datasets: Mapping | None = None) -> EvalResu
     return result
 
 
-def _signature(fn, load_size: int) -> str | None:
+def _signature(fn, load_size: int | None) -> str | None:
     """The metric's signature at the evaluation's patch size (None for plain callables)."""
     sig = getattr(fn, "signature", None)
     return sig(load_size) if callable(sig) else None

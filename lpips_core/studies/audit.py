@@ -15,9 +15,10 @@ against distorted versions made by :mod:`lpips_core.data.distortions`):
    256x256, [0, 1] images passed as [-1, 1], vgg instead of alex, v0.0 instead of
    v0.1, the batch mean instead of per-image distances.
 
-:func:`run_audit` returns an :class:`AuditResult` and writes ``audit.json``, ``audit.md`` and ``audit.png``
-(``lpips-core audit``); :func:`zero_one_heuristic_rates` measures how often the
-[0, 1] warning of :mod:`lpips_core.model.checks` fires on real [-1, 1] photographs.
+:func:`run_audit` (``lpips-core audit``) writes ``audit.json``, ``audit.md`` and
+``audit.png`` and returns an :class:`AuditResult`; :func:`zero_one_heuristic_rates`
+measures how often the [0, 1] warning of :mod:`lpips_core.model.checks` fires on real
+[-1, 1] photographs.
 """
 
 from __future__ import annotations
