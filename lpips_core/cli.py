@@ -140,10 +140,10 @@ def cmd_audit(args) -> None:
         mini_bapps=args.mini_bapps,
         progress=not args.quiet,
     )
-    for r in result["implementations"]:
+    for r in result.implementations:
         diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
         print(f"{r['implementation'][:40]:40s} {r['net']:5s} max |diff| to lpips {diff}")
-    for r in result["protocols"]:
+    for r in result.protocols:
         print(f"{r['choice'][:40]:40s} mean |change| {r['mean_abs_change']:.4f}")
     print(f"audit.json, audit.md and audit.png written to {args.output}", file=sys.stderr)
 
@@ -190,12 +190,12 @@ def _add_compare_and_audit(sub) -> None:
 
 def cmd_dirs(args) -> None:
     from .devices import resolve_device
-    from .eval.folders import FOLDER_ACCELERATORS, evaluate_folders, summary_text
+    from .eval.folders import FOLDER_ACCELERATORS, FolderConfig, evaluate_folders, summary_text
     from .train.distributed import cleanup, init_from_env, is_main
 
     distributed = init_from_env(resolve_device(args.device, accelerators=FOLDER_ACCELERATORS).type)
     try:
-        result = evaluate_folders(
+        config = FolderConfig(
             args.dir0,
             args.dir1,
             args.output,
@@ -214,6 +214,7 @@ def cmd_dirs(args) -> None:
             progress=not args.quiet,
             precision=args.precision,
         )
+        result = evaluate_folders(config)
         if is_main():
             if result.pairs.only0 or result.pairs.only1:
                 print(f"lpips-core: {result.pairs.report()}", file=sys.stderr)
@@ -235,13 +236,13 @@ def cmd_dirs(args) -> None:
 
 
 def cmd_allpairs(args) -> None:
-    from .eval.allpairs import allpairs
+    from .eval.allpairs import AllPairsConfig, allpairs
 
     out = Path(args.output)
     csv_out = args.csv
     if out.suffix.lower() == ".csv":  # the earlier interface: a CSV of pairs; the matrix goes beside it
         csv_out, out = out, out.with_suffix(".npy")
-    result = allpairs(
+    config = AllPairsConfig(
         args.dir,
         out,
         net=args.net,
@@ -258,6 +259,7 @@ def cmd_allpairs(args) -> None:
         progress=not args.quiet,
         precision=args.precision,
     )
+    result = allpairs(config)
     s = result.summary
     print(
         f"{s['n_images']} images, {s['n_pairs']} pairs  mean {s['mean']:.4f}  std {s['std']:.4f}  "
@@ -358,9 +360,9 @@ def _csv_list(text: str) -> list[str]:
 
 
 def cmd_evaluate(args) -> None:
-    from .eval.runs import evaluate
+    from .eval.runs import EvalConfig, evaluate
 
-    evaluate(
+    config = EvalConfig(
         args.data,
         args.output,
         metrics=_csv_list(args.metrics),
@@ -374,14 +376,27 @@ def cmd_evaluate(args) -> None:
         device=args.device,
         progress=not args.quiet,
     )
+    evaluate(config)
 
 
 def cmd_evaluate_mos(args) -> None:
-    from .eval.mos import MOSDataError, evaluate_mos, seed_cache
+    from .eval.mos import MosConfig, MOSDataError, evaluate_mos, seed_cache
     from .eval.mos_cache import DistanceCache
     from .eval.runs import build_metrics
 
     metrics = list(METRIC_SETS["mos_all"]) if args.metrics.strip() == "all" else _csv_list(args.metrics)
+    config = MosConfig(
+        args.data,
+        args.output,
+        metrics=metrics,
+        score_column=args.score_column,
+        n_resamples=args.resamples,
+        max_side=args.max_side,
+        limit=args.limit,
+        device=args.device,
+        progress=not args.quiet,
+        group_column=args.group_column,
+    )
     cache = DistanceCache(args.cache) if args.cache else None
     if args.seed_cache:
         if cache is None:
@@ -393,19 +408,7 @@ def cmd_evaluate_mos(args) -> None:
             + ", ".join(f"{m} {d:.1e}" for m, d in info["checked"].items()),
             file=sys.stderr,
         )
-    evaluate_mos(
-        args.data,
-        args.output,
-        metrics=metrics,
-        score_column=args.score_column,
-        n_resamples=args.resamples,
-        max_side=args.max_side,
-        limit=args.limit,
-        device=args.device,
-        progress=not args.quiet,
-        group_column=args.group_column,
-        cache=cache,
-    )
+    evaluate_mos(config, cache=cache)
 
 
 def cmd_score_published(args) -> None:
@@ -421,10 +424,10 @@ def cmd_score_published(args) -> None:
 
 
 def cmd_compare_models(args) -> None:
-    from .eval.runs import compare_models
+    from .eval.runs import CompareConfig, compare_models
 
     metrics = _csv_list(args.metrics) if args.metrics else list(METRIC_SETS["compare"])
-    compare_models(
+    config = CompareConfig(
         args.data,
         args.output,
         metrics=metrics,
@@ -436,6 +439,7 @@ def cmd_compare_models(args) -> None:
         device=args.device,
         progress=not args.quiet,
     )
+    compare_models(config)
 
 
 def cmd_demo(args) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .eval import DistanceFunction, LPIPSDistance, build_metrics, compare_models
+from .eval import CompareConfig, DistanceFunction, LPIPSDistance, build_metrics, compare_models
 from .files import write_json
 from .model import load_lpips_checkpoint
 from .studies import mini_bapps
@@ -62,10 +62,9 @@ def run_demo(
     }
     more, _ = build_metrics(baselines, device=device)
     fns.update(more)
-    results = compare_models(
+    config = CompareConfig(
         data,
         out_dir,
-        fns=fns,
         n_resamples=n_resamples,
         batch_size=batch_size,
         device=device,
@@ -74,8 +73,8 @@ def run_demo(
         verbose=verbose,
         title=f"Demo: a lin {net} model trained for {epochs} epochs",
     )
-    results["training"] = summary
-    results["demo_seconds"] = time.perf_counter() - t_start
-    write_json(out_dir / "results.json", {k: v for k, v in results.items() if not k.startswith("_")})
+    comparison = compare_models(config, fns=fns)
+    results = {**comparison.to_dict(), "training": summary, "demo_seconds": time.perf_counter() - t_start}
+    write_json(out_dir / "results.json", results)
     print(f"demo finished in {results['demo_seconds']:.0f} s; results in {out_dir}", file=sys.stderr)
     return results

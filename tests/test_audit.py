@@ -83,3 +83,41 @@ def test_markdown_and_plot(tmp_path, pairs):
     assert "| resized to 256x256 | `lpips\\|net:alex\\|v:0.1\\|range:-1,1\\|size:256\\|" in md
     assert audit.plot_protocols(values, tmp_path / "audit.png").stat().st_size > 1000
     json.dumps(result)  # what run_audit stores must be JSON
+
+
+def test_audit_result_is_audit_json(tmp_path, pairs):
+    """run_audit's AuditResult: to_dict() is audit.json (the keys in the order it always had, the
+    signatures derived from the protocol rows) and write_audit_report writes the three files."""
+    refs, dists, labels = pairs
+    rows, values = audit.protocol_rows(refs, dists, progress=False, skip=("vgg instead of alex",))
+    result = audit.AuditResult(
+        lpips_core="0",
+        n_photos=1,
+        side=64,
+        n_pairs=len(labels),
+        machine="test",
+        implementations=[],
+        protocols=rows,
+        heuristic={},
+        pairs=labels,
+        distances={k: v.tolist() for k, v in values.items()},
+    )
+    audit.write_audit_report(result, tmp_path / "audit")
+    saved = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert saved == json.loads(json.dumps(result.to_dict()))
+    assert list(saved) == [
+        "lpips_core",
+        "n_photos",
+        "side",
+        "n_pairs",
+        "machine",
+        "implementations",
+        "protocols",
+        "signatures",
+        "heuristic",
+        "pairs",
+        "distances",
+    ]
+    assert saved["signatures"] == sorted({r["signature"] for r in rows})
+    assert (tmp_path / "audit" / "audit.md").read_text() == audit.audit_markdown(saved)
+    assert (tmp_path / "audit" / "audit.png").stat().st_size > 1000

@@ -29,9 +29,9 @@ from lpips_core.cli import main
 from lpips_core.data.images import ImageLoadError
 from lpips_core.data.pairs import PairSizeError, match_pairs, plan_size, size_batches, to_model_range
 from lpips_core.eval import resumable
-from lpips_core.eval.allpairs import allpairs
+from lpips_core.eval.allpairs import AllPairsConfig, allpairs
 from lpips_core.eval.batch_workers import auto_workers
-from lpips_core.eval.folders import evaluate_folders
+from lpips_core.eval.folders import FolderConfig, evaluate_folders
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -127,7 +127,9 @@ def test_folder_distances_match_reference_and_summary(tmp_path):
     keys = ["p0.png", "p1.png", "sub/q0.png", "sub/q1.png", "sub/q2.png", "sub/deep/r0.png"]
     sizes = [(64, 64), (48, 80), (64, 64), (48, 80), (64, 64), (64, 64)]  # two sizes: two kinds of batch
     a, b = make_folders(tmp_path, keys, sizes)
-    res = evaluate_folders(a, b, tmp_path / "out.csv", recursive=True, batch_size=2, device="cpu", progress=False)
+    res = evaluate_folders(
+        FolderConfig(a, b, tmp_path / "out.csv", recursive=True, batch_size=2, device="cpu", progress=False)
+    )
     rows = read_rows(tmp_path / "out.csv")
     assert list(rows[0]) == ["path", "distance"]
     assert [r["path"] for r in rows] == sorted(keys)
@@ -146,7 +148,9 @@ def test_folder_distances_match_reference_and_summary(tmp_path):
     assert res.table()["distance"].tolist() == pytest.approx(d.tolist())
     assert res.plot_file == tmp_path / "out.png" and Image.open(res.plot_file).size[0] > 400
     # the same pairs fed in [0, 1] with normalize=True: another route to the same numbers
-    other = evaluate_folders(a, b, None, recursive=True, batch_size=2, input_range="0,1", device="cpu", progress=False)
+    other = evaluate_folders(
+        FolderConfig(a, b, None, recursive=True, batch_size=2, input_range="0,1", device="cpu", progress=False)
+    )
     assert_paths_agree(torch.tensor([v for _, v in other.rows]), torch.tensor(d), "alex", "input_range 0,1")
 
 
@@ -210,13 +214,38 @@ def test_computing_workers_give_the_same_csv_as_this_process(tmp_path):
     for workers in (0, 1, 2):
         outs[workers] = tmp_path / f"w{workers}.csv"
         evaluate_folders(
-            a, b, outs[workers], recursive=True, batch_size=2, workers=workers, device="cpu", progress=False, plot=False
+            FolderConfig(
+                a,
+                b,
+                outs[workers],
+                recursive=True,
+                batch_size=2,
+                workers=workers,
+                device="cpu",
+                progress=False,
+                plot=False,
+            )
         )
     assert outs[1].read_bytes() == outs[0].read_bytes() == outs[2].read_bytes()
     for r in read_rows(outs[2]):
         assert abs(float(r["distance"]) - ref_distance(a / r["path"], b / r["path"])) <= PARITY_TOL, r
     with pytest.raises(ValueError, match="workers=-1"):
-        evaluate_folders(a, b, workers=-1)
+        evaluate_folders(FolderConfig(a, b, workers=-1))
+
+
+def test_folder_and_allpairs_configs_name_a_bad_value_and_how_to_fix_it(tmp_path):
+    """FolderConfig and AllPairsConfig check their options on construction, before any file is read."""
+    with pytest.raises(ValueError, match=r"batch_size=0 \(--batch-size\); use 1 or more"):
+        FolderConfig(tmp_path / "a", tmp_path / "b", batch_size=0)
+    with pytest.raises(ValueError, match=r"n_resamples=0 \(--resamples\); the bootstrap interval needs 1 or more"):
+        FolderConfig(tmp_path / "a", tmp_path / "b", n_resamples=0)
+    with pytest.raises(ValueError, match=r"block_mb=0 \(--block-mb\); use 1 or more"):
+        AllPairsConfig(tmp_path, tmp_path / "m.npy", block_mb=0)
+    with pytest.raises(ValueError, match=r"size_mismatch='stretch'; choose one of error, resize, crop"):
+        AllPairsConfig(tmp_path, tmp_path / "m.npy", size_mismatch="stretch")
+    with pytest.raises(ValueError, match=r"max_side=0 \(--max-side\); use 1 or more pixels, or leave it out"):
+        AllPairsConfig(tmp_path, tmp_path / "m.npy", max_side=0)
+    assert not (tmp_path / "m.npy").exists()
 
 
 def test_unreadable_image_in_a_computing_worker_is_one_error(tmp_path):
@@ -225,7 +254,7 @@ def test_unreadable_image_in_a_computing_worker_is_one_error(tmp_path):
     data = (b / "im5.png").read_bytes()
     (b / "im5.png").write_bytes(data[: len(data) // 2])  # header intact: fails while decoding, in a worker
     with pytest.raises(ImageLoadError, match="im5.png"):
-        evaluate_folders(a, b, tmp_path / "o.csv", batch_size=1, workers=2, device="cpu", progress=False)
+        evaluate_folders(FolderConfig(a, b, tmp_path / "o.csv", batch_size=1, workers=2, device="cpu", progress=False))
     assert not (tmp_path / "o.csv").exists()
 
 
@@ -253,14 +282,15 @@ def test_resume_after_torn_part_file_gives_the_same_csv(tmp_path):
     keys = [f"s{i % 3}/im{i}.png" for i in range(10)]
     a, b = make_folders(tmp_path, keys)
     whole = tmp_path / "whole.csv"
-    evaluate_folders(a, b, whole, recursive=True, batch_size=2, device="cpu", progress=False)
+    evaluate_folders(FolderConfig(a, b, whole, recursive=True, batch_size=2, device="cpu", progress=False))
     expected = whole.read_bytes()
     rng = random.Random(0)
     out = tmp_path / "out.csv"
     for trial in range(3):
         with pytest.raises(KeyboardInterrupt):
             evaluate_folders(
-                a, b, out, model=_Interrupting(limit=3), recursive=True, batch_size=2, device="cpu", progress=False
+                FolderConfig(a, b, out, recursive=True, batch_size=2, device="cpu", progress=False),
+                model=_Interrupting(limit=3),
             )
         part = resumable.part_path(out, 0)
         text = part.read_bytes()
@@ -269,7 +299,8 @@ def test_resume_after_torn_part_file_gives_the_same_csv(tmp_path):
         complete = text[:cut].count(b"\n") - 1
         model = _Interrupting()
         res = evaluate_folders(
-            a, b, out, model=model, recursive=True, batch_size=2, device="cpu", progress=False, resume=True
+            FolderConfig(a, b, out, recursive=True, batch_size=2, device="cpu", progress=False, resume=True),
+            model=model,
         )
         assert out.read_bytes() == expected, f"trial {trial}: cut at byte {cut}"
         assert res.computed == model.pairs <= len(keys) - complete + 1  # whole batches; at most one pair redone
@@ -281,7 +312,9 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     a, b = make_folders(tmp_path, ["i0.png", "i1.png", "i2.png"])
     out = tmp_path / "o.csv"
     with pytest.raises(KeyboardInterrupt):
-        evaluate_folders(a, b, out, model=_Interrupting(limit=1), batch_size=1, device="cpu", progress=False)
+        evaluate_folders(
+            FolderConfig(a, b, out, batch_size=1, device="cpu", progress=False), model=_Interrupting(limit=1)
+        )
     assert main(["dirs", str(a), str(b), "-o", str(out), "--resume", "-q", "--batch-size", "2", "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "batch_size=1 there, 2 now" in err[0]
@@ -355,7 +388,9 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
     whole = tmp_path / "whole.csv"
     model = lpips_core.LPIPS(net="alex")
     start = time.perf_counter()
-    evaluate_folders(a, b, whole, model=model, recursive=True, batch_size=1, device="cpu", progress=False, plot=False)
+    evaluate_folders(
+        FolderConfig(a, b, whole, recursive=True, batch_size=1, device="cpu", progress=False, plot=False), model=model
+    )
     compute_s = time.perf_counter() - start  # how long the pairs take here: kills land inside that span
     out, part = tmp_path / "out.csv", resumable.part_path(tmp_path / "out.csv", 0)
     rng = random.Random(1)
@@ -383,7 +418,9 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
         rows = part.read_bytes().count(b"\n") - 1
         mid_run_kills += before < rows < len(keys)
     if not out.exists():  # the last resume in this process (the same code as the command)
-        evaluate_folders(a, b, out, recursive=True, batch_size=1, device="cpu", progress=False, resume=True, plot=False)
+        evaluate_folders(
+            FolderConfig(a, b, out, recursive=True, batch_size=1, device="cpu", progress=False, resume=True, plot=False)
+        )
     assert mid_run_kills >= 1, "no kill landed while the run was writing"
     assert out.read_bytes() == whole.read_bytes()
     assert not part.exists()
@@ -395,7 +432,7 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path):
     keys = [f"g{i % 3}/im{i}.png" for i in range(11)]  # 11 pairs, batches of 2: uneven shards
     a, b = make_folders(tmp_path, keys, [(64, 64) if i % 4 else (48, 72) for i in range(len(keys))])
     single = tmp_path / "single.csv"
-    evaluate_folders(a, b, single, recursive=True, batch_size=2, device="cpu", progress=False)
+    evaluate_folders(FolderConfig(a, b, single, recursive=True, batch_size=2, device="cpu", progress=False))
     multi = tmp_path / "multi.csv"
     cmd = [
         sys.executable,
@@ -442,14 +479,16 @@ def test_allpairs_blocks_match_reference(tmp_path):
     # block_mb=1 holds 8 embeddings of 64x64 alex (32 k floats each): force several blocks with 7 images
     out = tmp_path / "m.npy"
     res = allpairs(
-        folder,
-        out,
-        recursive=True,
-        batch_size=3,
-        block_mb=1,
-        device="cpu",
-        progress=False,
-        pairs_csv=tmp_path / "pairs.csv",
+        AllPairsConfig(
+            folder,
+            out,
+            recursive=True,
+            batch_size=3,
+            block_mb=1,
+            device="cpu",
+            progress=False,
+            pairs_csv=tmp_path / "pairs.csv",
+        )
     )
     files = (tmp_path / "m.files.txt").read_text().split()
     assert files == sorted(names) == res.files
@@ -473,7 +512,7 @@ def test_allpairs_blocks_match_reference(tmp_path):
     pairs = read_rows(tmp_path / "pairs.csv")
     assert len(pairs) == 21 and abs(float(pairs[0]["distance"]) - expected[0, 1]) <= PARITY_TOL
     # the block size changes nothing but the order of the work
-    one_block = allpairs(folder, tmp_path / "one.npy", recursive=True, device="cpu", progress=False)
+    one_block = allpairs(AllPairsConfig(folder, tmp_path / "one.npy", recursive=True, device="cpu", progress=False))
     assert_paths_agree(
         torch.from_numpy(one_block.load(mmap=False)), torch.from_numpy(np.array(m)), "alex", "block sizes"
     )

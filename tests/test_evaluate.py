@@ -405,19 +405,79 @@ def test_compare_models_table_plots_and_paper_columns(disk_set, tmp_path, capsys
     assert "jnd" in results
     # the stored per-triplet distances reproduce the report (same bootstrap seed, same numbers)
     res = E.read_distances_csv(out / "distances_2afc.csv")
-    again = E.compare_report(
-        res,
-        tmp_path / "again",
-        results["metrics"],
-        data=disk_set,
-        n_resamples=100,
-        speed=results["pairs_per_second"],
-        verbose=False,
+    again = E.compare_distances(
+        res, results["metrics"], data=disk_set, n_resamples=100, speed=results["pairs_per_second"]
     )
+    E.write_compare_report(again, tmp_path / "again")
     for m, row in results["2afc"].items():
         for subset, cell in row.items():
-            assert again["2afc"][m][subset]["score"] == pytest.approx(cell["score"], abs=1e-6), (m, subset)
-            assert again["2afc"][m][subset]["ci"] == pytest.approx(cell["ci"], abs=1e-6), (m, subset)
+            assert again.twoafc[m][subset]["score"] == pytest.approx(cell["score"], abs=1e-6), (m, subset)
+            assert again.twoafc[m][subset]["ci"] == pytest.approx(cell["ci"], abs=1e-6), (m, subset)
+
+
+def test_run_configs_name_a_bad_value_and_how_to_fix_it(tmp_path, capsys):
+    """EvalConfig and CompareConfig check their numbers on construction, before any data is read."""
+    with pytest.raises(ValueError, match=r"batch_size=0 \(--batch-size\); use 1 or more"):
+        E.EvalConfig(tmp_path, tmp_path / "o", batch_size=0)
+    with pytest.raises(ValueError, match=r"n_resamples=0 \(--resamples\); the bootstrap intervals need 1 or more"):
+        E.CompareConfig(tmp_path, tmp_path / "o", n_resamples=0)
+    with pytest.raises(ValueError, match=r"load_size=-1 \(--load-size\); use 1 or more pixels, or None"):
+        E.EvalConfig(tmp_path, tmp_path / "o", load_size=-1)
+    argv = ["evaluate", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "o"), "--batch-size", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["lpips-core: error: batch_size=0 (--batch-size); use 1 or more triplets"]
+
+
+def test_results_json_is_the_typed_result(disk_set, tmp_path):
+    """evaluate and compare_models return typed results; results.json is their to_dict(), byte for
+    byte, with the keys in the order the reports always had."""
+    from lpips_core.files import write_json
+
+    config = E.EvalConfig(
+        disk_set, tmp_path / "ev", metrics=["psnr", "l2"], n_resamples=20, progress=False, verbose=False
+    )
+    res = E.evaluate(config)
+    written = (tmp_path / "ev" / "results.json").read_bytes()
+    assert written == write_json(tmp_path / "ev.json", res.to_dict()).read_bytes()
+    assert list(json.loads(written)) == [
+        "data",
+        "judgments",
+        "metrics",
+        "n_resamples",
+        "2afc",
+        "n_triplets",
+        "pairs_per_second",
+        "correlations",
+        "jnd",
+    ]
+    assert res.n_triplets == 12 and set(res.twoafc) == {"psnr", "l2"} and res.distances_2afc.metrics == ["psnr", "l2"]
+    assert (tmp_path / "ev" / "results.md").read_text() == res.markdown()
+
+    config = E.CompareConfig(
+        disk_set, tmp_path / "cmp", metrics=["psnr", "l2"], baseline="l2", n_resamples=20, progress=False, verbose=False
+    )
+    cmp = E.compare_models(config)
+    written = (tmp_path / "cmp" / "results.json").read_bytes()
+    assert written == write_json(tmp_path / "cmp.json", cmp.to_dict()).read_bytes()
+    assert list(json.loads(written)) == [
+        "data",
+        "judgments",
+        "paper",
+        "metrics",
+        "skipped",
+        "n_triplets",
+        "subsets",
+        "2afc",
+        "pairs_per_second",
+        "correlations",
+        "paired_tests",
+        "n_resamples",
+        "jnd",
+        "figures",
+    ]
+    assert set(cmp.paired_tests) == {"psnr"} and json.loads(written)["paired_tests"]["baseline"] == "l2"
+    assert all((tmp_path / "cmp" / name).is_file() for name in cmp.figures)
 
 
 def test_demo_wiring_on_a_tiny_set(tmp_path):

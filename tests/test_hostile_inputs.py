@@ -443,20 +443,12 @@ class Interrupting:
 
 def _interrupted(a: Path, b: Path, out: Path, batches: int = 1, **kw) -> Path:
     from lpips_core.eval import resumable
-    from lpips_core.eval.folders import evaluate_folders
+    from lpips_core.eval.folders import FolderConfig, evaluate_folders
 
     with pytest.raises(KeyboardInterrupt):
         evaluate_folders(
-            a,
-            b,
-            out,
+            FolderConfig(a, b, out, batch_size=1, device="cpu", workers=0, progress=False, plot=False, **kw),
             model=Interrupting(batches),
-            batch_size=1,
-            device="cpu",
-            workers=0,
-            progress=False,
-            plot=False,
-            **kw,
         )
     return resumable.part_path(out, 0)
 
@@ -465,7 +457,7 @@ def test_nan_in_a_part_file_is_refused_naming_the_line(tmp_path):
     """Before the fix the resumed CSV carried 'nan' and the summary's mean was None."""
     require_backbone("alex")
     from lpips_core.eval import resumable
-    from lpips_core.eval.folders import evaluate_folders
+    from lpips_core.eval.folders import FolderConfig, evaluate_folders
 
     a, b = _pair_folders(tmp_path, ["p0.png", "p1.png", "p2.png"])
     out = tmp_path / "out.csv"
@@ -475,7 +467,9 @@ def test_nan_in_a_part_file_is_refused_naming_the_line(tmp_path):
     key = lines[2].split(",")[0]
     part.write_text(lines[0] + lines[1] + f"{key},nan\n")
     with pytest.raises(resumable.ResumeError, match=rf"{part}: line 3: .*nan"):
-        evaluate_folders(a, b, out, batch_size=1, device="cpu", workers=0, progress=False, plot=False, resume=True)
+        evaluate_folders(
+            FolderConfig(a, b, out, batch_size=1, device="cpu", workers=0, progress=False, plot=False, resume=True)
+        )
     assert not out.exists()
 
 
@@ -516,7 +510,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, signal, torch
     torch.set_num_threads(1)
     import lpips_core
-    from lpips_core.eval.folders import evaluate_folders
+    from lpips_core.eval.folders import FolderConfig, evaluate_folders
     class KilledAfterOneBatch(lpips_core.LPIPS):
         calls = 0
         def forward(self, *a, **k):
@@ -524,8 +518,8 @@ KILL_SCRIPT = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
             KilledAfterOneBatch.calls += 1
             return super().forward(*a, **k)
-    evaluate_folders({a!r}, {b!r}, {out!r}, model=KilledAfterOneBatch(net="alex"), batch_size=1, device="cpu",
-                     workers=0, progress=False, plot=False)
+    config = FolderConfig({a!r}, {b!r}, {out!r}, batch_size=1, device="cpu", workers=0, progress=False, plot=False)
+    evaluate_folders(config, model=KilledAfterOneBatch(net="alex"))
 """)
 
 
@@ -534,7 +528,7 @@ def test_killed_run_rerun_without_resume_keeps_the_finished_rows(tmp_path, capsy
     was deleted silently and everything recomputed."""
     require_backbone("alex")
     from lpips_core.eval import resumable
-    from lpips_core.eval.folders import evaluate_folders
+    from lpips_core.eval.folders import FolderConfig, evaluate_folders
 
     a, b = _pair_folders(tmp_path, ["p0.png", "p1.png", "p2.png"])
     out = tmp_path / "out.csv"
@@ -573,14 +567,16 @@ def test_killed_run_rerun_without_resume_keeps_the_finished_rows(tmp_path, capsy
     assert main(args + ["--resume"]) == 0
     assert "(2 computed now, 1 from the earlier run)" in capsys.readouterr().err
     whole = tmp_path / "whole.csv"
-    evaluate_folders(a, b, whole, batch_size=1, device="cpu", workers=0, progress=False, plot=False, n_resamples=10)
+    evaluate_folders(
+        FolderConfig(a, b, whole, batch_size=1, device="cpu", workers=0, progress=False, plot=False, n_resamples=10)
+    )
     assert out.read_bytes() == whole.read_bytes() and not resumable.part_files(out)
 
 
 def test_two_rank_parts_resumed_in_one_process_leave_no_part_behind(tmp_path):
     require_backbone("alex")
     from lpips_core.eval import resumable
-    from lpips_core.eval.folders import evaluate_folders
+    from lpips_core.eval.folders import FolderConfig, evaluate_folders
 
     a, b = _pair_folders(tmp_path, ["p0.png", "p1.png", "p2.png", "p3.png"])
     out = tmp_path / "out.csv"
@@ -589,7 +585,9 @@ def test_two_rank_parts_resumed_in_one_process_leave_no_part_behind(tmp_path):
     part0.write_text(settings_line + row0)  # rank 0 did batch 0 ...
     resumable.part_path(out, 1).write_text(settings_line + row1)  # ... rank 1 batch 1
     res = evaluate_folders(
-        a, b, out, batch_size=1, device="cpu", workers=0, progress=False, plot=False, resume=True, n_resamples=10
+        FolderConfig(
+            a, b, out, batch_size=1, device="cpu", workers=0, progress=False, plot=False, resume=True, n_resamples=10
+        )
     )
     assert res.computed == 2 and len(res.rows) == 4
     assert not resumable.part_files(out), sorted(p.name for p in tmp_path.iterdir())
@@ -601,7 +599,7 @@ def test_bad_options_and_outputs_fail_before_the_first_pair(tmp_path, problem, c
     PNG of the histogram's name was replaced silently."""
     require_backbone("alex")
     from lpips_core.eval import resumable
-    from lpips_core.eval.folders import evaluate_folders
+    from lpips_core.eval.folders import FolderConfig, evaluate_folders
 
     a, b = _pair_folders(tmp_path, ["p0.png", "p1.png"])
     out = tmp_path / "out.csv"
@@ -618,7 +616,7 @@ def test_bad_options_and_outputs_fail_before_the_first_pair(tmp_path, problem, c
     before = (tmp_path / "out.png").read_bytes() if problem == "foreign histogram" else None
     model = Interrupting()
     with pytest.raises((ValueError, OSError)) as err:
-        evaluate_folders(a, b, out, model=model, **kw)
+        evaluate_folders(FolderConfig(a, b, out, **kw), model=model)
     assert model.pairs == 0, "pairs were computed before the error"
     assert not resumable.part_files(out)
     msg = str(err.value)
@@ -632,7 +630,7 @@ def test_bad_options_and_outputs_fail_before_the_first_pair(tmp_path, problem, c
         assert (tmp_path / "out.png").read_bytes() == before
         from lpips_core.eval.plots import is_folder_plot
 
-        res = evaluate_folders(a, b, tmp_path / "other.csv", **kw)  # its own histogram is marked as such,
+        res = evaluate_folders(FolderConfig(a, b, tmp_path / "other.csv", **kw))  # its own histogram is marked as such,
         assert is_folder_plot(res.plot_file) and not is_folder_plot(tmp_path / "out.png")  # so re-runs replace it
 
 
@@ -662,7 +660,7 @@ def test_allpairs_writes_into_a_new_folder_and_all_outputs_as_one_unit(tmp_path,
     for folder, names in ((first, ["a.png", "b.png"]), (second, ["c.png", "d.png", "e.png"])):
         _pair_folders(folder, names)
     out = tmp_path / "new" / "dir" / "m.npy"
-    AP.allpairs(first / "a", out, device="cpu", workers=0, progress=False)
+    AP.allpairs(AP.AllPairsConfig(first / "a", out, device="cpu", workers=0, progress=False))
     files = out.with_name("m.files.txt")
     before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
     assert np.load(out).shape == (2, 2) and files.read_text().split() == ["a.png", "b.png"]
@@ -672,7 +670,7 @@ def test_allpairs_writes_into_a_new_folder_and_all_outputs_as_one_unit(tmp_path,
 
     monkeypatch.setattr(AP, "write_json", full_disk)  # the summary, written after the matrix and the names
     with pytest.raises(OSError):
-        AP.allpairs(second / "a", out, device="cpu", workers=0, progress=False)
+        AP.allpairs(AP.AllPairsConfig(second / "a", out, device="cpu", workers=0, progress=False))
     assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before  # all old, no temporary left
 
 

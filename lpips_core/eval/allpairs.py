@@ -15,7 +15,8 @@ Outputs next to ``output`` (``out.npy``): ``out.files.txt`` (row order),
 ``out.summary.json``, ``out.images.csv`` and, on request, a CSV of all pairs. They are
 one result: all are written to temporary files and renamed into place together at the
 end (:func:`lpips_core.files.atomic_paths`), so a failure never leaves a new matrix
-beside old row names; options and output paths are checked before any image is read.
+beside old row names; the options (when the :class:`AllPairsConfig` is built) and the
+output paths are checked before any image is read.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from ..files import atomic_paths, write_csv, write_json, write_text
 from ..model import LPIPS
 from ..progress import progress_bar
 from .folders import FOLDER_ACCELERATORS, check_run_options, metric_signature, value_text
+
+__all__ = ["MEDIAN_MAX_PAIRS", "AllPairsResult", "AllPairsConfig", "allpairs", "output_files"]
 
 #: Pairs up to which the exact median of all distances is computed (it needs them all in memory).
 MEDIAN_MAX_PAIRS = 20_000_000
@@ -138,63 +141,81 @@ def _nearest(d: np.ndarray, row0: int, col0: int, nn: np.ndarray, nn_d: np.ndarr
     nn[row0 : row0 + d.shape[0]][better] = col0 + j[better]
 
 
-def allpairs(
-    folder: str | os.PathLike,
-    output: str | os.PathLike,
-    *,
-    net: str = "alex",
-    version: str = "0.1",
-    model: LPIPS | None = None,
-    recursive: bool = False,
-    batch_size: int = 16,
-    block_mb: int = 256,
-    workers: int = 0,
-    device: str | torch.device = "auto",
-    size_mismatch: str = "error",
-    max_side: int | None = None,
-    input_range: str = "-1,1",
-    pairs_csv: str | os.PathLike | None = None,
-    progress: bool = True,
-    precision: str | None = None,
-) -> AllPairsResult:
-    """The (N, N) LPIPS matrix of a folder's images, written as a ``.npy`` memmap.
+@dataclass
+class AllPairsConfig:
+    """What ``lpips-core allpairs`` runs: a folder, the model, the memory bound and the outputs.
 
-    Args:
+    Files:
         folder: the images (``recursive`` for subfolders too); at least 2.
         output: the ``.npy`` to write; ``<stem>.files.txt``, ``<stem>.summary.json`` and
             ``<stem>.images.csv`` (per image: mean distance, nearest neighbour) go beside it.
-        batch_size: images per trunk call.
-        block_mb: memory for one block of embeddings (bounds the block's rows).
+        pairs_csv: also write ``image0,image1,distance`` for every pair i < j (None: not).
+    Metric:
+        net, version: the official LPIPS model, unless :func:`allpairs` is given a ``model``.
+        input_range: '-1,1' (files mapped as the reference does) or '0,1' (``normalize=True``).
         size_mismatch: images of another size than the first: 'error', 'resize' to it,
             or 'crop' (all to the smallest height and width, centre crop then resize).
-        pairs_csv: also write ``image0,image1,distance`` for every pair i < j.
+        max_side: downscale so the longer side is at most this many pixels (None: never).
         precision: 'fp32' (exact), 'bf16' or 'int8' (None: the given model's own, else 'fp32');
             the embeddings come from the trunk in that precision, the matrix is float32.
-        Other arguments as :func:`~lpips_core.eval.folders.evaluate_folders`.
+    Running:
+        batch_size: images per trunk call (>= 1).
+        block_mb: memory in MiB for one block of embeddings (bounds the block's rows; >= 1).
+        workers: DataLoader processes decoding images (>= 0).
+        device: 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'.
+        progress: progress bars on stderr.
+    """
+
+    folder: str | os.PathLike
+    output: str | os.PathLike
+    net: str = "alex"
+    version: str = "0.1"
+    recursive: bool = False
+    batch_size: int = 16
+    block_mb: int = 256
+    workers: int = 0
+    device: str | torch.device = "auto"
+    size_mismatch: str = "error"
+    max_side: int | None = None
+    input_range: str = "-1,1"
+    pairs_csv: str | os.PathLike | None = None
+    progress: bool = True
+    precision: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.size_mismatch not in SIZE_POLICIES:
+            raise ValueError(f"size_mismatch={self.size_mismatch!r}; choose one of {', '.join(SIZE_POLICIES)}")
+        check_input_range(self.input_range)
+        check_run_options(workers=self.workers, batch_size=self.batch_size, max_side=self.max_side)
+        if self.block_mb < 1:
+            raise ValueError(f"block_mb={self.block_mb} (--block-mb); use 1 or more")
+
+
+def allpairs(config: AllPairsConfig, *, model: LPIPS | None = None) -> AllPairsResult:
+    """The (N, N) LPIPS matrix of a folder's images, written as a ``.npy`` memmap.
+
+    Args:
+        config: the folder, the model, the memory bound and the outputs (see :class:`AllPairsConfig`).
+        model: an LPIPS model to use instead of the official ``config.net``/``config.version``.
     Returns:
         an :class:`AllPairsResult`; its summary holds 'n_images', 'n_pairs', 'mean', 'std',
         'min', 'max', 'median' (None above :data:`MEDIAN_MAX_PAIRS`), 'closest_pair',
         'farthest_pair' and 'signature'.
     """
-    folder, output = Path(folder), Path(output)
-    if size_mismatch not in SIZE_POLICIES:
-        raise ValueError(f"size_mismatch={size_mismatch!r}; choose one of {', '.join(SIZE_POLICIES)}")
-    check_input_range(input_range)
-    check_run_options(workers=workers, batch_size=batch_size, max_side=max_side)
-    if block_mb < 1:
-        raise ValueError(f"block_mb={block_mb} (--block-mb); use 1 or more")
+    folder, output, pairs_csv = Path(config.folder), Path(config.output), config.pairs_csv
+    size_mismatch, max_side, input_range = config.size_mismatch, config.max_side, config.input_range
     targets = output_files(output, pairs_csv)
     _check_targets(targets)
-    files = list_images_recursive(folder, recursive)
+    files = list_images_recursive(folder, config.recursive)
     if len(files) < 2:
         raise ImageLoadError(f"{folder} holds {len(files)} image(s); allpairs needs at least 2")
     size = _target_size(folder, files, size_mismatch, max_side)
-    device = resolve_device(device, accelerators=FOLDER_ACCELERATORS)
+    device = resolve_device(config.device, accelerators=FOLDER_ACCELERATORS)
     if model is None:  # the files' range is known, never guessed
-        model = LPIPS(net=net, version=version, input_range=input_range)
+        model = LPIPS(net=config.net, version=config.version, input_range=input_range)
     model = model.to(device).eval().requires_grad_(False)
-    if precision is not None:
-        model.set_precision(precision)
+    if config.precision is not None:
+        model.set_precision(config.precision)
     model.prepare_precision(device)
     dataset = ImageDataset([folder / f for f in files], size, size_mismatch)
     n = len(files)
@@ -203,8 +224,10 @@ def allpairs(
     with atomic_paths(list(targets.values())) as tmps:
         tmp = dict(zip(targets, tmps))
         try:
-            emb, mean = _embed_all(model, dataset, emb_path, batch_size, workers, device, input_range, progress)
-            summary = _fill_matrix(emb, mean, tmp["matrix"], n, block_mb, device, progress)
+            emb, mean = _embed_all(
+                model, dataset, emb_path, config.batch_size, config.workers, device, input_range, config.progress
+            )
+            summary = _fill_matrix(emb, mean, tmp["matrix"], n, config.block_mb, device, config.progress)
         finally:
             if emb_path.exists():
                 emb_path.unlink()

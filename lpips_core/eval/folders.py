@@ -10,10 +10,13 @@ the caller) rank ``r`` takes batches ``r, r + W, r + 2W, ...`` of one fixed batc
 plan, rank 0 gathers the rows and writes the CSV: every pair is computed in the same
 batch as in one process, so the CSV is the same, byte for byte.
 
+The run is described by a :class:`FolderConfig` (the command's options, checked on
+construction); a ready model may be passed beside it.
+
 Example:
-    >>> from lpips_core.eval.folders import evaluate_folders            # doctest: +SKIP
-    >>> res = evaluate_folders("renders", "gt", "lpips.csv", recursive=True)  # doctest: +SKIP
-    >>> res.summary["mean"], res.summary["ci95"]                        # doctest: +SKIP
+    >>> from lpips_core.eval.folders import FolderConfig, evaluate_folders   # doctest: +SKIP
+    >>> res = evaluate_folders(FolderConfig("renders", "gt", "lpips.csv", recursive=True))  # doctest: +SKIP
+    >>> res.summary["mean"], res.summary["ci95"]                              # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -48,6 +51,22 @@ from ..version import __version__
 from . import plots, resumable
 from .batch_workers import BatchDistances, default_workers, distance_loader, pair_distances
 from .stats import bootstrap_ci
+
+__all__ = [
+    "HEADER",
+    "FOLDER_ACCELERATORS",
+    "value_text",
+    "metric_signature",
+    "summarize",
+    "summary_text",
+    "summary_path",
+    "plot_path",
+    "FolderResult",
+    "check_run_options",
+    "FolderConfig",
+    "check_outputs",
+    "evaluate_folders",
+]
 
 HEADER = ("path", "distance")
 
@@ -212,6 +231,64 @@ def check_run_options(
 
 
 @dataclass
+class FolderConfig:
+    """What ``lpips-core dirs`` runs: two folders, the model, the batching and the outputs.
+
+    Files:
+        dir0, dir1: the folders (e.g. ground truth and renders), matched by relative path;
+            ``dir0``'s image sets the size under ``size_mismatch='resize'``.
+        output: CSV to write (``path,distance``, sorted by path) and, beside it,
+            ``<stem>.summary.json``; None computes in memory only.
+        recursive: match files in subfolders too.
+        plot: with ``output``, also draw ``<stem>.png`` (histogram, mean and interval, subfolder means).
+        resume: keep the rows of an earlier, interrupted run with the same settings.
+    Metric:
+        net, version: the official LPIPS model (alex | vgg | squeeze; '0.1' | '0.0'), unless
+            :func:`evaluate_folders` is given a ``model``.
+        input_range: '-1,1' (files mapped as the reference does) or '0,1' (``normalize=True``).
+        size_mismatch: 'error', 'resize' or 'crop' (see :func:`~lpips_core.data.pairs.plan_size`).
+        max_side: downscale pairs whose longer side exceeds this many pixels (None: never).
+        precision: 'fp32' (exact), 'bf16' or 'int8' (see :mod:`lpips_core.model.precision`);
+            None: the given model's own, 'fp32' for the model built here. The summary's
+            signature says what ran (a mode this device cannot run fast warns once and runs fp32).
+    Running:
+        batch_size: pairs per metric call (same-size pairs only; >= 1).
+        workers: DataLoader worker processes (>= 0). On a CPU they decode and compute whole
+            batches, each on its share of the torch threads (see :mod:`.batch_workers`;
+            0: this process does both); on a GPU they decode. None: on a CPU one per
+            torch thread (at most 4, none for one thread), on a GPU 2. The numbers do
+            not depend on it beyond float32 rounding.
+        device: 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'.
+        n_resamples: bootstrap resamples of the interval (>= 1).
+        progress: show a progress bar (pairs/s) on stderr.
+    """
+
+    dir0: str | os.PathLike
+    dir1: str | os.PathLike
+    output: str | os.PathLike | None = None
+    net: str = "alex"
+    version: str = "0.1"
+    recursive: bool = False
+    batch_size: int = 16
+    workers: int | None = None
+    device: str | torch.device = "auto"
+    size_mismatch: str = "error"
+    max_side: int | None = None
+    input_range: str = "-1,1"
+    resume: bool = False
+    n_resamples: int = 1000
+    plot: bool = True
+    progress: bool = True
+    precision: str | None = None
+
+    def __post_init__(self) -> None:
+        check_input_range(self.input_range)
+        check_run_options(
+            workers=self.workers, batch_size=self.batch_size, max_side=self.max_side, n_resamples=self.n_resamples
+        )
+
+
+@dataclass
 class _Plan:
     pairs: PairList
     sizes: list[SizePlan]  # per pair
@@ -279,24 +356,14 @@ def _refuse_unfinished_work(output: Path, settings: dict) -> None:
     )
 
 
-def _make_plan(
-    dir0,
-    dir1,
-    recursive: bool,
-    size_mismatch: str,
-    max_side: int | None,
-    batch_size: int,
-    output: Path | None,
-    resume: bool,
-    settings: dict,
-    plot: bool = True,
-) -> _Plan:
-    pairs = match_pairs(dir0, dir1, recursive)
+def _make_plan(config: FolderConfig, output: Path | None, settings: dict) -> _Plan:
+    max_side, resume = config.max_side, config.resume
+    pairs = match_pairs(config.dir0, config.dir1, config.recursive)
     low = MIN_INPUT_SIZE[settings["net"]]
     plans = []
     for i in range(len(pairs)):
         p0, p1 = pairs.paths(i)
-        plans.append(plan_size(header_size(p0), header_size(p1), size_mismatch, max_side, (str(p0), str(p1))))
+        plans.append(plan_size(header_size(p0), header_size(p1), config.size_mismatch, max_side, (str(p0), str(p1))))
         if min(plans[-1].size) < low:
             h, w = plans[-1].size
             fix = "a larger --max-side" if max_side else "larger images or another --net"
@@ -304,10 +371,10 @@ def _make_plan(
                 f"{p0} and {p1} compare at {w}x{h} pixels, too small for net="
                 f"'{settings['net']}' (each side at least {low}); use {fix}"
             )
-    batches = size_batches([p.size for p in plans], batch_size)
+    batches = size_batches([p.size for p in plans], config.batch_size)
     done: dict[str, str] = {}
     if output is not None:
-        check_outputs(output, plot)
+        check_outputs(output, config.plot)
     if output is not None and resume:
         if output.is_file():  # a finished table: its summary says which settings made it
             summary_file = summary_path(output)
@@ -327,53 +394,12 @@ def _make_plan(
     return _Plan(pairs, plans, batches, todo, {k: v for k, v in done.items() if k in set(keys)})
 
 
-def evaluate_folders(
-    dir0: str | os.PathLike,
-    dir1: str | os.PathLike,
-    output: str | os.PathLike | None = None,
-    *,
-    net: str = "alex",
-    version: str = "0.1",
-    model: LPIPS | None = None,
-    recursive: bool = False,
-    batch_size: int = 16,
-    workers: int | None = None,
-    device: str | torch.device = "auto",
-    size_mismatch: str = "error",
-    max_side: int | None = None,
-    input_range: str = "-1,1",
-    resume: bool = False,
-    n_resamples: int = 1000,
-    plot: bool = True,
-    progress: bool = True,
-    precision: str | None = None,
-) -> FolderResult:
+def evaluate_folders(config: FolderConfig, *, model: LPIPS | None = None) -> FolderResult:
     """LPIPS of every pair of two folders matched by relative path.
 
     Args:
-        dir0, dir1: the folders (e.g. ground truth and renders); ``dir0``'s image sets the size
-            under ``size_mismatch='resize'``.
-        output: CSV to write (``path,distance``, sorted by path) and, beside it,
-            ``<stem>.summary.json``; None computes in memory only.
-        net, version: the official LPIPS model, unless ``model`` is given.
-        recursive: match files in subfolders too.
-        batch_size: pairs per metric call (same-size pairs only).
-        workers: DataLoader worker processes. On a CPU they decode and compute whole
-            batches, each on its share of the torch threads (see :mod:`.batch_workers`;
-            0: this process does both); on a GPU they decode. None: on a CPU one per
-            torch thread (at most 4, none for one thread), on a GPU 2. The numbers do
-            not depend on it beyond float32 rounding.
-        device: 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'.
-        size_mismatch: 'error', 'resize' or 'crop' (see :func:`~lpips_core.data.pairs.plan_size`).
-        max_side: downscale pairs whose longer side exceeds this.
-        input_range: '-1,1' (files mapped as the reference does) or '0,1' (``normalize=True``).
-        resume: keep the rows of an earlier, interrupted run with the same settings.
-        n_resamples: bootstrap resamples of the interval.
-        plot: with ``output``, also draw ``<stem>.png`` (histogram, mean and interval, subfolder means).
-        progress: show a progress bar (pairs/s) on stderr.
-        precision: 'fp32' (exact), 'bf16' or 'int8' (see :mod:`lpips_core.model.precision`);
-            None: the given model's own, 'fp32' for the model built here. The summary's
-            signature says what ran (a mode this device cannot run fast warns once and runs fp32).
+        config: the folders, the model, the batching and the outputs (see :class:`FolderConfig`).
+        model: an LPIPS model to use instead of the official ``config.net``/``config.version``.
     Returns:
         a :class:`FolderResult` (on every rank when distributed).
     Raises:
@@ -382,31 +408,25 @@ def evaluate_folders(
         ResumeError: ``resume`` with an earlier run's files of other settings.
     """
     rank, world = _rank_world()
-    check_input_range(input_range)
-    check_run_options(workers=workers, batch_size=batch_size, max_side=max_side, n_resamples=n_resamples)
-    device = resolve_device(device, accelerators=FOLDER_ACCELERATORS)
-    workers = default_workers(device) if workers is None else workers
+    device = resolve_device(config.device, accelerators=FOLDER_ACCELERATORS)
+    workers = default_workers(device) if config.workers is None else config.workers
     if device.type == "cuda":
         torch.cuda.set_device(device)  # nccl's object collectives run on the current device
-    output = Path(output) if output is not None else None
+    output = Path(config.output) if config.output is not None else None
     if model is None:  # the files' range is known, never guessed
-        model = LPIPS(net=net, version=version, input_range=input_range)
+        model = LPIPS(net=config.net, version=config.version, input_range=config.input_range)
     model = model.to(device).eval().requires_grad_(False)
-    if precision is not None:
-        model.set_precision(precision)
+    if config.precision is not None:
+        model.set_precision(config.precision)
     model.prepare_precision(device)  # warns once here; int8: quantised before the workers start
     settings = {
-        **metric_signature(model, input_range, max_side),
-        "size_mismatch": size_mismatch,
-        "max_side": max_side,
-        "batch_size": batch_size,
+        **metric_signature(model, config.input_range, config.max_side),
+        "size_mismatch": config.size_mismatch,
+        "max_side": config.max_side,
+        "batch_size": config.batch_size,
     }
     try:
-        plan = (
-            _make_plan(dir0, dir1, recursive, size_mismatch, max_side, batch_size, output, resume, settings, plot)
-            if rank == 0
-            else None
-        )
+        plan = _make_plan(config, output, settings) if rank == 0 else None
         error = None
     except (ImageLoadError, resumable.ResumeError, ValueError) as exc:
         plan, error = None, exc
@@ -416,7 +436,7 @@ def evaluate_folders(
     mine = plan.todo[rank::world]
     try:
         rows, error = (
-            _compute(model, plan, mine, output, rank, world, resume, settings, workers, device, input_range, progress),
+            _compute(model, plan, mine, config, output, settings, workers, device),
             None,
         )
     except (ImageLoadError, ValueError) as exc:  # every rank must reach the gather, or the others would wait
@@ -428,9 +448,7 @@ def evaluate_folders(
     result = None
     if rank == 0:
         try:
-            result = _finish(
-                plan, [r for r, _ in gathered], output, settings, size_mismatch, max_side, n_resamples, plot
-            )
+            result = _finish(plan, [r for r, _ in gathered], config, output, settings)
         except (OSError, RuntimeError) as exc:  # e.g. a full disk: passed on so no rank waits
             result = exc
     result = _broadcast(result, device) if world > 1 else result
@@ -448,17 +466,15 @@ def _compute(
     model: LPIPS,
     plan: _Plan,
     mine: list[int],
+    config: FolderConfig,
     output: Path | None,
-    rank: int,
-    world: int,
-    resume: bool,
     settings: dict,
     workers: int,
     device: torch.device,
-    input_range: str,
-    progress: bool,
 ) -> dict[str, str]:
     """This rank's batches -> {key: value text}, each batch appended to the part file as it finishes."""
+    rank, world = _rank_world()
+    input_range = config.input_range
     dataset = PairDataset(plan.pairs, plan.sizes)
     my_batches = [plan.batches[b] for b in mine]
 
@@ -483,10 +499,10 @@ def _compute(
                 d = pair_distances(model, batch["images"].to(device, non_blocking=True), input_range)
                 yield rows_of(batch["index"], d.tolist())
 
-    writer = resumable.PartWriter(resumable.part_path(output, rank), settings, resume) if output else None
+    writer = resumable.PartWriter(resumable.part_path(output, rank), settings, config.resume) if output else None
     n_todo = sum(len(idx) for idx in my_batches)
     desc = "pairs" if world == 1 else f"pairs (rank 0 of {world})"
-    bar = progress_bar(total=n_todo, desc=desc, unit="pair", enabled=progress and rank == 0)
+    bar = progress_bar(total=n_todo, desc=desc, unit="pair", enabled=config.progress and rank == 0)
     rows: dict[str, str] = {}
     try:
         for new in on_cpu() if device.type == "cpu" else on_gpu():
@@ -502,14 +518,7 @@ def _compute(
 
 
 def _finish(
-    plan: _Plan,
-    gathered: list[dict[str, str]],
-    output: Path | None,
-    settings: dict,
-    size_mismatch: str,
-    max_side: int | None,
-    n_resamples: int,
-    plot: bool,
+    plan: _Plan, gathered: list[dict[str, str]], config: FolderConfig, output: Path | None, settings: dict
 ) -> FolderResult:
     """Rank 0: merge the earlier rows with every rank's new rows, write the CSV and the summary."""
     texts = dict(plan.done)
@@ -520,14 +529,14 @@ def _finish(
     if missing:  # cannot happen unless a rank lost rows: never write an incomplete table silently
         raise RuntimeError(f"{len(missing)} pair(s) have no distance after the run (first: {missing[0]})")
     rows = [(k, float(np.float32(texts[k]))) for k in keys]  # the float32 each text was written from
-    summary = summarize(rows, n_resamples=n_resamples)
+    summary = summarize(rows, n_resamples=config.n_resamples)
     summary.update(
         {
             "signature": {k: v for k, v in settings.items() if k not in ("size_mismatch", "max_side", "batch_size")},
             "dir0": str(plan.pairs.dir0),
             "dir1": str(plan.pairs.dir1),
-            "size_mismatch": size_mismatch,
-            "max_side": max_side,
+            "size_mismatch": config.size_mismatch,
+            "max_side": config.max_side,
             "settings": settings,
             "only_in_dir0": len(plan.pairs.only0),
             "only_in_dir1": len(plan.pairs.only1),
@@ -538,7 +547,7 @@ def _finish(
         write_csv(output, HEADER, [(k, texts[k]) for k in keys], errors="surrogateescape")  # names as on disk
         result.output = output
         result.summary_file = write_json(summary_path(output), summary)
-        if plot:
+        if config.plot:
             result.plot_file = plot_path(output)
             sig = summary["signature"]
             plots.plot_folder_distances(

