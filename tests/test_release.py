@@ -147,10 +147,11 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _locked() -> dict[str, tuple[str, list[str]]]:
-    """{normalised name: (version, [sha256, ...])} of requirements-lock.txt, read here line by line."""
+def _locked(text: str | None = None) -> dict[str, tuple[str, list[str]]]:
+    """{normalised name: (version, [sha256, ...])} of requirements-lock.txt (or of ``text`` in its
+    format), read here line by line."""
     out, name = {}, None
-    for line in LOCK.read_text().splitlines():
+    for line in (LOCK.read_text() if text is None else text).splitlines():
         m = _REQ.match(line)
         if m:
             name = _norm(m.group(1))
@@ -183,8 +184,37 @@ def test_the_environment_is_locked_with_hashes_and_installed_from_the_lock():
     }
     assert not differ, f"installed versions differ from the lock: {differ}"
     recipe = (REPO / "Makefile").read_text()
-    assert re.search(r"--require-hashes --no-build-isolation -r \$\(LOCK\)", recipe)
     assert "LOCK := requirements-lock.txt" in recipe and "-r requirements.txt" not in recipe
+    # make installs the lock in two halves at once (the CUDA libraries, the rest), each hash-checked
+    for half in ("cuda", "rest"):
+        assert re.search(rf"--require-hashes .*-r \$\(VENV\)/lock-{half}\.txt", recipe), half
+    assert re.search(r"\$\(PY\) -m pip check", recipe)
+
+
+def test_the_two_halves_of_the_install_are_the_whole_lock():
+    """The Makefile's awk rule splits requirements-lock.txt into the CUDA libraries and the rest:
+    run here on the lock, the halves are disjoint and together hold every package of the lock,
+    with the same versions and sha256s, and the first holds only nvidia-*/cuda-* packages."""
+    import shutil
+    import subprocess
+
+    if shutil.which("awk") is None:
+        pytest.skip("no awk")
+    recipe = (REPO / "Makefile").read_text()
+    rule = re.search(r"^SPLIT_LOCK := (.+)$", recipe, re.M).group(1)
+    assert "awk '$(SPLIT_LOCK) cuda' $(LOCK) > $(VENV)/lock-cuda.txt" in recipe
+    assert "awk '$(SPLIT_LOCK) !cuda' $(LOCK) > $(VENV)/lock-rest.txt" in recipe
+    halves = {
+        half: _locked(
+            subprocess.run(["awk", f"{rule} {cond}", str(LOCK)], capture_output=True, text=True, check=True).stdout
+        )
+        for half, cond in (("cuda", "cuda"), ("rest", "!cuda"))
+    }
+    assert halves["cuda"] and halves["rest"]
+    assert not set(halves["cuda"]) & set(halves["rest"])
+    assert {**halves["cuda"], **halves["rest"]} == _locked()
+    assert all(re.match(r"(nvidia|cuda)-", n) for n in halves["cuda"]), sorted(halves["cuda"])
+    assert not any(re.match(r"(nvidia|cuda)-", n) for n in halves["rest"])
     actionlint = (REPO / "requirements-actionlint.txt").read_text()
     assert re.search(r"--hash=sha256:[0-9a-f]{64}", actionlint)
 
