@@ -56,7 +56,7 @@ $(STAMP): $(LOCK) pyproject.toml
 weights: $(STAMP)
 	$(VENV)/bin/lpips-core weights
 
-$(MINI_BAPPS): $(STAMP) lpips_core/studies/mini_bapps.py lpips_core/data/photos.py lpips_core/data/distortions.py
+$(MINI_BAPPS): $(STAMP) lpips_core/studies/mini_bapps.py lpips_core/data/photos.py lpips_core/data/distortions.py | weights
 	$(PY) data_scripts/make_mini_bapps.py
 
 mini-bapps: $(MINI_BAPPS)
@@ -80,13 +80,13 @@ PYTEST_ARGS ?=
 XDIST := $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadscope,)
 # The budget: the whole of make test within 12 minutes on 2 cores of an AMD EPYC (15 at most),
 # from a fresh clone. tests/conftest.py prints setup/pytest/total seconds above pytest's
-# closing line. The code checks and the playground's assets are made side by side (mypy and
-# the ONNX export each keep one core busy for about 30 s); the assets come before pytest
-# (tests/test_book.py opens the built playground page), and where they cannot be built (no
-# npm, no registry) the playground's browser checks skip instead.
+# closing line. The code checks, the weights and the mini set, and the playground's assets
+# are made side by side (mypy and the ONNX export each keep one core busy for about 30 s);
+# the assets come before pytest (tests/test_book.py opens the built playground page), and
+# where they cannot be built (no npm, no registry) the playground's browser checks skip instead.
 MAKE_START := $(shell date +%s)
-test: weights $(MINI_BAPPS) browser
-	@$(MAKE) --no-print-directory -j2 lint playground-or-skip
+test: $(STAMP) browser
+	@$(MAKE) --no-print-directory -j2 lint playground-or-skip $(MINI_BAPPS)
 	LPIPS_CORE_MAKE_START=$(MAKE_START) OMP_NUM_THREADS=$(TEST_THREADS) \
 		$(PY) -m pytest -q $(XDIST) notebooks tests $(NBVAL) --durations=25 $(PYTEST_ARGS)
 
