@@ -21,7 +21,7 @@ make the same cell work in all three:
 * :func:`quiz` shows a self-check quiz that works in the static book without a kernel
   (``jupyterquiz``), and as plain text where that package is missing;
 * :func:`available_models`, :func:`bapps_layout`, :func:`item_summary`, :func:`agreement_table`
-  and :func:`paired_table` are the chapters' bookkeeping: the models that can be built here,
+  and :func:`paired_tests_frame` are the chapters' bookkeeping: the models that can be built here,
   a data folder's layout, what an item or a batch holds, and scores as tables.
 """
 
@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .model import LPIPS
-T = TypeVar("T")
+
+T = TypeVar("T")  # what a timed function returns
 
 __all__ = [
     "agreement_table",
@@ -60,7 +61,7 @@ __all__ = [
     "item_summary",
     "max_abs_diff",
     "median_ms",
-    "paired_table",
+    "paired_tests_frame",
     "photo",
     "precision_errors",
     "quiz",
@@ -382,7 +383,7 @@ def agreement_table(agreements: Any, scale: float = 100.0, level: float = 0.95) 
     return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "low", "high"])
 
 
-def paired_table(tests: Any, scale: float = 100.0) -> pd.DataFrame:
+def paired_tests_frame(tests: Any, scale: float = 100.0) -> pd.DataFrame:
     """Paired tests as a table, one row per comparison.
 
     Args:

@@ -19,7 +19,7 @@ from lpips_core.course import (
     item_summary,
     max_abs_diff,
     median_ms,
-    paired_table,
+    paired_tests_frame,
     photo,
     precision_errors,
     quiz,
@@ -178,12 +178,12 @@ def test_agreement_table_means_and_intervals():
     assert agreement_table({"x": [0.25, 0.75]}, scale=1.0).loc["x", "mean"] == pytest.approx(0.5)
 
 
-def test_paired_table_scales_the_difference_and_formats_p():
+def test_paired_tests_frame_scales_the_difference_and_formats_p():
     tests = {
         "a - b": {"difference": 0.03, "ci": (0.01, 0.05), "p_value": 0.2, "n_resamples": 1000},
         "a - c": {"difference": -0.5, "ci": (-0.6, -0.4), "p_value": 1 / 1001, "n_resamples": 1000},
     }
-    table = paired_table(tests)
+    table = paired_tests_frame(tests)
     assert list(table.columns) == ["difference", "low", "high", "p"]
     assert table.loc["a - b", ["difference", "low", "high"]].tolist() == pytest.approx([3.0, 1.0, 5.0])
     assert table.loc["a - b", "p"] == "p = 0.20"
