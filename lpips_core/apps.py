@@ -27,7 +27,6 @@ from typing import Callable, Union
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from .data.images import ImageLoadError, im2tensor, load_tensor, open_image, tensor2im
@@ -343,6 +342,9 @@ def in_unit_range(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch
 
 def default_augmentations(seed: int = 0) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """A few common augmentations on (1, 3, H, W) tensors in [-1, 1], deterministic given ``seed``."""
+    # imported here: torchvision costs about as much as torch, and only this function needs it
+    import torchvision.transforms.v2.functional as TF
+
     g = torch.Generator().manual_seed(seed)
     return {
         "horizontal flip": in_unit_range(TF.horizontal_flip),

@@ -121,3 +121,31 @@ def test_squeeze_trunk_equals_the_shared_torchvision_weights():
     trunk = {k.split(".", 1)[1]: v for k, v in ours("squeeze").net.state_dict().items()}
     assert trunk.keys() == source.keys()
     assert all(torch.equal(trunk[k], source[k]) for k in source)
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg", "squeeze"])
+def test_written_out_layers_are_torchvision_features(net):
+    """The trunk a pretrained model is built on (NETS[net].layers, no torchvision) is torchvision's
+    ``features``: the same modules with the same settings, the same state-dict keys and shapes,
+    and with the same weights the same output, bit for bit."""
+    from lpips_core.model.nets import NETS
+
+    spec = NETS[net]
+    ours = spec.features(initialise=False)
+    theirs = getattr(tvm, spec.arch)(weights=None).features
+    assert repr(ours) == repr(theirs)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3, 97, 83, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
+def test_a_pretrained_model_is_built_without_importing_torchvision():
+    """Importing torchvision costs about as much as importing torch (it loads torch._dynamo):
+    building a pretrained LPIPS must not need it."""
+    require_backbone("alex")
+    code = "import sys, lpips_core; lpips_core.LPIPS(net='alex'); print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

