@@ -14,11 +14,11 @@ from .checks import InputRangeWarning, ZeroOneRangeWarning
 from .functional import distance
 from .kernels import normalize_tensor
 from .loading import load_lpips_checkpoint
-from .lpips import LPIPS, NetLinLayer, ScalingLayer
+from .lpips import LPIPS, NetLinLayer
 from .masks import MaskedLayerWarning
 from .nets import MIN_INPUT_SIZE, NETS, canonical_net
 from .ranges import InputRange, parse_input_range
-from .trunk import Trunk
+from .trunk import ScalingLayer, Trunk
 from .weights import WeightsError
 
 __all__ = [

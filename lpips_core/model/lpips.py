@@ -40,7 +40,7 @@ from . import precision as P
 from .nets import canonical_net
 from .ranges import InputRange, parse_input_range, resolve
 from .scriptable import ScriptableLPIPS
-from .trunk import Trunk, scale_input, trunk_input
+from .trunk import ScalingLayer, Trunk, trunk_input
 from .versions import canonical_version
 from .weights import linear_weight, linear_weights_path, load_linear_state
 
@@ -49,21 +49,6 @@ RangeSpec = Union[str, tuple[float, ...], InputRange]
 
 #: What ``forward`` and ``distance_from_features`` return: the distance, or (distance, per-layer).
 Distance = Union[torch.Tensor, tuple[torch.Tensor, list[torch.Tensor]]]
-
-
-class ScalingLayer(nn.Module):
-    """Map [-1, 1] images to the statistics the ImageNet trunks were trained on (v0.1)."""
-
-    shift: torch.Tensor  # (1, 3, 1, 1) buffers, registered in __init__
-    scale: torch.Tensor
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188])[None, :, None, None])
-        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450])[None, :, None, None])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return scale_input(x, False, self.shift, self.scale)
 
 
 class NetLinLayer(nn.Module):

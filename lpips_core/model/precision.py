@@ -508,7 +508,7 @@ def _shipped(key: str) -> dict[str, tuple[float, int]] | None:
 def calibrate(trunk: Trunk, version: str, config: Int8Config = DEFAULT_INT8) -> dict[str, tuple[float, int]]:
     """(scale, zero point) of every convolution's input, observed on the stated calibration set
     (:func:`~lpips_core.data.photos.calibration_images`)."""
-    from .lpips import ScalingLayer
+    from .trunk import ScalingLayer
 
     scaling = ScalingLayer()
     prep = (lambda x: scaling(x)) if version == "0.1" else (lambda x: x)
@@ -578,7 +578,7 @@ def _build(trunk: Trunk, version: str, config: Int8Config, key: str, fingerprint
                 )
         except OSError:
             pass  # a read-only cache only costs the calibration next time
-    from .lpips import ScalingLayer
+    from .trunk import ScalingLayer
 
     scaling = ScalingLayer()
     shift, scale = (

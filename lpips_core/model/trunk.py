@@ -94,6 +94,21 @@ def scale_input(
     return x
 
 
+class ScalingLayer(nn.Module):
+    """Map [-1, 1] images to the statistics the ImageNet trunks were trained on (v0.1)."""
+
+    shift: torch.Tensor  # (1, 3, 1, 1) buffers, registered in __init__
+    scale: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188])[None, :, None, None])
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450])[None, :, None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return scale_input(x, False, self.shift, self.scale)
+
+
 def trunk_input(
     images: Sequence[torch.Tensor],
     normalize: bool,
