@@ -208,36 +208,36 @@ def _open(driver, url: str) -> None:
         time.sleep(0.2)
 
 
-#: Height of one screenshot tile: Chromium cannot capture a window much taller than
+#: Height of one screenshot tile: Chromium cannot capture an area much taller than
 #: 16,384 px (its largest texture), so long pages are captured in tiles and stitched.
 TILE = 4000
 
 
 def _screenshot(driver, doc: str) -> Path:
-    """Full-page PNG of the whole page, however long, under _build/screenshots/."""
+    """The whole page, however long, as a JPEG under _build/screenshots/ (for people to look at).
+
+    Chromium captures each tile beyond the window itself (DevTools' ``Page.captureScreenshot``,
+    JPEG): no scrolling or resizing of the window, whose layout the other checks see.
+    """
+    import base64
     import io
 
     from PIL import Image
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{doc.replace('/', '__')}.png"
-    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
-    driver.set_window_size(1280, min(max(height, 800), TILE))
-    tiles = []  # (page y of the tile's top, image)
+    path = SCREENSHOTS / f"{doc.replace('/', '__')}.jpg"
+    width, height = driver.execute_script("const e = document.documentElement; return [e.scrollWidth, e.scrollHeight]")
+    page = Image.new("RGB", (width, height), "white")
     for y in range(0, height, TILE):
-        driver.execute_script(f"window.scrollTo(0, {y})")
-        time.sleep(0.1)
-        top = int(driver.execute_script("return window.scrollY"))  # the last tile stops at the bottom
-        tiles.append((top, Image.open(io.BytesIO(driver.get_screenshot_as_png()))))
-    scale = tiles[0][1].height / min(max(height, 800), TILE)  # device pixels per CSS pixel
-    page = Image.new("RGB", (tiles[0][1].width, round(height * scale)), "white")
-    for top, tile in tiles:
-        page.paste(tile, (0, round(top * scale)))
+        clip = {"x": 0, "y": y, "width": width, "height": min(TILE, height - y), "scale": 1}
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {"format": "jpeg", "quality": 85, "clip": clip, "captureBeyondViewport": True},
+        )
+        page.paste(Image.open(io.BytesIO(base64.b64decode(shot["data"]))), (0, y))
     tmp = path.with_name(f".tmp-{path.name}")
-    page.save(tmp, format="PNG")
+    page.save(tmp, format="JPEG", quality=85)
     os.replace(tmp, path)
-    driver.set_window_size(1280, 1600)
-    driver.execute_script("window.scrollTo(0, 0)")
     return path
 
 
@@ -309,7 +309,12 @@ def test_page_renders(browser, server, doc):
     ):
         found = driver.find_elements("css selector", selector)
         assert not found, f"{doc}: {len(found)} '{selector}' element(s), first: {found[0].text[:300]!r}"
-    body = driver.find_element("tag name", "body").text
+    # the page's text, folded parts included, without its scripts (innerText would lay the page out again)
+    body = driver.execute_script(
+        "const b = document.body.cloneNode(true);"
+        "b.querySelectorAll('script, style, noscript').forEach(e => e.remove());"
+        "return b.textContent"
+    )
     for marker in ("Traceback (most recent call last)", "Error rendering Jupyter widget", "Could not find model"):
         assert marker not in body, f"{doc}: page shows {marker!r}"
 
@@ -411,11 +416,15 @@ def test_quizzes_answer_in_the_browser(browser, server):
             if q["type"] in ("multiple_choice", "many_choice"):
                 buttons = wrapper.find_elements("css selector", "label.MCButton")
                 assert len(buttons) == len(q["answers"]), f"{doc}: {q['question'][:40]!r}"
-                wrong = [b for b in buttons if b.get_attribute("data-correct") != "true"]
+                # which buttons the page marks correct, read in one call (not one round trip per button)
+                marked = browser.execute_script(
+                    "return arguments[0].map(b => b.getAttribute('data-correct') === 'true')", buttons
+                )
+                wrong = [b for b, correct in zip(buttons, marked) if not correct]
                 if wrong:
                     wrong[0].click()
                     assert "incorrect" in feedback.get_attribute("class"), f"{doc}: wrong answer not marked"
-                next(b for b in buttons if b.get_attribute("data-correct") == "true").click()
+                next(b for b, correct in zip(buttons, marked) if correct).click()
             else:
                 value = next(a["value"] for a in q["answers"] if a.get("correct"))
                 box = wrapper.find_element("css selector", "input.Input-text")
