@@ -208,7 +208,7 @@ def _open(driver, url: str) -> None:
         time.sleep(0.2)
 
 
-#: Height of one screenshot tile: Chromium cannot capture an area much taller than
+#: Height of one screenshot tile: Chromium cannot capture a window much taller than
 #: 16,384 px (its largest texture), so long pages are captured in tiles and stitched.
 TILE = 4000
 
@@ -216,8 +216,9 @@ TILE = 4000
 def _screenshot(driver, doc: str) -> Path:
     """The whole page, however long, as a JPEG under _build/screenshots/ (for people to look at).
 
-    Chromium captures each tile beyond the window itself (DevTools' ``Page.captureScreenshot``,
-    JPEG): no scrolling or resizing of the window, whose layout the other checks see.
+    The window is made one tile tall and scrolled tile by tile; Chromium encodes each tile as
+    JPEG (DevTools' ``Page.captureScreenshot``; WebDriver's screenshot is PNG only, several times
+    slower to encode and decode for pages of this size).
     """
     import base64
     import io
@@ -226,18 +227,25 @@ def _screenshot(driver, doc: str) -> Path:
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{doc.replace('/', '__')}.jpg"
-    width, height = driver.execute_script("const e = document.documentElement; return [e.scrollWidth, e.scrollHeight]")
-    page = Image.new("RGB", (width, height), "white")
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    driver.set_window_size(1280, min(max(height, 800), TILE))
+    tiles = []  # (page y of the tile's top, image)
     for y in range(0, height, TILE):
-        clip = {"x": 0, "y": y, "width": width, "height": min(TILE, height - y), "scale": 1}
-        shot = driver.execute_cdp_cmd(
-            "Page.captureScreenshot",
-            {"format": "jpeg", "quality": 85, "clip": clip, "captureBeyondViewport": True},
-        )
-        page.paste(Image.open(io.BytesIO(base64.b64decode(shot["data"]))), (0, y))
+        driver.execute_script(f"window.scrollTo(0, {y})")
+        # two animation frames: the scrolled page has been painted
+        driver.execute_async_script("requestAnimationFrame(() => requestAnimationFrame(arguments[0]))")
+        top = int(driver.execute_script("return window.scrollY"))  # the last tile stops at the bottom
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "jpeg", "quality": 85})
+        tiles.append((top, Image.open(io.BytesIO(base64.b64decode(shot["data"])))))
+    scale = tiles[0][1].height / min(max(height, 800), TILE)  # device pixels per CSS pixel
+    page = Image.new("RGB", (tiles[0][1].width, round(height * scale)), "white")
+    for top, tile in tiles:
+        page.paste(tile, (0, round(top * scale)))
     tmp = path.with_name(f".tmp-{path.name}")
     page.save(tmp, format="JPEG", quality=85)
     os.replace(tmp, path)
+    driver.set_window_size(1280, 1600)
+    driver.execute_script("window.scrollTo(0, 0)")
     return path
 
 
@@ -254,8 +262,10 @@ def _layout_problems(driver) -> list[str]:
                 out.push(`scrolls sideways (${b.scrollWidth} > ${b.clientWidth} px): ` +
                          b.textContent.split('\\n')[0].slice(0, 80));
         }
-        for (const b of document.querySelectorAll('article div.cell_output pre, article div.output pre')) {
-            if (/^\\s*\\|[ :-]*-{3}[ :|-]*\\|\\s*$/m.test(b.textContent))
+        // a table's separator row (|---|, or |—| once typography has turned --- into a dash)
+        // left in an output's text or paragraph: the Markdown was not rendered as a table
+        for (const b of document.querySelectorAll('article div.cell_output :is(pre, p), article div.output :is(pre, p)')) {
+            if (/\\|\\s*:?(-{3,}|[\u2013\u2014]):?\\s*\\|/.test(b.textContent))
                 out.push('a Markdown table printed as text: ' + b.textContent.slice(0, 80));
         }
         for (const img of document.querySelectorAll('article div.cell_output img')) {
