@@ -378,6 +378,11 @@ def test_page_renders(browser, server, doc):
 
     assert _screenshot(driver, doc).stat().st_size > 10_000
 
+    # The self-check quizzes answer in the page as loaded (no kernel).
+    questions = quiz_questions(doc)
+    if questions:
+        _answer_quizzes(driver, doc, questions)
+
 
 def test_widget_controls_render(browser, server):
     """The interactive chapter's saved controls appear: dropdowns, the strength slider, upload buttons."""
@@ -404,50 +409,47 @@ def test_widget_controls_render(browser, server):
     assert figure and figure > 100, f"{doc}: the saved comparison figure is missing from the widget output"
 
 
-def test_quizzes_answer_in_the_browser(browser, server):
-    """Every self-check quiz renders from the stored page (no kernel) and answers: a wrong choice is
-    marked incorrect, the right one correct; a numeric question accepts its value."""
+def _answer_quizzes(driver, doc: str, questions: list[dict]) -> None:
+    """On the open page: every self-check quiz rendered from the stored page (no kernel) answers:
+    a wrong choice is marked incorrect, the right one correct; a numeric question accepts its value."""
     from selenium.webdriver.common.keys import Keys
 
-    docs = [d for d in toc_docs() if quiz_questions(d)]
-    if not docs:
-        pytest.skip("no quizzes in the book")
-    for doc in docs:
-        questions = quiz_questions(doc)
-        _open(browser, f"{server}/{doc}.html")
-        deadline = time.time() + 30
-        while time.time() < deadline and len(browser.find_elements("css selector", "article .Quiz")) < len(questions):
-            time.sleep(0.3)
-        wrappers = browser.find_elements("css selector", "article .Quiz")
-        assert len(wrappers) == len(questions), f"{doc}: {len(wrappers)} quiz questions shown, {len(questions)} stored"
-        for wrapper, q in zip(wrappers, questions):
-            browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", wrapper)
-            feedback = wrapper.find_element("css selector", ".Feedback")
-            if q["type"] in ("multiple_choice", "many_choice"):
-                buttons = wrapper.find_elements("css selector", "label.MCButton")
-                assert len(buttons) == len(q["answers"]), f"{doc}: {q['question'][:40]!r}"
-                # which buttons the page marks correct, read in one call (not one round trip per button)
-                marked = browser.execute_script(
-                    "return arguments[0].map(b => b.getAttribute('data-correct') === 'true')", buttons
-                )
-                wrong = [b for b, correct in zip(buttons, marked) if not correct]
-                if wrong:
-                    wrong[0].click()
-                    assert "incorrect" in feedback.get_attribute("class"), f"{doc}: wrong answer not marked"
-                next(b for b, correct in zip(buttons, marked) if correct).click()
-            else:
-                value = next(a["value"] for a in q["answers"] if a.get("correct"))
-                box = wrapper.find_element("css selector", "input.Input-text")
-                box.clear()
-                box.send_keys(str(value), Keys.ENTER)
-            classes = feedback.get_attribute("class")
-            assert "correct" in classes.split(), (
-                f"{doc}: {q['question'][:50]!r}: feedback {classes!r}, {feedback.text!r}"
+    deadline = time.time() + 30
+    while time.time() < deadline and len(driver.find_elements("css selector", "article .Quiz")) < len(questions):
+        time.sleep(0.3)
+    wrappers = driver.find_elements("css selector", "article .Quiz")
+    assert len(wrappers) == len(questions), f"{doc}: {len(wrappers)} quiz questions shown, {len(questions)} stored"
+    for wrapper, q in zip(wrappers, questions):
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", wrapper)
+        feedback = wrapper.find_element("css selector", ".Feedback")
+        if q["type"] in ("multiple_choice", "many_choice"):
+            buttons = wrapper.find_elements("css selector", "label.MCButton")
+            assert len(buttons) == len(q["answers"]), f"{doc}: {q['question'][:40]!r}"
+            # which buttons the page marks correct, read in one call (not one round trip per button)
+            marked = driver.execute_script(
+                "return arguments[0].map(b => b.getAttribute('data-correct') === 'true')", buttons
             )
-            assert feedback.text.strip(), f"{doc}: empty feedback"
-        # the answered quiz only (the page itself is captured by test_page_renders)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        (SCREENSHOTS / f"{doc.replace('/', '__')}_quiz.png").write_bytes(wrappers[-1].screenshot_as_png)
+            wrong = [b for b, correct in zip(buttons, marked) if not correct]
+            if wrong:
+                wrong[0].click()
+                assert "incorrect" in feedback.get_attribute("class"), f"{doc}: wrong answer not marked"
+            next(b for b, correct in zip(buttons, marked) if correct).click()
+        else:
+            value = next(a["value"] for a in q["answers"] if a.get("correct"))
+            box = wrapper.find_element("css selector", "input.Input-text")
+            box.clear()
+            box.send_keys(str(value), Keys.ENTER)
+        classes = feedback.get_attribute("class")
+        assert "correct" in classes.split(), f"{doc}: {q['question'][:50]!r}: feedback {classes!r}, {feedback.text!r}"
+        assert feedback.text.strip(), f"{doc}: empty feedback"
+    # the answered quiz only (the page itself is captured before the answers)
+    (SCREENSHOTS / f"{doc.replace('/', '__')}_quiz.png").write_bytes(wrappers[-1].screenshot_as_png)
+
+
+def test_the_book_has_quizzes():
+    """The chapters' self-checks are stored in the notebooks (test_page_renders answers them on each page)."""
+    docs = [d for d in toc_docs() if quiz_questions(d)]
+    assert len(docs) >= len([d for d in toc_docs() if d.startswith("notebooks/")]), docs
 
 
 def test_navigation_lists_every_chapter(browser, server):
