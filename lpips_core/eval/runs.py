@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_METRICS",
     "COMPARE_METRICS",
     "COMPARE_FIGURES",
+    "ScoringOptions",
     "EvalConfig",
     "EvalResult",
     "CompareConfig",
@@ -124,19 +125,16 @@ def check_scoring_options(batch_size: int, n_resamples: int, load_size: int | No
 
 
 @dataclass
-class EvalConfig:
-    """What ``lpips-core evaluate`` runs: which data, which metrics, how they are scored.
+class ScoringOptions:
+    """What ``lpips-core evaluate`` and ``compare-models`` share: the data, where reports go, how
+    triplets are scored. Only ``data`` and ``out_dir`` are positional.
 
     Data and reports:
-        data: dataset folder or table (see :func:`open_datasets`); ignored when
-            :func:`evaluate` is given ready ``datasets`` (None: supplied in memory).
-        out_dir: where results.json, results.md and distances_2afc.csv go.
+        data: dataset folder or table (see :func:`open_datasets`); ignored when the run is
+            given ready ``datasets`` (None: supplied in memory).
+        out_dir: where results.json, results.md, distances_2afc.csv and any figures go.
         load_size: side in pixels images are resized to; None keeps each at full size
             (then one triplet per batch). subsets: only these subsets (None: all).
-    Metrics:
-        metrics: specs for :func:`make_distance`; 'lpips' stands for ``model``.
-        model: 'official' (shipped weights of ``net``) or a trained checkpoint path.
-        net, version: trunk (alex | vgg | squeeze) and linear-weight version ('0.1' | '0.0').
     Scoring and running:
         batch_size: triplets per batch (>= 1). n_resamples: bootstrap resamples of the
         95% intervals (>= 1; JND uses at most 500). device: 'cpu', 'cuda', ...
@@ -145,10 +143,7 @@ class EvalConfig:
 
     data: str | Path | None
     out_dir: str | Path
-    metrics: Sequence[str] = DEFAULT_METRICS
-    model: str = "official"
-    net: str = "alex"
-    version: str = "0.1"
+    _: KW_ONLY
     batch_size: int = 50
     n_resamples: int = 1000
     load_size: int | None = 64
@@ -159,6 +154,22 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_scoring_options(self.batch_size, self.n_resamples, self.load_size)
+
+
+@dataclass
+class EvalConfig(ScoringOptions):
+    """What ``lpips-core evaluate`` runs: the :class:`ScoringOptions` and which metrics.
+
+    Metrics:
+        metrics: specs for :func:`make_distance`; 'lpips' stands for ``model``.
+        model: 'official' (shipped weights of ``net``) or a trained checkpoint path.
+        net, version: trunk (alex | vgg | squeeze) and linear-weight version ('0.1' | '0.0').
+    """
+
+    metrics: Sequence[str] = DEFAULT_METRICS
+    model: str = "official"
+    net: str = "alex"
+    version: str = "0.1"
 
 
 @dataclass
@@ -357,44 +368,23 @@ def write_2afc_plots(
 
 
 @dataclass
-class CompareConfig:
-    """What ``lpips-core compare-models`` runs.
+class CompareConfig(ScoringOptions):
+    """What ``lpips-core compare-models`` runs: the :class:`ScoringOptions` (2AFC data in the
+    BAPPS layout; ready ``datasets`` may replace ``data``) and the metrics to compare.
 
-    Data and reports:
-        data: dataset folder with 2AFC data (BAPPS layout; see :func:`open_datasets`);
-            ignored when :func:`compare_models` is given ready ``datasets``.
-        out_dir: where results.json, results.md, distances_2afc.csv and the figures go.
-        load_size: side in pixels images are resized to; None: full size, one triplet per
-            batch. subsets: only these subsets (None: all).
-        title: the report's heading (None: 'Model comparison').
     Metrics:
         metrics: specs for :func:`make_distance` (default: :data:`COMPARE_METRICS`, every
             architecture as net and lin, the traditional metrics, DISTS); ``extra`` adds more
             (e.g. checkpoint paths). Ignored when :func:`compare_models` is given ready ``fns``.
         baseline: the metric the paired bootstrap tests compare against (the first metric
             when it is not scored).
-    Scoring and running:
-        batch_size: triplets per batch (>= 1). n_resamples: bootstrap resamples of the
-        95% intervals (>= 1; JND uses at most 500). device: 'cpu', 'cuda', ...
-        progress: progress bars on stderr. verbose: print the Markdown report.
+        title: the report's heading (None: 'Model comparison').
     """
 
-    data: str | Path | None
-    out_dir: str | Path
     metrics: Sequence[str] = COMPARE_METRICS
     extra: Sequence[str] = ()
-    batch_size: int = 50
-    n_resamples: int = 1000
-    load_size: int | None = 64
-    subsets: Sequence[str] | None = None
-    device: str = "cpu"
-    progress: bool = True
     baseline: str = "lpips-alex"
-    verbose: bool = True
     title: str | None = None
-
-    def __post_init__(self) -> None:
-        check_scoring_options(self.batch_size, self.n_resamples, self.load_size)
 
 
 @dataclass
