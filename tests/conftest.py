@@ -19,6 +19,14 @@ needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is abse
 NETS = ["alex", "vgg", "squeeze"]
 
 
+def child_env(**extra) -> dict:
+    """The environment of a test's Python subprocess: the repository and tests/ importable, one
+    torch thread, plus ``extra`` (values as strings)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), OMP_NUM_THREADS="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
 @functools.cache
 def backbone_available(net: str) -> bool:
     """True when pretrained weights for ``net`` can be had here (cache, $LPIPS_CORE_WEIGHTS, ...)."""

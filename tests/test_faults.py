@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SHARED, needs_shared, require_backbone
+from conftest import SHARED, child_env, needs_shared, require_backbone
 from PIL import Image, PngImagePlugin
 from train_helpers import TripletSet
 
@@ -54,17 +54,10 @@ from lpips_core.data.images import ImageLoadError, load_image
 from lpips_core.model import weights as W
 from lpips_core.train import CheckpointError, TrainConfig, Trainer, read_checkpoint
 
-TESTS = Path(__file__).resolve().parent
 PY = sys.executable
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def child_env(**extra) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(TESTS)]), OMP_NUM_THREADS="1")
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
 
 
 # =========================================================================== images

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, backbone_available, photo, require_backbone
+from conftest import backbone_available, child_env, photo, require_backbone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -50,17 +50,10 @@ from PIL import Image
 from lpips_core.cli import main
 from lpips_core.data.images import ImageLoadError, load_image
 
-TESTS = Path(__file__).resolve().parent
 PY = sys.executable
 BUDGET_ENV = "LPIPS_CORE_MAX_PIXELS"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def child_env(**extra) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(TESTS)]), OMP_NUM_THREADS="1")
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
 
 
 def one_error_line(err: str) -> str:
