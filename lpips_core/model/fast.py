@@ -18,21 +18,20 @@ so it is overwritten in place:
 
 Each layer's distance is computed as soon as its tap exists and the tap is then
 dropped (:meth:`~.trunk.Trunk.iter_taps`), so large images need far less memory.
-``model`` is always an :class:`~.lpips.LPIPS` (these routes sit below it and use its steps).
+``model`` is always an :class:`~.lpips.LPIPS`, typed as the :class:`~.steps.LPIPSSteps` it
+provides (these routes sit below it and use its steps).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, cast
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 
 from . import kernels as K
-
-if TYPE_CHECKING:  # the model these functions serve; lpips.py imports this module
-    from .lpips import LPIPS
+from .steps import Core, LPIPSSteps
 
 #: Largest number of pixels (images x H x W) pushed through the trunk in one call when no
 #: gradient is needed. Bigger batches are split into chunks of pairs, and a pair bigger
@@ -60,7 +59,7 @@ BLOCK_ELEMENTS = 2**24
 
 
 def tap_distance_blocked(
-    model: LPIPS, k: int, t0: torch.Tensor, t1: torch.Tensor, out_hw: Sequence[int]
+    model: LPIPSSteps, k: int, t0: torch.Tensor, t1: torch.Tensor, out_hw: Sequence[int]
 ) -> torch.Tensor:
     """Layer-k distance of raw taps, computed over blocks of rows.
 
@@ -87,7 +86,7 @@ def tap_distance_blocked(
 
 
 def tap_distance(
-    model: LPIPS,
+    model: LPIPSSteps,
     k: int,
     t0: torch.Tensor,
     t1: torch.Tensor,
@@ -101,7 +100,7 @@ def tap_distance(
     return model.pool(model.weigh(k, K.squared_unit_difference(t0, t1, norm0, norm1)), out_hw)
 
 
-def pair_distances(model: LPIPS, x: torch.Tensor, n: int, out_hw: Sequence[int]) -> list[torch.Tensor]:
+def pair_distances(model: LPIPSSteps, x: torch.Tensor, n: int, out_hw: Sequence[int]) -> list[torch.Tensor]:
     """Per-layer distances of one trunk call on both batches (``x``: first ``n`` images, then the rest)."""
     layers = []
     for k, tap in enumerate(model.taps(x)):
@@ -113,17 +112,15 @@ def pair_distances(model: LPIPS, x: torch.Tensor, n: int, out_hw: Sequence[int])
     return layers
 
 
-def separate_distances(model: LPIPS, x0: torch.Tensor, x1: torch.Tensor, out_hw: Sequence[int]) -> list[torch.Tensor]:
+def separate_distances(
+    model: LPIPSSteps, x0: torch.Tensor, x1: torch.Tensor, out_hw: Sequence[int]
+) -> list[torch.Tensor]:
     """Per-layer distances when the two batches run through the trunk one after the other."""
     taps = zip(model.taps(x0), model.taps(x1))  # both trunks advance one stage at a time
     return [tap_distance(model, k, t0, t1, out_hw) for k, (t0, t1) in enumerate(taps)]
 
 
-#: A compiled :func:`fused_layers` of one model: (trunk input of 2N images, N) -> per-layer distances.
-Core = Callable[[torch.Tensor, int], list[torch.Tensor]]
-
-
-def fused_layers(model: LPIPS, x: torch.Tensor, n: int) -> list[torch.Tensor]:
+def fused_layers(model: LPIPSSteps, x: torch.Tensor, n: int) -> list[torch.Tensor]:
     """Per-layer distances of one trunk input holding both batches (the first ``n`` images, then the rest).
 
     The reference path's steps on one trunk call, functional (nothing in place): what
@@ -134,7 +131,7 @@ def fused_layers(model: LPIPS, x: torch.Tensor, n: int) -> list[torch.Tensor]:
     return [model.layer_distance(k, f[:n], f[n:], out_hw) for k, f in enumerate(feats)]
 
 
-def compiled_core(model: LPIPS) -> Core | None:
+def compiled_core(model: LPIPSSteps) -> Core | None:
     """``torch.compile`` of :func:`fused_layers` for a model built with ``compile=True`` (compiled
     on its first call, kept on the model, never copied or pickled), else None."""
     # model.compile is the constructor's flag, an instance attribute that shadows nn.Module.compile
@@ -143,7 +140,7 @@ def compiled_core(model: LPIPS) -> Core | None:
     return model._compiled_core
 
 
-def layer_distances(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
+def layer_distances(model: LPIPSSteps, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
     """Checked images -> per-layer distances, chunked so one trunk call stays within :func:`pixel_budget`.
 
     Args:
@@ -179,7 +176,7 @@ def layer_distances(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normaliz
 
 
 def compare(
-    model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normalize: bool, keep_layers: bool = True
+    model: LPIPSSteps, in0: torch.Tensor, in1: torch.Tensor, normalize: bool, keep_layers: bool = True
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The fast path of :meth:`LPIPS.compare <.lpips.LPIPS.compare>`: (distance, per-layer distances).
 

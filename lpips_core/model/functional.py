@@ -7,9 +7,10 @@ import functools
 import torch
 
 from . import checks, masks
-from .lpips import LPIPS, RangeSpec
+from .lpips import LPIPS
 from .nets import canonical_net
 from .precision import parse_precision
+from .ranges import RangeSpec
 from .versions import canonical_version
 
 

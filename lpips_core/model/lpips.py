@@ -38,14 +38,12 @@ from . import checks, fast, masks, reuse
 from . import kernels as K
 from . import precision as P
 from .nets import canonical_net
-from .ranges import InputRange, parse_input_range, resolve
+from .ranges import InputRange, RangeSpec, parse_input_range, resolve
 from .scriptable import ScriptableLPIPS
+from .steps import Core
 from .trunk import ScalingLayer, Trunk, trunk_input
 from .versions import canonical_version
 from .weights import linear_weight, linear_weights_path, load_linear_state
-
-#: An input range as callers spell it: '-1,1', '0,1', '0,255' (or a tuple such as (0, 1)).
-RangeSpec = Union[str, tuple[float, ...], InputRange]
 
 #: What ``forward`` and ``distance_from_features`` return: the distance, or (distance, per-layer).
 Distance = Union[torch.Tensor, tuple[torch.Tensor, list[torch.Tensor]]]
@@ -183,7 +181,7 @@ class LPIPS(nn.Module):
         self.chns = self.net.channels
         self.L = len(self.chns)
         self._range_warned = False
-        self._compiled_core: fast.Core | None = None  # built by fast.compiled_core on first use
+        self._compiled_core: Core | None = None  # built by fast.compiled_core on first use
         if verbose:
             print(
                 f"Setting up [{'LPIPS' if lpips else 'baseline'}] perceptual loss: trunk "
@@ -394,7 +392,7 @@ class LPIPS(nn.Module):
         mode = self.effective_precision(x.device)
         if mode == "fp32":
             return self.net.iter_taps(x, self.dtype)
-        return P.iter_taps(self, x, mode)
+        return P.iter_taps(self.net, self.int8_trunk, x, mode)
 
     def pair_features(
         self, in0: torch.Tensor, in1: torch.Tensor, normalize: bool = False

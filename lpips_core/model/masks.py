@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +37,7 @@ import torch.nn.functional as F
 from . import kernels as K
 from .checks import _user_stacklevel
 from .nets import NETS, ReceptiveField
-
-if TYPE_CHECKING:  # the model these functions serve; lpips.py imports this module
-    from .lpips import LPIPS
+from .steps import LPIPSSteps
 
 __all__ = [
     "MODES",
@@ -120,7 +118,7 @@ def position_weights(mask: torch.Tensor, rf: ReceptiveField, tap_hw: tuple[int, 
     return eroded[..., :h, :w]
 
 
-def layer_maps(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
+def layer_maps(model: LPIPSSteps, in0: torch.Tensor, in1: torch.Tensor, normalize: bool) -> list[torch.Tensor]:
     """Per-layer weighted maps of two checked batches, before any spatial mean.
 
     The model's steps up to :meth:`~.lpips.LPIPS.weigh`: unit features of both batches,
@@ -134,7 +132,7 @@ def layer_maps(model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, normalize: bo
 
 
 def masked_distance(
-    model: LPIPS, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Tensor, mode: str, normalize: bool
+    model: LPIPSSteps, in0: torch.Tensor, in1: torch.Tensor, mask: torch.Tensor, mode: str, normalize: bool
 ) -> tuple[torch.Tensor, list[torch.Tensor], MaskReport]:
     """Masked LPIPS of two checked batches (see the module docstring).
 

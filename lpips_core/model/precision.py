@@ -61,7 +61,6 @@ import torch.nn.functional as F
 from . import kernels as K
 
 if TYPE_CHECKING:
-    from .lpips import LPIPS
     from .trunk import Trunk
 
 #: The precisions a model can be asked for ("fp16" only runs on GPUs).
@@ -657,10 +656,18 @@ def weights_state(trunk: nn.Module) -> tuple[tuple[int, int], ...]:
     return tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in trunk.parameters())
 
 
-def iter_taps(model: LPIPS, x: torch.Tensor, precision: str) -> Iterator[torch.Tensor]:
-    """The taps of ``model``'s trunk in ``precision`` ('bf16', 'fp16' or 'int8'); see :meth:`LPIPS.taps`."""
+def iter_taps(
+    trunk: Trunk, int8_trunk: Callable[[], Int8Trunk], x: torch.Tensor, precision: str
+) -> Iterator[torch.Tensor]:
+    """The taps of a model's trunk in ``precision`` ('bf16', 'fp16' or 'int8'); see :meth:`LPIPS.taps`.
+
+    Args:
+        trunk: the model's fp32 trunk (run under autocast for 'bf16' / 'fp16').
+        int8_trunk: builds (or returns the cached) calibrated int8 trunk; called only for 'int8'.
+        x: (N, 3, H, W) trunk input.
+    """
     if precision in ("bf16", "fp16"):
-        yield from model.net.iter_taps(x, autocast_dtype(precision))
+        yield from trunk.iter_taps(x, autocast_dtype(precision))
         return
     if K.is_traced():
         raise RuntimeError(
@@ -669,4 +676,4 @@ def iter_taps(model: LPIPS, x: torch.Tensor, precision: str) -> Iterator[torch.T
         )
     if x.requires_grad:
         raise RuntimeError("precision='int8' has no gradients with respect to the images; use precision='fp32'")
-    yield from model.int8_trunk().iter_taps(x.detach())
+    yield from int8_trunk().iter_taps(x.detach())

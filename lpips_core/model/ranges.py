@@ -14,6 +14,7 @@ turn a user's string into the normalisation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
 import torch
 
@@ -76,6 +77,9 @@ _BOUNDS = {"-1,1": (-1.0, 1.0), "0,1": (0.0, 1.0), "0,255": (0.0, 255.0)}
 RANGE_NAMES = tuple(_BOUNDS)
 
 #: The default: [-1, 1], not confirmed by the caller (the heuristic may warn).
+#: An input range as callers spell it: '-1,1', '0,1', '0,255' (or a tuple such as (0, 1)).
+RangeSpec = Union[str, tuple[float, ...], InputRange]
+
 DEFAULT = InputRange("-1,1", -1.0, 1.0, confirmed=False)
 
 

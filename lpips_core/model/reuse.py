@@ -4,24 +4,22 @@
 :func:`triplet_features` is the one trunk pass over a 2AFC triplet that training
 and the fast path share. Everything except :func:`triplet_features` runs without
 gradients (``torch.inference_mode``) and hands back ordinary tensors. ``model`` is
-always an :class:`~.lpips.LPIPS` (these functions sit below it and use its public steps).
+always an :class:`~.lpips.LPIPS`, typed as the :class:`~.steps.LPIPSSteps` it provides
+(these functions sit below it and use its public steps).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 
 from . import kernels as K
-
-if TYPE_CHECKING:  # the model these functions serve; lpips.py imports this module
-    from .lpips import LPIPS
+from .steps import LPIPSSteps
 
 
 def triplet_features(
-    model: LPIPS, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor
+    model: LPIPSSteps, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
     """Unit features of a triplet's three images from one trunk call on ``cat([ref, p0, p1])``.
 
@@ -39,7 +37,7 @@ def triplet_features(
 
 
 def one_to_many(
-    model: LPIPS, ref: torch.Tensor, images: torch.Tensor, normalize: bool = False, chunk_size: int = 64
+    model: LPIPSSteps, ref: torch.Tensor, images: torch.Tensor, normalize: bool = False, chunk_size: int = 64
 ) -> torch.Tensor:
     """Distances from one reference image to each of many images; the trunk runs on ``ref`` once.
 
@@ -76,7 +74,7 @@ def one_to_many(
     return val if outer_inference else val.clone()
 
 
-def embed(model: LPIPS, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
+def embed(model: LPIPSSteps, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
     """Each image as one vector whose squared distances are the LPIPS distances.
 
     With unit features ``f_k`` and weights ``w_k >= 0``,
@@ -123,7 +121,7 @@ def embed(model: LPIPS, images: torch.Tensor, normalize: bool = False, chunk_siz
     return emb if outer_inference else emb.clone()
 
 
-def pairwise(model: LPIPS, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
+def pairwise(model: LPIPSSteps, images: torch.Tensor, normalize: bool = False, chunk_size: int = 32) -> torch.Tensor:
     """All-pairs distance matrix; each image goes through the trunk once.
 
     Uses ``d(i, j) = ||e_i - e_j||^2`` with the embedding of :func:`embed`,

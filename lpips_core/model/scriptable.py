@@ -17,10 +17,8 @@ import torch.nn as nn
 
 from . import kernels as K
 from .nets import MIN_INPUT_SIZE
+from .steps import LPIPSSteps
 from .trunk import scale_input
-
-if TYPE_CHECKING:  # the model whose twin this is; lpips.py imports this module
-    from .lpips import LPIPS
 
 
 class ScriptableLPIPS(nn.Module):
@@ -43,7 +41,7 @@ class ScriptableLPIPS(nn.Module):
         shift: torch.Tensor
         scale: torch.Tensor
 
-    def __init__(self, model: LPIPS):
+    def __init__(self, model: LPIPSSteps):
         super().__init__()
         self.stages = nn.ModuleList(model.net.stages)
         # the model's ScalingLayer buffers (Tensor | Module to mypy, as above)

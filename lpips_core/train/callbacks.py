@@ -19,21 +19,34 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..eval.plots import plot_training_history
 from ..files import write_dict_csv
+from .checkpoint import TrainState
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
-    from .trainer import Trainer
+
+class TrainerView(Protocol):
+    """What a callback reads of the :class:`~.trainer.Trainer` it is called by.
+
+    A Protocol, so that this module sits below ``trainer.py`` (which builds the callbacks).
+    """
+
+    state: TrainState  # where the loop is (global_step, step_in_epoch, best_epoch, ...)
+    history: list[dict[str, Any]]  # one row per finished epoch
+    last_step: tuple[float, int]  # (loss sum, triplets) of the latest optimiser step
+    epoch_steps: int  # this rank's steps in the current epoch
+
+    def save_checkpoint(self, name: str = "latest") -> Path | None: ...
 
 
 class EpochCheckpoints:
     """``latest.pt`` at every epoch's end, and ``best.pt`` when validation improved in it."""
 
-    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, row: dict[str, Any]) -> None:
         trainer.save_checkpoint("latest")
         if trainer.state["best_epoch"] == row["epoch"]:
             trainer.save_checkpoint("best")
@@ -45,7 +58,7 @@ class StepCheckpoints:
     def __init__(self, every: int):
         self.every = every
 
-    def on_step_end(self, trainer: Trainer) -> None:
+    def on_step_end(self, trainer: TrainerView) -> None:
         state = trainer.state
         if self.every and state["global_step"] % self.every == 0 and state["step_in_epoch"] < trainer.epoch_steps:
             trainer.save_checkpoint("latest")
@@ -73,13 +86,13 @@ class TensorBoardLog:
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=global_step + 1)
         return self.writer or None
 
-    def on_step_end(self, trainer: Trainer) -> None:
+    def on_step_end(self, trainer: TrainerView) -> None:
         writer = self._open(trainer.state["global_step"])
         loss_sum, n = trainer.last_step
         if writer is not None and trainer.state["global_step"] % self.log_every == 0:
             writer.add_scalar("train/loss", loss_sum / max(n, 1), trainer.state["global_step"])
 
-    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, row: dict[str, Any]) -> None:
         writer = self._open(trainer.state["global_step"])
         if writer is None:
             return
@@ -91,7 +104,7 @@ class TensorBoardLog:
             writer.add_scalar("epoch/val_2afc", row["val_2afc"], step)
         writer.flush()
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         if self.writer:
             self.writer.flush()
 
@@ -102,7 +115,7 @@ class HistoryCSV:
     def __init__(self, out_dir: Path | None, enabled: bool = True):
         self.path = out_dir / "history.csv" if (enabled and out_dir is not None) else None
 
-    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, row: dict[str, Any]) -> None:
         if self.path is not None:
             write_dict_csv(self.path, trainer.history)
 
@@ -113,6 +126,6 @@ class HistoryPlot:
     def __init__(self, out_dir: Path | None, enabled: bool = True):
         self.path = out_dir / "history.png" if (enabled and out_dir is not None) else None
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         if self.path is not None and trainer.history:
             plot_training_history(trainer.history, self.path)

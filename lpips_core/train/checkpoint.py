@@ -14,7 +14,7 @@ import random
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import torch
@@ -27,6 +27,19 @@ CHECKPOINT_FORMAT = "lpips_core.train/1"
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: truncated, damaged, or not a training checkpoint."""
+
+
+class TrainState(TypedDict):
+    """``Trainer.state``: where the loop is and how validation went (saved in every checkpoint)."""
+
+    epoch: int  # epochs completed
+    step_in_epoch: int  # steps of the current epoch done
+    global_step: int
+    best_score: float | None  # best validation 2AFC so far
+    best_epoch: int | None  # its epoch (1-based)
+    epochs_since_best: int
+    stopped_early: bool
+    seconds: float  # training time, validation not counted
 
 
 #: What every checkpoint written by :meth:`~lpips_core.train.trainer.Trainer.save_checkpoint` holds.

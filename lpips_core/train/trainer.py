@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -45,10 +45,11 @@ from ..eval import LPIPSDistance, collect_2afc
 from ..progress import progress_bar
 from . import distributed as ddp
 from . import fastpath
-from .callbacks import EpochCheckpoints, HistoryCSV, HistoryPlot, StepCheckpoints, TensorBoardLog
+from .callbacks import EpochCheckpoints, HistoryCSV, HistoryPlot, StepCheckpoints, TensorBoardLog, TrainerView
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     RESUME_MUST_MATCH,
+    TrainState,
     read_checkpoint,
     resume_source,
     rng_state,
@@ -91,19 +92,6 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-class TrainState(TypedDict):
-    """``Trainer.state``: where the loop is and how validation went (saved in every checkpoint)."""
-
-    epoch: int  # epochs completed
-    step_in_epoch: int  # steps of the current epoch done
-    global_step: int
-    best_score: float | None  # best validation 2AFC so far
-    best_epoch: int | None  # its epoch (1-based)
-    epochs_since_best: int
-    stopped_early: bool
-    seconds: float  # training time, validation not counted
 
 
 class Trainer:
@@ -217,10 +205,11 @@ class Trainer:
         return self._tensorboard.writer or None
 
     def _callback(self, event: str, *args: object) -> None:
+        view: TrainerView = self  # what callbacks may read; mypy checks that the Trainer provides it
         for cb in self.callbacks:
             fn = getattr(cb, event, None)
             if fn is not None:
-                fn(self, *args)
+                fn(view, *args)
 
     def _take_time(self) -> None:
         """Add the training time since the clock last started to ``state['seconds']`` (validation not counted)."""
