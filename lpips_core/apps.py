@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.images import ImageLoadError, im2tensor, load_tensor, open_image, tensor2im
+from .data.images import ImageLoadError, im2tensor, load_tensor, open_image
 from .devices import resolve_device
 from .eval.baselines import psnr, ssim
 from .model import LPIPS, load_lpips_checkpoint
@@ -270,23 +270,33 @@ def jpeg_quality_curve(
         one dict per quality: {'quality', 'bytes', 'bits_per_pixel', 'lpips', 'psnr', 'ssim'}.
     """
     metric = _metric(metric)
-    x = metric.to_tensor(image)[:1]
-    arr = tensor2im(((x.cpu() + 1) * 127.5).round() / 127.5 - 1)  # exact uint8 round trip
-    rows = []
     for q in qualities:
         if not 1 <= int(q) <= 100:
             raise ValueError(f"JPEG quality must be in 1..100, got {q}")
-        decoded, n_bytes = jpeg_roundtrip(arr, int(q))
-        scores = compression_quality(arr, decoded, metric)
-        rows.append(
-            {
-                "quality": int(q),
-                "bytes": n_bytes,
-                "bits_per_pixel": 8 * n_bytes / (arr.shape[0] * arr.shape[1]),
-                **scores,
-            }
-        )
-    return rows
+    x = metric.to_tensor(image)[:1]
+    # the image as uint8, rounded: tensor2im truncates (as the reference does), which would move
+    # pixels of a uint8 image down by one level, so the curve would measure another image
+    arr = x[0].cpu().permute(1, 2, 0).add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    versions = [jpeg_roundtrip(arr, int(q)) for q in qualities]  # (decoded (H, W, 3) uint8, bytes)
+    original = metric.to_tensor(arr).cpu()  # (1, 3, H, W)
+    decoded = torch.cat([metric.to_tensor(d).cpu() for d, _ in versions])  # (Q, 3, H, W)
+    # one trunk pass of the original for all qualities (one_to_many), and the pixel metrics as one batch
+    lpips_values = metric.one_to_many(arr, [d for d, _ in versions]).tolist()
+    with torch.inference_mode():
+        psnr_values = psnr(original.expand_as(decoded), decoded).tolist()
+        ssim_values = ssim(original.expand_as(decoded), decoded).tolist()
+    pixels = arr.shape[0] * arr.shape[1]
+    return [
+        {
+            "quality": int(q),
+            "bytes": n_bytes,
+            "bits_per_pixel": 8 * n_bytes / pixels,
+            "lpips": lp,
+            "psnr": ps,
+            "ssim": ss,
+        }
+        for q, (_, n_bytes), lp, ps, ss in zip(qualities, versions, lpips_values, psnr_values, ssim_values)
+    ]
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int) -> tuple[np.ndarray, int]:

@@ -171,6 +171,23 @@ def test_jpeg_curve_gets_closer_as_quality_rises(metric):
         apps.jpeg_quality_curve(img, qualities=(0,), metric=metric)
 
 
+def test_jpeg_curve_scores_each_quality_as_compression_quality_does(metric):
+    """The curve scores all versions against one pass of the original; each row must equal
+    the single-pair scores of ``compression_quality`` on Pillow's round trip at that quality."""
+    img = photo("coffee")[:96, :112].copy()
+    qualities = (3, 20, 60, 95)
+    rows = apps.jpeg_quality_curve(img, qualities=qualities, metric=metric)
+    assert [r["quality"] for r in rows] == list(qualities)
+    for q, row in zip(qualities, rows):
+        decoded, n_bytes = apps.jpeg_roundtrip(img, q)
+        single = apps.compression_quality(img, decoded, metric)
+        assert row["bytes"] == n_bytes and row["bits_per_pixel"] == 8 * n_bytes / (96 * 112)
+        assert row["lpips"] == pytest.approx(single["lpips"], abs=path_tol(single["lpips"]))
+        # torchmetrics on a batch and on one pair: the same arithmetic per image, up to float32 rounding
+        assert row["psnr"] == pytest.approx(single["psnr"], rel=1e-6)
+        assert row["ssim"] == pytest.approx(single["ssim"], rel=1e-5)
+
+
 def test_augmentation_distances(metric):
     img = _crops(1, size=96, seed=4)[0]
     out = apps.augmentation_distances(img, metric=metric)

@@ -15,6 +15,7 @@ import math
 import torch
 
 from . import kernels as K
+from .fast import pixel_budget
 from .steps import LPIPSSteps
 
 
@@ -46,7 +47,8 @@ def one_to_many(
     Args:
         ref: (3, H, W) or (1, 3, H, W) reference image in [-1, 1] ([0, 1] with ``normalize``).
         images: (N, 3, H, W) images of the same size.
-        chunk_size: images per trunk call (bounds memory).
+        chunk_size: images per trunk call (bounds memory); fewer where the chunk would
+            exceed the fast path's pixel budget (:func:`.fast.pixel_budget`).
     Returns:
         (N, 1, 1, 1) distances ((N, 1, H, W) maps with ``spatial=True``), as ``forward``.
     """
@@ -59,12 +61,13 @@ def one_to_many(
         )
     (ref, images), normalize = model.check_inputs(("ref", ref), ("images", images), normalize=normalize)
     out_hw = images.shape[2:]
+    chunk = max(1, min(chunk_size, pixel_budget(images.device) // math.prod(out_hw)))
     outer_inference = torch.is_inference_mode_enabled()
     with torch.inference_mode():
         ref_feats = [K.unit_features(t) for t in model.taps(model.prepare([ref], normalize, in_place=True))]
         out = []
-        for s in range(0, images.shape[0], chunk_size):
-            x = model.prepare([images[s : s + chunk_size]], normalize, in_place=True)
+        for s in range(0, images.shape[0], chunk):
+            x = model.prepare([images[s : s + chunk]], normalize, in_place=True)
             layers = [
                 model.layer_distance(k, ref_feats[k], K.unit_features(t), out_hw, overwrite=True)
                 for k, t in enumerate(model.taps(x))
