@@ -11,6 +11,7 @@ The judgments of the small data set come from a simulated pixel observer
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -418,6 +419,14 @@ def test_main_py_forwards_every_mode_to_lpips_core(data_dir, tmp_path):
     require_backbone("alex")
     from lpips_core.cli import build_parser, cmd_analyze, cmd_compare_models, cmd_demo
 
+    # a fresh cache (no stored features), seeded with the converted trunk that the session
+    # already checked: converting it again costs about 5 s and is test_weights' subject
+    from lpips_core.model.weights import converted_path
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    if converted_path("alexnet").exists():
+        shutil.copyfile(converted_path("alexnet"), cache / converted_path("alexnet").name)
     out = tmp_path / "train"
     run = _run_main(
         "--mode",
@@ -434,7 +443,7 @@ def test_main_py_forwards_every_mode_to_lpips_core(data_dir, tmp_path):
         str(out),
         "-q",
         "--no-baselines",
-        env_extra={"LPIPS_CORE_CACHE": str(tmp_path / "cache")},
+        env_extra={"LPIPS_CORE_CACHE": str(cache)},
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "lpips-core train --data" in run.stderr
