@@ -4,7 +4,8 @@ The build uses a copy of ``_config.yml`` whose only change is
 ``execute_notebooks: off`` (CI runs the notebooks once, under nbval; see
 book/validation.md), with the same ``-W -n`` flags as ``make book``. The pages
 are served from ``_build/html`` on 127.0.0.1 and opened in Debian's Chromium
-through chromedriver; one screenshot per page goes to ``_build/screenshots/``.
+through chromedriver; a screenshot of each page's first screen goes to ``_build/screenshots/``
+(the whole page with ``BOOK_SCREENSHOTS=full``).
 Chromium and chromedriver are installed by ``make test`` (target ``browser``);
 without them this module is skipped, except in CI (``CI`` set), where that fails.
 """
@@ -212,13 +213,18 @@ def _open(driver, url: str) -> None:
 #: 16,384 px (its largest texture), so long pages are captured in tiles and stitched.
 TILE = 4000
 
+#: ``BOOK_SCREENSHOTS=full``: whole pages, stitched from tiles (about 25 CPU-seconds for the
+#: book on the 2-core AMD EPYC); otherwise the first screen of each page (1280x1600).
+FULL_PAGES = os.environ.get("BOOK_SCREENSHOTS", "") == "full"
+
 
 def _screenshot(driver, doc: str) -> Path:
-    """The whole page, however long, as a JPEG under _build/screenshots/ (for people to look at).
+    """The page as a JPEG under _build/screenshots/ (for people to look at): its first screen,
+    or the whole page, however long, with ``BOOK_SCREENSHOTS=full`` (:data:`FULL_PAGES`).
 
-    The window is made one tile tall and scrolled tile by tile; Chromium encodes each tile as
-    JPEG (DevTools' ``Page.captureScreenshot``; WebDriver's screenshot is PNG only, several times
-    slower to encode and decode for pages of this size).
+    Chromium encodes the captures as JPEG (DevTools' ``Page.captureScreenshot``; WebDriver's
+    screenshot is PNG only, several times slower to encode and decode for pages of this size).
+    A whole page is captured with the window one tile tall, scrolled tile by tile.
     """
     import base64
     import io
@@ -227,6 +233,12 @@ def _screenshot(driver, doc: str) -> Path:
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{doc.replace('/', '__')}.jpg"
+    tmp = path.with_name(f".tmp-{path.name}")
+    if not FULL_PAGES:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "jpeg", "quality": 85})
+        tmp.write_bytes(base64.b64decode(shot["data"]))
+        os.replace(tmp, path)
+        return path
     height = int(driver.execute_script("return document.documentElement.scrollHeight"))
     driver.set_window_size(1280, min(max(height, 800), TILE))
     tiles = []  # (page y of the tile's top, image)
@@ -241,7 +253,6 @@ def _screenshot(driver, doc: str) -> Path:
     page = Image.new("RGB", (tiles[0][1].width, round(height * scale)), "white")
     for top, tile in tiles:
         page.paste(tile, (0, round(top * scale)))
-    tmp = path.with_name(f".tmp-{path.name}")
     page.save(tmp, format="JPEG", quality=85)
     os.replace(tmp, path)
     driver.set_window_size(1280, 1600)
