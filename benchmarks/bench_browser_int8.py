@@ -24,15 +24,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import json
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,20 +38,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # the browser set-up the tests use
-from browser import headless_chromium  # noqa: E402
+from browser import headless_chromium, local_server  # noqa: E402
 
 HUMAN = Path(os.environ.get("LPIPS_CORE_HUMAN_DATA", REPO.parent / "shared" / "data"))
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {
-        **http.server.SimpleHTTPRequestHandler.extensions_map,
-        ".wasm": "application/wasm",
-        ".mjs": "text/javascript",
-    }
-
-    def log_message(self, *args):
-        pass
 
 
 def ort_folder() -> Path:
@@ -180,67 +166,66 @@ def main(argv=None) -> None:
     nets = tuple(args.nets.split(","))
     root = Path(tempfile.mkdtemp(prefix="lpips-int8-site-"))
     site = build_site(root, nets, args.triplets, args.live)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    driver, profile = start_browser(url)
-    results: dict = {
-        "nets": {},
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "load_before": os.getloadavg()[0],
-        "cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"),
-        "threads": 1,
-    }
-    try:
-        for net in nets:
-            if net not in site["manifest"]["nets"]:
-                continue
-            q = f"{net}-int8"
-            row: dict = {
-                "bytes_fp32": site["manifest"]["nets"][net]["bytes"],
-                "bytes_int8": site["manifest"]["nets"][q]["bytes"],
-            }
-            for m in (net, q):  # first comparison: session creation (download, compile)
-                row[f"first_ms_{'int8' if m == q else 'fp32'}"] = compare_many(driver, url, [["t0.png", "t1.png"]], m)[
-                    0
-                ]["ms"]
-            times = {"fp32": [], "int8": []}
-            for i in range(args.reps):  # alternate, ratio per repetition
-                for m in (net, q) if i % 2 == 0 else (q, net):
-                    times["int8" if m == q else "fp32"].append(
-                        compare_many(driver, url, [["t0.png", "t1.png"]], m)[0]["ms"]
-                    )
-            row["ms_256_fp32"] = statistics.median(times["fp32"])
-            row["ms_256_int8"] = statistics.median(times["int8"])
-            row["speedup_256"] = statistics.median(a / b for a, b in zip(times["fp32"], times["int8"]))
-            if site["triplets"]:
-                pairs = [[t["names"][0], t["names"][k]] for t in site["triplets"] for k in (1, 2)]
-                f = np.array([r["distance"] for r in compare_many(driver, url, pairs, net)])
-                d = np.array([r["distance"] for r in compare_many(driver, url, pairs, q)])
-                h = np.array([t["h"] for t in site["triplets"]])
-                f0, f1, d0, d1 = f[0::2], f[1::2], d[0::2], d[1::2]
-                flipped = np.sign(d0 - d1) != np.sign(f0 - f1)
-                row["mini"] = {
-                    **metrics(d, f),
-                    "flipped": float(flipped.mean()),
-                    "n_triplets": int(h.size),
-                    "twoafc_change": 100 * (score_2afc(d0, d1, h) - score_2afc(f0, f1, h)),
+    with local_server(root) as url:
+        driver, profile = start_browser(url)
+        results: dict = {
+            "nets": {},
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_before": os.getloadavg()[0],
+            "cpu": next(
+                (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"
+            ),
+            "threads": 1,
+        }
+        try:
+            for net in nets:
+                if net not in site["manifest"]["nets"]:
+                    continue
+                q = f"{net}-int8"
+                row: dict = {
+                    "bytes_fp32": site["manifest"]["nets"][net]["bytes"],
+                    "bytes_int8": site["manifest"]["nets"][q]["bytes"],
                 }
-            if site["live"]:
-                f = compare_many(driver, url, site["live"], net)
-                d = compare_many(driver, url, site["live"], q)
-                row["live"] = {
-                    **metrics(np.array([r["distance"] for r in d]), np.array([r["distance"] for r in f])),
-                    "ms_fp32": statistics.median(r["ms"] for r in f),
-                    "ms_int8": statistics.median(r["ms"] for r in d),
-                }
-            results["nets"][net] = row
-            print(net, json.dumps(row), file=sys.stderr)
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-        httpd.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
+                for m in (net, q):  # first comparison: session creation (download, compile)
+                    row[f"first_ms_{'int8' if m == q else 'fp32'}"] = compare_many(
+                        driver, url, [["t0.png", "t1.png"]], m
+                    )[0]["ms"]
+                times = {"fp32": [], "int8": []}
+                for i in range(args.reps):  # alternate, ratio per repetition
+                    for m in (net, q) if i % 2 == 0 else (q, net):
+                        times["int8" if m == q else "fp32"].append(
+                            compare_many(driver, url, [["t0.png", "t1.png"]], m)[0]["ms"]
+                        )
+                row["ms_256_fp32"] = statistics.median(times["fp32"])
+                row["ms_256_int8"] = statistics.median(times["int8"])
+                row["speedup_256"] = statistics.median(a / b for a, b in zip(times["fp32"], times["int8"]))
+                if site["triplets"]:
+                    pairs = [[t["names"][0], t["names"][k]] for t in site["triplets"] for k in (1, 2)]
+                    f = np.array([r["distance"] for r in compare_many(driver, url, pairs, net)])
+                    d = np.array([r["distance"] for r in compare_many(driver, url, pairs, q)])
+                    h = np.array([t["h"] for t in site["triplets"]])
+                    f0, f1, d0, d1 = f[0::2], f[1::2], d[0::2], d[1::2]
+                    flipped = np.sign(d0 - d1) != np.sign(f0 - f1)
+                    row["mini"] = {
+                        **metrics(d, f),
+                        "flipped": float(flipped.mean()),
+                        "n_triplets": int(h.size),
+                        "twoafc_change": 100 * (score_2afc(d0, d1, h) - score_2afc(f0, f1, h)),
+                    }
+                if site["live"]:
+                    f = compare_many(driver, url, site["live"], net)
+                    d = compare_many(driver, url, site["live"], q)
+                    row["live"] = {
+                        **metrics(np.array([r["distance"] for r in d]), np.array([r["distance"] for r in f])),
+                        "ms_fp32": statistics.median(r["ms"] for r in f),
+                        "ms_int8": statistics.median(r["ms"] for r in d),
+                    }
+                results["nets"][net] = row
+                print(net, json.dumps(row), file=sys.stderr)
+        finally:
+            driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
     results["load_after"] = os.getloadavg()[0]
     from lpips_core.files import write_json, write_text
 

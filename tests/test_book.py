@@ -12,8 +12,6 @@ without them this module is skipped, except in CI (``CI`` set), where that fails
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import re
@@ -21,13 +19,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from browser import CHROMEDRIVER, CHROMIUM, headless_chromium
+from browser import CHROMEDRIVER, CHROMIUM, headless_chromium, local_server
 
 REPO = Path(__file__).resolve().parents[1]
 HTML = REPO / "_build" / "html"
@@ -167,22 +164,11 @@ def _needs_playground_assets(doc: str) -> None:
         pytest.skip("the playground's assets are not built: run `make playground`")
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest's output clean
-        pass
-
-
 @pytest.fixture(scope="module")
 def server(built_book):
     """Serve _build/html on 127.0.0.1 (a free port) for the module's tests."""
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(built_book))
-    )
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with local_server(built_book) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

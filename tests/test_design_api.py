@@ -11,8 +11,8 @@ The judgments of the small data set come from a simulated pixel observer
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 import warnings

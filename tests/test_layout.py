@@ -107,9 +107,6 @@ def test_no_module_of_the_package_imports_itself_back():
     # a package's __init__ may hand on what its own modules define; only module-to-module loops count
     packages = {m for m in graph if (REPO / m.replace(".", "/") / "__init__.py").exists()}
     loops = sorted(
-        f"{a} <-> {b}"
-        for a in graph.keys() - packages
-        for b in graph[a] - packages
-        if a < b and a in reaches(b)
+        f"{a} <-> {b}" for a in graph.keys() - packages for b in graph[a] - packages if a < b and a in reaches(b)
     )
     assert not loops, "modules that import each other (directly or through others):\n" + "\n".join(loops)

@@ -16,19 +16,16 @@ The browser's float32 WebAssembly kernels sum in another order than PyTorch's:
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from browser import CHROMEDRIVER, CHROMIUM, headless_chromium
+from browser import CHROMEDRIVER, CHROMIUM, headless_chromium, local_server
 from conftest import backbone_available, photo, reference
 from PIL import Image
 
@@ -141,26 +138,10 @@ def _built_models(dest: Path) -> dict | None:
     return manifest
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {
-        **http.server.SimpleHTTPRequestHandler.extensions_map,
-        ".wasm": "application/wasm",
-        ".mjs": "text/javascript",
-    }
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def server(site):
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site["root"]))
-    )
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with local_server(site["root"]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -364,36 +345,21 @@ def test_256_timings_and_no_request_leaves_the_machine(page, server, site):
     print(json.dumps(timings))
 
 
-class _IsolatedHandler(_QuietHandler):
-    """Serves with the two headers that make a page cross-origin isolated (SharedArrayBuffer, threads)."""
-
-    def end_headers(self):
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        super().end_headers()
-
-
 def test_cross_origin_isolated_page_uses_threads(page, server, site):
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_IsolatedHandler, directory=str(site["root"]))
-    )
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        page.get(f"{url}/index.html")
-        info = page.execute_async_script(
-            "const done = arguments[arguments.length - 1];"
-            "window.lpipsPlayground.ready.then(i => done({threads: i.threads, isolated: crossOriginIsolated, "
-            "cores: navigator.hardwareConcurrency}), e => done({error: e.message}));"
-        )
-        assert "error" not in info and info["isolated"], info
-        assert info["threads"] == max(1, min(4, info["cores"])), info
-        net = next(iter(site["manifest"]["nets"]))
-        a, b = site["pairs"]["astronaut"]
-        got = _compare(page, f"{url}/pairs/{a}", f"{url}/pairs/{b}", net=net)
-        assert "error" not in got, got
-        assert abs(got["distance"] - _expected(site, a, b, net)[0]) <= BROWSER_TOL
-    finally:
-        page.get(f"{server}/index.html")
-        httpd.shutdown()
-        httpd.server_close()
+    with local_server(site["root"], isolated=True) as url:
+        try:
+            page.get(f"{url}/index.html")
+            info = page.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "window.lpipsPlayground.ready.then(i => done({threads: i.threads, isolated: crossOriginIsolated, "
+                "cores: navigator.hardwareConcurrency}), e => done({error: e.message}));"
+            )
+            assert "error" not in info and info["isolated"], info
+            assert info["threads"] == max(1, min(4, info["cores"])), info
+            net = next(iter(site["manifest"]["nets"]))
+            a, b = site["pairs"]["astronaut"]
+            got = _compare(page, f"{url}/pairs/{a}", f"{url}/pairs/{b}", net=net)
+            assert "error" not in got, got
+            assert abs(got["distance"] - _expected(site, a, b, net)[0]) <= BROWSER_TOL
+        finally:
+            page.get(f"{server}/index.html")
