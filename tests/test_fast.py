@@ -272,6 +272,24 @@ def test_features_are_unit_contiguous_and_reproduce_forward(net):
     assert _max_diff(d, b) <= TOL
 
 
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_a_fixed_targets_stored_features_give_the_loss_and_gradients_of_forward(net):
+    """LPIPS as a loss with the target's features computed once (chapter 6): the distances
+    and the image gradients are the reference's ``d(x, target)``, the target broadcast."""
+    refs, dists = photo_pairs(size=(64, 64), seed=3)
+    target, start = dists[:1], refs[:3]
+    model = ours(net).requires_grad_(False)
+    target_feats = model.features(target)
+    x = start.clone().requires_grad_(True)
+    d = model.distance_from_features(model.features(x), target_feats)
+    (g,) = torch.autograd.grad(d.sum(), x)
+    x_ref = start.clone().requires_grad_(True)
+    d_ref = reference(net)(x_ref, target.expand_as(x_ref))
+    (g_ref,) = torch.autograd.grad(d_ref.sum(), x_ref)
+    assert d.shape == d_ref.shape == (3, 1, 1, 1)
+    assert _max_diff(d, d_ref) <= TOL and _max_diff(g, g_ref) <= TOL
+
+
 def test_squared_unit_difference_matches_reference_and_broadcasts():
     import lpips
 
