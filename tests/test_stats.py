@@ -161,3 +161,19 @@ def test_mos_correlations_report_values_with_intervals():
         assert lo <= out[k]["value"] <= hi and hi - lo < 0.3
     with pytest.raises(ValueError, match="at least 4"):
         stats.mos_correlations([1, 2, 3], [1, 2, 3])
+
+
+def test_mos_correlations_computes_only_the_statistics_asked_for():
+    """SROCC alone (no logistic fit in every resample) is the same number, interval and
+    p-value as in the full report; an unknown statistic is refused by name."""
+    rng = np.random.default_rng(1)
+    x = rng.random(40)
+    y = stats.logistic4(x, 80, 5, 0.5, 0.15) + rng.normal(0, 4, x.size)
+    scenes = np.repeat(np.arange(10), 4)
+    for clusters in (None, scenes):
+        full = stats.mos_correlations(x, y, n_resamples=100, clusters=clusters)
+        only = stats.mos_correlations(x, y, n_resamples=100, clusters=clusters, statistics=("srocc",))
+        assert only["srocc"] == full["srocc"]
+        assert "plcc" not in only and "krocc" not in only and "logistic" not in only
+    with pytest.raises(ValueError, match="statistics.*'pearson'.*srocc, krocc, plcc"):
+        stats.mos_correlations(x, y, statistics=("srocc", "pearson"))

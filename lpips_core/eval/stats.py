@@ -41,6 +41,7 @@ __all__ = [
     "logistic4",
     "fit_logistic4",
     "plcc",
+    "MOS_STATISTICS",
     "mos_correlations",
     "paired_correlation_test",
 ]
@@ -380,8 +381,18 @@ def plcc(x, y, params: np.ndarray | None = None) -> float:
     return float(stats.pearsonr(fitted, y).statistic)
 
 
+#: The statistics :func:`mos_correlations` reports, in its order.
+MOS_STATISTICS = ("srocc", "krocc", "plcc")
+
+
 def mos_correlations(
-    pred, mos, level: float = 0.95, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, clusters=None
+    pred,
+    mos,
+    level: float = 0.95,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    clusters=None,
+    statistics: Sequence[str] = MOS_STATISTICS,
 ) -> dict:
     """SROCC, KROCC and PLCC (after the 4-parameter logistic fit) between a metric and MOS/DMOS.
 
@@ -394,10 +405,17 @@ def mos_correlations(
         mos: (N,) subjective scores.
         clusters: (N,) cluster of each image (its reference scene): the intervals then
             resample whole scenes (:func:`cluster_bootstrap_ci`); None: single images.
+        statistics: which of :data:`MOS_STATISTICS` to compute. Each is resampled with the
+            same seed, so one asked for alone is the number of the full report; PLCC's refit
+            in every resample costs most of the time.
     Returns:
         {'srocc': {'value', 'ci', 'p'}, 'krocc': {...}, 'plcc': {'value', 'ci', 'p'},
-        'logistic': [b1, b2, b3, b4], 'n', 'resampled': 'images' or 'clusters'}.
+        'logistic': [b1, b2, b3, b4] (with 'plcc'), 'n', 'resampled': 'images' or 'clusters'}.
     """
+    statistics = (statistics,) if isinstance(statistics, str) else tuple(statistics)
+    unknown = [name for name in statistics if name not in MOS_STATISTICS]
+    if unknown:
+        raise ValueError(f"statistics: {unknown[0]!r} is not one of {', '.join(MOS_STATISTICS)}")
     x, y = _vec(pred, "pred"), _vec(mos, "mos")
     if x.shape != y.shape:
         raise ValueError(f"pred ({x.size}) and mos ({y.size}) differ in length")
@@ -405,9 +423,11 @@ def mos_correlations(
         raise ValueError(f"MOS correlations need at least 4 images, got {x.size}")
     if clusters is not None and len(set(np.asarray(clusters).reshape(-1).tolist())) < 2:
         clusters = None  # one scene: its images are all there is to resample
-    params = fit_logistic4(x, y)
-    fitted = logistic4(x, *params)
-    sp, kt, pr = stats.spearmanr(x, y), stats.kendalltau(x, y), stats.pearsonr(fitted, y)
+    out: dict = {"n": int(x.size)}
+    if "plcc" in statistics:
+        params = fit_logistic4(x, y)
+        out["logistic"] = [float(p) for p in params]
+    out["resampled"] = "images" if clusters is None else "clusters"
 
     def srocc(a, b):
         return stats.spearmanr(a, b).statistic
@@ -418,16 +438,15 @@ def mos_correlations(
     def plcc_refit(a, b):
         return plcc(a, b, fit_logistic4(a, b, p0=params))
 
-    out = {
-        "n": int(x.size),
-        "logistic": [float(p) for p in params],
-        "resampled": "images" if clusters is None else "clusters",
-    }
-    for name, value, p, fn in (
-        ("srocc", sp.statistic, sp.pvalue, srocc),
-        ("krocc", kt.statistic, kt.pvalue, krocc),
-        ("plcc", pr.statistic, pr.pvalue, plcc_refit),
-    ):
+    def full_data(name: str):  # (value, p) on all images
+        if name == "plcc":
+            return stats.pearsonr(logistic4(x, *params), y)
+        return stats.spearmanr(x, y) if name == "srocc" else stats.kendalltau(x, y)
+
+    resampled = {"srocc": srocc, "krocc": krocc, "plcc": plcc_refit}
+    for name in (s for s in MOS_STATISTICS if s in statistics):
+        result, fn = full_data(name), resampled[name]
+        value, p = result.statistic, result.pvalue
         if clusters is None:
             ci = bootstrap_ci(x, fn, level=level, n_resamples=n_resamples, seed=seed, paired_with=y)
         else:
