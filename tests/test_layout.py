@@ -62,51 +62,22 @@ def test_the_course_imports_only_exported_and_documented_names():
     assert not problems, "\n".join(problems)
 
 
-def _package_imports() -> dict[str, set[str]]:
-    """Module -> the package's modules it imports anywhere in its text: at the top, inside a
-    function, or under ``if TYPE_CHECKING`` (a type-only import still ties two modules together)."""
-    import ast
-
-    root = REPO / "lpips_core"
-    modules = {
-        ".".join(("lpips_core", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): p
-        for p in root.rglob("*.py")
-    }
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        targets = graph.setdefault(name, set())
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets.update(a.name for a in node.names if a.name in modules)
-            elif isinstance(node, ast.ImportFrom):
-                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
-                source = ".".join([*base, *([node.module] if node.module else [])])
-                for alias in node.names:  # ``from . import fast`` names a module, not an attribute
-                    submodule = f"{source}.{alias.name}"
-                    targets.add(submodule if submodule in modules else source)
-        targets.intersection_update(modules)
-        targets.discard(name)
-    return graph
-
-
 def test_no_module_of_the_package_imports_itself_back():
-    """No import cycles, counting type-only imports: a module that a lower one names in its hints
-    is above it in fact (``lpips.py`` builds ``fast``; ``fast`` types against a Protocol)."""
-    graph = _package_imports()
-    assert len(graph) > 60 and sum(map(len, graph.values())) > 100  # the parser saw the package
+    """No import cycles, counting type-only imports and imports inside functions: a module that
+    a lower one names in its hints is above it in fact (``lpips.py`` builds ``fast``; ``fast``
+    types against a Protocol). The graph is grimp's, the one import-linter checks the layers on."""
+    import grimp
 
-    def reaches(start: str) -> set[str]:
-        seen, todo = set(), [start]
-        while todo:
-            for nxt in graph[todo.pop()] - seen:
-                seen.add(nxt)
-                todo.append(nxt)
-        return seen
-
+    graph = grimp.build_graph("lpips_core", cache_dir=None)  # includes TYPE_CHECKING imports
+    assert len(graph.modules) > 60  # the package was read
     # a package's __init__ may hand on what its own modules define; only module-to-module loops count
-    packages = {m for m in graph if (REPO / m.replace(".", "/") / "__init__.py").exists()}
+    modules = {m for m in graph.modules if not graph.find_children(m)}
     loops = sorted(
-        f"{a} <-> {b}" for a in graph.keys() - packages for b in graph[a] - packages if a < b and a in reaches(b)
+        {
+            " <-> ".join(sorted((a, b)))
+            for a in modules
+            for b in graph.find_modules_directly_imported_by(a) & modules
+            if graph.chain_exists(importer=b, imported=a)
+        }
     )
     assert not loops, "modules that import each other (directly or through others):\n" + "\n".join(loops)
