@@ -438,14 +438,16 @@ def mos_correlations(
     def plcc_refit(a, b):
         return plcc(a, b, fit_logistic4(a, b, p0=params))
 
-    def full_data(name: str):  # (value, p) on all images
-        if name == "plcc":
-            return stats.pearsonr(logistic4(x, *params), y)
-        return stats.spearmanr(x, y) if name == "srocc" else stats.kendalltau(x, y)
+    def plcc_test(a, b):  # Pearson after the full-data logistic fit, with its p-value
+        return stats.pearsonr(logistic4(a, *params), b)
 
-    resampled = {"srocc": srocc, "krocc": krocc, "plcc": plcc_refit}
-    for name in (s for s in MOS_STATISTICS if s in statistics):
-        result, fn = full_data(name), resampled[name]
+    # name -> (the test on all images, the statistic of one resample)
+    computed = {"srocc": (stats.spearmanr, srocc), "krocc": (stats.kendalltau, krocc), "plcc": (plcc_test, plcc_refit)}
+    for name in MOS_STATISTICS:
+        if name not in statistics:
+            continue
+        test, fn = computed[name]
+        result = test(x, y)
         value, p = result.statistic, result.pvalue
         if clusters is None:
             ci = bootstrap_ci(x, fn, level=level, n_resamples=n_resamples, seed=seed, paired_with=y)
