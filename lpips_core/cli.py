@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .data.pairs import INPUT_RANGES, SIZE_POLICIES
-from .eval.registry import METRIC_SETS
+from .eval.registry import METRIC_SETS, MOS_STATISTICS
 from .model.masks import MODES as MASK_MODES
 from .model.nets import NETS
 from .model.precision import PRECISIONS
@@ -396,6 +396,7 @@ def cmd_evaluate_mos(args) -> None:
         device=args.device,
         progress=not args.quiet,
         group_column=args.group_column,
+        statistics=_csv_list(args.statistics),
     )
     cache = DistanceCache(args.cache) if args.cache else None
     if args.seed_cache:
@@ -671,6 +672,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N rows (quick check)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument(
+        "--statistics",
+        default=",".join(MOS_STATISTICS),
+        help=f"comma list of {', '.join(MOS_STATISTICS)} (default: all three; PLCC's refits take most of the time)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate_mos)

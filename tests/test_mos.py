@@ -134,6 +134,39 @@ def test_mos_config_names_a_bad_value_and_the_json_is_the_result(jpeg_table, tmp
     assert (tmp_path / "o" / "results.md").read_text() == res.markdown()
 
 
+def test_fewer_statistics_are_the_full_runs_numbers_and_the_report_says_which(jpeg_table, tmp_path, capsys):
+    """statistics=['srocc']: the same SROCC and interval as the run with all three (each statistic
+    is resampled with the same seed), the value scipy's; no PLCC refit; the report and the plot
+    say "not computed" instead of failing; a bad name is refused naming the option."""
+    with pytest.raises(ValueError, match=r"statistics=\['srcc'\]: give a list of one or more of srocc, krocc, plcc"):
+        mos.MosConfig(jpeg_table, statistics=["srcc"])
+    with pytest.raises(ValueError, match="statistics='srocc'"):
+        mos.MosConfig(jpeg_table, statistics="srocc")
+    common = dict(metrics=["psnr", "l2_lab"], n_resamples=60, progress=False, verbose=False)
+    full = mos.evaluate_mos(mos.MosConfig(jpeg_table, **common))
+    quick = mos.evaluate_mos(mos.MosConfig(jpeg_table, tmp_path / "o", statistics=["srocc"], **common))
+    score = np.array(quick.distances["score"])
+    for m in ("psnr", "l2_lab"):
+        assert set(quick.metrics[m]) & {"srocc", "krocc", "plcc", "logistic"} == {"srocc"}
+        assert quick.metrics[m]["srocc"] == full.metrics[m]["srocc"]
+        d = np.array(quick.distances[m])
+        assert quick.metrics[m]["srocc"]["value"] == pytest.approx(sps.spearmanr(d, score).statistic)
+    assert quick.paired_tests == full.paired_tests == {}  # no LPIPS metric here
+    md = (tmp_path / "o" / "results.md").read_text()
+    assert "| psnr | " in md and "not computed" in md
+    assert (tmp_path / "o" / "mos_scatter.png").stat().st_size > 5000
+    assert "not computed" in mos.summary_table(quick.to_dict())
+    rc = main(
+        ["evaluate-mos", "--data", str(jpeg_table), "--metrics", "psnr", "--resamples", "20"]
+        + ["--statistics", "srocc,krocc", "-o", str(tmp_path / "cli"), "-q"]
+    )
+    assert rc == 0
+    saved = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert {"srocc", "krocc"} <= set(saved["metrics"]["psnr"]) and "plcc" not in saved["metrics"]["psnr"]
+    assert main(["evaluate-mos", "--data", str(jpeg_table), "--statistics", "r2", "-o", str(tmp_path / "x")]) == 2
+    assert "statistics=['r2']" in capsys.readouterr().err
+
+
 def test_reference_features_are_computed_once_per_reference(jpeg_table):
     require_backbone("alex")
     from lpips_core.eval import make_distance

@@ -44,7 +44,7 @@ from ..progress import progress_bar
 from . import plots
 from .distances import DistanceFunction
 from .mos_cache import DistanceCache, seed_from_results
-from .registry import METRIC_SETS
+from .registry import METRIC_SETS, MOS_STATISTICS
 from .reports import signature_lines
 from .runs import build_metrics
 from .stats import cluster_correlation_test, format_p, mos_correlations, paired_correlation_test
@@ -337,6 +337,11 @@ def _fmt(c: dict) -> str:
     return f"{c['value']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def _cell(r: dict, statistic: str) -> str:
+    """``r[statistic]`` with its interval, or "not computed" (a run with fewer ``statistics``)."""
+    return _fmt(r[statistic]) if statistic in r else "not computed"
+
+
 def summary_table(results: dict, metrics: Sequence[str] | None = None, per_group: bool = False) -> str:
     """A compact Markdown table of an evaluate-mos results.json (:meth:`MosResult.to_dict`): SROCC, KROCC
     and PLCC with intervals, or (``per_group``) pooled SROCC beside each group's.
@@ -359,7 +364,7 @@ def summary_table(results: dict, metrics: Sequence[str] | None = None, per_group
         lines = ["| metric | SROCC [95% CI] | KROCC [95% CI] | PLCC [95% CI] |", "|---|---|---|---|"]
         for m in names:
             r = results["metrics"][m]
-            lines.append(f"| {m} | {_fmt(r['srocc'])} | {_fmt(r['krocc'])} | {_fmt(r['plcc'])} |")
+            lines.append(f"| {m} | {_cell(r, 'srocc')} | {_cell(r, 'krocc')} | {_cell(r, 'plcc')} |")
     return "\n".join(lines) + f"\n\nIntervals resample {_resampled(results)}.\n"
 
 
@@ -377,7 +382,7 @@ def mos_markdown(results: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for m, r in results["metrics"].items():
-        lines.append(f"| {m} | {_fmt(r['srocc'])} | {_fmt(r['krocc'])} | {_fmt(r['plcc'])} | {r['seconds']:.1f} |")
+        lines.append(f"| {m} | {_cell(r, 'srocc')} | {_cell(r, 'krocc')} | {_cell(r, 'plcc')} | {r['seconds']:.1f} |")
     lines += [
         "",
         f"Correlations are of each metric as a distance (PSNR as -PSNR, SSIM/MS-SSIM as 1 - value) "
@@ -396,15 +401,18 @@ def mos_markdown(results: dict) -> str:
         ]
         for m, r in results["metrics"].items():
             lines.append(
-                f"| {m} | {_fmt(r['srocc'])} | " + " | ".join(_fmt(groups[g][m]["srocc"]) for g in names) + " |"
+                f"| {m} | {_cell(r, 'srocc')} | " + " | ".join(_cell(groups[g][m], "srocc") for g in names) + " |"
             )
-        lines += [
-            "",
-            "| metric | PLCC pooled | " + " | ".join(f"PLCC {g}" for g in names) + " |",
-            "|---" * (len(names) + 2) + "|",
-        ]
-        for m, r in results["metrics"].items():
-            lines.append(f"| {m} | {_fmt(r['plcc'])} | " + " | ".join(_fmt(groups[g][m]["plcc"]) for g in names) + " |")
+        if any("plcc" in r for r in results["metrics"].values()):
+            lines += [
+                "",
+                "| metric | PLCC pooled | " + " | ".join(f"PLCC {g}" for g in names) + " |",
+                "|---" * (len(names) + 2) + "|",
+            ]
+            for m, r in results["metrics"].items():
+                lines.append(
+                    f"| {m} | {_cell(r, 'plcc')} | " + " | ".join(_cell(groups[g][m], "plcc") for g in names) + " |"
+                )
         lines.append("")
     tests = results.get("paired_tests") or {}
     if tests:
@@ -499,6 +507,9 @@ class MosConfig:
             :data:`MOS_METRICS`); ignored when :func:`evaluate_mos` is given ready ``fns``.
         device: 'cpu', 'cuda', ...
     Statistics:
+        statistics: which of SROCC, KROCC and PLCC (:data:`~lpips_core.eval.registry.MOS_STATISTICS`)
+            to compute, each with its interval; the others read "not computed" in the report.
+            PLCC's logistic, refitted in every resample, costs most of the time.
         n_resamples: bootstrap resamples of the 95% intervals and paired tests.
         paired: also test each LPIPS metric against each traditional one on the pooled set.
         resample: 'scenes' (default): intervals and paired tests resample whole reference
@@ -522,10 +533,16 @@ class MosConfig:
     group_column: str | None = "auto"
     paired: bool = True
     resample: str = "scenes"
+    statistics: Sequence[str] = MOS_STATISTICS
 
     def __post_init__(self) -> None:
         if self.resample not in RESAMPLE_UNITS:
             raise ValueError(f"resample={self.resample!r}: use 'scenes' or 'images'")
+        unknown = [name for name in self.statistics if name not in MOS_STATISTICS]
+        if isinstance(self.statistics, str) or unknown or not self.statistics:
+            raise ValueError(
+                f"statistics={self.statistics!r}: give a list of one or more of {', '.join(MOS_STATISTICS)}"
+            )
 
 
 @dataclass
@@ -538,8 +555,9 @@ class MosResult:
         direction: which sign a good distance's correlations have with this score.
         n_resamples, resampled ('scenes' | 'images'), n_scenes: the bootstrap.
         skipped: {metric spec: why its weights were unavailable}.
-        metrics: {metric: {'srocc', 'krocc', 'plcc' (each {'value', 'ci'}), 'logistic',
-            'seconds', 'label', 'kind', 'signature'}} on the pooled set.
+        metrics: {metric: {'srocc', 'krocc', 'plcc' (each {'value', 'ci'}; those of
+            ``config.statistics``), 'logistic' (with 'plcc'), 'seconds', 'label', 'kind',
+            'signature'}} on the pooled set.
         seconds_total: wall time of the computation.
         group_column: the grouping column (None: none); group_n: {group: images}.
         groups: {group: {metric: {'srocc', 'krocc', 'plcc', ...}}} (with two groups or more).
@@ -615,7 +633,7 @@ def score_mos(
     group_names = list(dict.fromkeys(labels.tolist())) if group_column else []
     metrics = {}
     for m, d in dists.items():
-        res = mos_correlations(d, scores, n_resamples=n_resamples, clusters=clusters)
+        res = mos_correlations(d, scores, n_resamples=n_resamples, clusters=clusters, statistics=config.statistics)
         res["seconds"] = seconds[m]
         res["label"], res["kind"] = fns[m].label, fns[m].kind
         sig = getattr(fns[m], "signature", None)  # how the number was computed (issue 14)
@@ -631,6 +649,7 @@ def score_mos(
                     scores[mask],
                     n_resamples=n_resamples,
                     clusters=None if clusters is None else clusters[mask],
+                    statistics=config.statistics,
                 )
                 for m, d in dists.items()
             }
@@ -693,10 +712,11 @@ def write_mos_report(result: MosResult, out_dir: str | Path) -> None:
         {m: np.array(d[m]) for m in result.metrics},
         np.array(d["score"]),
         out_dir / "mos_scatter.png",
-        logistic={m: r["logistic"] for m, r in result.metrics.items()},
+        logistic={m: r.get("logistic") for m, r in result.metrics.items()},
         labels={m: r["label"] for m, r in result.metrics.items()},
         stats_text={
-            m: f"SROCC {r['srocc']['value']:.3f}\nPLCC {r['plcc']['value']:.3f}" for m, r in result.metrics.items()
+            m: "\n".join(f"{name.upper()} {r[name]['value']:.3f}" for name in ("srocc", "plcc") if name in r)
+            for m, r in result.metrics.items()
         },
         ylabel=f"{column}" + (" (higher = worse)" if worse_is_higher else ""),
         title=f"Metrics vs {column}: {table.parent.name if not result.group_n else table.stem} ({result.n} images)",

@@ -81,6 +81,10 @@ METRICS: dict[str, MetricInfo] = {
     ]
 }
 
+#: The correlations with subjective scores that :func:`~lpips_core.eval.stats.mos_correlations`
+#: computes and ``lpips-core evaluate-mos`` reports, in their order (PLCC: after a 4-parameter logistic fit).
+MOS_STATISTICS = ("srocc", "krocc", "plcc")
+
 #: The metric lists the commands use by default.
 METRIC_SETS: dict[str, tuple[str, ...]] = {
     # lpips-core evaluate: 'lpips' is the official weights of --net

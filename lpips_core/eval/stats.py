@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from scipy import optimize, stats
 
+from .registry import MOS_STATISTICS
+
 __all__ = [
     "DEFAULT_RESAMPLES",
     "bootstrap_ci",
@@ -379,10 +381,6 @@ def plcc(x, y, params: np.ndarray | None = None) -> float:
     if np.std(fitted) == 0 or np.std(y) == 0:
         return float("nan")
     return float(stats.pearsonr(fitted, y).statistic)
-
-
-#: The statistics :func:`mos_correlations` reports, in its order.
-MOS_STATISTICS = ("srocc", "krocc", "plcc")
 
 
 def mos_correlations(
