@@ -34,8 +34,9 @@ LOCK := requirements-lock.txt
 # dealt into two halves, package by package in turn (SPLIT_LOCK: `half` flips at each package
 # line; its hash and comment lines follow it), and the halves are installed by two pip
 # processes at once, each with --no-deps from the complete lock: 62 s instead of 96 s for the
-# split into the CUDA libraries and the rest. `pip check` then confirms that the two halves
-# make one consistent environment. Bytecode: pip compiles every file it installs one after another;
+# split into the CUDA libraries and the rest; the package itself (editable, built by the
+# hash-checked setuptools alone) follows the first half while the second is still being
+# installed. `pip check` then confirms that the two halves make one consistent environment. Bytecode: pip compiles every file it installs one after another;
 # instead each file is compiled when it is first imported: PYTHONDONTWRITEBYTECODE (set on
 # some machines; with it nothing is ever cached and every process recompiles what it imports:
 # import torch 5.7 s instead of 2.0 s) is unset for everything make runs.
@@ -49,11 +50,11 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(PIP_INSTALL) --require-hashes --no-deps -r $(VENV)/build-lock.txt
 	awk '$(SPLIT_LOCK) half' $(LOCK) > $(VENV)/lock-1.txt
 	awk '$(SPLIT_LOCK) !half' $(LOCK) > $(VENV)/lock-2.txt
-	$(PIP_INSTALL) --require-hashes --no-deps --no-build-isolation -r $(VENV)/lock-1.txt & first=$$!; \
+	( $(PIP_INSTALL) --require-hashes --no-deps --no-build-isolation -r $(VENV)/lock-1.txt && \
+	  $(PIP_INSTALL) --no-deps --no-build-isolation -e . ) & first=$$!; \
 	$(PIP_INSTALL) --require-hashes --no-deps --no-build-isolation -r $(VENV)/lock-2.txt; second=$$?; \
 	wait $$first && test $$second = 0
 	$(PY) -m pip check
-	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
 	@touch $@
 
 weights: $(STAMP)
@@ -136,8 +137,10 @@ $(PLAYGROUND)/.complete: $(STAMP) book/playground_assets.py lpips_core/model/exp
 
 playground: weights $(PLAYGROUND)/.complete
 
-playground-or-skip:
-	@$(MAKE) --no-print-directory playground || echo "warning: playground assets not built (npm?): their browser checks are skipped" >&2
+# `weights` here, not in the sub-make, so that `make test` checks the weights once (it is also
+# a prerequisite of the mini set: two runs cost 5 s).
+playground-or-skip: weights
+	@$(MAKE) --no-print-directory $(PLAYGROUND)/.complete || echo "warning: playground assets not built (npm?): their browser checks are skipped" >&2
 
 # Opt-in, not in `make test` (it runs every notebook a second time): the chapters from an
 # empty temporary folder against the installed wheel, as on Colab (book/colab_check.py).
