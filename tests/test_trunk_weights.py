@@ -141,11 +141,16 @@ def test_written_out_layers_are_torchvision_features(net):
         assert torch.equal(ours(x), theirs(x))
 
 
-def test_a_pretrained_model_is_built_without_importing_torchvision():
+def test_a_pretrained_model_and_the_trainer_load_without_torchvision_or_scipy_stats():
     """Importing torchvision costs about as much as importing torch (it loads torch._dynamo):
-    building a pretrained LPIPS must not need it."""
+    building a pretrained LPIPS must not need it. Nor may a training process start by importing
+    scipy.stats and the plotting module (1.5 s of every `lpips-core train`), which only its history
+    plot uses; nor matplotlib."""
     require_backbone("alex")
-    code = "import sys, lpips_core; lpips_core.LPIPS(net='alex'); print('torchvision' in sys.modules)"
+    code = (
+        "import sys, lpips_core; from lpips_core.train import TrainConfig, Trainer; lpips_core.LPIPS(net='alex'); "
+        "print(sorted(m for m in ('torchvision', 'matplotlib', 'scipy.stats') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"

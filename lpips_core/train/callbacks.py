@@ -21,7 +21,6 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from ..eval.plots import plot_training_history
 from ..files import write_dict_csv
 from .checkpoint import TrainState
 
@@ -128,4 +127,7 @@ class HistoryPlot:
 
     def on_fit_end(self, trainer: TrainerView) -> None:
         if self.path is not None and trainer.history:
+            # imported here: matplotlib and scipy add about 1 s to the start of every training process
+            from ..eval.plots import plot_training_history
+
             plot_training_history(trainer.history, self.path)
