@@ -11,12 +11,12 @@ import csv
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import forked
 import numpy as np
 import pytest
 import torch
@@ -357,11 +357,9 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     assert len(err) == 1 and "version='0.1' there, '0.0' now" in err[0]
 
 
-def _dirs_cmd(a: Path, b: Path, out: Path, *extra: str) -> list[str]:
+def _dirs_args(a: Path, b: Path, out: Path, *extra: str) -> list[str]:
+    """``lpips-core dirs`` arguments: one pair per batch, no workers, no plot."""
     return [
-        sys.executable,
-        "-m",
-        "lpips_core.cli",
         "dirs",
         str(a),
         str(b),
@@ -397,13 +395,8 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
     mid_run_kills = 0
     for attempt in range(2):  # two real processes killed at random points (the second one resumed)
         before = part.read_bytes().count(b"\n") - 1 if part.exists() else 0
-        proc = subprocess.Popen(
-            _dirs_cmd(a, b, out, *(["--resume"] if attempt else [])),
-            env=ENV,
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        args = _dirs_args(a, b, out, *(["--resume"] if attempt else []))
+        proc = forked.ForkedProcess(None, *args, env=ENV, cwd=REPO, log=tmp_path / f"run{attempt}")
         start = time.monotonic()
         while proc.poll() is None and time.monotonic() - start < 120:
             if part.exists() and part.read_bytes().count(b"\n") - 1 > before:  # this run wrote a row
@@ -411,9 +404,9 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.4) * compute_s)
         if proc.poll() is not None:
-            assert proc.returncode == 0, proc.stderr.read().decode()
+            assert proc.returncode == 0, proc.stderr()
             break
-        proc.send_signal(signal.SIGKILL)
+        proc.kill()
         proc.wait()
         rows = part.read_bytes().count(b"\n") - 1
         mid_run_kills += before < rows < len(keys)

@@ -30,12 +30,10 @@ import json
 import os
 import random
 import re
-import select
 import shutil
 import signal
 import struct
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -43,6 +41,7 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import forked
 import numpy as np
 import pytest
 import torch
@@ -53,9 +52,6 @@ from train_helpers import TripletSet
 from lpips_core.data.images import ImageLoadError, load_image
 from lpips_core.model import weights as W
 from lpips_core.train import CheckpointError, TrainConfig, Trainer, read_checkpoint
-
-PY = sys.executable
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -293,34 +289,35 @@ def test_damaged_converted_file_is_refused_then_recreated_by_the_next_call_and_b
     cache_only = child_env(LPIPS_CORE_CACHE=cache)
     cache_only.pop("LPIPS_CORE_WEIGHTS", None)
     good = cache / "alexnet_features.safetensors"
-    cli = [PY, "-m", "lpips_core.cli"]
+    logs = iter(tmp_path / f"child{k}" for k in range(20))  # each child process's stdout and stderr
     script = (
         "import torch, lpips_core; torch.manual_seed(0); x, y = torch.rand(2, 1, 3, 40, 40) * 2 - 1; "
         "print(lpips_core.LPIPS(net='alex')(x, y).item())"
     )
 
-    def distance(env) -> float:
-        out = subprocess.run([PY, "-c", script], env=env, capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr[-2000:]
-        return float(out.stdout.split()[-1])
+    def distance(env) -> float:  # in a process of its own: nothing cached in memory
+        rc, stdout, stderr = forked.run(script, env=env, log=next(logs))
+        assert rc == 0, stderr[-2000:]
+        return float(stdout.split()[-1])
 
-    subprocess.run(cli + ["weights", "--net", "alex"], env=with_source, check=True, capture_output=True)
+    rc, _, stderr = forked.run(None, "weights", "--net", "alex", env=with_source, log=next(logs))  # lpips-core weights
+    assert rc == 0, stderr[-2000:]
     assert W.sha256_of(good) == W.CONVERTED_SHA256["alexnet"]
     before = distance(cache_only)
 
     damage(good, "truncate")
     probe = "from lpips_core.model.weights import _from_cache; _from_cache('alexnet')"
-    out = subprocess.run([PY, "-c", probe], env=cache_only, capture_output=True, text=True)
-    assert out.returncode != 0 and "sha256" in out.stderr and "--repair" in out.stderr
+    rc, _, stderr = forked.run(probe, env=cache_only, log=next(logs))
+    assert rc != 0 and "sha256" in stderr and "--repair" in stderr
     assert distance(with_source) == before  # the next call works and re-creates the cache file ...
     assert W.sha256_of(good) == W.CONVERTED_SHA256["alexnet"]
     assert distance(cache_only) == before  # ... which alone gives the same numbers
 
     damage(good, "bitflip")
-    out = subprocess.run(
-        cli + ["weights", "--net", "alex", "--repair", "--strict"], env=with_source, capture_output=True, text=True
+    rc, stdout, stderr = forked.run(
+        None, "weights", "--net", "alex", "--repair", "--strict", env=with_source, log=next(logs)
     )
-    assert out.returncode == 0 and "alex     backbone  ok" in out.stdout, out.stdout + out.stderr
+    assert rc == 0 and "alex     backbone  ok" in stdout, stdout + stderr
     assert W.sha256_of(good) == W.CONVERTED_SHA256["alexnet"]
     assert distance(cache_only) == before
     assert sorted(p.name for p in cache.iterdir()) == [
@@ -570,20 +567,9 @@ KILL_TRIALS = [
 ]
 
 
-def _wait_for_line(proc: subprocess.Popen, text: str, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.time()))
-        if ready:
-            line = proc.stdout.readline()
-            if not line or text in line:
-                return
-    raise AssertionError(f"the training process did not print {text!r} within {timeout} s")
-
-
-def _kill_at_random_point(proc: subprocess.Popen, out: Path, rng: random.Random, fast: bool, delay: float) -> str:
+def _kill_at_random_point(proc: forked.ForkedProcess, out: Path, rng: random.Random, fast: bool, delay: float) -> str:
     """SIGKILL ``proc`` at a random moment of its run; returns where that was meant to be."""
-    _wait_for_line(proc, "fit", 120)
+    proc.wait_for_output("fit", 120)
     if fast:  # the fast path spends its time building the feature cache (16 slowed items)
         time.sleep(rng.uniform(0.1, 0.9) * 16 * delay)
         where = "while building the feature cache"
@@ -615,15 +601,13 @@ def test_sigkill_at_random_points_always_resumes_to_the_same_weights(tmp_path, d
         cfg = small_config(cache_dir=str(cache), **kw)
         out = tmp_path / f"trial{i}"
         script = KILL_SCRIPT.format(cfg={k: v for k, v in vars(cfg).items()}, delay=delay, out=str(out))
-        proc = subprocess.Popen(
-            [PY, "-c", script], env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        proc = forked.ForkedProcess(script, env=child_env(), log=tmp_path / f"trial{i}-log")
         try:
             where = _kill_at_random_point(proc, out, rng, cfg.fast, delay)
         finally:
             if proc.poll() is None:
                 proc.kill()
-            output = proc.communicate(timeout=60)[0]
+            output = "".join(proc.communicate(timeout=60))
         assert proc.returncode == -signal.SIGKILL, f"trial {i} finished before the kill:\n{output}"
         steps = {
             p.name: read_checkpoint(p)["state"]["global_step"]  # whatever the moment, no checkpoint
@@ -666,8 +650,8 @@ def test_kill_inside_a_checkpoint_write_leaves_the_previous_one_whole(tmp_path, 
     cfg = small_config(checkpoint_every=1)
     out = tmp_path / "run"
     script = WRITE_KILL_SCRIPT.format(n=3, cfg=dict(vars(cfg)), out=str(out))
-    proc = subprocess.run([PY, "-c", script], env=child_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    rc, stdout, stderr = forked.run(script, env=child_env(), log=tmp_path / "child")
+    assert rc == -signal.SIGKILL, stdout + stderr
     assert read_checkpoint(out / "latest.pt")["state"]["global_step"] == 2  # the 3rd write never landed
     (tmp,) = out.glob(".latest.pt.*.tmp")  # the interrupted write, under a temporary name only
     resumed = Trainer(cfg, *data, out_dir=out)
@@ -740,8 +724,8 @@ def test_mini_bapps_build_killed_half_way_is_rebuilt(tmp_path):
 
     fresh = M.build_mini_bapps(tmp_path / "fresh" / "mini", TINY)
     out = tmp_path / "killed" / "mini"
-    proc = subprocess.run([PY, "-c", MINI_SCRIPT.format(out=str(out))], env=child_env(), capture_output=True)
-    assert proc.returncode == -signal.SIGKILL
+    rc, stdout, stderr = forked.run(MINI_SCRIPT.format(out=str(out)), env=child_env(), log=tmp_path / "child")
+    assert rc == -signal.SIGKILL, stdout + stderr
     assert not out.exists() and (out.parent / ".mini.building").is_dir()  # half a build, not in place
     assert not M.is_complete(out, TINY)
     M.build_mini_bapps(out, TINY)
@@ -789,12 +773,7 @@ def test_four_processes_build_the_mini_set_and_its_feature_cache_at_once(tmp_pat
     script = RACE_SCRIPT.format(out=str(out), cache=str(cache))
     ready = tmp_path / "ready"
     ready.mkdir()
-    procs = [
-        subprocess.Popen(
-            [PY, "-c", script, str(ready)], env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(4)
-    ]
+    procs = [forked.ForkedProcess(script, str(ready), env=child_env(), log=tmp_path / f"child{k}") for k in range(4)]
     results = [p.communicate(timeout=300) for p in procs]
     for p, (_stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stderr[-2000:]

@@ -31,7 +31,6 @@ import os
 import pickle
 import signal
 import struct
-import subprocess
 import sys
 import textwrap
 import threading
@@ -39,6 +38,7 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import forked
 import numpy as np
 import pytest
 import torch
@@ -525,14 +525,9 @@ def test_killed_run_rerun_without_resume_keeps_the_finished_rows(tmp_path, capsy
 
     a, b = _pair_folders(tmp_path, ["p0.png", "p1.png", "p2.png"])
     out = tmp_path / "out.csv"
-    proc = subprocess.run(
-        [PY, "-c", KILL_SCRIPT.format(a=str(a), b=str(b), out=str(out))],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    script = KILL_SCRIPT.format(a=str(a), b=str(b), out=str(out))
+    rc, _, stderr = forked.run(script, env=child_env(), log=tmp_path / "child")
+    assert rc == -signal.SIGKILL, stderr
     part = resumable.part_path(out, 0)
     before = part.read_bytes()
     assert before.count(b"\n") == 2  # the settings line and one finished row

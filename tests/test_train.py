@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 import os
 import signal
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
 
+import forked
 import numpy as np
 import pytest
 import torch
@@ -286,10 +285,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         net="alex", batch_size=4, epochs=2, checkpoint_every=2, seed=3, progress=False, use_dropout=True, lr=1e-3
     )
     out = tmp_path / "killed"
-    script = tmp_path / "run.py"
-    script.write_text(KILL_SCRIPT.format(tests=str(TESTS), cfg=cfg, out=str(out)))
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    script = KILL_SCRIPT.format(tests=str(TESTS), cfg=cfg, out=str(out))
+    proc = forked.ForkedProcess(script, env=dict(os.environ, PYTHONPATH=str(REPO)), log=tmp_path / "child")
     latest, deadline = out / "latest.pt", time.time() + 120
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -302,7 +299,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-        output = proc.communicate()[0].decode(errors="replace")
+        output = "".join(proc.communicate())
     assert proc.returncode == -signal.SIGKILL, f"training ended before it was killed:\n{output}"
     state = torch.load(latest, weights_only=True)["state"]
     assert state["epoch"] < 2, "the kill came too late to interrupt the run"

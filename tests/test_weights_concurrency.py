@@ -1,9 +1,9 @@
 """Several processes asking for the same weights for the first time at once."""
 
 import os
-import subprocess
-import sys
 import textwrap
+
+import forked
 
 from lpips_core.model import weights as W
 
@@ -22,12 +22,7 @@ SCRIPT = textwrap.dedent("""
 def test_four_processes_first_use_end_with_one_correct_file(tmp_path):
     env = dict(os.environ, LPIPS_CORE_CACHE=str(tmp_path / "cache"))
     env.pop("LPIPS_CORE_WEIGHTS", None)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(4)
-    ]
+    procs = [forked.ForkedProcess(SCRIPT, env=env, log=tmp_path / f"child{k}") for k in range(4)]
     results = [p.communicate(timeout=600) for p in procs]
     for p, (_out, err) in zip(procs, results):
         assert p.returncode == 0, err
