@@ -104,8 +104,10 @@ class ForkedProcess:
         self._process.kill()
 
 
-def run(code: str | None, *argv: str, env: dict[str, str], log: Path, timeout: float = 300) -> tuple[int, str, str]:
+def run(
+    code: str | None, *argv: str, env: dict[str, str], log: Path, cwd: Path | None = None, timeout: float = 300
+) -> tuple[int, str, str]:
     """Like ``subprocess.run([python, "-c", code, *argv])``: (returncode, stdout, stderr)."""
-    child = ForkedProcess(code, *argv, env=env, log=log)
+    child = ForkedProcess(code, *argv, env=env, log=log, cwd=cwd)
     stdout, stderr = child.communicate(timeout)
     return child.returncode, stdout, stderr

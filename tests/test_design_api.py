@@ -14,10 +14,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
+import forked
 import numpy as np
 import pytest
 import torch
@@ -407,11 +407,13 @@ def test_production_torchscript_and_onnx_give_the_reference_distances_linear_qua
 
 
 # --------------------------------------------------------------------------- row 8
-def _run_main(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+def _run_main(*args: str, log: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """``python main.py *args`` in a process of its own (forked: tests/forked.py)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
-    return subprocess.run(
-        [sys.executable, str(REPO / "main.py"), *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
-    )
+    path = str(REPO / "main.py")
+    script = f"import runpy, sys; sys.argv[0] = {path!r}; runpy.run_path({path!r}, run_name='__main__')"
+    rc, stdout, stderr = forked.run(script, *args, env=env, log=log, cwd=REPO)
+    return subprocess.CompletedProcess(["main.py", *args], rc, stdout, stderr)
 
 
 @pytest.mark.slow
@@ -443,6 +445,7 @@ def test_main_py_forwards_every_mode_to_lpips_core(data_dir, tmp_path, capsys):
         str(out),
         "-q",
         "--no-baselines",
+        log=tmp_path / "train-log",
         env_extra={"LPIPS_CORE_CACHE": str(cache)},
     )
     assert run.returncode == 0, run.stderr[-2000:]
@@ -473,6 +476,7 @@ def test_main_py_forwards_every_mode_to_lpips_core(data_dir, tmp_path, capsys):
         "-q",
         "--resamples",
         "50",
+        log=tmp_path / "eval-log",
     )
     assert run.returncode == 0, run.stderr[-2000:]
     scores = json.loads((ev / "results.json").read_text())["2afc"]
