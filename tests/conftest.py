@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -58,6 +59,27 @@ def ours(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: b
         return lpips_core.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial, pnet_rand=True)
 
 
+@contextlib.contextmanager
+def random_init_skipped():
+    """Parameters constructed inside are left uninitialised instead of drawn at random.
+
+    For building the reference model only: its random trunk (``pnet_rand=True``) is replaced by
+    ours, strictly, and torchvision also draws the ImageNet classifier that the reference
+    discards (about 2.5 s for VGG16's 120 M parameters). Every value the reference then uses is
+    loaded (the trunk from ours, the linear layers from its own file); one that were not would
+    show as a parity failure, as a random one would.
+    """
+    from unittest import mock
+
+    keep = {name: (lambda tensor, *args, **kwargs: tensor) for name in RANDOM_INITS}
+    with mock.patch.multiple(torch.nn.init, **keep):
+        yield
+
+
+#: The torch.nn.init functions that torchvision's trunks and torch's layers call on construction.
+RANDOM_INITS = ("normal_", "uniform_", "kaiming_normal_", "kaiming_uniform_", "constant_", "zeros_", "ones_")
+
+
 @functools.cache
 def reference(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: bool = False):  # noqa: A002
     """The reference ``lpips.LPIPS`` with the same trunk weights as ``ours(...)``.
@@ -73,7 +95,7 @@ def reference(net: str = "alex", version: str = "0.1", lpips: bool = True, spati
     from lpips_core.model.safe_load import weights_only_loads
 
     # cached: see ours(); its linear weights are a .pth it torch.loads: restricted, as SECURITY.md says
-    with warnings.catch_warnings(), torch.inference_mode(False), weights_only_loads():
+    with warnings.catch_warnings(), torch.inference_mode(False), weights_only_loads(), random_init_skipped():
         warnings.simplefilter("ignore")
         ref = reference_package.LPIPS(
             net=net, version=version, lpips=lpips, spatial=spatial, pnet_rand=True, verbose=False
