@@ -77,6 +77,28 @@ def _float(value: str, where: str, column: str) -> float:
     return x
 
 
+_COLUMNS = ("d0", "d1", "score", "h")
+
+
+def _numbers(path: Path, numbers: list[list[str]], lines: list[int]) -> np.ndarray:
+    """(N, 4) d0, d1, score, h of the rows ``numbers`` (file lines ``lines``).
+
+    Fast path: numpy parses every number at once (a BAPPS subset has up to 10,000 rows). When it
+    refuses one, or one is not finite, the per-value path parses them as Python does and names the
+    line and column of the first bad one.
+    """
+    try:
+        values = np.array(numbers, dtype=np.float64)
+        if np.isfinite(values).all():
+            return values
+    except ValueError:
+        pass
+    rows = [
+        [_float(v, f"{path}, line {line}", name) for name, v in zip(_COLUMNS, row)] for line, row in zip(lines, numbers)
+    ]
+    return np.array(rows)
+
+
 def read_published_csv(path: str | Path, subset: str | None = None, model: str | None = None) -> PublishedTriplets:
     """Read one ``<subset>.csv`` of published per-triplet distances (no header: p0 path, d0, d1, score, h).
 
@@ -105,15 +127,7 @@ def read_published_csv(path: str | Path, subset: str | None = None, model: str |
         lines.append(line)
     if not ids:
         raise DataError(f"{path}: no triplets")
-    try:  # fast path: numpy parses every number at once (a BAPPS subset has up to 10,000 rows)
-        values = np.array(numbers, dtype=np.float64)
-    except ValueError:
-        values = np.full((len(numbers), 4), np.nan)
-    if not np.isfinite(values).all():  # find the first bad value, to name its line and column
-        for line, row in zip(lines, numbers):
-            for name, value in zip(("d0", "d1", "score", "h"), row):
-                _float(value, f"{path}, line {line}", name)
-    d0, d1, score, h = values.T.copy()
+    d0, d1, score, h = _numbers(path, numbers, lines).T.copy()
     bad = np.flatnonzero((h < 0) | (h > 1))
     if bad.size:
         raise DataError(f"{path}, line {lines[bad[0]]}: h={h[bad[0]]} is outside [0, 1]")
