@@ -44,7 +44,7 @@ from ..progress import progress_bar
 from . import plots
 from .distances import DistanceFunction
 from .mos_cache import DistanceCache, seed_from_results
-from .registry import METRIC_SETS, MOS_STATISTICS
+from .registry import METRIC_SETS, MOS_STATISTICS, check_statistics
 from .reports import signature_lines
 from .runs import build_metrics
 from .stats import cluster_correlation_test, format_p, mos_correlations, paired_correlation_test
@@ -342,6 +342,16 @@ def _cell(r: dict, statistic: str) -> str:
     return _fmt(r[statistic]) if statistic in r else "not computed"
 
 
+def _per_group_rows(results: dict, statistic: str, head: Sequence[str]) -> list[str]:
+    """A Markdown table: header cells ``head``, then per metric its pooled ``statistic`` and each group's."""
+    groups = results["groups"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for m, r in results["metrics"].items():
+        cells = [m, _cell(r, statistic), *(_cell(groups[g][m], statistic) for g in groups)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def summary_table(results: dict, metrics: Sequence[str] | None = None, per_group: bool = False) -> str:
     """A compact Markdown table of an evaluate-mos results.json (:meth:`MosResult.to_dict`): SROCC, KROCC
     and PLCC with intervals, or (``per_group``) pooled SROCC beside each group's.
@@ -372,6 +382,7 @@ def mos_markdown(results: dict) -> str:
     """Tables of an evaluate-mos results.json (:meth:`MosResult.to_dict`): metric x (SROCC, KROCC, PLCC)
     pooled, SROCC per group, paired tests; each with 95% intervals."""
     groups = results.get("groups") or {}
+    has_plcc = any("plcc" in r for r in results["metrics"].values())
     pooled = f"pooled over {results['n']} images" if groups else f"{results['n']} images"
     lines = [
         f"### Agreement with human ratings: {results['table']} ({results['score_column']}, {pooled})",
@@ -387,32 +398,17 @@ def mos_markdown(results: dict) -> str:
         "",
         f"Correlations are of each metric as a distance (PSNR as -PSNR, SSIM/MS-SSIM as 1 - value) "
         f"with the score; {results['direction']}. Intervals: paired percentile bootstrap, "
-        f"{results['n_resamples']} resamples of {_resampled(results)}, the logistic refitted in each. "
+        f"{results['n_resamples']} resamples of {_resampled(results)}"
+        f"{', the logistic refitted in each' if has_plcc else ''}. "
         f"Seconds: computed in this run (0 where every distance came from the cache).",
         "",
     ]
     if groups:
-        names = list(groups)
-        lines += [
-            f"#### SROCC per {results['group_column']} [95% CI]",
-            "",
-            "| metric | pooled | " + " | ".join(f"{g} ({results['group_n'][g]})" for g in names) + " |",
-            "|---" * (len(names) + 2) + "|",
-        ]
-        for m, r in results["metrics"].items():
-            lines.append(
-                f"| {m} | {_cell(r, 'srocc')} | " + " | ".join(_cell(groups[g][m], "srocc") for g in names) + " |"
-            )
-        if any("plcc" in r for r in results["metrics"].values()):
-            lines += [
-                "",
-                "| metric | PLCC pooled | " + " | ".join(f"PLCC {g}" for g in names) + " |",
-                "|---" * (len(names) + 2) + "|",
-            ]
-            for m, r in results["metrics"].items():
-                lines.append(
-                    f"| {m} | {_cell(r, 'plcc')} | " + " | ".join(_cell(groups[g][m], "plcc") for g in names) + " |"
-                )
+        lines += [f"#### SROCC per {results['group_column']} [95% CI]", ""]
+        sizes = [f"{g} ({results['group_n'][g]})" for g in groups]
+        lines += _per_group_rows(results, "srocc", ["metric", "pooled", *sizes])
+        if has_plcc:
+            lines += ["", *_per_group_rows(results, "plcc", ["metric", "PLCC pooled", *(f"PLCC {g}" for g in groups)])]
         lines.append("")
     tests = results.get("paired_tests") or {}
     if tests:
@@ -538,11 +534,7 @@ class MosConfig:
     def __post_init__(self) -> None:
         if self.resample not in RESAMPLE_UNITS:
             raise ValueError(f"resample={self.resample!r}: use 'scenes' or 'images'")
-        unknown = [name for name in self.statistics if name not in MOS_STATISTICS]
-        if isinstance(self.statistics, str) or unknown or not self.statistics:
-            raise ValueError(
-                f"statistics={self.statistics!r}: give a list of one or more of {', '.join(MOS_STATISTICS)}"
-            )
+        check_statistics(self.statistics)
 
 
 @dataclass

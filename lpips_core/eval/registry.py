@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..model.versions import VERSIONS
@@ -84,6 +85,19 @@ METRICS: dict[str, MetricInfo] = {
 #: The correlations with subjective scores that :func:`~lpips_core.eval.stats.mos_correlations`
 #: computes and ``lpips-core evaluate-mos`` reports, in their order (PLCC: after a 4-parameter logistic fit).
 MOS_STATISTICS = ("srocc", "krocc", "plcc")
+
+
+def check_statistics(statistics: Sequence[str]) -> tuple[str, ...]:
+    """``statistics`` as a tuple, if it is a list of one or more of :data:`MOS_STATISTICS`.
+
+    Raises:
+        ValueError naming the value and the choices (a single string is refused: "srocc,plcc"
+        would otherwise be one unknown name).
+    """
+    if isinstance(statistics, str) or not statistics or any(s not in MOS_STATISTICS for s in statistics):
+        raise ValueError(f"statistics={statistics!r}: give a list of one or more of {', '.join(MOS_STATISTICS)}")
+    return tuple(statistics)
+
 
 #: The metric lists the commands use by default.
 METRIC_SETS: dict[str, tuple[str, ...]] = {

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from scipy import optimize, stats
 
-from .registry import MOS_STATISTICS
+from .registry import MOS_STATISTICS, check_statistics
 
 __all__ = [
     "DEFAULT_RESAMPLES",
@@ -410,10 +410,7 @@ def mos_correlations(
         {'srocc': {'value', 'ci', 'p'}, 'krocc': {...}, 'plcc': {'value', 'ci', 'p'},
         'logistic': [b1, b2, b3, b4] (with 'plcc'), 'n', 'resampled': 'images' or 'clusters'}.
     """
-    statistics = (statistics,) if isinstance(statistics, str) else tuple(statistics)
-    unknown = [name for name in statistics if name not in MOS_STATISTICS]
-    if unknown:
-        raise ValueError(f"statistics: {unknown[0]!r} is not one of {', '.join(MOS_STATISTICS)}")
+    statistics = check_statistics(statistics)
     x, y = _vec(pred, "pred"), _vec(mos, "mos")
     if x.shape != y.shape:
         raise ValueError(f"pred ({x.size}) and mos ({y.size}) differ in length")
