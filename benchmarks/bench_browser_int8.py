@@ -153,6 +153,48 @@ def metrics(d: np.ndarray, f: np.ndarray) -> dict:
     }
 
 
+def measure_net(driver, url: str, site: dict, net: str, reps: int) -> dict:
+    """One trunk's fp32 and int8 graphs in the page: sizes, first and 256x256 timings, and the
+    int8 errors on the mini set's triplets and the LIVE pairs (when the site has them)."""
+    from lpips_core.data.judgments import score_2afc
+
+    q = f"{net}-int8"
+    files = site["manifest"]["nets"]
+    row: dict = {"bytes_fp32": files[net]["bytes"], "bytes_int8": files[q]["bytes"]}
+    one_pair = [["t0.png", "t1.png"]]
+    for m in (net, q):  # first comparison: session creation (download, compile)
+        row[f"first_ms_{'int8' if m == q else 'fp32'}"] = compare_many(driver, url, one_pair, m)[0]["ms"]
+    times: dict[str, list[float]] = {"fp32": [], "int8": []}
+    for i in range(reps):  # alternate, ratio per repetition
+        for m in (net, q) if i % 2 == 0 else (q, net):
+            times["int8" if m == q else "fp32"].append(compare_many(driver, url, one_pair, m)[0]["ms"])
+    row["ms_256_fp32"] = statistics.median(times["fp32"])
+    row["ms_256_int8"] = statistics.median(times["int8"])
+    row["speedup_256"] = statistics.median(a / b for a, b in zip(times["fp32"], times["int8"]))
+    if site["triplets"]:
+        pairs = [[t["names"][0], t["names"][k]] for t in site["triplets"] for k in (1, 2)]
+        f = np.array([r["distance"] for r in compare_many(driver, url, pairs, net)])
+        d = np.array([r["distance"] for r in compare_many(driver, url, pairs, q)])
+        h = np.array([t["h"] for t in site["triplets"]])
+        f0, f1, d0, d1 = f[0::2], f[1::2], d[0::2], d[1::2]
+        flipped = np.sign(d0 - d1) != np.sign(f0 - f1)
+        row["mini"] = {
+            **metrics(d, f),
+            "flipped": float(flipped.mean()),
+            "n_triplets": int(h.size),
+            "twoafc_change": 100 * (score_2afc(d0, d1, h) - score_2afc(f0, f1, h)),
+        }
+    if site["live"]:
+        f_live = compare_many(driver, url, site["live"], net)
+        d_live = compare_many(driver, url, site["live"], q)
+        row["live"] = {
+            **metrics(np.array([r["distance"] for r in d_live]), np.array([r["distance"] for r in f_live])),
+            "ms_fp32": statistics.median(r["ms"] for r in f_live),
+            "ms_int8": statistics.median(r["ms"] for r in d_live),
+        }
+    return row
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", default="alex,squeeze")
@@ -161,71 +203,28 @@ def main(argv=None) -> None:
     ap.add_argument("--live", type=int, default=10, help="every n-th LIVE pair at full size (0: none)")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "precision")
     args = ap.parse_args(argv)
-    from lpips_core.data.judgments import score_2afc
-
     nets = tuple(args.nets.split(","))
     root = Path(tempfile.mkdtemp(prefix="lpips-int8-site-"))
     site = build_site(root, nets, args.triplets, args.live)
-    with local_server(root) as url:
-        driver, profile = start_browser(url)
-        results: dict = {
-            "nets": {},
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "load_before": os.getloadavg()[0],
-            "cpu": next(
-                (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"
-            ),
-            "threads": 1,
-        }
-        try:
-            for net in nets:
-                if net not in site["manifest"]["nets"]:
-                    continue
-                q = f"{net}-int8"
-                row: dict = {
-                    "bytes_fp32": site["manifest"]["nets"][net]["bytes"],
-                    "bytes_int8": site["manifest"]["nets"][q]["bytes"],
-                }
-                for m in (net, q):  # first comparison: session creation (download, compile)
-                    row[f"first_ms_{'int8' if m == q else 'fp32'}"] = compare_many(
-                        driver, url, [["t0.png", "t1.png"]], m
-                    )[0]["ms"]
-                times = {"fp32": [], "int8": []}
-                for i in range(args.reps):  # alternate, ratio per repetition
-                    for m in (net, q) if i % 2 == 0 else (q, net):
-                        times["int8" if m == q else "fp32"].append(
-                            compare_many(driver, url, [["t0.png", "t1.png"]], m)[0]["ms"]
-                        )
-                row["ms_256_fp32"] = statistics.median(times["fp32"])
-                row["ms_256_int8"] = statistics.median(times["int8"])
-                row["speedup_256"] = statistics.median(a / b for a, b in zip(times["fp32"], times["int8"]))
-                if site["triplets"]:
-                    pairs = [[t["names"][0], t["names"][k]] for t in site["triplets"] for k in (1, 2)]
-                    f = np.array([r["distance"] for r in compare_many(driver, url, pairs, net)])
-                    d = np.array([r["distance"] for r in compare_many(driver, url, pairs, q)])
-                    h = np.array([t["h"] for t in site["triplets"]])
-                    f0, f1, d0, d1 = f[0::2], f[1::2], d[0::2], d[1::2]
-                    flipped = np.sign(d0 - d1) != np.sign(f0 - f1)
-                    row["mini"] = {
-                        **metrics(d, f),
-                        "flipped": float(flipped.mean()),
-                        "n_triplets": int(h.size),
-                        "twoafc_change": 100 * (score_2afc(d0, d1, h) - score_2afc(f0, f1, h)),
-                    }
-                if site["live"]:
-                    f = compare_many(driver, url, site["live"], net)
-                    d = compare_many(driver, url, site["live"], q)
-                    row["live"] = {
-                        **metrics(np.array([r["distance"] for r in d]), np.array([r["distance"] for r in f])),
-                        "ms_fp32": statistics.median(r["ms"] for r in f),
-                        "ms_int8": statistics.median(r["ms"] for r in d),
-                    }
-                results["nets"][net] = row
-                print(net, json.dumps(row), file=sys.stderr)
-        finally:
-            driver.quit()
-            shutil.rmtree(profile, ignore_errors=True)
-    shutil.rmtree(root, ignore_errors=True)
+    results: dict = {
+        "nets": {},
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_before": os.getloadavg()[0],
+        "cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"),
+        "threads": 1,
+    }
+    try:
+        with local_server(root) as url:
+            driver, profile = start_browser(url)
+            try:
+                for net in (n for n in nets if n in site["manifest"]["nets"]):
+                    results["nets"][net] = measure_net(driver, url, site, net, args.reps)
+                    print(net, json.dumps(results["nets"][net]), file=sys.stderr)
+            finally:
+                driver.quit()
+                shutil.rmtree(profile, ignore_errors=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     results["load_after"] = os.getloadavg()[0]
     from lpips_core.files import write_json, write_text
 
