@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import warnings
 from pathlib import Path
 
@@ -407,13 +406,12 @@ def test_production_torchscript_and_onnx_give_the_reference_distances_linear_qua
 
 
 # --------------------------------------------------------------------------- row 8
-def _run_main(*args: str, log: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    """``python main.py *args`` in a process of its own (forked: tests/forked.py)."""
+def _run_main(*args: str, log: Path, env_extra: dict | None = None) -> tuple[int, str, str]:
+    """``python main.py *args`` in a process of its own (forked: tests/forked.py): (returncode, stdout, stderr)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
     path = str(REPO / "main.py")
     script = f"import runpy, sys; sys.argv[0] = {path!r}; runpy.run_path({path!r}, run_name='__main__')"
-    rc, stdout, stderr = forked.run(script, *args, env=env, log=log, cwd=REPO)
-    return subprocess.CompletedProcess(["main.py", *args], rc, stdout, stderr)
+    return forked.run(script, *args, env=env, log=log, cwd=REPO)
 
 
 @pytest.mark.slow
@@ -430,7 +428,7 @@ def test_main_py_forwards_every_mode_to_lpips_core(data_dir, tmp_path, capsys):
     if converted_path("alexnet").exists():
         shutil.copyfile(converted_path("alexnet"), cache / converted_path("alexnet").name)
     out = tmp_path / "train"
-    run = _run_main(
+    rc, _, stderr = _run_main(
         "--mode",
         "train",
         "--data_dir",
@@ -448,8 +446,8 @@ def test_main_py_forwards_every_mode_to_lpips_core(data_dir, tmp_path, capsys):
         log=tmp_path / "train-log",
         env_extra={"LPIPS_CORE_CACHE": str(cache)},
     )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "lpips-core train --data" in run.stderr
+    assert rc == 0, stderr[-2000:]
+    assert "lpips-core train --data" in stderr
     summary = json.loads((out / "summary.json").read_text())
     trained = out / "alex_lin.pth"
     with warnings.catch_warnings():
@@ -462,7 +460,7 @@ def test_main_py_forwards_every_mode_to_lpips_core(data_dir, tmp_path, capsys):
     assert summary["val_2afc"]["trained-alex_lin"] == pytest.approx(_reference_2afc(ref.eval(), val)[0], abs=1e-9)
 
     ev = tmp_path / "eval"
-    run = _run_main(
+    rc, _, stderr = _run_main(
         "--mode",
         "evaluate",
         "--data_dir",
@@ -478,7 +476,7 @@ def test_main_py_forwards_every_mode_to_lpips_core(data_dir, tmp_path, capsys):
         "50",
         log=tmp_path / "eval-log",
     )
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert rc == 0, stderr[-2000:]
     scores = json.loads((ev / "results.json").read_text())["2afc"]
     assert scores["trained-alex"]["photos"]["score"] == pytest.approx(_reference_2afc(ref, val)[0], abs=1e-9)
 

@@ -31,7 +31,6 @@ import os
 import pickle
 import signal
 import struct
-import sys
 import textwrap
 import threading
 import zlib
@@ -50,7 +49,6 @@ from PIL import Image
 from lpips_core.cli import main
 from lpips_core.data.images import ImageLoadError, load_image
 
-PY = sys.executable
 BUDGET_ENV = "LPIPS_CORE_MAX_PIXELS"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
