@@ -59,6 +59,10 @@ def ours(net: str = "alex", version: str = "0.1", lpips: bool = True, spatial: b
         return lpips_core.LPIPS(net=net, version=version, lpips=lpips, spatial=spatial, pnet_rand=True)
 
 
+#: The torch.nn.init functions that torchvision's trunks and torch's layers call on construction.
+RANDOM_INITS = ("normal_", "uniform_", "kaiming_normal_", "kaiming_uniform_", "constant_", "zeros_", "ones_")
+
+
 @contextlib.contextmanager
 def random_init_skipped():
     """Parameters constructed inside are left uninitialised instead of drawn at random.
@@ -74,10 +78,6 @@ def random_init_skipped():
     keep = {name: (lambda tensor, *args, **kwargs: tensor) for name in RANDOM_INITS}
     with mock.patch.multiple(torch.nn.init, **keep):
         yield
-
-
-#: The torch.nn.init functions that torchvision's trunks and torch's layers call on construction.
-RANDOM_INITS = ("normal_", "uniform_", "kaiming_normal_", "kaiming_uniform_", "constant_", "zeros_", "ones_")
 
 
 @functools.cache
